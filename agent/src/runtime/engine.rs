@@ -1,0 +1,136 @@
+//! The [`Runtime`]: one wasmtime engine per process, configured once.
+//!
+//! - **Pooling allocator**: instance memories, tables and fiber stacks come
+//!   from slots reserved up front, so instantiation is a few µs of bookkeeping
+//!   instead of `mmap`/`munmap` calls.
+//! - **Epoch interruption**: a ticker thread advances the engine's epoch every
+//!   [`RuntimeConfig::epoch_tick`]; each running instance is called back at its
+//!   next tick to charge CPU and yield (see `cpu` and `state`).
+//! - **Async**: guests run on fibers driven by tokio, so thousands of them share
+//!   a few threads and a sleeping or throttled guest costs no thread.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+
+use super::cache::CompileCache;
+use super::module::LoadedModule;
+use super::state::{ComponentState, CoreState};
+use super::RuntimeError;
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances that may exist at once (pool slots).
+    pub max_instances: u32,
+    /// Largest linear memory an instance may have (pool slot size).
+    pub max_memory_bytes: u64,
+    /// How often running instances are interrupted to account CPU and yield.
+    pub epoch_tick: Duration,
+    /// Where precompiled artefacts are cached; `None` compiles in memory.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            max_memory_bytes: 4 << 30,
+            epoch_tick: Duration::from_millis(2),
+            cache_dir: None,
+        }
+    }
+}
+
+/// The Wasm runtime of one process: engine, linkers, loaded modules.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) core_linker: Linker<CoreState>,
+    pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
+    /// Every `(module, name)` the core linker defines, to name missing imports.
+    pub(crate) core_imports: HashSet<(String, String)>,
+    pub(crate) cache: Option<CompileCache>,
+    pub(crate) loaded: Mutex<HashMap<String, Arc<LoadedModule>>>,
+}
+
+impl Runtime {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let slots = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // A component (a module wrapped with the WASI adapter) is several core
+        // instances; size the pool so `max_instances` components fit.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(4))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_error)?;
+
+        let mut core_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |s: &mut CoreState| &mut s.wasi)
+            .map_err(engine_error)?;
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(engine_error)?;
+        let core_imports = defined_imports(&engine, &core_linker);
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, &engine)?),
+            None => None,
+        };
+        start_epoch_ticker(&engine, config.epoch_tick)?;
+        Ok(Arc::new(Self {
+            engine,
+            core_linker,
+            component_linker,
+            core_imports,
+            cache,
+            loaded: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The engine, for embedders that need it (benchmarks, tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The `(module, name)` pairs a core linker defines.
+fn defined_imports(engine: &Engine, linker: &Linker<CoreState>) -> HashSet<(String, String)> {
+    let mut store = wasmtime::Store::new(
+        engine,
+        CoreState {
+            wasi: wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
+            limits: super::state::InstanceLimits::new(None, None),
+        },
+    );
+    linker
+        .iter(&mut store)
+        .map(|(module, name, _)| (module.to_string(), name.to_string()))
+        .collect()
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine, tick: Duration) -> Result<(), RuntimeError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("flotilla-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(tick);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .map(drop)
+        .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker thread: {e}")))
+}

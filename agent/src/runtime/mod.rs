@@ -1,0 +1,25 @@
+//! The Wasm runtime: load a module once, run it many times under limits.
+//!
+//! ```text
+//! Runtime::new(config)            engine + linkers + epoch ticker, once per process
+//!   └─ load_file / load_bytes     → LoadedModule (compiled, cached, InstancePre)
+//!        └─ run(RunSpec)          → Outcome { reason, exit code, cpu, memory… }
+//! ```
+
+mod cache;
+mod cpu;
+mod engine;
+mod error;
+mod memory;
+mod module;
+mod outcome;
+mod output;
+mod run;
+mod state;
+
+pub use engine::{Runtime, RuntimeConfig};
+pub use error::RuntimeError;
+pub use module::{LoadedModule, ModuleKind};
+pub use outcome::{ExitReason, Outcome};
+pub use output::{CaptureBuffer, Stdio};
+pub use run::{Limits, Preopen, RunSpec};

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing Flotilla needs on a Debian 12 machine:
+# the Debian Rust toolchain with a std source for wasm32-wasip1 guests
+# (see ../shared/guest-toolchain.md), lld, wasi-libc, and the tools the
+# benchmarks compare against. Idempotent: skips apt when all are present.
+set -euo pipefail
+packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

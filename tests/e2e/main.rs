@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `flotilla` binary, real guest modules built by
+//! `scripts/build-sample-modules.sh`, real files.
+
+mod support;
+
+mod run_bad_input;
+mod run_in_process;
+mod run_limits;
+mod run_outcomes;
+mod run_sandbox;
