@@ -28,7 +28,11 @@ fn main() {
         Err(e) => {
             let usage_error = e.use_stderr();
             let _ = e.print();
-            std::process::exit(if usage_error { run::exit_code::FLOTILLA_ERROR } else { 0 });
+            std::process::exit(if usage_error {
+                run::exit_code::FLOTILLA_ERROR
+            } else {
+                0
+            });
         }
     };
     tracing_subscriber::fmt()

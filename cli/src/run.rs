@@ -80,7 +80,11 @@ pub fn main(args: RunArgs) -> i32 {
 }
 
 fn run(args: RunArgs) -> Result<i32> {
-    let cache_dir = if args.no_cache { None } else { Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir)) };
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir))
+    };
     let runtime = Runtime::new(RuntimeConfig {
         // One instance: reserve a small pool so start-up stays cheap.
         max_instances: 4,
@@ -90,11 +94,20 @@ fn run(args: RunArgs) -> Result<i32> {
     let module = runtime.load_file(&args.module)?;
     let json = matches!(args.output, Some(OutputFormat::Json));
     let (stdout, stderr) = if json {
-        (CaptureBuffer::new(JSON_CAPTURE_CAP), CaptureBuffer::new(JSON_CAPTURE_CAP))
+        (
+            CaptureBuffer::new(JSON_CAPTURE_CAP),
+            CaptureBuffer::new(JSON_CAPTURE_CAP),
+        )
     } else {
         (CaptureBuffer::default(), CaptureBuffer::default())
     };
-    let stdio = |buffer: &CaptureBuffer| if json { Stdio::Capture(buffer.clone()) } else { Stdio::Inherit };
+    let stdio = |buffer: &CaptureBuffer| {
+        if json {
+            Stdio::Capture(buffer.clone())
+        } else {
+            Stdio::Inherit
+        }
+    };
     let spec = RunSpec {
         program_name: module.name().to_string(),
         args: args.args,
@@ -179,7 +192,9 @@ fn parse_dir(text: &str) -> Result<Preopen, String> {
         None => (spec, spec),
     };
     if host.is_empty() || guest.is_empty() {
-        return Err(format!("{text:?} is not HOST[::GUEST][:ro] (e.g. ./data::/data:ro)"));
+        return Err(format!(
+            "{text:?} is not HOST[::GUEST][:ro] (e.g. ./data::/data:ro)"
+        ));
     }
     Ok(Preopen {
         host: PathBuf::from(host),
@@ -195,7 +210,10 @@ mod tests {
     #[test]
     fn dir_forms() {
         let d = parse_dir("./data::/data:ro").unwrap();
-        assert_eq!((d.host.to_str().unwrap(), d.guest.as_str(), d.read_only), ("./data", "/data", true));
+        assert_eq!(
+            (d.host.to_str().unwrap(), d.guest.as_str(), d.read_only),
+            ("./data", "/data", true)
+        );
         let d = parse_dir("/tmp/x").unwrap();
         assert_eq!((d.guest.as_str(), d.read_only), ("/tmp/x", false));
         assert!(parse_dir("::/data").is_err());
@@ -208,5 +226,4 @@ mod tests {
         assert!(parse_env("=x").is_err());
         assert!(parse_env("novalue").is_err());
     }
-
 }

@@ -115,7 +115,7 @@ fn parse_decimal(text: &str) -> Option<f64> {
 /// Formats bytes the way `kubectl` users read them: `64Mi`, `1536Ki`, `100`.
 pub fn format_memory_bytes(bytes: u64) -> String {
     for (suffix, m) in MEMORY_SUFFIXES[..4].iter().rev() {
-        if bytes >= *m && bytes % m == 0 {
+        if bytes >= *m && bytes.is_multiple_of(*m) {
             return format!("{}{}", bytes / m, suffix);
         }
     }

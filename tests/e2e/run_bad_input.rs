@@ -15,7 +15,10 @@ fn refused(args: &[&str]) -> String {
 #[test]
 fn missing_file() {
     let e = refused(&["run", "/nonexistent/app.wasm"]);
-    assert!(e.contains("cannot read module /nonexistent/app.wasm") && e.contains("No such file"), "{e}");
+    assert!(
+        e.contains("cannot read module /nonexistent/app.wasm") && e.contains("No such file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -24,7 +27,10 @@ fn not_wasm() {
     let path = dir.path().join("script.wasm");
     std::fs::write(&path, "#!/bin/sh\necho hi\n").unwrap();
     let e = refused(&["run", path.to_str().unwrap()]);
-    assert!(e.contains("script.wasm is not a WebAssembly module") && e.contains("23 21 2f 62"), "{e}");
+    assert!(
+        e.contains("script.wasm is not a WebAssembly module") && e.contains("23 21 2f 62"),
+        "{e}"
+    );
     std::fs::write(&path, "").unwrap();
     let e = refused(&["run", path.to_str().unwrap()]);
     assert!(e.contains("an empty file"), "{e}");
@@ -37,7 +43,10 @@ fn truncated_module() {
     let path = dir.path().join("half.wasm");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let e = refused(&["run", "--no-cache", path.to_str().unwrap()]);
-    assert!(e.contains("half.wasm is not a valid WebAssembly module"), "{e}");
+    assert!(
+        e.contains("half.wasm is not a valid WebAssembly module"),
+        "{e}"
+    );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
 }
 
@@ -45,7 +54,10 @@ fn truncated_module() {
 fn unknown_imports_are_all_named() {
     let e = refused(&["run", sample("bad-import.wat").to_str().unwrap()]);
     assert!(e.contains("`env::launch_missiles`"), "{e}");
-    assert!(e.contains("`wasi_snapshot_preview1::not_a_wasi_call`"), "{e}");
+    assert!(
+        e.contains("`wasi_snapshot_preview1::not_a_wasi_call`"),
+        "{e}"
+    );
     assert!(!e.contains("fd_write"), "{e}");
 }
 
@@ -53,7 +65,10 @@ fn unknown_imports_are_all_named() {
 fn malformed_quantities_say_what_is_accepted() {
     let hello = sample("hello.wasm");
     let e = refused(&["run", hello.to_str().unwrap(), "--memory", "64Mb"]);
-    assert!(e.contains("\"64Mb\" is not a memory quantity") && e.contains("64Mi"), "{e}");
+    assert!(
+        e.contains("\"64Mb\" is not a memory quantity") && e.contains("64Mi"),
+        "{e}"
+    );
     let e = refused(&["run", hello.to_str().unwrap(), "--cpu", "lots"]);
     assert!(e.contains("250m"), "{e}");
     let e = refused(&["run", hello.to_str().unwrap(), "--timeout", "5"]);
@@ -64,8 +79,16 @@ fn malformed_quantities_say_what_is_accepted() {
 
 #[test]
 fn missing_dir() {
-    let e = refused(&["run", sample("fs.wasm").to_str().unwrap(), "--dir", "/no/such/dir::/data"]);
-    assert!(e.contains("cannot grant directory /no/such/dir: no such directory"), "{e}");
+    let e = refused(&[
+        "run",
+        sample("fs.wasm").to_str().unwrap(),
+        "--dir",
+        "/no/such/dir::/data",
+    ]);
+    assert!(
+        e.contains("cannot grant directory /no/such/dir: no such directory"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -80,5 +103,9 @@ fn bad_wat() {
     let path = dir.path().join("broken.wat");
     std::fs::write(&path, "(module (func (export \"_start\") (i32.add)))").unwrap();
     let e = refused(&["run", path.to_str().unwrap()]);
-    assert!(e.contains("broken.wat is not a valid WebAssembly module") || e.contains("broken.wat is not valid WebAssembly text"), "{e}");
+    assert!(
+        e.contains("broken.wat is not a valid WebAssembly module")
+            || e.contains("broken.wat is not valid WebAssembly text"),
+        "{e}"
+    );
 }

@@ -12,7 +12,9 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .flatten()
-        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| !t.to_string_lossy().starts_with("pipe:")))
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| !t.to_string_lossy().starts_with("pipe:"))
+        })
         .count()
 }
 
@@ -63,7 +65,10 @@ fn a_thousand_runs_leak_no_fds_or_memory() {
     assert_eq!(fds_after, fds, "file descriptors leaked");
     // Other tests run in this process at the same time; allow their noise,
     // not a per-run leak (1000 runs x even 4 KiB would be 4 MiB).
-    assert!(rss_after < rss + 3 * 1024, "RSS grew from {rss} KiB to {rss_after} KiB");
+    assert!(
+        rss_after < rss + 3 * 1024,
+        "RSS grew from {rss} KiB to {rss_after} KiB"
+    );
 }
 
 #[test]

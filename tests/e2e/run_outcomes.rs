@@ -4,12 +4,20 @@ use crate::support::*;
 
 #[test]
 fn hello_completes_with_its_env_and_args() {
-    let r = run_json(&sample("hello.wasm"), &["--env", "GREETING=hi there"], &["a", "b c"]);
+    let r = run_json(
+        &sample("hello.wasm"),
+        &["--env", "GREETING=hi there"],
+        &["a", "b c"],
+    );
     assert_eq!(r.reason(), "Completed", "{}", r.json);
     assert_eq!(r.json["exitCode"], 0);
     assert_eq!(r.code, 0);
     assert!(r.stdout().contains("GREETING=hi there"), "{}", r.stdout());
-    assert!(r.stdout().contains(r#"args=["a", "b c"]"#), "{}", r.stdout());
+    assert!(
+        r.stdout().contains(r#"args=["a", "b c"]"#),
+        "{}",
+        r.stdout()
+    );
 }
 
 #[test]
@@ -17,7 +25,10 @@ fn plain_output_is_the_guests_own() {
     let out = run_plain(&["run", sample("hello.wasm").to_str().unwrap(), "--", "x"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("Hello from a Flotilla guest!"), "{stdout}");
+    assert!(
+        stdout.starts_with("Hello from a Flotilla guest!"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -46,7 +57,11 @@ fn each_trap_kind_is_named() {
 
 #[test]
 fn components_run_too() {
-    let r = run_json(&sample("hello.component.wasm"), &["-e", "GREETING=p2"], &["z"]);
+    let r = run_json(
+        &sample("hello.component.wasm"),
+        &["-e", "GREETING=p2"],
+        &["z"],
+    );
     assert_eq!(r.reason(), "Completed", "{}", r.json);
     assert!(r.stdout().contains("GREETING=p2"), "{}", r.stdout());
     let r = run_json(&sample("exit-code.component.wasm"), &[], &["3"]);
@@ -63,7 +78,14 @@ fn second_start_uses_the_compile_cache() {
     let run = || {
         let out = flotilla()
             .env("FLOTILLA_CACHE_DIR", cache.path())
-            .args(["run", sample("spinner.wasm").to_str().unwrap(), "-o", "json", "--", "10"])
+            .args([
+                "run",
+                sample("spinner.wasm").to_str().unwrap(),
+                "-o",
+                "json",
+                "--",
+                "10",
+            ])
             .output()
             .unwrap();
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()

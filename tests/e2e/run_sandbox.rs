@@ -15,9 +15,18 @@ fn fs_guest_cannot_escape_its_dir() {
     let r = run_json(&sample("fs.wasm"), &["--dir", &dir], &[]);
     let out = r.stdout();
     assert_eq!(r.reason(), "Completed", "{}", r.json);
-    assert!(out.contains(r#"read /data/greeting.txt: "hi from the host""#), "{out}");
-    assert!(out.contains("write /data/written-by-guest.txt: ok"), "{out}");
-    assert_eq!(std::fs::read_to_string(data.join("written-by-guest.txt")).unwrap(), "hello from the guest\n");
+    assert!(
+        out.contains(r#"read /data/greeting.txt: "hi from the host""#),
+        "{out}"
+    );
+    assert!(
+        out.contains("write /data/written-by-guest.txt: ok"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("written-by-guest.txt")).unwrap(),
+        "hello from the guest\n"
+    );
     let escapes: Vec<&str> = out.lines().filter(|l| l.starts_with("escape")).collect();
     assert_eq!(escapes.len(), 7, "{out}");
     for line in escapes {
@@ -32,8 +41,17 @@ fn read_only_dir_refuses_writes() {
     std::fs::write(data.path().join("a.txt"), "a").unwrap();
     let dir = format!("{}::/data:ro", data.path().display());
     let r = run_json(&sample("fs.wasm"), &["--dir", &dir], &[]);
-    assert!(r.stdout().contains(r#"read /data/a.txt: "a""#), "{}", r.stdout());
-    assert!(r.stdout().contains("write /data/written-by-guest.txt: failed"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains(r#"read /data/a.txt: "a""#),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout()
+            .contains("write /data/written-by-guest.txt: failed"),
+        "{}",
+        r.stdout()
+    );
     assert!(!data.path().join("written-by-guest.txt").exists());
 }
 
@@ -45,7 +63,13 @@ fn guest_sees_no_host_env_and_no_files_by_default() {
         .output()
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(json["stdout"].as_str().unwrap().contains("GREETING=<unset>"), "{json}");
+    assert!(
+        json["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("GREETING=<unset>"),
+        "{json}"
+    );
     let r = run_json(&sample("fs.wasm"), &[], &[]);
     assert!(r.stdout().contains("cannot list /data"), "{}", r.stdout());
     assert!(!r.stdout().contains("ALLOWED"), "{}", r.stdout());

@@ -14,13 +14,20 @@ pub fn timing_lock() -> MutexGuard<'static, ()> {
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A built sample module, e.g. `sample("hello.wasm")`.
 pub fn sample(name: &str) -> PathBuf {
     let path = root().join("target/sample-modules").join(name);
-    assert!(path.exists(), "{} is missing: run scripts/build-sample-modules.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-sample-modules.sh",
+        path.display()
+    );
     path
 }
 
@@ -32,7 +39,8 @@ pub fn shared_cache() -> PathBuf {
 /// `flotilla` with the suite's compile cache.
 pub fn flotilla() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    cmd.env("FLOTILLA_CACHE_DIR", shared_cache()).env_remove("FLOTILLA_LOG");
+    cmd.env("FLOTILLA_CACHE_DIR", shared_cache())
+        .env_remove("FLOTILLA_LOG");
     cmd
 }
 
@@ -50,18 +58,27 @@ impl JsonRun {
         self.json["stdout"].as_str().unwrap_or("")
     }
     pub fn f64(&self, field: &str) -> f64 {
-        self.json[field].as_f64().unwrap_or_else(|| panic!("no {field} in {}", self.json))
+        self.json[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {field} in {}", self.json))
     }
 }
 
 /// `flotilla run <flags> MODULE -o json -- <guest_args>`.
 pub fn run_json(module: &Path, flags: &[&str], guest_args: &[&str]) -> JsonRun {
     let mut cmd = flotilla();
-    cmd.arg("run").arg(module).args(flags).args(["-o", "json", "--"]).args(guest_args);
+    cmd.arg("run")
+        .arg(module)
+        .args(flags)
+        .args(["-o", "json", "--"])
+        .args(guest_args);
     let out = cmd.output().expect("spawn flotilla");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("not one JSON object ({e}): stdout={stdout} stderr={}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "not one JSON object ({e}): stdout={stdout} stderr={}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     JsonRun {
         json,

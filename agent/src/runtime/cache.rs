@@ -42,7 +42,8 @@ impl CompileCache {
 
     /// Where the artefact for a module with this digest lives.
     pub(crate) fn path_for(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.fingerprint))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.fingerprint))
     }
 
     /// Stores an artefact atomically.
@@ -53,7 +54,8 @@ impl CompileCache {
         tmp.write_all(artefact)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| cache_error(tmp.path(), e))?;
-        tmp.persist(&path).map_err(|e| cache_error(&path, e.error))?;
+        tmp.persist(&path)
+            .map_err(|e| cache_error(&path, e.error))?;
         Ok(path)
     }
 }

@@ -78,7 +78,11 @@ impl Runtime {
     }
 
     /// Loads a module from memory; `name` labels it in messages.
-    pub fn load_bytes(self: &Arc<Self>, name: &str, bytes: &[u8]) -> Result<Arc<LoadedModule>, RuntimeError> {
+    pub fn load_bytes(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<LoadedModule>, RuntimeError> {
         let binary = to_binary(name, bytes)?;
         let digest = hex::encode(Sha256::digest(&binary));
         if let Some(loaded) = self.loaded_lock().get(&digest) {
@@ -99,13 +103,13 @@ impl Runtime {
         } else {
             let (module, cached) = self.compile::<Module>(name, &digest, &binary)?;
             self.check_core_imports(name, &module)?;
-            let pre = self
-                .core_linker
-                .instantiate_pre(&module)
-                .map_err(|e| RuntimeError::Invalid {
-                    name: name.to_string(),
-                    message: format!("{e:#}"),
-                })?;
+            let pre =
+                self.core_linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| RuntimeError::Invalid {
+                        name: name.to_string(),
+                        message: format!("{e:#}"),
+                    })?;
             (Prepared::Core(pre), cached)
         };
         let loaded = Arc::new(LoadedModule {
@@ -125,19 +129,28 @@ impl Runtime {
         self.loaded_lock().remove(digest);
     }
 
-    fn loaded_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<LoadedModule>>> {
+    fn loaded_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<LoadedModule>>> {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Compiles, through the disk cache when there is one. Returns the
     /// compiled code and whether it came from the cache.
-    fn compile<A: Artefact>(&self, name: &str, digest: &str, binary: &[u8]) -> Result<(A, bool), RuntimeError> {
+    fn compile<A: Artefact>(
+        &self,
+        name: &str,
+        digest: &str,
+        binary: &[u8],
+    ) -> Result<(A, bool), RuntimeError> {
         let invalid = |e: wasmtime::Error| RuntimeError::Invalid {
             name: name.to_string(),
             message: format!("{e:#}"),
         };
         let Some(cache) = &self.cache else {
-            return A::compile(&self.engine, binary).map(|c| (c, false)).map_err(invalid);
+            return A::compile(&self.engine, binary)
+                .map(|c| (c, false))
+                .map_err(invalid);
         };
         let path = cache.path_for(digest);
         if path.exists() {
@@ -147,7 +160,10 @@ impl Runtime {
             // wasmtime still checks its header and version before use.
             match unsafe { A::deserialize_file(&self.engine, &path) } {
                 Ok(compiled) => return Ok((compiled, true)),
-                Err(e) => tracing::warn!("recompiling {name}: cached artefact {} unusable: {e:#}", path.display()),
+                Err(e) => tracing::warn!(
+                    "recompiling {name}: cached artefact {} unusable: {e:#}",
+                    path.display()
+                ),
             }
         }
         let artefact = A::precompile(&self.engine, binary).map_err(invalid)?;
@@ -162,7 +178,11 @@ impl Runtime {
     fn check_core_imports(&self, name: &str, module: &Module) -> Result<(), RuntimeError> {
         let missing: Vec<String> = module
             .imports()
-            .filter(|i| !self.core_imports.contains(&(i.module().to_string(), i.name().to_string())))
+            .filter(|i| {
+                !self
+                    .core_imports
+                    .contains(&(i.module().to_string(), i.name().to_string()))
+            })
             .map(|i| format!("`{}::{}`", i.module(), i.name()))
             .collect();
         if missing.is_empty() {

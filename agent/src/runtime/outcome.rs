@@ -83,7 +83,7 @@ impl Ending {
                         reason: ExitReason::Trap,
                         exit_code: None,
                         trap: Some(trap_kind(*trap)),
-                        message: Some(format!("{error:?}")),
+                        message: Some(trap_message(*trap, &error)),
                     }
                 } else {
                     // A failure raised by the host on the guest's behalf.
@@ -148,6 +148,29 @@ impl Ending {
             message: Some(format!("stopped after its {after:?} deadline")),
         }
     }
+}
+
+/// Backtrace lines kept in a trap's message (a stack overflow has thousands).
+const BACKTRACE_LINES: usize = 12;
+
+/// The trap's description and the top of the guest's backtrace.
+fn trap_message(trap: Trap, error: &wasmtime::Error) -> String {
+    let mut message = trap.to_string();
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let text = backtrace.to_string();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in lines.iter().take(BACKTRACE_LINES) {
+            message.push('\n');
+            message.push_str(line);
+        }
+        if lines.len() > BACKTRACE_LINES {
+            message.push_str(&format!(
+                "\n    … {} more frames",
+                lines.len() - BACKTRACE_LINES
+            ));
+        }
+    }
+    message
 }
 
 /// A stable, kebab-case name for a trap.

@@ -62,7 +62,9 @@ impl CaptureBuffer {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
         // A panic while holding this lock cannot leave the buffer inconsistent.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn append(&self, data: &[u8]) {
@@ -87,7 +89,11 @@ impl StdoutStream for CaptureBuffer {
 }
 
 impl AsyncWrite for CaptureBuffer {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -76,7 +76,9 @@ impl LoadedModule {
         let started = Instant::now();
         if let Prepared::Core(pre) = &self.prepared {
             if pre.module().get_export("_start").is_none() {
-                return Err(RuntimeError::NoEntryPoint { name: self.name.clone() });
+                return Err(RuntimeError::NoEntryPoint {
+                    name: self.name.clone(),
+                });
             }
         }
         let mut wasi = self.wasi_builder(&spec)?;
@@ -122,7 +124,11 @@ impl LoadedModule {
     /// spec grants, nothing inherited from the host.
     fn wasi_builder(&self, spec: &RunSpec) -> Result<WasiCtxBuilder, RuntimeError> {
         let mut wasi = WasiCtxBuilder::new();
-        let program = if spec.program_name.is_empty() { self.name() } else { &spec.program_name };
+        let program = if spec.program_name.is_empty() {
+            self.name()
+        } else {
+            &spec.program_name
+        };
         wasi.arg(program).args(&spec.args).envs(&spec.env);
         for dir in &spec.dirs {
             let preopen_error = |message: String| RuntimeError::Preopen {
@@ -132,7 +138,11 @@ impl LoadedModule {
             if !dir.host.is_dir() {
                 return Err(preopen_error("no such directory".into()));
             }
-            let perms = if dir.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
             wasi.preopened_dir(&dir.host, &dir.guest, perms)
                 .map_err(|e| preopen_error(format!("{e:#}")))?;
         }
@@ -150,12 +160,21 @@ impl LoadedModule {
     }
 }
 
-async fn run_core(pre: &wasmtime::InstancePre<CoreState>, store: &mut Store<CoreState>) -> Result<i32, Failure> {
-    let instance = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
+async fn run_core(
+    pre: &wasmtime::InstancePre<CoreState>,
+    store: &mut Store<CoreState>,
+) -> Result<i32, Failure> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Failure::Instantiate)?;
     let start = instance
         .get_typed_func::<(), ()>(&mut *store, "_start")
         .map_err(Failure::Instantiate)?;
-    start.call_async(&mut *store, ()).await.map_err(Failure::Run)?;
+    start
+        .call_async(&mut *store, ())
+        .await
+        .map_err(Failure::Run)?;
     Ok(0)
 }
 
@@ -163,7 +182,10 @@ async fn run_component(
     pre: &wasmtime_wasi::p2::bindings::CommandPre<ComponentState>,
     store: &mut Store<ComponentState>,
 ) -> Result<i32, Failure> {
-    let command = pre.instantiate_async(&mut *store).await.map_err(Failure::Instantiate)?;
+    let command = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Failure::Instantiate)?;
     match command.wasi_cli_run().call_run(&mut *store).await {
         Ok(Ok(())) => Ok(0),
         Ok(Err(())) => Ok(1),
@@ -173,7 +195,11 @@ async fn run_component(
 
 /// Polls a run to its end under CPU metering and the deadline. `None` means
 /// the deadline passed (the run's future, and with it the guest, is dropped).
-async fn drive<F>(run: F, meter: &Arc<CpuMeter>, timeout: Option<Duration>) -> Option<Result<i32, Failure>>
+async fn drive<F>(
+    run: F,
+    meter: &Arc<CpuMeter>,
+    timeout: Option<Duration>,
+) -> Option<Result<i32, Failure>>
 where
     F: Future<Output = Result<i32, Failure>>,
 {

@@ -41,8 +41,18 @@ pub(crate) struct CoreState {
 
 impl CoreState {
     /// A store for one instance: the sandbox `wasi` grants, under `limits`.
-    pub(crate) fn new_store(engine: &Engine, wasi: &mut WasiCtxBuilder, limits: InstanceLimits) -> Store<Self> {
-        let mut store = Store::new(engine, Self { wasi: wasi.build_p1(), limits });
+    pub(crate) fn new_store(
+        engine: &Engine,
+        wasi: &mut WasiCtxBuilder,
+        limits: InstanceLimits,
+    ) -> Store<Self> {
+        let mut store = Store::new(
+            engine,
+            Self {
+                wasi: wasi.build_p1(),
+                limits,
+            },
+        );
         apply_limits(&mut store);
         store
     }
@@ -63,7 +73,11 @@ pub(crate) struct ComponentState {
 
 impl ComponentState {
     /// A store for one instance: the sandbox `wasi` grants, under `limits`.
-    pub(crate) fn new_store(engine: &Engine, wasi: &mut WasiCtxBuilder, limits: InstanceLimits) -> Store<Self> {
+    pub(crate) fn new_store(
+        engine: &Engine,
+        wasi: &mut WasiCtxBuilder,
+        limits: InstanceLimits,
+    ) -> Store<Self> {
         let state = Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
