@@ -1,9 +1,21 @@
-//! Flotilla's resource vocabulary.
+//! Flotilla's resource vocabulary, shared by every other crate.
 //!
-//! This crate holds the types every other crate agrees on: for now the
-//! Kubernetes-style quantities used for memory, CPU and time limits
-//! ([`quantity`]). It performs no I/O.
+//! - [`quantity`]: Kubernetes-style quantities (`64Mi`, `250m`, `5s`);
+//! - [`meta`]: the envelope every resource shares (`apiVersion`, `kind`,
+//!   `metadata`, `spec`, `status`);
+//! - the kinds: [`workload`], [`instance`], [`node`], [`event`];
+//! - [`validate`]: semantic checks with field paths and hints;
+//! - [`manifest`]: YAML/JSON documents → typed, validated resources.
+//!
+//! This crate performs no I/O.
 
+pub mod event;
+pub mod instance;
+pub mod manifest;
+pub mod meta;
+pub mod node;
 pub mod quantity;
+pub mod validate;
+pub mod workload;
 
 pub use quantity::{parse_cpu_millis, parse_duration, parse_memory_bytes, QuantityError};

@@ -1,0 +1,84 @@
+//! `Instance`: one replica of a Workload, bound to one node (the "pod").
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::Resource;
+use crate::workload::WorkloadSpec;
+
+/// An Instance resource.
+pub type Instance = Resource<InstanceSpec, InstanceStatus>;
+
+/// What to run and where; written by the workload controller and the scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceSpec {
+    /// The owning workload's name.
+    pub workload: String,
+    /// The node it is bound to; empty until scheduled.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    /// The workload's spec at the generation this instance was made from.
+    pub template: WorkloadSpec,
+}
+
+/// Lifecycle phase, as `kubectl get pods` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Accepted, not running yet (unscheduled, fetching, starting).
+    #[default]
+    Pending,
+    /// Running.
+    Running,
+    /// Ended successfully and will not be restarted.
+    Succeeded,
+    /// Ended unsuccessfully and will not be restarted.
+    Failed,
+    /// Ended and waiting out its restart backoff.
+    CrashLoopBackOff,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What the agent observed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// Lifecycle phase.
+    pub phase: Phase,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Whether it is running now.
+    pub ready: bool,
+    /// When the current run started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// How the previous run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_termination: Option<Termination>,
+    /// Why it is in this phase, when that needs saying.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// How one run ended: the runtime's classes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Termination {
+    /// Completed, Error, Trap, OOMKilled, DeadlineExceeded.
+    pub reason: String,
+    /// The guest's exit code, if it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The trap kind, for traps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trap: Option<String>,
+    /// Detail.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When it ended (RFC 3339).
+    pub finished_at: String,
+}

@@ -1,0 +1,209 @@
+//! Reading manifests: YAML (one or many `---` documents) or JSON, into typed
+//! resources, with the path of every problem.
+
+use serde::de::DeserializeOwned;
+
+use crate::meta::{API_VERSION, DEFAULT_NAMESPACE};
+use crate::validate::{validate_workload, FieldError, ValidationErrors};
+use crate::workload::Workload;
+
+/// A manifest that cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not YAML/JSON at all.
+    #[error("document {index}: not valid YAML or JSON: {message}")]
+    Syntax {
+        /// 1-based document number.
+        index: usize,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A kind this API does not have, or one users cannot create.
+    #[error("document {index}: {message}")]
+    Kind {
+        /// 1-based document number.
+        index: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// Wrong shape: unknown field, wrong type.
+    #[error("document {index}: {error}")]
+    Shape {
+        /// 1-based document number.
+        index: usize,
+        /// Where and what.
+        error: FieldError,
+    },
+    /// Right shape, bad values.
+    #[error("document {index} ({kind} {name}): {errors}")]
+    Invalid {
+        /// 1-based document number.
+        index: usize,
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Every problem.
+        errors: ValidationErrors,
+    },
+}
+
+/// A resource users may submit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    /// A Workload.
+    Workload(Workload),
+}
+
+/// Parses every document in `text` (YAML or JSON), checking shape and values.
+pub fn parse_manifests(text: &str) -> Result<Vec<Manifest>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let index = i + 1;
+        let value: serde_json::Value =
+            serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
+                index,
+                message: e.to_string(),
+            })?;
+        if value.is_null() {
+            continue; // an empty document, e.g. a trailing `---`
+        }
+        out.push(parse_one(index, value)?);
+    }
+    Ok(out)
+}
+
+/// Parses one JSON value as a resource a user may submit.
+pub fn parse_one(index: usize, value: serde_json::Value) -> Result<Manifest, ManifestError> {
+    let kind_error = |message: String| ManifestError::Kind { index, message };
+    let api_version = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if api_version != API_VERSION {
+        return Err(kind_error(format!(
+            "apiVersion {api_version:?} is not served (use {API_VERSION})"
+        )));
+    }
+    match value
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+    {
+        "Workload" => {
+            let mut workload: Workload = typed(index, value)?;
+            if workload.metadata.namespace.is_empty() {
+                workload.metadata.namespace = DEFAULT_NAMESPACE.to_string();
+            }
+            validate_workload(&workload).map_err(|errors| ManifestError::Invalid {
+                index,
+                kind: "Workload".into(),
+                name: workload.metadata.name.clone(),
+                errors,
+            })?;
+            Ok(Manifest::Workload(workload))
+        }
+        "Instance" | "Node" | "Event" => Err(kind_error(
+            "Instances, Nodes and Events are made by Flotilla itself; apply a Workload instead"
+                .into(),
+        )),
+        other => Err(kind_error(format!(
+            "unknown kind {other:?} (this API serves: Workload, Instance, Node, Event)"
+        ))),
+    }
+}
+
+/// Deserialises with the path of the first problem.
+pub fn typed<T: DeserializeOwned>(
+    index: usize,
+    value: serde_json::Value,
+) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Shape {
+        index,
+        error: FieldError {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICKER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: ticker, namespace: default, labels: {app: ticker}}
+spec:
+  module: {source: "file:../target/sample-modules/sleeper.wasm"}
+  replicas: 3
+  args: ["500"]
+  resources: {requests: {memory: 16Mi, cpu: 50m}, limits: {memory: 32Mi, cpu: 100m}}
+  restartPolicy: {policy: Always, backoff: {initial: 1s, max: 60s, resetAfter: 10m}}
+"#;
+
+    #[test]
+    fn the_issue_example_parses() {
+        let docs = parse_manifests(TICKER).unwrap();
+        let Manifest::Workload(w) = &docs[0];
+        assert_eq!(w.spec.replicas, 3);
+        assert_eq!(w.spec.resources.limits.memory.as_deref(), Some("32Mi"));
+    }
+
+    #[test]
+    fn several_documents_and_json() {
+        let two = format!(
+            "{TICKER}\n---\n{}\n---\n",
+            TICKER.replace("ticker", "other")
+        );
+        assert_eq!(parse_manifests(&two).unwrap().len(), 2);
+        let json = r#"{"apiVersion":"flotilla.dev/v1","kind":"Workload","metadata":{"name":"j"},"spec":{"module":{"source":"file:x.wasm"}}}"#;
+        let Manifest::Workload(w) = &parse_manifests(json).unwrap()[0];
+        assert_eq!(
+            (w.metadata.namespace.as_str(), w.spec.replicas),
+            ("default", 1)
+        );
+    }
+
+    #[test]
+    fn unknown_field_has_its_path() {
+        let bad = TICKER.replace("limits: {memory: 32Mi", "limits: {memry: 32Mi");
+        let e = parse_manifests(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.resources.limits") && e.contains("unknown field `memry`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_quantity_has_path_and_hint() {
+        let bad = TICKER.replace("memory: 32Mi", "memory: 64Mb");
+        let e = parse_manifests(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains(r#"spec.resources.limits.memory: "64Mb" is not a memory quantity"#),
+            "{e}"
+        );
+        assert!(e.contains("64Mi"), "{e}");
+    }
+
+    #[test]
+    fn bad_documents_are_named() {
+        assert!(matches!(
+            parse_manifests("a: [1, 2"),
+            Err(ManifestError::Syntax { .. })
+        ));
+        let e = parse_manifests(&TICKER.replace("kind: Workload", "kind: Pod"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown kind \"Pod\""), "{e}");
+        let e = parse_manifests(&TICKER.replace("name: ticker", "name: Ticker_1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metadata.name"), "{e}");
+        let e = parse_manifests(&TICKER.replace("replicas: 3", "replicas: -1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.replicas"), "{e}");
+    }
+}

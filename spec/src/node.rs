@@ -1,0 +1,35 @@
+//! `Node`: a machine running an agent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::Resource;
+
+/// A Node resource (cluster-scoped).
+pub type Node = Resource<NodeSpec, NodeStatus>;
+
+/// Desired state of a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    /// When true, nothing new is placed on it.
+    #[serde(default)]
+    pub unschedulable: bool,
+}
+
+/// What the node's agent reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// Total memory in bytes.
+    pub capacity_memory_bytes: u64,
+    /// Total CPU in millicores.
+    pub capacity_cpu_millis: u64,
+    /// Whether the agent is heartbeating.
+    pub ready: bool,
+    /// Last heartbeat (RFC 3339).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_heartbeat: String,
+    /// The agent's version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent_version: String,
+}

@@ -1,0 +1,205 @@
+//! Semantic validation with field paths: every problem names where it is and
+//! what would be accepted, e.g.
+//! `spec.resources.limits.memory: "64Mb" is not a memory quantity (use … 64Mi …)`.
+
+use crate::meta::ObjectMeta;
+use crate::quantity::{parse_cpu_millis, parse_duration, parse_memory_bytes};
+use crate::workload::{ResourceList, Workload};
+
+/// Most replicas one workload may ask for.
+pub const MAX_REPLICAS: u32 = 10_000;
+
+/// One problem at one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FieldError {
+    /// Dotted path, e.g. `spec.resources.limits.memory`.
+    pub path: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+/// All the problems found in one object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+#[derive(Default)]
+struct Collector(Vec<FieldError>);
+
+impl Collector {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check<T, E: std::fmt::Display>(&mut self, path: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.add(path, e.to_string())).ok()
+    }
+}
+
+/// A DNS-1123 label: what Kubernetes accepts as a name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name (use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+fn check_meta(meta: &ObjectMeta, errors: &mut Collector) {
+    errors.check("metadata.name", check_name(&meta.name));
+    if !meta.namespace.is_empty() {
+        errors.check("metadata.namespace", check_name(&meta.namespace));
+    }
+    for key in meta.labels.keys() {
+        if key.is_empty() || key.len() > 63 || key.contains(char::is_whitespace) {
+            errors.add(
+                format!("metadata.labels.{key}"),
+                "a label key is 1-63 characters without spaces",
+            );
+        }
+    }
+}
+
+/// Validates a Workload as submitted by a user.
+pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
+    let mut errors = Collector::default();
+    check_meta(&w.metadata, &mut errors);
+    let spec = &w.spec;
+    match (&spec.module.source, &spec.module.sha256) {
+        (None, None) => errors.add("spec.module", "give a source (file:PATH) or a sha256"),
+        (Some(source), _) if !source.starts_with("file:") => errors.add(
+            "spec.module.source",
+            format!(
+                "{source:?} is not a supported source (use file:PATH, relative to the manifest)"
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(digest) = &spec.module.sha256 {
+        if digest.len() != 64
+            || !digest
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
+            errors.add(
+                "spec.module.sha256",
+                format!("{digest:?} is not a sha256 (64 lowercase hex digits)"),
+            );
+        }
+    }
+    if spec.replicas > MAX_REPLICAS {
+        errors.add(
+            "spec.replicas",
+            format!("{} is more than the {MAX_REPLICAS} allowed", spec.replicas),
+        );
+    }
+    let requests = check_resources(
+        "spec.resources.requests",
+        &spec.resources.requests,
+        &mut errors,
+    );
+    let limits = check_resources("spec.resources.limits", &spec.resources.limits, &mut errors);
+    if spec.resources.requests.timeout.is_some() {
+        errors.add(
+            "spec.resources.requests.timeout",
+            "a timeout is a limit, not a request: move it to spec.resources.limits.timeout",
+        );
+    }
+    if let (Some(r), Some(l)) = (requests.0, limits.0) {
+        if r > l {
+            errors.add(
+                "spec.resources.requests.memory",
+                "must not be more than spec.resources.limits.memory",
+            );
+        }
+    }
+    if let (Some(r), Some(l)) = (requests.1, limits.1) {
+        if r > l {
+            errors.add(
+                "spec.resources.requests.cpu",
+                "must not be more than spec.resources.limits.cpu",
+            );
+        }
+    }
+    for (i, env) in spec.env.iter().enumerate() {
+        if env.name.is_empty() || env.name.contains('=') || env.name.contains('\0') {
+            errors.add(
+                format!("spec.env[{i}].name"),
+                format!("{:?} is not a variable name", env.name),
+            );
+        }
+    }
+    for (i, dir) in spec.dirs.iter().enumerate() {
+        if !dir.host_path.starts_with('/') {
+            errors.add(
+                format!("spec.dirs[{i}].hostPath"),
+                format!("{:?} must be an absolute path on the node", dir.host_path),
+            );
+        }
+        if dir.guest_path.is_empty() {
+            errors.add(
+                format!("spec.dirs[{i}].guestPath"),
+                "must not be empty (e.g. /data)",
+            );
+        }
+    }
+    let backoff = &spec.restart_policy.backoff;
+    let initial = errors.check(
+        "spec.restartPolicy.backoff.initial",
+        parse_duration(&backoff.initial),
+    );
+    let max = errors.check(
+        "spec.restartPolicy.backoff.max",
+        parse_duration(&backoff.max),
+    );
+    errors.check(
+        "spec.restartPolicy.backoff.resetAfter",
+        parse_duration(&backoff.reset_after),
+    );
+    if let (Some(initial), Some(max)) = (initial, max) {
+        if initial > max {
+            errors.add(
+                "spec.restartPolicy.backoff.initial",
+                "must not be more than spec.restartPolicy.backoff.max",
+            );
+        }
+    }
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors.0))
+    }
+}
+
+/// Checks a resource list; returns the parsed (memory bytes, cpu millicores).
+fn check_resources(
+    path: &str,
+    list: &ResourceList,
+    errors: &mut Collector,
+) -> (Option<u64>, Option<u64>) {
+    let memory = list
+        .memory
+        .as_deref()
+        .and_then(|m| errors.check(&format!("{path}.memory"), parse_memory_bytes(m)));
+    let cpu = list
+        .cpu
+        .as_deref()
+        .and_then(|c| errors.check(&format!("{path}.cpu"), parse_cpu_millis(c)));
+    if let Some(t) = list.timeout.as_deref() {
+        errors.check(&format!("{path}.timeout"), parse_duration(t));
+    }
+    (memory, cpu)
+}

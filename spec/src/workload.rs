@@ -1,0 +1,211 @@
+//! `Workload`: a module, how many replicas of it to run, and under which limits.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::Resource;
+
+/// A Workload resource.
+pub type Workload = Resource<WorkloadSpec, WorkloadStatus>;
+
+/// What the user wants running.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// The Wasm module to run.
+    pub module: ModuleSource,
+    /// How many instances to keep running.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Arguments after `argv[0]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables (the guest sees no others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Requests (what the scheduler reserves) and limits (what the runtime enforces).
+    #[serde(default)]
+    pub resources: Resources,
+    /// Host directories granted to each instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirGrant>,
+    /// When and how fast to restart instances that end.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Only nodes with all these labels may run the instances.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Where the module comes from. After `apply` the CLI has uploaded a `file:`
+/// source to the control plane and `sha256` names the blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModuleSource {
+    /// `file:PATH` (relative to the manifest's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Hex sha256 of the module's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Its value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Requests and limits, as quantities (`64Mi`, `250m`, `5s`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// What the scheduler reserves on a node.
+    #[serde(default)]
+    pub requests: ResourceList,
+    /// What the runtime enforces.
+    #[serde(default)]
+    pub limits: ResourceList,
+}
+
+/// Memory, CPU and (for limits) wall-clock time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceList {
+    /// Memory quantity: `64Mi`, `1Gi`, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU quantity: `250m`, `0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Wall-clock limit per run: `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// A host directory granted to instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirGrant {
+    /// Directory on the node.
+    pub host_path: String,
+    /// Where the guest sees it.
+    pub guest_path: String,
+    /// Whether the guest may only read.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// When to restart an instance that ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicyKind {
+    /// Whatever the reason.
+    #[default]
+    Always,
+    /// Only when it did not complete successfully.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+/// The restart policy with its exponential backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartPolicy {
+    /// Always, OnFailure or Never.
+    #[serde(default)]
+    pub policy: RestartPolicyKind,
+    /// Delays between restarts.
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            policy: RestartPolicyKind::Always,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Exponential backoff: `initial`, doubling up to `max`; the count resets
+/// after an instance has run `resetAfter` without ending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backoff {
+    /// First delay (default 1s).
+    #[serde(default = "default_initial")]
+    pub initial: String,
+    /// Largest delay (default 60s).
+    #[serde(default = "default_max")]
+    pub max: String,
+    /// Run time after which the backoff starts over (default 10m).
+    #[serde(default = "default_reset_after")]
+    pub reset_after: String,
+}
+
+fn default_initial() -> String {
+    "1s".into()
+}
+fn default_max() -> String {
+    "60s".into()
+}
+fn default_reset_after() -> String {
+    "10m".into()
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: default_initial(),
+            max: default_max(),
+            reset_after: default_reset_after(),
+        }
+    }
+}
+
+/// What the workload controller observed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    /// The generation this status describes.
+    pub observed_generation: u64,
+    /// Instances that exist.
+    pub replicas: u32,
+    /// Instances that are Running.
+    pub ready_replicas: u32,
+    /// Conditions, Kubernetes style.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A condition: a named boolean with a reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// E.g. `Available`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_transition_time: String,
+}
