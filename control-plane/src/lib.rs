@@ -1,0 +1,13 @@
+//! The Flotilla control plane.
+//!
+//! - [`store`]: where objects live — a [`store::Store`] trait with an embedded
+//!   SQLite backend keeping every object, a revision log for watches, and a
+//!   content-addressed blob store for modules;
+//! - [`api`]: the REST API (Kubernetes-shaped paths, bearer-token auth,
+//!   optimistic concurrency, `?watch=true` streams);
+//! - [`controllers`]: level-triggered loops that drive stored state toward the
+//!   desired state (workloads → instances, instances → nodes).
+
+pub mod api;
+pub mod controllers;
+pub mod store;

@@ -1,0 +1,138 @@
+//! The store: objects by (kind, namespace, name), a global revision counter,
+//! a change log for watches, and blobs by sha256.
+//!
+//! The store writes `metadata.resourceVersion` (the revision of the object's
+//! last write) and enforces optimistic concurrency: an update that names a
+//! `resourceVersion` other than the stored one is a [`StoreError::Conflict`].
+//! Everything else about objects (uids, generations, validation) belongs to
+//! the API layer above.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Create of an object that exists.
+    #[error("{kind} {namespace}/{name} already exists")]
+    AlreadyExists {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Update or delete of an object that does not exist.
+    #[error("{kind} {namespace}/{name} not found")]
+    NotFound {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The caller's `resourceVersion` is stale.
+    #[error("{kind} {namespace}/{name} was modified (resourceVersion is now {current}, the update was based on {given}): get it again and retry")]
+    Conflict {
+        /// Kind.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Stored revision.
+        current: u64,
+        /// Revision the caller sent.
+        given: u64,
+    },
+    /// A watch asked for revisions already compacted away.
+    #[error(
+        "revision {0} is too old (compacted): list again and watch from the list's resourceVersion"
+    )]
+    Gone(u64),
+    /// The backend failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChangeType {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Deleted (the object is its last state).
+    Deleted,
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The store revision of this change.
+    pub revision: u64,
+    /// Kind of the object.
+    pub kind: String,
+    /// Namespace of the object ("" for cluster-scoped kinds).
+    pub namespace: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub change: ChangeType,
+    /// The object after the change (before it, for deletions).
+    pub object: Value,
+}
+
+/// A list of objects and the revision it was read at (watch from there).
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The objects, ordered by namespace and name.
+    pub items: Vec<Value>,
+    /// The store revision at the time of the read.
+    pub revision: u64,
+}
+
+/// Where objects and blobs are kept.
+pub trait Store: Send + Sync + 'static {
+    /// One object.
+    fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError>;
+    /// All objects of a kind, in one namespace or (with `None`) all.
+    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Listing, StoreError>;
+    /// Creates; fails if it exists. Returns the object as stored.
+    fn create(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> Result<Value, StoreError>;
+    /// Replaces; with `expected`, only if the stored revision is that one.
+    fn update(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        expected: Option<u64>,
+    ) -> Result<Value, StoreError>;
+    /// Deletes; returns the object as it was.
+    fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Value, StoreError>;
+    /// Changes after `revision`, oldest first, at most `limit`.
+    fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
+    /// The latest revision.
+    fn revision(&self) -> Result<u64, StoreError>;
+    /// A receiver woken after every write (it carries the new revision).
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Stores a blob under its sha256 (hex). Idempotent.
+    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A blob by sha256.
+    fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether a blob exists.
+    fn has_blob(&self, digest: &str) -> Result<bool, StoreError>;
+}

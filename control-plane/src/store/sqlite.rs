@@ -1,0 +1,440 @@
+//! The embedded store: one SQLite file (WAL mode), so a single machine needs
+//! no other process. A write is one transaction that updates the object, bumps
+//! the revision and appends to the change log, so a crash at any point leaves
+//! either all of it or none.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::Value;
+
+use super::{Change, ChangeType, Listing, Store, StoreError};
+
+/// Changes kept for watchers that fall behind.
+const CHANGE_LOG_KEEP: u64 = 100_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    revision INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name));
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, namespace TEXT NOT NULL,
+    type TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
+";
+
+/// A [`Store`] in one SQLite file.
+pub struct SqliteStore {
+    db: Mutex<Connection>,
+    notify: tokio::sync::watch::Sender<u64>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        // WAL + NORMAL: a killed process loses nothing committed; only a power
+        // loss can drop the last transactions.
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        db.execute_batch(SCHEMA).map_err(backend)?;
+        let revision = read_meta(&db, "revision")?;
+        let (notify, _) = tokio::sync::watch::channel(revision);
+        Ok(Self {
+            db: Mutex::new(db),
+            notify,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic mid-transaction rolls the transaction back on drop, so the
+        // connection is consistent even if the lock was poisoned.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one write transaction: `write` gets the next revision and returns
+    /// the change to log.
+    fn write(
+        &self,
+        write: impl FnOnce(&Transaction, u64) -> Result<Change, StoreError>,
+    ) -> Result<Change, StoreError> {
+        let mut db = self.conn();
+        let tx = db.transaction().map_err(backend)?;
+        let revision = read_meta(&tx, "revision")? + 1;
+        let change = write(&tx, revision)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'revision'",
+            params![revision as i64],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO changes (revision, kind, namespace, type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                revision as i64,
+                change.kind,
+                change.namespace,
+                change_type_name(change.change),
+                change.object.to_string()
+            ],
+        )
+        .map_err(backend)?;
+        if revision % 1000 == 0 && revision > CHANGE_LOG_KEEP {
+            let floor = revision - CHANGE_LOG_KEEP;
+            tx.execute(
+                "DELETE FROM changes WHERE revision <= ?1",
+                params![floor as i64],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'compacted'",
+                params![floor as i64],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        drop(db);
+        self.notify.send_replace(revision);
+        Ok(change)
+    }
+}
+
+fn read_meta(db: &Connection, key: &str) -> Result<u64, StoreError> {
+    db.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|v| v as u64)
+    .map_err(backend)
+}
+
+fn change_type_name(t: ChangeType) -> &'static str {
+    match t {
+        ChangeType::Added => "ADDED",
+        ChangeType::Modified => "MODIFIED",
+        ChangeType::Deleted => "DELETED",
+    }
+}
+
+fn parse_change_type(s: &str) -> ChangeType {
+    match s {
+        "ADDED" => ChangeType::Added,
+        "DELETED" => ChangeType::Deleted,
+        _ => ChangeType::Modified,
+    }
+}
+
+fn parse_body(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("corrupt stored object: {e}")))
+}
+
+/// Writes `revision` into `metadata.resourceVersion`.
+fn stamp(mut object: Value, revision: u64) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    object
+}
+
+fn stored_revision(
+    tx: &Transaction,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<u64>, StoreError> {
+    tx.query_row(
+        "SELECT revision FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind, namespace, name],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|r| r.map(|v| v as u64))
+    .map_err(backend)
+}
+
+impl Store for SqliteStore {
+    fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        let db = self.conn();
+        let body: Option<String> = db
+            .query_row(
+                "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![kind, namespace, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        body.as_deref().map(parse_body).transpose()
+    }
+
+    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Listing, StoreError> {
+        let db = self.conn();
+        let revision = read_meta(&db, "revision")?;
+        let mut stmt = db
+            .prepare_cached(
+                "SELECT body FROM objects WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2) ORDER BY namespace, name",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![kind, namespace], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        let mut items = Vec::new();
+        for row in rows {
+            items.push(parse_body(&row.map_err(backend)?)?);
+        }
+        Ok(Listing { items, revision })
+    }
+
+    fn create(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+    ) -> Result<Value, StoreError> {
+        let change = self.write(|tx, revision| {
+            if stored_revision(tx, kind, namespace, name)?.is_some() {
+                return Err(StoreError::AlreadyExists {
+                    kind: kind.into(),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                });
+            }
+            let object = stamp(object, revision);
+            tx.execute(
+                "INSERT INTO objects (kind, namespace, name, revision, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![kind, namespace, name, revision as i64, object.to_string()],
+            )
+            .map_err(backend)?;
+            Ok(Change {
+                revision,
+                kind: kind.into(),
+                namespace: namespace.into(),
+                change: ChangeType::Added,
+                object,
+            })
+        })?;
+        Ok(change.object)
+    }
+
+    fn update(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        expected: Option<u64>,
+    ) -> Result<Value, StoreError> {
+        let change = self.write(|tx, revision| {
+            let current = stored_revision(tx, kind, namespace, name)?.ok_or_else(|| StoreError::NotFound {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            })?;
+            if let Some(given) = expected {
+                if given != current {
+                    return Err(StoreError::Conflict {
+                        kind: kind.into(),
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        current,
+                        given,
+                    });
+                }
+            }
+            let object = stamp(object, revision);
+            tx.execute(
+                "UPDATE objects SET revision = ?4, body = ?5 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![kind, namespace, name, revision as i64, object.to_string()],
+            )
+            .map_err(backend)?;
+            Ok(Change {
+                revision,
+                kind: kind.into(),
+                namespace: namespace.into(),
+                change: ChangeType::Modified,
+                object,
+            })
+        })?;
+        Ok(change.object)
+    }
+
+    fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Value, StoreError> {
+        let change = self.write(|tx, revision| {
+            let body: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                    params![kind, namespace, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let body = body.ok_or_else(|| StoreError::NotFound {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            })?;
+            tx.execute(
+                "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![kind, namespace, name],
+            )
+            .map_err(backend)?;
+            Ok(Change {
+                revision,
+                kind: kind.into(),
+                namespace: namespace.into(),
+                change: ChangeType::Deleted,
+                object: stamp(parse_body(&body)?, revision),
+            })
+        })?;
+        Ok(change.object)
+    }
+
+    fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let db = self.conn();
+        let compacted = read_meta(&db, "compacted")?;
+        if revision < compacted {
+            return Err(StoreError::Gone(revision));
+        }
+        let mut stmt = db
+            .prepare_cached(
+                "SELECT revision, kind, namespace, type, body FROM changes WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![revision as i64, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let (revision, kind, namespace, change, body) = row.map_err(backend)?;
+            changes.push(Change {
+                revision: revision as u64,
+                kind,
+                namespace,
+                change: parse_change_type(&change),
+                object: parse_body(&body)?,
+            });
+        }
+        Ok(changes)
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        read_meta(&self.conn(), "revision")
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
+                params![digest, bytes],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT bytes FROM blobs WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM blobs WHERE digest = ?1",
+                params![digest],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(name: &str, v: u32) -> Value {
+        json!({"apiVersion": "flotilla.dev/v1", "kind": "Workload", "metadata": {"name": name}, "spec": {"v": v}})
+    }
+
+    #[test]
+    fn crud_revisions_conflicts_and_log_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            let a = s.create("Workload", "default", "a", obj("a", 1)).unwrap();
+            assert_eq!(a["metadata"]["resourceVersion"], "1");
+            assert!(matches!(
+                s.create("Workload", "default", "a", obj("a", 1)),
+                Err(StoreError::AlreadyExists { .. })
+            ));
+            s.update("Workload", "default", "a", obj("a", 2), Some(1))
+                .unwrap();
+            let stale = s.update("Workload", "default", "a", obj("a", 3), Some(1));
+            assert!(
+                matches!(
+                    stale,
+                    Err(StoreError::Conflict {
+                        current: 2,
+                        given: 1,
+                        ..
+                    })
+                ),
+                "{stale:?}"
+            );
+            s.create("Workload", "other", "b", obj("b", 1)).unwrap();
+            s.delete("Workload", "other", "b").unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.revision().unwrap(), 4);
+        assert_eq!(
+            s.get("Workload", "default", "a").unwrap().unwrap()["spec"]["v"],
+            2
+        );
+        assert_eq!(s.list("Workload", None).unwrap().items.len(), 1);
+        let log = s.changes_since(1, 100).unwrap();
+        let kinds: Vec<ChangeType> = log.iter().map(|c| c.change).collect();
+        assert_eq!(
+            kinds,
+            [ChangeType::Modified, ChangeType::Added, ChangeType::Deleted]
+        );
+        s.put_blob("ab", b"wasm").unwrap();
+        s.put_blob("ab", b"wasm").unwrap();
+        assert_eq!(s.get_blob("ab").unwrap().as_deref(), Some(&b"wasm"[..]));
+    }
+}
