@@ -1,1 +1,86 @@
-pub mod x {}
+//! The REST API, on axum/hyper, with Kubernetes-shaped paths:
+//!
+//! ```text
+//! GET    /healthz                                              no auth
+//! GET    /apis/flotilla.dev/v1/{plural}                        list, all namespaces (?watch=true)
+//! GET    /apis/flotilla.dev/v1/namespaces/{ns}/{plural}        list (?watch=true&resourceVersion=N)
+//! POST   /apis/flotilla.dev/v1/namespaces/{ns}/{plural}        create
+//! GET|PUT|DELETE /apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}
+//! PUT    /apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}/status
+//! POST|GET|PUT|DELETE /apis/flotilla.dev/v1/nodes[/{name}[/status]]   (cluster-scoped)
+//! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
+//! ```
+//!
+//! Every request but `/healthz` needs `Authorization: Bearer <token>`.
+//! Errors are Kubernetes `Status` objects with the HTTP code.
+
+mod admission;
+mod auth;
+mod blobs;
+mod error;
+mod kinds;
+mod objects;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use axum::Router;
+
+pub use error::ApiError;
+pub use kinds::Kind;
+
+use crate::store::Store;
+
+/// Largest object body accepted (modules go through `/blobs`).
+pub const MAX_OBJECT_BYTES: usize = 1 << 20;
+/// Largest module accepted.
+pub const MAX_BLOB_BYTES: usize = 256 << 20;
+
+/// What every handler shares.
+pub struct ApiState {
+    /// Where objects live.
+    pub store: Arc<dyn Store>,
+    /// Tokens that may use the API.
+    pub tokens: Vec<String>,
+}
+
+/// The API's router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let objects = Router::new()
+        .route(
+            "/apis/flotilla.dev/v1/namespaces/{ns}/{plural}",
+            get(objects::list_namespaced).post(objects::create_namespaced),
+        )
+        .route(
+            "/apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}",
+            get(objects::get_namespaced)
+                .put(objects::replace_namespaced)
+                .delete(objects::delete_namespaced),
+        )
+        .route(
+            "/apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}/status",
+            put(objects::replace_status_namespaced),
+        )
+        .route(
+            "/apis/flotilla.dev/v1/{plural}",
+            get(objects::list_cluster).post(objects::create_cluster),
+        )
+        .route(
+            "/apis/flotilla.dev/v1/{plural}/{name}",
+            get(objects::get_cluster)
+                .put(objects::replace_cluster)
+                .delete(objects::delete_cluster),
+        )
+        .route("/apis/flotilla.dev/v1/{plural}/{name}/status", put(objects::replace_status_cluster))
+        .layer(DefaultBodyLimit::max(MAX_OBJECT_BYTES));
+    let blobs = Router::new()
+        .route("/blobs/sha256/{digest}", put(blobs::put).get(blobs::get).head(blobs::head))
+        .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
+    objects
+        .merge(blobs)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}

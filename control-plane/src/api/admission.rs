@@ -1,0 +1,163 @@
+//! Admission: what the server checks and fills in before anything is stored.
+//!
+//! Every object is decoded into its typed form (unknown fields and wrong
+//! types are refused with their path), Workloads are validated, and the
+//! server-owned metadata is set: `uid` and `creationTimestamp` at creation,
+//! `generation` bumped when `spec` changes, `status` only through `/status`.
+
+use flotilla_spec::event::Event;
+use flotilla_spec::instance::Instance;
+use flotilla_spec::manifest::{parse_one, typed, Manifest, ManifestError};
+use flotilla_spec::meta::{now_rfc3339, API_VERSION, DEFAULT_NAMESPACE};
+use flotilla_spec::node::Node;
+use flotilla_spec::validate::check_name;
+use serde_json::Value;
+
+use super::{ApiError, Kind};
+use crate::store::Store;
+
+/// Decodes, checks and normalises a submitted object of `kind`.
+fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiError> {
+    let found_kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if found_kind != kind.name() {
+        return Err(ApiError::bad_request(format!(
+            "the body's kind {found_kind:?} does not match the URL's {} (use kind: {})",
+            kind.plural(),
+            kind.name()
+        )));
+    }
+    // Fill the namespace from the URL, refuse a contradicting one.
+    if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        let given = meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+        if kind.namespaced() {
+            if given.is_empty() {
+                meta.insert("namespace".into(), Value::String(namespace.to_string()));
+            } else if given != namespace {
+                return Err(ApiError::bad_request(format!(
+                    "metadata.namespace {given:?} does not match the URL's namespace {namespace:?}"
+                )));
+            }
+        } else if !given.is_empty() {
+            return Err(ApiError::bad_request(format!("{} objects are cluster-scoped: remove metadata.namespace", kind.name())));
+        }
+    }
+    let shape = |e: ManifestError| ApiError::invalid(e.to_string().trim_start_matches("document 1: ").to_string());
+    let value = match kind {
+        Kind::Workload => match parse_one(1, body).map_err(shape)? {
+            Manifest::Workload(w) => to_value(&w)?,
+        },
+        Kind::Instance => to_value(&typed::<Instance>(1, body).map_err(shape)?)?,
+        Kind::Node => to_value(&typed::<Node>(1, body).map_err(shape)?)?,
+        Kind::Event => to_value(&typed::<Event>(1, body).map_err(shape)?)?,
+    };
+    if value["apiVersion"] != API_VERSION {
+        return Err(ApiError::invalid(format!("apiVersion must be {API_VERSION}")));
+    }
+    let name = value["metadata"]["name"].as_str().unwrap_or_default();
+    check_name(name).map_err(|m| ApiError::invalid(format!("metadata.name: {m}")))?;
+    Ok(value)
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The module a Workload names must already be in the blob store.
+fn check_module(kind: Kind, value: &Value, store: &dyn Store) -> Result<(), ApiError> {
+    if kind != Kind::Workload {
+        return Ok(());
+    }
+    match value["spec"]["module"]["sha256"].as_str() {
+        Some(digest) if store.has_blob(digest)? => Ok(()),
+        Some(digest) => Err(ApiError::invalid(format!(
+            "spec.module.sha256: no module with digest {digest} has been uploaded (PUT it to /blobs/sha256/{digest}; `flotilla apply` does this for file: sources)"
+        ))),
+        None => Err(ApiError::invalid(
+            "spec.module.sha256: required by the server; `flotilla apply` uploads file: sources and fills it in",
+        )),
+    }
+}
+
+/// The object to create, with server fields set.
+pub fn for_create(kind: Kind, namespace: &str, body: Value, store: &dyn Store) -> Result<Value, ApiError> {
+    let mut value = normalise(kind, namespace, body)?;
+    check_module(kind, &value, store)?;
+    let meta = &mut value["metadata"];
+    meta["uid"] = Value::String(uuid::Uuid::new_v4().to_string());
+    meta["creationTimestamp"] = Value::String(now_rfc3339());
+    meta["generation"] = Value::from(1u64);
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    Ok(value)
+}
+
+/// The object to store for a replace of `stored`, and the revision the caller based it on.
+pub fn for_replace(kind: Kind, namespace: &str, name: &str, body: Value, stored: &Value, store: &dyn Store) -> Result<(Value, Option<u64>), ApiError> {
+    let expected = resource_version(&body)?;
+    let mut value = normalise(kind, namespace, body)?;
+    check_same_name(&value, name)?;
+    check_module(kind, &value, store)?;
+    let generation = stored["metadata"]["generation"].as_u64().unwrap_or(1);
+    let spec_changed = value["spec"] != stored["spec"];
+    let meta = &mut value["metadata"];
+    meta["uid"] = stored["metadata"]["uid"].clone();
+    meta["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
+    meta["generation"] = Value::from(if spec_changed { generation + 1 } else { generation });
+    // Status is written through /status only.
+    match stored.get("status") {
+        Some(status) => value["status"] = status.clone(),
+        None => {
+            if let Some(o) = value.as_object_mut() {
+                o.remove("status");
+            }
+        }
+    }
+    Ok((value, expected))
+}
+
+/// `stored` with its status replaced by the body's.
+pub fn for_status(kind: Kind, namespace: &str, name: &str, body: Value, stored: &Value) -> Result<(Value, Option<u64>), ApiError> {
+    let expected = resource_version(&body)?;
+    let submitted = normalise(kind, namespace, body)?;
+    check_same_name(&submitted, name)?;
+    let mut value = stored.clone();
+    value["status"] = submitted.get("status").cloned().unwrap_or(Value::Null);
+    Ok((value, expected))
+}
+
+fn check_same_name(value: &Value, name: &str) -> Result<(), ApiError> {
+    let in_body = value["metadata"]["name"].as_str().unwrap_or_default();
+    if in_body != name {
+        return Err(ApiError::bad_request(format!("metadata.name {in_body:?} does not match the URL's name {name:?}")));
+    }
+    Ok(())
+}
+
+/// `metadata.resourceVersion`, if given.
+fn resource_version(body: &Value) -> Result<Option<u64>, ApiError> {
+    match body["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("metadata.resourceVersion {rv:?} is not a revision number"))),
+    }
+}
+
+/// The namespace for a namespaced URL, the empty one for a cluster-scoped kind.
+pub fn namespace_for(kind: Kind, namespace: Option<&str>) -> Result<String, ApiError> {
+    match (kind.namespaced(), namespace) {
+        (true, Some(ns)) => {
+            check_name(ns).map_err(|m| ApiError::bad_request(format!("namespace: {m}")))?;
+            Ok(ns.to_string())
+        }
+        (true, None) => Ok(DEFAULT_NAMESPACE.to_string()),
+        (false, None) => Ok(String::new()),
+        (false, Some(_)) => Err(ApiError::not_found(format!(
+            "{} are cluster-scoped: use /apis/flotilla.dev/v1/{}",
+            kind.plural(),
+            kind.plural()
+        ))),
+    }
+}

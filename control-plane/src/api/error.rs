@@ -1,0 +1,69 @@
+//! API errors as Kubernetes `Status` objects.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// An error response: HTTP code, a CamelCase reason and a message for humans.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub code: StatusCode,
+    /// `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`…
+    pub reason: &'static str,
+    /// What went wrong and how to fix it.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self { code: StatusCode::BAD_REQUEST, reason: "BadRequest", message: message.into() }
+    }
+    /// 422.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { code: StatusCode::UNPROCESSABLE_ENTITY, reason: "Invalid", message: message.into() }
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { code: StatusCode::NOT_FOUND, reason: "NotFound", message: message.into() }
+    }
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self { code: StatusCode::UNAUTHORIZED, reason: "Unauthorized", message: message.into() }
+    }
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { code: StatusCode::INTERNAL_SERVER_ERROR, reason: "InternalError", message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (code, reason) = match &e {
+            StoreError::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
+            StoreError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+            StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
+            StoreError::Gone(_) => (StatusCode::GONE, "Expired"),
+            StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        };
+        Self { code, reason, message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "reason": self.reason,
+            "message": self.message,
+            "code": self.code.as_u16(),
+        });
+        (self.code, Json(body)).into_response()
+    }
+}

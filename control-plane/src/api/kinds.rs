@@ -1,0 +1,58 @@
+//! The kinds the API serves and their URL names.
+
+use super::ApiError;
+
+/// A served kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Workloads (namespaced).
+    Workload,
+    /// Instances (namespaced).
+    Instance,
+    /// Events (namespaced).
+    Event,
+    /// Nodes (cluster-scoped).
+    Node,
+}
+
+impl Kind {
+    /// From the plural in a URL.
+    pub fn from_plural(plural: &str) -> Result<Self, ApiError> {
+        Ok(match plural {
+            "workloads" => Kind::Workload,
+            "instances" => Kind::Instance,
+            "events" => Kind::Event,
+            "nodes" => Kind::Node,
+            other => {
+                return Err(ApiError::not_found(format!(
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes)"
+                )))
+            }
+        })
+    }
+
+    /// The `kind` field's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Workload => "Workload",
+            Kind::Instance => "Instance",
+            Kind::Event => "Event",
+            Kind::Node => "Node",
+        }
+    }
+
+    /// The URL plural.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Workload => "workloads",
+            Kind::Instance => "instances",
+            Kind::Event => "events",
+            Kind::Node => "nodes",
+        }
+    }
+
+    /// Whether objects live in namespaces.
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Node)
+    }
+}

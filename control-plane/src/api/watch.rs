@@ -1,0 +1,159 @@
+//! `?watch=true`: a stream of newline-delimited JSON events
+//! (`{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{…}}`), replayed
+//! from the change log after `resourceVersion` (or, without one, every
+//! current object as ADDED first), then live. A BOOKMARK every 15 s carries
+//! the latest revision and proves the stream is alive.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::{ApiError, Kind};
+use crate::store::{Store, StoreError};
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+const CHANGES_PER_READ: usize = 500;
+
+/// Which objects a list or watch returns.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// The kind.
+    pub kind: Kind,
+    /// One namespace, or all with `None`.
+    pub namespace: Option<String>,
+    fields: Vec<(Vec<String>, String)>,
+    labels: Vec<(String, String)>,
+}
+
+impl Filter {
+    /// From `fieldSelector=spec.nodeName=n1,metadata.name=x` and
+    /// `labelSelector=app=web` (equality only).
+    pub fn from_params(kind: Kind, namespace: Option<String>, params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let pairs = |text: Option<&String>, what: &str| -> Result<Vec<(String, String)>, ApiError> {
+            text.map(|t| t.split(',').filter(|p| !p.is_empty()).map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim_end_matches('=').to_string(), v.to_string()))
+                    .ok_or_else(|| ApiError::bad_request(format!("{what} {p:?} is not key=value")))
+            }).collect())
+            .unwrap_or(Ok(Vec::new()))
+        };
+        let fields = pairs(params.get("fieldSelector"), "fieldSelector")?
+            .into_iter()
+            .map(|(k, v)| (k.split('.').map(String::from).collect(), v))
+            .collect();
+        Ok(Self {
+            kind,
+            namespace,
+            fields,
+            labels: pairs(params.get("labelSelector"), "labelSelector")?,
+        })
+    }
+
+    /// Whether `object` passes the selectors.
+    pub fn matches(&self, object: &Value) -> bool {
+        let fields_ok = self.fields.iter().all(|(path, want)| {
+            let found = path.iter().try_fold(object, |v, key| v.get(key));
+            found.and_then(Value::as_str).unwrap_or_default() == want
+        });
+        let labels_ok = self
+            .labels
+            .iter()
+            .all(|(k, v)| object["metadata"]["labels"][k].as_str() == Some(v.as_str()));
+        fields_ok && labels_ok
+    }
+
+    fn accepts(&self, kind: &str, namespace: &str, object: &Value) -> bool {
+        kind == self.kind.name() && self.namespace.as_deref().is_none_or(|ns| ns == namespace) && self.matches(object)
+    }
+}
+
+struct WatchState {
+    store: Arc<dyn Store>,
+    filter: Filter,
+    revision: Option<u64>,
+    pending: VecDeque<Value>,
+    wake: tokio::sync::watch::Receiver<u64>,
+    done: bool,
+}
+
+fn event_line(event: &Value) -> Bytes {
+    let mut line = event.to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+fn error_event(e: StoreError) -> Value {
+    let status = ApiError::from(e);
+    json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": status.reason, "message": status.message, "code": status.code.as_u16()}})
+}
+
+impl WatchState {
+    /// Fills `pending` with the next events, waiting for changes if none.
+    async fn fill(&mut self) {
+        let Some(revision) = self.revision else {
+            match self.store.list(self.filter.kind.name(), self.filter.namespace.as_deref()) {
+                Ok(listing) => {
+                    for object in listing.items.into_iter().filter(|o| self.filter.matches(o)) {
+                        self.pending.push_back(json!({"type": "ADDED", "object": object}));
+                    }
+                    self.revision = Some(listing.revision);
+                }
+                Err(e) => self.fail(e),
+            }
+            return;
+        };
+        match self.store.changes_since(revision, CHANGES_PER_READ) {
+            Err(e) => self.fail(e),
+            Ok(changes) if !changes.is_empty() => {
+                for change in changes {
+                    self.revision = Some(change.revision);
+                    if self.filter.accepts(&change.kind, &change.namespace, &change.object) {
+                        self.pending.push_back(json!({"type": change.change, "object": change.object}));
+                    }
+                }
+            }
+            Ok(_) => match tokio::time::timeout(BOOKMARK_EVERY, self.wake.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => self.done = true,
+                Err(_) => self.pending.push_back(json!({"type": "BOOKMARK", "object": {
+                    "kind": self.filter.kind.name(), "apiVersion": flotilla_spec::meta::API_VERSION,
+                    "metadata": {"resourceVersion": revision.to_string()}}})),
+            },
+        }
+    }
+
+    fn fail(&mut self, e: StoreError) {
+        self.pending.push_back(error_event(e));
+        self.done = true;
+    }
+}
+
+/// The streaming response of a watch.
+pub fn watch(store: Arc<dyn Store>, filter: Filter, from: Option<u64>) -> Response {
+    let wake = store.subscribe();
+    let state = WatchState {
+        store,
+        filter,
+        revision: from,
+        pending: VecDeque::new(),
+        wake,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(event) = state.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(event_line(&event)), state));
+            }
+            if state.done {
+                return None;
+            }
+            state.fill().await;
+        }
+    });
+    ([("content-type", "application/json")], Body::from_stream(stream)).into_response()
+}
