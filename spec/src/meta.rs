@@ -78,3 +78,8 @@ pub struct Resource<Spec, Status> {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+/// Parses an RFC 3339 timestamp as written by [`now_rfc3339`].
+pub fn parse_rfc3339(text: &str) -> Option<std::time::SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
+}

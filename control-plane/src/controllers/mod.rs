@@ -1,1 +1,46 @@
+//! Controllers: level-triggered loops over the store.
+//!
+//! Each pass reads the whole desired and observed state, computes what is
+//! missing with a pure `reconcile` function, and applies it. Nothing depends
+//! on having seen an earlier event, so a pass is safe to rerun at any time,
+//! after any crash: the loop wakes on every store write and at least every
+//! [`RESYNC`].
 
+pub mod binder;
+pub mod events;
+pub mod workloads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::Store;
+
+/// Longest time between two passes.
+pub const RESYNC: Duration = Duration::from_secs(2);
+
+/// How often expired Events are deleted.
+const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs every controller until the process ends.
+pub async fn run(store: Arc<dyn Store>, node_grace: Duration) {
+    let mut wake = store.subscribe();
+    let mut last_gc = std::time::Instant::now() - EVENT_GC_EVERY;
+    loop {
+        if let Err(e) = workloads::pass(store.as_ref()) {
+            tracing::warn!("workload controller: {e}");
+        }
+        if let Err(e) = binder::pass(store.as_ref(), node_grace) {
+            tracing::warn!("binder: {e}");
+        }
+        if last_gc.elapsed() >= EVENT_GC_EVERY {
+            last_gc = std::time::Instant::now();
+            if let Err(e) = events::collect_garbage(store.as_ref()) {
+                tracing::warn!("event garbage collection: {e}");
+            }
+        }
+        // Coalesce bursts of writes (including our own) into one pass.
+        let _ = tokio::time::timeout(RESYNC, wake.changed()).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        wake.borrow_and_update();
+    }
+}
