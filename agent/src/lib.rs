@@ -1,12 +1,20 @@
 //! The Flotilla node agent.
 //!
-//! For now this crate is the agent's [`runtime`]: a wasmtime engine configured
-//! once (pooling allocator, epoch interruption, async) that runs WASI
-//! preview-1 core modules and preview-2 command components under Wasm-native
-//! limits enforced in-process — memory through a `ResourceLimiter`, CPU through
-//! per-instance CPU-time accounting and throttling at epoch yields, and a
-//! wall-clock deadline — and classifies how each run ended.
-//!
-//! The runtime knows nothing about the API, the store or the scheduler.
+//! - [`runtime`]: a wasmtime engine configured once (pooling allocator, epoch
+//!   interruption, async) that runs WASI preview-1 core modules and preview-2
+//!   command components under Wasm-native limits enforced in-process — memory
+//!   through a `ResourceLimiter`, CPU through per-instance CPU-time accounting
+//!   and throttling at epoch yields, a wall-clock deadline — and classifies
+//!   how each run ended. It knows nothing about the API.
+//! - [`node`]: the agent loop — registers the node, heartbeats, and keeps one
+//!   [`supervisor`] per Instance bound to the node (list + watch, with a local
+//!   [`journal`] to restart them without the control plane);
+//! - [`supervisor`]: fetch, run, restart with backoff, report;
+//! - [`report`]: status and events back to the API; [`logs`]: logs on disk.
 
+pub mod journal;
+pub mod logs;
+pub mod node;
+pub mod report;
 pub mod runtime;
+pub mod supervisor;

@@ -21,5 +21,5 @@ pub use engine::{Runtime, RuntimeConfig};
 pub use error::RuntimeError;
 pub use module::{LoadedModule, ModuleKind};
 pub use outcome::{ExitReason, Outcome};
-pub use output::{CaptureBuffer, Stdio};
+pub use output::{CaptureBuffer, LogWriter, Stdio};
 pub use run::{Limits, Preopen, RunSpec};

@@ -23,6 +23,98 @@ pub enum Stdio {
     Null,
     /// Kept in memory, up to a cap.
     Capture(CaptureBuffer),
+    /// Appended to a log file that rotates at a size.
+    Log(LogWriter),
+}
+
+#[derive(Debug)]
+struct LogState {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    written: u64,
+    rotate_at: u64,
+}
+
+/// Guest output appended to a file; at `rotate_at` bytes the file is renamed
+/// to `<name>.1` (replacing an older one) and a new one is started, so one
+/// instance's logs never take more than twice that. Cloning shares the file,
+/// so stdout and stderr interleave in order, as container logs do.
+#[derive(Clone, Debug)]
+pub struct LogWriter(Arc<Mutex<LogState>>);
+
+impl LogWriter {
+    /// Appends to `path` (created if missing).
+    pub fn open(path: &std::path::Path, rotate_at: u64) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self(Arc::new(Mutex::new(LogState {
+            path: path.to_path_buf(),
+            file: Some(file),
+            written,
+            rotate_at,
+        }))))
+    }
+
+    /// Appends a line written by the host (e.g. how a run ended).
+    pub fn note(&self, line: &str) {
+        self.append(format!("{line}\n").as_bytes());
+    }
+
+    fn append(&self, data: &[u8]) {
+        use std::io::Write;
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state.written >= state.rotate_at {
+            let rotated = state.path.with_extension("log.1");
+            state.file = None;
+            let _ = std::fs::rename(&state.path, rotated);
+            state.file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&state.path)
+                .ok();
+            state.written = 0;
+        }
+        // A full disk must not kill the guest: its output is dropped instead.
+        if let Some(file) = state.file.as_mut() {
+            if file.write_all(data).is_ok() {
+                state.written += data.len() as u64;
+            }
+        }
+    }
+}
+
+impl IsTerminal for LogWriter {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogWriter {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for LogWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 #[derive(Debug, Default)]

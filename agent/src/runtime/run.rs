@@ -150,11 +150,13 @@ impl LoadedModule {
             Stdio::Inherit => drop(wasi.inherit_stdout()),
             Stdio::Null => {}
             Stdio::Capture(buffer) => drop(wasi.stdout(buffer.clone())),
+            Stdio::Log(log) => drop(wasi.stdout(log.clone())),
         }
         match &spec.stderr {
             Stdio::Inherit => drop(wasi.inherit_stderr()),
             Stdio::Null => {}
             Stdio::Capture(buffer) => drop(wasi.stderr(buffer.clone())),
+            Stdio::Log(log) => drop(wasi.stderr(log.clone())),
         }
         Ok(wasi)
     }

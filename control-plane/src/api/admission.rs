@@ -28,7 +28,11 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
     }
     // Fill the namespace from the URL, refuse a contradicting one.
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-        let given = meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+        let given = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if kind.namespaced() {
             if given.is_empty() {
                 meta.insert("namespace".into(), Value::String(namespace.to_string()));
@@ -38,10 +42,15 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
                 )));
             }
         } else if !given.is_empty() {
-            return Err(ApiError::bad_request(format!("{} objects are cluster-scoped: remove metadata.namespace", kind.name())));
+            return Err(ApiError::bad_request(format!(
+                "{} objects are cluster-scoped: remove metadata.namespace",
+                kind.name()
+            )));
         }
     }
-    let shape = |e: ManifestError| ApiError::invalid(e.to_string().trim_start_matches("document 1: ").to_string());
+    let shape = |e: ManifestError| {
+        ApiError::invalid(e.to_string().trim_start_matches("document 1: ").to_string())
+    };
     let value = match kind {
         Kind::Workload => match parse_one(1, body).map_err(shape)? {
             Manifest::Workload(w) => to_value(&w)?,
@@ -51,7 +60,9 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
         Kind::Event => to_value(&typed::<Event>(1, body).map_err(shape)?)?,
     };
     if value["apiVersion"] != API_VERSION {
-        return Err(ApiError::invalid(format!("apiVersion must be {API_VERSION}")));
+        return Err(ApiError::invalid(format!(
+            "apiVersion must be {API_VERSION}"
+        )));
     }
     let name = value["metadata"]["name"].as_str().unwrap_or_default();
     check_name(name).map_err(|m| ApiError::invalid(format!("metadata.name: {m}")))?;
@@ -79,7 +90,12 @@ fn check_module(kind: Kind, value: &Value, store: &dyn Store) -> Result<(), ApiE
 }
 
 /// The object to create, with server fields set.
-pub fn for_create(kind: Kind, namespace: &str, body: Value, store: &dyn Store) -> Result<Value, ApiError> {
+pub fn for_create(
+    kind: Kind,
+    namespace: &str,
+    body: Value,
+    store: &dyn Store,
+) -> Result<Value, ApiError> {
     let mut value = normalise(kind, namespace, body)?;
     check_module(kind, &value, store)?;
     let meta = &mut value["metadata"];
@@ -93,7 +109,14 @@ pub fn for_create(kind: Kind, namespace: &str, body: Value, store: &dyn Store) -
 }
 
 /// The object to store for a replace of `stored`, and the revision the caller based it on.
-pub fn for_replace(kind: Kind, namespace: &str, name: &str, body: Value, stored: &Value, store: &dyn Store) -> Result<(Value, Option<u64>), ApiError> {
+pub fn for_replace(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    body: Value,
+    stored: &Value,
+    store: &dyn Store,
+) -> Result<(Value, Option<u64>), ApiError> {
     let expected = resource_version(&body)?;
     let mut value = normalise(kind, namespace, body)?;
     check_same_name(&value, name)?;
@@ -103,7 +126,11 @@ pub fn for_replace(kind: Kind, namespace: &str, name: &str, body: Value, stored:
     let meta = &mut value["metadata"];
     meta["uid"] = stored["metadata"]["uid"].clone();
     meta["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
-    meta["generation"] = Value::from(if spec_changed { generation + 1 } else { generation });
+    meta["generation"] = Value::from(if spec_changed {
+        generation + 1
+    } else {
+        generation
+    });
     // Status is written through /status only.
     match stored.get("status") {
         Some(status) => value["status"] = status.clone(),
@@ -117,7 +144,13 @@ pub fn for_replace(kind: Kind, namespace: &str, name: &str, body: Value, stored:
 }
 
 /// `stored` with its status replaced by the body's.
-pub fn for_status(kind: Kind, namespace: &str, name: &str, body: Value, stored: &Value) -> Result<(Value, Option<u64>), ApiError> {
+pub fn for_status(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    body: Value,
+    stored: &Value,
+) -> Result<(Value, Option<u64>), ApiError> {
     let expected = resource_version(&body)?;
     let submitted = normalise(kind, namespace, body)?;
     check_same_name(&submitted, name)?;
@@ -129,7 +162,9 @@ pub fn for_status(kind: Kind, namespace: &str, name: &str, body: Value, stored: 
 fn check_same_name(value: &Value, name: &str) -> Result<(), ApiError> {
     let in_body = value["metadata"]["name"].as_str().unwrap_or_default();
     if in_body != name {
-        return Err(ApiError::bad_request(format!("metadata.name {in_body:?} does not match the URL's name {name:?}")));
+        return Err(ApiError::bad_request(format!(
+            "metadata.name {in_body:?} does not match the URL's name {name:?}"
+        )));
     }
     Ok(())
 }
@@ -138,10 +173,11 @@ fn check_same_name(value: &Value, name: &str) -> Result<(), ApiError> {
 fn resource_version(body: &Value) -> Result<Option<u64>, ApiError> {
     match body["metadata"]["resourceVersion"].as_str() {
         None | Some("") => Ok(None),
-        Some(rv) => rv
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("metadata.resourceVersion {rv:?} is not a revision number"))),
+        Some(rv) => rv.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "metadata.resourceVersion {rv:?} is not a revision number"
+            ))
+        }),
     }
 }
 

@@ -10,7 +10,11 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, ApiState};
 
 /// Rejects requests without a known bearer token with 401.
-pub async fn require_token(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(AUTHORIZATION)

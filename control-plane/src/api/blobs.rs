@@ -13,15 +13,25 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, ApiState};
 
 fn check_digest(digest: &str) -> Result<(), ApiError> {
-    if digest.len() == 64 && digest.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+    if digest.len() == 64
+        && digest
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("{digest:?} is not a sha256 digest (64 lowercase hex digits)")))
+        Err(ApiError::bad_request(format!(
+            "{digest:?} is not a sha256 digest (64 lowercase hex digits)"
+        )))
     }
 }
 
 /// PUT /blobs/sha256/{digest}
-pub async fn put(State(s): State<Arc<ApiState>>, Path(digest): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn put(
+    State(s): State<Arc<ApiState>>,
+    Path(digest): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     check_digest(&digest)?;
     let actual = hex::encode(Sha256::digest(&body));
     if actual != digest {
@@ -34,7 +44,10 @@ pub async fn put(State(s): State<Arc<ApiState>>, Path(digest): Path<String>, bod
 }
 
 /// GET /blobs/sha256/{digest}
-pub async fn get(State(s): State<Arc<ApiState>>, Path(digest): Path<String>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(s): State<Arc<ApiState>>,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
     check_digest(&digest)?;
     match s.store.get_blob(&digest)? {
         Some(bytes) => Ok(([("content-type", "application/wasm")], bytes).into_response()),
@@ -43,7 +56,10 @@ pub async fn get(State(s): State<Arc<ApiState>>, Path(digest): Path<String>) -> 
 }
 
 /// HEAD /blobs/sha256/{digest}
-pub async fn head(State(s): State<Arc<ApiState>>, Path(digest): Path<String>) -> Result<Response, ApiError> {
+pub async fn head(
+    State(s): State<Arc<ApiState>>,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
     check_digest(&digest)?;
     if s.store.has_blob(&digest)? {
         Ok(StatusCode::OK.into_response())

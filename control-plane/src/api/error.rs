@@ -21,23 +21,43 @@ pub struct ApiError {
 impl ApiError {
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { code: StatusCode::BAD_REQUEST, reason: "BadRequest", message: message.into() }
+        Self {
+            code: StatusCode::BAD_REQUEST,
+            reason: "BadRequest",
+            message: message.into(),
+        }
     }
     /// 422.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { code: StatusCode::UNPROCESSABLE_ENTITY, reason: "Invalid", message: message.into() }
+        Self {
+            code: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: "Invalid",
+            message: message.into(),
+        }
     }
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { code: StatusCode::NOT_FOUND, reason: "NotFound", message: message.into() }
+        Self {
+            code: StatusCode::NOT_FOUND,
+            reason: "NotFound",
+            message: message.into(),
+        }
     }
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self { code: StatusCode::UNAUTHORIZED, reason: "Unauthorized", message: message.into() }
+        Self {
+            code: StatusCode::UNAUTHORIZED,
+            reason: "Unauthorized",
+            message: message.into(),
+        }
     }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { code: StatusCode::INTERNAL_SERVER_ERROR, reason: "InternalError", message: message.into() }
+        Self {
+            code: StatusCode::INTERNAL_SERVER_ERROR,
+            reason: "InternalError",
+            message: message.into(),
+        }
     }
 }
 
@@ -50,7 +70,11 @@ impl From<StoreError> for ApiError {
             StoreError::Gone(_) => (StatusCode::GONE, "Expired"),
             StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
-        Self { code, reason, message: e.to_string() }
+        Self {
+            code,
+            reason,
+            message: e.to_string(),
+        }
     }
 }
 

@@ -73,14 +73,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .put(objects::replace_cluster)
                 .delete(objects::delete_cluster),
         )
-        .route("/apis/flotilla.dev/v1/{plural}/{name}/status", put(objects::replace_status_cluster))
+        .route(
+            "/apis/flotilla.dev/v1/{plural}/{name}/status",
+            put(objects::replace_status_cluster),
+        )
         .layer(DefaultBodyLimit::max(MAX_OBJECT_BYTES));
     let blobs = Router::new()
-        .route("/blobs/sha256/{digest}", put(blobs::put).get(blobs::get).head(blobs::head))
+        .route(
+            "/blobs/sha256/{digest}",
+            put(blobs::put).get(blobs::get).head(blobs::head),
+        )
         .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
     objects
         .merge(blobs)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }

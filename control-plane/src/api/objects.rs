@@ -18,25 +18,41 @@ type Params = Query<HashMap<String, String>>;
 type ApiResult = Result<Response, ApiError>;
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
 fn not_found(kind: Kind, namespace: &str, name: &str) -> ApiError {
-    let place = if namespace.is_empty() { String::new() } else { format!(" in namespace {namespace:?}") };
+    let place = if namespace.is_empty() {
+        String::new()
+    } else {
+        format!(" in namespace {namespace:?}")
+    };
     ApiError::not_found(format!("{} {name:?} not found{place}", kind.plural()))
 }
 
-async fn list(state: Arc<ApiState>, kind: Kind, namespace: Option<String>, params: HashMap<String, String>) -> ApiResult {
+async fn list(
+    state: Arc<ApiState>,
+    kind: Kind,
+    namespace: Option<String>,
+    params: HashMap<String, String>,
+) -> ApiResult {
     let filter = Filter::from_params(kind, namespace, &params)?;
     if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
         let from = match params.get("resourceVersion").map(String::as_str) {
             None | Some("") | Some("0") => None,
-            Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("resourceVersion {rv:?} is not a number")))?),
+            Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("resourceVersion {rv:?} is not a number"))
+            })?),
         };
         return Ok(watch(state.store.clone(), filter, from).into_response());
     }
     let listing = state.store.list(kind.name(), filter.namespace.as_deref())?;
-    let items: Vec<Value> = listing.items.into_iter().filter(|o| filter.matches(o)).collect();
+    let items: Vec<Value> = listing
+        .items
+        .into_iter()
+        .filter(|o| filter.matches(o))
+        .collect();
     Ok(Json(json!({
         "apiVersion": flotilla_spec::meta::API_VERSION,
         "kind": format!("{}List", kind.name()),
@@ -55,12 +71,22 @@ async fn get_one(state: Arc<ApiState>, kind: Kind, namespace: String, name: Stri
 
 async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes) -> ApiResult {
     let object = for_create(kind, &namespace, parse_body(&body)?, state.store.as_ref())?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let created = state.store.create(kind.name(), &namespace, &name, object)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn replace(state: Arc<ApiState>, kind: Kind, namespace: String, name: String, body: Bytes, status_only: bool) -> ApiResult {
+async fn replace(
+    state: Arc<ApiState>,
+    kind: Kind,
+    namespace: String,
+    name: String,
+    body: Bytes,
+    status_only: bool,
+) -> ApiResult {
     let body = parse_body(&body)?;
     let stored = state
         .store
@@ -71,7 +97,9 @@ async fn replace(state: Arc<ApiState>, kind: Kind, namespace: String, name: Stri
     } else {
         for_replace(kind, &namespace, &name, body, &stored, state.store.as_ref())?
     };
-    let updated = state.store.update(kind.name(), &namespace, &name, object, expected)?;
+    let updated = state
+        .store
+        .update(kind.name(), &namespace, &name, object, expected)?;
     Ok(Json(updated).into_response())
 }
 
@@ -84,51 +112,81 @@ async fn delete(state: Arc<ApiState>, kind: Kind, namespace: String, name: Strin
 }
 
 /// GET /namespaces/{ns}/{plural}
-pub async fn list_namespaced(State(s): State<Arc<ApiState>>, Path((ns, plural)): Path<(String, String)>, Query(p): Params) -> ApiResult {
+pub async fn list_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural)): Path<(String, String)>,
+    Query(p): Params,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     list(s, kind, Some(ns), p).await
 }
 
 /// POST /namespaces/{ns}/{plural}
-pub async fn create_namespaced(State(s): State<Arc<ApiState>>, Path((ns, plural)): Path<(String, String)>, body: Bytes) -> ApiResult {
+pub async fn create_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     create(s, kind, ns, body).await
 }
 
 /// GET /namespaces/{ns}/{plural}/{name}
-pub async fn get_namespaced(State(s): State<Arc<ApiState>>, Path((ns, plural, name)): Path<(String, String, String)>) -> ApiResult {
+pub async fn get_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     get_one(s, kind, ns, name).await
 }
 
 /// PUT /namespaces/{ns}/{plural}/{name}
-pub async fn replace_namespaced(State(s): State<Arc<ApiState>>, Path((ns, plural, name)): Path<(String, String, String)>, body: Bytes) -> ApiResult {
+pub async fn replace_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     replace(s, kind, ns, name, body, false).await
 }
 
 /// PUT /namespaces/{ns}/{plural}/{name}/status
-pub async fn replace_status_namespaced(State(s): State<Arc<ApiState>>, Path((ns, plural, name)): Path<(String, String, String)>, body: Bytes) -> ApiResult {
+pub async fn replace_status_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     replace(s, kind, ns, name, body, true).await
 }
 
 /// DELETE /namespaces/{ns}/{plural}/{name}
-pub async fn delete_namespaced(State(s): State<Arc<ApiState>>, Path((ns, plural, name)): Path<(String, String, String)>) -> ApiResult {
+pub async fn delete_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     delete(s, kind, ns, name).await
 }
 
 /// GET /{plural}: a cluster-scoped kind, or a namespaced kind across all namespaces.
-pub async fn list_cluster(State(s): State<Arc<ApiState>>, Path(plural): Path<String>, Query(p): Params) -> ApiResult {
+pub async fn list_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path(plural): Path<String>,
+    Query(p): Params,
+) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
-    let ns = if kind.namespaced() { None } else { Some(String::new()) };
+    let ns = if kind.namespaced() {
+        None
+    } else {
+        Some(String::new())
+    };
     list(s, kind, ns, p).await
 }
 
@@ -143,26 +201,52 @@ fn cluster_scoped(plural: &str) -> Result<Kind, ApiError> {
 }
 
 /// POST /{plural} (cluster-scoped kinds)
-pub async fn create_cluster(State(s): State<Arc<ApiState>>, Path(plural): Path<String>, body: Bytes) -> ApiResult {
+pub async fn create_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path(plural): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     create(s, cluster_scoped(&plural)?, String::new(), body).await
 }
 
 /// GET /{plural}/{name} (cluster-scoped kinds)
-pub async fn get_cluster(State(s): State<Arc<ApiState>>, Path((plural, name)): Path<(String, String)>) -> ApiResult {
+pub async fn get_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path((plural, name)): Path<(String, String)>,
+) -> ApiResult {
     get_one(s, cluster_scoped(&plural)?, String::new(), name).await
 }
 
 /// PUT /{plural}/{name} (cluster-scoped kinds)
-pub async fn replace_cluster(State(s): State<Arc<ApiState>>, Path((plural, name)): Path<(String, String)>, body: Bytes) -> ApiResult {
-    replace(s, cluster_scoped(&plural)?, String::new(), name, body, false).await
+pub async fn replace_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    replace(
+        s,
+        cluster_scoped(&plural)?,
+        String::new(),
+        name,
+        body,
+        false,
+    )
+    .await
 }
 
 /// PUT /{plural}/{name}/status (cluster-scoped kinds)
-pub async fn replace_status_cluster(State(s): State<Arc<ApiState>>, Path((plural, name)): Path<(String, String)>, body: Bytes) -> ApiResult {
+pub async fn replace_status_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
     replace(s, cluster_scoped(&plural)?, String::new(), name, body, true).await
 }
 
 /// DELETE /{plural}/{name} (cluster-scoped kinds)
-pub async fn delete_cluster(State(s): State<Arc<ApiState>>, Path((plural, name)): Path<(String, String)>) -> ApiResult {
+pub async fn delete_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path((plural, name)): Path<(String, String)>,
+) -> ApiResult {
     delete(s, cluster_scoped(&plural)?, String::new(), name).await
 }

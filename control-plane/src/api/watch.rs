@@ -32,15 +32,27 @@ pub struct Filter {
 impl Filter {
     /// From `fieldSelector=spec.nodeName=n1,metadata.name=x` and
     /// `labelSelector=app=web` (equality only).
-    pub fn from_params(kind: Kind, namespace: Option<String>, params: &HashMap<String, String>) -> Result<Self, ApiError> {
-        let pairs = |text: Option<&String>, what: &str| -> Result<Vec<(String, String)>, ApiError> {
-            text.map(|t| t.split(',').filter(|p| !p.is_empty()).map(|p| {
-                p.split_once('=')
-                    .map(|(k, v)| (k.trim_end_matches('=').to_string(), v.to_string()))
-                    .ok_or_else(|| ApiError::bad_request(format!("{what} {p:?} is not key=value")))
-            }).collect())
-            .unwrap_or(Ok(Vec::new()))
-        };
+    pub fn from_params(
+        kind: Kind,
+        namespace: Option<String>,
+        params: &HashMap<String, String>,
+    ) -> Result<Self, ApiError> {
+        let pairs =
+            |text: Option<&String>, what: &str| -> Result<Vec<(String, String)>, ApiError> {
+                text.map(|t| {
+                    t.split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            p.split_once('=')
+                                .map(|(k, v)| (k.trim_end_matches('=').to_string(), v.to_string()))
+                                .ok_or_else(|| {
+                                    ApiError::bad_request(format!("{what} {p:?} is not key=value"))
+                                })
+                        })
+                        .collect()
+                })
+                .unwrap_or(Ok(Vec::new()))
+            };
         let fields = pairs(params.get("fieldSelector"), "fieldSelector")?
             .into_iter()
             .map(|(k, v)| (k.split('.').map(String::from).collect(), v))
@@ -67,7 +79,9 @@ impl Filter {
     }
 
     fn accepts(&self, kind: &str, namespace: &str, object: &Value) -> bool {
-        kind == self.kind.name() && self.namespace.as_deref().is_none_or(|ns| ns == namespace) && self.matches(object)
+        kind == self.kind.name()
+            && self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+            && self.matches(object)
     }
 }
 
@@ -96,10 +110,14 @@ impl WatchState {
     /// Fills `pending` with the next events, waiting for changes if none.
     async fn fill(&mut self) {
         let Some(revision) = self.revision else {
-            match self.store.list(self.filter.kind.name(), self.filter.namespace.as_deref()) {
+            match self
+                .store
+                .list(self.filter.kind.name(), self.filter.namespace.as_deref())
+            {
                 Ok(listing) => {
                     for object in listing.items.into_iter().filter(|o| self.filter.matches(o)) {
-                        self.pending.push_back(json!({"type": "ADDED", "object": object}));
+                        self.pending
+                            .push_back(json!({"type": "ADDED", "object": object}));
                     }
                     self.revision = Some(listing.revision);
                 }
@@ -112,15 +130,21 @@ impl WatchState {
             Ok(changes) if !changes.is_empty() => {
                 for change in changes {
                     self.revision = Some(change.revision);
-                    if self.filter.accepts(&change.kind, &change.namespace, &change.object) {
-                        self.pending.push_back(json!({"type": change.change, "object": change.object}));
+                    if self
+                        .filter
+                        .accepts(&change.kind, &change.namespace, &change.object)
+                    {
+                        self.pending
+                            .push_back(json!({"type": change.change, "object": change.object}));
                     }
                 }
             }
             Ok(_) => match tokio::time::timeout(BOOKMARK_EVERY, self.wake.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => self.done = true,
-                Err(_) => self.pending.push_back(json!({"type": "BOOKMARK", "object": {
+                Err(_) => self
+                    .pending
+                    .push_back(json!({"type": "BOOKMARK", "object": {
                     "kind": self.filter.kind.name(), "apiVersion": flotilla_spec::meta::API_VERSION,
                     "metadata": {"resourceVersion": revision.to_string()}}})),
             },
@@ -155,5 +179,9 @@ pub fn watch(store: Arc<dyn Store>, filter: Filter, from: Option<u64>) -> Respon
             state.fill().await;
         }
     });
-    ([("content-type", "application/json")], Body::from_stream(stream)).into_response()
+    (
+        [("content-type", "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

@@ -21,21 +21,36 @@ use crate::store::{Store, StoreError};
 /// What an instance reserves on its node.
 fn requests(instance: &Instance) -> (u64, u64) {
     let r = &instance.spec.template.resources.requests;
-    let memory = r.memory.as_deref().and_then(|m| parse_memory_bytes(m).ok()).unwrap_or(0);
-    let cpu = r.cpu.as_deref().and_then(|c| parse_cpu_millis(c).ok()).unwrap_or(0);
+    let memory = r
+        .memory
+        .as_deref()
+        .and_then(|m| parse_memory_bytes(m).ok())
+        .unwrap_or(0);
+    let cpu = r
+        .cpu
+        .as_deref()
+        .and_then(|c| parse_cpu_millis(c).ok())
+        .unwrap_or(0);
     (memory, cpu)
 }
 
 /// Whether a node's agent has heartbeated within `grace`.
 pub fn is_ready(node: &Node, grace: Duration) -> bool {
-    let Some(status) = &node.status else { return false };
+    let Some(status) = &node.status else {
+        return false;
+    };
     status.ready
         && parse_rfc3339(&status.last_heartbeat)
             .is_some_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() <= grace)
 }
 
 /// Chooses a node for `instance`, or explains why none fits.
-pub fn pick(instance: &Instance, nodes: &[Node], allocated: &HashMap<String, (u64, u64)>, grace: Duration) -> Result<String, String> {
+pub fn pick(
+    instance: &Instance,
+    nodes: &[Node],
+    allocated: &HashMap<String, (u64, u64)>,
+    grace: Duration,
+) -> Result<String, String> {
     let (memory, cpu) = requests(instance);
     let mut reasons: HashMap<&str, usize> = HashMap::new();
     let mut best: Option<(u64, &str)> = None;
@@ -47,7 +62,13 @@ pub fn pick(instance: &Instance, nodes: &[Node], allocated: &HashMap<String, (u6
             Some("node not ready")
         } else if node.spec.unschedulable {
             Some("node unschedulable")
-        } else if !instance.spec.template.node_selector.iter().all(|(k, v)| node.metadata.labels.get(k) == Some(v)) {
+        } else if !instance
+            .spec
+            .template
+            .node_selector
+            .iter()
+            .all(|(k, v)| node.metadata.labels.get(k) == Some(v))
+        {
             Some("node selector mismatch")
         } else if used_memory + memory > status.capacity_memory_bytes {
             Some("insufficient memory")
@@ -72,14 +93,23 @@ pub fn pick(instance: &Instance, nodes: &[Node], allocated: &HashMap<String, (u6
         None => {
             let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
             parts.sort();
-            Err(format!("0/{} nodes available: {}", nodes.len(), parts.join(", ")))
+            Err(format!(
+                "0/{} nodes available: {}",
+                nodes.len(),
+                parts.join(", ")
+            ))
         }
     }
 }
 
 /// One pass: bind what is unbound.
 pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
-    let nodes: Vec<Node> = store.list("Node", None)?.items.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let nodes: Vec<Node> = store
+        .list("Node", None)?
+        .items
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
     let instances: Vec<(Value, Instance)> = store
         .list("Instance", None)?
         .items
@@ -87,17 +117,27 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
         .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|i| (v, i)))
         .collect();
     let mut allocated: HashMap<String, (u64, u64)> = HashMap::new();
-    for (_, i) in instances.iter().filter(|(_, i)| !i.spec.node_name.is_empty()) {
+    for (_, i) in instances
+        .iter()
+        .filter(|(_, i)| !i.spec.node_name.is_empty())
+    {
         let (m, c) = requests(i);
         let entry = allocated.entry(i.spec.node_name.clone()).or_default();
         entry.0 += m;
         entry.1 += c;
     }
-    for (mut value, instance) in instances.into_iter().filter(|(_, i)| i.spec.node_name.is_empty()) {
+    for (mut value, instance) in instances
+        .into_iter()
+        .filter(|(_, i)| i.spec.node_name.is_empty())
+    {
         let ns = instance.metadata.namespace.clone();
         let name = instance.metadata.name.clone();
         let expected = instance.metadata.resource_version.parse().ok();
-        let about = ObjectRef { kind: "Instance".into(), namespace: ns.clone(), name: name.clone() };
+        let about = ObjectRef {
+            kind: "Instance".into(),
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
         match pick(&instance, &nodes, &allocated, grace) {
             Ok(node) => {
                 value["spec"]["nodeName"] = node.clone().into();
@@ -107,7 +147,16 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
                         let entry = allocated.entry(node.clone()).or_default();
                         entry.0 += m;
                         entry.1 += c;
-                        record(store, &event(about, Severity::Normal, "Scheduled", format!("Assigned {ns}/{name} to {node}"), "binder"))?;
+                        record(
+                            store,
+                            &event(
+                                about,
+                                Severity::Normal,
+                                "Scheduled",
+                                format!("Assigned {ns}/{name} to {node}"),
+                                "binder",
+                            ),
+                        )?;
                     }
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
@@ -119,7 +168,10 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
                     value["status"]["phase"] = "Pending".into();
                     value["status"]["message"] = why.clone().into();
                     match store.update("Instance", &ns, &name, value, expected) {
-                        Ok(_) => record(store, &event(about, Severity::Warning, "FailedScheduling", why, "binder"))?,
+                        Ok(_) => record(
+                            store,
+                            &event(about, Severity::Warning, "FailedScheduling", why, "binder"),
+                        )?,
                         Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }

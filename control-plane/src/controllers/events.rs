@@ -20,8 +20,18 @@ pub enum Severity {
 }
 
 /// Builds an Event about `object`.
-pub fn event(object: ObjectRef, severity: Severity, reason: &str, message: String, source: &str) -> Event {
-    let namespace = if object.namespace.is_empty() { "default".to_string() } else { object.namespace.clone() };
+pub fn event(
+    object: ObjectRef,
+    severity: Severity,
+    reason: &str,
+    message: String,
+    source: &str,
+) -> Event {
+    let namespace = if object.namespace.is_empty() {
+        "default".to_string()
+    } else {
+        object.namespace.clone()
+    };
     Event {
         api_version: API_VERSION.into(),
         kind: "Event".into(),
@@ -51,7 +61,12 @@ pub fn record(store: &dyn Store, event: &Event) -> Result<(), StoreError> {
     let mut value = serde_json::to_value(event).map_err(|e| StoreError::Backend(e.to_string()))?;
     value["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
     value["metadata"]["creationTimestamp"] = event.spec.timestamp.clone().into();
-    store.create("Event", &event.metadata.namespace, &event.metadata.name, value)?;
+    store.create(
+        "Event",
+        &event.metadata.namespace,
+        &event.metadata.name,
+        value,
+    )?;
     Ok(())
 }
 

@@ -35,7 +35,10 @@ pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
     let (current, outdated): (Vec<&Instance>, Vec<&Instance>) =
         owned.iter().partition(|i| i.spec.template == workload.spec);
     for instance in &outdated {
-        actions.push(Action::Delete(instance.metadata.name.clone(), "OutdatedSpec"));
+        actions.push(Action::Delete(
+            instance.metadata.name.clone(),
+            "OutdatedSpec",
+        ));
     }
     let wanted = workload.spec.replicas as usize;
     let mut kept = current.clone();
@@ -43,7 +46,10 @@ pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
         // Remove the least useful first: not running, then the newest.
         kept.sort_by_key(|i| {
             let running = i.status.as_ref().is_some_and(|s| s.phase == Phase::Running);
-            (!running, std::cmp::Reverse(i.metadata.creation_timestamp.clone()))
+            (
+                !running,
+                std::cmp::Reverse(i.metadata.creation_timestamp.clone()),
+            )
         });
         for extra in kept.split_off(wanted) {
             actions.push(Action::Delete(extra.metadata.name.clone(), "ScaledDown"));
@@ -52,7 +58,10 @@ pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
     for _ in kept.len()..wanted {
         actions.push(Action::Create(Box::new(new_instance(workload))));
     }
-    let ready = kept.iter().filter(|i| i.status.as_ref().is_some_and(|s| s.ready)).count() as u32;
+    let ready = kept
+        .iter()
+        .filter(|i| i.status.as_ref().is_some_and(|s| s.ready))
+        .count() as u32;
     let available = ready as usize >= wanted;
     let previous = workload.status.clone().unwrap_or_default();
     let old_condition = previous.conditions.iter().find(|c| c.kind == "Available");
@@ -60,7 +69,12 @@ pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
     let condition = Condition {
         kind: "Available".into(),
         status: status_word.into(),
-        reason: if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }.into(),
+        reason: if available {
+            "MinimumReplicasAvailable"
+        } else {
+            "MinimumReplicasUnavailable"
+        }
+        .into(),
         message: format!("{ready}/{wanted} instances ready"),
         last_transition_time: match old_condition {
             Some(c) if c.status == status_word => c.last_transition_time.clone(),
@@ -123,15 +137,32 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Option<T> {
 
 /// One pass over every workload.
 pub fn pass(store: &dyn Store) -> Result<(), StoreError> {
-    let workloads: Vec<Workload> = store.list("Workload", None)?.items.into_iter().filter_map(decode).collect();
-    let instances: Vec<Instance> = store.list("Instance", None)?.items.into_iter().filter_map(decode).collect();
+    let workloads: Vec<Workload> = store
+        .list("Workload", None)?
+        .items
+        .into_iter()
+        .filter_map(decode)
+        .collect();
+    let instances: Vec<Instance> = store
+        .list("Instance", None)?
+        .items
+        .into_iter()
+        .filter_map(decode)
+        .collect();
     let mut owned: HashMap<&str, Vec<Instance>> = HashMap::new();
     for instance in &instances {
-        let owner = instance.metadata.owner_references.first().map(|o| o.uid.as_str()).unwrap_or_default();
+        let owner = instance
+            .metadata
+            .owner_references
+            .first()
+            .map(|o| o.uid.as_str())
+            .unwrap_or_default();
         owned.entry(owner).or_default().push(instance.clone());
     }
     for workload in &workloads {
-        let mine = owned.remove(workload.metadata.uid.as_str()).unwrap_or_default();
+        let mine = owned
+            .remove(workload.metadata.uid.as_str())
+            .unwrap_or_default();
         for action in reconcile(workload, &mine) {
             apply(store, workload, action)?;
         }
@@ -155,18 +186,37 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
     let ns = &workload.metadata.namespace;
     match action {
         Action::Create(instance) => {
-            let mut value = serde_json::to_value(&*instance).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let mut value =
+                serde_json::to_value(&*instance).map_err(|e| StoreError::Backend(e.to_string()))?;
             value["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
             value["metadata"]["creationTimestamp"] = now_rfc3339().into();
             value["metadata"]["generation"] = 1.into();
             store.create("Instance", ns, &instance.metadata.name, value)?;
             let message = format!("Created instance {}", instance.metadata.name);
-            record(store, &event(workload_ref(workload), Severity::Normal, "SuccessfulCreate", message, "workload-controller"))?;
+            record(
+                store,
+                &event(
+                    workload_ref(workload),
+                    Severity::Normal,
+                    "SuccessfulCreate",
+                    message,
+                    "workload-controller",
+                ),
+            )?;
         }
         Action::Delete(name, reason) => {
             delete_instance(store, ns, &name)?;
             let message = format!("Deleted instance {name} ({reason})");
-            record(store, &event(workload_ref(workload), Severity::Normal, "SuccessfulDelete", message, "workload-controller"))?;
+            record(
+                store,
+                &event(
+                    workload_ref(workload),
+                    Severity::Normal,
+                    "SuccessfulDelete",
+                    message,
+                    "workload-controller",
+                ),
+            )?;
         }
         Action::SetStatus(status) => {
             if let Some(mut stored) = store.get("Workload", ns, &workload.metadata.name)? {
@@ -175,9 +225,11 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                 // Only onto the version we reconciled: if the workload changed
                 // meanwhile, the next pass computes its status afresh.
                 let expected = workload.metadata.resource_version.parse().ok();
-                stored["status"] = serde_json::to_value(&status).map_err(|e| StoreError::Backend(e.to_string()))?;
+                stored["status"] = serde_json::to_value(&status)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                 match store.update("Workload", ns, &workload.metadata.name, stored, expected) {
-                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {}
+                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
+                    }
                     Err(e) => return Err(e),
                 }
             }

@@ -1,0 +1,258 @@
+//! The node agent's main loop: register the node and heartbeat; keep the set
+//! of supervisors equal to the set of Instances bound to this node, learnt by
+//! list + watch (and from the local journal before the control plane answers).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_client::{collection_path, Client};
+use flotilla_spec::instance::Instance;
+use flotilla_spec::meta::{now_rfc3339, ObjectMeta, API_VERSION};
+use flotilla_spec::node::{Node, NodeSpec, NodeStatus};
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::journal::Journal;
+use crate::logs::LogDir;
+use crate::report::Reporter;
+use crate::runtime::Runtime;
+use crate::supervisor::{supervise, NodeContext};
+
+/// How often the node heartbeats.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// How an agent joins and what it offers.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// API server URL.
+    pub server: String,
+    /// Bearer token.
+    pub token: String,
+    /// This node's name.
+    pub node_name: String,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where the journal, logs and modules live.
+    pub data_dir: PathBuf,
+    /// Memory offered, in bytes.
+    pub capacity_memory_bytes: u64,
+    /// CPU offered, in millicores.
+    pub capacity_cpu_millis: u64,
+}
+
+/// Memory and CPU of this machine.
+pub fn machine_capacity() -> (u64, u64) {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    (system.total_memory(), cpus * 1000)
+}
+
+struct Running {
+    uid: String,
+    task: JoinHandle<()>,
+}
+
+/// The agent: owns the supervisors of this node.
+pub struct Agent {
+    config: AgentConfig,
+    ctx: Arc<NodeContext>,
+    journal: Journal,
+    running: HashMap<String, Running>,
+    assigned: BTreeMap<String, Instance>,
+}
+
+fn key(i: &Instance) -> String {
+    format!("{}/{}", i.metadata.namespace, i.metadata.name)
+}
+
+impl Agent {
+    /// An agent for `config`, running guests on `runtime`.
+    pub fn new(
+        config: AgentConfig,
+        runtime: Arc<Runtime>,
+    ) -> Result<Self, flotilla_client::ClientError> {
+        let client = Client::new(&config.server, &config.token)?;
+        let ctx = Arc::new(NodeContext {
+            runtime,
+            reporter: Reporter::new(client.clone(), &config.node_name),
+            client,
+            node_name: config.node_name.clone(),
+            logs: LogDir::new(&config.data_dir.join("logs")),
+            modules_dir: config.data_dir.join("modules"),
+        });
+        Ok(Self {
+            journal: Journal::new(&config.data_dir.join("journal.json")),
+            config,
+            ctx,
+            running: HashMap::new(),
+            assigned: BTreeMap::new(),
+        })
+    }
+
+    /// The node's log folders (the API server of `flotilla up` reads them).
+    pub fn logs(&self) -> LogDir {
+        self.ctx.logs.clone()
+    }
+
+    /// Runs until the process ends: restores the journal, then follows the API.
+    pub async fn run(mut self) {
+        tokio::spawn(self.ctx.reporter.clone().run());
+        tokio::spawn(heartbeat(self.ctx.client.clone(), self.config.clone()));
+        let restored = self.journal.load();
+        if !restored.is_empty() {
+            tracing::info!("restoring {} instances from the journal", restored.len());
+        }
+        self.assigned = restored.into_iter().map(|i| (key(&i), i)).collect();
+        self.converge();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.follow().await {
+                Ok(()) => wait = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(
+                        "agent {}: {e}; retrying in {wait:?}, instances keep running",
+                        self.config.node_name
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One list + watch session; returns when the watch ends.
+    async fn follow(&mut self) -> Result<(), flotilla_client::ClientError> {
+        let client = self.ctx.client.clone();
+        let path = collection_path("instances", None);
+        let selector = format!("fieldSelector=spec.nodeName={}", self.config.node_name);
+        let list = client.list(&path, &selector).await?;
+        self.assigned = list
+            .items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<Instance>(v).ok())
+            .map(|i| (key(&i), i))
+            .collect();
+        self.converge();
+        self.remove_orphan_logs();
+        let mut events = Box::pin(client.watch(&path, &selector, &list.revision).await?);
+        while let Some(event) = events.next().await {
+            let event = event?;
+            match event.kind.as_str() {
+                "ADDED" | "MODIFIED" | "DELETED" => {
+                    let Ok(instance) = serde_json::from_value::<Instance>(event.object) else {
+                        continue;
+                    };
+                    if event.kind == "DELETED" {
+                        self.assigned.remove(&key(&instance));
+                    } else {
+                        self.assigned.insert(key(&instance), instance);
+                    }
+                    self.converge();
+                }
+                "ERROR" => {
+                    return Err(flotilla_client::ClientError::Decode(format!(
+                        "watch ended: {}",
+                        event.object["message"]
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts what is assigned and not running; stops what runs and is not
+    /// assigned (or was replaced by a new object of the same name).
+    fn converge(&mut self) {
+        let mut changed = false;
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(k, r)| {
+                self.assigned
+                    .get(*k)
+                    .is_none_or(|i| i.metadata.uid != r.uid)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(r) = self.running.remove(&k) {
+                r.task.abort();
+                let (ns, name) = k.split_once('/').unwrap_or(("", &k));
+                self.ctx.reporter.forget(ns, name);
+                self.ctx.logs.remove(ns, name);
+                tracing::info!("stopped instance {k}");
+                changed = true;
+            }
+        }
+        for (k, instance) in &self.assigned {
+            if !self.running.contains_key(k) {
+                let task = tokio::spawn(supervise(self.ctx.clone(), instance.clone()));
+                self.running.insert(
+                    k.clone(),
+                    Running {
+                        uid: instance.metadata.uid.clone(),
+                        task,
+                    },
+                );
+                changed = true;
+            }
+        }
+        if changed {
+            let all: Vec<&Instance> = self.assigned.values().collect();
+            if let Err(e) = self.journal.save(&all) {
+                tracing::warn!("cannot write the journal: {e}");
+            }
+        }
+    }
+
+    fn remove_orphan_logs(&self) {
+        for (ns, name) in self.ctx.logs.present() {
+            if !self.assigned.contains_key(&format!("{ns}/{name}")) {
+                self.ctx.logs.remove(&ns, &name);
+            }
+        }
+    }
+}
+
+/// Registers the node, then renews its status every [`HEARTBEAT_EVERY`].
+async fn heartbeat(client: Client, config: AgentConfig) {
+    let path = format!("{}/{}", collection_path("nodes", None), config.node_name);
+    loop {
+        let status = NodeStatus {
+            capacity_memory_bytes: config.capacity_memory_bytes,
+            capacity_cpu_millis: config.capacity_cpu_millis,
+            ready: true,
+            last_heartbeat: now_rfc3339(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let node = Node {
+            api_version: API_VERSION.into(),
+            kind: "Node".into(),
+            metadata: ObjectMeta {
+                name: config.node_name.clone(),
+                labels: config.labels.clone(),
+                ..ObjectMeta::default()
+            },
+            spec: NodeSpec::default(),
+            status: Some(status),
+        };
+        let value = serde_json::to_value(&node).unwrap_or_default();
+        let result = match client.replace(&format!("{path}/status"), &value).await {
+            Err(e) if e.code() == Some(404) => client
+                .create(&collection_path("nodes", None), &value)
+                .await
+                .map(drop),
+            other => other.map(drop),
+        };
+        if let Err(e) = result {
+            tracing::debug!("heartbeat of {}: {e}", config.node_name);
+        }
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+    }
+}

@@ -1,0 +1,324 @@
+//! The supervisor: one task per Instance bound to this node. It fetches the
+//! module by digest, runs it, and applies the restart policy with exponential
+//! backoff, reporting phase, restarts and the last termination as it goes.
+//! Stopping an instance is aborting its task: dropping the run drops the guest.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_client::Client;
+use flotilla_spec::event::ObjectRef;
+use flotilla_spec::instance::{Instance, InstanceStatus, Phase, Termination};
+use flotilla_spec::meta::now_rfc3339;
+use flotilla_spec::workload::{RestartPolicyKind, WorkloadSpec};
+use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
+use sha2::{Digest, Sha256};
+
+use crate::logs::LogDir;
+use crate::report::{Reporter, Severity};
+use crate::runtime::{ExitReason, Limits, LoadedModule, Outcome, Preopen, RunSpec, Runtime, Stdio};
+
+/// What every supervisor on a node shares.
+pub struct NodeContext {
+    /// The node's Wasm runtime.
+    pub runtime: Arc<Runtime>,
+    /// The API, for module downloads.
+    pub client: Client,
+    /// This node's name.
+    pub node_name: String,
+    /// Where instance logs go.
+    pub logs: LogDir,
+    /// Where downloaded modules are kept, by digest.
+    pub modules_dir: PathBuf,
+    /// Status and event reporting.
+    pub reporter: Reporter,
+}
+
+/// The backoff of a restart policy, parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffTimes {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Run time after which the backoff starts over.
+    pub reset_after: Duration,
+}
+
+impl BackoffTimes {
+    /// From a workload spec (validated at admission; defaults otherwise).
+    pub fn of(spec: &WorkloadSpec) -> Self {
+        let b = &spec.restart_policy.backoff;
+        let parse =
+            |t: &str, default: u64| parse_duration(t).unwrap_or(Duration::from_secs(default));
+        Self {
+            initial: parse(&b.initial, 1),
+            max: parse(&b.max, 60),
+            reset_after: parse(&b.reset_after, 600),
+        }
+    }
+
+    /// The delay before restart number `consecutive` (0-based).
+    pub fn delay(&self, consecutive: u32) -> Duration {
+        let factor = 2u32.saturating_pow(consecutive.min(30));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Whether a run that ended this way is restarted under `policy`.
+pub fn should_restart(policy: RestartPolicyKind, reason: ExitReason) -> bool {
+    match policy {
+        RestartPolicyKind::Always => true,
+        RestartPolicyKind::OnFailure => reason != ExitReason::Completed,
+        RestartPolicyKind::Never => false,
+    }
+}
+
+/// The runtime's view of a template.
+fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
+    let limits = &template.resources.limits;
+    RunSpec {
+        program_name: name.to_string(),
+        args: template.args.clone(),
+        env: template
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect(),
+        dirs: template
+            .dirs
+            .iter()
+            .map(|d| Preopen {
+                host: PathBuf::from(&d.host_path),
+                guest: d.guest_path.clone(),
+                read_only: d.read_only,
+            })
+            .collect(),
+        limits: Limits {
+            memory_bytes: limits
+                .memory
+                .as_deref()
+                .and_then(|m| parse_memory_bytes(m).ok()),
+            cpu_millis: limits.cpu.as_deref().and_then(|c| parse_cpu_millis(c).ok()),
+            timeout: limits
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok()),
+        },
+        stdout: Stdio::Null,
+        stderr: Stdio::Null,
+    }
+}
+
+enum FetchError {
+    /// Worth retrying (server unreachable…).
+    Transient(String),
+    /// Will never work (invalid module).
+    Permanent(String),
+}
+
+/// The module for `digest`: from the node's module cache, else downloaded and
+/// verified, then loaded into the runtime.
+async fn fetch_module(
+    ctx: &NodeContext,
+    digest: &str,
+    label: &str,
+) -> Result<Arc<LoadedModule>, FetchError> {
+    let path = ctx.modules_dir.join(format!("{digest}.wasm"));
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let bytes = ctx
+                .client
+                .get_blob(digest)
+                .await
+                .map_err(|e| FetchError::Transient(e.to_string()))?;
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual != digest {
+                return Err(FetchError::Transient(format!(
+                    "downloaded module has sha256 {actual}, expected {digest}"
+                )));
+            }
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&ctx.modules_dir)?;
+                let mut tmp = tempfile::NamedTempFile::new_in(&ctx.modules_dir)?;
+                std::io::Write::write_all(&mut tmp, &bytes)?;
+                tmp.persist(&path).map_err(|e| e.error).map(drop)
+            };
+            if let Err(e) = write() {
+                tracing::warn!("cannot cache module {digest}: {e}");
+            }
+            bytes
+        }
+    };
+    ctx.runtime
+        .load_bytes(label, &bytes)
+        .map_err(|e| FetchError::Permanent(e.to_string()))
+}
+
+fn termination(outcome: &Outcome) -> Termination {
+    Termination {
+        reason: outcome.reason.to_string(),
+        exit_code: outcome.exit_code,
+        trap: outcome.trap.clone(),
+        message: outcome.message.clone().unwrap_or_default(),
+        finished_at: now_rfc3339(),
+    }
+}
+
+/// Supervises one instance until it ends for good or the task is aborted.
+pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
+    let ns = instance.metadata.namespace.clone();
+    let name = instance.metadata.name.clone();
+    let about = ObjectRef {
+        kind: "Instance".into(),
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
+    let template = &instance.spec.template;
+    let mut status = instance.status.clone().unwrap_or_default();
+    let report = |status: &InstanceStatus| ctx.reporter.status(&instance, status.clone());
+    let event = |severity, reason: &str, message: String| {
+        ctx.reporter.event(&about, severity, reason, message)
+    };
+
+    let digest = template.module.sha256.clone().unwrap_or_default();
+    let mut wait = Duration::from_millis(500);
+    let module = loop {
+        match fetch_module(&ctx, &digest, &instance.spec.workload).await {
+            Ok(module) => break module,
+            Err(FetchError::Permanent(message)) => {
+                status.phase = Phase::Failed;
+                status.ready = false;
+                status.message = message.clone();
+                report(&status);
+                event(Severity::Warning, "InvalidModule", message);
+                return;
+            }
+            Err(FetchError::Transient(message)) => {
+                status.phase = Phase::Pending;
+                status.message = format!("fetching module: {message}");
+                report(&status);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+
+    let backoff = BackoffTimes::of(template);
+    let policy = template.restart_policy.policy;
+    let mut consecutive = 0u32;
+    loop {
+        let mut spec = run_spec(template, &instance.spec.workload);
+        let log = match ctx.logs.start_run(&ns, &name) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                tracing::warn!("instance {ns}/{name}: cannot open its log: {e}");
+                None
+            }
+        };
+        if let Some(log) = &log {
+            spec.stdout = Stdio::Log(log.clone());
+            spec.stderr = Stdio::Log(log.clone());
+        }
+        status.phase = Phase::Running;
+        status.ready = true;
+        status.started_at = Some(now_rfc3339());
+        status.message.clear();
+        report(&status);
+        event(
+            Severity::Normal,
+            "Started",
+            format!("Started on {} (restart {})", ctx.node_name, status.restarts),
+        );
+        let started = Instant::now();
+        let (ended, exit) = match module.run(spec).await {
+            Ok(outcome) => (termination(&outcome), outcome.reason),
+            Err(e) => {
+                let ended = Termination {
+                    reason: ExitReason::Error.to_string(),
+                    exit_code: None,
+                    trap: None,
+                    message: format!("could not start: {e}"),
+                    finished_at: now_rfc3339(),
+                };
+                (ended, ExitReason::Error)
+            }
+        };
+        let reason = ended.reason.clone();
+        let completed = exit == ExitReason::Completed;
+        if let Some(log) = &log {
+            log.note(&format!("[flotilla] run ended: {reason} {}", ended.message));
+        }
+        let severity = if completed {
+            Severity::Normal
+        } else {
+            Severity::Warning
+        };
+        let detail = match (&ended.exit_code, &ended.trap) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(trap)) => format!("trap {trap}"),
+            _ => ended.message.lines().next().unwrap_or_default().to_string(),
+        };
+        event(severity, &reason, format!("Run ended: {reason} ({detail})"));
+        status.ready = false;
+        status.last_termination = Some(ended);
+        if !should_restart(policy, exit) {
+            status.phase = if completed {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+            report(&status);
+            return;
+        }
+        if started.elapsed() >= backoff.reset_after {
+            consecutive = 0;
+        }
+        let delay = backoff.delay(consecutive);
+        consecutive = consecutive.saturating_add(1);
+        status.restarts += 1;
+        if !delay.is_zero() {
+            status.phase = Phase::CrashLoopBackOff;
+            status.message = format!("back-off {delay:?} restarting failed instance");
+            report(&status);
+            event(Severity::Warning, "BackOff", status.message.clone());
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_max() {
+        let b = BackoffTimes {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(600),
+        };
+        let delays: Vec<u64> = (0..8).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(b.delay(1000).as_secs(), 60);
+    }
+
+    #[test]
+    fn policies() {
+        assert!(should_restart(
+            RestartPolicyKind::Always,
+            ExitReason::Completed
+        ));
+        assert!(!should_restart(
+            RestartPolicyKind::OnFailure,
+            ExitReason::Completed
+        ));
+        assert!(should_restart(
+            RestartPolicyKind::OnFailure,
+            ExitReason::OomKilled
+        ));
+        assert!(!should_restart(RestartPolicyKind::Never, ExitReason::Trap));
+    }
+}
