@@ -1,10 +1,18 @@
 //! `flotilla`: the single binary of the Flotilla project.
 //!
-//! Today it has one subcommand, `run`, which runs one Wasm module under
-//! memory/CPU/time limits like `wasmtime run`. Exit codes are documented on
-//! [`run::exit_code`].
+//! - `run`: one Wasm module under memory/CPU/time limits, like `wasmtime run`
+//!   (exit codes documented on [`run::exit_code`]);
+//! - `up`: control plane and agent in one process, embedded store;
+//! - `apply`, `get`, `describe`, `delete`, `logs`, `events`: kubectl-like
+//!   commands against the server in the client config.
 
+mod apply;
+mod config;
+mod get;
+mod kinds;
+mod logs;
 mod run;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +28,20 @@ struct Cli {
 enum Command {
     /// Run one Wasm module (core module, component or .wat) to completion under limits.
     Run(run::RunArgs),
+    /// Start a control plane and an agent in one process, with an embedded store.
+    Up(up::UpArgs),
+    /// Create or update objects from manifests.
+    Apply(apply::ApplyArgs),
+    /// List objects, or show one.
+    Get(get::GetArgs),
+    /// Show one object in detail, with its recent events.
+    Describe(get::NameArgs),
+    /// Delete an object.
+    Delete(get::NameArgs),
+    /// Print an instance's output.
+    Logs(logs::LogsArgs),
+    /// List recent events.
+    Events(get::EventsArgs),
 }
 
 fn main() {
@@ -42,8 +64,34 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = match cli.command {
-        Command::Run(args) => run::main(args),
+    let command = match cli.command {
+        Command::Run(args) => std::process::exit(run::main(args)),
+        other => other,
     };
-    std::process::exit(code);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Run(_) => unreachable!("handled above"),
+            Command::Up(args) => up::main(args).await,
+            Command::Apply(args) => apply::main(args).await,
+            Command::Get(args) => get::get(args).await,
+            Command::Describe(args) => get::describe(args).await,
+            Command::Delete(args) => get::delete(args).await,
+            Command::Logs(args) => logs::main(args).await,
+            Command::Events(args) => get::events(args).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -58,6 +58,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters — the
+/// names of objects Flotilla makes itself (events are `<object>.<hex>`).
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    if name.len() <= 253 && name.split('.').all(|label| check_name(label).is_ok()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid object name (use dot-separated parts of lowercase letters, digits and '-', at most 253 characters)"
+        ))
+    }
+}
+
 fn check_meta(meta: &ObjectMeta, errors: &mut Collector) {
     errors.check("metadata.name", check_name(&meta.name));
     if !meta.namespace.is_empty() {

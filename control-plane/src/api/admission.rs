@@ -10,7 +10,7 @@ use flotilla_spec::instance::Instance;
 use flotilla_spec::manifest::{parse_one, typed, Manifest, ManifestError};
 use flotilla_spec::meta::{now_rfc3339, API_VERSION, DEFAULT_NAMESPACE};
 use flotilla_spec::node::Node;
-use flotilla_spec::validate::check_name;
+use flotilla_spec::validate::{check_name, check_object_name};
 use serde_json::Value;
 
 use super::{ApiError, Kind};
@@ -64,8 +64,15 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             "apiVersion must be {API_VERSION}"
         )));
     }
+    // Workload names become host names (DNS labels); other objects may use
+    // dotted names, as Kubernetes allows.
     let name = value["metadata"]["name"].as_str().unwrap_or_default();
-    check_name(name).map_err(|m| ApiError::invalid(format!("metadata.name: {m}")))?;
+    let checked = if kind == Kind::Workload {
+        check_name(name)
+    } else {
+        check_object_name(name)
+    };
+    checked.map_err(|m| ApiError::invalid(format!("metadata.name: {m}")))?;
     Ok(value)
 }
 

@@ -7,6 +7,7 @@
 //! POST   /apis/flotilla.dev/v1/namespaces/{ns}/{plural}        create
 //! GET|PUT|DELETE /apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}
 //! PUT    /apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}/status
+//! GET    /apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log  (?follow, ?previous)
 //! POST|GET|PUT|DELETE /apis/flotilla.dev/v1/nodes[/{name}[/status]]   (cluster-scoped)
 //! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
 //! ```
@@ -19,6 +20,7 @@ mod auth;
 mod blobs;
 mod error;
 mod kinds;
+mod logs;
 mod objects;
 mod watch;
 
@@ -30,6 +32,7 @@ use axum::Router;
 
 pub use error::ApiError;
 pub use kinds::Kind;
+pub use logs::LogSource;
 
 use crate::store::Store;
 
@@ -44,6 +47,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// Tokens that may use the API.
     pub tokens: Vec<String>,
+    /// Where instance logs are read (the local agent's folder), if anywhere.
+    pub logs: Option<Arc<dyn LogSource>>,
 }
 
 /// The API's router.
@@ -76,6 +81,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/apis/flotilla.dev/v1/{plural}/{name}/status",
             put(objects::replace_status_cluster),
+        )
+        .route(
+            "/apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log",
+            get(logs::get),
         )
         .layer(DefaultBodyLimit::max(MAX_OBJECT_BYTES));
     let blobs = Router::new()

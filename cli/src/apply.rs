@@ -1,0 +1,136 @@
+//! `flotilla apply -f FILE|DIR|-`: create or update Workloads. `file:`
+//! module sources are read here (relative to the manifest's folder), uploaded
+//! to the control plane's blob store, and recorded by digest.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use flotilla_spec::manifest::{parse_manifests, Manifest};
+use flotilla_spec::workload::Workload;
+use sha2::{Digest, Sha256};
+
+use crate::kinds::CliKind;
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// Manifest file, folder of manifests (.yaml, .yml, .json), or - for stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+}
+
+/// Reads every manifest named by `-f`, with the folder its paths are relative to.
+fn read_inputs(names: &[String]) -> Result<Vec<(String, PathBuf, String)>> {
+    let mut inputs = Vec::new();
+    for name in names {
+        if name == "-" {
+            let text = std::io::read_to_string(std::io::stdin()).context("reading stdin")?;
+            inputs.push(("<stdin>".into(), PathBuf::from("."), text));
+            continue;
+        }
+        let path = Path::new(name);
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading folder {name}"))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                })
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read manifest {}", file.display()))?;
+            let dir = file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            inputs.push((file.display().to_string(), dir, text));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Uploads a `file:` module and records its digest.
+async fn upload_module(
+    client: &flotilla_client::Client,
+    workload: &mut Workload,
+    base: &Path,
+) -> Result<()> {
+    let Some(source) = workload.spec.module.source.clone() else {
+        return Ok(());
+    };
+    let Some(relative) = source.strip_prefix("file:") else {
+        return Ok(());
+    };
+    let path = base.join(relative);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!("workload {}: cannot read module {} (spec.module.source {source:?}, relative to the manifest's folder)", workload.metadata.name, path.display())
+    })?;
+    if !bytes.starts_with(b"\0asm") {
+        bail!(
+            "workload {}: {} is not a WebAssembly module (it does not start with the \\0asm magic bytes)",
+            workload.metadata.name,
+            path.display()
+        );
+    }
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if let Some(given) = &workload.spec.module.sha256 {
+        if *given != digest {
+            bail!(
+                "workload {}: {} has sha256 {digest}, but spec.module.sha256 says {given}",
+                workload.metadata.name,
+                path.display()
+            );
+        }
+    }
+    client.put_blob(&digest, bytes).await?;
+    workload.spec.module.sha256 = Some(digest);
+    Ok(())
+}
+
+pub async fn main(args: ApplyArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let mut workloads = Vec::new();
+    for (label, dir, text) in read_inputs(&args.files)? {
+        for manifest in parse_manifests(&text).with_context(|| format!("in {label}"))? {
+            let Manifest::Workload(w) = manifest;
+            workloads.push((dir.clone(), w));
+        }
+    }
+    if workloads.is_empty() {
+        bail!("no objects found in {}", args.files.join(", "));
+    }
+    for (dir, mut workload) in workloads {
+        upload_module(&client, &mut workload, &dir).await?;
+        let ns = workload.metadata.namespace.clone();
+        let name = workload.metadata.name.clone();
+        let collection = CliKind::Workload.collection(Some(&ns));
+        let mut value = serde_json::to_value(&workload)?;
+        match client.create(&collection, &value).await {
+            Ok(_) => println!("workload.flotilla.dev/{name} created"),
+            Err(e) if e.code() == Some(409) => {
+                let path = format!("{collection}/{name}");
+                let current = client.get(&path).await?;
+                if current["spec"] == value["spec"]
+                    && current["metadata"]["labels"] == value["metadata"]["labels"]
+                {
+                    println!("workload.flotilla.dev/{name} unchanged");
+                    continue;
+                }
+                value["metadata"]["resourceVersion"] =
+                    current["metadata"]["resourceVersion"].clone();
+                client.replace(&path, &value).await?;
+                println!("workload.flotilla.dev/{name} configured");
+            }
+            Err(e) => return Err(e).with_context(|| format!("workload {name}")),
+        }
+    }
+    Ok(())
+}

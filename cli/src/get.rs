@@ -1,0 +1,378 @@
+//! `get`, `describe`, `delete`, `events`: kubectl-like views of the API.
+
+use std::time::SystemTime;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use comfy_table::{presets::NOTHING, Table};
+use flotilla_spec::meta::parse_rfc3339;
+use flotilla_spec::quantity::format_memory_bytes;
+use serde_json::Value;
+
+use crate::kinds::CliKind;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Wide,
+    Yaml,
+    Json,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// workloads, instances, nodes or events.
+    kind: String,
+    /// One object's name (default: all).
+    name: Option<String>,
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// All namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long)]
+    output: Option<Format>,
+}
+
+#[derive(Args)]
+pub struct NameArgs {
+    /// workloads, instances, nodes or events.
+    kind: String,
+    /// The object's name.
+    name: String,
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// All namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+/// "5s", "3m", "2h", "4d", like kubectl's AGE.
+pub fn age(timestamp: &Value) -> String {
+    let Some(t) = timestamp.as_str().and_then(parse_rfc3339) else {
+        return "<unknown>".into();
+    };
+    let s = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "<none>".into(),
+        other => other.to_string(),
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(NOTHING)
+        .set_header(headers.iter().map(|h| h.to_string()));
+    for row in rows {
+        t.add_row(row);
+    }
+    // comfy-table pads the first column with one space; kubectl does not.
+    t.to_string()
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rows(
+    kind: CliKind,
+    items: &[Value],
+    wide: bool,
+    all_ns: bool,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let (mut headers, mut rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
+        CliKind::Workload => (
+            if wide {
+                vec!["NAME", "READY", "AGE", "MODULE", "LIMITS"]
+            } else {
+                vec!["NAME", "READY", "AGE"]
+            },
+            items
+                .iter()
+                .map(|w| {
+                    let mut row = vec![
+                        text(&w["metadata"]["name"]),
+                        format!(
+                            "{}/{}",
+                            w["status"]["readyReplicas"].as_u64().unwrap_or(0),
+                            w["spec"]["replicas"].as_u64().unwrap_or(0)
+                        ),
+                        age(&w["metadata"]["creationTimestamp"]),
+                    ];
+                    if wide {
+                        let digest = w["spec"]["module"]["sha256"].as_str().unwrap_or_default();
+                        row.push(format!("sha256:{}", &digest[..digest.len().min(12)]));
+                        let l = &w["spec"]["resources"]["limits"];
+                        row.push(format!(
+                            "memory={} cpu={}",
+                            text(&l["memory"]),
+                            text(&l["cpu"])
+                        ));
+                    }
+                    row
+                })
+                .collect(),
+        ),
+        CliKind::Instance => (
+            if wide {
+                vec![
+                    "NAME",
+                    "READY",
+                    "STATUS",
+                    "RESTARTS",
+                    "AGE",
+                    "NODE",
+                    "LAST EXIT",
+                ]
+            } else {
+                vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+            },
+            items
+                .iter()
+                .map(|i| {
+                    let s = &i["status"];
+                    let mut row = vec![
+                        text(&i["metadata"]["name"]),
+                        format!("{}/1", u8::from(s["ready"].as_bool().unwrap_or(false))),
+                        s["phase"].as_str().unwrap_or("Pending").to_string(),
+                        s["restarts"].as_u64().unwrap_or(0).to_string(),
+                        age(&i["metadata"]["creationTimestamp"]),
+                    ];
+                    if wide {
+                        row.push(
+                            i["spec"]["nodeName"]
+                                .as_str()
+                                .unwrap_or("<none>")
+                                .to_string(),
+                        );
+                        row.push(
+                            s["lastTermination"]["reason"]
+                                .as_str()
+                                .unwrap_or("<none>")
+                                .to_string(),
+                        );
+                    }
+                    row
+                })
+                .collect(),
+        ),
+        CliKind::Node => (
+            vec!["NAME", "STATUS", "CPU", "MEMORY", "AGE", "VERSION"],
+            items
+                .iter()
+                .map(|n| {
+                    let s = &n["status"];
+                    let ready = n.get("status").is_some()
+                        && serde_json::from_value::<flotilla_spec::node::Node>(n.clone())
+                            .is_ok_and(|node| {
+                                flotilla_control_plane::controllers::binder::is_ready(
+                                    &node,
+                                    std::time::Duration::from_secs(5),
+                                )
+                            });
+                    vec![
+                        text(&n["metadata"]["name"]),
+                        if ready { "Ready" } else { "NotReady" }.to_string(),
+                        format!("{}m", s["capacityCpuMillis"].as_u64().unwrap_or(0)),
+                        format_memory_bytes(s["capacityMemoryBytes"].as_u64().unwrap_or(0)),
+                        age(&n["metadata"]["creationTimestamp"]),
+                        text(&s["agentVersion"]),
+                    ]
+                })
+                .collect(),
+        ),
+        CliKind::Event => {
+            let mut sorted: Vec<&Value> = items.iter().collect();
+            sorted.sort_by_key(|e| {
+                e["spec"]["timestamp"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            });
+            (
+                vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+                sorted
+                    .iter()
+                    .map(|e| {
+                        let s = &e["spec"];
+                        vec![
+                            age(&s["timestamp"]),
+                            text(&s["type"]),
+                            text(&s["reason"]),
+                            format!(
+                                "{}/{}",
+                                text(&s["involvedObject"]["kind"]).to_lowercase(),
+                                text(&s["involvedObject"]["name"])
+                            ),
+                            text(&s["message"])
+                                .lines()
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+    };
+    if all_ns && kind.namespaced() {
+        headers.insert(0, "NAMESPACE");
+        let namespaces: Vec<String> = items
+            .iter()
+            .map(|o| text(&o["metadata"]["namespace"]))
+            .collect();
+        for (row, ns) in rows.iter_mut().zip(namespaces) {
+            row.insert(0, ns);
+        }
+    }
+    (headers, rows)
+}
+
+fn print_structured(value: &Value, format: Format) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        _ => print!("{}", serde_yaml_ng::to_string(value)?),
+    }
+    Ok(())
+}
+
+pub async fn get(args: GetArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let kind = CliKind::parse(&args.kind)?;
+    let ns = (!args.all_namespaces).then_some(args.namespace.as_str());
+    let collection = kind.collection(ns);
+    let items = match &args.name {
+        Some(name) => vec![
+            client
+                .get(&format!(
+                    "{}/{name}",
+                    kind.collection(Some(&args.namespace))
+                ))
+                .await?,
+        ],
+        None => client.list(&collection, "").await?.items,
+    };
+    match args.output {
+        Some(f @ (Format::Yaml | Format::Json)) => {
+            let value = match &args.name {
+                Some(_) => items.into_iter().next().unwrap_or_default(),
+                None => {
+                    serde_json::json!({"apiVersion": flotilla_spec::meta::API_VERSION, "kind": "List", "items": items})
+                }
+            };
+            print_structured(&value, f)
+        }
+        other => {
+            if items.is_empty() {
+                let place = if kind.namespaced() && !args.all_namespaces {
+                    format!(" in {} namespace", args.namespace)
+                } else {
+                    String::new()
+                };
+                eprintln!("No resources found{place}.");
+                return Ok(());
+            }
+            let (headers, rows) = rows(
+                kind,
+                &items,
+                matches!(other, Some(Format::Wide)),
+                args.all_namespaces,
+            );
+            println!("{}", table(&headers, rows));
+            Ok(())
+        }
+    }
+}
+
+pub async fn describe(args: NameArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let kind = CliKind::parse(&args.kind)?;
+    let object = client
+        .get(&format!(
+            "{}/{}",
+            kind.collection(Some(&args.namespace)),
+            args.name
+        ))
+        .await?;
+    let mut shown = object.clone();
+    if let Some(meta) = shown["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+    }
+    print!("{}", serde_yaml_ng::to_string(&shown)?);
+    // Events about it (and, for a workload, about its instances).
+    let events = client
+        .list(&CliKind::Event.collection(Some(&args.namespace)), "")
+        .await?
+        .items;
+    let prefix = format!("{}-", args.name);
+    let related: Vec<Value> = events
+        .into_iter()
+        .filter(|e| {
+            let name = e["spec"]["involvedObject"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            name == args.name || (kind == CliKind::Workload && name.starts_with(&prefix))
+        })
+        .collect();
+    println!("events:");
+    if related.is_empty() {
+        println!("  <none>");
+    } else {
+        let (headers, rows) = rows(CliKind::Event, &related, false, false);
+        for line in table(&headers, rows).lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(args: NameArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let kind = CliKind::parse(&args.kind)?;
+    client
+        .delete(&format!(
+            "{}/{}",
+            kind.collection(Some(&args.namespace)),
+            args.name
+        ))
+        .await?;
+    println!(
+        "{}.flotilla.dev/{} deleted",
+        kind.plural().trim_end_matches('s'),
+        args.name
+    );
+    Ok(())
+}
+
+pub async fn events(args: EventsArgs) -> Result<()> {
+    get(GetArgs {
+        kind: "events".into(),
+        name: None,
+        namespace: args.namespace,
+        all_namespaces: args.all_namespaces,
+        output: None,
+    })
+    .await
+}

@@ -1,0 +1,47 @@
+//! Kind names as users type them (`workloads`, `wl`, `instance`…).
+
+use anyhow::{bail, Result};
+
+/// A kind the CLI knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CliKind {
+    Workload,
+    Instance,
+    Node,
+    Event,
+}
+
+impl CliKind {
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text.to_lowercase().as_str() {
+            "workload" | "workloads" | "wl" => CliKind::Workload,
+            "instance" | "instances" | "inst" => CliKind::Instance,
+            "node" | "nodes" | "no" => CliKind::Node,
+            "event" | "events" | "ev" => CliKind::Event,
+            other => {
+                bail!("unknown resource type {other:?} (use workloads, instances, nodes or events)")
+            }
+        })
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            CliKind::Workload => "workloads",
+            CliKind::Instance => "instances",
+            CliKind::Node => "nodes",
+            CliKind::Event => "events",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        self != CliKind::Node
+    }
+
+    /// The collection path: one namespace, all (`None`), or cluster-scoped.
+    pub fn collection(self, namespace: Option<&str>) -> String {
+        flotilla_client::collection_path(
+            self.plural(),
+            if self.namespaced() { namespace } else { None },
+        )
+    }
+}

@@ -1,0 +1,77 @@
+//! `flotilla logs NAME [-f] [--previous] [--instance I]`: an instance's
+//! output. NAME is an instance, or a workload (then its first instance, or
+//! the one `--instance` names).
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use futures_util::StreamExt;
+
+use crate::kinds::CliKind;
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// A workload or instance name.
+    name: String,
+    /// Keep streaming new output.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// The previous run's output.
+    #[arg(short = 'p', long)]
+    previous: bool,
+    /// Which of the workload's instances.
+    #[arg(long)]
+    instance: Option<String>,
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+}
+
+pub async fn main(args: LogsArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let instances = CliKind::Instance.collection(Some(&args.namespace));
+    let instance = match &args.instance {
+        Some(i) => i.clone(),
+        None => match client.get(&format!("{instances}/{}", args.name)).await {
+            Ok(_) => args.name.clone(),
+            Err(_) => {
+                let selector = format!("labelSelector=flotilla.dev/workload={}", args.name);
+                let mut names: Vec<String> = client
+                    .list(&instances, &selector)
+                    .await?
+                    .items
+                    .iter()
+                    .filter_map(|i| i["metadata"]["name"].as_str().map(String::from))
+                    .collect();
+                names.sort();
+                match names.len() {
+                    0 => bail!(
+                        "no instance or workload named {:?} has instances in namespace {:?}",
+                        args.name,
+                        args.namespace
+                    ),
+                    1 => names.remove(0),
+                    n => {
+                        eprintln!(
+                            "Found {n} instances, using {} (pick one with --instance)",
+                            names[0]
+                        );
+                        names.remove(0)
+                    }
+                }
+            }
+        },
+    };
+    let path = format!(
+        "{instances}/{instance}/log?follow={}&previous={}",
+        args.follow, args.previous
+    );
+    let mut stream = Box::pin(client.stream_text(&path).await?);
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        stdout.write_all(&chunk?)?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
