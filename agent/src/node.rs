@@ -185,7 +185,13 @@ impl Agent {
                 r.task.abort();
                 let (ns, name) = k.split_once('/').unwrap_or(("", &k));
                 self.ctx.reporter.forget(ns, name);
-                self.ctx.logs.remove(ns, name);
+                // Remove the logs once the task has really stopped, or a run
+                // starting at this moment could recreate them.
+                let (logs, ns, name) = (self.ctx.logs.clone(), ns.to_string(), name.to_string());
+                tokio::spawn(async move {
+                    let _ = r.task.await;
+                    logs.remove(&ns, &name);
+                });
                 tracing::info!("stopped instance {k}");
                 changed = true;
             }

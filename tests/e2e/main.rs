@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `flotilla` binary, real guest modules built by
 //! `scripts/build-sample-modules.sh`, real files.
 
+mod cluster;
 mod support;
 
 mod run_bad_input;
@@ -8,3 +9,4 @@ mod run_in_process;
 mod run_limits;
 mod run_outcomes;
 mod run_sandbox;
+mod up;

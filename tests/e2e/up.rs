@@ -1,0 +1,228 @@
+//! `flotilla up` end to end: the declarative API, the controller and the
+//! agent on one node, through guest crashes and `kill -9` of flotilla itself.
+
+use std::time::Duration;
+
+use flotilla_client::Client;
+use serde_json::Value;
+
+use crate::cluster::*;
+
+const TICKER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: ticker, labels: {app: ticker}}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  replicas: 3
+  args: ["200"]
+  resources: {requests: {memory: 16Mi, cpu: 50m}, limits: {memory: 32Mi, cpu: 100m}}
+"#;
+
+const CRASHER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: crasher}
+spec:
+  module: {source: "file:MODULES/exit-code.wasm"}
+  args: ["3"]
+  restartPolicy: {policy: Always, backoff: {initial: 200ms, max: 800ms, resetAfter: 10m}}
+"#;
+
+fn running(c: &Cluster, n: usize) -> bool {
+    in_phase(&c.items("instances"), "Running").len() == n
+}
+
+#[test]
+fn three_replicas_run_and_come_back_after_kill_9() {
+    let mut c = Cluster::start();
+    let manifest = c.manifest("ticker.yaml", TICKER);
+    assert!(c
+        .ok(&["apply", "-f", manifest.to_str().unwrap()])
+        .contains("workload.flotilla.dev/ticker created"));
+    c.wait_until("3 instances run", Duration::from_secs(15), || {
+        running(&c, 3)
+    });
+    assert!(c
+        .ok(&["apply", "-f", manifest.to_str().unwrap()])
+        .contains("unchanged"));
+    let table = c.ok(&["get", "workloads"]);
+    c.wait_until("the workload reports 3/3", Duration::from_secs(10), || {
+        c.ok(&["get", "workloads"]).contains("3/3")
+    });
+    assert!(table.starts_with("NAME"), "{table}");
+    let before = names(&c.items("instances"));
+    let logs = c.ok(&["logs", "ticker", "--instance", &before[0]]);
+    assert!(logs.contains("tick 1"), "{logs}");
+
+    c.kill();
+    c.launch();
+    c.wait_until(
+        "the same 3 instances run again",
+        Duration::from_secs(15),
+        || running(&c, 3),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = c.items("instances");
+    assert_eq!(names(&after), before, "same instances, no duplicates");
+    assert_eq!(c.items("workloads").len(), 1);
+}
+
+#[test]
+fn a_crashing_module_is_restarted_with_backoff() {
+    let c = Cluster::start();
+    let manifest = c.manifest("crasher.yaml", CRASHER);
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    // Backoff 200, 400, 800, 800… ms: about 4 restarts in the first 3 s.
+    c.wait_until("2 restarts", Duration::from_secs(10), || {
+        c.items("instances")
+            .first()
+            .is_some_and(|i| i["status"]["restarts"].as_u64() >= Some(2))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let instance = c.items("instances").remove(0);
+    let restarts = instance["status"]["restarts"].as_u64().unwrap();
+    assert!(
+        (3..=8).contains(&restarts),
+        "{restarts} restarts: the backoff is not applied"
+    );
+    assert_eq!(instance["status"]["lastTermination"]["reason"], "Error");
+    assert_eq!(instance["status"]["lastTermination"]["exitCode"], 3);
+    let table = c.ok(&["get", "instances"]);
+    assert!(
+        table.contains("CrashLoopBackOff") || table.contains("Running"),
+        "{table}"
+    );
+    let described = c.ok(&["describe", "workload", "crasher"]);
+    assert!(described.contains("BackOff"), "{described}");
+    let previous = c.ok(&["logs", "crasher", "--previous"]);
+    assert!(previous.contains("exiting with 3"), "{previous}");
+}
+
+#[test]
+fn stale_update_is_409_and_no_token_is_401() {
+    let c = Cluster::start();
+    let manifest = c.manifest("ticker.yaml", &TICKER.replace("replicas: 3", "replicas: 1"));
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let client = Client::new(&c.base(), &c.token()).unwrap();
+        let path = "/apis/flotilla.dev/v1/namespaces/default/workloads/ticker";
+        let mut w: Value = client.get(path).await.unwrap();
+        w["spec"]["replicas"] = 2.into();
+        client.replace(path, &w).await.unwrap();
+        w["spec"]["replicas"] = 3.into();
+        let stale = client.replace(path, &w).await.unwrap_err();
+        assert_eq!(stale.code(), Some(409), "{stale}");
+        assert!(stale.to_string().contains("was modified"), "{stale}");
+
+        let wrong = Client::new(&c.base(), "not-the-token").unwrap();
+        let e = wrong.get(path).await.unwrap_err();
+        assert_eq!(e.code(), Some(401));
+        assert!(e.to_string().contains("not valid"), "{e}");
+        let none = Client::new(&c.base(), "").unwrap();
+        assert_eq!(
+            none.list("/apis/flotilla.dev/v1/nodes", "")
+                .await
+                .unwrap_err()
+                .code(),
+            Some(401)
+        );
+    });
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(c.config()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn bad_manifests_are_refused_clearly_and_the_server_stays_up() {
+    let mut c = Cluster::start();
+    let cases = [
+        (
+            "syntax.yaml",
+            "apiVersion: flotilla.dev/v1\nkind: [Workload",
+            "not valid YAML",
+        ),
+        (
+            "field.yaml",
+            &TICKER.replace("replicas: 3", "replicas: 3\n  replica: 4"),
+            "unknown field `replica`",
+        ),
+        (
+            "quantity.yaml",
+            &TICKER.replace("memory: 32Mi", "memory: 64Mb"),
+            "spec.resources.limits.memory: \"64Mb\" is not a memory quantity",
+        ),
+        (
+            "kind.yaml",
+            &TICKER.replace("kind: Workload", "kind: Pod"),
+            "unknown kind \"Pod\"",
+        ),
+        (
+            "missing.yaml",
+            &TICKER.replace("sleeper.wasm", "nope.wasm"),
+            "cannot read module",
+        ),
+        (
+            "notwasm.yaml",
+            &TICKER.replace("MODULES/sleeper.wasm", "MODULES/loop.wat"),
+            "is not a WebAssembly module",
+        ),
+    ];
+    for (file, body, expected) in cases {
+        let path = c.manifest(file, body);
+        let out = c.cli(&["apply", "-f", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+    }
+    assert!(c.alive());
+    assert!(c.items("workloads").is_empty());
+    // Unreachable server: the CLI says where it tried and how to start one.
+    c.kill();
+    let out = c.cli(&["get", "workloads"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{}", c.port)) && stderr.contains("flotilla up"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn churn_leaves_no_orphan_instances_or_logs() {
+    let c = Cluster::start();
+    let manifest = c.manifest("ticker.yaml", &TICKER.replace("replicas: 3", "replicas: 2"));
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("2 instances run", Duration::from_secs(15), || {
+        running(&c, 2)
+    });
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let client = Client::new(&c.base(), &c.token()).unwrap();
+        let path = "/apis/flotilla.dev/v1/namespaces/default/workloads";
+        let mut w: Value = client.get(&format!("{path}/ticker")).await.unwrap();
+        for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
+            w["metadata"].as_object_mut().unwrap().remove(field);
+        }
+        w.as_object_mut().unwrap().remove("status");
+        for _ in 0..200 {
+            client.delete(&format!("{path}/ticker")).await.unwrap();
+            client.create(path, &w).await.unwrap();
+        }
+        client.delete(&format!("{path}/ticker")).await.unwrap();
+    });
+    c.wait_until("no instance is left", Duration::from_secs(20), || {
+        c.items("instances").is_empty()
+    });
+    let logs = c.data_dir().join("agent/logs");
+    c.wait_until("no log file is left", Duration::from_secs(10), || {
+        files_under(&logs) == 0
+    });
+}
