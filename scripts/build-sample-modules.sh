@@ -19,7 +19,7 @@ for manifest in "$root"/sample-modules/*/Cargo.toml; do
   src="$root/sample-modules/target/wasm32-wasip1/release/$name.wasm"
   cp "$src" "$out/$name.wasm"
   if [ "$out/$name.component.wasm" -ot "$src" ] || [ ! -e "$out/$name.component.wasm" ]; then
-    "$root/target/release/componentize" "$src" "$out/$name.component.wasm" command
+    "${CARGO_TARGET_DIR:-$root/target}/release/componentize" "$src" "$out/$name.component.wasm" command
   fi
 done
 cp "$root"/sample-modules/wat/*.wat "$out/"
