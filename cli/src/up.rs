@@ -133,7 +133,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         args.data_dir.display()
     );
     eprintln!(
-        "client config written to {} — try: flotilla apply -f examples/hello.yaml",
+        "client config written to {} — try: flotilla apply -f examples/ticker.yaml",
         config_path.display()
     );
     let shutdown = async {
