@@ -10,7 +10,7 @@ mkdir -p "$out"
 # Debian's rustc builds std for wasm32-wasip1 from source (nightly flags on a
 # stable compiler, hence RUSTC_BOOTSTRAP); its cargo matches it.
 cd "$root/sample-modules"
-RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release --quiet
+CARGO_TARGET_DIR="$root/sample-modules/target" RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release --quiet
 
 cd "$root"
 cargo build --release --quiet -p componentize
