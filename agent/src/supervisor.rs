@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::logs::LogDir;
 use crate::report::{Reporter, Severity};
-use crate::runtime::{ExitReason, Limits, LoadedModule, Outcome, Preopen, RunSpec, Runtime, Stdio};
+use crate::runtime::{
+    ExitReason, Limits, LoadedModule, Outcome, Preopen, RunSpec, Runtime, Stdio, Watchdog,
+};
 
 /// What every supervisor on a node shares.
 pub struct NodeContext {
@@ -108,6 +110,71 @@ fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
         },
         stdout: Stdio::Null,
         stderr: Stdio::Null,
+        watchdog: None,
+    }
+}
+
+/// A probe, parsed.
+#[derive(Debug, Clone, Copy)]
+struct ProbeTimes {
+    period: Duration,
+    timeout: Duration,
+    failure_threshold: u32,
+}
+
+impl ProbeTimes {
+    fn of(probe: &Option<flotilla_spec::workload::Probe>) -> Option<Self> {
+        probe.as_ref().map(|p| Self {
+            period: parse_duration(&p.period).unwrap_or(Duration::from_secs(1)),
+            timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(3)),
+            failure_threshold: p.failure_threshold.max(1),
+        })
+    }
+}
+
+/// Evaluates the probes of a running instance until liveness fails (then
+/// returns why); updates readiness in `status` as it changes.
+async fn watch_probes(
+    watchdog: &Watchdog,
+    liveness: Option<ProbeTimes>,
+    readiness: Option<ProbeTimes>,
+    status: &mut InstanceStatus,
+    report: impl Fn(&InstanceStatus),
+) -> String {
+    let started = Instant::now();
+    let period = [liveness, readiness]
+        .iter()
+        .flatten()
+        .map(|p| p.period)
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+    let (mut live_failures, mut ready_failures) = (0u32, 0u32);
+    loop {
+        tokio::time::sleep(period).await;
+        // Before the first kick, the silence counts from the start.
+        let silence = watchdog.silence().unwrap_or_else(|| started.elapsed());
+        if let Some(probe) = readiness {
+            let passing = watchdog.silence().is_some_and(|s| s <= probe.timeout);
+            ready_failures = if passing { 0 } else { ready_failures + 1 };
+            let ready = passing || (status.ready && ready_failures < probe.failure_threshold);
+            if ready != status.ready {
+                status.ready = ready;
+                report(status);
+            }
+        }
+        if let Some(probe) = liveness {
+            live_failures = if silence > probe.timeout {
+                live_failures + 1
+            } else {
+                0
+            };
+            if live_failures >= probe.failure_threshold {
+                return format!(
+                    "liveness probe failed: no watchdog kick for {silence:.1?} (timeout {:?}, {} checks in a row)",
+                    probe.timeout, probe.failure_threshold
+                );
+            }
+        }
     }
 }
 
@@ -222,8 +289,15 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             spec.stdout = Stdio::Log(log.clone());
             spec.stderr = Stdio::Log(log.clone());
         }
+        let liveness = ProbeTimes::of(&template.probes.liveness);
+        let readiness = ProbeTimes::of(&template.probes.readiness);
+        let probed = liveness.is_some() || readiness.is_some();
+        let watchdog = Watchdog::new();
+        if probed {
+            spec.watchdog = Some(watchdog.clone());
+        }
         status.phase = Phase::Running;
-        status.ready = true;
+        status.ready = readiness.is_none();
         status.started_at = Some(now_rfc3339());
         status.message.clear();
         report(&status);
@@ -233,9 +307,35 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             format!("Started on {} (restart {})", ctx.node_name, status.restarts),
         );
         let started = Instant::now();
-        let (ended, exit) = match module.run(spec).await {
-            Ok(outcome) => (termination(&outcome), outcome.reason),
-            Err(e) => {
+        let result = if probed {
+            tokio::select! {
+                result = module.run(spec) => Some(result),
+                why = watch_probes(&watchdog, liveness, readiness, &mut status, report) => {
+                    event(Severity::Warning, "Unhealthy", why.clone());
+                    if let Some(log) = &log {
+                        log.note(&format!("[flotilla] {why}; killing the instance"));
+                    }
+                    status.last_termination = Some(Termination {
+                        reason: "Unhealthy".into(),
+                        exit_code: None,
+                        trap: None,
+                        message: format!("{why}; killed"),
+                        finished_at: now_rfc3339(),
+                    });
+                    None
+                }
+            }
+        } else {
+            Some(module.run(spec).await)
+        };
+        let (ended, exit) = match result {
+            // Killed by its liveness probe: a failure, for the restart policy.
+            None => (
+                status.last_termination.clone().unwrap_or_default(),
+                ExitReason::Error,
+            ),
+            Some(Ok(outcome)) => (termination(&outcome), outcome.reason),
+            Some(Err(e)) => {
                 let ended = Termination {
                     reason: ExitReason::Error.to_string(),
                     exit_code: None,

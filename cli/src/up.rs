@@ -32,6 +32,9 @@ pub struct UpArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     name: Option<String>,
+    /// Instances this node can hold at once (slots reserved by the pooling allocator).
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -102,7 +105,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
     })?;
 
     let runtime = Runtime::new(RuntimeConfig {
-        max_instances: 1000,
+        max_instances: args.max_instances,
         max_memory_bytes: 1 << 30,
         cache_dir: Some(args.data_dir.join("compiled")),
         ..RuntimeConfig::default()

@@ -168,6 +168,19 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
             );
         }
     }
+    for (which, probe) in [
+        ("liveness", &spec.probes.liveness),
+        ("readiness", &spec.probes.readiness),
+    ] {
+        if let Some(probe) = probe {
+            let path = format!("spec.probes.{which}");
+            errors.check(&format!("{path}.period"), parse_duration(&probe.period));
+            errors.check(&format!("{path}.timeout"), parse_duration(&probe.timeout));
+            if probe.failure_threshold == 0 {
+                errors.add(format!("{path}.failureThreshold"), "must be at least 1");
+            }
+        }
+    }
     let backoff = &spec.restart_policy.backoff;
     let initial = errors.check(
         "spec.restartPolicy.backoff.initial",

@@ -33,9 +33,65 @@ pub struct WorkloadSpec {
     /// When and how fast to restart instances that end.
     #[serde(default)]
     pub restart_policy: RestartPolicy,
+    /// Health checks.
+    #[serde(default, skip_serializing_if = "Probes::is_empty")]
+    pub probes: Probes,
     /// Only nodes with all these labels may run the instances.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+}
+
+/// Liveness (restart when it fails) and readiness (ready only while it passes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probes {
+    /// Restart the instance when this fails `failureThreshold` times in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Probe>,
+    /// The instance is ready only after this first passes, and while it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Probe>,
+}
+
+impl Probes {
+    fn is_empty(&self) -> bool {
+        self.liveness.is_none() && self.readiness.is_none()
+    }
+}
+
+/// One probe. The handler today is the watchdog: a daemon busy in its
+/// `_start` cannot be re-entered to call a health export, so it proves it is
+/// alive by calling the host import `flotilla::watchdog_kick` at least once
+/// per `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    /// The watchdog handler (`watchdog: {}`).
+    pub watchdog: WatchdogProbe,
+    /// How often the probe is evaluated (default 1s).
+    #[serde(default = "default_probe_period")]
+    pub period: String,
+    /// Longest silence that still passes (default 3s).
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: String,
+    /// Consecutive failures that fail the probe (default 3).
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+}
+
+/// The watchdog handler has no settings yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogProbe {}
+
+fn default_probe_period() -> String {
+    "1s".into()
+}
+fn default_probe_timeout() -> String {
+    "3s".into()
+}
+fn default_failure_threshold() -> u32 {
+    3
 }
 
 fn one() -> u32 {

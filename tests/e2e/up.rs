@@ -226,3 +226,68 @@ fn churn_leaves_no_orphan_instances_or_logs() {
         files_under(&logs) == 0
     });
 }
+
+const WATCHDOG: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: hangs}
+spec:
+  module: {source: "file:MODULES/watchdog.wasm"}
+  args: ["100", "KICKS"]
+  restartPolicy: {backoff: {initial: 100ms}}
+  probes:
+    liveness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 2}
+    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}
+"#;
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_instance() {
+    let c = Cluster::start();
+    // Kicks 5 times (0.5 s), then hangs while still running.
+    let manifest = c.manifest("hangs.yaml", &WATCHDOG.replace("KICKS", "5"));
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("the instance is ready", Duration::from_secs(10), || {
+        c.items("instances")
+            .first()
+            .is_some_and(|i| i["status"]["ready"] == true)
+    });
+    c.wait_until(
+        "liveness kills and restarts it",
+        Duration::from_secs(10),
+        || {
+            c.items("instances")
+                .first()
+                .is_some_and(|i| i["status"]["restarts"].as_u64() >= Some(1))
+        },
+    );
+    let instance = c.items("instances").remove(0);
+    let last = &instance["status"]["lastTermination"];
+    assert_eq!(last["reason"], "Unhealthy", "{instance}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("no watchdog kick"),
+        "{instance}"
+    );
+    assert!(c
+        .ok(&["describe", "workload", "hangs"])
+        .contains("Unhealthy"));
+
+    // A guest that never kicks is never ready (and is killed by liveness).
+    let never = c.manifest(
+        "never.yaml",
+        &WATCHDOG
+            .replace("KICKS", "0")
+            .replace("name: hangs", "name: never"),
+    );
+    c.ok(&["apply", "-f", never.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(600));
+    let readies: Vec<Value> = c
+        .items("instances")
+        .into_iter()
+        .filter(|i| i["spec"]["workload"] == "never")
+        .map(|i| i["status"]["ready"].clone())
+        .collect();
+    assert_eq!(readies, [Value::Bool(false)]);
+}

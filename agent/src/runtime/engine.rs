@@ -79,6 +79,14 @@ impl Runtime {
         let mut core_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |s: &mut CoreState| &mut s.wasi)
             .map_err(engine_error)?;
+        let (module, name) = super::WATCHDOG_IMPORT;
+        core_linker
+            .func_wrap(module, name, |caller: wasmtime::Caller<'_, CoreState>| {
+                if let Some(watchdog) = &caller.data().watchdog {
+                    watchdog.kick();
+                }
+            })
+            .map_err(engine_error)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(engine_error)?;
         let core_imports = defined_imports(&engine, &core_linker);
@@ -111,6 +119,7 @@ fn defined_imports(engine: &Engine, linker: &Linker<CoreState>) -> HashSet<(Stri
         CoreState {
             wasi: wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
             limits: super::state::InstanceLimits::new(None, None),
+            watchdog: None,
         },
     );
     linker

@@ -42,7 +42,7 @@ pub enum RuntimeError {
         message: String,
     },
     /// A core module imports something the host does not provide.
-    #[error("{name} imports {imports}, which Flotilla does not provide: a core module may import only WASI preview 1 (`wasi_snapshot_preview1`) functions")]
+    #[error("{name} imports {imports}, which Flotilla does not provide: a core module may import only WASI preview 1 (`wasi_snapshot_preview1`) functions and `flotilla::watchdog_kick`")]
     UnknownImports {
         /// File name or label.
         name: String,

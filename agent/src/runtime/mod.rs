@@ -16,6 +16,7 @@ mod outcome;
 mod output;
 mod run;
 mod state;
+mod watchdog;
 
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::RuntimeError;
@@ -23,3 +24,4 @@ pub use module::{LoadedModule, ModuleKind};
 pub use outcome::{ExitReason, Outcome};
 pub use output::{CaptureBuffer, LogWriter, Stdio};
 pub use run::{Limits, Preopen, RunSpec};
+pub use watchdog::{Watchdog, WATCHDOG_IMPORT};

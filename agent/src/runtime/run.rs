@@ -56,6 +56,8 @@ pub struct RunSpec {
     pub stdout: Stdio,
     /// Where the guest's stderr goes.
     pub stderr: Stdio,
+    /// Kicked when the guest calls `flotilla::watchdog_kick` (core modules).
+    pub watchdog: Option<super::Watchdog>,
 }
 
 /// Why a run stopped before its entry point returned normally.
@@ -89,6 +91,7 @@ impl LoadedModule {
         Ok(match &self.prepared {
             Prepared::Core(pre) => {
                 let mut store = CoreState::new_store(engine, &mut wasi, limits);
+                store.data_mut().watchdog = spec.watchdog.clone();
                 let result = drive(run_core(pre, &mut store), &meter, timeout).await;
                 finish(&mut store, result, &meter, started, timeout)
             }

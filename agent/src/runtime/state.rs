@@ -37,6 +37,8 @@ pub(crate) trait Limited: Send + 'static {
 pub(crate) struct CoreState {
     pub wasi: WasiP1Ctx,
     pub limits: InstanceLimits,
+    /// Kicked by the guest's `flotilla::watchdog_kick` calls.
+    pub watchdog: Option<super::Watchdog>,
 }
 
 impl CoreState {
@@ -51,6 +53,7 @@ impl CoreState {
             Self {
                 wasi: wasi.build_p1(),
                 limits,
+                watchdog: None,
             },
         );
         apply_limits(&mut store);

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Single-node benchmarks of `flotilla up` (numbers in BENCHMARKS.md).
+
+  1. idle: RSS and CPU of `flotilla up` with no workloads, over 10 s;
+  2. apply → Running: POST a 1-replica Workload, time until its Instance is
+     Running as seen on a watch stream (the API round trip, the controller,
+     the binder, the agent's watch, module load and instantiation, the status
+     report); p50/p99 over N workloads;
+  3. density: N idle `sleeper` replicas; agent RSS per instance.
+
+usage: benches/up.py [N_APPLY] [N_DENSITY]   (after scripts/build-sample-modules.sh
+       and cargo build --release)
+"""
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOTILLA = os.path.join(ROOT, "target/release/flotilla")
+SLEEPER = os.path.join(ROOT, "target/sample-modules/sleeper.wasm")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Up:
+    def __init__(self, max_instances):
+        self.dir = tempfile.mkdtemp()
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, FLOTILLA_CONFIG=os.path.join(self.dir, "config.yaml"))
+        self.proc = subprocess.Popen(
+            [FLOTILLA, "up", "--name", "bench", "--listen", f"127.0.0.1:{self.port}",
+             "--data-dir", os.path.join(self.dir, "data"), "--max-instances", str(max_instances)],
+            env=env, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.token = open(os.path.join(self.dir, "data/admin-token")).read().strip()
+
+    def request(self, method, path, body=None, raw=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req) as r:
+            return r.read()
+
+    def rss_kib(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    def cpu_seconds(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def workload(name, digest, replicas, args):
+    return {"apiVersion": "flotilla.dev/v1", "kind": "Workload",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"module": {"sha256": digest}, "replicas": replicas, "args": args}}
+
+
+def watch_running(up, seen):
+    """Records when each workload first has a Running instance."""
+    req = urllib.request.Request(up.base + "/apis/flotilla.dev/v1/instances?watch=true",
+                                 headers={"Authorization": f"Bearer {up.token}"})
+    with urllib.request.urlopen(req) as stream:
+        for line in stream:
+            event = json.loads(line)
+            obj = event["object"]
+            if obj.get("status", {}).get("phase") == "Running":
+                seen.setdefault(obj["spec"]["workload"], []).append(time.perf_counter())
+
+
+def main():
+    n_apply = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    n_density = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    module = open(SLEEPER, "rb").read()
+    digest = hashlib.sha256(module).hexdigest()
+
+    up = Up(max_instances=n_density + 100)
+    time.sleep(5)
+    rss0, cpu0, t0 = up.rss_kib(), up.cpu_seconds(), time.time()
+    time.sleep(10)
+    idle_cpu = (up.cpu_seconds() - cpu0) / (time.time() - t0)
+    print(f"idle: RSS {rss0 / 1024:.1f} MiB, CPU {idle_cpu * 100:.2f}% of a core")
+
+    up.request("PUT", f"/blobs/sha256/{digest}", raw=module)
+    seen = {}
+    threading.Thread(target=watch_running, args=(up, seen), daemon=True).start()
+    time.sleep(0.5)
+    latencies = []
+    for i in range(n_apply):
+        name = f"w{i}"
+        start = time.perf_counter()
+        up.request("POST", "/apis/flotilla.dev/v1/namespaces/default/workloads",
+                   workload(name, digest, 1, ["60000"]))
+        while name not in seen:
+            time.sleep(0.0005)
+        latencies.append(seen[name][0] - start)
+        up.request("DELETE", f"/apis/flotilla.dev/v1/namespaces/default/workloads/{name}")
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000
+    print(f"apply -> Running over {n_apply}: p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, "
+          f"min {latencies[0] * 1000:.1f} ms")
+    time.sleep(3)
+    up.stop()
+
+    up = Up(max_instances=n_density + 100)
+    time.sleep(3)
+    base_rss = up.rss_kib()
+    up.request("PUT", f"/blobs/sha256/{digest}", raw=module)
+    up.request("POST", "/apis/flotilla.dev/v1/namespaces/default/workloads",
+               workload("dense", digest, n_density, ["600000"]))
+    start = time.perf_counter()
+    while True:
+        items = json.loads(up.request("GET", "/apis/flotilla.dev/v1/namespaces/default/instances"))["items"]
+        running = sum(1 for i in items if i.get("status", {}).get("phase") == "Running")
+        if running == n_density or time.perf_counter() - start > 300:
+            break
+        time.sleep(1)
+    elapsed = time.perf_counter() - start
+    time.sleep(3)
+    rss = up.rss_kib()
+    print(f"density: {running}/{n_density} Running after {elapsed:.1f} s; RSS {base_rss / 1024:.1f} -> "
+          f"{rss / 1024:.1f} MiB = {(rss - base_rss) / max(running, 1):.0f} KiB per instance")
+    up.stop()
+
+
+if __name__ == "__main__":
+    main()

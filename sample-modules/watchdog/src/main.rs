@@ -1,0 +1,25 @@
+//! `watchdog [MS] [KICKS]`: a daemon that ticks every MS milliseconds (default
+//! 200) and kicks the Flotilla watchdog on each of its first KICKS ticks
+//! (default: forever), then keeps running without kicking — a hung process,
+//! as a liveness probe sees it.
+
+#[link(wasm_import_module = "flotilla")]
+extern "C" {
+    fn watchdog_kick();
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let kicks: Option<u64> = args.next().and_then(|a| a.parse().ok());
+    for tick in 0u64.. {
+        if kicks.is_none_or(|k| tick < k) {
+            // SAFETY: a host import without arguments or results.
+            unsafe { watchdog_kick() };
+            println!("tick {tick}: kicked");
+        } else {
+            println!("tick {tick}: hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
