@@ -20,6 +20,9 @@ use crate::report::Reporter;
 use crate::runtime::Runtime;
 use crate::supervisor::{supervise, NodeContext};
 
+/// Longest delay before a change of assignments reaches the journal.
+const JOURNAL_FLUSH_EVERY: Duration = Duration::from_millis(250);
+
 /// How often the node heartbeats.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
@@ -64,6 +67,8 @@ pub struct Agent {
     journal: Journal,
     running: HashMap<String, Running>,
     assigned: BTreeMap<String, Instance>,
+    /// The assignments changed since the journal was last written.
+    journal_dirty: bool,
 }
 
 fn key(i: &Instance) -> String {
@@ -91,6 +96,7 @@ impl Agent {
             ctx,
             running: HashMap::new(),
             assigned: BTreeMap::new(),
+            journal_dirty: false,
         })
     }
 
@@ -140,7 +146,16 @@ impl Agent {
         self.converge();
         self.remove_orphan_logs();
         let mut events = Box::pin(client.watch(&path, &selector, &list.revision).await?);
-        while let Some(event) = events.next().await {
+        let mut flush = tokio::time::interval(JOURNAL_FLUSH_EVERY);
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                _ = flush.tick() => {
+                    self.write_journal();
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             let event = event?;
             match event.kind.as_str() {
                 "ADDED" | "MODIFIED" | "DELETED" => {
@@ -210,10 +225,23 @@ impl Agent {
             }
         }
         if changed {
-            let all: Vec<&Instance> = self.assigned.values().collect();
-            if let Err(e) = self.journal.save(&all) {
-                tracing::warn!("cannot write the journal: {e}");
-            }
+            self.journal_dirty = true;
+        }
+        if self.journal_dirty && self.assigned.len() < 16 {
+            // Small sets are journaled at once; bursts wait for the next flush
+            // (rewriting the whole journal per event would be quadratic).
+            self.write_journal();
+        }
+    }
+
+    fn write_journal(&mut self) {
+        if !self.journal_dirty {
+            return;
+        }
+        let all: Vec<&Instance> = self.assigned.values().collect();
+        match self.journal.save(&all) {
+            Ok(()) => self.journal_dirty = false,
+            Err(e) => tracing::warn!("cannot write the journal: {e}"),
         }
     }
 

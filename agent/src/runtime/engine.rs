@@ -4,13 +4,15 @@
 //!   from slots reserved up front, so instantiation is a few µs of bookkeeping
 //!   instead of `mmap`/`munmap` calls.
 //! - **Epoch interruption**: a ticker thread advances the engine's epoch every
-//!   [`RuntimeConfig::epoch_tick`]; each running instance is called back at its
+//!   [`RuntimeConfig::epoch_tick`] while any guest runs (it parks when none
+//!   does); each running instance is called back at its
 //!   next tick to charge CPU and yield (see `cpu` and `state`).
 //! - **Async**: guests run on fibers driven by tokio, so thousands of them share
 //!   a few threads and a sleeping or throttled guest costs no thread.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +56,7 @@ pub struct Runtime {
     pub(crate) core_imports: HashSet<(String, String)>,
     pub(crate) cache: Option<CompileCache>,
     pub(crate) loaded: Mutex<HashMap<String, Arc<LoadedModule>>>,
+    pub(crate) ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -95,7 +98,7 @@ impl Runtime {
             Some(dir) => Some(CompileCache::open(dir, &engine)?),
             None => None,
         };
-        start_epoch_ticker(&engine, config.epoch_tick)?;
+        let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
         Ok(Arc::new(Self {
             engine,
             core_linker,
@@ -103,6 +106,7 @@ impl Runtime {
             core_imports,
             cache,
             loaded: Mutex::new(HashMap::new()),
+            ticker,
         }))
     }
 
@@ -128,18 +132,61 @@ fn defined_imports(engine: &Engine, linker: &Linker<CoreState>) -> HashSet<(Stri
         .collect()
 }
 
-/// Advances the engine's epoch every `tick` until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine, tick: Duration) -> Result<(), RuntimeError> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("flotilla-epoch".into())
-        .spawn(move || loop {
-            std::thread::sleep(tick);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => return,
-            }
-        })
-        .map(drop)
-        .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker thread: {e}")))
+/// Advances the engine's epoch every tick while any guest runs, and parks
+/// otherwise, so an idle node does not wake hundreds of times a second.
+pub(crate) struct EpochTicker {
+    running: AtomicUsize,
+    thread: std::thread::Thread,
+}
+
+/// Held while a guest may execute; the ticker runs while any is held.
+pub(crate) struct Running(Arc<EpochTicker>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine`; it ends when the engine is dropped.
+    fn start(engine: &Engine, tick: Duration) -> Result<Arc<Self>, RuntimeError> {
+        let weak = engine.weak();
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<EpochTicker>>();
+        let handle = std::thread::Builder::new()
+            .name("flotilla-epoch".into())
+            .spawn(move || {
+                let Ok(ticker) = rx.recv() else { return };
+                loop {
+                    if ticker.running.load(Ordering::Relaxed) == 0 {
+                        // Woken by `enter`; the timeout notices a dropped engine.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                    } else {
+                        std::thread::sleep(tick);
+                    }
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .map_err(|e| {
+                RuntimeError::Engine(format!("cannot start the epoch ticker thread: {e}"))
+            })?;
+        let ticker = Arc::new(Self {
+            running: AtomicUsize::new(0),
+            thread: handle.thread().clone(),
+        });
+        // The thread waits for this before its first look at `running`.
+        let _ = tx.send(ticker.clone());
+        Ok(ticker)
+    }
+
+    /// Marks a guest as possibly executing until the guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>) -> Running {
+        if self.running.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.thread.unpark();
+        }
+        Running(self.clone())
+    }
 }

@@ -84,6 +84,7 @@ impl LoadedModule {
             }
         }
         let mut wasi = self.wasi_builder(&spec)?;
+        let _running = self.runtime.ticker.enter();
         let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis);
         let meter = limits.cpu.clone();
         let engine = &self.runtime.engine;
@@ -108,6 +109,8 @@ impl LoadedModule {
     /// and measures what instantiation alone costs.
     pub async fn instantiate_and_drop(&self, limits: &Limits) -> Result<(), String> {
         let engine = &self.runtime.engine;
+        // A start function may loop: keep epochs advancing.
+        let _running = self.runtime.ticker.enter();
         let mut wasi = WasiCtxBuilder::new();
         let instance_limits = InstanceLimits::new(limits.memory_bytes, limits.cpu_millis);
         let result = match &self.prepared {
