@@ -96,9 +96,13 @@ def watch_running(up, seen):
 def main():
     n_apply = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     n_density = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    if len(sys.argv) > 3 and sys.argv[3] == "density-only":
+        n_apply = 0
     module = open(SLEEPER, "rb").read()
     digest = hashlib.sha256(module).hexdigest()
 
+    if n_apply == 0:
+        return density(n_density, module, digest)
     up = Up(max_instances=n_density + 100)
     time.sleep(5)
     rss0, cpu0, t0 = up.rss_kib(), up.cpu_seconds(), time.time()
@@ -126,7 +130,10 @@ def main():
           f"min {latencies[0] * 1000:.1f} ms")
     time.sleep(3)
     up.stop()
+    density(n_density, module, digest)
 
+
+def density(n_density, module, digest):
     up = Up(max_instances=n_density + 100)
     time.sleep(3)
     base_rss = up.rss_kib()
