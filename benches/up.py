@@ -129,6 +129,28 @@ def main():
     print(f"apply -> Running over {n_apply}: p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, "
           f"min {latencies[0] * 1000:.1f} ms")
     time.sleep(3)
+
+    # Crash → running again: a guest that exits at once, restarted with no backoff.
+    crasher = open(os.path.join(ROOT, "target/sample-modules/exit-code.wasm"), "rb").read()
+    crasher_digest = hashlib.sha256(crasher).hexdigest()
+    up.request("PUT", f"/blobs/sha256/{crasher_digest}", raw=crasher)
+    spec = workload("crasher", crasher_digest, 1, ["3"])
+    spec["spec"]["restartPolicy"] = {"policy": "Always", "backoff": {"initial": "0s", "max": "0s"}}
+    up.request("POST", "/apis/flotilla.dev/v1/namespaces/default/workloads", spec)
+    while "crasher" not in seen:
+        time.sleep(0.001)
+    time.sleep(1)
+
+    def restarts():
+        items = json.loads(up.request("GET", "/apis/flotilla.dev/v1/namespaces/default/instances?labelSelector=flotilla.dev/workload=crasher"))["items"]
+        return items[0]["status"]["restarts"]
+
+    r0, t0 = restarts(), time.perf_counter()
+    time.sleep(5)
+    r1, t1 = restarts(), time.perf_counter()
+    cycle = (t1 - t0) / max(r1 - r0, 1)
+    print(f"crash -> running again (no backoff): {r1 - r0} restarts in {t1 - t0:.1f} s = "
+          f"{cycle * 1000:.2f} ms per crash-and-restart cycle (mean)")
     up.stop()
     density(n_density, module, digest)
 

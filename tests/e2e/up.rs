@@ -123,6 +123,11 @@ fn stale_update_is_409_and_no_token_is_401() {
         let e = wrong.get(path).await.unwrap_err();
         assert_eq!(e.code(), Some(401));
         assert!(e.to_string().contains("not valid"), "{e}");
+        // Oversize bodies are refused, and the server stays up.
+        let mut huge = w.clone();
+        huge["metadata"]["labels"]["padding"] = "x".repeat(2 << 20).into();
+        let e = client.replace(path, &huge).await.unwrap_err();
+        assert_eq!(e.code(), Some(413), "{e}");
         let none = Client::new(&c.base(), "").unwrap();
         assert_eq!(
             none.list("/apis/flotilla.dev/v1/nodes", "")
