@@ -2,12 +2,13 @@
 //! requests. A node counts as Ready while its agent heartbeats within the
 //! grace period.
 //!
-//! This is the single-node-era placement (most-allocated fit); the scheduler
-//! crate of the multi-node issue replaces `pick`.
+//! Placement itself is `flotilla-scheduler` (pure); this module builds its
+//! snapshot from the store and writes its decisions back.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use flotilla_scheduler as scheduler;
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::Instance;
 use flotilla_spec::meta::parse_rfc3339;
@@ -44,65 +45,7 @@ pub fn is_ready(node: &Node, grace: Duration) -> bool {
             .is_some_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() <= grace)
 }
 
-/// Chooses a node for `instance`, or explains why none fits.
-pub fn pick(
-    instance: &Instance,
-    nodes: &[Node],
-    allocated: &HashMap<String, (u64, u64)>,
-    grace: Duration,
-) -> Result<String, String> {
-    let (memory, cpu) = requests(instance);
-    let mut reasons: HashMap<&str, usize> = HashMap::new();
-    let mut best: Option<(u64, &str)> = None;
-    for node in nodes {
-        let name = node.metadata.name.as_str();
-        let status = node.status.clone().unwrap_or_default();
-        let (used_memory, used_cpu) = allocated.get(name).copied().unwrap_or_default();
-        let reason = if !is_ready(node, grace) {
-            Some("node not ready")
-        } else if node.spec.unschedulable {
-            Some("node unschedulable")
-        } else if !instance
-            .spec
-            .template
-            .node_selector
-            .iter()
-            .all(|(k, v)| node.metadata.labels.get(k) == Some(v))
-        {
-            Some("node selector mismatch")
-        } else if used_memory + memory > status.capacity_memory_bytes {
-            Some("insufficient memory")
-        } else if used_cpu + cpu > status.capacity_cpu_millis {
-            Some("insufficient cpu")
-        } else {
-            None
-        };
-        match reason {
-            Some(r) => *reasons.entry(r).or_default() += 1,
-            None => {
-                // Most allocated first: keeps other nodes free.
-                let score = used_memory + memory;
-                if best.is_none_or(|(s, _)| score > s) {
-                    best = Some((score, name));
-                }
-            }
-        }
-    }
-    match best {
-        Some((_, name)) => Ok(name.to_string()),
-        None => {
-            let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-            parts.sort();
-            Err(format!(
-                "0/{} nodes available: {}",
-                nodes.len(),
-                parts.join(", ")
-            ))
-        }
-    }
-}
-
-/// One pass: bind what is unbound.
+/// One pass: bind what is unbound, with the placements of the scheduler crate.
 pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
     let nodes: Vec<Node> = store
         .list("Node", None)?
@@ -116,20 +59,67 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
         .into_iter()
         .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|i| (v, i)))
         .collect();
-    let mut allocated: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut snapshot: Vec<scheduler::Node> = nodes
+        .iter()
+        .map(|n| {
+            let status = n.status.clone().unwrap_or_default();
+            scheduler::Node {
+                name: n.metadata.name.clone(),
+                allocatable: scheduler::Resources {
+                    memory: status.capacity_memory_bytes,
+                    cpu: status.capacity_cpu_millis,
+                },
+                allocated: scheduler::Resources::default(),
+                labels: n.metadata.labels.clone(),
+                taints: Vec::new(),
+                ready: is_ready(n, grace),
+                unschedulable: n.spec.unschedulable,
+                cached_modules: Default::default(),
+            }
+        })
+        .collect();
+    let index: HashMap<String, usize> = snapshot
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     for (_, i) in instances
         .iter()
         .filter(|(_, i)| !i.spec.node_name.is_empty())
     {
-        let (m, c) = requests(i);
-        let entry = allocated.entry(i.spec.node_name.clone()).or_default();
-        entry.0 += m;
-        entry.1 += c;
+        if let Some(node) = index.get(&i.spec.node_name).map(|&k| &mut snapshot[k]) {
+            let (memory, cpu) = requests(i);
+            node.allocated.memory += memory;
+            node.allocated.cpu += cpu;
+            if let Some(digest) = &i.spec.template.module.sha256 {
+                node.cached_modules.insert(digest.clone());
+            }
+        }
     }
-    for (mut value, instance) in instances
+    let unbound: Vec<(Value, Instance)> = instances
         .into_iter()
         .filter(|(_, i)| i.spec.node_name.is_empty())
-    {
+        .collect();
+    let pending: Vec<scheduler::Pending> = unbound
+        .iter()
+        .map(|(_, i)| {
+            let (memory, cpu) = requests(i);
+            scheduler::Pending {
+                id: format!("{}/{}", i.metadata.namespace, i.metadata.name),
+                requests: scheduler::Resources { memory, cpu },
+                node_selector: i.spec.template.node_selector.clone(),
+                module: i.spec.template.module.sha256.clone(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let decisions = scheduler::schedule(
+        &mut snapshot,
+        &pending,
+        scheduler::Strategy::Binpack,
+        &mut Default::default(),
+    );
+    for ((mut value, instance), decision) in unbound.into_iter().zip(decisions) {
         let ns = instance.metadata.namespace.clone();
         let name = instance.metadata.name.clone();
         let expected = instance.metadata.resource_version.parse().ok();
@@ -138,39 +128,39 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
             namespace: ns.clone(),
             name: name.clone(),
         };
-        match pick(&instance, &nodes, &allocated, grace) {
-            Ok(node) => {
+        match decision {
+            scheduler::Decision::Place { node, .. } => {
                 value["spec"]["nodeName"] = node.clone().into();
                 match store.update("Instance", &ns, &name, value, expected) {
-                    Ok(_) => {
-                        let (m, c) = requests(&instance);
-                        let entry = allocated.entry(node.clone()).or_default();
-                        entry.0 += m;
-                        entry.1 += c;
-                        record(
-                            store,
-                            &event(
-                                about,
-                                Severity::Normal,
-                                "Scheduled",
-                                format!("Assigned {ns}/{name} to {node}"),
-                                "binder",
-                            ),
-                        )?;
-                    }
+                    Ok(_) => record(
+                        store,
+                        &event(
+                            about,
+                            Severity::Normal,
+                            "Scheduled",
+                            format!("Assigned {ns}/{name} to {node}"),
+                            "scheduler",
+                        ),
+                    )?,
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
-            Err(why) => {
+            scheduler::Decision::Unschedulable { reason, .. } => {
                 // Say it once per distinct reason, not on every pass.
-                if value["status"]["message"].as_str() != Some(why.as_str()) {
+                if value["status"]["message"].as_str() != Some(reason.as_str()) {
                     value["status"]["phase"] = "Pending".into();
-                    value["status"]["message"] = why.clone().into();
+                    value["status"]["message"] = reason.clone().into();
                     match store.update("Instance", &ns, &name, value, expected) {
                         Ok(_) => record(
                             store,
-                            &event(about, Severity::Warning, "FailedScheduling", why, "binder"),
+                            &event(
+                                about,
+                                Severity::Warning,
+                                "FailedScheduling",
+                                reason,
+                                "scheduler",
+                            ),
                         )?,
                         Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
