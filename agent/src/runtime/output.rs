@@ -86,37 +86,6 @@ impl LogWriter {
     }
 }
 
-impl IsTerminal for LogWriter {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for LogWriter {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl AsyncWrite for LogWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.append(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[derive(Debug, Default)]
 struct Captured {
     bytes: Vec<u8>,
@@ -168,25 +137,47 @@ impl CaptureBuffer {
     }
 }
 
-impl IsTerminal for CaptureBuffer {
+/// A destination that takes every byte it is given (and never fails the
+/// guest's write, whatever it does with them).
+pub(crate) trait Append: Clone + Send + Sync + 'static {
+    fn append(&self, data: &[u8]);
+}
+
+impl Append for CaptureBuffer {
+    fn append(&self, data: &[u8]) {
+        CaptureBuffer::append(self, data)
+    }
+}
+
+impl Append for LogWriter {
+    fn append(&self, data: &[u8]) {
+        LogWriter::append(self, data)
+    }
+}
+
+/// Adapts an [`Append`] destination to a WASI output stream.
+#[derive(Clone)]
+pub(crate) struct AppendStream<A>(pub A);
+
+impl<A: Append> IsTerminal for AppendStream<A> {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for CaptureBuffer {
+impl<A: Append> StdoutStream for AppendStream<A> {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
 }
 
-impl AsyncWrite for CaptureBuffer {
+impl<A: Append> AsyncWrite for AppendStream<A> {
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.append(buf);
+        self.0.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

@@ -13,7 +13,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use super::cpu::{CpuMeter, Metered};
 use super::module::{LoadedModule, Prepared};
 use super::outcome::{Ending, Outcome};
-use super::output::Stdio;
+use super::output::{AppendStream, Stdio};
 use super::state::{ComponentState, CoreState, InstanceLimits, Limited};
 use super::RuntimeError;
 
@@ -155,14 +155,14 @@ impl LoadedModule {
         match &spec.stdout {
             Stdio::Inherit => drop(wasi.inherit_stdout()),
             Stdio::Null => {}
-            Stdio::Capture(buffer) => drop(wasi.stdout(buffer.clone())),
-            Stdio::Log(log) => drop(wasi.stdout(log.clone())),
+            Stdio::Capture(buffer) => drop(wasi.stdout(AppendStream(buffer.clone()))),
+            Stdio::Log(log) => drop(wasi.stdout(AppendStream(log.clone()))),
         }
         match &spec.stderr {
             Stdio::Inherit => drop(wasi.inherit_stderr()),
             Stdio::Null => {}
-            Stdio::Capture(buffer) => drop(wasi.stderr(buffer.clone())),
-            Stdio::Log(log) => drop(wasi.stderr(log.clone())),
+            Stdio::Capture(buffer) => drop(wasi.stderr(AppendStream(buffer.clone()))),
+            Stdio::Log(log) => drop(wasi.stderr(AppendStream(log.clone()))),
         }
         Ok(wasi)
     }

@@ -151,6 +151,22 @@ fn stamp(mut object: Value, revision: u64) -> Value {
     object
 }
 
+/// The stored JSON of one object, if it exists.
+fn stored_body(
+    db: &Connection,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    db.query_row(
+        "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind, namespace, name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)
+}
+
 fn stored_revision(
     tx: &Transaction,
     kind: &str,
@@ -170,15 +186,10 @@ fn stored_revision(
 impl Store for SqliteStore {
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
         let db = self.conn();
-        let body: Option<String> = db
-            .query_row(
-                "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![kind, namespace, name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        body.as_deref().map(parse_body).transpose()
+        stored_body(&db, kind, namespace, name)?
+            .as_deref()
+            .map(parse_body)
+            .transpose()
     }
 
     fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Listing, StoreError> {
@@ -275,19 +286,12 @@ impl Store for SqliteStore {
 
     fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Value, StoreError> {
         let change = self.write(|tx, revision| {
-            let body: Option<String> = tx
-                .query_row(
-                    "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                    params![kind, namespace, name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            let body = body.ok_or_else(|| StoreError::NotFound {
-                kind: kind.into(),
-                namespace: namespace.into(),
-                name: name.into(),
-            })?;
+            let body =
+                stored_body(tx, kind, namespace, name)?.ok_or_else(|| StoreError::NotFound {
+                    kind: kind.into(),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                })?;
             tx.execute(
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![kind, namespace, name],
