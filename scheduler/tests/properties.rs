@@ -186,6 +186,23 @@ proptest! {
     }
 
     #[test]
+    fn the_fast_path_decides_as_the_full_path(nodes in cluster(), pods in pending()) {
+        let simple: Vec<Pending> = pods.iter().cloned().map(|mut p| {
+            p.node_selector.clear();
+            p.tolerations.clear();
+            p.spread = None;
+            p
+        }).collect();
+        // A toleration of a taint no node has changes nothing but the path taken.
+        let full: Vec<Pending> = simple.iter().cloned().map(|mut p| {
+            p.tolerations.push(Toleration { key: "no-such-taint".into(), value: None });
+            p
+        }).collect();
+        let run = |pods: &[Pending]| schedule(&mut nodes.clone(), pods, flotilla_scheduler::Strategy::Binpack, &mut SpreadCounts::new());
+        prop_assert_eq!(run(&simple), run(&full));
+    }
+
+    #[test]
     fn same_input_same_output(nodes in cluster(), pods in pending()) {
         let run = || schedule(&mut nodes.clone(), &pods, flotilla_scheduler::Strategy::Binpack, &mut SpreadCounts::new());
         prop_assert_eq!(run(), run());
