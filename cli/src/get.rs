@@ -205,11 +205,12 @@ fn rows(
         ),
         CliKind::Event => {
             let mut sorted: Vec<&Value> = items.iter().collect();
+            // The store revision orders events exactly; timestamps have 1 s resolution.
             sorted.sort_by_key(|e| {
-                e["spec"]["timestamp"]
+                e["metadata"]["resourceVersion"]
                     .as_str()
-                    .unwrap_or_default()
-                    .to_string()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
             });
             (
                 vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
