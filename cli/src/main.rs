@@ -3,15 +3,18 @@
 //! - `run`: one Wasm module under memory/CPU/time limits, like `wasmtime run`
 //!   (exit codes documented on [`run::exit_code`]);
 //! - `up`: control plane and agent in one process, embedded store;
+//! - `server` and `agent`: the same, as separate processes (many nodes);
 //! - `apply`, `get`, `describe`, `delete`, `logs`, `events`: kubectl-like
 //!   commands against the server in the client config.
 
+mod agent;
 mod apply;
 mod config;
 mod get;
 mod kinds;
 mod logs;
 mod run;
+mod server;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +33,10 @@ enum Command {
     Run(run::RunArgs),
     /// Start a control plane and an agent in one process, with an embedded store.
     Up(up::UpArgs),
+    /// Start the control plane alone (API, store, controllers).
+    Server(server::ServerArgs),
+    /// Join this machine to a control plane as a node.
+    Agent(agent::AgentArgs),
     /// Create or update objects from manifests.
     Apply(apply::ApplyArgs),
     /// List objects, or show one.
@@ -82,6 +89,8 @@ fn main() {
         match command {
             Command::Run(_) => unreachable!("handled above"),
             Command::Up(args) => up::main(args).await,
+            Command::Server(args) => server::main(args).await,
+            Command::Agent(args) => agent::main(args).await,
             Command::Apply(args) => apply::main(args).await,
             Command::Get(args) => get::get(args).await,
             Command::Describe(args) => get::describe(args).await,

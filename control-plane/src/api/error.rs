@@ -51,6 +51,10 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self { code: StatusCode::FORBIDDEN, reason: "Forbidden", message: message.into() }
+    }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

@@ -30,6 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use axum::Router;
 
+pub use auth::Role;
 pub use error::ApiError;
 pub use kinds::Kind;
 pub use logs::LogSource;
@@ -45,8 +46,8 @@ pub const MAX_BLOB_BYTES: usize = 256 << 20;
 pub struct ApiState {
     /// Where objects live.
     pub store: Arc<dyn Store>,
-    /// Tokens that may use the API.
-    pub tokens: Vec<String>,
+    /// Tokens that may use the API, and what each may do.
+    pub tokens: Vec<(String, Role)>,
     /// Where instance logs are read (the local agent's folder), if anywhere.
     pub logs: Option<Arc<dyn LogSource>>,
 }

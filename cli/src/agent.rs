@@ -1,0 +1,103 @@
+//! `flotilla agent`: join a node to a control plane.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use flotilla_agent::node::{machine_capacity, Agent, AgentConfig};
+use flotilla_agent::runtime::{Runtime, RuntimeConfig};
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The control plane's URL.
+    #[arg(long)]
+    server: String,
+    /// The join token (`<server data dir>/join-token`).
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Node labels, k=v,k2=v2.
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Memory offered (default: the machine's).
+    #[arg(long, value_parser = parse_memory)]
+    capacity_memory: Option<u64>,
+    /// CPU offered (default: the machine's cores).
+    #[arg(long, value_parser = parse_cpu)]
+    capacity_cpu: Option<u64>,
+    /// Where the journal, logs and modules live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Instances this node can hold at once.
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+}
+
+fn parse_memory(t: &str) -> Result<u64, String> {
+    flotilla_spec::parse_memory_bytes(t).map_err(|e| e.to_string())
+}
+
+fn parse_cpu(t: &str) -> Result<u64, String> {
+    flotilla_spec::parse_cpu_millis(t).map_err(|e| e.to_string())
+}
+
+/// The host name, made a valid node name.
+pub fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
+    let name: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "node".into()
+    } else {
+        name.chars().take(63).collect()
+    }
+}
+
+/// Builds an agent with its own runtime.
+pub fn build(config: AgentConfig, max_instances: u32) -> Result<Agent> {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances,
+        max_memory_bytes: 1 << 30,
+        cache_dir: Some(config.data_dir.join("compiled")),
+        ..RuntimeConfig::default()
+    })?;
+    Ok(Agent::new(config, runtime)?)
+}
+
+pub async fn main(args: AgentArgs) -> Result<()> {
+    let name = args.name.unwrap_or_else(host_name);
+    flotilla_spec::validate::check_name(&name).map_err(|m| anyhow::anyhow!("--name: {m}"))?;
+    let mut labels = BTreeMap::new();
+    for pair in args.labels.iter().filter(|l| !l.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else { bail!("--labels: {pair:?} is not k=v") };
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let (memory, cpu) = machine_capacity();
+    let data_dir = args.data_dir.unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
+    let client = flotilla_client::Client::new(&args.server, &args.token)?;
+    // Fail fast, and clearly, on a wrong token or an unreachable server.
+    client.list("/apis/flotilla.dev/v1/nodes", "").await.map_err(|e| anyhow::anyhow!("cannot join {}: {e}", args.server))?;
+    let agent = build(
+        AgentConfig {
+            server: args.server.clone(),
+            token: args.token,
+            node_name: name.clone(),
+            labels,
+            data_dir,
+            capacity_memory_bytes: args.capacity_memory.unwrap_or(memory),
+            capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
+        },
+        args.max_instances,
+    )?;
+    eprintln!("agent {name} joined {}", args.server);
+    agent.run().await;
+    Ok(())
+}

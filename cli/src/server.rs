@@ -1,0 +1,106 @@
+//! `flotilla server`: the control plane alone (API, store, controllers), for
+//! agents on other machines to join with the join token.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use flotilla_control_plane::api::{router, ApiState, LogSource, Role};
+use flotilla_control_plane::controllers;
+use flotilla_control_plane::store::SqliteStore;
+
+use crate::config::{self, ClientConfig};
+
+/// How long a node may miss heartbeats before it is not Ready.
+pub const NODE_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Where the store and tokens live.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// API address (loopback by default: reachable from this machine only).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("flotilla")
+}
+
+/// A token stored in `<data-dir>/<name>`: read, or created on first start.
+fn token_file(data_dir: &Path, name: &str) -> Result<String> {
+    let path = data_dir.join(name);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    config::write_private(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// A bound, not yet serving, control plane.
+pub struct ControlPlane {
+    listener: tokio::net::TcpListener,
+    store: Arc<SqliteStore>,
+    /// `http://addr` of the API.
+    pub url: String,
+    /// The admin token.
+    pub admin_token: String,
+    /// The join token (for agents).
+    pub join_token: String,
+}
+
+impl ControlPlane {
+    /// Opens the store, creates the tokens, binds the API address and
+    /// writes the admin client config.
+    pub async fn bind(data_dir: &Path, listen: SocketAddr) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+        let admin_token = token_file(data_dir, "admin-token")?;
+        let join_token = token_file(data_dir, "join-token")?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}: is another flotilla running? (choose another address with --listen)")
+        })?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let path = config::save(&ClientConfig { server: url.clone(), token: admin_token.clone() })?;
+        eprintln!("client config written to {}", path.display());
+        Ok(Self { listener, store, url, admin_token, join_token })
+    }
+
+    /// Runs the controllers and serves the API until Ctrl-C.
+    pub async fn serve(self, logs: Option<Arc<dyn LogSource>>) -> Result<()> {
+        let state = Arc::new(ApiState {
+            store: self.store.clone(),
+            tokens: vec![(self.admin_token, Role::Admin), (self.join_token, Role::Node)],
+            logs,
+        });
+        tokio::spawn(controllers::run(self.store, NODE_GRACE));
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        axum::serve(self.listener, router(state)).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+pub async fn main(args: ServerArgs) -> Result<()> {
+    let cp = ControlPlane::bind(&args.data_dir, args.listen).await?;
+    eprintln!(
+        "flotilla server is up: API {}; agents join with: flotilla agent --server {} --token $(cat {})",
+        cp.url,
+        cp.url,
+        args.data_dir.join("join-token").display()
+    );
+    cp.serve(None).await
+}
