@@ -46,12 +46,19 @@ fn parse_cpu(t: &str) -> Result<u64, String> {
 
 /// The host name, made a valid node name.
 pub fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
+    let raw =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
     let name: String = raw
         .trim()
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches('-');
     if name.is_empty() {
@@ -77,14 +84,21 @@ pub async fn main(args: AgentArgs) -> Result<()> {
     flotilla_spec::validate::check_name(&name).map_err(|m| anyhow::anyhow!("--name: {m}"))?;
     let mut labels = BTreeMap::new();
     for pair in args.labels.iter().filter(|l| !l.is_empty()) {
-        let Some((k, v)) = pair.split_once('=') else { bail!("--labels: {pair:?} is not k=v") };
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("--labels: {pair:?} is not k=v")
+        };
         labels.insert(k.to_string(), v.to_string());
     }
     let (memory, cpu) = machine_capacity();
-    let data_dir = args.data_dir.unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
     let client = flotilla_client::Client::new(&args.server, &args.token)?;
     // Fail fast, and clearly, on a wrong token or an unreachable server.
-    client.list("/apis/flotilla.dev/v1/nodes", "").await.map_err(|e| anyhow::anyhow!("cannot join {}: {e}", args.server))?;
+    client
+        .list("/apis/flotilla.dev/v1/nodes", "")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join {}: {e}", args.server))?;
     let agent = build(
         AgentConfig {
             server: args.server.clone(),

@@ -65,7 +65,8 @@ impl ControlPlane {
     /// Opens the store, creates the tokens, binds the API address and
     /// writes the admin client config.
     pub async fn bind(data_dir: &Path, listen: SocketAddr) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
         let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
         let admin_token = token_file(data_dir, "admin-token")?;
         let join_token = token_file(data_dir, "join-token")?;
@@ -73,23 +74,37 @@ impl ControlPlane {
             format!("cannot listen on {listen}: is another flotilla running? (choose another address with --listen)")
         })?;
         let url = format!("http://{}", listener.local_addr()?);
-        let path = config::save(&ClientConfig { server: url.clone(), token: admin_token.clone() })?;
+        let path = config::save(&ClientConfig {
+            server: url.clone(),
+            token: admin_token.clone(),
+        })?;
         eprintln!("client config written to {}", path.display());
-        Ok(Self { listener, store, url, admin_token, join_token })
+        Ok(Self {
+            listener,
+            store,
+            url,
+            admin_token,
+            join_token,
+        })
     }
 
     /// Runs the controllers and serves the API until Ctrl-C.
     pub async fn serve(self, logs: Option<Arc<dyn LogSource>>) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
-            tokens: vec![(self.admin_token, Role::Admin), (self.join_token, Role::Node)],
+            tokens: vec![
+                (self.admin_token, Role::Admin),
+                (self.join_token, Role::Node),
+            ],
             logs,
         });
         tokio::spawn(controllers::run(self.store, NODE_GRACE));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        axum::serve(self.listener, router(state)).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }

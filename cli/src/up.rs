@@ -56,7 +56,11 @@ pub async fn main(args: UpArgs) -> Result<()> {
     )?;
     let logs: Arc<dyn LogSource> = Arc::new(AgentLogs(agent.logs()));
     tokio::spawn(agent.run());
-    eprintln!("flotilla is up: API {}, node {node_name}, data in {}", cp.url, args.data_dir.display());
+    eprintln!(
+        "flotilla is up: API {}, node {node_name}, data in {}",
+        cp.url,
+        args.data_dir.display()
+    );
     eprintln!("try: flotilla apply -f examples/ticker.yaml");
     cp.serve(Some(logs)).await
 }

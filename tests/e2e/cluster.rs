@@ -12,6 +12,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    command: &'static str,
 }
 
 fn free_port() -> u16 {
@@ -24,10 +25,20 @@ fn free_port() -> u16 {
 
 impl Cluster {
     pub fn start() -> Self {
+        Self::start_with("up")
+    }
+
+    /// `flotilla server`: a control plane without a local agent.
+    pub fn start_server() -> Self {
+        Self::start_with("server")
+    }
+
+    fn start_with(command: &'static str) -> Self {
         let mut cluster = Self {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             child: None,
+            command,
         };
         cluster.launch();
         cluster
@@ -45,10 +56,13 @@ impl Cluster {
     pub fn launch(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("up.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .arg(self.command)
+            .args(if self.command == "up" {
+                &["--name", "node-1"][..]
+            } else {
+                &[][..]
+            })
             .args([
-                "up",
-                "--name",
-                "node-1",
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
                 "--data-dir",

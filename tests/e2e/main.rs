@@ -2,6 +2,7 @@
 //! `scripts/build-sample-modules.sh`, real files.
 
 mod cluster;
+mod fleet;
 mod support;
 
 mod run_bad_input;

@@ -25,8 +25,10 @@ pub enum Role {
 /// Whether the node role may make this request.
 fn node_may(method: &Method, path: &str) -> bool {
     let read = method == Method::GET || method == Method::HEAD;
-    let nodes = path.starts_with("/apis/flotilla.dev/v1/nodes") && (method == Method::POST || method == Method::PUT);
-    let instance_status = method == Method::PUT && path.contains("/instances/") && path.ends_with("/status");
+    let nodes = path.starts_with("/apis/flotilla.dev/v1/nodes")
+        && (method == Method::POST || method == Method::PUT);
+    let instance_status =
+        method == Method::PUT && path.contains("/instances/") && path.ends_with("/status");
     let event = method == Method::POST && path.ends_with("/events");
     read || nodes || instance_status || event
 }

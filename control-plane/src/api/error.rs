@@ -53,7 +53,11 @@ impl ApiError {
     }
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self { code: StatusCode::FORBIDDEN, reason: "Forbidden", message: message.into() }
+        Self {
+            code: StatusCode::FORBIDDEN,
+            reason: "Forbidden",
+            message: message.into(),
+        }
     }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {

@@ -1,0 +1,131 @@
+//! Many nodes: one `flotilla server` and agents as separate processes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::*;
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "agent",
+            "--server",
+            &c.base(),
+            "--token",
+            token,
+            "--name",
+            name,
+            "--capacity-memory",
+            memory,
+            "--capacity-cpu",
+            "1000m",
+            "--data-dir",
+        ])
+        .arg(c.dir.path().join(format!("agent-{name}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Agent(child)
+}
+
+const SMALL: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: small}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  replicas: 4
+  args: ["200"]
+  resources: {requests: {memory: 100Mi, cpu: 100m}}
+"#;
+
+#[test]
+fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = agent(&c, "edge-a", join.trim(), "256Mi");
+    let _b = agent(&c, "edge-b", join.trim(), "256Mi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+    });
+
+    let manifest = c.manifest("small.yaml", SMALL);
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("4 instances run", Duration::from_secs(15), || {
+        in_phase(&c.items("instances"), "Running").len() == 4
+    });
+    let mut per_node: Vec<String> = c
+        .items("instances")
+        .iter()
+        .map(|i| i["spec"]["nodeName"].as_str().unwrap().to_string())
+        .collect();
+    per_node.sort();
+    assert_eq!(
+        per_node,
+        ["edge-a", "edge-a", "edge-b", "edge-b"],
+        "2 × 100Mi per 256Mi node"
+    );
+
+    // A fifth does not fit anywhere: Pending, with the reason.
+    let five = c.manifest("five.yaml", &SMALL.replace("replicas: 4", "replicas: 5"));
+    c.ok(&["apply", "-f", five.to_str().unwrap()]);
+    c.wait_until("the fifth is explained", Duration::from_secs(10), || {
+        c.items("instances")
+            .iter()
+            .any(|i| i["status"]["message"] == "0/2 nodes available: 2 insufficient memory")
+    });
+    assert!(c.ok(&["get", "events"]).contains("FailedScheduling"));
+}
+
+#[test]
+fn wrong_tokens_are_refused_clearly() {
+    let c = Cluster::start_server();
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "agent",
+            "--server",
+            &c.base(),
+            "--token",
+            "wrong",
+            "--name",
+            "intruder",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot join") && stderr.contains("not valid"),
+        "{stderr}"
+    );
+    assert!(
+        c.log().contains("unknown token"),
+        "the server logs it too: {}",
+        c.log()
+    );
+
+    // The join token cannot manage workloads.
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let client = flotilla_client::Client::new(&c.base(), join.trim()).unwrap();
+        let w: Value = serde_json::json!({"apiVersion": "flotilla.dev/v1", "kind": "Workload", "metadata": {"name": "x"}, "spec": {"module": {"sha256": "0".repeat(64)}}});
+        let e = client.create("/apis/flotilla.dev/v1/namespaces/default/workloads", &w).await.unwrap_err();
+        assert_eq!(e.code(), Some(403), "{e}");
+    });
+}
