@@ -129,3 +129,53 @@ fn wrong_tokens_are_refused_clearly() {
         assert_eq!(e.code(), Some(403), "{e}");
     });
 }
+
+#[test]
+fn instances_of_a_killed_agent_run_elsewhere_within_10_s() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let mut agents = [
+        agent(&c, "edge-a", join.trim(), "1Gi"),
+        agent(&c, "edge-b", join.trim(), "1Gi"),
+    ];
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+    });
+    // Binpack puts both on one node (equal nodes: the first by name, then the fuller).
+    let manifest = c.manifest("two.yaml", &SMALL.replace("replicas: 4", "replicas: 2"));
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("2 instances run", Duration::from_secs(15), || {
+        in_phase(&c.items("instances"), "Running").len() == 2
+    });
+    let nodes: Vec<String> = c
+        .items("instances")
+        .iter()
+        .map(|i| i["spec"]["nodeName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nodes[0], nodes[1], "binpack keeps them together");
+    let (victim, survivor) = if nodes[0] == "edge-a" {
+        (0, "edge-b")
+    } else {
+        (1, "edge-a")
+    };
+
+    let killed_at = std::time::Instant::now();
+    let _ = agents[victim].0.kill();
+    let _ = agents[victim].0.wait();
+    c.wait_until(
+        "both run on the surviving node",
+        Duration::from_secs(10),
+        || {
+            let items = c.items("instances");
+            items.len() == 2
+                && items
+                    .iter()
+                    .all(|i| i["spec"]["nodeName"] == survivor && i["status"]["phase"] == "Running")
+        },
+    );
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(c.ok(&["get", "events"]).contains("NodeNotReady"));
+    assert!(c.ok(&["get", "nodes"]).contains("NotReady"));
+    eprintln!("rescheduled after the agent was killed in {took:?}");
+}

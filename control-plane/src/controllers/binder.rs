@@ -3,7 +3,8 @@
 //! grace period.
 //!
 //! Placement itself is `flotilla-scheduler` (pure); this module builds its
-//! snapshot from the store and writes its decisions back.
+//! snapshot from the store and writes its decisions back. It also evicts the
+//! instances of nodes whose heartbeat is older than the grace period.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,9 @@ use serde_json::Value;
 
 use super::events::{event, record, Severity};
 use crate::store::{Store, StoreError};
+
+/// An instance as stored (to write back) and decoded (to read).
+type Stored = (Value, Instance);
 
 /// What an instance reserves on its node.
 fn requests(instance: &Instance) -> (u64, u64) {
@@ -59,6 +63,45 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
         .into_iter()
         .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|i| (v, i)))
         .collect();
+    // Node lifecycle: instances on a node whose heartbeat stopped are evicted;
+    // the workload controller replaces them and they are placed elsewhere.
+    let not_ready: std::collections::HashSet<&str> = nodes
+        .iter()
+        .filter(|n| !is_ready(n, grace))
+        .map(|n| n.metadata.name.as_str())
+        .collect();
+    let (instances, lost): (Vec<Stored>, Vec<Stored>) =
+        instances.into_iter().partition(|(_, i)| {
+            i.spec.node_name.is_empty() || !not_ready.contains(i.spec.node_name.as_str())
+        });
+    for (_, instance) in lost {
+        let (ns, name) = (&instance.metadata.namespace, &instance.metadata.name);
+        match store.delete("Instance", ns, name) {
+            Ok(_) => {
+                let about = ObjectRef {
+                    kind: "Instance".into(),
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                };
+                let message = format!(
+                    "Evicted from node {}: its agent stopped heartbeating",
+                    instance.spec.node_name
+                );
+                record(
+                    store,
+                    &event(
+                        about,
+                        Severity::Warning,
+                        "NodeNotReady",
+                        message,
+                        "node-lifecycle",
+                    ),
+                )?;
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let mut snapshot: Vec<scheduler::Node> = nodes
         .iter()
         .map(|n| {
