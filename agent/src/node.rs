@@ -254,38 +254,61 @@ impl Agent {
     }
 }
 
-/// Registers the node, then renews its status every [`HEARTBEAT_EVERY`].
-async fn heartbeat(client: Client, config: AgentConfig) {
+/// This agent's identity, kept in its data folder so a restarted agent is
+/// the same node and another machine claiming the name is not.
+fn agent_id(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("agent-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return id.trim().to_string();
+        }
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    let _ = std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&path, &id));
+    id
+}
+
+/// Sends one heartbeat: creates the Node if it does not exist, else renews
+/// its status. The server refuses (409) a name another live agent holds.
+pub async fn send_heartbeat(
+    client: &Client,
+    config: &AgentConfig,
+) -> Result<(), flotilla_client::ClientError> {
     let path = format!("{}/{}", collection_path("nodes", None), config.node_name);
+    let status = NodeStatus {
+        capacity_memory_bytes: config.capacity_memory_bytes,
+        capacity_cpu_millis: config.capacity_cpu_millis,
+        ready: true,
+        last_heartbeat: now_rfc3339(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        agent_id: agent_id(&config.data_dir),
+    };
+    let node = Node {
+        api_version: API_VERSION.into(),
+        kind: "Node".into(),
+        metadata: ObjectMeta {
+            name: config.node_name.clone(),
+            labels: config.labels.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: NodeSpec::default(),
+        status: Some(status),
+    };
+    let value = serde_json::to_value(&node).unwrap_or_default();
+    match client.replace(&format!("{path}/status"), &value).await {
+        Err(e) if e.code() == Some(404) => client
+            .create(&collection_path("nodes", None), &value)
+            .await
+            .map(drop),
+        other => other.map(drop),
+    }
+}
+
+/// Renews the node's status every [`HEARTBEAT_EVERY`].
+async fn heartbeat(client: Client, config: AgentConfig) {
     loop {
-        let status = NodeStatus {
-            capacity_memory_bytes: config.capacity_memory_bytes,
-            capacity_cpu_millis: config.capacity_cpu_millis,
-            ready: true,
-            last_heartbeat: now_rfc3339(),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        let node = Node {
-            api_version: API_VERSION.into(),
-            kind: "Node".into(),
-            metadata: ObjectMeta {
-                name: config.node_name.clone(),
-                labels: config.labels.clone(),
-                ..ObjectMeta::default()
-            },
-            spec: NodeSpec::default(),
-            status: Some(status),
-        };
-        let value = serde_json::to_value(&node).unwrap_or_default();
-        let result = match client.replace(&format!("{path}/status"), &value).await {
-            Err(e) if e.code() == Some(404) => client
-                .create(&collection_path("nodes", None), &value)
-                .await
-                .map(drop),
-            other => other.map(drop),
-        };
-        if let Err(e) = result {
-            tracing::debug!("heartbeat of {}: {e}", config.node_name);
+        if let Err(e) = send_heartbeat(&client, &config).await {
+            tracing::warn!("heartbeat of {}: {e}", config.node_name);
         }
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }

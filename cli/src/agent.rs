@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use flotilla_agent::node::{machine_capacity, Agent, AgentConfig};
+use flotilla_agent::node::{machine_capacity, send_heartbeat, Agent, AgentConfig};
 use flotilla_agent::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Args)]
@@ -93,24 +93,22 @@ pub async fn main(args: AgentArgs) -> Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
-    let client = flotilla_client::Client::new(&args.server, &args.token)?;
-    // Fail fast, and clearly, on a wrong token or an unreachable server.
-    client
-        .list("/apis/flotilla.dev/v1/nodes", "")
+    let config = AgentConfig {
+        server: args.server.clone(),
+        token: args.token,
+        node_name: name.clone(),
+        labels,
+        data_dir,
+        capacity_memory_bytes: args.capacity_memory.unwrap_or(memory),
+        capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
+    };
+    // Fail fast, and clearly, on a wrong token, an unreachable server or a
+    // name another agent holds.
+    let client = flotilla_client::Client::new(&config.server, &config.token)?;
+    send_heartbeat(&client, &config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot join {}: {e}", args.server))?;
-    let agent = build(
-        AgentConfig {
-            server: args.server.clone(),
-            token: args.token,
-            node_name: name.clone(),
-            labels,
-            data_dir,
-            capacity_memory_bytes: args.capacity_memory.unwrap_or(memory),
-            capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
-        },
-        args.max_instances,
-    )?;
+    let agent = build(config, args.max_instances)?;
     eprintln!("agent {name} joined {}", args.server);
     agent.run().await;
     Ok(())

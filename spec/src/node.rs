@@ -32,4 +32,7 @@ pub struct NodeStatus {
     /// The agent's version.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent_version: String,
+    /// Which agent holds the name (kept in its data folder across restarts).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent_id: String,
 }

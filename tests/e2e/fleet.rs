@@ -179,3 +179,34 @@ fn instances_of_a_killed_agent_run_elsewhere_within_10_s() {
     assert!(c.ok(&["get", "nodes"]).contains("NotReady"));
     eprintln!("rescheduled after the agent was killed in {took:?}");
 }
+
+#[test]
+fn a_second_agent_claiming_a_live_name_is_refused() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _first = agent(&c, "edge-a", join.trim(), "1Gi");
+    c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).contains("Ready")
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "agent",
+            "--server",
+            &c.base(),
+            "--token",
+            join.trim(),
+            "--name",
+            "edge-a",
+            "--data-dir",
+        ])
+        .arg(c.dir.path().join("impostor"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("node name \"edge-a\" is in use by another agent"),
+        "{stderr}"
+    );
+    assert!(c.log().contains("refused node name edge-a"), "{}", c.log());
+}

@@ -161,9 +161,39 @@ pub fn for_status(
     let expected = resource_version(&body)?;
     let submitted = normalise(kind, namespace, body)?;
     check_same_name(&submitted, name)?;
+    if kind == Kind::Node {
+        check_node_owner(name, stored, &submitted)?;
+    }
     let mut value = stored.clone();
     value["status"] = submitted.get("status").cloned().unwrap_or(Value::Null);
     Ok((value, expected))
+}
+
+/// How long a node name stays with the agent that last heartbeated it.
+const NODE_NAME_HELD_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Refuses a heartbeat for a node name that another live agent holds.
+fn check_node_owner(name: &str, stored: &Value, submitted: &Value) -> Result<(), ApiError> {
+    let holder = stored["status"]["agentId"].as_str().unwrap_or_default();
+    let claimant = submitted["status"]["agentId"].as_str().unwrap_or_default();
+    let last = stored["status"]["lastHeartbeat"]
+        .as_str()
+        .and_then(flotilla_spec::meta::parse_rfc3339);
+    let age = last
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    if !holder.is_empty() && holder != claimant && last.is_some() && age <= NODE_NAME_HELD_FOR {
+        tracing::warn!("refused node name {name}: held by another agent");
+        return Err(ApiError {
+            code: axum::http::StatusCode::CONFLICT,
+            reason: "AlreadyExists",
+            message: format!(
+                "node name {name:?} is in use by another agent (its last heartbeat was {}s ago); choose another --name",
+                age.as_secs()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_same_name(value: &Value, name: &str) -> Result<(), ApiError> {
