@@ -45,7 +45,7 @@ impl std::fmt::Display for Phase {
 
 /// What the agent observed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct InstanceStatus {
     /// Lifecycle phase.
     pub phase: Phase,
@@ -66,7 +66,7 @@ pub struct InstanceStatus {
 
 /// How one run ended: the runtime's classes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Termination {
     /// Completed, Error, Trap, OOMKilled, DeadlineExceeded.
     pub reason: String,

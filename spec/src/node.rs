@@ -18,7 +18,7 @@ pub struct NodeSpec {
 
 /// What the node's agent reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct NodeStatus {
     /// Total memory in bytes.
     pub capacity_memory_bytes: u64,

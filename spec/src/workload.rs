@@ -233,7 +233,7 @@ impl Default for Backoff {
 
 /// What the workload controller observed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct WorkloadStatus {
     /// The generation this status describes.
     pub observed_generation: u64,

@@ -87,6 +87,12 @@ fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
             .any(|i| i["status"]["message"] == "0/2 nodes available: 2 insufficient memory")
     });
     assert!(c.ok(&["get", "events"]).contains("FailedScheduling"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        c.items("instances").len(),
+        5,
+        "a Pending instance is not replaced again and again"
+    );
 }
 
 #[test]
@@ -209,4 +215,82 @@ fn a_second_agent_claiming_a_live_name_is_refused() {
         "{stderr}"
     );
     assert!(c.log().contains("refused node name edge-a"), "{}", c.log());
+}
+
+const CRASHER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: crasher}
+spec:
+  module: {source: "file:MODULES/exit-code.wasm"}
+  args: ["3"]
+  restartPolicy: {backoff: {initial: 100ms, max: 200ms}}
+"#;
+
+#[test]
+fn with_the_server_down_agents_keep_running_and_restarting() {
+    let mut c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let a = agent(&c, "edge-a", join.trim(), "1Gi");
+    c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).contains("Ready")
+    });
+    let ticker = c.manifest("two.yaml", &SMALL.replace("replicas: 4", "replicas: 2"));
+    let crasher = c.manifest("crasher.yaml", CRASHER);
+    c.ok(&["apply", "-f", ticker.to_str().unwrap()]);
+    c.ok(&["apply", "-f", crasher.to_str().unwrap()]);
+    c.wait_until("3 instances run", Duration::from_secs(15), || {
+        c.items("instances").len() == 3
+    });
+    let logs = c.dir.path().join("agent-edge-a/logs/default");
+    let log_of = |prefix: &str| -> std::path::PathBuf {
+        std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| e.path().join("current.log"))
+            .unwrap_or_default()
+    };
+    c.wait_until("both workloads write logs", Duration::from_secs(15), || {
+        log_of("small-").exists() && log_of("crasher-").exists()
+    });
+    let ticks = |prefix: &str| {
+        std::fs::read_to_string(log_of(prefix))
+            .unwrap_or_default()
+            .matches("tick")
+            .count()
+    };
+
+    c.kill();
+    let small_before = ticks("small-");
+    let restarts_marker = std::fs::metadata(log_of("crasher-"))
+        .map(|m| m.modified().unwrap())
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    // Daemons kept ticking (200 ms per tick: ~150 in 30 s) and the crasher kept being restarted.
+    let small_after = ticks("small-");
+    assert!(
+        small_after > small_before + 100,
+        "ticks {small_before} -> {small_after}"
+    );
+    let crasher_log = std::fs::metadata(log_of("crasher-"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(
+        crasher_log > restarts_marker,
+        "the crasher was not restarted while the server was down"
+    );
+
+    // Back: the agent reconnects and reports; nothing is duplicated.
+    c.launch();
+    c.wait_until("status flows again", Duration::from_secs(15), || {
+        c.items("instances").iter().any(|i| {
+            i["spec"]["workload"] == "crasher" && i["status"]["restarts"].as_u64() > Some(20)
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.items("instances").len(), 3, "no instance was duplicated");
+    drop(a);
 }
