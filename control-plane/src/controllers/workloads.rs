@@ -143,12 +143,22 @@ pub fn pass(store: &dyn Store) -> Result<(), StoreError> {
         .into_iter()
         .filter_map(decode)
         .collect();
-    let instances: Vec<Instance> = store
-        .list("Instance", None)?
-        .items
-        .into_iter()
-        .filter_map(decode)
-        .collect();
+    // An instance that cannot be decoded still counts: its workload is left
+    // alone this pass rather than given replacements it may not need.
+    let mut unreadable_owners: std::collections::HashSet<String> = Default::default();
+    let mut instances: Vec<Instance> = Vec::new();
+    for value in store.list("Instance", None)?.items {
+        let owner = value["metadata"]["ownerReferences"][0]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match decode::<Instance>(value) {
+            Some(instance) => instances.push(instance),
+            None => {
+                unreadable_owners.insert(owner);
+            }
+        }
+    }
     let mut owned: HashMap<&str, Vec<Instance>> = HashMap::new();
     for instance in &instances {
         let owner = instance
@@ -163,6 +173,9 @@ pub fn pass(store: &dyn Store) -> Result<(), StoreError> {
         let mine = owned
             .remove(workload.metadata.uid.as_str())
             .unwrap_or_default();
+        if unreadable_owners.contains(&workload.metadata.uid) {
+            continue;
+        }
         for action in reconcile(workload, &mine) {
             apply(store, workload, action)?;
         }
