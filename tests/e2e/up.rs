@@ -111,9 +111,19 @@ fn stale_update_is_409_and_no_token_is_401() {
     tokio.block_on(async {
         let client = Client::new(&c.base(), &c.token()).unwrap();
         let path = "/apis/flotilla.dev/v1/namespaces/default/workloads/ticker";
-        let mut w: Value = client.get(path).await.unwrap();
-        w["spec"]["replicas"] = 2.into();
-        client.replace(path, &w).await.unwrap();
+        // The controller writes status concurrently (which also moves the
+        // resourceVersion): update the way clients must, get-modify-retry.
+        let mut w: Value = Value::Null;
+        for attempt in 0.. {
+            w = client.get(path).await.unwrap();
+            w["spec"]["replicas"] = 2.into();
+            match client.replace(path, &w).await {
+                Ok(_) => break,
+                Err(e) if e.code() == Some(409) && attempt < 20 => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // `w` now carries a resourceVersion that is stale.
         w["spec"]["replicas"] = 3.into();
         let stale = client.replace(path, &w).await.unwrap_err();
         assert_eq!(stale.code(), Some(409), "{stale}");
