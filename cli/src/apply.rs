@@ -95,6 +95,32 @@ async fn upload_module(
     Ok(())
 }
 
+/// Replaces an existing workload with `value`, unless it already says the
+/// same. Controllers write status concurrently, which moves the
+/// resourceVersion: a conflict is retried on a fresh read, as kubectl does.
+async fn update(
+    client: &flotilla_client::Client,
+    path: &str,
+    value: &mut serde_json::Value,
+) -> Result<&'static str> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let current = client.get(path).await?;
+        if current["spec"] == value["spec"]
+            && current["metadata"]["labels"] == value["metadata"]["labels"]
+        {
+            return Ok("unchanged");
+        }
+        value["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        match client.replace(path, value).await {
+            Ok(_) => return Ok("configured"),
+            Err(e) if e.code() == Some(409) && attempt < ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
 pub async fn main(args: ApplyArgs) -> Result<()> {
     let client = crate::config::client()?;
     let mut workloads = Vec::new();
@@ -117,17 +143,10 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
             Ok(_) => println!("workload.flotilla.dev/{name} created"),
             Err(e) if e.code() == Some(409) => {
                 let path = format!("{collection}/{name}");
-                let current = client.get(&path).await?;
-                if current["spec"] == value["spec"]
-                    && current["metadata"]["labels"] == value["metadata"]["labels"]
-                {
-                    println!("workload.flotilla.dev/{name} unchanged");
-                    continue;
-                }
-                value["metadata"]["resourceVersion"] =
-                    current["metadata"]["resourceVersion"].clone();
-                client.replace(&path, &value).await?;
-                println!("workload.flotilla.dev/{name} configured");
+                let outcome = update(&client, &path, &mut value)
+                    .await
+                    .with_context(|| format!("workload {name}"))?;
+                println!("workload.flotilla.dev/{name} {outcome}");
             }
             Err(e) => return Err(e).with_context(|| format!("workload {name}")),
         }
