@@ -111,6 +111,25 @@ impl SqliteStore {
     }
 }
 
+fn not_found(kind: &str, namespace: &str, name: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: kind.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+/// The log entry of a write.
+fn change(revision: u64, kind: &str, namespace: &str, change: ChangeType, object: Value) -> Change {
+    Change {
+        revision,
+        kind: kind.into(),
+        namespace: namespace.into(),
+        change,
+        object,
+    }
+}
+
 fn read_meta(db: &Connection, key: &str) -> Result<u64, StoreError> {
     db.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
         r.get::<_, i64>(0)
@@ -231,13 +250,7 @@ impl Store for SqliteStore {
                 params![kind, namespace, name, revision as i64, object.to_string()],
             )
             .map_err(backend)?;
-            Ok(Change {
-                revision,
-                kind: kind.into(),
-                namespace: namespace.into(),
-                change: ChangeType::Added,
-                object,
-            })
+            Ok(change(revision, kind, namespace, ChangeType::Added, object))
         })?;
         Ok(change.object)
     }
@@ -251,11 +264,7 @@ impl Store for SqliteStore {
         expected: Option<u64>,
     ) -> Result<Value, StoreError> {
         let change = self.write(|tx, revision| {
-            let current = stored_revision(tx, kind, namespace, name)?.ok_or_else(|| StoreError::NotFound {
-                kind: kind.into(),
-                namespace: namespace.into(),
-                name: name.into(),
-            })?;
+            let current = stored_revision(tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
             if let Some(given) = expected {
                 if given != current {
                     return Err(StoreError::Conflict {
@@ -273,37 +282,28 @@ impl Store for SqliteStore {
                 params![kind, namespace, name, revision as i64, object.to_string()],
             )
             .map_err(backend)?;
-            Ok(Change {
-                revision,
-                kind: kind.into(),
-                namespace: namespace.into(),
-                change: ChangeType::Modified,
-                object,
-            })
+            Ok(change(revision, kind, namespace, ChangeType::Modified, object))
         })?;
         Ok(change.object)
     }
 
     fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Value, StoreError> {
         let change = self.write(|tx, revision| {
-            let body =
-                stored_body(tx, kind, namespace, name)?.ok_or_else(|| StoreError::NotFound {
-                    kind: kind.into(),
-                    namespace: namespace.into(),
-                    name: name.into(),
-                })?;
+            let body = stored_body(tx, kind, namespace, name)?
+                .ok_or_else(|| not_found(kind, namespace, name))?;
             tx.execute(
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![kind, namespace, name],
             )
             .map_err(backend)?;
-            Ok(Change {
+            let object = stamp(parse_body(&body)?, revision);
+            Ok(change(
                 revision,
-                kind: kind.into(),
-                namespace: namespace.into(),
-                change: ChangeType::Deleted,
-                object: stamp(parse_body(&body)?, revision),
-            })
+                kind,
+                namespace,
+                ChangeType::Deleted,
+                object,
+            ))
         })?;
         Ok(change.object)
     }
