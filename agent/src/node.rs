@@ -69,6 +69,9 @@ pub struct Agent {
     assigned: BTreeMap<String, Instance>,
     /// The assignments changed since the journal was last written.
     journal_dirty: bool,
+    /// The node's fencing epoch, as the last heartbeat answered it.
+    epoch: tokio::sync::watch::Receiver<u64>,
+    epoch_tx: tokio::sync::watch::Sender<u64>,
 }
 
 fn key(i: &Instance) -> String {
@@ -90,7 +93,10 @@ impl Agent {
             logs: LogDir::new(&config.data_dir.join("logs")),
             modules_dir: config.data_dir.join("modules"),
         });
+        let (epoch_tx, epoch) = tokio::sync::watch::channel(0);
         Ok(Self {
+            epoch,
+            epoch_tx,
             journal: Journal::new(&config.data_dir.join("journal.json")),
             config,
             ctx,
@@ -98,6 +104,12 @@ impl Agent {
             assigned: BTreeMap::new(),
             journal_dirty: false,
         })
+    }
+
+    /// Holds `epoch` as the node's fencing epoch (learnt from a heartbeat
+    /// before [`Agent::run`]), so journaled bindings of older epochs never start.
+    pub fn hold_epoch(&mut self, epoch: u64) {
+        raise(&self.epoch_tx, epoch);
     }
 
     /// The node's log folders (the API server of `flotilla up` reads them).
@@ -108,10 +120,22 @@ impl Agent {
     /// Runs until the process ends: restores the journal, then follows the API.
     pub async fn run(mut self) {
         tokio::spawn(self.ctx.reporter.clone().run());
-        tokio::spawn(heartbeat(self.ctx.client.clone(), self.config.clone()));
+        tokio::spawn(heartbeat(
+            self.ctx.client.clone(),
+            self.config.clone(),
+            self.epoch_tx.clone(),
+        ));
         let restored = self.journal.load();
         if !restored.is_empty() {
             tracing::info!("restoring {} instances from the journal", restored.len());
+        }
+        let epoch = *self.epoch.borrow();
+        let stale = restored.iter().filter(|i| i.spec.epoch < epoch).count();
+        if stale > 0 {
+            tracing::warn!(
+                "{stale} journaled instances were bound in an older epoch than node {}'s {epoch} (they were evicted while this agent was away): not starting them",
+                self.config.node_name
+            );
         }
         self.assigned = restored.into_iter().map(|i| (key(&i), i)).collect();
         self.converge();
@@ -124,7 +148,15 @@ impl Agent {
                         "agent {}: {e}; retrying in {wait:?}, instances keep running",
                         self.config.node_name
                     );
-                    tokio::time::sleep(wait).await;
+                    let retry = tokio::time::sleep(wait);
+                    tokio::pin!(retry);
+                    // A heartbeat may get through before the list does: fence at once.
+                    loop {
+                        tokio::select! {
+                            () = &mut retry => break,
+                            Ok(()) = self.epoch.changed() => self.converge(),
+                        }
+                    }
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
@@ -152,6 +184,10 @@ impl Agent {
                 event = events.next() => event,
                 _ = flush.tick() => {
                     self.write_journal();
+                    continue;
+                }
+                Ok(()) = self.epoch.changed() => {
+                    self.converge();
                     continue;
                 }
             };
@@ -182,16 +218,26 @@ impl Agent {
     }
 
     /// Starts what is assigned and not running; stops what runs and is not
-    /// assigned (or was replaced by a new object of the same name).
+    /// assigned (or was replaced by a new object of the same name, or was
+    /// bound in an epoch older than the node's: fenced).
     fn converge(&mut self) {
         let mut changed = false;
+        let epoch = *self.epoch.borrow_and_update();
+        let fenced = |i: &Instance| i.spec.epoch < epoch;
         let stale: Vec<String> = self
             .running
             .iter()
             .filter(|(k, r)| {
-                self.assigned
-                    .get(*k)
-                    .is_none_or(|i| i.metadata.uid != r.uid)
+                self.assigned.get(*k).is_none_or(|i| {
+                    if fenced(i) {
+                        tracing::warn!(
+                            "fenced instance {k}: bound in epoch {} but node {} is at epoch {epoch} (it was evicted while this agent was away); stopping it",
+                            i.spec.epoch,
+                            self.config.node_name
+                        );
+                    }
+                    i.metadata.uid != r.uid || fenced(i)
+                })
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -212,7 +258,7 @@ impl Agent {
             }
         }
         for (k, instance) in &self.assigned {
-            if !self.running.contains_key(k) {
+            if !self.running.contains_key(k) && !fenced(instance) {
                 let task = tokio::spawn(supervise(self.ctx.clone(), instance.clone()));
                 self.running.insert(
                     k.clone(),
@@ -269,11 +315,12 @@ fn agent_id(data_dir: &std::path::Path) -> String {
 }
 
 /// Sends one heartbeat: creates the Node if it does not exist, else renews
-/// its status. The server refuses (409) a name another live agent holds.
+/// its status (the node's lease). The server refuses (409) a name another
+/// live agent holds. Returns the node's fencing epoch.
 pub async fn send_heartbeat(
     client: &Client,
     config: &AgentConfig,
-) -> Result<(), flotilla_client::ClientError> {
+) -> Result<u64, flotilla_client::ClientError> {
     let path = format!("{}/{}", collection_path("nodes", None), config.node_name);
     let status = NodeStatus {
         capacity_memory_bytes: config.capacity_memory_bytes,
@@ -295,21 +342,33 @@ pub async fn send_heartbeat(
         status: Some(status),
     };
     let value = serde_json::to_value(&node).unwrap_or_default();
-    match client.replace(&format!("{path}/status"), &value).await {
-        Err(e) if e.code() == Some(404) => client
-            .create(&collection_path("nodes", None), &value)
-            .await
-            .map(drop),
-        other => other.map(drop),
-    }
+    let stored = match client.replace(&format!("{path}/status"), &value).await {
+        Err(e) if e.code() == Some(404) => {
+            client.create(&collection_path("nodes", None), &value).await
+        }
+        other => other,
+    }?;
+    Ok(stored["spec"]["epoch"].as_u64().unwrap_or(0))
 }
 
-/// Renews the node's status every [`HEARTBEAT_EVERY`].
-async fn heartbeat(client: Client, config: AgentConfig) {
+/// Renews the node's status every [`HEARTBEAT_EVERY`] and passes on its
+/// fencing epoch.
+async fn heartbeat(client: Client, config: AgentConfig, epoch: tokio::sync::watch::Sender<u64>) {
     loop {
-        if let Err(e) = send_heartbeat(&client, &config).await {
-            tracing::warn!("heartbeat of {}: {e}", config.node_name);
+        match send_heartbeat(&client, &config).await {
+            Ok(e) => raise(&epoch, e),
+            Err(e) => tracing::warn!("heartbeat of {}: {e}", config.node_name),
         }
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
+}
+
+/// Raises the held epoch to `epoch` (never lowers it); wakes the agent loop
+/// only when it rose.
+fn raise(held: &tokio::sync::watch::Sender<u64>, epoch: u64) {
+    held.send_if_modified(|h| {
+        let raised = epoch > *h;
+        *h = (*h).max(epoch);
+        raised
+    });
 }

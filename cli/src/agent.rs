@@ -102,14 +102,23 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         capacity_memory_bytes: args.capacity_memory.unwrap_or(memory),
         capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
     };
-    // Fail fast, and clearly, on a wrong token, an unreachable server or a
-    // name another agent holds.
+    // Fail fast, and clearly, on a wrong token or a name another agent
+    // holds. An unreachable server is not fatal: the agent is offline-first
+    // and brings back its journaled instances while it retries.
     let client = flotilla_client::Client::new(&config.server, &config.token)?;
-    send_heartbeat(&client, &config)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot join {}: {e}", args.server))?;
-    let agent = build(config, args.max_instances)?;
-    eprintln!("agent {name} joined {}", args.server);
+    let joined = send_heartbeat(&client, &config).await;
+    let mut agent = build(config, args.max_instances)?;
+    match joined {
+        Ok(epoch) => {
+            // Known before the journal is restored: stale bindings never start.
+            agent.hold_epoch(epoch);
+            eprintln!("agent {name} joined {}", args.server);
+        }
+        Err(e @ flotilla_client::ClientError::Unreachable { .. }) => {
+            eprintln!("agent {name}: {e}; running the journaled instances and retrying");
+        }
+        Err(e) => bail!("cannot join {}: {e}", args.server),
+    }
     agent.run().await;
     Ok(())
 }

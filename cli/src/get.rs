@@ -1,10 +1,12 @@
 //! `get`, `describe`, `delete`, `events`: kubectl-like views of the API.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets::NOTHING, Table};
+use flotilla_spec::instance::Instance;
 use flotilla_spec::meta::parse_rfc3339;
 use flotilla_spec::quantity::format_memory_bytes;
 use serde_json::Value;
@@ -96,11 +98,38 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         .join("\n")
 }
 
+/// What the instances bound to each node request: (memory, cpu, count).
+type Allocated = HashMap<String, (u64, u64, usize)>;
+
+/// Sums the requests of every bound instance, per node.
+async fn allocated(client: &flotilla_client::Client) -> Result<Allocated> {
+    let mut sums = Allocated::new();
+    for item in client
+        .list(&CliKind::Instance.collection(None), "")
+        .await?
+        .items
+    {
+        let Ok(instance) = serde_json::from_value::<Instance>(item) else {
+            continue;
+        };
+        if instance.spec.node_name.is_empty() {
+            continue;
+        }
+        let (memory, cpu) = instance.spec.template.resources.requests.memory_and_cpu();
+        let sum = sums.entry(instance.spec.node_name).or_default();
+        sum.0 += memory;
+        sum.1 += cpu;
+        sum.2 += 1;
+    }
+    Ok(sums)
+}
+
 fn rows(
     kind: CliKind,
     items: &[Value],
     wide: bool,
     all_ns: bool,
+    allocated: &Allocated,
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let (mut headers, mut rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
         CliKind::Workload => (
@@ -179,7 +208,15 @@ fn rows(
                 .collect(),
         ),
         CliKind::Node => (
-            vec!["NAME", "STATUS", "CPU", "MEMORY", "AGE", "VERSION"],
+            vec![
+                "NAME",
+                "STATUS",
+                "CPU (ALLOC/CAP)",
+                "MEMORY (ALLOC/CAP)",
+                "INSTANCES",
+                "AGE",
+                "VERSION",
+            ],
             items
                 .iter()
                 .map(|n| {
@@ -192,11 +229,23 @@ fn rows(
                                     std::time::Duration::from_secs(5),
                                 )
                             });
+                    let name = text(&n["metadata"]["name"]);
+                    let (memory, cpu, count) = allocated.get(&name).copied().unwrap_or_default();
+                    let status = match (ready, n["spec"]["unschedulable"].as_bool()) {
+                        (true, Some(true)) => "Ready,SchedulingDisabled",
+                        (true, _) => "Ready",
+                        (false, _) => "NotReady",
+                    };
                     vec![
-                        text(&n["metadata"]["name"]),
-                        if ready { "Ready" } else { "NotReady" }.to_string(),
-                        format!("{}m", s["capacityCpuMillis"].as_u64().unwrap_or(0)),
-                        format_memory_bytes(s["capacityMemoryBytes"].as_u64().unwrap_or(0)),
+                        name,
+                        status.to_string(),
+                        format!("{cpu}m/{}m", s["capacityCpuMillis"].as_u64().unwrap_or(0)),
+                        format!(
+                            "{}/{}",
+                            format_memory_bytes(memory),
+                            format_memory_bytes(s["capacityMemoryBytes"].as_u64().unwrap_or(0))
+                        ),
+                        count.to_string(),
                         age(&n["metadata"]["creationTimestamp"]),
                         text(&s["agentVersion"]),
                     ]
@@ -295,11 +344,17 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 eprintln!("No resources found{place}.");
                 return Ok(());
             }
+            let usage = if kind == CliKind::Node {
+                allocated(&client).await?
+            } else {
+                Allocated::new()
+            };
             let (headers, rows) = rows(
                 kind,
                 &items,
                 matches!(other, Some(Format::Wide)),
                 args.all_namespaces,
+                &usage,
             );
             println!("{}", table(&headers, rows));
             Ok(())
@@ -341,7 +396,7 @@ pub async fn describe(args: NameArgs) -> Result<()> {
     if related.is_empty() {
         println!("  <none>");
     } else {
-        let (headers, rows) = rows(CliKind::Event, &related, false, false);
+        let (headers, rows) = rows(CliKind::Event, &related, false, false, &Allocated::new());
         for line in table(&headers, rows).lines() {
             println!("  {line}");
         }

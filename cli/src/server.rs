@@ -11,6 +11,7 @@ use clap::Args;
 use flotilla_control_plane::api::{router, ApiState, LogSource, Role};
 use flotilla_control_plane::controllers;
 use flotilla_control_plane::store::SqliteStore;
+use flotilla_scheduler::Strategy;
 
 use crate::config::{self, ClientConfig};
 
@@ -25,6 +26,29 @@ pub struct ServerArgs {
     /// API address (loopback by default: reachable from this machine only).
     #[arg(long, default_value = "127.0.0.1:7443")]
     pub listen: SocketAddr,
+    /// How instances are placed unless a workload sets `spec.placement.strategy`:
+    /// binpack fills the fullest node that fits first (keeps nodes free);
+    /// spread prefers the least allocated.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Binpack)]
+    pub strategy: StrategyArg,
+}
+
+/// `--strategy`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum StrategyArg {
+    /// Most allocated node first.
+    Binpack,
+    /// Least allocated node first.
+    Spread,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::Binpack => Strategy::Binpack,
+            StrategyArg::Spread => Strategy::Spread,
+        }
+    }
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -89,7 +113,7 @@ impl ControlPlane {
     }
 
     /// Runs the controllers and serves the API until Ctrl-C.
-    pub async fn serve(self, logs: Option<Arc<dyn LogSource>>) -> Result<()> {
+    pub async fn serve(self, logs: Option<Arc<dyn LogSource>>, strategy: Strategy) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
             tokens: vec![
@@ -98,7 +122,7 @@ impl ControlPlane {
             ],
             logs,
         });
-        tokio::spawn(controllers::run(self.store, NODE_GRACE));
+        tokio::spawn(controllers::run(self.store, NODE_GRACE, strategy));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -117,5 +141,5 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         cp.url,
         args.data_dir.join("join-token").display()
     );
-    cp.serve(None).await
+    cp.serve(None, args.strategy.into()).await
 }

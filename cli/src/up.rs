@@ -62,5 +62,6 @@ pub async fn main(args: UpArgs) -> Result<()> {
         args.data_dir.display()
     );
     eprintln!("try: flotilla apply -f examples/ticker.yaml");
-    cp.serve(Some(logs)).await
+    cp.serve(Some(logs), flotilla_scheduler::Strategy::Binpack)
+        .await
 }

@@ -17,6 +17,11 @@ pub struct InstanceSpec {
     /// The node it is bound to; empty until scheduled.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node_name: String,
+    /// The node's fencing epoch when this binding was made. An agent that
+    /// learns its node has a higher epoch (its instances were evicted while
+    /// it was away) stops instances of older epochs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
     /// The workload's spec at the generation this instance was made from.
     pub template: WorkloadSpec,
 }
@@ -81,4 +86,8 @@ pub struct Termination {
     pub message: String,
     /// When it ended (RFC 3339).
     pub finished_at: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -14,6 +14,12 @@ pub struct NodeSpec {
     /// When true, nothing new is placed on it.
     #[serde(default)]
     pub unschedulable: bool,
+    /// Fencing epoch, owned by the control plane: raised each time the
+    /// node's instances are evicted because its lease (heartbeat) expired.
+    /// Bindings carry the epoch they were made in; the agent stops those of
+    /// older epochs when it reconnects.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// What the node's agent reports.

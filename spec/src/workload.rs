@@ -39,6 +39,35 @@ pub struct WorkloadSpec {
     /// Only nodes with all these labels may run the instances.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// How the scheduler chooses among nodes that fit (the server's
+    /// `--strategy` unless set here).
+    #[serde(default, skip_serializing_if = "Placement::is_default")]
+    pub placement: Placement,
+}
+
+/// Placement preferences of a workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    /// `binpack` or `spread`; the server default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<PlacementStrategy>,
+}
+
+impl Placement {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// How to choose among the nodes an instance fits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementStrategy {
+    /// Fill the most allocated node first: keeps whole nodes free (the edge default).
+    Binpack,
+    /// Prefer the least allocated node: spreads load and failure.
+    Spread,
 }
 
 /// Liveness (restart when it fails) and readiness (ready only while it passes).
@@ -147,6 +176,24 @@ pub struct ResourceList {
     /// Wall-clock limit per run: `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+}
+
+impl ResourceList {
+    /// Memory in bytes and CPU in millicores; absent (or invalid, which
+    /// validation refuses before anything is stored) counts as zero.
+    pub fn memory_and_cpu(&self) -> (u64, u64) {
+        let memory = self
+            .memory
+            .as_deref()
+            .and_then(|m| crate::parse_memory_bytes(m).ok())
+            .unwrap_or(0);
+        let cpu = self
+            .cpu
+            .as_deref()
+            .and_then(|c| crate::parse_cpu_millis(c).ok())
+            .unwrap_or(0);
+        (memory, cpu)
+    }
 }
 
 /// A host directory granted to instances.

@@ -183,16 +183,19 @@ pub fn names(items: &[Value]) -> Vec<String> {
 }
 
 pub fn files_under(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                files_under(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
+    files(dir).len()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }

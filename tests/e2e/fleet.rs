@@ -34,10 +34,24 @@ fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
         ])
         .arg(c.dir.path().join(format!("agent-{name}")))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(agent_log(c, name))
+        .env("FLOTILLA_LOG", "info")
         .spawn()
         .unwrap();
     Agent(child)
+}
+
+/// The agent's stderr, appended across restarts.
+fn agent_log(c: &Cluster, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(c.dir.path().join(format!("agent-{name}.log")))
+        .unwrap()
+}
+
+fn read_agent_log(c: &Cluster, name: &str) -> String {
+    std::fs::read_to_string(c.dir.path().join(format!("agent-{name}.log"))).unwrap_or_default()
 }
 
 const SMALL: &str = r#"
@@ -293,4 +307,152 @@ fn with_the_server_down_agents_keep_running_and_restarting() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.items("instances").len(), 3, "no instance was duplicated");
     drop(a);
+}
+
+#[test]
+fn a_restarted_agent_with_a_stale_journal_is_fenced() {
+    let mut c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let mut a = agent(&c, "edge-a", join.trim(), "1Gi");
+    c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).contains("Ready")
+    });
+    let manifest = c.manifest("two.yaml", &SMALL.replace("replicas: 4", "replicas: 2"));
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("2 instances run on edge-a", Duration::from_secs(15), || {
+        in_phase(&c.items("instances"), "Running").len() == 2
+    });
+    let journal = c.dir.path().join("agent-edge-a/journal.json");
+    let logs = c.dir.path().join("agent-edge-a/logs");
+    c.wait_until("the journal holds both", Duration::from_secs(5), || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.matches("\"nodeName\"").count() == 2)
+    });
+    let stale = std::fs::read(&journal).unwrap();
+
+    // edge-a dies; its instances move to edge-b and edge-a's epoch is raised.
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+    let _b = agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("both run on edge-b", Duration::from_secs(20), || {
+        let items = c.items("instances");
+        items.len() == 2
+            && items
+                .iter()
+                .all(|i| i["spec"]["nodeName"] == "edge-b" && i["status"]["phase"] == "Running")
+    });
+    let node: Value =
+        serde_json::from_str(&c.ok(&["get", "nodes", "edge-a", "-o", "json"])).unwrap();
+    assert!(node["spec"]["epoch"].as_u64() >= Some(1), "{node}");
+    assert!(c.ok(&["get", "events"]).contains("NodeNotReady"));
+
+    // 1. edge-a comes back while the server is up: its heartbeat at join
+    // tells it the epoch before the journal is restored; nothing stale starts.
+    a = agent(&c, "edge-a", join.trim(), "1Gi");
+    c.wait_until(
+        "edge-a says it skipped the stale bindings",
+        Duration::from_secs(15),
+        || read_agent_log(&c, "edge-a").contains("older epoch"),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(files_under(&logs), 0, "a fenced instance wrote logs");
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+
+    // 2. edge-a comes back with the stale journal while the server is down:
+    // offline-first, it runs them; when the server returns they are fenced
+    // within a heartbeat or two.
+    std::fs::write(&journal, &stale).unwrap();
+    c.kill();
+    a = agent(&c, "edge-a", join.trim(), "1Gi");
+    let ticks = || -> usize {
+        files(&logs)
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .matches("tick")
+                    .count()
+            })
+            .sum()
+    };
+    c.wait_until(
+        "edge-a runs its journal offline",
+        Duration::from_secs(15),
+        || ticks() > 2,
+    );
+    c.launch();
+    let back = std::time::Instant::now();
+    c.wait_until(
+        "the stale instances are fenced",
+        Duration::from_secs(10),
+        || files_under(&logs) == 0,
+    );
+    eprintln!("fenced {:?} after the server returned", back.elapsed());
+    // Whichever comes first stops them: the heartbeat's epoch (fenced) or
+    // the list that no longer holds them.
+    let log = read_agent_log(&c, "edge-a");
+    assert!(
+        log.contains("fenced instance") || log.contains("stopped instance"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(files_under(&logs), 0, "a fenced instance came back");
+    let items = c.items("instances");
+    assert_eq!(items.len(), 2, "no instance was duplicated");
+    assert!(items.iter().all(|i| i["spec"]["nodeName"] == "edge-b"));
+    drop(a);
+}
+
+#[test]
+fn a_workload_can_ask_to_be_spread() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = agent(&c, "edge-a", join.trim(), "1Gi");
+    let _b = agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+    });
+    let spread = SMALL
+        .replace(
+            "replicas: 4",
+            "replicas: 4\n  placement: {strategy: spread}",
+        )
+        .replace("name: small", "name: spread");
+    let packed = SMALL.replace("replicas: 4", "replicas: 2");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("spread.yaml", &spread).to_str().unwrap(),
+    ]);
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("packed.yaml", &packed).to_str().unwrap(),
+    ]);
+    c.wait_until("6 instances are bound", Duration::from_secs(15), || {
+        c.items("instances")
+            .iter()
+            .filter(|i| i["spec"]["nodeName"].is_string())
+            .count()
+            == 6
+    });
+    let on = |workload: &str, node: &str| {
+        c.items("instances")
+            .iter()
+            .filter(|i| i["spec"]["workload"] == workload && i["spec"]["nodeName"] == node)
+            .count()
+    };
+    assert_eq!((on("spread", "edge-a"), on("spread", "edge-b")), (2, 2));
+    // The server default (binpack) keeps the other workload's pair together.
+    assert!(on("small", "edge-a") == 2 || on("small", "edge-b") == 2);
+    // get nodes shows what is allocated: 3 x 100Mi on each, or 4 and 2.
+    let nodes = c.ok(&["get", "nodes"]);
+    assert!(nodes.contains("CPU (ALLOC/CAP)"), "{nodes}");
+    assert!(nodes.contains("/1000m"), "{nodes}");
+    let total: usize = nodes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(total, 6, "{nodes}");
 }

@@ -128,6 +128,10 @@ pub fn for_replace(
     let mut value = normalise(kind, namespace, body)?;
     check_same_name(&value, name)?;
     check_module(kind, &value, store)?;
+    if kind == Kind::Node {
+        // The fencing epoch belongs to the node-lifecycle controller.
+        value["spec"]["epoch"] = stored["spec"]["epoch"].as_u64().unwrap_or(0).into();
+    }
     let generation = stored["metadata"]["generation"].as_u64().unwrap_or(1);
     let spec_changed = value["spec"] != stored["spec"];
     let meta = &mut value["metadata"];

@@ -14,7 +14,7 @@ use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::Instance;
 use flotilla_spec::meta::parse_rfc3339;
 use flotilla_spec::node::Node;
-use flotilla_spec::{parse_cpu_millis, parse_memory_bytes};
+use flotilla_spec::workload::PlacementStrategy;
 use serde_json::Value;
 
 use super::events::{event, record, Severity};
@@ -25,18 +25,7 @@ type Stored = (Value, Instance);
 
 /// What an instance reserves on its node.
 fn requests(instance: &Instance) -> (u64, u64) {
-    let r = &instance.spec.template.resources.requests;
-    let memory = r
-        .memory
-        .as_deref()
-        .and_then(|m| parse_memory_bytes(m).ok())
-        .unwrap_or(0);
-    let cpu = r
-        .cpu
-        .as_deref()
-        .and_then(|c| parse_cpu_millis(c).ok())
-        .unwrap_or(0);
-    (memory, cpu)
+    instance.spec.template.resources.requests.memory_and_cpu()
 }
 
 /// Whether a node's agent has heartbeated within `grace`.
@@ -49,8 +38,44 @@ pub fn is_ready(node: &Node, grace: Duration) -> bool {
             .is_some_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() <= grace)
 }
 
-/// One pass: bind what is unbound, with the placements of the scheduler crate.
-pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
+/// Raises a node's fencing epoch by one, re-reading on a conflicting write.
+fn raise_epoch(store: &dyn Store, node: &str) -> Result<(), StoreError> {
+    loop {
+        let Some(mut value) = store.get("Node", "", node)? else {
+            return Ok(());
+        };
+        let epoch = value["spec"]["epoch"].as_u64().unwrap_or(0);
+        value["spec"]["epoch"] = (epoch + 1).into();
+        let expected = value["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok());
+        match store.update("Node", "", node, value, expected) {
+            Ok(_) => {
+                tracing::info!("node {node}: fencing epoch raised to {}", epoch + 1);
+                return Ok(());
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The scheduler's strategy for a workload's `spec.placement.strategy`.
+fn strategy_of(instance: &Instance) -> Option<scheduler::Strategy> {
+    instance.spec.template.placement.strategy.map(|s| match s {
+        PlacementStrategy::Binpack => scheduler::Strategy::Binpack,
+        PlacementStrategy::Spread => scheduler::Strategy::Spread,
+    })
+}
+
+/// One pass: bind what is unbound, with the placements of the scheduler
+/// crate (`strategy` unless the workload names its own).
+pub fn pass(
+    store: &dyn Store,
+    grace: Duration,
+    strategy: scheduler::Strategy,
+) -> Result<(), StoreError> {
     let nodes: Vec<Node> = store
         .list("Node", None)?
         .items
@@ -74,6 +99,15 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
         instances.into_iter().partition(|(_, i)| {
             i.spec.node_name.is_empty() || !not_ready.contains(i.spec.node_name.as_str())
         });
+    // Fence first: once the epoch is raised, the old bindings are stale
+    // wherever they still run, even if the deletes below are interrupted.
+    let fenced: std::collections::BTreeSet<&str> = lost
+        .iter()
+        .map(|(_, i)| i.spec.node_name.as_str())
+        .collect();
+    for node in fenced {
+        raise_epoch(store, node)?;
+    }
     for (_, instance) in lost {
         let (ns, name) = (&instance.metadata.namespace, &instance.metadata.name);
         match store.delete("Instance", ns, name) {
@@ -152,16 +186,16 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
                 requests: scheduler::Resources { memory, cpu },
                 node_selector: i.spec.template.node_selector.clone(),
                 module: i.spec.template.module.sha256.clone(),
+                strategy: strategy_of(i),
                 ..Default::default()
             }
         })
         .collect();
-    let decisions = scheduler::schedule(
-        &mut snapshot,
-        &pending,
-        scheduler::Strategy::Binpack,
-        &mut Default::default(),
-    );
+    let decisions = scheduler::schedule(&mut snapshot, &pending, strategy, &mut Default::default());
+    let epochs: HashMap<&str, u64> = nodes
+        .iter()
+        .map(|n| (n.metadata.name.as_str(), n.spec.epoch))
+        .collect();
     for ((mut value, instance), decision) in unbound.into_iter().zip(decisions) {
         let ns = instance.metadata.namespace.clone();
         let name = instance.metadata.name.clone();
@@ -174,6 +208,7 @@ pub fn pass(store: &dyn Store, grace: Duration) -> Result<(), StoreError> {
         match decision {
             scheduler::Decision::Place { node, .. } => {
                 value["spec"]["nodeName"] = node.clone().into();
+                value["spec"]["epoch"] = epochs.get(node.as_str()).copied().unwrap_or(0).into();
                 match store.update("Instance", &ns, &name, value, expected) {
                     Ok(_) => record(
                         store,

@@ -22,14 +22,18 @@ pub const RESYNC: Duration = Duration::from_secs(2);
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs every controller until the process ends.
-pub async fn run(store: Arc<dyn Store>, node_grace: Duration) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    node_grace: Duration,
+    strategy: flotilla_scheduler::Strategy,
+) {
     let mut wake = store.subscribe();
     let mut last_gc = std::time::Instant::now() - EVENT_GC_EVERY;
     loop {
         if let Err(e) = workloads::pass(store.as_ref()) {
             tracing::warn!("workload controller: {e}");
         }
-        if let Err(e) = binder::pass(store.as_ref(), node_grace) {
+        if let Err(e) = binder::pass(store.as_ref(), node_grace, strategy) {
             tracing::warn!("binder: {e}");
         }
         if last_gc.elapsed() >= EVENT_GC_EVERY {

@@ -119,6 +119,7 @@ fn new_instance(workload: &Workload) -> Instance {
         spec: InstanceSpec {
             workload: workload.metadata.name.clone(),
             node_name: String::new(),
+            epoch: 0,
             template: workload.spec.clone(),
         },
         status: None,
