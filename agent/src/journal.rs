@@ -36,7 +36,8 @@ impl Journal {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, instances)?;
+        // One write: serde_json on an unbuffered file makes a syscall per token.
+        std::io::Write::write_all(&mut tmp, &serde_json::to_vec(instances)?)?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
         Ok(())
     }

@@ -198,12 +198,13 @@ impl Agent {
                     let Ok(instance) = serde_json::from_value::<Instance>(event.object) else {
                         continue;
                     };
+                    let k = key(&instance);
                     if event.kind == "DELETED" {
-                        self.assigned.remove(&key(&instance));
+                        self.assigned.remove(&k);
                     } else {
-                        self.assigned.insert(key(&instance), instance);
+                        self.assigned.insert(k.clone(), instance);
                     }
-                    self.converge();
+                    self.converge_key(&k);
                 }
                 "ERROR" => {
                     return Err(flotilla_client::ClientError::Decode(format!(
@@ -221,55 +222,70 @@ impl Agent {
     /// assigned (or was replaced by a new object of the same name, or was
     /// bound in an epoch older than the node's: fenced).
     fn converge(&mut self) {
-        let mut changed = false;
-        let epoch = *self.epoch.borrow_and_update();
-        let fenced = |i: &Instance| i.spec.epoch < epoch;
-        let stale: Vec<String> = self
+        let keys: std::collections::BTreeSet<String> = self
             .running
-            .iter()
-            .filter(|(k, r)| {
-                self.assigned.get(*k).is_none_or(|i| {
-                    if fenced(i) {
-                        tracing::warn!(
-                            "fenced instance {k}: bound in epoch {} but node {} is at epoch {epoch} (it was evicted while this agent was away); stopping it",
-                            i.spec.epoch,
-                            self.config.node_name
-                        );
-                    }
-                    i.metadata.uid != r.uid || fenced(i)
-                })
-            })
-            .map(|(k, _)| k.clone())
+            .keys()
+            .chain(self.assigned.keys())
+            .cloned()
             .collect();
-        for k in stale {
-            if let Some(r) = self.running.remove(&k) {
-                r.task.abort();
-                let (ns, name) = k.split_once('/').unwrap_or(("", &k));
-                self.ctx.reporter.forget(ns, name);
-                // Remove the logs once the task has really stopped, or a run
-                // starting at this moment could recreate them.
-                let (logs, ns, name) = (self.ctx.logs.clone(), ns.to_string(), name.to_string());
-                tokio::spawn(async move {
-                    let _ = r.task.await;
-                    logs.remove(&ns, &name);
-                });
-                tracing::info!("stopped instance {k}");
-                changed = true;
-            }
+        self.epoch.borrow_and_update();
+        let mut changed = false;
+        for k in keys {
+            changed |= self.converge_one(&k);
         }
-        for (k, instance) in &self.assigned {
-            if !self.running.contains_key(k) && !fenced(instance) {
-                let task = tokio::spawn(supervise(self.ctx.clone(), instance.clone()));
-                self.running.insert(
-                    k.clone(),
-                    Running {
-                        uid: instance.metadata.uid.clone(),
-                        task,
-                    },
-                );
-                changed = true;
-            }
+        self.changed(changed);
+    }
+
+    /// [`Agent::converge`] for one instance: what a watch event needs (a
+    /// full pass per event would be quadratic at thousands of instances).
+    fn converge_key(&mut self, k: &str) {
+        let changed = self.converge_one(k);
+        self.changed(changed);
+    }
+
+    /// Makes instance `k` run or not; returns whether anything changed.
+    fn converge_one(&mut self, k: &str) -> bool {
+        // Only a full pass marks the epoch seen, so an event's pass cannot
+        // swallow the wake-up that fences everything else.
+        let epoch = *self.epoch.borrow();
+        let assigned = self.assigned.get(k);
+        let fenced = assigned.is_some_and(|i| i.spec.epoch < epoch);
+        let wanted = assigned.filter(|_| !fenced);
+        let running_uid = self.running.get(k).map(|r| r.uid.as_str());
+        if running_uid == wanted.map(|i| i.metadata.uid.as_str()) {
+            return false;
         }
+        if let Some(i) = assigned.filter(|_| fenced && running_uid.is_some()) {
+            tracing::warn!(
+                "fenced instance {k}: bound in epoch {} but node {} is at epoch {epoch} (it was evicted while this agent was away); stopping it",
+                i.spec.epoch,
+                self.config.node_name
+            );
+        }
+        let wanted = wanted.cloned();
+        if let Some(r) = self.running.remove(k) {
+            r.task.abort();
+            let (ns, name) = k.split_once('/').unwrap_or(("", k));
+            self.ctx.reporter.forget(ns, name);
+            // Remove the logs once the task has really stopped, or a run
+            // starting at this moment could recreate them.
+            let (logs, ns, name) = (self.ctx.logs.clone(), ns.to_string(), name.to_string());
+            tokio::spawn(async move {
+                let _ = r.task.await;
+                logs.remove(&ns, &name);
+            });
+            tracing::info!("stopped instance {k}");
+        }
+        if let Some(instance) = wanted {
+            let uid = instance.metadata.uid.clone();
+            let task = tokio::spawn(supervise(self.ctx.clone(), instance));
+            self.running.insert(k.to_string(), Running { uid, task });
+        }
+        true
+    }
+
+    /// Journals a change of what runs.
+    fn changed(&mut self, changed: bool) {
         if changed {
             self.journal_dirty = true;
         }
