@@ -37,14 +37,17 @@ def free_port():
 
 
 class Up:
-    def __init__(self, max_instances):
+    """`flotilla up` (or, with server=True, `flotilla server` without an agent)."""
+
+    def __init__(self, max_instances, server=False):
         self.dir = tempfile.mkdtemp()
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, FLOTILLA_CONFIG=os.path.join(self.dir, "config.yaml"))
+        command = ["server"] if server else ["up", "--name", "bench", "--max-instances", str(max_instances)]
         self.proc = subprocess.Popen(
-            [FLOTILLA, "up", "--name", "bench", "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", os.path.join(self.dir, "data"), "--max-instances", str(max_instances)],
+            [FLOTILLA, *command, "--listen", f"127.0.0.1:{self.port}",
+             "--data-dir", os.path.join(self.dir, "data")],
             env=env, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:

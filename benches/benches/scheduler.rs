@@ -55,23 +55,20 @@ fn throughput() {
     let pending = trace(&mut rng, 50_000);
 
     // As the binder uses it: one call places every pending instance.
-    let mut cluster = nodes(5_000, 2 << 30, 4_000);
-    let start = Instant::now();
-    let decisions = schedule(
-        &mut cluster,
-        &pending,
-        Strategy::Binpack,
-        &mut SpreadCounts::new(),
-    );
-    let elapsed = start.elapsed().as_secs_f64();
-    assert!(decisions
-        .iter()
-        .all(|d| matches!(d, Decision::Place { .. })));
-    println!(
-        "5,000 nodes, 50,000 instances in one call: {:.0} placements/s ({:.2} s)",
-        pending.len() as f64 / elapsed,
-        elapsed
-    );
+    for strategy in [Strategy::Binpack, Strategy::Spread] {
+        let mut cluster = nodes(5_000, 2 << 30, 4_000);
+        let start = Instant::now();
+        let decisions = schedule(&mut cluster, &pending, strategy, &mut SpreadCounts::new());
+        let elapsed = start.elapsed().as_secs_f64();
+        assert!(decisions
+            .iter()
+            .all(|d| matches!(d, Decision::Place { .. })));
+        println!(
+            "5,000 nodes, 50,000 instances in one call, {strategy:?}: {:.0} placements/s ({:.3} s)",
+            pending.len() as f64 / elapsed,
+            elapsed
+        );
+    }
 
     // One instance per call, on the same growing cluster: decision latency.
     let mut cluster = nodes(5_000, 2 << 30, 4_000);

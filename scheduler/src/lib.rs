@@ -15,7 +15,11 @@
 //! When nothing fits, the decision explains why, kube-scheduler style:
 //! `0/5 nodes available: 3 insufficient memory, 2 node selector mismatch`.
 
+mod index;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use index::NodeIndex;
 
 /// Memory in bytes and CPU in millicores.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -234,79 +238,27 @@ fn skew_ok(
     count(value) + 1 - min <= spread.max_skew
 }
 
-/// The numbers of one node the hot loop needs, kept contiguous: scanning
-/// thousands of nodes per decision is bound by memory traffic, not arithmetic.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    allocated: Resources,
-    allocatable: Resources,
-    inv_memory: f64,
-    inv_cpu: f64,
-    /// Ready, schedulable and without taints: only fit and score matter.
-    plain: bool,
-    /// Holds some compiled module (the locality bonus needs a lookup).
-    has_cache: bool,
-}
+/// Scores closer than this are a tie (broken by name): the index's bounds
+/// and the leaves' exact scores may differ in the last bits.
+const SCORE_EPSILON: f64 = 1e-9;
 
-impl Slot {
-    fn of(node: &Node) -> Self {
-        let inverse = |total: u64| if total == 0 { 0.0 } else { 1.0 / total as f64 };
-        Self {
-            allocated: node.allocated,
-            allocatable: node.allocatable,
-            inv_memory: inverse(node.allocatable.memory),
-            inv_cpu: inverse(node.allocatable.cpu),
-            plain: node.ready && !node.unschedulable && node.taints.is_empty(),
-            has_cache: !node.cached_modules.is_empty(),
+/// From how many unconstrained pending instances `schedule` builds the index.
+const INDEX_FROM: usize = 4;
+
+/// Whether a node scoring `s` with `name` beats the best so far.
+fn better(s: f64, name: &str, best: Option<(f64, &str)>) -> bool {
+    match best {
+        None => true,
+        Some((b, best_name)) => {
+            s > b + SCORE_EPSILON || ((s - b).abs() <= SCORE_EPSILON && name < best_name)
         }
     }
 }
 
-/// The best node for `pod` by the fast path, valid when the pod has no
-/// selector, tolerations or spread constraint: only plain nodes can take it.
-fn pick_plain(pod: &Pending, strategy: Strategy, nodes: &[Node], slots: &[Slot]) -> Option<usize> {
-    let (memory, cpu) = (pod.requests.memory, pod.requests.cpu);
-    let mut best: Option<(f64, usize)> = None;
-    for (index, slot) in slots.iter().enumerate() {
-        if !slot.plain
-            || slot.allocated.memory.saturating_add(memory) > slot.allocatable.memory
-            || slot.allocated.cpu.saturating_add(cpu) > slot.allocatable.cpu
-        {
-            continue;
-        }
-        // Same formula as `score`, with divisions precomputed.
-        let memory_after = if slot.allocatable.memory == 0 {
-            1.0
-        } else {
-            (slot.allocated.memory + memory) as f64 * slot.inv_memory
-        };
-        let cpu_after = if slot.allocatable.cpu == 0 {
-            1.0
-        } else {
-            (slot.allocated.cpu + cpu) as f64 * slot.inv_cpu
-        };
-        let after = memory_after + cpu_after;
-        let mut s = match strategy {
-            Strategy::Binpack => after,
-            Strategy::Spread => 2.0 - after,
-        };
-        if slot.has_cache
-            && pod
-                .module
-                .as_ref()
-                .is_some_and(|m| nodes[index].cached_modules.contains(m))
-        {
-            s += LOCALITY_BONUS;
-        }
-        let better = match best {
-            None => true,
-            Some((b, i)) => s > b || (s == b && nodes[index].name < nodes[i].name),
-        };
-        if better {
-            best = Some((s, index));
-        }
-    }
-    best.map(|(_, index)| index)
+/// Whether the requests fit what the node has left.
+fn fits(node: &Node, pod: &Pending) -> bool {
+    node.allocated.memory.saturating_add(pod.requests.memory) <= node.allocatable.memory
+        && node.allocated.cpu.saturating_add(pod.requests.cpu) <= node.allocatable.cpu
 }
 
 /// Places `pending` in order on `nodes`, updating each chosen node's
@@ -330,22 +282,29 @@ pub fn schedule(
             });
         }
     }
-    let mut slots: Vec<Slot> = nodes.iter().map(Slot::of).collect();
+    // Building the index costs about one scan of the nodes: worth it from a
+    // few unconstrained instances on; fewer take the full path.
+    let simple = |pod: &Pending| {
+        pod.node_selector.is_empty() && pod.tolerations.is_empty() && pod.spread.is_none()
+    };
+    let mut index = (pending
+        .iter()
+        .filter(|p| simple(p))
+        .nth(INDEX_FROM - 1)
+        .is_some())
+    .then(|| NodeIndex::new(nodes));
     for pod in pending {
         let strategy = pod.strategy.unwrap_or(default_strategy);
-        let simple =
-            pod.node_selector.is_empty() && pod.tolerations.is_empty() && pod.spread.is_none();
-        let fast = if simple {
-            pick_plain(pod, strategy, nodes, &slots)
-        } else {
-            None
+        let fast = match &index {
+            Some(index) if simple(pod) => index.pick(pod, strategy, nodes),
+            _ => None,
         };
         let mut best: Option<(f64, usize)> = fast.map(|index| (0.0, index));
         let mut rejects: BTreeMap<Reject, usize> = BTreeMap::new();
         // The full path: pods with constraints, and the explanation when the
         // fast path found nothing.
         if best.is_none() {
-            for (index, node) in nodes.iter().enumerate() {
+            for (at, node) in nodes.iter().enumerate() {
                 let fits_skew = |n: &Node| match &pod.spread {
                     None => true,
                     Some(s) => skew_ok(s, n, &domains[s.topology_key.as_str()], spread_counts),
@@ -355,22 +314,24 @@ pub fn schedule(
                     continue;
                 }
                 let s = score(node, pod, strategy);
-                // Strictly better, or equal with a smaller name: deterministic.
-                let better = match best {
-                    None => true,
-                    Some((b, i)) => s > b || (s == b && node.name < nodes[i].name),
-                };
-                if better {
-                    best = Some((s, index));
+                // Better, or a tie with a smaller name: deterministic.
+                if better(
+                    s,
+                    &node.name,
+                    best.map(|(b, i)| (b, nodes[i].name.as_str())),
+                ) {
+                    best = Some((s, at));
                 }
             }
         }
         match best {
-            Some((_, index)) => {
-                let node = &mut nodes[index];
+            Some((_, at)) => {
+                let node = &mut nodes[at];
                 node.allocated.memory += pod.requests.memory;
                 node.allocated.cpu += pod.requests.cpu;
-                slots[index].allocated = node.allocated;
+                if let Some(index) = &mut index {
+                    index.update(at, node);
+                }
                 if let Some(s) = &pod.spread {
                     if let Some(v) = node.labels.get(&s.topology_key) {
                         *spread_counts

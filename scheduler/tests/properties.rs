@@ -198,8 +198,14 @@ proptest! {
             p.tolerations.push(Toleration { key: "no-such-taint".into(), value: None });
             p
         }).collect();
-        let run = |pods: &[Pending]| schedule(&mut nodes.clone(), pods, flotilla_scheduler::Strategy::Binpack, &mut SpreadCounts::new());
-        prop_assert_eq!(run(&simple), run(&full));
+        // Also with the nodes not in name order (the index sorts them; ties go by name).
+        let reversed: Vec<Node> = nodes.iter().rev().cloned().collect();
+        for strategy in [flotilla_scheduler::Strategy::Binpack, flotilla_scheduler::Strategy::Spread] {
+            for nodes in [&nodes, &reversed] {
+                let run = |pods: &[Pending]| schedule(&mut nodes.clone(), pods, strategy, &mut SpreadCounts::new());
+                prop_assert_eq!(run(&simple), run(&full), "{:?}", strategy);
+            }
+        }
     }
 
     #[test]
