@@ -221,14 +221,8 @@ fn rows(
                 .iter()
                 .map(|n| {
                     let s = &n["status"];
-                    let ready = n.get("status").is_some()
-                        && serde_json::from_value::<flotilla_spec::node::Node>(n.clone())
-                            .is_ok_and(|node| {
-                                flotilla_control_plane::controllers::binder::is_ready(
-                                    &node,
-                                    std::time::Duration::from_secs(5),
-                                )
-                            });
+                    // Kept by the node-lifecycle controller (lease expired → false).
+                    let ready = s["ready"].as_bool().unwrap_or(false);
                     let name = text(&n["metadata"]["name"]);
                     let (memory, cpu, count) = allocated.get(&name).copied().unwrap_or_default();
                     let status = match (ready, n["spec"]["unschedulable"].as_bool()) {

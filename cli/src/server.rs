@@ -15,7 +15,7 @@ use flotilla_scheduler::Strategy;
 
 use crate::config::{self, ClientConfig};
 
-/// How long a node may miss heartbeats before it is not Ready.
+/// How long a node may miss heartbeats before it is not Ready, by default.
 pub const NODE_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Args)]
@@ -31,6 +31,21 @@ pub struct ServerArgs {
     /// spread prefers the least allocated.
     #[arg(long, value_enum, default_value_t = StrategyArg::Binpack)]
     pub strategy: StrategyArg,
+    /// How long a node may go without renewing its lease (heartbeat, every
+    /// 1 s) before it is NotReady and its instances are moved elsewhere.
+    #[arg(long, default_value = "5s", value_parser = parse_grace)]
+    pub node_grace: Duration,
+}
+
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    let grace = flotilla_spec::parse_duration(text).map_err(|e| e.to_string())?;
+    if grace < 2 * flotilla_agent::node::HEARTBEAT_EVERY {
+        return Err(format!(
+            "{text} is shorter than two heartbeats ({:?}): nodes would flap",
+            2 * flotilla_agent::node::HEARTBEAT_EVERY
+        ));
+    }
+    Ok(grace)
 }
 
 /// `--strategy`.
@@ -113,7 +128,12 @@ impl ControlPlane {
     }
 
     /// Runs the controllers and serves the API until Ctrl-C.
-    pub async fn serve(self, logs: Option<Arc<dyn LogSource>>, strategy: Strategy) -> Result<()> {
+    pub async fn serve(
+        self,
+        logs: Option<Arc<dyn LogSource>>,
+        strategy: Strategy,
+        node_grace: Duration,
+    ) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
             tokens: vec![
@@ -122,7 +142,7 @@ impl ControlPlane {
             ],
             logs,
         });
-        tokio::spawn(controllers::run(self.store, NODE_GRACE, strategy));
+        tokio::spawn(controllers::run(self.store, node_grace, strategy));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -141,5 +161,5 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         cp.url,
         args.data_dir.join("join-token").display()
     );
-    cp.serve(None, args.strategy.into()).await
+    cp.serve(None, args.strategy.into(), args.node_grace).await
 }

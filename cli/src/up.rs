@@ -62,6 +62,10 @@ pub async fn main(args: UpArgs) -> Result<()> {
         args.data_dir.display()
     );
     eprintln!("try: flotilla apply -f examples/ticker.yaml");
-    cp.serve(Some(logs), flotilla_scheduler::Strategy::Binpack)
-        .await
+    cp.serve(
+        Some(logs),
+        flotilla_scheduler::Strategy::Binpack,
+        crate::server::NODE_GRACE,
+    )
+    .await
 }

@@ -1,18 +1,14 @@
 //! The binder: places unbound Instances on Ready nodes that fit their
-//! requests. A node counts as Ready while its agent heartbeats within the
-//! grace period.
+//! requests, recording in each binding the node's fencing epoch.
 //!
 //! Placement itself is `flotilla-scheduler` (pure); this module builds its
-//! snapshot from the store and writes its decisions back. It also evicts the
-//! instances of nodes whose heartbeat is older than the grace period.
+//! snapshot from the store and writes its decisions back.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 
 use flotilla_scheduler as scheduler;
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::Instance;
-use flotilla_spec::meta::parse_rfc3339;
 use flotilla_spec::node::Node;
 use flotilla_spec::workload::PlacementStrategy;
 use serde_json::Value;
@@ -20,45 +16,9 @@ use serde_json::Value;
 use super::events::{event, record, Severity};
 use crate::store::{Store, StoreError};
 
-/// An instance as stored (to write back) and decoded (to read).
-type Stored = (Value, Instance);
-
 /// What an instance reserves on its node.
 fn requests(instance: &Instance) -> (u64, u64) {
     instance.spec.template.resources.requests.memory_and_cpu()
-}
-
-/// Whether a node's agent has heartbeated within `grace`.
-pub fn is_ready(node: &Node, grace: Duration) -> bool {
-    let Some(status) = &node.status else {
-        return false;
-    };
-    status.ready
-        && parse_rfc3339(&status.last_heartbeat)
-            .is_some_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() <= grace)
-}
-
-/// Raises a node's fencing epoch by one, re-reading on a conflicting write.
-fn raise_epoch(store: &dyn Store, node: &str) -> Result<(), StoreError> {
-    loop {
-        let Some(mut value) = store.get("Node", "", node)? else {
-            return Ok(());
-        };
-        let epoch = value["spec"]["epoch"].as_u64().unwrap_or(0);
-        value["spec"]["epoch"] = (epoch + 1).into();
-        let expected = value["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|v| v.parse().ok());
-        match store.update("Node", "", node, value, expected) {
-            Ok(_) => {
-                tracing::info!("node {node}: fencing epoch raised to {}", epoch + 1);
-                return Ok(());
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// The scheduler's strategy for a workload's `spec.placement.strategy`.
@@ -70,75 +30,24 @@ fn strategy_of(instance: &Instance) -> Option<scheduler::Strategy> {
 }
 
 /// One pass: bind what is unbound, with the placements of the scheduler
-/// crate (`strategy` unless the workload names its own).
+/// crate (`strategy` unless the workload names its own), on the nodes the
+/// node-lifecycle controller found Ready.
 pub fn pass(
     store: &dyn Store,
-    grace: Duration,
+    nodes: &[(Node, bool)],
     strategy: scheduler::Strategy,
 ) -> Result<(), StoreError> {
-    let nodes: Vec<Node> = store
-        .list("Node", None)?
-        .items
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
     let instances: Vec<(Value, Instance)> = store
         .list("Instance", None)?
         .items
         .into_iter()
         .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|i| (v, i)))
         .collect();
-    // Node lifecycle: instances on a node whose heartbeat stopped are evicted;
-    // the workload controller replaces them and they are placed elsewhere.
-    let not_ready: std::collections::HashSet<&str> = nodes
-        .iter()
-        .filter(|n| !is_ready(n, grace))
-        .map(|n| n.metadata.name.as_str())
-        .collect();
-    let (instances, lost): (Vec<Stored>, Vec<Stored>) =
-        instances.into_iter().partition(|(_, i)| {
-            i.spec.node_name.is_empty() || !not_ready.contains(i.spec.node_name.as_str())
-        });
-    // Fence first: once the epoch is raised, the old bindings are stale
-    // wherever they still run, even if the deletes below are interrupted.
-    let fenced: std::collections::BTreeSet<&str> = lost
-        .iter()
-        .map(|(_, i)| i.spec.node_name.as_str())
-        .collect();
-    for node in fenced {
-        raise_epoch(store, node)?;
-    }
-    for (_, instance) in lost {
-        let (ns, name) = (&instance.metadata.namespace, &instance.metadata.name);
-        match store.delete("Instance", ns, name) {
-            Ok(_) => {
-                let about = ObjectRef {
-                    kind: "Instance".into(),
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                };
-                let message = format!(
-                    "Evicted from node {}: its agent stopped heartbeating",
-                    instance.spec.node_name
-                );
-                record(
-                    store,
-                    &event(
-                        about,
-                        Severity::Warning,
-                        "NodeNotReady",
-                        message,
-                        "node-lifecycle",
-                    ),
-                )?;
-            }
-            Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // Instances on nodes that are gone or not Ready wait for the
+    // node-lifecycle controller, which evicts them.
     let mut snapshot: Vec<scheduler::Node> = nodes
         .iter()
-        .map(|n| {
+        .map(|(n, ready)| {
             let status = n.status.clone().unwrap_or_default();
             scheduler::Node {
                 name: n.metadata.name.clone(),
@@ -149,7 +58,7 @@ pub fn pass(
                 allocated: scheduler::Resources::default(),
                 labels: n.metadata.labels.clone(),
                 taints: Vec::new(),
-                ready: is_ready(n, grace),
+                ready: *ready,
                 unschedulable: n.spec.unschedulable,
                 cached_modules: Default::default(),
             }
@@ -194,7 +103,7 @@ pub fn pass(
     let decisions = scheduler::schedule(&mut snapshot, &pending, strategy, &mut Default::default());
     let epochs: HashMap<&str, u64> = nodes
         .iter()
-        .map(|n| (n.metadata.name.as_str(), n.spec.epoch))
+        .map(|(n, _)| (n.metadata.name.as_str(), n.spec.epoch))
         .collect();
     for ((mut value, instance), decision) in unbound.into_iter().zip(decisions) {
         let ns = instance.metadata.namespace.clone();

@@ -8,6 +8,7 @@
 
 pub mod binder;
 pub mod events;
+pub mod nodes;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -28,13 +29,19 @@ pub async fn run(
     strategy: flotilla_scheduler::Strategy,
 ) {
     let mut wake = store.subscribe();
+    let mut lifecycle = nodes::NodeLifecycle::new(node_grace);
     let mut last_gc = std::time::Instant::now() - EVENT_GC_EVERY;
     loop {
         if let Err(e) = workloads::pass(store.as_ref()) {
             tracing::warn!("workload controller: {e}");
         }
-        if let Err(e) = binder::pass(store.as_ref(), node_grace, strategy) {
-            tracing::warn!("binder: {e}");
+        match lifecycle.pass(store.as_ref()) {
+            Ok(nodes) => {
+                if let Err(e) = binder::pass(store.as_ref(), &nodes, strategy) {
+                    tracing::warn!("binder: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("node lifecycle: {e}"),
         }
         if last_gc.elapsed() >= EVENT_GC_EVERY {
             last_gc = std::time::Instant::now();
