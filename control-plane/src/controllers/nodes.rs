@@ -103,26 +103,35 @@ fn mark_not_ready(store: &dyn Store, mut value: Value, grace: Duration) -> Resul
     match store.update("Node", "", &name, value, expected) {
         Ok(_) => {
             tracing::warn!("node {name} is NotReady: no heartbeat for {grace:?}");
-            let about = ObjectRef {
-                kind: "Node".into(),
-                namespace: String::new(),
-                name: name.clone(),
-            };
             let message = format!("Node {name} stopped heartbeating for {grace:?}: NotReady");
-            record(
-                store,
-                &event(
-                    about,
-                    Severity::Warning,
-                    "NodeNotReady",
-                    message,
-                    "node-lifecycle",
-                ),
-            )
+            warn(store, "Node", "", &name, message)
         }
         Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Records a `NodeNotReady` warning about an object.
+fn warn(
+    store: &dyn Store,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    message: String,
+) -> Result<(), StoreError> {
+    let about = ObjectRef {
+        kind: kind.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    let warning = event(
+        about,
+        Severity::Warning,
+        "NodeNotReady",
+        message,
+        "node-lifecycle",
+    );
+    record(store, &warning)
 }
 
 /// Fences, then evicts, every instance bound to a node in `lost`.
@@ -144,25 +153,11 @@ fn evict(store: &dyn Store, lost: &BTreeSet<String>) -> Result<(), StoreError> {
         let (ns, name) = (&instance.metadata.namespace, &instance.metadata.name);
         match store.delete("Instance", ns, name) {
             Ok(_) => {
-                let about = ObjectRef {
-                    kind: "Instance".into(),
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                };
                 let message = format!(
                     "Evicted from node {}: its agent stopped heartbeating",
                     instance.spec.node_name
                 );
-                record(
-                    store,
-                    &event(
-                        about,
-                        Severity::Warning,
-                        "NodeNotReady",
-                        message,
-                        "node-lifecycle",
-                    ),
-                )?;
+                warn(store, "Instance", ns, name, message)?;
             }
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e),
