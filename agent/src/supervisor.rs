@@ -111,6 +111,7 @@ fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
         stdout: Stdio::Null,
         stderr: Stdio::Null,
         watchdog: None,
+        stdin: None,
     }
 }
 

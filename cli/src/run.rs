@@ -121,6 +121,7 @@ fn run(args: RunArgs) -> Result<i32> {
         stdout: stdio(&stdout),
         stderr: stdio(&stderr),
         watchdog: None,
+        stdin: None,
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -52,6 +52,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) core_linker: Linker<CoreState>,
     pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
+    pub(crate) http_linker: wasmtime::component::Linker<super::http::HttpState>,
     /// Every `(module, name)` the core linker defines, to name missing imports.
     pub(crate) core_imports: HashSet<(String, String)>,
     pub(crate) cache: Option<CompileCache>,
@@ -92,6 +93,11 @@ impl Runtime {
             .map_err(engine_error)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(engine_error)?;
+        // HTTP handlers: the wasi:http/proxy world (WASI p2 plus wasi:http).
+        let mut http_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(engine_error)?;
         let core_imports = defined_imports(&engine, &core_linker);
 
         let cache = match &config.cache_dir {
@@ -103,6 +109,7 @@ impl Runtime {
             engine,
             core_linker,
             component_linker,
+            http_linker,
             core_imports,
             cache,
             loaded: Mutex::new(HashMap::new()),

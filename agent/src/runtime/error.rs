@@ -50,7 +50,7 @@ pub enum RuntimeError {
         imports: String,
     },
     /// A component imports an interface the host does not provide.
-    #[error("{name} cannot be linked: {message} (Flotilla provides the WASI preview 2 `wasi:cli` command world)")]
+    #[error("{name} cannot be linked: {message} (Flotilla provides the WASI preview 2 `wasi:cli` command world, and `wasi:http/proxy` for `execution: http` workloads)")]
     ComponentLink {
         /// File name or label.
         name: String,
@@ -58,6 +58,11 @@ pub enum RuntimeError {
         message: String,
     },
     /// A core module without the `_start` entry point of a command.
+    #[error("{name} is a wasi:http handler (it exports wasi:http/incoming-handler, not wasi:cli/run): it runs per request, as a Workload with `execution: http`, not as a program")]
+    HttpHandler {
+        /// The module's label.
+        name: String,
+    },
     #[error("{name} has no `_start` export: only command modules (a program with `main`) can be run; build it as a binary, not a library")]
     NoEntryPoint {
         /// File name or label.

@@ -10,6 +10,7 @@ mod cache;
 mod cpu;
 mod engine;
 mod error;
+mod http;
 mod memory;
 mod module;
 mod outcome;
@@ -19,6 +20,7 @@ mod state;
 mod watchdog;
 
 pub use engine::{Runtime, RuntimeConfig};
+pub use http::{plain_response, HandlerSpec, Outbound, ResponseBody, Served};
 pub use error::RuntimeError;
 pub use module::{LoadedModule, ModuleKind};
 pub use outcome::{ExitReason, Outcome};

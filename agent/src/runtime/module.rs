@@ -10,7 +10,9 @@ use wasmtime::component::Component;
 use wasmtime::wasmparser::Parser;
 use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::http::HttpState;
 use super::state::{ComponentState, CoreState};
 use super::{Runtime, RuntimeError};
 
@@ -21,11 +23,14 @@ pub enum ModuleKind {
     Core,
     /// A WASI preview-2 component exporting `wasi:cli/run`.
     Component,
+    /// A `wasi:http/proxy` component: a handler, instantiated per request.
+    HttpComponent,
 }
 
 pub(crate) enum Prepared {
     Core(InstancePre<CoreState>),
     Component(CommandPre<ComponentState>),
+    Proxy(ProxyPre<HttpState>),
 }
 
 /// A module ready to instantiate: compiled, linked, pre-instantiated.
@@ -53,6 +58,7 @@ impl LoadedModule {
         match self.prepared {
             Prepared::Core(_) => ModuleKind::Core,
             Prepared::Component(_) => ModuleKind::Component,
+            Prepared::Proxy(_) => ModuleKind::HttpComponent,
         }
     }
 
@@ -91,15 +97,24 @@ impl Runtime {
         let is_component = Parser::is_component(&binary);
         let (prepared, from_disk_cache) = if is_component {
             let (component, cached) = self.compile::<Component>(name, &digest, &binary)?;
-            let pre = self
+            let command = self
                 .component_linker
                 .instantiate_pre(&component)
-                .and_then(CommandPre::new)
-                .map_err(|e| RuntimeError::ComponentLink {
-                    name: name.to_string(),
-                    message: format!("{e:#}"),
-                })?;
-            (Prepared::Component(pre), cached)
+                .and_then(CommandPre::new);
+            let prepared = match command {
+                Ok(pre) => Prepared::Component(pre),
+                // Not a command: perhaps an HTTP handler.
+                Err(command_error) => self
+                    .http_linker
+                    .instantiate_pre(&component)
+                    .and_then(ProxyPre::new)
+                    .map(Prepared::Proxy)
+                    .map_err(|_| RuntimeError::ComponentLink {
+                        name: name.to_string(),
+                        message: format!("{command_error:#}"),
+                    })?,
+            };
+            (prepared, cached)
         } else {
             let (module, cached) = self.compile::<Module>(name, &digest, &binary)?;
             self.check_core_imports(name, &module)?;

@@ -58,10 +58,12 @@ pub struct RunSpec {
     pub stderr: Stdio,
     /// Kicked when the guest calls `flotilla::watchdog_kick` (core modules).
     pub watchdog: Option<super::Watchdog>,
+    /// What the guest reads on stdin (nothing when `None`).
+    pub stdin: Option<bytes::Bytes>,
 }
 
 /// Why a run stopped before its entry point returned normally.
-enum Failure {
+pub(super) enum Failure {
     /// Instantiation failed (out of memory at start, a trapping start function…).
     Instantiate(wasmtime::Error),
     /// The entry point failed (trap, `proc_exit`, host error).
@@ -101,6 +103,11 @@ impl LoadedModule {
                 let result = drive(run_component(pre, &mut store), &meter, timeout).await;
                 finish(&mut store, result, &meter, started, timeout)
             }
+            Prepared::Proxy(_) => {
+                return Err(RuntimeError::HttpHandler {
+                    name: self.name.clone(),
+                })
+            }
         })
     }
 
@@ -120,6 +127,10 @@ impl LoadedModule {
             }
             Prepared::Component(pre) => {
                 let mut store = ComponentState::new_store(engine, &mut wasi, instance_limits);
+                pre.instantiate_async(&mut store).await.map(drop)
+            }
+            Prepared::Proxy(pre) => {
+                let mut store = super::http::HttpState::new_store(engine, &mut wasi, instance_limits);
                 pre.instantiate_async(&mut store).await.map(drop)
             }
         };
@@ -151,6 +162,9 @@ impl LoadedModule {
             };
             wasi.preopened_dir(&dir.host, &dir.guest, perms)
                 .map_err(|e| preopen_error(format!("{e:#}")))?;
+        }
+        if let Some(bytes) = &spec.stdin {
+            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
         }
         match &spec.stdout {
             Stdio::Inherit => drop(wasi.inherit_stdout()),
@@ -203,7 +217,7 @@ async fn run_component(
 
 /// Polls a run to its end under CPU metering and the deadline. `None` means
 /// the deadline passed (the run's future, and with it the guest, is dropped).
-async fn drive<F>(
+pub(super) async fn drive<F>(
     run: F,
     meter: &Arc<CpuMeter>,
     timeout: Option<Duration>,
@@ -218,7 +232,7 @@ where
     }
 }
 
-fn finish<T: Limited>(
+pub(super) fn finish<T: Limited>(
     store: &mut Store<T>,
     result: Option<Result<i32, Failure>>,
     meter: &CpuMeter,

@@ -111,7 +111,7 @@ impl WasiView for ComponentState {
 /// epoch callback that charges CPU time, sleeps the instance when it is over
 /// its quota, and otherwise yields so other instances (and timers) get the
 /// thread.
-fn apply_limits<T: Limited>(store: &mut Store<T>) {
+pub(crate) fn apply_limits<T: Limited>(store: &mut Store<T>) {
     store.limiter(|state| &mut state.limits().memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {

@@ -1,0 +1,468 @@
+//! HTTP handlers: a fresh, pre-linked instance per request, under the same
+//! memory/CPU/deadline limits as any run.
+//!
+//! Two kinds of handler:
+//! - `wasi:http/proxy` components (what `wasmtime serve` and Spin run): the
+//!   request becomes a `wasi:http` incoming-request resource and the
+//!   component's `incoming-handler.handle` is called;
+//! - preview-1 core modules through WAGI (the CGI convention): the request
+//!   becomes CGI environment variables and stdin; the module prints headers,
+//!   a blank line and the body on stdout.
+//!
+//! Whatever the guest does, the caller gets a response: a trap or a refused
+//! memory growth is a 500, a passed deadline a 504, each with the reason in
+//! its body and in [`Served::failure`] for logs and events.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::module::{LoadedModule, Prepared};
+use super::outcome::{ExitReason, Outcome};
+use super::output::{CaptureBuffer, Stdio};
+use super::run::{drive, finish, Failure, Limits, RunSpec};
+use super::state::{apply_limits, InstanceLimits, Limited};
+
+/// The body of a response from a handler (streamed from the guest, or whole).
+pub type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Largest WAGI response (stdout) kept; the rest is cut with a note in the log.
+const WAGI_MAX_RESPONSE: usize = 16 << 20;
+
+/// Where a handler's outgoing `wasi:http` requests go. Without one, every
+/// outgoing request is refused (`HTTP-request-denied`): default deny.
+pub trait Outbound: Send + Sync {
+    /// Sends `request`, or refuses it with the error the guest sees.
+    fn send(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> Pin<
+        Box<dyn Future<Output = Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>> + Send>,
+    >;
+}
+
+/// The per-store hooks: outgoing requests go to the handler's [`Outbound`].
+struct Hooks {
+    outbound: Option<Arc<dyn Outbound>>,
+}
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let outbound = self.outbound.clone();
+        Box::new(async move {
+            let Some(outbound) = outbound else {
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            };
+            let response = outbound.send(request).await?;
+            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+/// Store data for a `wasi:http` handler.
+pub(crate) struct HttpState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    limits: InstanceLimits,
+}
+
+impl HttpState {
+    /// A store for one request: the sandbox `wasi` grants, under `limits`.
+    pub(crate) fn new_store(
+        engine: &Engine,
+        wasi: &mut WasiCtxBuilder,
+        limits: InstanceLimits,
+    ) -> Store<Self> {
+        let state = Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: Hooks { outbound: None },
+            limits,
+        };
+        let mut store = Store::new(engine, state);
+        apply_limits(&mut store);
+        store
+    }
+}
+
+impl Limited for HttpState {
+    fn limits(&mut self) -> &mut InstanceLimits {
+        &mut self.limits
+    }
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// What one request needs besides the request itself.
+#[derive(Clone, Default)]
+pub struct HandlerSpec {
+    /// Environment variables (a WAGI module also gets the CGI variables).
+    pub env: Vec<(String, String)>,
+    /// Memory, CPU and time limits of one request.
+    pub limits: Limits,
+    /// Where the guest's stderr (and a component's stdout) goes.
+    pub log: Option<super::LogWriter>,
+    /// Where outgoing requests go; none: refused.
+    pub outbound: Option<Arc<dyn Outbound>>,
+}
+
+/// A response, and how the guest's run ended when it did not end well.
+pub struct Served {
+    /// What to send back.
+    pub response: http::Response<ResponseBody>,
+    /// Why the guest failed (trap, OOMKilled, DeadlineExceeded…), if it did.
+    pub failure: Option<Outcome>,
+}
+
+/// A whole-body response.
+pub fn plain_response(status: u16, text: String) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The error response for a run that ended badly.
+fn failed(outcome: Outcome, name: &str) -> Served {
+    let (status, what) = match outcome.reason {
+        ExitReason::DeadlineExceeded => (504, "ran past its deadline"),
+        ExitReason::OomKilled => (500, "ran out of memory (its memory limit refused a growth)"),
+        ExitReason::Trap => (500, "trapped"),
+        ExitReason::Error | ExitReason::Completed => (500, "failed"),
+    };
+    let detail = outcome
+        .trap
+        .clone()
+        .or_else(|| outcome.message.clone())
+        .unwrap_or_default();
+    let text = format!("handler {name} {what}: {} {detail}\n", outcome.reason);
+    Served {
+        response: plain_response(status, text),
+        failure: Some(outcome),
+    }
+}
+
+impl LoadedModule {
+    /// Whether this module can serve HTTP: a `wasi:http/proxy` component, or
+    /// a command core module (WAGI).
+    pub fn is_http_handler(&self) -> bool {
+        match &self.prepared {
+            Prepared::Proxy(_) => true,
+            Prepared::Core(pre) => pre.module().get_export("_start").is_some(),
+            Prepared::Component(_) => false,
+        }
+    }
+
+    /// Serves one request with a fresh instance.
+    pub async fn serve<B>(&self, request: http::Request<B>, spec: &HandlerSpec) -> Served
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match &self.prepared {
+            Prepared::Proxy(pre) => self.serve_component(pre, request, spec).await,
+            Prepared::Core(_) => self.serve_wagi(request, spec).await,
+            Prepared::Component(_) => Served {
+                response: plain_response(
+                    500,
+                    format!(
+                        "{} is a command component (wasi:cli/run), not an HTTP handler\n",
+                        self.name
+                    ),
+                ),
+                failure: None,
+            },
+        }
+    }
+
+    async fn serve_component<B>(
+        &self,
+        pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>,
+        request: http::Request<B>,
+        spec: &HandlerSpec,
+    ) -> Served
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&spec.env);
+        if let Some(log) = &spec.log {
+            wasi.stdout(super::output::AppendStream(log.clone()));
+            wasi.stderr(super::output::AppendStream(log.clone()));
+        }
+        let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis);
+        let meter = limits.cpu.clone();
+        let mut store = HttpState::new_store(&self.runtime.engine, &mut wasi, limits);
+        store.data_mut().hooks.outbound = spec.outbound.clone();
+        let request = request.map(|body| {
+            body.map_err(|e| wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(e.into().to_string())))
+                .boxed_unsync()
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let resources = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| {
+                let out = store.data_mut().http().new_response_outparam(sender)?;
+                Ok((req, out))
+            });
+        let (req, out) = match resources {
+            Ok(pair) => pair,
+            Err(e) => return Served {
+                response: plain_response(500, format!("cannot pass the request to {}: {e:#}\n", self.name)),
+                failure: None,
+            },
+        };
+        let pre = pre.clone();
+        let timeout = spec.limits.timeout;
+        let runtime = self.runtime.clone();
+        // The guest runs in its own task: it may keep streaming the body
+        // after it has set the response.
+        let run = tokio::spawn(async move {
+            let _running = runtime.ticker.enter();
+            let handle = async {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(Failure::Instantiate)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+                    .map_err(Failure::Run)?;
+                Ok(0)
+            };
+            let result = drive(handle, &meter, timeout).await;
+            finish(&mut store, result, &meter, started, timeout)
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Served {
+                response: response.map(|body| body.map_err(Into::into).boxed_unsync()),
+                failure: None,
+            },
+            Ok(Err(code)) => Served {
+                response: plain_response(500, format!("handler {} answered with error {code:?}\n", self.name)),
+                failure: None,
+            },
+            // The guest ended without setting a response: say why.
+            Err(_) => match run.await {
+                Ok(outcome) if outcome.reason != ExitReason::Completed => failed(outcome, &self.name),
+                Ok(_) => Served {
+                    response: plain_response(500, format!("handler {} returned without setting a response\n", self.name)),
+                    failure: None,
+                },
+                Err(e) => Served {
+                    response: plain_response(500, format!("handler {} task failed: {e}\n", self.name)),
+                    failure: None,
+                },
+            },
+        }
+    }
+
+    async fn serve_wagi<B>(&self, request: http::Request<B>, spec: &HandlerSpec) -> Served
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return Served {
+                    response: plain_response(400, format!("cannot read the request body: {}\n", e.into())),
+                    failure: None,
+                }
+            }
+        };
+        let stdout = CaptureBuffer::new(WAGI_MAX_RESPONSE);
+        let mut env = cgi_environment(&parts, body.len());
+        env.extend(spec.env.iter().cloned());
+        let run = RunSpec {
+            program_name: self.name.clone(),
+            env,
+            limits: spec.limits.clone(),
+            stdout: Stdio::Capture(stdout.clone()),
+            stderr: spec.log.clone().map_or(Stdio::Null, Stdio::Log),
+            stdin: Some(body),
+            ..RunSpec::default()
+        };
+        match self.run(run).await {
+            Ok(outcome) if outcome.reason == ExitReason::Completed => Served {
+                response: wagi_response(&stdout.contents(), &self.name),
+                failure: None,
+            },
+            Ok(outcome) => failed(outcome, &self.name),
+            Err(e) => Served {
+                response: plain_response(500, format!("{e}\n")),
+                failure: None,
+            },
+        }
+    }
+}
+
+/// The CGI variables of a request (RFC 3875), as WAGI passes them.
+fn cgi_environment(parts: &http::request::Parts, content_length: usize) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("REQUEST_METHOD".to_string(), parts.method.to_string()),
+        ("PATH_INFO".to_string(), parts.uri.path().to_string()),
+        ("QUERY_STRING".to_string(), parts.uri.query().unwrap_or_default().to_string()),
+        ("SERVER_PROTOCOL".to_string(), format!("{:?}", parts.version)),
+        ("GATEWAY_INTERFACE".to_string(), "CGI/1.1".to_string()),
+        ("SERVER_SOFTWARE".to_string(), "flotilla".to_string()),
+        ("CONTENT_LENGTH".to_string(), content_length.to_string()),
+        ("X_FULL_URL".to_string(), parts.uri.to_string()),
+    ];
+    for (name, value) in &parts.headers {
+        let Ok(value) = value.to_str() else { continue };
+        let key = name.as_str().to_ascii_uppercase().replace('-', "_");
+        match key.as_str() {
+            "CONTENT_TYPE" => env.push((key, value.to_string())),
+            // Never pass credentials to a guest through the environment.
+            "AUTHORIZATION" | "PROXY_AUTHORIZATION" => {}
+            "HOST" => {
+                env.push(("SERVER_NAME".into(), value.split(':').next().unwrap_or_default().into()));
+                env.push(("HTTP_HOST".into(), value.to_string()));
+            }
+            _ => env.push((format!("HTTP_{key}"), value.to_string())),
+        }
+    }
+    env
+}
+
+/// Parses a WAGI module's stdout: CGI headers (`Status:` sets the code,
+/// `Location:` alone means 302), a blank line, the body.
+fn wagi_response(stdout: &[u8], name: &str) -> http::Response<ResponseBody> {
+    let split = find_blank_line(stdout);
+    let Some((head_end, body_start)) = split else {
+        return plain_response(
+            500,
+            format!("handler {name} printed no CGI header block (headers, a blank line, then the body)\n"),
+        );
+    };
+    let head = String::from_utf8_lossy(&stdout[..head_end]);
+    let mut builder = http::Response::builder();
+    let mut status = None;
+    let mut location = false;
+    for line in head.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            return plain_response(500, format!("handler {name} printed a malformed CGI header: {line:?}\n"));
+        };
+        let value = value.trim();
+        if key.eq_ignore_ascii_case("status") {
+            status = value.split_whitespace().next().and_then(|c| c.parse::<u16>().ok());
+            continue;
+        }
+        location |= key.eq_ignore_ascii_case("location");
+        builder = builder.header(key.trim(), value);
+    }
+    let status = status.unwrap_or(if location { 302 } else { 200 });
+    let body = Full::new(Bytes::copy_from_slice(&stdout[body_start..]))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    builder
+        .status(status)
+        .body(body)
+        .unwrap_or_else(|e| plain_response(500, format!("handler {name} printed an invalid response head: {e}\n")))
+}
+
+/// Where the header block ends and the body starts (`\r\n\r\n` or `\n\n`).
+fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
+    let crlf = out.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
+    let lf = out.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wagi_headers_status_and_body() {
+        let response = wagi_response(b"Content-Type: text/plain\r\nStatus: 201 Created\r\n\r\nmade\n", "t");
+        assert_eq!(response.status(), 201);
+        assert_eq!(response.headers()["content-type"], "text/plain");
+        let redirect = wagi_response(b"Location: /elsewhere\n\n", "t");
+        assert_eq!(redirect.status(), 302);
+        assert_eq!(wagi_response(b"no header block", "t").status(), 500);
+        assert_eq!(wagi_response(b"bad header\n\n", "t").status(), 500);
+    }
+
+    #[test]
+    fn cgi_variables_leave_credentials_out() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/a/b?x=1")
+            .header("host", "hello.local:8080")
+            .header("authorization", "Bearer secret")
+            .header("x-trace", "t1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let env = cgi_environment(&parts, 3);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("QUERY_STRING"), Some("x=1"));
+        assert_eq!(get("PATH_INFO"), Some("/a/b"));
+        assert_eq!(get("SERVER_NAME"), Some("hello.local"));
+        assert_eq!(get("HTTP_X_TRACE"), Some("t1"));
+        assert_eq!(get("HTTP_AUTHORIZATION"), None);
+    }
+}
