@@ -26,6 +26,7 @@ def agent(server, name, join):
     return subprocess.Popen(
         [FLOTILLA, "agent", "--server", server.base, "--token", join, "--name", name,
          "--capacity-memory", "4Gi", "--capacity-cpu", "8000m", "--max-instances", "700",
+         "--ingress", "127.0.0.1:0",
          "--data-dir", os.path.join(server.dir, name)],
         stderr=subprocess.DEVNULL)
 

@@ -44,7 +44,8 @@ class Up:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, FLOTILLA_CONFIG=os.path.join(self.dir, "config.yaml"))
-        command = ["server"] if server else ["up", "--name", "bench", "--max-instances", str(max_instances)]
+        command = ["server"] if server else ["up", "--name", "bench", "--max-instances", str(max_instances),
+                                             "--ingress", "127.0.0.1:0"]
         self.proc = subprocess.Popen(
             [FLOTILLA, *command, "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", os.path.join(self.dir, "data")],

@@ -10,11 +10,17 @@
 //!   [`supervisor`] per Instance bound to the node (list + watch, with a local
 //!   [`journal`] to restart them without the control plane);
 //! - [`supervisor`]: fetch, run, restart with backoff, report;
-//! - [`report`]: status and events back to the API; [`logs`]: logs on disk.
+//! - [`report`]: status and events back to the API; [`logs`]: logs on disk;
+//! - [`serving`], [`endpoints`], [`ingress`]: `http` workloads — replicas
+//!   registered per workload, and the listener that routes requests to them,
+//!   a fresh instance per request.
 
+pub mod endpoints;
+pub mod ingress;
 pub mod journal;
 pub mod logs;
 pub mod node;
 pub mod report;
 pub mod runtime;
+pub mod serving;
 pub mod supervisor;

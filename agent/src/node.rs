@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub capacity_memory_bytes: u64,
     /// CPU offered, in millicores.
     pub capacity_cpu_millis: u64,
+    /// Where this node's ingress listens (`host:port`), published in the
+    /// node's status for other nodes to proxy to; empty: no ingress.
+    pub ingress_address: String,
 }
 
 /// Memory and CPU of this machine.
@@ -92,6 +95,7 @@ impl Agent {
             node_name: config.node_name.clone(),
             logs: LogDir::new(&config.data_dir.join("logs")),
             modules_dir: config.data_dir.join("modules"),
+            endpoints: Arc::default(),
         });
         let (epoch_tx, epoch) = tokio::sync::watch::channel(0);
         Ok(Self {
@@ -110,6 +114,11 @@ impl Agent {
     /// before [`Agent::run`]), so journaled bindings of older epochs never start.
     pub fn hold_epoch(&mut self, epoch: u64) {
         raise(&self.epoch_tx, epoch);
+    }
+
+    /// Serves this node's ingress on `listener` (from [`Agent::run`] on).
+    pub fn serve_ingress(&self, listener: tokio::net::TcpListener) {
+        tokio::spawn(crate::ingress::serve(listener, self.ctx.endpoints.clone()));
     }
 
     /// The node's log folders (the API server of `flotilla up` reads them).
@@ -345,6 +354,7 @@ pub async fn send_heartbeat(
         last_heartbeat: now_rfc3339(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         agent_id: agent_id(&config.data_dir),
+        ingress_address: config.ingress_address.clone(),
     };
     let node = Node {
         api_version: API_VERSION.into(),

@@ -11,7 +11,7 @@ use flotilla_client::Client;
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceStatus, Phase, Termination};
 use flotilla_spec::meta::now_rfc3339;
-use flotilla_spec::workload::{RestartPolicyKind, WorkloadSpec};
+use flotilla_spec::workload::{Execution, RestartPolicyKind, WorkloadSpec};
 use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
 use sha2::{Digest, Sha256};
 
@@ -35,6 +35,8 @@ pub struct NodeContext {
     pub modules_dir: PathBuf,
     /// Status and event reporting.
     pub reporter: Reporter,
+    /// The node's HTTP replicas, for the ingress.
+    pub endpoints: Arc<crate::endpoints::LocalEndpoints>,
 }
 
 /// The backoff of a restart policy, parsed.
@@ -78,7 +80,7 @@ pub fn should_restart(policy: RestartPolicyKind, reason: ExitReason) -> bool {
 }
 
 /// The runtime's view of a template.
-fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
+pub(crate) fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
     let limits = &template.resources.limits;
     RunSpec {
         program_name: name.to_string(),
@@ -274,6 +276,9 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         }
     };
 
+    if template.execution == Execution::Http {
+        return crate::serving::serve_replica(ctx.clone(), instance.clone(), module, status).await;
+    }
     let backoff = BackoffTimes::of(template);
     let policy = template.restart_policy.policy;
     let mut consecutive = 0u32;

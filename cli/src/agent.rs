@@ -34,6 +34,34 @@ pub struct AgentArgs {
     /// Instances this node can hold at once.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Where the node's HTTP ingress listens (`off`: none).
+    #[arg(long, default_value = DEFAULT_INGRESS)]
+    ingress: String,
+}
+
+/// The ingress address unless `--ingress` says otherwise.
+pub const DEFAULT_INGRESS: &str = "127.0.0.1:8080";
+
+/// Binds `--ingress` (`off`: `None`), with a message that names the fix.
+pub async fn bind_ingress(address: &str) -> Result<Option<tokio::net::TcpListener>> {
+    if address == "off" {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen for HTTP ingress on {address}: {e} (choose another address with --ingress, or --ingress off)"
+        )
+    })?;
+    Ok(Some(listener))
+}
+
+/// `host:port` a listener is bound to, or empty.
+pub fn address_of(listener: &Option<tokio::net::TcpListener>) -> String {
+    listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }
 
 fn parse_memory(t: &str) -> Result<u64, String> {
@@ -93,7 +121,9 @@ pub async fn main(args: AgentArgs) -> Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
+    let ingress = bind_ingress(&args.ingress).await?;
     let config = AgentConfig {
+        ingress_address: address_of(&ingress),
         server: args.server.clone(),
         token: args.token,
         node_name: name.clone(),
@@ -118,6 +148,9 @@ pub async fn main(args: AgentArgs) -> Result<()> {
             eprintln!("agent {name}: {e}; running the journaled instances and retrying");
         }
         Err(e) => bail!("cannot join {}: {e}", args.server),
+    }
+    if let Some(listener) = ingress {
+        agent.serve_ingress(listener);
     }
     agent.run().await;
     Ok(())

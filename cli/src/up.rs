@@ -28,6 +28,9 @@ pub struct UpArgs {
     /// Instances this node can hold at once (slots reserved by the pooling allocator).
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Where the node's HTTP ingress listens (`off`: none).
+    #[arg(long, default_value = crate::agent::DEFAULT_INGRESS)]
+    ingress: String,
 }
 
 struct AgentLogs(LogDir);
@@ -40,6 +43,7 @@ impl LogSource for AgentLogs {
 
 pub async fn main(args: UpArgs) -> Result<()> {
     let cp = ControlPlane::bind(&args.data_dir, args.listen).await?;
+    let ingress = crate::agent::bind_ingress(&args.ingress).await?;
     let (memory, cpu) = machine_capacity();
     let node_name = args.name.clone().unwrap_or_else(crate::agent::host_name);
     let agent = crate::agent::build(
@@ -51,14 +55,19 @@ pub async fn main(args: UpArgs) -> Result<()> {
             data_dir: args.data_dir.join("agent"),
             capacity_memory_bytes: memory,
             capacity_cpu_millis: cpu,
+            ingress_address: crate::agent::address_of(&ingress),
         },
         args.max_instances,
     )?;
     let logs: Arc<dyn LogSource> = Arc::new(AgentLogs(agent.logs()));
+    if let Some(listener) = ingress {
+        agent.serve_ingress(listener);
+    }
     tokio::spawn(agent.run());
     eprintln!(
-        "flotilla is up: API {}, node {node_name}, data in {}",
+        "flotilla is up: API {}, HTTP ingress {}, node {node_name}, data in {}",
         cp.url,
+        args.ingress,
         args.data_dir.display()
     );
     eprintln!("try: flotilla apply -f examples/ticker.yaml");

@@ -64,6 +64,9 @@ pub struct InstanceStatus {
     /// How the previous run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_termination: Option<Termination>,
+    /// Requests served (http workloads), as last reported.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requests: u64,
     /// Why it is in this phase, when that needs saying.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,

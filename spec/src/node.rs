@@ -41,4 +41,7 @@ pub struct NodeStatus {
     /// Which agent holds the name (kept in its data folder across restarts).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent_id: String,
+    /// Where the node's ingress listens (`host:port`), if it runs one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ingress_address: String,
 }

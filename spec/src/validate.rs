@@ -85,6 +85,44 @@ fn check_meta(meta: &ObjectMeta, errors: &mut Collector) {
     }
 }
 
+/// The fields of `execution: http` workloads.
+fn check_http(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
+    use crate::workload::Execution;
+    if spec.execution != Execution::Http {
+        if !spec.routes.is_empty() {
+            errors.add(
+                "spec.routes",
+                "only http workloads have routes: add execution: http",
+            );
+        }
+        if spec.max_concurrency.is_some() {
+            errors.add(
+                "spec.maxConcurrency",
+                "only http workloads serve requests: add execution: http",
+            );
+        }
+        return;
+    }
+    if spec.max_concurrency == Some(0) {
+        errors.add("spec.maxConcurrency", "must be at least 1");
+    }
+    for (i, route) in spec.routes.iter().enumerate() {
+        let host = route.host.to_ascii_lowercase();
+        if host.is_empty() || !host.split('.').all(|label| check_name(label).is_ok()) {
+            errors.add(
+                format!("spec.routes[{i}].host"),
+                format!("{:?} is not a host name (e.g. hello.local)", route.host),
+            );
+        }
+        if !route.path_prefix.starts_with('/') {
+            errors.add(
+                format!("spec.routes[{i}].pathPrefix"),
+                format!("{:?} must start with / (e.g. /api)", route.path_prefix),
+            );
+        }
+    }
+}
+
 /// Validates a Workload as submitted by a user.
 pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     let mut errors = Collector::default();
@@ -181,6 +219,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
             }
         }
     }
+    check_http(spec, &mut errors);
     let backoff = &spec.restart_policy.backoff;
     let initial = errors.check(
         "spec.restartPolicy.backoff.initial",

@@ -43,7 +43,54 @@ pub struct WorkloadSpec {
     /// `--strategy` unless set here).
     #[serde(default, skip_serializing_if = "Placement::is_default")]
     pub placement: Placement,
+    /// `daemon` (the default): run the module's entry point and keep it
+    /// running; `http`: a handler, instantiated afresh for every request.
+    #[serde(default, skip_serializing_if = "Execution::is_daemon")]
+    pub execution: Execution,
+    /// For `http` workloads: the requests the ingress sends to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// For `http` workloads: the most requests one replica serves at once
+    /// (default 64); more wait for a free slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
+
+/// How a workload's module is run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Execution {
+    /// A long-running program (`_start` / `wasi:cli/run`).
+    #[default]
+    Daemon,
+    /// An HTTP handler (`wasi:http/incoming-handler`, or WAGI for core modules).
+    Http,
+}
+
+impl Execution {
+    fn is_daemon(&self) -> bool {
+        *self == Execution::Daemon
+    }
+}
+
+/// Which requests reach an `http` workload: a host (the `Host` header, port
+/// ignored) and a path prefix; the longest matching prefix wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route {
+    /// Host name, e.g. `hello.local`.
+    pub host: String,
+    /// Path prefix (default `/`).
+    #[serde(default = "root_path")]
+    pub path_prefix: String,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+/// Requests one replica of an `http` workload serves at once, by default.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
 
 /// Placement preferences of a workload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,7 +58,7 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .arg(self.command)
             .args(if self.command == "up" {
-                &["--name", "node-1"][..]
+                &["--name", "node-1", "--ingress", "127.0.0.1:0"][..]
             } else {
                 &[][..]
             })

@@ -30,6 +30,8 @@ fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
             memory,
             "--capacity-cpu",
             "1000m",
+            "--ingress",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(c.dir.path().join(format!("agent-{name}")))

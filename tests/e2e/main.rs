@@ -3,6 +3,7 @@
 
 mod cluster;
 mod fleet;
+mod http;
 mod support;
 
 mod run_bad_input;

@@ -46,7 +46,9 @@ pub trait Outbound: Send + Sync {
         &self,
         request: http::Request<WasiBody>,
     ) -> Pin<
-        Box<dyn Future<Output = Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>> + Send>,
+        Box<
+            dyn Future<Output = Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>> + Send,
+        >,
     >;
 }
 
@@ -250,8 +252,12 @@ impl LoadedModule {
         let mut store = HttpState::new_store(&self.runtime.engine, &mut wasi, limits);
         store.data_mut().hooks.outbound = spec.outbound.clone();
         let request = request.map(|body| {
-            body.map_err(|e| wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(e.into().to_string())))
-                .boxed_unsync()
+            body.map_err(|e| {
+                wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(
+                    e.into().to_string(),
+                ))
+            })
+            .boxed_unsync()
         });
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let resources = store
@@ -264,10 +270,15 @@ impl LoadedModule {
             });
         let (req, out) = match resources {
             Ok(pair) => pair,
-            Err(e) => return Served {
-                response: plain_response(500, format!("cannot pass the request to {}: {e:#}\n", self.name)),
-                failure: None,
-            },
+            Err(e) => {
+                return Served {
+                    response: plain_response(
+                        500,
+                        format!("cannot pass the request to {}: {e:#}\n", self.name),
+                    ),
+                    failure: None,
+                }
+            }
         };
         let pre = pre.clone();
         let timeout = spec.limits.timeout;
@@ -297,18 +308,32 @@ impl LoadedModule {
                 failure: None,
             },
             Ok(Err(code)) => Served {
-                response: plain_response(500, format!("handler {} answered with error {code:?}\n", self.name)),
+                response: plain_response(
+                    500,
+                    format!("handler {} answered with error {code:?}\n", self.name),
+                ),
                 failure: None,
             },
             // The guest ended without setting a response: say why.
             Err(_) => match run.await {
-                Ok(outcome) if outcome.reason != ExitReason::Completed => failed(outcome, &self.name),
+                Ok(outcome) if outcome.reason != ExitReason::Completed => {
+                    failed(outcome, &self.name)
+                }
                 Ok(_) => Served {
-                    response: plain_response(500, format!("handler {} returned without setting a response\n", self.name)),
+                    response: plain_response(
+                        500,
+                        format!(
+                            "handler {} returned without setting a response\n",
+                            self.name
+                        ),
+                    ),
                     failure: None,
                 },
                 Err(e) => Served {
-                    response: plain_response(500, format!("handler {} task failed: {e}\n", self.name)),
+                    response: plain_response(
+                        500,
+                        format!("handler {} task failed: {e}\n", self.name),
+                    ),
                     failure: None,
                 },
             },
@@ -325,7 +350,10 @@ impl LoadedModule {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
                 return Served {
-                    response: plain_response(400, format!("cannot read the request body: {}\n", e.into())),
+                    response: plain_response(
+                        400,
+                        format!("cannot read the request body: {}\n", e.into()),
+                    ),
                     failure: None,
                 }
             }
@@ -361,8 +389,14 @@ fn cgi_environment(parts: &http::request::Parts, content_length: usize) -> Vec<(
     let mut env = vec![
         ("REQUEST_METHOD".to_string(), parts.method.to_string()),
         ("PATH_INFO".to_string(), parts.uri.path().to_string()),
-        ("QUERY_STRING".to_string(), parts.uri.query().unwrap_or_default().to_string()),
-        ("SERVER_PROTOCOL".to_string(), format!("{:?}", parts.version)),
+        (
+            "QUERY_STRING".to_string(),
+            parts.uri.query().unwrap_or_default().to_string(),
+        ),
+        (
+            "SERVER_PROTOCOL".to_string(),
+            format!("{:?}", parts.version),
+        ),
         ("GATEWAY_INTERFACE".to_string(), "CGI/1.1".to_string()),
         ("SERVER_SOFTWARE".to_string(), "flotilla".to_string()),
         ("CONTENT_LENGTH".to_string(), content_length.to_string()),
@@ -376,7 +410,10 @@ fn cgi_environment(parts: &http::request::Parts, content_length: usize) -> Vec<(
             // Never pass credentials to a guest through the environment.
             "AUTHORIZATION" | "PROXY_AUTHORIZATION" => {}
             "HOST" => {
-                env.push(("SERVER_NAME".into(), value.split(':').next().unwrap_or_default().into()));
+                env.push((
+                    "SERVER_NAME".into(),
+                    value.split(':').next().unwrap_or_default().into(),
+                ));
                 env.push(("HTTP_HOST".into(), value.to_string()));
             }
             _ => env.push((format!("HTTP_{key}"), value.to_string())),
@@ -401,11 +438,17 @@ fn wagi_response(stdout: &[u8], name: &str) -> http::Response<ResponseBody> {
     let mut location = false;
     for line in head.lines() {
         let Some((key, value)) = line.split_once(':') else {
-            return plain_response(500, format!("handler {name} printed a malformed CGI header: {line:?}\n"));
+            return plain_response(
+                500,
+                format!("handler {name} printed a malformed CGI header: {line:?}\n"),
+            );
         };
         let value = value.trim();
         if key.eq_ignore_ascii_case("status") {
-            status = value.split_whitespace().next().and_then(|c| c.parse::<u16>().ok());
+            status = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok());
             continue;
         }
         location |= key.eq_ignore_ascii_case("location");
@@ -415,16 +458,24 @@ fn wagi_response(stdout: &[u8], name: &str) -> http::Response<ResponseBody> {
     let body = Full::new(Bytes::copy_from_slice(&stdout[body_start..]))
         .map_err(|never| match never {})
         .boxed_unsync();
-    builder
-        .status(status)
-        .body(body)
-        .unwrap_or_else(|e| plain_response(500, format!("handler {name} printed an invalid response head: {e}\n")))
+    builder.status(status).body(body).unwrap_or_else(|e| {
+        plain_response(
+            500,
+            format!("handler {name} printed an invalid response head: {e}\n"),
+        )
+    })
 }
 
 /// Where the header block ends and the body starts (`\r\n\r\n` or `\n\n`).
 fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
-    let crlf = out.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
-    let lf = out.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+    let crlf = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, i + 4));
+    let lf = out
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, i + 2));
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -437,7 +488,10 @@ mod tests {
 
     #[test]
     fn wagi_headers_status_and_body() {
-        let response = wagi_response(b"Content-Type: text/plain\r\nStatus: 201 Created\r\n\r\nmade\n", "t");
+        let response = wagi_response(
+            b"Content-Type: text/plain\r\nStatus: 201 Created\r\n\r\nmade\n",
+            "t",
+        );
         assert_eq!(response.status(), 201);
         assert_eq!(response.headers()["content-type"], "text/plain");
         let redirect = wagi_response(b"Location: /elsewhere\n\n", "t");

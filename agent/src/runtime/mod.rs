@@ -20,8 +20,8 @@ mod state;
 mod watchdog;
 
 pub use engine::{Runtime, RuntimeConfig};
-pub use http::{plain_response, HandlerSpec, Outbound, ResponseBody, Served};
 pub use error::RuntimeError;
+pub use http::{plain_response, HandlerSpec, Outbound, ResponseBody, Served};
 pub use module::{LoadedModule, ModuleKind};
 pub use outcome::{ExitReason, Outcome};
 pub use output::{CaptureBuffer, LogWriter, Stdio};

@@ -1,0 +1,127 @@
+//! The HTTP replicas running on this node, by workload: what the ingress
+//! routes to. A supervisor registers its replica once the module is loaded
+//! and keeps the returned guard; dropping the guard (the instance stopped)
+//! takes the replica out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flotilla_spec::workload::Route;
+use tokio::sync::Semaphore;
+
+use crate::runtime::{HandlerSpec, LoadedModule};
+
+/// `namespace/name` of a workload.
+pub type WorkloadKey = String;
+
+/// One local replica of an `http` workload.
+pub struct Replica {
+    /// The Instance's name.
+    pub instance: String,
+    /// The handler.
+    pub module: Arc<LoadedModule>,
+    /// Limits, env, log and outbound policy of each request.
+    pub spec: HandlerSpec,
+    /// The workload's routes.
+    pub routes: Vec<Route>,
+    /// Free request slots (`maxConcurrency`).
+    pub slots: Semaphore,
+    /// Requests in flight or waiting for a slot: least-outstanding balancing.
+    pub outstanding: AtomicUsize,
+    /// Requests served so far.
+    pub served: AtomicU64,
+    /// Told about every request whose guest failed.
+    pub on_failure: Box<dyn Fn(&crate::runtime::Outcome) + Send + Sync>,
+}
+
+/// The registry.
+#[derive(Default)]
+pub struct LocalEndpoints {
+    replicas: Mutex<HashMap<WorkloadKey, Vec<Arc<Replica>>>>,
+    /// Rotates the start of each pick, so ties go round-robin.
+    cursor: AtomicUsize,
+}
+
+/// Keeps a replica registered while it lives.
+pub struct Registration {
+    endpoints: Arc<LocalEndpoints>,
+    workload: WorkloadKey,
+    replica: Arc<Replica>,
+}
+
+impl Registration {
+    /// The registered replica.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut replicas = self.endpoints.lock();
+        if let Some(list) = replicas.get_mut(&self.workload) {
+            list.retain(|r| !Arc::ptr_eq(r, &self.replica));
+            if list.is_empty() {
+                replicas.remove(&self.workload);
+            }
+        }
+    }
+}
+
+impl LocalEndpoints {
+    fn lock(&self) -> MutexGuard<'_, HashMap<WorkloadKey, Vec<Arc<Replica>>>> {
+        // A panic while holding this lock leaves consistent data: keep going.
+        self.replicas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `replica` of `workload` until the returned guard is dropped.
+    pub fn register(self: &Arc<Self>, workload: WorkloadKey, replica: Replica) -> Registration {
+        let replica = Arc::new(replica);
+        self.lock()
+            .entry(workload.clone())
+            .or_default()
+            .push(replica.clone());
+        Registration {
+            endpoints: self.clone(),
+            workload,
+            replica,
+        }
+    }
+
+    /// The local replica of `workload` with the fewest requests outstanding;
+    /// ties go round-robin.
+    pub fn pick(&self, workload: &str) -> Option<Arc<Replica>> {
+        let replicas = self.lock();
+        let list = replicas.get(workload)?;
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..list.len())
+            .map(|i| &list[(start + i) % list.len()])
+            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    /// The workload whose route matches `host` and `path` best (longest
+    /// prefix), among those with a local replica.
+    pub fn route(&self, host: &str, path: &str) -> Option<WorkloadKey> {
+        let replicas = self.lock();
+        let mut best: Option<(usize, &WorkloadKey)> = None;
+        for (workload, list) in replicas.iter() {
+            let Some(replica) = list.first() else {
+                continue;
+            };
+            for route in &replica.routes {
+                if route.host.eq_ignore_ascii_case(host)
+                    && path.starts_with(&route.path_prefix)
+                    && best.is_none_or(|(len, w)| {
+                        route.path_prefix.len() > len
+                            || (route.path_prefix.len() == len && workload < w)
+                    })
+                {
+                    best = Some((route.path_prefix.len(), workload));
+                }
+            }
+        }
+        best.map(|(_, w)| w.clone())
+    }
+}

@@ -1,0 +1,249 @@
+//! `execution: http` workloads behind the node's ingress, over real TCP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::*;
+
+/// One HTTP/1.1 request with `Connection: close`: (status, body).
+pub fn request(address: &str, method: &str, host: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, dechunk(body))
+}
+
+/// The body of a chunked response, or `body` as is.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
+        if size == 0 || after.len() < size {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+}
+
+/// Where the node of a `flotilla up` cluster serves its ingress.
+pub fn ingress_of(c: &Cluster, node: &str) -> String {
+    let mut address = String::new();
+    c.wait_until(
+        "the node publishes its ingress",
+        Duration::from_secs(15),
+        || {
+            let node: Value = serde_json::from_str(&c.ok(&["get", "nodes", node, "-o", "json"]))
+                .unwrap_or_default();
+            address = node["status"]["ingressAddress"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            !address.is_empty()
+        },
+    );
+    address
+}
+
+fn ready(c: &Cluster, workload: &str, n: usize) {
+    c.wait_until(
+        &format!("{n} ready replicas of {workload}"),
+        Duration::from_secs(20),
+        || {
+            c.items("instances")
+                .iter()
+                .filter(|i| i["spec"]["workload"] == workload && i["status"]["ready"] == true)
+                .count()
+                == n
+        },
+    );
+}
+
+const HELLO: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: hello}
+spec:
+  module: {source: "file:MODULES/http-hello.component.wasm"}
+  execution: http
+  replicas: 3
+  routes: [{host: hello.local, pathPrefix: /}]
+"#;
+
+#[test]
+fn a_component_serves_through_the_ingress_balanced_over_its_replicas() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("hello.yaml", HELLO).to_str().unwrap(),
+    ]);
+    ready(&c, "hello", 3);
+    let (status, body) = request(&ingress, "GET", "hello.local", "/", "");
+    assert_eq!((status, body.as_str()), (200, "hello from flotilla\n"));
+    // Port in the Host header, and upper case: the same route.
+    assert_eq!(
+        request(&ingress, "GET", "HELLO.local:8080", "/x", "").0,
+        200
+    );
+    let (status, body) = request(&ingress, "GET", "nobody.local", "/", "");
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("nobody.local") && body.contains("routes"),
+        "{body}"
+    );
+
+    // 1,000 requests: each replica serves a third, ±20%.
+    for _ in 0..1000 {
+        assert_eq!(request(&ingress, "GET", "hello.local", "/", "").0, 200);
+    }
+    let mut served = Vec::new();
+    c.wait_until(
+        "the replicas report their counts",
+        Duration::from_secs(10),
+        || {
+            served = served_per_replica(&c);
+            served.iter().sum::<u64>() >= 1002
+        },
+    );
+    assert_eq!(served.len(), 3, "{served:?}");
+    for n in &served {
+        assert!((267..=400).contains(n), "uneven: {served:?}");
+    }
+}
+
+/// Requests served per replica, as each reports in `status.requests`.
+fn served_per_replica(c: &Cluster) -> Vec<u64> {
+    c.items("instances")
+        .iter()
+        .filter(|i| i["spec"]["workload"] == "hello")
+        .map(|i| i["status"]["requests"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+const WAGI: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: wagi}
+spec:
+  module: {source: "file:MODULES/wagi-hello.wasm"}
+  execution: http
+  routes: [{host: wagi.local}]
+"#;
+
+#[test]
+fn a_wagi_module_serves_through_cgi() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("wagi.yaml", WAGI).to_str().unwrap(),
+    ]);
+    ready(&c, "wagi", 1);
+    assert_eq!(
+        request(&ingress, "GET", "wagi.local", "/", ""),
+        (200, "hello from flotilla\n".to_string())
+    );
+    let (status, body) = request(&ingress, "POST", "wagi.local", "/echo", "payload");
+    assert_eq!(status, 200);
+    assert_eq!(body, "POST /echo\npayload");
+}
+
+const TRAP: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: trap}
+spec:
+  module: {source: "file:MODULES/http-trap.component.wasm"}
+  execution: http
+  routes: [{host: trap.local}]
+  resources: {limits: {memory: 16Mi, timeout: 500ms}}
+"#;
+
+#[test]
+fn a_failing_request_fails_alone() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("trap.yaml", TRAP).to_str().unwrap(),
+    ]);
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("hello.yaml", &HELLO.replace("replicas: 3", "replicas: 1"))
+            .to_str()
+            .unwrap(),
+    ]);
+    ready(&c, "trap", 1);
+    ready(&c, "hello", 1);
+    let (status, body) = request(&ingress, "GET", "trap.local", "/trap", "");
+    assert_eq!(status, 500);
+    assert!(body.contains("Trap"), "{body}");
+    assert_eq!(
+        request(&ingress, "GET", "trap.local", "/", "").0,
+        200,
+        "the next request is fine"
+    );
+
+    // A memory hog gets a 500 while a neighbour's requests keep succeeding.
+    let hog = {
+        let ingress = ingress.clone();
+        std::thread::spawn(move || request(&ingress, "GET", "trap.local", "/hog", ""))
+    };
+    for _ in 0..20 {
+        assert_eq!(request(&ingress, "GET", "hello.local", "/", "").0, 200);
+    }
+    let (status, body) = hog.join().unwrap();
+    assert_eq!(status, 500);
+    assert!(body.contains("OOMKilled"), "{body}");
+
+    // A handler that never answers: 504 at its deadline.
+    let started = std::time::Instant::now();
+    let (status, body) = request(&ingress, "GET", "trap.local", "/loop", "");
+    assert_eq!(status, 504, "{body}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
+
+    // Failures are in the instance's log and its events.
+    let events = c.ok(&["get", "events"]);
+    assert!(
+        events.contains("Trap") || events.contains("OOMKilled"),
+        "{events}"
+    );
+}
