@@ -89,6 +89,11 @@ impl LocalEndpoints {
         }
     }
 
+    /// Every local replica of `workload`.
+    pub fn replicas(&self, workload: &str) -> Vec<Arc<Replica>> {
+        self.lock().get(workload).cloned().unwrap_or_default()
+    }
+
     /// The local replica of `workload` with the fewest requests outstanding;
     /// ties go round-robin.
     pub fn pick(&self, workload: &str) -> Option<Arc<Replica>> {

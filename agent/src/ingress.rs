@@ -1,53 +1,261 @@
 //! The node's ingress: an HTTP/1.1 listener that routes each request by
-//! `Host` and path prefix to a replica of an `http` workload — the local one
-//! with the fewest requests outstanding — and serves it with a fresh
-//! instance. Requests no route matches get a 404 that says how to add one.
+//! `Host` and path prefix to an `http` workload, and balances it over the
+//! workload's Ready replicas cluster-wide — least outstanding requests, ties
+//! round-robin. A local replica serves it with a fresh instance; a replica
+//! on another node gets it through that node's ingress (one hop, marked so
+//! it is never forwarded again). A connection failure to a node is retried
+//! once on another endpoint for idempotent methods.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::endpoints::LocalEndpoints;
+use crate::cluster_view::{ClusterView, Endpoint};
+use crate::endpoints::{LocalEndpoints, Replica};
 use crate::runtime::{plain_response, ResponseBody};
 
-/// Serves the ingress on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, endpoints: Arc<LocalEndpoints>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                tracing::warn!("ingress: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(handle(&endpoints, request).await) }
+/// Marks a request forwarded by another node's ingress: serve it here.
+const HOP_HEADER: &str = "x-flotilla-forwarded-by";
+
+/// Largest request body forwarded to another node (kept for a retry).
+const MAX_FORWARDED_BODY: usize = 16 << 20;
+
+/// The ingress of one node.
+pub struct Ingress {
+    node: String,
+    local: Arc<LocalEndpoints>,
+    cluster: ClusterView,
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// Requests in flight to each remote instance.
+    remote_outstanding: Mutex<HashMap<String, usize>>,
+    cursor: AtomicUsize,
+}
+
+/// Where one request may go.
+enum Target {
+    Local(Arc<Replica>),
+    Remote(Endpoint, String),
+}
+
+impl Ingress {
+    /// The ingress of `node`: its replicas, and what it knows of the others.
+    pub fn new(node: String, local: Arc<LocalEndpoints>, cluster: ClusterView) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        Arc::new(Self {
+            node,
+            local,
+            cluster,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            remote_outstanding: Mutex::new(HashMap::new()),
+            cursor: AtomicUsize::new(0),
+        })
+    }
+
+    /// Serves the ingress on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("ingress: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let ingress = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let ingress = ingress.clone();
+                    async move { Ok::<_, Infallible>(ingress.handle(request).await) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!("ingress connection: {e}");
+                }
             });
-            if let Err(e) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("ingress connection: {e}");
+        }
+    }
+
+    async fn handle(&self, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+        let host = host_of(&request);
+        let path = request.uri().path().to_string();
+        let forwarded = request.headers().contains_key(HOP_HEADER);
+        let workload = self
+            .cluster
+            .route(&host, &path)
+            .or_else(|| self.local.route(&host, &path));
+        let Some(workload) = workload else {
+            return plain_response(
+                404,
+                format!(
+                    "no workload serves host {host:?} path {path:?}: give an execution: http workload routes: [{{host: {host}, pathPrefix: /}}]\n"
+                ),
+            );
+        };
+        if forwarded {
+            return match self.local.pick(&workload) {
+                Some(replica) => serve_local(&replica, request, &path).await,
+                None => plain_response(
+                    503,
+                    format!(
+                        "workload {workload} has no ready replica on node {}\n",
+                        self.node
+                    ),
+                ),
+            };
+        }
+        let targets = self.targets(&workload);
+        let Some(first) = self.pick(&targets, None) else {
+            return plain_response(
+                503,
+                format!("workload {workload} has no ready replica: see flotilla get instances (and describe them for why)\n"),
+            );
+        };
+        match first {
+            Target::Local(replica) => serve_local(replica, request, &path).await,
+            Target::Remote(endpoint, address) => {
+                self.forward(&workload, &targets, endpoint, address, request)
+                    .await
             }
-        });
+        }
+    }
+
+    /// Local replicas and the Ready replicas on other nodes.
+    fn targets(&self, workload: &str) -> Vec<Target> {
+        let mut targets: Vec<Target> = self
+            .local
+            .replicas(workload)
+            .into_iter()
+            .map(Target::Local)
+            .collect();
+        targets.extend(
+            self.cluster
+                .endpoints(workload)
+                .into_iter()
+                .filter(|(e, _)| e.node != self.node)
+                .map(|(e, address)| Target::Remote(e, address)),
+        );
+        targets
+    }
+
+    fn outstanding(&self, target: &Target) -> usize {
+        match target {
+            Target::Local(replica) => replica.outstanding.load(Ordering::Relaxed),
+            Target::Remote(endpoint, _) => self
+                .remote_outstanding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&endpoint.instance)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Least outstanding, ties round-robin; never on `avoid_node`.
+    fn pick<'a>(&self, targets: &'a [Target], avoid_node: Option<&str>) -> Option<&'a Target> {
+        let n = targets.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &targets[(start + i) % n.max(1)])
+            .filter(|t| !matches!((t, avoid_node), (Target::Remote(e, _), Some(node)) if e.node == node))
+            .min_by_key(|t| self.outstanding(t))
+    }
+
+    /// Sends `request` to `endpoint`'s node; on a connection failure of an
+    /// idempotent request, once more to another endpoint.
+    async fn forward(
+        &self,
+        workload: &str,
+        targets: &[Target],
+        endpoint: &Endpoint,
+        address: &str,
+        request: http::Request<Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_FORWARDED_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return plain_response(413, format!("request body not forwarded: {e}\n")),
+        };
+        let first = self.send(&parts, body.clone(), endpoint, address).await;
+        let Err(error) = first else {
+            return first.unwrap_or_else(|e| plain_response(502, e));
+        };
+        if !parts.method.is_idempotent() {
+            return plain_response(502, error);
+        }
+        tracing::info!("ingress: {error}; retrying {workload} elsewhere");
+        match self.pick(targets, Some(&endpoint.node)) {
+            Some(Target::Local(replica)) => {
+                let request = http::Request::from_parts(parts, Full::new(body));
+                let path = request.uri().path().to_string();
+                serve_local(replica, request, &path).await
+            }
+            Some(Target::Remote(other, address)) => self
+                .send(&parts, body, other, address)
+                .await
+                .unwrap_or_else(|e| plain_response(502, e)),
+            None => plain_response(502, error),
+        }
+    }
+
+    /// One forwarded request; `Err` when the node could not be reached.
+    async fn send(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        endpoint: &Endpoint,
+        address: &str,
+    ) -> Result<http::Response<ResponseBody>, String> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = parts.method.clone();
+        *request.headers_mut() = parts.headers.clone();
+        *request.uri_mut() = format!("http://{address}{path}")
+            .parse()
+            .map_err(|e| format!("bad forward address {address}: {e}"))?;
+        if let Ok(node) = http::HeaderValue::from_str(&self.node) {
+            request.headers_mut().insert(HOP_HEADER, node);
+        }
+        let counter = |delta: isize| {
+            let mut map = self
+                .remote_outstanding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(endpoint.instance.clone()).or_default();
+            *n = n.saturating_add_signed(delta);
+        };
+        counter(1);
+        let result = self.client.request(request).await;
+        counter(-1);
+        match result {
+            Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
+            Err(e) => Err(format!(
+                "cannot reach node {} at {address} for {}: {e}",
+                endpoint.node, endpoint.instance
+            )),
+        }
     }
 }
 
 /// The host a request is for: the `Host` header (or the URI's authority),
 /// without its port.
-fn host_of(request: &http::Request<Incoming>) -> String {
+fn host_of<B>(request: &http::Request<B>) -> String {
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -59,26 +267,16 @@ fn host_of(request: &http::Request<Incoming>) -> String {
         .to_ascii_lowercase()
 }
 
-async fn handle(
-    endpoints: &LocalEndpoints,
-    request: http::Request<Incoming>,
-) -> http::Response<ResponseBody> {
-    let host = host_of(&request);
-    let path = request.uri().path().to_string();
-    let Some(workload) = endpoints.route(&host, &path) else {
-        return plain_response(
-            404,
-            format!(
-                "no workload serves host {host:?} path {path:?} on this node: give an execution: http workload routes: [{{host: {host}, pathPrefix: /}}]\n"
-            ),
-        );
-    };
-    let Some(replica) = endpoints.pick(&workload) else {
-        return plain_response(
-            503,
-            format!("workload {workload} has no ready replica: see flotilla get instances\n"),
-        );
-    };
+/// Serves `request` with a fresh instance of a local replica.
+async fn serve_local<B>(
+    replica: &Replica,
+    request: http::Request<B>,
+    path: &str,
+) -> http::Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     replica.outstanding.fetch_add(1, Ordering::Relaxed);
     let served = match replica.slots.acquire().await {
         Ok(_slot) => Some(replica.module.serve(request, &replica.spec).await),
@@ -86,19 +284,16 @@ async fn handle(
     };
     replica.outstanding.fetch_sub(1, Ordering::Relaxed);
     let Some(served) = served else {
-        return plain_response(503, format!("workload {workload}: replica stopped\n"));
+        return plain_response(503, format!("replica {} stopped\n", replica.instance));
     };
     replica.served.fetch_add(1, Ordering::Relaxed);
     if let Some(failure) = &served.failure {
         if let Some(log) = &replica.spec.log {
+            let detail = failure.trap.clone().or_else(|| failure.message.clone());
             log.note(&format!(
                 "[flotilla] request {path} failed: {} {}",
                 failure.reason,
-                failure
-                    .trap
-                    .clone()
-                    .or_else(|| failure.message.clone())
-                    .unwrap_or_default()
+                detail.unwrap_or_default()
             ));
         }
         (replica.on_failure)(failure);

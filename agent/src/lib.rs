@@ -11,10 +11,11 @@
 //!   [`journal`] to restart them without the control plane);
 //! - [`supervisor`]: fetch, run, restart with backoff, report;
 //! - [`report`]: status and events back to the API; [`logs`]: logs on disk;
-//! - [`serving`], [`endpoints`], [`ingress`]: `http` workloads — replicas
-//!   registered per workload, and the listener that routes requests to them,
-//!   a fresh instance per request.
+//! - [`serving`], [`endpoints`], [`ingress`], [`cluster_view`]: `http`
+//!   workloads — replicas registered per workload, and the listener that
+//!   routes requests to them cluster-wide, a fresh instance per request.
 
+pub mod cluster_view;
 pub mod endpoints;
 pub mod ingress;
 pub mod journal;

@@ -116,9 +116,17 @@ impl Agent {
         raise(&self.epoch_tx, epoch);
     }
 
-    /// Serves this node's ingress on `listener` (from [`Agent::run`] on).
+    /// Serves this node's ingress on `listener`, routing over the whole
+    /// cluster as the API shows it.
     pub fn serve_ingress(&self, listener: tokio::net::TcpListener) {
-        tokio::spawn(crate::ingress::serve(listener, self.ctx.endpoints.clone()));
+        let cluster = crate::cluster_view::ClusterView::default();
+        cluster.follow(self.ctx.client.clone());
+        let ingress = crate::ingress::Ingress::new(
+            self.config.node_name.clone(),
+            self.ctx.endpoints.clone(),
+            cluster,
+        );
+        tokio::spawn(ingress.serve(listener));
     }
 
     /// The node's log folders (the API server of `flotilla up` reads them).

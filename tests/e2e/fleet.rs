@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cluster::*;
 
-struct Agent(Child);
+pub struct Agent(pub Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -16,7 +16,7 @@ impl Drop for Agent {
     }
 }
 
-fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
+pub fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
     let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args([
             "agent",

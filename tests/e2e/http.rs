@@ -247,3 +247,71 @@ fn a_failing_request_fails_alone() {
         "{events}"
     );
 }
+
+#[test]
+fn a_workload_with_no_ready_replica_gets_a_503_that_names_it() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    let idle = HELLO.replace("replicas: 3", "replicas: 0").replace("name: hello", "name: idle");
+    c.ok(&["apply", "-f", c.manifest("idle.yaml", &idle).to_str().unwrap()]);
+    let mut answer = (0, String::new());
+    c.wait_until("the ingress knows the route", Duration::from_secs(10), || {
+        answer = request(&ingress, "GET", "hello.local", "/", "");
+        answer.0 == 503
+    });
+    assert!(answer.1.contains("default/idle"), "{}", answer.1);
+}
+
+#[test]
+fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
+    let mut b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
+    let hello = HELLO.replace(
+        "execution: http",
+        "execution: http\n  placement: {strategy: spread}\n  resources: {requests: {memory: 10Mi}}",
+    );
+    c.ok(&["apply", "-f", c.manifest("hello.yaml", &hello).to_str().unwrap()]);
+    ready(&c, "hello", 3);
+    let on = |node: &str| {
+        c.items("instances")
+            .iter()
+            .filter(|i| i["spec"]["nodeName"] == node)
+            .count()
+    };
+    assert_eq!(on("edge-a") + on("edge-b"), 3);
+    assert!(on("edge-a") >= 1 && on("edge-b") >= 1, "spread over both nodes");
+    let ingress = ingress_of(&c, "edge-a");
+    c.wait_until("edge-a's ingress sees all 3 replicas", Duration::from_secs(10), || {
+        (0..6).all(|_| request(&ingress, "GET", "hello.local", "/", "").0 == 200)
+    });
+    let before: u64 = served_per_replica(&c).iter().sum();
+    for _ in 0..999 {
+        assert_eq!(request(&ingress, "GET", "hello.local", "/", "").0, 200);
+    }
+    let mut served = Vec::new();
+    c.wait_until("the replicas report their counts", Duration::from_secs(10), || {
+        served = served_per_replica(&c);
+        served.iter().sum::<u64>() >= before + 999
+    });
+    for n in &served {
+        assert!((267..=410).contains(n), "uneven across nodes: {served:?}");
+    }
+
+    // edge-b dies: requests through edge-a keep succeeding (a refused
+    // connection is retried on another replica) before and after detection.
+    let _ = b.0.kill();
+    let _ = b.0.wait();
+    let started = std::time::Instant::now();
+    let mut failed = 0;
+    let mut total = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        total += 1;
+        if request(&ingress, "GET", "hello.local", "/", "").0 != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "{failed} of {total} requests failed after edge-b died");
+    drop(a);
+}

@@ -1,0 +1,219 @@
+//! What the ingress knows of the whole cluster, kept current by list +
+//! watch: the routes of every `http` workload, where its replicas run and
+//! whether they are Ready, and where each node's ingress listens. Readiness
+//! gates membership: an instance that is not Ready gets no traffic.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use flotilla_client::{collection_path, Client};
+use flotilla_spec::instance::Instance;
+use flotilla_spec::node::Node;
+use flotilla_spec::workload::{Execution, Route, Workload};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// A Ready replica of an `http` workload, somewhere in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `namespace/name` of the Instance.
+    pub instance: String,
+    /// The node it runs on.
+    pub node: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// `namespace/name` → routes, for `http` workloads.
+    routes: HashMap<String, Vec<Route>>,
+    /// Instance `namespace/name` → (workload `namespace/name`, endpoint), Ready ones only.
+    ready: HashMap<String, (String, Endpoint)>,
+    /// Node → ingress address.
+    ingress: HashMap<String, String>,
+}
+
+/// The view; cheap to clone.
+#[derive(Clone, Default)]
+pub struct ClusterView {
+    state: Arc<RwLock<State>>,
+}
+
+/// One change of a watched collection.
+enum Change {
+    /// The whole collection, after a (re)list.
+    Reset(Vec<Value>),
+    /// Added or modified.
+    Put(Value),
+    /// Deleted.
+    Delete(Value),
+}
+
+fn key(value: &Value) -> String {
+    format!(
+        "{}/{}",
+        value["metadata"]["namespace"].as_str().unwrap_or_default(),
+        value["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+impl ClusterView {
+    /// Follows workloads, instances and nodes through `client` until the
+    /// process ends.
+    pub fn follow(&self, client: Client) {
+        for (plural, apply) in [
+            ("workloads", Self::apply_workload as fn(&mut State, Change)),
+            ("instances", Self::apply_instance),
+            ("nodes", Self::apply_node),
+        ] {
+            let view = self.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                reflect(&client, plural, |change| {
+                    let mut state = view.state.write().unwrap_or_else(|e| e.into_inner());
+                    apply(&mut state, change);
+                })
+                .await
+            });
+        }
+    }
+
+    fn apply_workload(state: &mut State, change: Change) {
+        let routes_of = |value: &Value| -> Option<(String, Vec<Route>)> {
+            let workload: Workload = serde_json::from_value(value.clone()).ok()?;
+            (workload.spec.execution == Execution::Http).then(|| (key(value), workload.spec.routes))
+        };
+        match change {
+            Change::Reset(items) => state.routes = items.iter().filter_map(routes_of).collect(),
+            Change::Put(value) => match routes_of(&value) {
+                Some((k, routes)) => drop(state.routes.insert(k, routes)),
+                None => drop(state.routes.remove(&key(&value))),
+            },
+            Change::Delete(value) => drop(state.routes.remove(&key(&value))),
+        }
+    }
+
+    fn apply_instance(state: &mut State, change: Change) {
+        let ready_of = |value: &Value| -> Option<(String, (String, Endpoint))> {
+            let instance: Instance = serde_json::from_value(value.clone()).ok()?;
+            let ready = instance.status.as_ref().is_some_and(|s| s.ready);
+            (instance.spec.template.execution == Execution::Http
+                && ready
+                && !instance.spec.node_name.is_empty())
+            .then(|| {
+                let workload =
+                    format!("{}/{}", instance.metadata.namespace, instance.spec.workload);
+                let endpoint = Endpoint {
+                    instance: key(value),
+                    node: instance.spec.node_name.clone(),
+                };
+                (key(value), (workload, endpoint))
+            })
+        };
+        match change {
+            Change::Reset(items) => state.ready = items.iter().filter_map(ready_of).collect(),
+            Change::Put(value) => match ready_of(&value) {
+                Some((k, entry)) => drop(state.ready.insert(k, entry)),
+                None => drop(state.ready.remove(&key(&value))),
+            },
+            Change::Delete(value) => drop(state.ready.remove(&key(&value))),
+        }
+    }
+
+    fn apply_node(state: &mut State, change: Change) {
+        let address_of = |value: &Value| -> Option<(String, String)> {
+            let node: Node = serde_json::from_value(value.clone()).ok()?;
+            let status = node.status?;
+            (status.ready && !status.ingress_address.is_empty())
+                .then_some((node.metadata.name, status.ingress_address))
+        };
+        let name = |value: &Value| {
+            value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        match change {
+            Change::Reset(items) => state.ingress = items.iter().filter_map(address_of).collect(),
+            Change::Put(value) => match address_of(&value) {
+                Some((node, address)) => drop(state.ingress.insert(node, address)),
+                None => drop(state.ingress.remove(&name(&value))),
+            },
+            Change::Delete(value) => drop(state.ingress.remove(&name(&value))),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `http` workload whose route matches `host` and `path` best (the
+    /// longest prefix; ties by name).
+    pub fn route(&self, host: &str, path: &str) -> Option<String> {
+        let state = self.read();
+        let mut best: Option<(usize, &String)> = None;
+        for (workload, routes) in &state.routes {
+            for route in routes {
+                let len = route.path_prefix.len();
+                if route.host.eq_ignore_ascii_case(host)
+                    && path.starts_with(&route.path_prefix)
+                    && best.is_none_or(|(l, w)| len > l || (len == l && workload < w))
+                {
+                    best = Some((len, workload));
+                }
+            }
+        }
+        best.map(|(_, w)| w.clone())
+    }
+
+    /// Whether `workload` (`namespace/name`) is a known `http` workload.
+    pub fn is_http_workload(&self, workload: &str) -> bool {
+        self.read().routes.contains_key(workload)
+    }
+
+    /// The Ready replicas of `workload`, with the ingress address of their
+    /// node (replicas on nodes without a reachable ingress are left out).
+    pub fn endpoints(&self, workload: &str) -> Vec<(Endpoint, String)> {
+        let state = self.read();
+        let mut found: Vec<(Endpoint, String)> = state
+            .ready
+            .values()
+            .filter(|(w, _)| w == workload)
+            .filter_map(|(_, e)| Some((e.clone(), state.ingress.get(&e.node)?.clone())))
+            .collect();
+        found.sort_by(|a, b| a.0.instance.cmp(&b.0.instance));
+        found
+    }
+}
+
+/// List + watch of one collection, forever: every change goes to `apply`;
+/// a failed list or an ended watch starts over after a pause.
+async fn reflect(client: &Client, plural: &str, mut apply: impl FnMut(Change)) {
+    let path = collection_path(plural, None);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let session = async {
+            let list = client.list(&path, "").await?;
+            apply(Change::Reset(list.items));
+            let mut events = Box::pin(client.watch(&path, "", &list.revision).await?);
+            while let Some(event) = events.next().await {
+                let event = event?;
+                match event.kind.as_str() {
+                    "ADDED" | "MODIFIED" => apply(Change::Put(event.object)),
+                    "DELETED" => apply(Change::Delete(event.object)),
+                    "ERROR" => break,
+                    _ => {}
+                }
+            }
+            Ok::<(), flotilla_client::ClientError>(())
+        };
+        match session.await {
+            Ok(()) => wait = Duration::from_millis(200),
+            Err(e) => {
+                tracing::debug!("cluster view of {plural}: {e}; retrying in {wait:?}");
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
