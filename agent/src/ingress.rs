@@ -130,10 +130,55 @@ impl Ingress {
         match first {
             Target::Local(replica) => serve_local(replica, request, &path).await,
             Target::Remote(endpoint, address) => {
-                self.forward(&workload, &targets, endpoint, address, request)
+                let (parts, body) = request.into_parts();
+                let body = match Limited::new(body, MAX_FORWARDED_BODY).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e) => {
+                        return plain_response(413, format!("request body not forwarded: {e}\n"))
+                    }
+                };
+                self.forward(&workload, &targets, endpoint, address, parts, body)
                     .await
             }
         }
+    }
+
+    /// A guest's call to `workload` (service discovery): balanced over its
+    /// Ready replicas like ingress traffic.
+    pub async fn call(
+        &self,
+        workload: &str,
+        request: http::Request<Full<Bytes>>,
+    ) -> http::Response<ResponseBody> {
+        let targets = self.targets(workload);
+        let path = request.uri().path().to_string();
+        match self.pick(&targets, None) {
+            None => plain_response(503, format!("workload {workload} has no ready replica\n")),
+            Some(Target::Local(replica)) => serve_local(replica, request, &path).await,
+            Some(Target::Remote(endpoint, address)) => {
+                let (parts, body) = request.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                self.forward(workload, &targets, endpoint, address, parts, body)
+                    .await
+            }
+        }
+    }
+
+    /// A request to a host outside the cluster (a granted `host:port`).
+    pub async fn send_direct(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<ResponseBody>, String> {
+        let target = request.uri().to_string();
+        self.client
+            .request(request)
+            .await
+            .map(|response| response.map(|b| b.map_err(Into::into).boxed_unsync()))
+            .map_err(|e| format!("cannot reach {target}: {e}"))
     }
 
     /// Local replicas and the Ready replicas on other nodes.
@@ -185,13 +230,9 @@ impl Ingress {
         targets: &[Target],
         endpoint: &Endpoint,
         address: &str,
-        request: http::Request<Incoming>,
+        parts: http::request::Parts,
+        body: Bytes,
     ) -> http::Response<ResponseBody> {
-        let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, MAX_FORWARDED_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => return plain_response(413, format!("request body not forwarded: {e}\n")),
-        };
         let first = self.send(&parts, body.clone(), endpoint, address).await;
         let Err(error) = first else {
             return first.unwrap_or_else(|e| plain_response(502, e));

@@ -21,6 +21,7 @@ pub mod ingress;
 pub mod journal;
 pub mod logs;
 pub mod node;
+pub mod outbound;
 pub mod report;
 pub mod runtime;
 pub mod serving;

@@ -96,6 +96,7 @@ impl Agent {
             logs: LogDir::new(&config.data_dir.join("logs")),
             modules_dir: config.data_dir.join("modules"),
             endpoints: Arc::default(),
+            ingress: std::sync::OnceLock::new(),
         });
         let (epoch_tx, epoch) = tokio::sync::watch::channel(0);
         Ok(Self {
@@ -126,6 +127,7 @@ impl Agent {
             self.ctx.endpoints.clone(),
             cluster,
         );
+        let _ = self.ctx.ingress.set(ingress.clone());
         tokio::spawn(ingress.serve(listener));
     }
 

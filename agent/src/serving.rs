@@ -71,7 +71,15 @@ pub async fn serve_replica(
             env: run.env,
             limits: run.limits,
             log: log.clone(),
-            outbound: None,
+            outbound: ctx.ingress.get().map(|ingress| {
+                Arc::new(crate::outbound::Discovery {
+                    namespace: ns.clone(),
+                    grants: template.grants.clone(),
+                    ingress: ingress.clone(),
+                    reporter: ctx.reporter.clone(),
+                    about: about.clone(),
+                }) as Arc<dyn crate::runtime::Outbound>
+            }),
         },
         routes: template.routes.clone(),
         slots: Semaphore::new(concurrency),

@@ -37,6 +37,9 @@ pub struct NodeContext {
     pub reporter: Reporter,
     /// The node's HTTP replicas, for the ingress.
     pub endpoints: Arc<crate::endpoints::LocalEndpoints>,
+    /// The node's ingress, once it serves: where guests' calls to other
+    /// workloads go.
+    pub ingress: std::sync::OnceLock<Arc<crate::ingress::Ingress>>,
 }
 
 /// The backoff of a restart policy, parsed.

@@ -95,6 +95,12 @@ fn check_http(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
                 "only http workloads have routes: add execution: http",
             );
         }
+        if spec.grants != crate::workload::Grants::default() {
+            errors.add(
+                "spec.grants",
+                "only http workloads make outgoing requests: add execution: http",
+            );
+        }
         if spec.max_concurrency.is_some() {
             errors.add(
                 "spec.maxConcurrency",
@@ -105,6 +111,17 @@ fn check_http(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
     }
     if spec.max_concurrency == Some(0) {
         errors.add("spec.maxConcurrency", "must be at least 1");
+    }
+    for (i, host) in spec.grants.hosts.iter().enumerate() {
+        let port = host
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        if port.is_none() {
+            errors.add(
+                format!("spec.grants.hosts[{i}]"),
+                format!("{host:?} is not host:port (e.g. 127.0.0.1:9000)"),
+            );
+        }
     }
     for (i, route) in spec.routes.iter().enumerate() {
         let host = route.host.to_ascii_lowercase();

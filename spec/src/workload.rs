@@ -54,6 +54,29 @@ pub struct WorkloadSpec {
     /// (default 64); more wait for a free slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// For `http` workloads: what its outgoing requests may reach. Nothing
+    /// else is reachable (default deny).
+    #[serde(default, skip_serializing_if = "Grants::is_empty")]
+    pub grants: Grants,
+}
+
+/// Outgoing access of an `http` workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Grants {
+    /// Workloads it may call as `http://<name>.<namespace>.flotilla/`:
+    /// `name` (same namespace) or `namespace/name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
+    /// Other hosts it may call, as `host:port` (plain HTTP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+impl Grants {
+    fn is_empty(&self) -> bool {
+        self.workloads.is_empty() && self.hosts.is_empty()
+    }
 }
 
 /// How a workload's module is run.

@@ -252,13 +252,23 @@ fn a_failing_request_fails_alone() {
 fn a_workload_with_no_ready_replica_gets_a_503_that_names_it() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
-    let idle = HELLO.replace("replicas: 3", "replicas: 0").replace("name: hello", "name: idle");
-    c.ok(&["apply", "-f", c.manifest("idle.yaml", &idle).to_str().unwrap()]);
+    let idle = HELLO
+        .replace("replicas: 3", "replicas: 0")
+        .replace("name: hello", "name: idle");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("idle.yaml", &idle).to_str().unwrap(),
+    ]);
     let mut answer = (0, String::new());
-    c.wait_until("the ingress knows the route", Duration::from_secs(10), || {
-        answer = request(&ingress, "GET", "hello.local", "/", "");
-        answer.0 == 503
-    });
+    c.wait_until(
+        "the ingress knows the route",
+        Duration::from_secs(10),
+        || {
+            answer = request(&ingress, "GET", "hello.local", "/", "");
+            answer.0 == 503
+        },
+    );
     assert!(answer.1.contains("default/idle"), "{}", answer.1);
 }
 
@@ -272,7 +282,11 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
         "execution: http",
         "execution: http\n  placement: {strategy: spread}\n  resources: {requests: {memory: 10Mi}}",
     );
-    c.ok(&["apply", "-f", c.manifest("hello.yaml", &hello).to_str().unwrap()]);
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("hello.yaml", &hello).to_str().unwrap(),
+    ]);
     ready(&c, "hello", 3);
     let on = |node: &str| {
         c.items("instances")
@@ -281,20 +295,29 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
             .count()
     };
     assert_eq!(on("edge-a") + on("edge-b"), 3);
-    assert!(on("edge-a") >= 1 && on("edge-b") >= 1, "spread over both nodes");
+    assert!(
+        on("edge-a") >= 1 && on("edge-b") >= 1,
+        "spread over both nodes"
+    );
     let ingress = ingress_of(&c, "edge-a");
-    c.wait_until("edge-a's ingress sees all 3 replicas", Duration::from_secs(10), || {
-        (0..6).all(|_| request(&ingress, "GET", "hello.local", "/", "").0 == 200)
-    });
+    c.wait_until(
+        "edge-a's ingress sees all 3 replicas",
+        Duration::from_secs(10),
+        || (0..6).all(|_| request(&ingress, "GET", "hello.local", "/", "").0 == 200),
+    );
     let before: u64 = served_per_replica(&c).iter().sum();
     for _ in 0..999 {
         assert_eq!(request(&ingress, "GET", "hello.local", "/", "").0, 200);
     }
     let mut served = Vec::new();
-    c.wait_until("the replicas report their counts", Duration::from_secs(10), || {
-        served = served_per_replica(&c);
-        served.iter().sum::<u64>() >= before + 999
-    });
+    c.wait_until(
+        "the replicas report their counts",
+        Duration::from_secs(10),
+        || {
+            served = served_per_replica(&c);
+            served.iter().sum::<u64>() >= before + 999
+        },
+    );
     for n in &served {
         assert!((267..=410).contains(n), "uneven across nodes: {served:?}");
     }
@@ -312,6 +335,57 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
             failed += 1;
         }
     }
-    assert_eq!(failed, 0, "{failed} of {total} requests failed after edge-b died");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {total} requests failed after edge-b died"
+    );
     drop(a);
+}
+
+const CALLER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: caller}
+spec:
+  module: {source: "file:MODULES/caller.component.wasm"}
+  execution: http
+  routes: [{host: caller.local}]
+  grants: {workloads: [hello]}
+"#;
+
+#[test]
+fn a_guest_calls_a_granted_workload_by_name_and_nothing_else() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    let hello = HELLO.replace("replicas: 3", "replicas: 1");
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("hello.yaml", &hello).to_str().unwrap(),
+    ]);
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("caller.yaml", CALLER).to_str().unwrap(),
+    ]);
+    ready(&c, "hello", 1);
+    ready(&c, "caller", 1);
+    let call = |url: &str| request(&ingress, "GET", "caller.local", &format!("/?url={url}"), "");
+    let (status, body) = call("http://hello.default.flotilla/");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("answered 200: hello from flotilla"), "{body}");
+
+    // Not granted: the ingress itself by address, and a workload not in the
+    // grants — refused where the guest sees it.
+    let (status, body) = call(&format!("http://{ingress}/"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (status, body) = call("http://caller.default.flotilla/");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    c.wait_until("the refusal is an event", Duration::from_secs(10), || {
+        c.ok(&["get", "events"]).contains("OutboundDenied")
+    });
+    let events = c.ok(&["get", "events"]);
+    assert!(events.contains("spec.grants.hosts"), "{events}");
 }
