@@ -94,7 +94,7 @@ impl Outbound for Discovery {
             if !self.grants_workload(&workload) {
                 return self.refuse(
                     format!("workload {workload}"),
-                    format!("add it to spec.grants.workloads of this workload"),
+                    "add it to spec.grants.workloads of this workload".to_string(),
                 );
             }
             let ingress = self.ingress.clone();
