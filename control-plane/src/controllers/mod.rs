@@ -32,6 +32,7 @@ pub async fn run(
     let mut lifecycle = nodes::NodeLifecycle::new(node_grace);
     let mut last_gc = std::time::Instant::now() - EVENT_GC_EVERY;
     loop {
+        let pass_started = std::time::Instant::now();
         if let Err(e) = workloads::pass(store.as_ref()) {
             tracing::warn!("workload controller: {e}");
         }
@@ -49,9 +50,12 @@ pub async fn run(
                 tracing::warn!("event garbage collection: {e}");
             }
         }
-        // Coalesce bursts of writes (including our own) into one pass.
+        let pass_took = pass_started.elapsed();
+        // Coalesce bursts of writes (including our own) into one pass: wait
+        // about as long as a pass takes (at most 2 ms), so a quiet store
+        // answers a write at once and a busy one is not re-read per write.
         let _ = tokio::time::timeout(RESYNC, wake.changed()).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(pass_took.min(Duration::from_millis(2))).await;
         wake.borrow_and_update();
     }
 }
