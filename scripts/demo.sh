@@ -26,7 +26,10 @@ trap 'kill $up 2>/dev/null' EXIT
 for _ in $(seq 100); do [ -f "$FLOTILLA_CONFIG" ] && "$flotilla" get nodes >/dev/null 2>&1 && break; sleep 0.1; done
 show apply -f examples/ticker.yaml
 show apply -f examples/crasher.yaml
+show apply -f examples/hello-http.yaml
 sleep 3
+echo; echo "\$ curl -H 'Host: hello.local' http://127.0.0.1:8080/"
+curl -s -H 'Host: hello.local' http://127.0.0.1:8080/ || echo "(curl failed)"
 show get workloads
 show get instances -o wide
 show get nodes

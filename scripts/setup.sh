@@ -4,7 +4,7 @@
 # (see ../shared/guest-toolchain.md), lld, wasi-libc, and the tools the
 # benchmarks compare against. Idempotent: skips apt when all are present.
 set -euo pipefail
-packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static)
+packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
