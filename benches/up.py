@@ -85,16 +85,31 @@ def workload(name, digest, replicas, args):
             "spec": {"module": {"sha256": digest}, "replicas": replicas, "args": args}}
 
 
+def rfc3339(text):
+    """Seconds since the epoch of an RFC 3339 UTC timestamp (with or without a fraction)."""
+    import datetime
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+RESTART_GAPS = []
+
+
 def watch_running(up, seen):
-    """Records when each workload first has a Running instance."""
+    """Records when each workload first has a Running instance, and for each
+    restart seen, the gap between the end of a run and the start of the next
+    (lastTermination.finishedAt → startedAt, both stamped by the agent in ms)."""
     req = urllib.request.Request(up.base + "/apis/flotilla.dev/v1/instances?watch=true",
                                  headers={"Authorization": f"Bearer {up.token}"})
     with urllib.request.urlopen(req) as stream:
         for line in stream:
             event = json.loads(line)
             obj = event["object"]
-            if obj.get("status", {}).get("phase") == "Running":
+            status = obj.get("status", {})
+            if status.get("phase") == "Running":
                 seen.setdefault(obj["spec"]["workload"], []).append(time.perf_counter())
+                ended = status.get("lastTermination", {}).get("finishedAt")
+                if ended and status.get("startedAt") and obj["spec"]["workload"] == "crasher":
+                    RESTART_GAPS.append(rfc3339(status["startedAt"]) - rfc3339(ended))
 
 
 def main():
@@ -155,6 +170,11 @@ def main():
     cycle = (t1 - t0) / max(r1 - r0, 1)
     print(f"crash -> running again (no backoff): {r1 - r0} restarts in {t1 - t0:.1f} s = "
           f"{cycle * 1000:.2f} ms per crash-and-restart cycle (mean)")
+    gaps = sorted(RESTART_GAPS)
+    if gaps:
+        q = lambda f: gaps[min(len(gaps) - 1, int(len(gaps) * f))] * 1000
+        print(f"crash -> running again, end of run to next start, over {len(gaps)} restarts seen: "
+              f"p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {gaps[-1] * 1000:.1f} ms")
     up.stop()
     density(n_density, module, digest)
 

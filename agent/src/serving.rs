@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceStatus, Phase};
-use flotilla_spec::meta::now_rfc3339;
+use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::DEFAULT_MAX_CONCURRENCY;
 use tokio::sync::Semaphore;
 
@@ -91,7 +91,7 @@ pub async fn serve_replica(
     let registered = ctx.endpoints.register(workload, replica);
     status.phase = Phase::Running;
     status.ready = true;
-    status.started_at = Some(now_rfc3339());
+    status.started_at = Some(now_rfc3339_millis());
     status.message.clear();
     ctx.reporter.status(&instance, status.clone());
     ctx.reporter.event(

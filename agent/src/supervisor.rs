@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use flotilla_client::Client;
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceStatus, Phase, Termination};
-use flotilla_spec::meta::now_rfc3339;
+use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::{Execution, RestartPolicyKind, WorkloadSpec};
 use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
 use sha2::{Digest, Sha256};
@@ -236,7 +236,7 @@ fn termination(outcome: &Outcome) -> Termination {
         exit_code: outcome.exit_code,
         trap: outcome.trap.clone(),
         message: outcome.message.clone().unwrap_or_default(),
-        finished_at: now_rfc3339(),
+        finished_at: now_rfc3339_millis(),
     }
 }
 
@@ -307,7 +307,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         }
         status.phase = Phase::Running;
         status.ready = readiness.is_none();
-        status.started_at = Some(now_rfc3339());
+        status.started_at = Some(now_rfc3339_millis());
         status.message.clear();
         report(&status);
         event(
@@ -329,7 +329,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
                         exit_code: None,
                         trap: None,
                         message: format!("{why}; killed"),
-                        finished_at: now_rfc3339(),
+                        finished_at: now_rfc3339_millis(),
                     });
                     None
                 }
@@ -350,7 +350,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
                     exit_code: None,
                     trap: None,
                     message: format!("could not start: {e}"),
-                    finished_at: now_rfc3339(),
+                    finished_at: now_rfc3339_millis(),
                 };
                 (ended, ExitReason::Error)
             }

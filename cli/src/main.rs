@@ -4,7 +4,7 @@
 //!   (exit codes documented on [`run::exit_code`]);
 //! - `up`: control plane and agent in one process, embedded store;
 //! - `server` and `agent`: the same, as separate processes (many nodes);
-//! - `apply`, `get`, `describe`, `delete`, `logs`, `events`: kubectl-like
+//! - `apply`, `get`, `describe`, `delete`, `patch`, `scale`, `logs`, `events`: kubectl-like
 //!   commands against the server in the client config.
 
 mod agent;
@@ -13,6 +13,7 @@ mod config;
 mod get;
 mod kinds;
 mod logs;
+mod patch;
 mod run;
 mod server;
 mod up;
@@ -45,6 +46,10 @@ enum Command {
     Describe(get::NameArgs),
     /// Delete an object.
     Delete(get::NameArgs),
+    /// Change fields of an object with a JSON merge patch.
+    Patch(patch::PatchArgs),
+    /// Set a workload's replica count.
+    Scale(patch::ScaleArgs),
     /// Print an instance's output.
     Logs(logs::LogsArgs),
     /// List recent events.
@@ -95,6 +100,8 @@ fn main() {
             Command::Get(args) => get::get(args).await,
             Command::Describe(args) => get::describe(args).await,
             Command::Delete(args) => get::delete(args).await,
+            Command::Patch(args) => patch::patch(args).await,
+            Command::Scale(args) => patch::scale(args).await,
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
         }

@@ -188,6 +188,17 @@ impl Client {
             .await
     }
 
+    /// PATCH an object with a JSON merge patch (RFC 7386).
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
+        self.json(
+            self.http
+                .patch(format!("{}{path}", self.base))
+                .header("content-type", "application/merge-patch+json")
+                .json(patch),
+        )
+        .await
+    }
+
     /// DELETE an object.
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
         self.json(self.http.delete(format!("{}{path}", self.base)))

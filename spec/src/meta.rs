@@ -79,7 +79,15 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Parses an RFC 3339 timestamp as written by [`now_rfc3339`].
+/// The current time in RFC 3339 with milliseconds (`…T12:00:00.123Z`): for
+/// the start and end of runs, which are milliseconds apart when a crashing
+/// instance is restarted without backoff.
+pub fn now_rfc3339_millis() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Parses an RFC 3339 timestamp as written by [`now_rfc3339`] (fractions of
+/// a second allowed).
 pub fn parse_rfc3339(text: &str) -> Option<std::time::SystemTime> {
     humantime::parse_rfc3339_weak(text).ok()
 }

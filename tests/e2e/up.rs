@@ -306,3 +306,70 @@ fn a_failing_liveness_probe_restarts_the_instance() {
         .collect();
     assert_eq!(readies, [Value::Bool(false)]);
 }
+
+#[test]
+fn scale_and_patch_change_a_workload_in_place() {
+    let c = Cluster::start();
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("ticker.yaml", TICKER).to_str().unwrap(),
+    ]);
+    c.wait_until("3 running", Duration::from_secs(15), || running(&c, 3));
+    assert!(c
+        .ok(&["scale", "workload", "ticker", "--replicas", "1"])
+        .contains("patched"));
+    c.wait_until("1 left", Duration::from_secs(15), || {
+        c.items("instances").len() == 1
+    });
+    c.ok(&[
+        "patch",
+        "workload",
+        "ticker",
+        "-p",
+        r#"{"spec": {"replicas": 2, "args": ["300"]}}"#,
+    ]);
+    c.wait_until(
+        "2 running with the new args",
+        Duration::from_secs(15),
+        || {
+            let items = c.items("instances");
+            items.len() == 2
+                && items.iter().all(|i| {
+                    i["spec"]["template"]["args"][0] == "300" && i["status"]["phase"] == "Running"
+                })
+        },
+    );
+    let workload: Value =
+        serde_json::from_str(&c.ok(&["get", "workloads", "ticker", "-o", "json"])).unwrap();
+    assert_eq!(workload["metadata"]["generation"], 3, "{workload}");
+    assert_eq!(
+        workload["spec"]["module"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "untouched fields stay"
+    );
+
+    // A patch is validated like any write.
+    let bad = c.cli(&[
+        "patch",
+        "workload",
+        "ticker",
+        "-p",
+        r#"{"spec": {"replicas": "many"}}"#,
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("spec.replicas"), "{err}");
+    let bad = c.cli(&[
+        "patch",
+        "workload",
+        "ticker",
+        "-p",
+        r#"{"spec": {"replicaz": 1}}"#,
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("replicaz"));
+    assert!(!c
+        .cli(&["scale", "workload", "nope", "--replicas", "1"])
+        .status
+        .success());
+}

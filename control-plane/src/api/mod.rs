@@ -63,6 +63,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}",
             get(objects::get_namespaced)
                 .put(objects::replace_namespaced)
+                .patch(objects::patch_namespaced)
                 .delete(objects::delete_namespaced),
         )
         .route(
@@ -77,6 +78,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/apis/flotilla.dev/v1/{plural}/{name}",
             get(objects::get_cluster)
                 .put(objects::replace_cluster)
+                .patch(objects::patch_cluster)
                 .delete(objects::delete_cluster),
         )
         .route(

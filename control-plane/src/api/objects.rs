@@ -1,4 +1,5 @@
-//! Object handlers: list (or watch), get, create, replace, replace status, delete.
+//! Object handlers: list (or watch), get, create, replace, merge patch,
+//! replace status, delete.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +80,27 @@ async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// Applies an RFC 7386 JSON merge patch: objects merge key by key, `null`
+/// removes a key, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(fields) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(fields.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
 async fn replace(
     state: Arc<ApiState>,
     kind: Kind,
@@ -87,15 +109,65 @@ async fn replace(
     body: Bytes,
     status_only: bool,
 ) -> ApiResult {
+    write(
+        state,
+        kind,
+        namespace,
+        name,
+        body,
+        if status_only {
+            Write::Status
+        } else {
+            Write::Replace
+        },
+    )
+    .await
+}
+
+/// How a write to an existing object treats the body.
+enum Write {
+    /// The body is the whole new object.
+    Replace,
+    /// The body is the new status.
+    Status,
+    /// The body is a merge patch of the object (status excluded).
+    MergePatch,
+}
+
+async fn write(
+    state: Arc<ApiState>,
+    kind: Kind,
+    namespace: String,
+    name: String,
+    body: Bytes,
+    how: Write,
+) -> ApiResult {
     let body = parse_body(&body)?;
     let stored = state
         .store
         .get(kind.name(), &namespace, &name)?
         .ok_or_else(|| not_found(kind, &namespace, &name))?;
-    let (object, expected) = if status_only {
-        for_status(kind, &namespace, &name, body, &stored)?
-    } else {
-        for_replace(kind, &namespace, &name, body, &stored, state.store.as_ref())?
+    let (object, expected) = match how {
+        Write::Status => for_status(kind, &namespace, &name, body, &stored)?,
+        Write::Replace => {
+            for_replace(kind, &namespace, &name, body, &stored, state.store.as_ref())?
+        }
+        Write::MergePatch => {
+            let mut patched = stored.clone();
+            // Optimistic concurrency only if the patch asks for it.
+            if let Some(meta) = patched["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
+            merge_patch(&mut patched, &body);
+            for_replace(
+                kind,
+                &namespace,
+                &name,
+                patched,
+                &stored,
+                state.store.as_ref(),
+            )?
+        }
     };
     let updated = state
         .store
@@ -163,6 +235,51 @@ pub async fn replace_status_namespaced(
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
     replace(s, kind, ns, name, body, true).await
+}
+
+/// PATCH /namespaces/{ns}/{plural}/{name} (`application/merge-patch+json`)
+pub async fn patch_namespaced(
+    State(s): State<Arc<ApiState>>,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    check_patch_type(&headers)?;
+    let kind = Kind::from_plural(&plural)?;
+    let ns = namespace_for(kind, Some(&ns))?;
+    write(s, kind, ns, name, body, Write::MergePatch).await
+}
+
+/// PATCH /{plural}/{name} (cluster-scoped kinds)
+pub async fn patch_cluster(
+    State(s): State<Arc<ApiState>>,
+    Path((plural, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    check_patch_type(&headers)?;
+    let kind = cluster_scoped(&plural)?;
+    write(s, kind, String::new(), name, body, Write::MergePatch).await
+}
+
+/// Only merge patches (RFC 7386) are understood.
+fn check_patch_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/merge-patch+json");
+    if content_type.starts_with("application/merge-patch+json")
+        || content_type.starts_with("application/json")
+    {
+        return Ok(());
+    }
+    Err(ApiError {
+        code: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        reason: "UnsupportedMediaType",
+        message: format!(
+            "PATCH body of type {content_type:?} is not supported: send a JSON merge patch (Content-Type: application/merge-patch+json)"
+        ),
+    })
 }
 
 /// DELETE /namespaces/{ns}/{plural}/{name}
@@ -249,4 +366,22 @@ pub async fn delete_cluster(
     Path((plural, name)): Path<(String, String)>,
 ) -> ApiResult {
     delete(s, cluster_scoped(&plural)?, String::new(), name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_merges_objects_and_null_removes() {
+        let mut target = json!({"spec": {"replicas": 3, "args": ["a"], "env": [1]}, "kind": "W"});
+        merge_patch(
+            &mut target,
+            &json!({"spec": {"replicas": 5, "args": ["b", "c"], "env": null}}),
+        );
+        assert_eq!(
+            target,
+            json!({"spec": {"replicas": 5, "args": ["b", "c"]}, "kind": "W"})
+        );
+    }
 }
