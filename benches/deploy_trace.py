@@ -50,13 +50,14 @@ def main():
     node = json.loads(up.request("GET", "/apis/flotilla.dev/v1/nodes/bench"))
     port = int(node["status"]["ingressAddress"].rsplit(":", 1)[1])
     rows = []
+    poller = serve.Poller(port)
     for i in range(n):
         name = f"d{i}"
         start = time.perf_counter()
         up.request("POST", serve.WORKLOADS, serve.http_workload(name, digest, f"{name}.local"))
         posted = time.perf_counter()
-        while serve.get(port, f"{name}.local") != 200:
-            time.sleep(0.0005)
+        while poller.status(f"{name}.local") != 200:
+            time.sleep(0.0002)
         answered = time.perf_counter()
         time.sleep(0.05)
         stages = seen.get(name, {})

@@ -52,6 +52,27 @@ def http_workload(name, digest, host, replicas=1):
                      "maxConcurrency": 1000, "routes": [{"host": host, "pathPrefix": "/"}]}}
 
 
+class Poller:
+    """GETs over one kept-alive connection, as fast as answers come: a
+    deploy is timed to the first 200, not to a polling interval."""
+
+    def __init__(self, port):
+        import http.client
+        self.port = port
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+
+    def status(self, host):
+        import http.client
+        try:
+            self.connection.request("GET", "/", headers={"Host": host})
+            response = self.connection.getresponse()
+            response.read()
+            return response.status
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            return 0
+
+
 def get(port, host):
     """One GET on a fresh connection: the status code (0 if none)."""
     try:
@@ -127,12 +148,13 @@ def deploy(up, digest, n):
     ingress = json.loads(up.request("GET", "/apis/flotilla.dev/v1/nodes/bench"))["status"]["ingressAddress"]
     port = int(ingress.rsplit(":", 1)[1])
     times = []
+    poller = Poller(port)
     for i in range(n):
         name = f"d{i}"
         start = time.perf_counter()
         up.request("POST", WORKLOADS, http_workload(name, digest, f"{name}.local"))
-        while get(port, f"{name}.local") != 200:
-            time.sleep(0.0005)
+        while poller.status(f"{name}.local") != 200:
+            time.sleep(0.0002)
         times.append(time.perf_counter() - start)
         up.request("DELETE", f"{WORKLOADS}/{name}")
     times.sort()

@@ -198,6 +198,9 @@ async fn fetch_module(
     digest: &str,
     label: &str,
 ) -> Result<Arc<LoadedModule>, FetchError> {
+    if let Some(loaded) = ctx.runtime.loaded(digest) {
+        return Ok(loaded);
+    }
     let path = ctx.modules_dir.join(format!("{digest}.wasm"));
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,

@@ -138,6 +138,12 @@ impl Runtime {
         Ok(loaded)
     }
 
+    /// The module loaded earlier whose binary has sha256 `digest`, if any:
+    /// lets a caller that knows the digest skip reading and hashing the bytes.
+    pub fn loaded(&self, digest: &str) -> Option<Arc<LoadedModule>> {
+        self.loaded_lock().get(digest).cloned()
+    }
+
     /// Forgets a module loaded earlier (its compiled code is freed when the
     /// last run using it ends; the disk cache keeps the artefact).
     pub fn unload(&self, digest: &str) {
