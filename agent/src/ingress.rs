@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -26,12 +27,17 @@ use crate::runtime::{plain_response, ResponseBody};
 /// Marks a request forwarded by another node's ingress: serve it here.
 const HOP_HEADER: &str = "x-flotilla-forwarded-by";
 
+use flotilla_spec::node::LOGS_PATH;
+
 /// Largest request body forwarded to another node (kept for a retry).
 const MAX_FORWARDED_BODY: usize = 16 << 20;
 
 /// The ingress of one node.
 pub struct Ingress {
     node: String,
+    /// The join token: the control plane's credential for [`LOGS_PATH`].
+    token: String,
+    logs: crate::logs::LogDir,
     local: Arc<LocalEndpoints>,
     cluster: ClusterView,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -48,12 +54,20 @@ enum Target {
 
 impl Ingress {
     /// The ingress of `node`: its replicas, and what it knows of the others.
-    pub fn new(node: String, local: Arc<LocalEndpoints>, cluster: ClusterView) -> Arc<Self> {
+    pub fn new(
+        node: String,
+        token: String,
+        logs: crate::logs::LogDir,
+        local: Arc<LocalEndpoints>,
+        cluster: ClusterView,
+    ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
         Arc::new(Self {
             node,
+            token,
+            logs,
             local,
             cluster,
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -93,6 +107,9 @@ impl Ingress {
     }
 
     async fn handle(&self, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+        if request.uri().path().starts_with(LOGS_PATH) {
+            return self.serve_log(&request);
+        }
         let host = host_of(&request);
         let path = request.uri().path().to_string();
         let forwarded = request.headers().contains_key(HOP_HEADER);
@@ -179,6 +196,53 @@ impl Ingress {
             .await
             .map(|response| response.map(|b| b.map_err(Into::into).boxed_unsync()))
             .map_err(|e| format!("cannot reach {target}: {e}"))
+    }
+
+    /// An instance's log, for the control plane (`flotilla logs`).
+    fn serve_log<B>(&self, request: &http::Request<B>) -> http::Response<ResponseBody> {
+        let bearer = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if bearer != Some(self.token.as_str()) {
+            return plain_response(401, "logs need the cluster's join token\n".into());
+        }
+        let rest = &request.uri().path()[LOGS_PATH.len()..];
+        let Some((namespace, instance)) = rest.split_once('/') else {
+            return plain_response(404, format!("no such log: {rest}\n"));
+        };
+        let query = request.uri().query().unwrap_or_default();
+        let flag = |k: &str| {
+            query
+                .split('&')
+                .any(|p| p == format!("{k}=true") || p == format!("{k}=1"))
+        };
+        let path = self.logs.path(namespace, instance, flag("previous"));
+        if !path.exists() && (flag("previous") || !flag("follow")) {
+            let what = if flag("previous") {
+                "no previous run"
+            } else {
+                "no output yet"
+            };
+            return plain_response(
+                404,
+                format!(
+                    "instance {namespace}/{instance} has {what} on node {}\n",
+                    self.node
+                ),
+            );
+        }
+        let stream = crate::logs::stream(path, flag("follow"))
+            .map_ok(hyper::body::Frame::data)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+        let mut response =
+            http::Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
     }
 
     /// Local replicas and the Ready replicas on other nodes.

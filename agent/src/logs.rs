@@ -79,3 +79,57 @@ impl LogDir {
         found
     }
 }
+
+/// How often a followed log is checked for new output.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// An instance's log as a byte stream: what is there now, and with `follow`
+/// whatever is appended after — across a new run or a rotation replacing the
+/// file — until the instance's log folder is removed (it stopped for good).
+pub fn stream(
+    path: PathBuf,
+    follow: bool,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::unfold(
+        (None::<tokio::fs::File>, path, 0u64, false),
+        move |(mut file, path, mut offset, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if file.is_none() {
+                    file = tokio::fs::File::open(&path).await.ok();
+                    offset = 0;
+                }
+                if let Some(f) = file.as_mut() {
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    match f.read(&mut chunk).await {
+                        Ok(n) if n > 0 => {
+                            offset += n as u64;
+                            chunk.truncate(n);
+                            return Some((
+                                Ok(bytes::Bytes::from(chunk)),
+                                (file, path, offset, false),
+                            ));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Some((Err(e), (file, path, offset, true))),
+                    }
+                }
+                let folder_gone = path.parent().is_none_or(|dir| !dir.exists());
+                if !follow || folder_gone {
+                    return None;
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
+                // A new run (or a rotation) replaced the file: start on the new one.
+                let replaced = tokio::fs::metadata(&path)
+                    .await
+                    .is_ok_and(|m| m.len() < offset);
+                if replaced {
+                    file = None;
+                }
+            }
+        },
+    )
+}

@@ -124,6 +124,8 @@ impl Agent {
         cluster.follow(self.ctx.client.clone());
         let ingress = crate::ingress::Ingress::new(
             self.config.node_name.clone(),
+            self.config.token.clone(),
+            self.ctx.logs.clone(),
             self.ctx.endpoints.clone(),
             cluster,
         );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flotilla_control_plane::api::{router, ApiState, LogSource, Role};
+use flotilla_control_plane::api::{router, ApiState, Role};
 use flotilla_control_plane::controllers;
 use flotilla_control_plane::store::SqliteStore;
 use flotilla_scheduler::Strategy;
@@ -128,19 +128,13 @@ impl ControlPlane {
     }
 
     /// Runs the controllers and serves the API until Ctrl-C.
-    pub async fn serve(
-        self,
-        logs: Option<Arc<dyn LogSource>>,
-        strategy: Strategy,
-        node_grace: Duration,
-    ) -> Result<()> {
+    pub async fn serve(self, strategy: Strategy, node_grace: Duration) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
             tokens: vec![
                 (self.admin_token, Role::Admin),
                 (self.join_token, Role::Node),
             ],
-            logs,
         });
         tokio::spawn(controllers::run(self.store, node_grace, strategy));
         let shutdown = async {
@@ -161,5 +155,5 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         cp.url,
         args.data_dir.join("join-token").display()
     );
-    cp.serve(None, args.strategy.into(), args.node_grace).await
+    cp.serve(args.strategy.into(), args.node_grace).await
 }

@@ -4,13 +4,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use flotilla_agent::logs::LogDir;
 use flotilla_agent::node::{machine_capacity, AgentConfig};
-use flotilla_control_plane::api::LogSource;
 
 use crate::server::{default_data_dir, ControlPlane};
 
@@ -33,14 +30,6 @@ pub struct UpArgs {
     ingress: String,
 }
 
-struct AgentLogs(LogDir);
-
-impl LogSource for AgentLogs {
-    fn log_path(&self, namespace: &str, instance: &str, previous: bool) -> PathBuf {
-        self.0.path(namespace, instance, previous)
-    }
-}
-
 pub async fn main(args: UpArgs) -> Result<()> {
     let cp = ControlPlane::bind(&args.data_dir, args.listen).await?;
     let ingress = crate::agent::bind_ingress(&args.ingress).await?;
@@ -59,7 +48,6 @@ pub async fn main(args: UpArgs) -> Result<()> {
         },
         args.max_instances,
     )?;
-    let logs: Arc<dyn LogSource> = Arc::new(AgentLogs(agent.logs()));
     if let Some(listener) = ingress {
         agent.serve_ingress(listener);
     }
@@ -72,7 +60,6 @@ pub async fn main(args: UpArgs) -> Result<()> {
     );
     eprintln!("try: flotilla apply -f examples/ticker.yaml");
     cp.serve(
-        Some(logs),
         flotilla_scheduler::Strategy::Binpack,
         crate::server::NODE_GRACE,
     )

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::Resource;
 
+/// Where a node's ingress serves instance logs to the control plane (with
+/// the join token): `{LOGS_PATH}{namespace}/{instance}[?follow=true&previous=true]`.
+pub const LOGS_PATH: &str = "/.flotilla/logs/";
+
 /// A Node resource (cluster-scoped).
 pub type Node = Resource<NodeSpec, NodeStatus>;
 

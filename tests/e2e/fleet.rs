@@ -93,6 +93,15 @@ fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
         ["edge-a", "edge-a", "edge-b", "edge-b"],
         "2 × 100Mi per 256Mi node"
     );
+    // Logs stay on the nodes; the API reads them from the agents.
+    for instance in names(&c.items("instances")) {
+        c.wait_until("its log reaches the CLI", Duration::from_secs(10), || {
+            c.cli(&["logs", "small", "--instance", &instance])
+                .stdout
+                .windows(4)
+                .any(|w| w == b"tick")
+        });
+    }
 
     // A fifth does not fit anywhere: Pending, with the reason.
     let five = c.manifest("five.yaml", &SMALL.replace("replicas: 4", "replicas: 5"));

@@ -1,28 +1,24 @@
 //! `GET /apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log[?follow=true&previous=true]`:
-//! an instance's output, read from the node that holds it.
+//! an instance's output, read from the node that runs it.
 //!
-//! In `flotilla up` the agent shares the process, so its log folder is a
-//! [`LogSource`] the API reads directly.
+//! Logs stay on the nodes (as with kubelet): the API server looks up the
+//! instance's node and streams the log from that node's ingress
+//! ([`LOGS_PATH`]), authenticated with the cluster's join token — the same
+//! path whether the agent shares the process (`flotilla up`) or not.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use flotilla_spec::node::LOGS_PATH;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
-use super::{ApiError, ApiState};
-
-/// Where instance logs can be read.
-pub trait LogSource: Send + Sync + 'static {
-    /// The log file of an instance's current (or previous) run.
-    fn log_path(&self, namespace: &str, instance: &str, previous: bool) -> PathBuf;
-}
-
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
+use super::{ApiError, ApiState, Role};
 
 /// The handler.
 pub async fn get(
@@ -31,78 +27,63 @@ pub async fn get(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let flag = |k: &str| params.get(k).is_some_and(|v| v == "true" || v == "1");
-    let (follow, previous) = (flag("follow"), flag("previous"));
-    if s.store.get("Instance", &ns, &name)?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "instances {name:?} not found in namespace {ns:?}"
+    let instance = s.store.get("Instance", &ns, &name)?.ok_or_else(|| {
+        ApiError::not_found(format!("instances {name:?} not found in namespace {ns:?}"))
+    })?;
+    let node = instance["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "instance {name:?} is not on a node yet, so it has no output: see flotilla describe instance {name}"
         )));
     }
-    let Some(source) = &s.logs else {
-        return Err(ApiError::not_found(
-            "this server has no local agent to read logs from",
-        ));
-    };
-    let path = source.log_path(&ns, &name, previous);
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(_) if previous => {
-            return Err(ApiError::not_found(format!(
-                "instance {name:?} has no previous run"
-            )))
-        }
-        Err(_) if !follow => return Ok(Body::empty().into_response()),
-        Err(_) => {
-            // Not started yet: wait for the file.
-            loop {
-                tokio::time::sleep(FOLLOW_POLL).await;
-                if let Ok(f) = tokio::fs::File::open(&path).await {
-                    break f;
-                }
-            }
-        }
-    };
-    if !follow {
-        let mut all = Vec::new();
-        file.read_to_end(&mut all)
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        return Ok(all.into_response());
+    let address = s
+        .store
+        .get("Node", "", node)?
+        .and_then(|n| n["status"]["ingressAddress"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    if address.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "node {node} serves no logs: its agent runs without an ingress (--ingress off)"
+        )));
     }
-    let store = s.store.clone();
-    let stream = futures_util::stream::unfold(
-        (file, path, 0u64, store, ns, name),
-        |(mut file, path, mut offset, store, ns, name)| async move {
-            loop {
-                let mut chunk = vec![0u8; 64 * 1024];
-                match file.read(&mut chunk).await {
-                    Ok(n) if n > 0 => {
-                        offset += n as u64;
-                        chunk.truncate(n);
-                        return Some((
-                            Ok::<_, std::io::Error>(Bytes::from(chunk)),
-                            (file, path, offset, store, ns, name),
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Some((Err(e), (file, path, offset, store, ns, name))),
-                }
-                if !matches!(store.get("Instance", &ns, &name), Ok(Some(_))) {
-                    return None;
-                }
-                tokio::time::sleep(FOLLOW_POLL).await;
-                // A new run (or a rotation) replaced the file: start on the new one.
-                let replaced = tokio::fs::metadata(&path)
-                    .await
-                    .is_ok_and(|m| m.len() < offset);
-                if replaced {
-                    if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                        let _ = f.seek(std::io::SeekFrom::Start(0)).await;
-                        file = f;
-                        offset = 0;
-                    }
-                }
-            }
-        },
+    let token = s
+        .tokens
+        .iter()
+        .find(|(_, role)| *role == Role::Node)
+        .map(|(token, _)| token.clone())
+        .unwrap_or_default();
+    let uri = format!(
+        "http://{address}{LOGS_PATH}{ns}/{name}?follow={}&previous={}",
+        flag("follow"),
+        flag("previous")
     );
-    Ok(([("content-type", "text/plain")], Body::from_stream(stream)).into_response())
+    let request = hyper::Request::get(&uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::<axum::body::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let unreachable = |e: String| ApiError {
+        code: StatusCode::BAD_GATEWAY,
+        reason: "NodeUnreachable",
+        message: format!("cannot read the logs of {name} from node {node} at {address}: {e}"),
+    };
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        let text = body.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        return Err(ApiError::not_found(text.unwrap_or_default()));
+    }
+    if !status.is_success() {
+        return Err(unreachable(format!("it answered {status}")));
+    }
+    let stream = response.into_body().into_data_stream();
+    Ok((
+        [("content-type", "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

@@ -33,7 +33,6 @@ use axum::Router;
 pub use auth::Role;
 pub use error::ApiError;
 pub use kinds::Kind;
-pub use logs::LogSource;
 
 use crate::store::Store;
 
@@ -46,10 +45,9 @@ pub const MAX_BLOB_BYTES: usize = 256 << 20;
 pub struct ApiState {
     /// Where objects live.
     pub store: Arc<dyn Store>,
-    /// Tokens that may use the API, and what each may do.
+    /// Tokens that may use the API, and what each may do. The node token
+    /// also reads logs from the nodes.
     pub tokens: Vec<(String, Role)>,
-    /// Where instance logs are read (the local agent's folder), if anywhere.
-    pub logs: Option<Arc<dyn LogSource>>,
 }
 
 /// The API's router.
