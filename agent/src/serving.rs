@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceStatus, Phase};
 use flotilla_spec::meta::now_rfc3339_millis;
-use flotilla_spec::workload::DEFAULT_MAX_CONCURRENCY;
+use flotilla_spec::workload::{Probe, DEFAULT_MAX_CONCURRENCY};
 use tokio::sync::Semaphore;
 
 use crate::endpoints::Replica;
 use crate::report::Severity;
 use crate::runtime::{HandlerSpec, LoadedModule, Outcome};
-use crate::supervisor::{run_spec, NodeContext};
+use crate::supervisor::{run_spec, NodeContext, ProbeTimes};
 
-/// How often a replica's request count is reported (when it changed).
+/// How often a replica's request count is reported (when it changed), when
+/// no probe ticks faster.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// Shortest time between two events about failed requests of one replica.
@@ -64,35 +65,63 @@ pub async fn serve_replica(
         .max_concurrency
         .unwrap_or(DEFAULT_MAX_CONCURRENCY)
         .max(1) as usize;
-    let replica = Replica {
-        instance: name.clone(),
-        module,
-        spec: HandlerSpec {
-            env: run.env,
-            limits: run.limits,
-            log: log.clone(),
-            outbound: ctx.ingress.get().map(|ingress| {
-                Arc::new(crate::outbound::Discovery {
-                    namespace: ns.clone(),
-                    grants: template.grants.clone(),
-                    ingress: ingress.clone(),
-                    reporter: ctx.reporter.clone(),
-                    about: about.clone(),
-                }) as Arc<dyn crate::runtime::Outbound>
-            }),
-        },
-        routes: template.routes.clone(),
-        slots: Semaphore::new(concurrency),
-        outstanding: AtomicUsize::new(0),
-        served: AtomicU64::new(0),
-        on_failure: Box::new(failure_reporter(ctx.clone(), about.clone())),
+    let spec = HandlerSpec {
+        env: run.env,
+        limits: run.limits,
+        log: log.clone(),
+        outbound: ctx.ingress.get().map(|ingress| {
+            Arc::new(crate::outbound::Discovery {
+                namespace: ns.clone(),
+                grants: template.grants.clone(),
+                ingress: ingress.clone(),
+                reporter: ctx.reporter.clone(),
+                about: about.clone(),
+            }) as Arc<dyn crate::runtime::Outbound>
+        }),
     };
     let workload = format!("{ns}/{}", instance.spec.workload);
-    let registered = ctx.endpoints.register(workload, replica);
+    let register = || {
+        let replica = Replica {
+            instance: name.clone(),
+            module: module.clone(),
+            spec: spec.clone(),
+            routes: template.routes.clone(),
+            slots: Semaphore::new(concurrency),
+            outstanding: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            on_failure: Box::new(failure_reporter(ctx.clone(), about.clone())),
+        };
+        ctx.endpoints.register(workload.clone(), replica)
+    };
+    let probe = |p: &Option<Probe>| {
+        let times = ProbeTimes::of(p)?;
+        let path = p.as_ref()?.http_get.as_ref()?.path.clone();
+        Some(HttpProbe { times, path })
+    };
+    let (startup, readiness, liveness) = (
+        probe(&template.probes.startup),
+        probe(&template.probes.readiness),
+        probe(&template.probes.liveness),
+    );
+    let host = template
+        .routes
+        .first()
+        .map_or_else(|| "localhost".to_string(), |r| r.host.clone());
+
+    // Ready (registered, so the ingress routes to it) once startup has
+    // passed and while readiness passes; liveness failing re-registers it,
+    // as a restart.
+    let mut registration = None;
+    let mut started_up = startup.is_none();
+    let (mut start_failures, mut ready_failures, mut live_failures) = (0u32, 0u32, 0u32);
+    let mut served_before = 0u64;
     status.phase = Phase::Running;
-    status.ready = true;
     status.started_at = Some(now_rfc3339_millis());
     status.message.clear();
+    if started_up && readiness.is_none() {
+        registration = Some(register());
+    }
+    status.ready = registration.is_some();
     ctx.reporter.status(&instance, status.clone());
     ctx.reporter.event(
         &about,
@@ -103,14 +132,139 @@ pub async fn serve_replica(
             ctx.node_name
         ),
     );
-    // Report the request count when it changed, at most every period.
+    let tick = [&startup, &readiness, &liveness]
+        .into_iter()
+        .flatten()
+        .map(|p| p.times.period)
+        .min()
+        .unwrap_or(COUNT_EVERY);
     loop {
-        tokio::time::sleep(COUNT_EVERY).await;
-        let served = registered.replica().served.load(Ordering::Relaxed);
+        tokio::time::sleep(tick).await;
+        let mut changed = false;
+        if !started_up {
+            if let Some(probe) = &startup {
+                match check(&module, &spec, &host, probe).await {
+                    Ok(()) => {
+                        started_up = true;
+                        start_failures = 0;
+                    }
+                    Err(why) => {
+                        start_failures += 1;
+                        if start_failures == probe.times.failure_threshold {
+                            let message = format!("startup probe failing: {why}");
+                            ctx.reporter.event(
+                                &about,
+                                Severity::Warning,
+                                "Unhealthy",
+                                message.clone(),
+                            );
+                            status.message = message;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        let mut ready = started_up;
+        if started_up {
+            if let Some(probe) = &readiness {
+                ready_failures = match check(&module, &spec, &host, probe).await {
+                    Ok(()) => 0,
+                    Err(_) => ready_failures + 1,
+                };
+                // Not ready until it first passes; then until it fails enough.
+                ready = ready_failures == 0
+                    || (registration.is_some() && ready_failures < probe.times.failure_threshold);
+            }
+            if let Some(probe) = &liveness {
+                live_failures = match check(&module, &spec, &host, probe).await {
+                    Ok(()) => 0,
+                    Err(why) => {
+                        if live_failures + 1 >= probe.times.failure_threshold {
+                            let message =
+                                format!("liveness probe failed: {why}; restarting the replica");
+                            ctx.reporter.event(
+                                &about,
+                                Severity::Warning,
+                                "Unhealthy",
+                                message.clone(),
+                            );
+                            status.restarts += 1;
+                            status.message = message;
+                            registration = None;
+                            started_up = startup.is_none();
+                            ready = false;
+                            changed = true;
+                            0
+                        } else {
+                            live_failures + 1
+                        }
+                    }
+                };
+            }
+        }
+        match (ready, registration.is_some()) {
+            (true, false) => {
+                registration = Some(register());
+                status.message.clear();
+            }
+            (false, true) => {
+                served_before += registration
+                    .take()
+                    .map_or(0, |r| r.replica().served.load(Ordering::Relaxed));
+            }
+            _ => {}
+        }
+        if status.ready != ready {
+            status.ready = ready;
+            changed = true;
+        }
+        let served = served_before
+            + registration
+                .as_ref()
+                .map_or(0, |r| r.replica().served.load(Ordering::Relaxed));
         if served != status.requests {
             status.requests = served;
+            changed = true;
+        }
+        if changed {
             ctx.reporter.status(&instance, status.clone());
         }
+    }
+}
+
+/// An `httpGet` probe of an http replica.
+struct HttpProbe {
+    times: ProbeTimes,
+    path: String,
+}
+
+/// One probe request, on a fresh instance: healthy on 2xx/3xx within the
+/// probe's timeout.
+async fn check(
+    module: &LoadedModule,
+    spec: &HandlerSpec,
+    host: &str,
+    probe: &HttpProbe,
+) -> Result<(), String> {
+    let request = http::Request::get(&probe.path)
+        .header(http::header::HOST, host)
+        .header("user-agent", "flotilla-probe")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| format!("bad probe path {:?}: {e}", probe.path))?;
+    let served = tokio::time::timeout(probe.times.timeout, module.serve(request, spec))
+        .await
+        .map_err(|_| {
+            format!(
+                "GET {} took longer than {:?}",
+                probe.path, probe.times.timeout
+            )
+        })?;
+    let status = served.response.status();
+    if status.is_success() || status.is_redirection() {
+        Ok(())
+    } else {
+        Err(format!("GET {} answered {status}", probe.path))
     }
 }
 

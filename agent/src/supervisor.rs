@@ -122,14 +122,15 @@ pub(crate) fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
 
 /// A probe, parsed.
 #[derive(Debug, Clone, Copy)]
-struct ProbeTimes {
-    period: Duration,
-    timeout: Duration,
-    failure_threshold: u32,
+pub(crate) struct ProbeTimes {
+    pub period: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
 }
 
 impl ProbeTimes {
-    fn of(probe: &Option<flotilla_spec::workload::Probe>) -> Option<Self> {
+    /// The timing of `probe`, if there is one.
+    pub(crate) fn of(probe: &Option<flotilla_spec::workload::Probe>) -> Option<Self> {
         probe.as_ref().map(|p| Self {
             period: parse_duration(&p.period).unwrap_or(Duration::from_secs(1)),
             timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(3)),
@@ -138,25 +139,57 @@ impl ProbeTimes {
     }
 }
 
-/// Evaluates the probes of a running instance until liveness fails (then
-/// returns why); updates readiness in `status` as it changes.
-async fn watch_probes(
-    watchdog: &Watchdog,
+/// The watchdog probes of one run.
+#[derive(Debug, Clone, Copy)]
+struct WatchdogProbes {
     liveness: Option<ProbeTimes>,
     readiness: Option<ProbeTimes>,
+    startup: Option<ProbeTimes>,
+}
+
+/// Evaluates the probes of a running instance until liveness or startup
+/// fails (then returns why); updates readiness in `status` as it changes.
+async fn watch_probes(
+    watchdog: &Watchdog,
+    probes: WatchdogProbes,
     status: &mut InstanceStatus,
     report: impl Fn(&InstanceStatus),
 ) -> String {
+    let WatchdogProbes {
+        liveness,
+        readiness,
+        startup,
+    } = probes;
     let started = Instant::now();
-    let period = [liveness, readiness]
+    let period = [liveness, readiness, startup]
         .iter()
         .flatten()
         .map(|p| p.period)
         .min()
         .unwrap_or(Duration::from_secs(1));
     let (mut live_failures, mut ready_failures) = (0u32, 0u32);
+    let mut started_up = startup.is_none();
     loop {
         tokio::time::sleep(period).await;
+        if let (false, Some(probe)) = (started_up, startup) {
+            // Liveness and readiness wait for the first kick.
+            if watchdog.silence().is_some() {
+                started_up = true;
+                if readiness.is_none() {
+                    status.ready = true;
+                    report(status);
+                }
+            } else {
+                let allowed = probe.period * probe.failure_threshold;
+                if started.elapsed() >= allowed {
+                    return format!(
+                        "startup probe failed: no watchdog kick within {allowed:?} ({} checks every {:?})",
+                        probe.failure_threshold, probe.period
+                    );
+                }
+                continue;
+            }
+        }
         // Before the first kick, the silence counts from the start.
         let silence = watchdog.silence().unwrap_or_else(|| started.elapsed());
         if let Some(probe) = readiness {
@@ -301,15 +334,18 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             spec.stdout = Stdio::Log(log.clone());
             spec.stderr = Stdio::Log(log.clone());
         }
-        let liveness = ProbeTimes::of(&template.probes.liveness);
-        let readiness = ProbeTimes::of(&template.probes.readiness);
-        let probed = liveness.is_some() || readiness.is_some();
+        let probes = WatchdogProbes {
+            liveness: ProbeTimes::of(&template.probes.liveness),
+            readiness: ProbeTimes::of(&template.probes.readiness),
+            startup: ProbeTimes::of(&template.probes.startup),
+        };
+        let probed = !template.probes.is_empty();
         let watchdog = Watchdog::new();
         if probed {
             spec.watchdog = Some(watchdog.clone());
         }
         status.phase = Phase::Running;
-        status.ready = readiness.is_none();
+        status.ready = probes.readiness.is_none() && probes.startup.is_none();
         status.started_at = Some(now_rfc3339_millis());
         status.message.clear();
         report(&status);
@@ -322,7 +358,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         let result = if probed {
             tokio::select! {
                 result = module.run(spec) => Some(result),
-                why = watch_probes(&watchdog, liveness, readiness, &mut status, report) => {
+                why = watch_probes(&watchdog, probes, &mut status, report) => {
                     event(Severity::Warning, "Unhealthy", why.clone());
                     if let Some(log) = &log {
                         log.note(&format!("[flotilla] {why}; killing the instance"));

@@ -188,6 +188,40 @@ spec:
     }
 
     #[test]
+    fn http_fields_are_checked_against_the_execution() {
+        let error = |extra: &str| {
+            let text = TICKER.replace("  replicas: 3\n", &format!("  replicas: 3\n{extra}\n"));
+            parse_manifests(&text).unwrap_err().to_string()
+        };
+        let e = error("  routes: [{host: a.local}]");
+        assert!(
+            e.contains("spec.routes") && e.contains("execution: http"),
+            "{e}"
+        );
+        let e = error("  probes: {liveness: {httpGet: {path: /}}}");
+        assert!(
+            e.contains("spec.probes.liveness.httpGet") && e.contains("watchdog"),
+            "{e}"
+        );
+        let e = error("  execution: http\n  probes: {readiness: {watchdog: {}}}");
+        assert!(
+            e.contains("spec.probes.readiness.watchdog") && e.contains("httpGet"),
+            "{e}"
+        );
+        let e = error("  probes: {startup: {period: 1s}}");
+        assert!(e.contains("exactly one handler"), "{e}");
+        let e = error("  execution: http\n  routes: [{host: a.local, pathPrefix: api}]");
+        assert!(e.contains("spec.routes[0].pathPrefix"), "{e}");
+        let e = error("  execution: http\n  grants: {hosts: [example.com]}");
+        assert!(
+            e.contains("spec.grants.hosts[0]") && e.contains("host:port"),
+            "{e}"
+        );
+        let e = error("  execution: tcp");
+        assert!(e.contains("spec.execution"), "{e}");
+    }
+
+    #[test]
     fn bad_documents_are_named() {
         assert!(matches!(
             parse_manifests("a: [1, 2"),

@@ -226,9 +226,34 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     for (which, probe) in [
         ("liveness", &spec.probes.liveness),
         ("readiness", &spec.probes.readiness),
+        ("startup", &spec.probes.startup),
     ] {
         if let Some(probe) = probe {
             let path = format!("spec.probes.{which}");
+            let http = spec.execution == crate::workload::Execution::Http;
+            match (&probe.watchdog, &probe.http_get, http) {
+                (Some(_), None, false) => {}
+                (None, Some(get), true) => {
+                    if !get.path.starts_with('/') {
+                        errors.add(
+                            format!("{path}.httpGet.path"),
+                            format!("{:?} must start with / (e.g. /healthz)", get.path),
+                        );
+                    }
+                }
+                (Some(_), None, true) => errors.add(
+                    format!("{path}.watchdog"),
+                    "an http workload is not a running program: probe it with httpGet: {path: /healthz}",
+                ),
+                (None, Some(_), false) => errors.add(
+                    format!("{path}.httpGet"),
+                    "only execution: http workloads answer requests: probe a daemon with watchdog: {}",
+                ),
+                _ => errors.add(
+                    path.clone(),
+                    "give exactly one handler: watchdog: {} (daemons) or httpGet: {path: /healthz} (http workloads)",
+                ),
+            }
             errors.check(&format!("{path}.period"), parse_duration(&probe.period));
             errors.check(&format!("{path}.timeout"), parse_duration(&probe.timeout));
             if probe.failure_threshold == 0 {

@@ -150,23 +150,34 @@ pub struct Probes {
     /// The instance is ready only after this first passes, and while it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<Probe>,
+    /// Until this passes once, liveness and readiness wait (a slow start is
+    /// not a hang); failing `failureThreshold` times restarts the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Probe>,
 }
 
 impl Probes {
-    fn is_empty(&self) -> bool {
-        self.liveness.is_none() && self.readiness.is_none()
+    /// Whether no probe is set.
+    pub fn is_empty(&self) -> bool {
+        self.liveness.is_none() && self.readiness.is_none() && self.startup.is_none()
     }
 }
 
-/// One probe. The handler today is the watchdog: a daemon busy in its
-/// `_start` cannot be re-entered to call a health export, so it proves it is
-/// alive by calling the host import `flotilla::watchdog_kick` at least once
-/// per `timeout`.
+/// One probe, with one handler:
+/// - `watchdog: {}` (daemons): a daemon busy in its `_start` cannot be
+///   re-entered to call a health export, so it proves it is alive by calling
+///   the host import `flotilla::watchdog_kick` at least once per `timeout`;
+/// - `httpGet: {path}` (http workloads): a request to the handler's own
+///   export on a fresh instance, healthy on a 2xx/3xx answer within `timeout`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     /// The watchdog handler (`watchdog: {}`).
-    pub watchdog: WatchdogProbe,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<WatchdogProbe>,
+    /// The HTTP handler (`httpGet: {path: /healthz}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetProbe>,
     /// How often the probe is evaluated (default 1s).
     #[serde(default = "default_probe_period")]
     pub period: String,
@@ -176,6 +187,15 @@ pub struct Probe {
     /// Consecutive failures that fail the probe (default 3).
     #[serde(default = "default_failure_threshold")]
     pub failure_threshold: u32,
+}
+
+/// An HTTP probe: `GET path` on a fresh instance of the workload's handler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGetProbe {
+    /// The path requested (default `/`).
+    #[serde(default = "root_path")]
+    pub path: String,
 }
 
 /// The watchdog handler has no settings yet.

@@ -389,3 +389,44 @@ fn a_guest_calls_a_granted_workload_by_name_and_nothing_else() {
     let events = c.ok(&["get", "events"]);
     assert!(events.contains("spec.grants.hosts"), "{events}");
 }
+
+#[test]
+fn readiness_gates_which_replicas_get_requests() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    // /trap always fails: never ready, never routed to.
+    let failing = TRAP
+        .replace("name: trap", "name: unready")
+        .replace("trap.local", "unready.local")
+        .replace(
+            "execution: http",
+            "execution: http\n  probes: {readiness: {httpGet: {path: /trap}, period: 200ms, timeout: 1s, failureThreshold: 1}}",
+        );
+    let passing = TRAP.replace(
+        "execution: http",
+        "execution: http\n  probes: {startup: {httpGet: {path: /}, period: 100ms}, readiness: {httpGet: {path: /}, period: 200ms}}",
+    );
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("unready.yaml", &failing).to_str().unwrap(),
+    ]);
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("trap.yaml", &passing).to_str().unwrap(),
+    ]);
+    ready(&c, "trap", 1);
+    assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
+    std::thread::sleep(Duration::from_secs(1));
+    let unready: Vec<Value> = c
+        .items("instances")
+        .into_iter()
+        .filter(|i| i["spec"]["workload"] == "unready")
+        .collect();
+    assert_eq!(unready.len(), 1);
+    assert_eq!(unready[0]["status"]["ready"], false, "{}", unready[0]);
+    let (status, body) = request(&ingress, "GET", "unready.local", "/", "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("default/unready"), "{body}");
+}

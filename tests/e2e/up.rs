@@ -373,3 +373,72 @@ fn scale_and_patch_change_a_workload_in_place() {
         .status
         .success());
 }
+
+#[test]
+fn a_startup_probe_lets_a_slow_starter_live() {
+    let c = Cluster::start();
+    // Silent for 1 s (10 ticks of 100 ms), then kicks forever.
+    let slow =
+        |name: &str, startup: &str| {
+            let body = WATCHDOG
+            .replace("name: hangs", &format!("name: {name}"))
+            .replace(r#"args: ["100", "KICKS"]"#, r#"args: ["100", "1000000", "10"]"#)
+            .replace(
+                "    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}",
+                startup,
+            );
+            c.manifest(&format!("{name}.yaml"), &body)
+        };
+    let with = slow(
+        "patient",
+        "    startup: {watchdog: {}, period: 200ms, failureThreshold: 15}",
+    );
+    let without = slow("impatient", "");
+    c.ok(&["apply", "-f", with.to_str().unwrap()]);
+    c.ok(&["apply", "-f", without.to_str().unwrap()]);
+    let restarts = |workload: &str| {
+        c.items("instances")
+            .iter()
+            .find(|i| i["spec"]["workload"] == workload)
+            .and_then(|i| i["status"]["restarts"].as_u64())
+            .unwrap_or(0)
+    };
+    c.wait_until(
+        "liveness kills the impatient one",
+        Duration::from_secs(10),
+        || restarts("impatient") >= 1,
+    );
+    c.wait_until("the patient one is ready", Duration::from_secs(10), || {
+        c.items("instances")
+            .iter()
+            .any(|i| i["spec"]["workload"] == "patient" && i["status"]["ready"] == true)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        restarts("patient"),
+        0,
+        "the startup probe held liveness back"
+    );
+
+    // A startup probe that never passes restarts the instance.
+    let never = WATCHDOG
+        .replace("name: hangs", "name: stuck")
+        .replace("KICKS", "0")
+        .replace(
+            "    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}",
+            "    startup: {watchdog: {}, period: 100ms, failureThreshold: 3}",
+        );
+    c.ok(&[
+        "apply",
+        "-f",
+        c.manifest("stuck.yaml", &never).to_str().unwrap(),
+    ]);
+    c.wait_until(
+        "startup failure restarts it",
+        Duration::from_secs(10),
+        || restarts("stuck") >= 1,
+    );
+    assert!(c
+        .ok(&["describe", "workload", "stuck"])
+        .contains("startup probe failed"));
+}

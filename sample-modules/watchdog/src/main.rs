@@ -1,7 +1,8 @@
-//! `watchdog [MS] [KICKS]`: a daemon that ticks every MS milliseconds (default
-//! 200) and kicks the Flotilla watchdog on each of its first KICKS ticks
-//! (default: forever), then keeps running without kicking — a hung process,
-//! as a liveness probe sees it.
+//! `watchdog [MS] [KICKS] [QUIET]`: a daemon that ticks every MS milliseconds
+//! (default 200); after QUIET silent ticks (default 0: a slow start) it kicks
+//! the Flotilla watchdog on each of the next KICKS ticks (default: forever),
+//! then keeps running without kicking — a hung process, as a liveness probe
+//! sees it.
 
 #[link(wasm_import_module = "flotilla")]
 extern "C" {
@@ -12,8 +13,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let kicks: Option<u64> = args.next().and_then(|a| a.parse().ok());
+    let quiet: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     for tick in 0u64.. {
-        if kicks.is_none_or(|k| tick < k) {
+        if tick < quiet {
+            println!("tick {tick}: starting");
+        } else if kicks.is_none_or(|k| tick - quiet < k) {
             // SAFETY: a host import without arguments or results.
             unsafe { watchdog_kick() };
             println!("tick {tick}: kicked");
