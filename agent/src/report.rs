@@ -3,8 +3,9 @@
 //! Status is level-triggered: the reporter keeps only the latest status of
 //! each instance and sends it until the server takes it, so a control plane
 //! that is down for a while gets the current state when it returns, not a
-//! replay. Events are best-effort: one attempt, a warning in the agent's log
-//! if it fails.
+//! replay. Events are best-effort: one attempt each, sent one at a time in
+//! the order they happened (so the store's revisions order them too), at
+//! most [`EVENT_QUEUE`] waiting; a failure is logged at debug level.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,10 @@ use flotilla_spec::instance::{Instance, InstanceStatus};
 
 pub use flotilla_spec::event::EventSpec;
 
+/// Most events waiting to be sent; more are dropped (a crash loop without
+/// backoff makes thousands a second).
+pub const EVENT_QUEUE: usize = 10_000;
+
 /// `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy)]
 pub enum Severity {
@@ -24,6 +29,9 @@ pub enum Severity {
     /// Needs attention.
     Warning,
 }
+
+/// An event waiting to be sent: the collection path and the object.
+type QueuedEvent = (String, serde_json::Value);
 
 struct Pending {
     instance: Instance,
@@ -37,16 +45,22 @@ pub struct Reporter {
     source: String,
     pending: Arc<Mutex<HashMap<String, Pending>>>,
     wake: Arc<tokio::sync::Notify>,
+    events: tokio::sync::mpsc::Sender<QueuedEvent>,
+    /// Taken by [`Reporter::run`], which sends the queued events.
+    queued: Arc<Mutex<Option<tokio::sync::mpsc::Receiver<QueuedEvent>>>>,
 }
 
 impl Reporter {
     /// A reporter for `node`; call [`Reporter::run`] to start sending.
     pub fn new(client: Client, node: &str) -> Self {
+        let (events, queued) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         Self {
             client,
             source: format!("agent/{node}"),
             pending: Arc::default(),
             wake: Arc::default(),
+            events,
+            queued: Arc::new(Mutex::new(Some(queued))),
         }
     }
 
@@ -71,7 +85,7 @@ impl Reporter {
         pending.remove(&format!("{namespace}/{name}"));
     }
 
-    /// Sends an event, once.
+    /// Queues an event, to be sent once.
     pub fn event(&self, about: &ObjectRef, severity: Severity, reason: &str, message: String) {
         let event = serde_json::json!({
             "apiVersion": flotilla_spec::meta::API_VERSION,
@@ -83,20 +97,30 @@ impl Reporter {
                 reason: reason.into(),
                 message,
                 source: self.source.clone(),
-                timestamp: flotilla_spec::meta::now_rfc3339(),
+                timestamp: flotilla_spec::meta::now_rfc3339_millis(),
             },
         });
-        let client = self.client.clone();
         let path = collection_path("events", Some(&about.namespace));
-        tokio::spawn(async move {
-            if let Err(e) = client.create(&path, &event).await {
-                tracing::debug!("event not recorded: {e}");
-            }
-        });
+        if self.events.try_send((path, event)).is_err() {
+            tracing::debug!("event dropped: {EVENT_QUEUE} already waiting");
+        }
     }
 
-    /// Sends pending statuses forever, retrying each until the server takes it.
+    /// Sends queued events in order, forever.
+    async fn send_events(self) {
+        let queued = self.queued.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut queued) = queued else { return };
+        while let Some((path, event)) = queued.recv().await {
+            if let Err(e) = self.client.create(&path, &event).await {
+                tracing::debug!("event not recorded: {e}");
+            }
+        }
+    }
+
+    /// Sends pending statuses forever, retrying each until the server takes
+    /// it; and the events, in order.
     pub async fn run(self) {
+        tokio::spawn(self.clone().send_events());
         loop {
             let batch: Vec<(String, Pending)> = {
                 let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
