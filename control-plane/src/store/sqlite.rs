@@ -58,6 +58,8 @@ impl SqliteStore {
         db.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         db.execute_batch(SCHEMA).map_err(backend)?;
+        // Every statement of the store is prepared once (`prepare_cached`).
+        db.set_prepared_statement_cache_capacity(64);
         let revision = read_meta(&db, "revision")?;
         let (notify, _) = tokio::sync::watch::channel(revision);
         Ok(Self {
@@ -87,34 +89,31 @@ impl SqliteStore {
         let tx = db.transaction().map_err(backend)?;
         let revision = read_meta(&tx, "revision")? + 1;
         let change = write(&tx, revision)?;
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'revision'",
-            params![revision as i64],
-        )
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")
+            .and_then(|mut stmt| stmt.execute(params![revision as i64]))
+            .map_err(backend)?;
+        let mut log = tx
+            .prepare_cached(
+                "INSERT INTO changes (revision, kind, namespace, type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(backend)?;
+        log.execute(params![
+            revision as i64,
+            change.kind,
+            change.namespace,
+            change_type_name(change.change),
+            change.object.to_string()
+        ])
         .map_err(backend)?;
-        tx.execute(
-            "INSERT INTO changes (revision, kind, namespace, type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                revision as i64,
-                change.kind,
-                change.namespace,
-                change_type_name(change.change),
-                change.object.to_string()
-            ],
-        )
-        .map_err(backend)?;
+        drop(log);
         if revision % 1000 == 0 && revision > CHANGE_LOG_KEEP {
             let floor = revision - CHANGE_LOG_KEEP;
-            tx.execute(
-                "DELETE FROM changes WHERE revision <= ?1",
-                params![floor as i64],
-            )
-            .map_err(backend)?;
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'compacted'",
-                params![floor as i64],
-            )
-            .map_err(backend)?;
+            tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
+                .and_then(|mut stmt| stmt.execute(params![floor as i64]))
+                .map_err(backend)?;
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted'")
+                .and_then(|mut stmt| stmt.execute(params![floor as i64]))
+                .map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         // Still under the connection's lock: the cache keeps revision order.
@@ -150,11 +149,10 @@ fn change(revision: u64, kind: &str, namespace: &str, change: ChangeType, object
 }
 
 fn read_meta(db: &Connection, key: &str) -> Result<u64, StoreError> {
-    db.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|v| v as u64)
-    .map_err(backend)
+    db.prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .and_then(|mut stmt| stmt.query_row(params![key], |r| r.get::<_, i64>(0)))
+        .map(|v| v as u64)
+        .map_err(backend)
 }
 
 fn change_type_name(t: ChangeType) -> &'static str {
@@ -196,13 +194,10 @@ fn stored_body(
     namespace: &str,
     name: &str,
 ) -> Result<Option<String>, StoreError> {
-    db.query_row(
-        "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-        params![kind, namespace, name],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(backend)
+    db.prepare_cached("SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3")
+        .and_then(|mut stmt| stmt.query_row(params![kind, namespace, name], |r| r.get(0)))
+        .optional()
+        .map_err(backend)
 }
 
 fn stored_revision(
@@ -211,11 +206,10 @@ fn stored_revision(
     namespace: &str,
     name: &str,
 ) -> Result<Option<u64>, StoreError> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT revision FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-        params![kind, namespace, name],
-        |r| r.get::<_, i64>(0),
     )
+    .and_then(|mut stmt| stmt.query_row(params![kind, namespace, name], |r| r.get::<_, i64>(0)))
     .optional()
     .map(|r| r.map(|v| v as u64))
     .map_err(backend)
@@ -264,10 +258,12 @@ impl Store for SqliteStore {
                 });
             }
             let object = stamp(object, revision);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO objects (kind, namespace, name, revision, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![kind, namespace, name, revision as i64, object.to_string()],
             )
+            .and_then(|mut stmt| {
+                stmt.execute(params![kind, namespace, name, revision as i64, object.to_string()])
+            })
             .map_err(backend)?;
             Ok(change(revision, kind, namespace, ChangeType::Added, object))
         })?;
@@ -296,10 +292,12 @@ impl Store for SqliteStore {
                 }
             }
             let object = stamp(object, revision);
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE objects SET revision = ?4, body = ?5 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![kind, namespace, name, revision as i64, object.to_string()],
             )
+            .and_then(|mut stmt| {
+                stmt.execute(params![kind, namespace, name, revision as i64, object.to_string()])
+            })
             .map_err(backend)?;
             Ok(change(revision, kind, namespace, ChangeType::Modified, object))
         })?;
@@ -310,10 +308,10 @@ impl Store for SqliteStore {
         let change = self.write(|tx, revision| {
             let body = stored_body(tx, kind, namespace, name)?
                 .ok_or_else(|| not_found(kind, namespace, name))?;
-            tx.execute(
+            tx.prepare_cached(
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![kind, namespace, name],
             )
+            .and_then(|mut stmt| stmt.execute(params![kind, namespace, name]))
             .map_err(backend)?;
             let object = stamp(parse_body(&body)?, revision);
             Ok(change(
