@@ -1,8 +1,10 @@
 //! The agent's journal: the Instances assigned to this node, on local disk,
 //! so that after a restart the agent brings them back before (or without)
-//! hearing from the control plane. Written atomically (temp file + rename).
+//! hearing from the control plane. Written atomically (temp file + rename),
+//! by a writer task, so the agent's loop never waits for the disk.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flotilla_spec::instance::Instance;
 
@@ -33,12 +35,53 @@ impl Journal {
 
     /// Replaces the journal with `instances`.
     pub fn save(&self, instances: &[&Instance]) -> std::io::Result<()> {
+        self.save_bytes(&serde_json::to_vec(instances)?)
+    }
+
+    /// Replaces the journal with `bytes` (a serialised list of instances).
+    fn save_bytes(&self, bytes: &[u8]) -> std::io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         // One write: serde_json on an unbuffered file makes a syscall per token.
-        std::io::Write::write_all(&mut tmp, &serde_json::to_vec(instances)?)?;
+        std::io::Write::write_all(&mut tmp, bytes)?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// A writer that persists snapshots off the caller's thread, in order,
+    /// the latest one winning when they come faster than the disk.
+    pub fn writer(&self) -> JournalWriter {
+        let (latest, mut snapshots) = tokio::sync::watch::channel(None::<Arc<Vec<u8>>>);
+        let journal = self.clone();
+        tokio::spawn(async move {
+            while snapshots.changed().await.is_ok() {
+                let Some(bytes) = snapshots.borrow_and_update().clone() else {
+                    continue;
+                };
+                let journal = journal.clone();
+                let written = tokio::task::spawn_blocking(move || journal.save_bytes(&bytes)).await;
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("cannot write the journal: {e}"),
+                    Err(e) => tracing::warn!("journal writer: {e}"),
+                }
+            }
+        });
+        JournalWriter { latest }
+    }
+}
+
+/// Sends snapshots of the assignments to the journal (see [`Journal::writer`]).
+pub struct JournalWriter {
+    latest: tokio::sync::watch::Sender<Option<Arc<Vec<u8>>>>,
+}
+
+impl JournalWriter {
+    /// Queues `instances` as the journal's next content.
+    pub fn save(&self, instances: &[&Instance]) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(instances)?;
+        self.latest.send_replace(Some(Arc::new(bytes)));
         Ok(())
     }
 }

@@ -72,6 +72,8 @@ pub struct Agent {
     assigned: BTreeMap<String, Instance>,
     /// The assignments changed since the journal was last written.
     journal_dirty: bool,
+    /// Persists the journal off the loop (from [`Agent::run`] on).
+    journal_writer: Option<crate::journal::JournalWriter>,
     /// The node's fencing epoch, as the last heartbeat answered it.
     epoch: tokio::sync::watch::Receiver<u64>,
     epoch_tx: tokio::sync::watch::Sender<u64>,
@@ -108,6 +110,7 @@ impl Agent {
             running: HashMap::new(),
             assigned: BTreeMap::new(),
             journal_dirty: false,
+            journal_writer: None,
         })
     }
 
@@ -147,6 +150,8 @@ impl Agent {
             self.epoch_tx.clone(),
         ));
         let restored = self.journal.load();
+        let journal = self.journal.writer();
+        self.journal_writer = Some(journal);
         if !restored.is_empty() {
             tracing::info!("restoring {} instances from the journal", restored.len());
         }
@@ -322,7 +327,11 @@ impl Agent {
             return;
         }
         let all: Vec<&Instance> = self.assigned.values().collect();
-        match self.journal.save(&all) {
+        let saved = match &self.journal_writer {
+            Some(writer) => writer.save(&all),
+            None => self.journal.save(&all),
+        };
+        match saved {
             Ok(()) => self.journal_dirty = false,
             Err(e) => tracing::warn!("cannot write the journal: {e}"),
         }
