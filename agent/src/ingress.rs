@@ -209,8 +209,13 @@ impl Ingress {
             return plain_response(401, "logs need the cluster's join token\n".into());
         }
         let rest = &request.uri().path()[LOGS_PATH.len()..];
-        let Some((namespace, instance)) = rest.split_once('/') else {
-            return plain_response(404, format!("no such log: {rest}\n"));
+        let names = rest.split_once('/').filter(|(namespace, instance)| {
+            // Names only: nothing like `..` reaches the file system.
+            flotilla_spec::validate::check_name(namespace).is_ok()
+                && flotilla_spec::validate::check_object_name(instance).is_ok()
+        });
+        let Some((namespace, instance)) = names else {
+            return plain_response(404, format!("no such log: {rest:?}\n"));
         };
         let query = request.uri().query().unwrap_or_default();
         let flag = |k: &str| {

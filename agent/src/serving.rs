@@ -191,7 +191,9 @@ pub async fn serve_replica(
                             );
                             status.restarts += 1;
                             status.message = message;
-                            registration = None;
+                            served_before += registration
+                                .take()
+                                .map_or(0, |r| r.replica().served.load(Ordering::Relaxed));
                             started_up = startup.is_none();
                             ready = false;
                             changed = true;

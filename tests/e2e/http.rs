@@ -430,3 +430,29 @@ fn readiness_gates_which_replicas_get_requests() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("default/unready"), "{body}");
 }
+
+#[test]
+fn the_nodes_log_endpoint_needs_the_join_token_and_real_names() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let get = |path: &str, token: &str| {
+        let mut stream = TcpStream::connect(&ingress).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        let _ = stream.read_to_string(&mut raw);
+        raw
+    };
+    assert!(get("/.flotilla/logs/default/x", "wrong").starts_with("HTTP/1.1 401"));
+    let escape = get("/.flotilla/logs/../../etc", join.trim());
+    assert!(escape.starts_with("HTTP/1.1 404"), "{escape}");
+    let missing = get("/.flotilla/logs/default/nothing-here", join.trim());
+    assert!(
+        missing.starts_with("HTTP/1.1 404") && missing.contains("no output yet"),
+        "{missing}"
+    );
+}
