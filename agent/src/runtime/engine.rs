@@ -52,7 +52,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) core_linker: Linker<CoreState>,
     pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
-    pub(crate) http_linker: wasmtime::component::Linker<super::http::HttpState>,
+    pub(crate) http_linker: wasmtime::component::Linker<ComponentState>,
     /// Every `(module, name)` the core linker defines, to name missing imports.
     pub(crate) core_imports: HashSet<(String, String)>,
     pub(crate) cache: Option<CompileCache>,

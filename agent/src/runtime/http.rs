@@ -20,17 +20,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
-use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::module::{LoadedModule, Prepared};
 use super::outcome::{ExitReason, Outcome};
 use super::output::{CaptureBuffer, Stdio};
 use super::run::{drive, finish, Failure, Limits, RunSpec};
-use super::state::{apply_limits, InstanceLimits, Limited};
+use super::state::{ComponentState, InstanceLimits};
 
 /// The body of a response from a handler (streamed from the guest, or whole).
 pub type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -53,8 +51,9 @@ pub trait Outbound: Send + Sync {
 }
 
 /// The per-store hooks: outgoing requests go to the handler's [`Outbound`].
-struct Hooks {
-    outbound: Option<Arc<dyn Outbound>>,
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) outbound: Option<Arc<dyn Outbound>>,
 }
 
 impl WasiHttpHooks for Hooks {
@@ -87,51 +86,8 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
-/// Store data for a `wasi:http` handler.
-pub(crate) struct HttpState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    http: WasiHttpCtx,
-    hooks: Hooks,
-    limits: InstanceLimits,
-}
-
-impl HttpState {
-    /// A store for one request: the sandbox `wasi` grants, under `limits`.
-    pub(crate) fn new_store(
-        engine: &Engine,
-        wasi: &mut WasiCtxBuilder,
-        limits: InstanceLimits,
-    ) -> Store<Self> {
-        let state = Self {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            hooks: Hooks { outbound: None },
-            limits,
-        };
-        let mut store = Store::new(engine, state);
-        apply_limits(&mut store);
-        store
-    }
-}
-
-impl Limited for HttpState {
-    fn limits(&mut self) -> &mut InstanceLimits {
-        &mut self.limits
-    }
-}
-
-impl WasiView for HttpState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HttpState {
+/// Components get `wasi:http` (only the handlers' linker provides it).
+impl WasiHttpView for ComponentState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -232,7 +188,7 @@ impl LoadedModule {
 
     async fn serve_component<B>(
         &self,
-        pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>,
+        pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<ComponentState>,
         request: http::Request<B>,
         spec: &HandlerSpec,
     ) -> Served
@@ -249,7 +205,7 @@ impl LoadedModule {
         }
         let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis);
         let meter = limits.cpu.clone();
-        let mut store = HttpState::new_store(&self.runtime.engine, &mut wasi, limits);
+        let mut store = ComponentState::new_store(&self.runtime.engine, &mut wasi, limits);
         store.data_mut().hooks.outbound = spec.outbound.clone();
         let request = request.map(|body| {
             body.map_err(|e| {

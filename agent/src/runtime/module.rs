@@ -12,7 +12,6 @@ use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::http::HttpState;
 use super::state::{ComponentState, CoreState};
 use super::{Runtime, RuntimeError};
 
@@ -30,7 +29,7 @@ pub enum ModuleKind {
 pub(crate) enum Prepared {
     Core(InstancePre<CoreState>),
     Component(CommandPre<ComponentState>),
-    Proxy(ProxyPre<HttpState>),
+    Proxy(ProxyPre<ComponentState>),
 }
 
 /// A module ready to instantiate: compiled, linked, pre-instantiated.

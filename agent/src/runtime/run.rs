@@ -130,8 +130,7 @@ impl LoadedModule {
                 pre.instantiate_async(&mut store).await.map(drop)
             }
             Prepared::Proxy(pre) => {
-                let mut store =
-                    super::http::HttpState::new_store(engine, &mut wasi, instance_limits);
+                let mut store = ComponentState::new_store(engine, &mut wasi, instance_limits);
                 pre.instantiate_async(&mut store).await.map(drop)
             }
         };

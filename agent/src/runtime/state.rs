@@ -67,11 +67,15 @@ impl Limited for CoreState {
     }
 }
 
-/// Store data for a WASI preview-2 component.
+/// Store data for a WASI preview-2 component: a command, or an HTTP
+/// handler (whose linker also provides `wasi:http`).
 pub(crate) struct ComponentState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limits: InstanceLimits,
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Where a handler's outgoing requests go.
+    pub hooks: super::http::Hooks,
 }
 
 impl ComponentState {
@@ -85,6 +89,8 @@ impl ComponentState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            hooks: super::http::Hooks::default(),
         };
         let mut store = Store::new(engine, state);
         apply_limits(&mut store);
@@ -111,7 +117,7 @@ impl WasiView for ComponentState {
 /// epoch callback that charges CPU time, sleeps the instance when it is over
 /// its quota, and otherwise yields so other instances (and timers) get the
 /// thread.
-pub(crate) fn apply_limits<T: Limited>(store: &mut Store<T>) {
+fn apply_limits<T: Limited>(store: &mut Store<T>) {
     store.limiter(|state| &mut state.limits().memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
