@@ -342,23 +342,66 @@ impl Ingress {
         if let Ok(node) = http::HeaderValue::from_str(&self.node) {
             request.headers_mut().insert(HOP_HEADER, node);
         }
-        let counter = |delta: isize| {
-            let mut map = self
-                .remote_outstanding
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let n = map.entry(endpoint.instance.clone()).or_default();
-            *n = n.saturating_add_signed(delta);
-        };
-        counter(1);
+        let in_flight = InFlight::start(&self.remote_outstanding, &endpoint.instance);
         let result = self.client.request(request).await;
-        counter(-1);
+        drop(in_flight);
         match result {
             Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
             Err(e) => Err(format!(
                 "cannot reach node {} at {address} for {}: {e}",
                 endpoint.node, endpoint.instance
             )),
+        }
+    }
+}
+
+/// One request outstanding on a local replica, until dropped (also when
+/// the client goes away mid-request).
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn start(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One request in flight to a remote instance, counted for balancing until
+/// dropped — also when the client goes away mid-request.
+struct InFlight<'a> {
+    counts: &'a Mutex<HashMap<String, usize>>,
+    instance: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(counts: &'a Mutex<HashMap<String, usize>>, instance: &str) -> Self {
+        *counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(instance.to_string())
+            .or_default() += 1;
+        Self {
+            counts,
+            instance: instance.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.instance) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                // Instances come and go: keep only those with requests in flight.
+                counts.remove(&self.instance);
+            }
         }
     }
 }
@@ -387,12 +430,12 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    replica.outstanding.fetch_add(1, Ordering::Relaxed);
+    let counted = Counted::start(&replica.outstanding);
     let served = match replica.slots.acquire().await {
         Ok(_slot) => Some(replica.module.serve(request, &replica.spec).await),
         Err(_) => None,
     };
-    replica.outstanding.fetch_sub(1, Ordering::Relaxed);
+    drop(counted);
     let Some(served) = served else {
         return plain_response(503, format!("replica {} stopped\n", replica.instance));
     };
