@@ -150,6 +150,12 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
     }
 
+    /// `flotilla apply -f` of `body`, written as `file` by [`Cluster::manifest`].
+    pub fn apply(&self, file: &str, body: &str) -> String {
+        let path = self.manifest(file, body);
+        self.ok(&["apply", "-f", path.to_str().unwrap()])
+    }
+
     /// Writes a manifest into the cluster's folder with a module path that resolves.
     pub fn manifest(&self, name: &str, body: &str) -> PathBuf {
         let path = self.dir.path().join(name);

@@ -438,16 +438,8 @@ fn a_workload_can_ask_to_be_spread() {
         )
         .replace("name: small", "name: spread");
     let packed = SMALL.replace("replicas: 4", "replicas: 2");
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("spread.yaml", &spread).to_str().unwrap(),
-    ]);
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("packed.yaml", &packed).to_str().unwrap(),
-    ]);
+    c.apply("spread.yaml", &spread);
+    c.apply("packed.yaml", &packed);
     c.wait_until("6 instances are bound", Duration::from_secs(15), || {
         c.items("instances")
             .iter()

@@ -102,11 +102,7 @@ spec:
 fn a_component_serves_through_the_ingress_balanced_over_its_replicas() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("hello.yaml", HELLO).to_str().unwrap(),
-    ]);
+    c.apply("hello.yaml", HELLO);
     ready(&c, "hello", 3);
     let (status, body) = request(&ingress, "GET", "hello.local", "/", "");
     assert_eq!((status, body.as_str()), (200, "hello from flotilla\n"));
@@ -164,11 +160,7 @@ spec:
 fn a_wagi_module_serves_through_cgi() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("wagi.yaml", WAGI).to_str().unwrap(),
-    ]);
+    c.apply("wagi.yaml", WAGI);
     ready(&c, "wagi", 1);
     assert_eq!(
         request(&ingress, "GET", "wagi.local", "/", ""),
@@ -194,11 +186,7 @@ spec:
 fn a_failing_request_fails_alone() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("trap.yaml", TRAP).to_str().unwrap(),
-    ]);
+    c.apply("trap.yaml", TRAP);
     c.ok(&[
         "apply",
         "-f",
@@ -255,11 +243,7 @@ fn a_workload_with_no_ready_replica_gets_a_503_that_names_it() {
     let idle = HELLO
         .replace("replicas: 3", "replicas: 0")
         .replace("name: hello", "name: idle");
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("idle.yaml", &idle).to_str().unwrap(),
-    ]);
+    c.apply("idle.yaml", &idle);
     let mut answer = (0, String::new());
     c.wait_until(
         "the ingress knows the route",
@@ -278,15 +262,14 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
     let mut b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+    });
     let hello = HELLO.replace(
         "execution: http",
         "execution: http\n  placement: {strategy: spread}\n  resources: {requests: {memory: 10Mi}}",
     );
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("hello.yaml", &hello).to_str().unwrap(),
-    ]);
+    c.apply("hello.yaml", &hello);
     ready(&c, "hello", 3);
     let on = |node: &str| {
         c.items("instances")
@@ -358,16 +341,8 @@ fn a_guest_calls_a_granted_workload_by_name_and_nothing_else() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
     let hello = HELLO.replace("replicas: 3", "replicas: 1");
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("hello.yaml", &hello).to_str().unwrap(),
-    ]);
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("caller.yaml", CALLER).to_str().unwrap(),
-    ]);
+    c.apply("hello.yaml", &hello);
+    c.apply("caller.yaml", CALLER);
     ready(&c, "hello", 1);
     ready(&c, "caller", 1);
     let call = |url: &str| request(&ingress, "GET", "caller.local", &format!("/?url={url}"), "");
@@ -406,16 +381,8 @@ fn readiness_gates_which_replicas_get_requests() {
         "execution: http",
         "execution: http\n  probes: {startup: {httpGet: {path: /}, period: 100ms}, readiness: {httpGet: {path: /}, period: 200ms}}",
     );
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("unready.yaml", &failing).to_str().unwrap(),
-    ]);
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("trap.yaml", &passing).to_str().unwrap(),
-    ]);
+    c.apply("unready.yaml", &failing);
+    c.apply("trap.yaml", &passing);
     ready(&c, "trap", 1);
     assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
     std::thread::sleep(Duration::from_secs(1));

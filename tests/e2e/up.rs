@@ -327,11 +327,7 @@ fn a_failing_liveness_probe_restarts_the_instance() {
 #[test]
 fn scale_and_patch_change_a_workload_in_place() {
     let c = Cluster::start();
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("ticker.yaml", TICKER).to_str().unwrap(),
-    ]);
+    c.apply("ticker.yaml", TICKER);
     c.wait_until("3 running", Duration::from_secs(15), || running(&c, 3));
     assert!(c
         .ok(&["scale", "workload", "ticker", "--replicas", "1"])
@@ -445,11 +441,7 @@ fn a_startup_probe_lets_a_slow_starter_live() {
             "    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}",
             "    startup: {watchdog: {}, period: 100ms, failureThreshold: 3}",
         );
-    c.ok(&[
-        "apply",
-        "-f",
-        c.manifest("stuck.yaml", &never).to_str().unwrap(),
-    ]);
+    c.apply("stuck.yaml", &never);
     c.wait_until(
         "startup failure restarts it",
         Duration::from_secs(10),
