@@ -122,19 +122,25 @@ fn a_component_serves_through_the_ingress_balanced_over_its_replicas() {
     for _ in 0..1000 {
         assert_eq!(request(&ingress, "GET", "hello.local", "/", "").0, 200);
     }
+    let served = served_at_least(&c, 1002);
+    assert_eq!(served.len(), 3, "{served:?}");
+    for n in &served {
+        assert!((267..=400).contains(n), "uneven: {served:?}");
+    }
+}
+
+/// Requests served per replica, once they report `total` in all.
+fn served_at_least(c: &Cluster, total: u64) -> Vec<u64> {
     let mut served = Vec::new();
     c.wait_until(
         "the replicas report their counts",
         Duration::from_secs(10),
         || {
-            served = served_per_replica(&c);
-            served.iter().sum::<u64>() >= 1002
+            served = served_per_replica(c);
+            served.iter().sum::<u64>() >= total
         },
     );
-    assert_eq!(served.len(), 3, "{served:?}");
-    for n in &served {
-        assert!((267..=400).contains(n), "uneven: {served:?}");
-    }
+    served
 }
 
 /// Requests served per replica, as each reports in `status.requests`.
@@ -292,15 +298,7 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
     for _ in 0..999 {
         assert_eq!(request(&ingress, "GET", "hello.local", "/", "").0, 200);
     }
-    let mut served = Vec::new();
-    c.wait_until(
-        "the replicas report their counts",
-        Duration::from_secs(10),
-        || {
-            served = served_per_replica(&c);
-            served.iter().sum::<u64>() >= before + 999
-        },
-    );
+    let served = served_at_least(&c, before + 999);
     for n in &served {
         assert!((267..=410).contains(n), "uneven across nodes: {served:?}");
     }

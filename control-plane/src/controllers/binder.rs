@@ -37,12 +37,7 @@ pub fn pass(
     nodes: &[(Node, bool)],
     strategy: scheduler::Strategy,
 ) -> Result<(), StoreError> {
-    let instances: Vec<(Value, Instance)> = store
-        .list("Instance", None)?
-        .items
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|i| (v, i)))
-        .collect();
+    let instances: Vec<(Value, Instance)> = super::list_decoded(store, "Instance")?;
     // Instances on nodes that are gone or not Ready wait for the
     // node-lifecycle controller, which evicts them.
     let mut snapshot: Vec<scheduler::Node> = nodes

@@ -14,7 +14,23 @@ pub mod workloads;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Store;
+use serde_json::Value;
+
+use crate::store::{Store, StoreError};
+
+/// Every object of `kind`, stored (to write back) and decoded (to read);
+/// objects that do not decode are left out.
+fn list_decoded<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    kind: &str,
+) -> Result<Vec<(Value, T)>, StoreError> {
+    Ok(store
+        .list(kind, None)?
+        .items
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|t| (v, t)))
+        .collect())
+}
 
 /// Longest time between two passes.
 pub const RESYNC: Duration = Duration::from_secs(2);

@@ -62,14 +62,13 @@ impl NodeLifecycle {
     /// evicts their instances. Returns every node with its readiness.
     pub fn pass(&mut self, store: &dyn Store) -> Result<Vec<(Node, bool)>, StoreError> {
         let now = Instant::now();
-        let nodes: Vec<(Value, Node)> = store
-            .list("Node", None)?
-            .items
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|n| (v, n)))
+        let nodes: Vec<(Value, Node)> = super::list_decoded(store, "Node")?;
+        let names: std::collections::HashSet<&str> = nodes
+            .iter()
+            .map(|(_, n)| n.metadata.name.as_str())
             .collect();
         self.renewals
-            .retain(|name, _| nodes.iter().any(|(_, n)| &n.metadata.name == name));
+            .retain(|name, _| names.contains(name.as_str()));
         let mut judged = Vec::with_capacity(nodes.len());
         let mut lost = BTreeSet::new();
         for (value, node) in nodes {
