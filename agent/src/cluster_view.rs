@@ -49,6 +49,31 @@ enum Change {
     Delete(Value),
 }
 
+impl Change {
+    /// Applies this change to `map` (keyed by `key_of`), keeping what
+    /// `entry` makes of each object; an object it gives nothing for is removed.
+    fn apply_to<V>(
+        self,
+        map: &mut HashMap<String, V>,
+        key_of: impl Fn(&Value) -> String,
+        entry: impl Fn(&Value) -> Option<V>,
+    ) {
+        match self {
+            Change::Reset(items) => {
+                *map = items
+                    .iter()
+                    .filter_map(|v| Some((key_of(v), entry(v)?)))
+                    .collect();
+            }
+            Change::Put(value) => match entry(&value) {
+                Some(e) => drop(map.insert(key_of(&value), e)),
+                None => drop(map.remove(&key_of(&value))),
+            },
+            Change::Delete(value) => drop(map.remove(&key_of(&value))),
+        }
+    }
+}
+
 fn key(value: &Value) -> String {
     format!(
         "{}/{}",
@@ -79,22 +104,14 @@ impl ClusterView {
     }
 
     fn apply_workload(state: &mut State, change: Change) {
-        let routes_of = |value: &Value| -> Option<(String, Vec<Route>)> {
+        change.apply_to(&mut state.routes, key, |value| {
             let workload: Workload = serde_json::from_value(value.clone()).ok()?;
-            (workload.spec.execution == Execution::Http).then(|| (key(value), workload.spec.routes))
-        };
-        match change {
-            Change::Reset(items) => state.routes = items.iter().filter_map(routes_of).collect(),
-            Change::Put(value) => match routes_of(&value) {
-                Some((k, routes)) => drop(state.routes.insert(k, routes)),
-                None => drop(state.routes.remove(&key(&value))),
-            },
-            Change::Delete(value) => drop(state.routes.remove(&key(&value))),
-        }
+            (workload.spec.execution == Execution::Http).then_some(workload.spec.routes)
+        });
     }
 
     fn apply_instance(state: &mut State, change: Change) {
-        let ready_of = |value: &Value| -> Option<(String, (String, Endpoint))> {
+        change.apply_to(&mut state.ready, key, |value| {
             let instance: Instance = serde_json::from_value(value.clone()).ok()?;
             let ready = instance.status.as_ref().is_some_and(|s| s.ready);
             (instance.spec.template.execution == Execution::Http
@@ -107,40 +124,22 @@ impl ClusterView {
                     instance: key(value),
                     node: instance.spec.node_name.clone(),
                 };
-                (key(value), (workload, endpoint))
+                (workload, endpoint)
             })
-        };
-        match change {
-            Change::Reset(items) => state.ready = items.iter().filter_map(ready_of).collect(),
-            Change::Put(value) => match ready_of(&value) {
-                Some((k, entry)) => drop(state.ready.insert(k, entry)),
-                None => drop(state.ready.remove(&key(&value))),
-            },
-            Change::Delete(value) => drop(state.ready.remove(&key(&value))),
-        }
+        });
     }
 
     fn apply_node(state: &mut State, change: Change) {
-        let address_of = |value: &Value| -> Option<(String, String)> {
-            let node: Node = serde_json::from_value(value.clone()).ok()?;
-            let status = node.status?;
-            (status.ready && !status.ingress_address.is_empty())
-                .then_some((node.metadata.name, status.ingress_address))
-        };
         let name = |value: &Value| {
             value["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string()
         };
-        match change {
-            Change::Reset(items) => state.ingress = items.iter().filter_map(address_of).collect(),
-            Change::Put(value) => match address_of(&value) {
-                Some((node, address)) => drop(state.ingress.insert(node, address)),
-                None => drop(state.ingress.remove(&name(&value))),
-            },
-            Change::Delete(value) => drop(state.ingress.remove(&name(&value))),
-        }
+        change.apply_to(&mut state.ingress, name, |value| {
+            let status = serde_json::from_value::<Node>(value.clone()).ok()?.status?;
+            (status.ready && !status.ingress_address.is_empty()).then_some(status.ingress_address)
+        });
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
