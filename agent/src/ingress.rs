@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::cluster_view::{ClusterView, Endpoint};
@@ -26,6 +27,17 @@ use crate::runtime::{plain_response, ResponseBody};
 
 /// Marks a request forwarded by another node's ingress: serve it here.
 const HOP_HEADER: &str = "x-flotilla-forwarded-by";
+/// On a forwarded request: the workload (`namespace/name`) it was routed to
+/// by the first node. A call by discovery name (`hello.default.flotilla`)
+/// matches no route, so the receiving node must not route it again.
+const WORKLOAD_HEADER: &str = "x-flotilla-workload";
+/// On a forwarded request: the cluster's node credential, proving the hop
+/// came from a node. Without it the internal headers are ignored, so an
+/// outside client can neither pick a workload that has no route nor skip
+/// balancing.
+const HOP_TOKEN_HEADER: &str = "x-flotilla-hop-token";
+/// Every header only nodes may set; removed from whatever reaches a guest.
+const INTERNAL_HEADERS: [&str; 3] = [HOP_HEADER, WORKLOAD_HEADER, HOP_TOKEN_HEADER];
 
 use flotilla_spec::node::LOGS_PATH;
 
@@ -106,16 +118,40 @@ impl Ingress {
         }
     }
 
-    async fn handle(&self, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+    /// Whether `headers` carry a hop from another node of this cluster; the
+    /// workload it was routed to, if so. Removes the internal headers
+    /// either way: they never reach a guest, and an outside client's are
+    /// ignored.
+    fn take_hop(&self, headers: &mut http::HeaderMap) -> Option<Option<String>> {
+        let token_ok = headers
+            .get(HOP_TOKEN_HEADER)
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.token.as_bytes())));
+        let hop = headers.contains_key(HOP_HEADER) && token_ok;
+        let workload = headers
+            .get(WORKLOAD_HEADER)
+            .and_then(|w| w.to_str().ok())
+            .map(str::to_string);
+        let outside = INTERNAL_HEADERS.iter().any(|h| headers.contains_key(*h));
+        for header in INTERNAL_HEADERS {
+            headers.remove(header);
+        }
+        if outside && !hop {
+            tracing::debug!("ingress: ignored internal forwarding headers from an outside client");
+        }
+        hop.then_some(workload)
+    }
+
+    async fn handle(&self, mut request: http::Request<Incoming>) -> http::Response<ResponseBody> {
         if request.uri().path().starts_with(LOGS_PATH) {
             return self.serve_log(&request);
         }
+        let hop = self.take_hop(request.headers_mut());
         let host = host_of(&request);
         let path = request.uri().path().to_string();
-        let forwarded = request.headers().contains_key(HOP_HEADER);
-        let workload = self
-            .cluster
-            .route(&host, &path)
+        let forwarded = hop.is_some();
+        let workload = hop
+            .flatten()
+            .or_else(|| self.cluster.route(&host, &path))
             .or_else(|| self.local.route(&host, &path));
         let Some(workload) = workload else {
             return plain_response(
@@ -165,8 +201,11 @@ impl Ingress {
     pub async fn call(
         &self,
         workload: &str,
-        request: http::Request<Full<Bytes>>,
+        mut request: http::Request<Full<Bytes>>,
     ) -> http::Response<ResponseBody> {
+        for header in INTERNAL_HEADERS {
+            request.headers_mut().remove(header);
+        }
         let targets = self.targets(workload);
         let path = request.uri().path().to_string();
         match self.pick(&targets, None) {
@@ -205,7 +244,7 @@ impl Ingress {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if bearer != Some(self.token.as_str()) {
+        if !bearer.is_some_and(|b| bool::from(b.as_bytes().ct_eq(self.token.as_bytes()))) {
             return plain_response(401, "logs need the cluster's join token\n".into());
         }
         let rest = &request.uri().path()[LOGS_PATH.len()..];
@@ -302,7 +341,9 @@ impl Ingress {
         parts: http::request::Parts,
         body: Bytes,
     ) -> http::Response<ResponseBody> {
-        let first = self.send(&parts, body.clone(), endpoint, address).await;
+        let first = self
+            .send(workload, &parts, body.clone(), endpoint, address)
+            .await;
         let Err(error) = first else {
             return first.unwrap_or_else(|e| plain_response(502, e));
         };
@@ -317,7 +358,7 @@ impl Ingress {
                 serve_local(replica, request, &path).await
             }
             Some(Target::Remote(other, address)) => self
-                .send(&parts, body, other, address)
+                .send(workload, &parts, body, other, address)
                 .await
                 .unwrap_or_else(|e| plain_response(502, e)),
             None => plain_response(502, error),
@@ -327,6 +368,7 @@ impl Ingress {
     /// One forwarded request; `Err` when the node could not be reached.
     async fn send(
         &self,
+        workload: &str,
         parts: &http::request::Parts,
         body: Bytes,
         endpoint: &Endpoint,
@@ -339,8 +381,18 @@ impl Ingress {
         *request.uri_mut() = format!("http://{address}{path}")
             .parse()
             .map_err(|e| format!("bad forward address {address}: {e}"))?;
-        if let Ok(node) = http::HeaderValue::from_str(&self.node) {
-            request.headers_mut().insert(HOP_HEADER, node);
+        let headers = request.headers_mut();
+        for header in INTERNAL_HEADERS {
+            headers.remove(header);
+        }
+        for (header, value) in [
+            (HOP_HEADER, self.node.as_str()),
+            (WORKLOAD_HEADER, workload),
+            (HOP_TOKEN_HEADER, self.token.as_str()),
+        ] {
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| format!("cannot forward to {address}: {header}: {e}"))?;
+            headers.insert(header, value);
         }
         let in_flight = InFlight::start(&self.remote_outstanding, &endpoint.instance);
         let result = self.client.request(request).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use flotilla_client::{collection_path, Client};
 use flotilla_spec::instance::Instance;
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, API_VERSION};
-use flotilla_spec::node::{Node, NodeSpec, NodeStatus};
+use flotilla_spec::node::{Node, NodeSpec, NodeStatus, HOSTNAME_LABEL};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub capacity_memory_bytes: u64,
     /// CPU offered, in millicores.
     pub capacity_cpu_millis: u64,
+    /// Instances the node can hold at once (its runtime's instance slots):
+    /// advertised so the scheduler never places more.
+    pub max_instances: u32,
     /// Where this node's ingress listens (`host:port`), published in the
     /// node's status for other nodes to proxy to; empty: no ingress.
     pub ingress_address: String,
@@ -371,6 +374,7 @@ pub async fn send_heartbeat(
     let status = NodeStatus {
         capacity_memory_bytes: config.capacity_memory_bytes,
         capacity_cpu_millis: config.capacity_cpu_millis,
+        capacity_instances: config.max_instances,
         ready: true,
         last_heartbeat: now_rfc3339(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -382,7 +386,7 @@ pub async fn send_heartbeat(
         kind: "Node".into(),
         metadata: ObjectMeta {
             name: config.node_name.clone(),
-            labels: config.labels.clone(),
+            labels: node_labels(config),
             ..ObjectMeta::default()
         },
         spec: NodeSpec::default(),
@@ -396,6 +400,15 @@ pub async fn send_heartbeat(
         other => other,
     }?;
     Ok(stored["spec"]["epoch"].as_u64().unwrap_or(0))
+}
+
+/// The node's labels: the operator's, and its name under [`HOSTNAME_LABEL`].
+fn node_labels(config: &AgentConfig) -> BTreeMap<String, String> {
+    let mut labels = config.labels.clone();
+    labels
+        .entry(HOSTNAME_LABEL.to_string())
+        .or_insert_with(|| config.node_name.clone());
+    labels
 }
 
 /// Renews the node's status every [`HEARTBEAT_EVERY`] and passes on its

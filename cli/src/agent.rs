@@ -97,9 +97,9 @@ pub fn host_name() -> String {
 }
 
 /// Builds an agent with its own runtime.
-pub fn build(config: AgentConfig, max_instances: u32) -> Result<Agent> {
+pub fn build(config: AgentConfig) -> Result<Agent> {
     let runtime = Runtime::new(RuntimeConfig {
-        max_instances,
+        max_instances: config.max_instances,
         max_memory_bytes: 1 << 30,
         cache_dir: Some(config.data_dir.join("compiled")),
         ..RuntimeConfig::default()
@@ -131,13 +131,14 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         data_dir,
         capacity_memory_bytes: args.capacity_memory.unwrap_or(memory),
         capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
+        max_instances: args.max_instances,
     };
     // Fail fast, and clearly, on a wrong token or a name another agent
     // holds. An unreachable server is not fatal: the agent is offline-first
     // and brings back its journaled instances while it retries.
     let client = flotilla_client::Client::new(&config.server, &config.token)?;
     let joined = send_heartbeat(&client, &config).await;
-    let mut agent = build(config, args.max_instances)?;
+    let mut agent = build(config)?;
     match joined {
         Ok(epoch) => {
             // Known before the journal is restored: stale bindings never start.

@@ -239,7 +239,10 @@ fn rows(
                             format_memory_bytes(memory),
                             format_memory_bytes(s["capacityMemoryBytes"].as_u64().unwrap_or(0))
                         ),
-                        count.to_string(),
+                        match s["capacityInstances"].as_u64() {
+                            Some(capacity) => format!("{count}/{capacity}"),
+                            None => count.to_string(),
+                        },
                         age(&n["metadata"]["creationTimestamp"]),
                         text(&s["agentVersion"]),
                     ]

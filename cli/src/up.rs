@@ -35,19 +35,17 @@ pub async fn main(args: UpArgs) -> Result<()> {
     let ingress = crate::agent::bind_ingress(&args.ingress).await?;
     let (memory, cpu) = machine_capacity();
     let node_name = args.name.clone().unwrap_or_else(crate::agent::host_name);
-    let agent = crate::agent::build(
-        AgentConfig {
-            server: cp.url.clone(),
-            token: cp.join_token.clone(),
-            node_name: node_name.clone(),
-            labels: BTreeMap::new(),
-            data_dir: args.data_dir.join("agent"),
-            capacity_memory_bytes: memory,
-            capacity_cpu_millis: cpu,
-            ingress_address: crate::agent::address_of(&ingress),
-        },
-        args.max_instances,
-    )?;
+    let agent = crate::agent::build(AgentConfig {
+        server: cp.url.clone(),
+        token: cp.join_token.clone(),
+        node_name: node_name.clone(),
+        labels: BTreeMap::new(),
+        data_dir: args.data_dir.join("agent"),
+        capacity_memory_bytes: memory,
+        capacity_cpu_millis: cpu,
+        ingress_address: crate::agent::address_of(&ingress),
+        max_instances: args.max_instances,
+    })?;
     if let Some(listener) = ingress {
         agent.serve_ingress(listener);
     }

@@ -22,6 +22,8 @@ struct Bounds {
     free_memory: i128,
     /// Most free CPU of a schedulable node; -1 when none is.
     free_cpu: i128,
+    /// Whether some schedulable node has a free instance slot.
+    any_slot: bool,
     /// Extremes of `used` (memory fraction + CPU fraction, before placement).
     max_used: f64,
     min_used: f64,
@@ -38,6 +40,7 @@ impl Bounds {
     const EMPTY: Bounds = Bounds {
         free_memory: -1,
         free_cpu: -1,
+        any_slot: false,
         max_used: f64::NEG_INFINITY,
         min_used: f64::INFINITY,
         max_inv_memory: 0.0,
@@ -60,6 +63,7 @@ impl Bounds {
         Bounds {
             free_memory: i128::from(allocatable.memory) - i128::from(allocated.memory),
             free_cpu: i128::from(allocatable.cpu) - i128::from(allocated.cpu),
+            any_slot: node.free_slots() > 0,
             max_used: used,
             min_used: used,
             max_inv_memory: inverse(allocatable.memory),
@@ -80,6 +84,7 @@ impl Bounds {
         Bounds {
             free_memory: a.free_memory.max(b.free_memory),
             free_cpu: a.free_cpu.max(b.free_cpu),
+            any_slot: a.any_slot || b.any_slot,
             max_used: a.max_used.max(b.max_used),
             min_used: a.min_used.min(b.min_used),
             max_inv_memory: a.max_inv_memory.max(b.max_inv_memory),
@@ -112,6 +117,7 @@ impl Bounds {
     fn fits(&self, pod: &Pending) -> bool {
         self.free_memory >= i128::from(pod.requests.memory)
             && self.free_cpu >= i128::from(pod.requests.cpu)
+            && self.any_slot
     }
 }
 

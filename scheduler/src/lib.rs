@@ -6,7 +6,7 @@
 //!
 //! - **Filter**: the node is Ready, schedulable, matches the node selector,
 //!   every taint is tolerated, the requests fit allocatable minus allocated
-//!   (memory and CPU), and a spread constraint's skew stays within bounds.
+//!   (memory and CPU), an instance slot is free, and a spread constraint's skew stays within bounds.
 //! - **Score**: `binpack` prefers the most allocated node after placement (the
 //!   edge default: keeps whole nodes free), `spread` the least allocated; a
 //!   node that already holds the module's compiled artefact gets a bonus.
@@ -67,6 +67,22 @@ pub struct Node {
     pub unschedulable: bool,
     /// Digests of modules whose compiled artefact the node holds.
     pub cached_modules: BTreeSet<String>,
+    /// Most instances the node can hold at once (its runtime's slots, as a
+    /// kubelet's `pods`); 0: no limit.
+    pub max_instances: u32,
+    /// Instances placed on it.
+    pub instances: u32,
+}
+
+impl Node {
+    /// Instance slots left: `u32::MAX` without a limit.
+    pub fn free_slots(&self) -> u32 {
+        if self.max_instances == 0 {
+            u32::MAX
+        } else {
+            self.max_instances.saturating_sub(self.instances)
+        }
+    }
 }
 
 /// Keep instances of one group evenly spread over the values of a node label.
@@ -140,6 +156,7 @@ enum Reject {
     Taint,
     Memory,
     Cpu,
+    Instances,
     Skew,
 }
 
@@ -152,6 +169,7 @@ impl Reject {
             Reject::Taint => "untolerated taint",
             Reject::Memory => "insufficient memory",
             Reject::Cpu => "insufficient cpu",
+            Reject::Instances => "too many instances",
             Reject::Skew => "spread constraint",
         }
     }
@@ -187,6 +205,9 @@ fn filter(node: &Node, pod: &Pending, skew_ok: impl Fn(&Node) -> bool) -> Option
     }
     if node.allocated.cpu.saturating_add(pod.requests.cpu) > node.allocatable.cpu {
         return Some(Reject::Cpu);
+    }
+    if node.free_slots() == 0 {
+        return Some(Reject::Instances);
     }
     if !skew_ok(node) {
         return Some(Reject::Skew);
@@ -255,10 +276,11 @@ fn better(s: f64, name: &str, best: Option<(f64, &str)>) -> bool {
     }
 }
 
-/// Whether the requests fit what the node has left.
+/// Whether the requests fit what the node has left (an instance slot included).
 fn fits(node: &Node, pod: &Pending) -> bool {
     node.allocated.memory.saturating_add(pod.requests.memory) <= node.allocatable.memory
         && node.allocated.cpu.saturating_add(pod.requests.cpu) <= node.allocatable.cpu
+        && node.free_slots() > 0
 }
 
 /// Places `pending` in order on `nodes`, updating each chosen node's
@@ -329,6 +351,7 @@ pub fn schedule(
                 let node = &mut nodes[at];
                 node.allocated.memory += pod.requests.memory;
                 node.allocated.cpu += pod.requests.cpu;
+                node.instances = node.instances.saturating_add(1);
                 if let Some(index) = &mut index {
                     index.update(at, node);
                 }

@@ -19,6 +19,7 @@ fn node_strategy(i: usize) -> impl Strategy<Value = Node> {
         prop::bool::weighted(0.05),
         prop::bool::weighted(0.2),
         any::<bool>(),
+        (prop::sample::select(vec![0u32, 1, 2, 3, 8]), 0u32..=2),
     )
         .prop_map(
             move |(
@@ -32,6 +33,7 @@ fn node_strategy(i: usize) -> impl Strategy<Value = Node> {
                 cordoned,
                 tainted,
                 cached,
+                (max_instances, instances),
             )| {
                 let memory = mem_mi << 20;
                 let mut labels = BTreeMap::from([("zone".to_string(), zone.to_string())]);
@@ -61,6 +63,8 @@ fn node_strategy(i: usize) -> impl Strategy<Value = Node> {
                     } else {
                         BTreeSet::new()
                     },
+                    max_instances,
+                    instances,
                 }
             },
         )
@@ -137,6 +141,7 @@ fn passes(node: &Node, pod: &Pending) -> bool {
             .all(|t| pod.tolerations.iter().any(|tol| tol.key == t.key))
         && node.allocated.memory + pod.requests.memory <= node.allocatable.memory
         && node.allocated.cpu + pod.requests.cpu <= node.allocatable.cpu
+        && (node.max_instances == 0 || node.instances < node.max_instances)
 }
 
 proptest! {
@@ -167,6 +172,7 @@ proptest! {
                 }
                 n.allocated.memory += pod.requests.memory;
                 n.allocated.cpu += pod.requests.cpu;
+                n.instances += 1;
             }
         }
     }

@@ -8,6 +8,14 @@ use crate::meta::Resource;
 /// the join token): `{LOGS_PATH}{namespace}/{instance}[?follow=true&previous=true]`.
 pub const LOGS_PATH: &str = "/.flotilla/logs/";
 
+/// The label every node carries with its own name (as Kubernetes'
+/// `kubernetes.io/hostname`), for node selectors.
+pub const HOSTNAME_LABEL: &str = "flotilla.dev/hostname";
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A Node resource (cluster-scoped).
 pub type Node = Resource<NodeSpec, NodeStatus>;
 
@@ -34,6 +42,10 @@ pub struct NodeStatus {
     pub capacity_memory_bytes: u64,
     /// Total CPU in millicores.
     pub capacity_cpu_millis: u64,
+    /// Most instances the node runs at once (its runtime's slots, like a
+    /// kubelet's `pods`); 0: not reported (no limit).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub capacity_instances: u32,
     /// Whether the agent is heartbeating.
     pub ready: bool,
     /// Last heartbeat (RFC 3339).

@@ -13,6 +13,8 @@ pub struct Cluster {
     pub port: u16,
     child: Option<Child>,
     command: &'static str,
+    /// More arguments for the server process.
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -33,12 +35,22 @@ impl Cluster {
         Self::start_with("server")
     }
 
+    /// `flotilla up` with more arguments.
+    pub fn start_up_with(extra: &[&str]) -> Self {
+        Self::start_with_args("up", extra)
+    }
+
     fn start_with(command: &'static str) -> Self {
+        Self::start_with_args(command, &[])
+    }
+
+    fn start_with_args(command: &'static str, extra: &[&str]) -> Self {
         let mut cluster = Self {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             child: None,
             command,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         cluster.launch();
         cluster
@@ -68,6 +80,7 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(self.data_dir())
+            .args(&self.extra)
             .env("FLOTILLA_CONFIG", self.config())
             .stdout(Stdio::null())
             .stderr(log)
@@ -177,6 +190,19 @@ pub fn in_phase<'a>(items: &'a [Value], phase: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|i| i["status"]["phase"] == phase)
         .collect()
+}
+
+/// How many nodes `flotilla get nodes` shows Ready (`NotReady` does not count).
+pub fn ready_nodes(c: &Cluster) -> usize {
+    c.ok(&["get", "nodes"])
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|status| status.split(',').any(|s| s == "Ready"))
+        })
+        .count()
 }
 
 pub fn names(items: &[Value]) -> Vec<String> {

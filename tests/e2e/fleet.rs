@@ -74,7 +74,7 @@ fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
     let _a = agent(&c, "edge-a", join.trim(), "256Mi");
     let _b = agent(&c, "edge-b", join.trim(), "256Mi");
     c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+        ready_nodes(&c) == 2
     });
 
     let manifest = c.manifest("small.yaml", SMALL);
@@ -170,7 +170,7 @@ fn instances_of_a_killed_agent_run_elsewhere_within_10_s() {
         agent(&c, "edge-b", join.trim(), "1Gi"),
     ];
     c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+        ready_nodes(&c) == 2
     });
     // Binpack puts both on one node (equal nodes: the first by name, then the fuller).
     let manifest = c.manifest("two.yaml", &SMALL.replace("replicas: 4", "replicas: 2"));
@@ -217,7 +217,7 @@ fn a_second_agent_claiming_a_live_name_is_refused() {
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let _first = agent(&c, "edge-a", join.trim(), "1Gi");
     c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).contains("Ready")
+        ready_nodes(&c) == 1
     });
     let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args([
@@ -258,7 +258,7 @@ fn with_the_server_down_agents_keep_running_and_restarting() {
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let a = agent(&c, "edge-a", join.trim(), "1Gi");
     c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).contains("Ready")
+        ready_nodes(&c) == 1
     });
     let ticker = c.manifest("two.yaml", &SMALL.replace("replicas: 4", "replicas: 2"));
     let crasher = c.manifest("crasher.yaml", CRASHER);
@@ -334,7 +334,7 @@ fn a_restarted_agent_with_a_stale_journal_is_fenced() {
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let mut a = agent(&c, "edge-a", join.trim(), "1Gi");
     c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).contains("Ready")
+        ready_nodes(&c) == 1
     });
     let manifest = c.manifest("two.yaml", &SMALL.replace("replicas: 4", "replicas: 2"));
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
@@ -429,7 +429,7 @@ fn a_workload_can_ask_to_be_spread() {
     let _a = agent(&c, "edge-a", join.trim(), "1Gi");
     let _b = agent(&c, "edge-b", join.trim(), "1Gi");
     c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+        ready_nodes(&c) == 2
     });
     let spread = SMALL
         .replace(

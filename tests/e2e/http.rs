@@ -269,7 +269,7 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
     let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
     let mut b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
     c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        c.ok(&["get", "nodes"]).matches("Ready").count() == 2
+        ready_nodes(&c) == 2
     });
     let hello = HELLO.replace(
         "execution: http",
@@ -361,6 +361,81 @@ fn a_guest_calls_a_granted_workload_by_name_and_nothing_else() {
     });
     let events = c.ok(&["get", "events"]);
     assert!(events.contains("spec.grants.hosts"), "{events}");
+}
+
+#[test]
+fn a_guest_calls_a_workload_by_name_on_another_node() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
+    let _b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        ready_nodes(&c) == 2
+    });
+    let on =
+        |node: &str| format!("execution: http\n  nodeSelector: {{flotilla.dev/hostname: {node}}}");
+    c.apply(
+        "hello.yaml",
+        &HELLO
+            .replace("replicas: 3", "replicas: 1")
+            .replace("execution: http", &on("edge-b")),
+    );
+    c.apply(
+        "caller.yaml",
+        &CALLER.replace("execution: http", &on("edge-a")),
+    );
+    ready(&c, "hello", 1);
+    ready(&c, "caller", 1);
+    let node_of = |workload: &str| {
+        c.items("instances")
+            .iter()
+            .find(|i| i["spec"]["workload"] == workload)
+            .map(|i| {
+                i["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+    };
+    assert_eq!(node_of("hello").as_deref(), Some("edge-b"));
+    assert_eq!(node_of("caller").as_deref(), Some("edge-a"));
+    let ingress = ingress_of(&c, "edge-a");
+    let call = || {
+        request(
+            &ingress,
+            "GET",
+            "caller.local",
+            "/?url=http://hello.default.flotilla/",
+            "",
+        )
+    };
+    let mut answer = (0, String::new());
+    c.wait_until(
+        "caller on edge-a reaches hello on edge-b by name",
+        Duration::from_secs(10),
+        || {
+            answer = call();
+            answer.0 == 200
+        },
+    );
+    assert!(
+        answer.1.contains("answered 200: hello from flotilla"),
+        "{}",
+        answer.1
+    );
+
+    // An outside client cannot use the internal forwarding headers to reach
+    // a workload by name on edge-b (it has no route for that host).
+    let edge_b = ingress_of(&c, "edge-b");
+    let mut stream = TcpStream::connect(&edge_b).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: hello.default.flotilla\r\nx-flotilla-forwarded-by: edge-a\r\nx-flotilla-workload: default/hello\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
 }
 
 #[test]

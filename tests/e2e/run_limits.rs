@@ -33,6 +33,27 @@ fn tables_count_against_the_memory_limit() {
     let peak = r.json["peakMemoryBytes"].as_u64().unwrap();
     // 64 KiB of linear memory plus 8 bytes per table element.
     assert!(peak <= 128 * 1024 && peak > 120 * 1024, "peak {peak}");
+    let message = r.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("memory limit of 131072 bytes"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_table_growth_refused_by_the_engines_cap_is_oom_killed_and_named() {
+    // No workload limit: the per-table cap refuses (wasmtime's default of
+    // 20,000 elements used to end this as a plain `Trap: unreachable`).
+    let r = run_json(&sample("table-grower.wat"), &["--memory", "1Gi"], &[]);
+    assert_eq!(r.reason(), "OOMKilled", "{}", r.json);
+    assert_eq!(r.code, 137);
+    let message = r.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("per-table cap of 1048576 elements"),
+        "{message}"
+    );
+    // It got past the old cap: 8 bytes per element.
+    assert!(r.json["peakMemoryBytes"].as_u64().unwrap() > 8 * 20_000);
 }
 
 #[test]

@@ -54,18 +54,81 @@ fn three_replicas_run_and_come_back_after_kill_9() {
     let before = names(&c.items("instances"));
     let logs = c.ok(&["logs", "ticker", "--instance", &before[0]]);
     assert!(logs.contains("tick 1"), "{logs}");
+    let started = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| {
+                i["status"]["startedAt"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let started_before = started(&c.items("instances"));
 
     c.kill();
     c.launch();
+    // The phase stored before the kill says Running too: wait for runs that
+    // started after the restart.
     c.wait_until(
-        "the same 3 instances run again",
+        "the same 3 instances run again, restarted",
         Duration::from_secs(15),
-        || running(&c, 3),
+        || {
+            let items = c.items("instances");
+            in_phase(&items, "Running").len() == 3
+                && started(&items)
+                    .iter()
+                    .zip(&started_before)
+                    .all(|(now, then)| now != then)
+        },
     );
     std::thread::sleep(Duration::from_millis(500));
     let after = c.items("instances");
     assert_eq!(names(&after), before, "same instances, no duplicates");
     assert_eq!(c.items("workloads").len(), 1);
+}
+
+#[test]
+fn a_node_never_gets_more_instances_than_it_can_hold() {
+    let c = Cluster::start_up_with(&["--max-instances", "5"]);
+    c.apply("seven.yaml", &TICKER.replace("replicas: 3", "replicas: 7"));
+    c.wait_until(
+        "5 run and 2 wait, saying why",
+        Duration::from_secs(20),
+        || {
+            let items = c.items("instances");
+            running(&c, 5)
+                && items
+                    .iter()
+                    .filter(|i| {
+                        i["status"]["message"] == "0/1 nodes available: 1 too many instances"
+                            && i["spec"]["nodeName"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .is_empty()
+                    })
+                    .count()
+                    == 2
+        },
+    );
+    let nodes = c.ok(&["get", "nodes"]);
+    assert!(nodes.contains(" 5/5 "), "{nodes}");
+    // Nothing crash-loops for want of a slot.
+    std::thread::sleep(Duration::from_millis(500));
+    let items = c.items("instances");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["status"]["restarts"].as_u64().unwrap_or(0) == 0),
+        "{items:?}"
+    );
+    // Room again: the waiting ones are placed.
+    c.ok(&["scale", "workload", "ticker", "--replicas", "5"]);
+    c.wait_until("5 run", Duration::from_secs(15), || {
+        let items = c.items("instances");
+        items.len() == 5 && running(&c, 5)
+    });
 }
 
 #[test]

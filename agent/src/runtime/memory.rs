@@ -2,9 +2,11 @@
 //! tables, enforced by wasmtime's `ResourceLimiter` hooks.
 //!
 //! A growth past the budget is *refused* (`memory.grow` returns -1 inside the
-//! guest, `malloc` returns NULL), it does not trap: a guest may handle it. When
-//! the guest then dies anyway, the run is classified `OOMKilled` because a
-//! growth was refused (see `outcome`).
+//! guest, `malloc` returns NULL), it does not trap: a guest may handle it. So
+//! is a growth past a memory's or table's maximum — the module's own, or the
+//! engine's per-slot cap (`engine::TABLE_ELEMENTS_CAP`, the pool's memory slot
+//! size). When the guest then dies anyway, the run is classified `OOMKilled`
+//! and its message names the limit that refused (see `outcome`).
 
 use wasmtime::ResourceLimiter;
 
@@ -17,7 +19,8 @@ pub(crate) struct MemoryLimiter {
     limit: Option<usize>,
     in_use: usize,
     peak: usize,
-    refused: bool,
+    /// What the first refused growth ran into, in words.
+    refusal: Option<String>,
 }
 
 impl MemoryLimiter {
@@ -34,16 +37,23 @@ impl MemoryLimiter {
         self.peak as u64
     }
 
-    /// Whether any growth was refused for being over the budget.
-    pub(crate) fn refused(&self) -> bool {
-        self.refused
+    /// What the first refused growth ran into, e.g. `the memory limit of
+    /// 33554432 bytes`.
+    pub(crate) fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+
+    fn refuse(&mut self, why: String) -> bool {
+        self.refusal.get_or_insert(why);
+        false
     }
 
     fn grow(&mut self, current: usize, desired: usize) -> bool {
         let next = self.in_use.saturating_sub(current).saturating_add(desired);
-        if self.limit.is_some_and(|limit| next > limit) {
-            self.refused = true;
-            return false;
+        if let Some(limit) = self.limit.filter(|&limit| next > limit) {
+            return self.refuse(format!(
+                "a growth to {next} bytes of memories and tables passed the memory limit of {limit} bytes (resources.limits.memory)"
+            ));
         }
         self.in_use = next;
         self.peak = self.peak.max(next);
@@ -56,8 +66,13 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if let Some(maximum) = maximum.filter(|&m| desired > m) {
+            return Ok(self.refuse(format!(
+                "a linear memory growth to {desired} bytes passed its maximum of {maximum} bytes (the module's own maximum, or the node's memory slot size)"
+            )));
+        }
         Ok(self.grow(current, desired))
     }
 
@@ -65,12 +80,28 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if let Some(maximum) = maximum.filter(|&m| desired > m) {
+            return Ok(self.refuse(format!(
+                "a table growth to {desired} elements passed its maximum of {maximum} elements (the module's own maximum, or the node's per-table cap of {} elements)",
+                super::engine::TABLE_ELEMENTS_CAP
+            )));
+        }
         Ok(self.grow(
             current.saturating_mul(TABLE_ELEMENT_BYTES),
             desired.saturating_mul(TABLE_ELEMENT_BYTES),
         ))
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refuse(format!("a linear memory growth failed: {error:#}"));
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refuse(format!("a table growth failed: {error:#}"));
+        Ok(())
     }
 }
 
@@ -84,7 +115,21 @@ mod tests {
         assert!(l.grow(0, 60));
         assert!(l.grow(0, 40));
         assert!(!l.grow(60, 61));
-        assert!(l.refused());
+        assert!(l.refusal().unwrap().contains("memory limit of 100 bytes"));
         assert_eq!(l.peak(), 100);
+    }
+
+    #[test]
+    fn a_growth_past_a_maximum_is_a_refusal_that_names_it() {
+        let mut l = MemoryLimiter::new(None);
+        assert!(!l.table_growing(10, 30_000, Some(20_000)).unwrap());
+        let why = l.refusal().unwrap().to_string();
+        assert!(
+            why.contains("30000 elements") && why.contains("20000"),
+            "{why}"
+        );
+        // The first refusal is the one reported.
+        assert!(!l.memory_growing(0, 100, Some(50)).unwrap());
+        assert_eq!(l.refusal(), Some(why.as_str()));
     }
 }

@@ -70,9 +70,9 @@ pub(crate) struct Ending {
 }
 
 impl Ending {
-    /// Classifies the result of a guest's entry point. `memory_refused` says
-    /// whether the memory limit refused a growth during the run.
-    pub(crate) fn classify(result: wasmtime::Result<()>, memory_refused: bool) -> Self {
+    /// Classifies the result of a guest's entry point. `refusal` says what
+    /// refused a memory or table growth during the run, if anything did.
+    pub(crate) fn classify(result: wasmtime::Result<()>, refusal: Option<&str>) -> Self {
         let ending = match result {
             Ok(()) => Self::exited(0),
             Err(error) => {
@@ -85,6 +85,18 @@ impl Ending {
                         trap: Some(trap_kind(*trap)),
                         message: Some(trap_message(*trap, &error)),
                     }
+                } else if let Some(pool) =
+                    error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                {
+                    // Not the guest's doing: the node is full.
+                    Self {
+                        reason: ExitReason::Error,
+                        exit_code: None,
+                        trap: None,
+                        message: Some(format!(
+                            "no free instance slot on this node ({pool}): it already runs as many instances as it can hold (the agent's --max-instances); the scheduler places no more than the node advertises, so this instance waits for a slot"
+                        )),
+                    }
                 } else {
                     // A failure raised by the host on the guest's behalf.
                     Self {
@@ -96,9 +108,16 @@ impl Ending {
                 }
             }
         };
-        if memory_refused && ending.reason != ExitReason::Completed {
+        // A guest that dies after a refused growth died of it; a node out of
+        // instance slots (an Error without exit code) is not the guest's doing.
+        let died = match ending.reason {
+            ExitReason::Trap => true,
+            ExitReason::Error => ending.exit_code.is_some(),
+            _ => false,
+        };
+        if let Some(refusal) = refusal.filter(|_| died) {
             let message = format!(
-                "memory limit reached: a growth was refused, then the guest {}",
+                "out of memory: {refusal}; then the guest {}",
                 match ending.exit_code {
                     Some(code) => format!("exited with code {code}"),
                     None => format!("trapped ({})", ending.trap.as_deref().unwrap_or("?")),

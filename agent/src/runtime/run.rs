@@ -240,12 +240,12 @@ pub(super) fn finish<T: Limited>(
     timeout: Option<Duration>,
 ) -> Outcome {
     let memory = &store.data_mut().limits().memory;
-    let refused = memory.refused();
+    let refusal = memory.refusal();
     let ending = match result {
         None => Ending::deadline(timeout.unwrap_or_default()),
         Some(Ok(code)) => Ending::exited(code),
-        Some(Err(Failure::Instantiate(e))) if refused => Ending::oom_at_start(&e),
-        Some(Err(Failure::Instantiate(e) | Failure::Run(e))) => Ending::classify(Err(e), refused),
+        Some(Err(Failure::Instantiate(e))) if refusal.is_some() => Ending::oom_at_start(&e),
+        Some(Err(Failure::Instantiate(e) | Failure::Run(e))) => Ending::classify(Err(e), refusal),
     };
     Outcome {
         reason: ending.reason,

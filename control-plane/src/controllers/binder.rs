@@ -56,6 +56,8 @@ pub fn pass(
                 ready: *ready,
                 unschedulable: n.spec.unschedulable,
                 cached_modules: Default::default(),
+                max_instances: status.capacity_instances,
+                instances: 0,
             }
         })
         .collect();
@@ -72,6 +74,7 @@ pub fn pass(
             let (memory, cpu) = requests(i);
             node.allocated.memory += memory;
             node.allocated.cpu += cpu;
+            node.instances = node.instances.saturating_add(1);
             if let Some(digest) = &i.spec.template.module.sha256 {
                 node.cached_modules.insert(digest.clone());
             }
