@@ -80,10 +80,23 @@ pub struct Agent {
     /// The node's fencing epoch, as the last heartbeat answered it.
     epoch: tokio::sync::watch::Receiver<u64>,
     epoch_tx: tokio::sync::watch::Sender<u64>,
+    /// Instances this agent could not read, with the resourceVersion it last
+    /// reported (so each version is reported once).
+    undecodable: HashMap<String, String>,
 }
 
 fn key(i: &Instance) -> String {
     format!("{}/{}", i.metadata.namespace, i.metadata.name)
+}
+
+/// `namespace/name` of an object that may not decode.
+fn raw_key(value: &serde_json::Value) -> Option<String> {
+    let meta = &value["metadata"];
+    Some(format!(
+        "{}/{}",
+        meta["namespace"].as_str()?,
+        meta["name"].as_str()?
+    ))
 }
 
 impl Agent {
@@ -114,6 +127,7 @@ impl Agent {
             assigned: BTreeMap::new(),
             journal_dirty: false,
             journal_writer: None,
+            undecodable: HashMap::new(),
         })
     }
 
@@ -198,12 +212,22 @@ impl Agent {
         let path = collection_path("instances", None);
         let selector = format!("fieldSelector=spec.nodeName={}", self.config.node_name);
         let list = client.list(&path, &selector).await?;
-        self.assigned = list
-            .items
-            .into_iter()
-            .filter_map(|v| serde_json::from_value::<Instance>(v).ok())
-            .map(|i| (key(&i), i))
-            .collect();
+        let mut assigned = BTreeMap::new();
+        let listed: std::collections::HashSet<String> =
+            list.items.iter().filter_map(raw_key).collect();
+        self.undecodable.retain(|k, _| listed.contains(k));
+        for value in list.items {
+            match self.decode(value) {
+                Ok(instance) => drop(assigned.insert(key(&instance), instance)),
+                // Keep running what runs: the last version this agent could read.
+                Err(k) => {
+                    if let Some(known) = self.assigned.remove(&k) {
+                        assigned.insert(k, known);
+                    }
+                }
+            }
+        }
+        self.assigned = assigned;
         self.converge();
         self.remove_orphan_logs();
         let mut events = Box::pin(client.watch(&path, &selector, &list.revision).await?);
@@ -223,17 +247,22 @@ impl Agent {
             let Some(event) = event else { break };
             let event = event?;
             match event.kind.as_str() {
-                "ADDED" | "MODIFIED" | "DELETED" => {
-                    let Ok(instance) = serde_json::from_value::<Instance>(event.object) else {
+                "DELETED" => {
+                    // Only the name matters: a deletion is applied even when
+                    // the object's body cannot be read.
+                    let Some(k) = raw_key(&event.object) else {
                         continue;
                     };
-                    let k = key(&instance);
-                    if event.kind == "DELETED" {
-                        self.assigned.remove(&k);
-                    } else {
-                        self.assigned.insert(k.clone(), instance);
-                    }
+                    self.undecodable.remove(&k);
+                    self.assigned.remove(&k);
                     self.converge_key(&k);
+                }
+                "ADDED" | "MODIFIED" => {
+                    if let Ok(instance) = self.decode(event.object) {
+                        let k = key(&instance);
+                        self.assigned.insert(k.clone(), instance);
+                        self.converge_key(&k);
+                    }
                 }
                 "ERROR" => {
                     return Err(flotilla_client::ClientError::Decode(format!(
@@ -245,6 +274,55 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Decodes an Instance from the API. One this agent cannot read (a newer
+    /// control plane's fields, say) is logged and reported as a Warning event
+    /// on it, once per version; `Err` carries its key, when it has one.
+    fn decode(&mut self, value: serde_json::Value) -> Result<Instance, String> {
+        let k = raw_key(&value).unwrap_or_default();
+        let version = value["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match serde_path_to_error::deserialize::<_, Instance>(value) {
+            Ok(instance) => {
+                self.undecodable.remove(&k);
+                Ok(instance)
+            }
+            Err(e) => {
+                if self.undecodable.get(&k) != Some(&version) {
+                    let running = if self.running.contains_key(&k) {
+                        "it keeps running as last read"
+                    } else {
+                        "it is not started"
+                    };
+                    let message = format!(
+                        "agent {} (version {}) cannot read instance {k}: {} at {}; {running} — upgrade the agent to the control plane's version",
+                        self.config.node_name,
+                        env!("CARGO_PKG_VERSION"),
+                        e.inner(),
+                        e.path()
+                    );
+                    tracing::warn!("{message}");
+                    if let Some((ns, name)) = k.split_once('/') {
+                        let about = flotilla_spec::event::ObjectRef {
+                            kind: "Instance".into(),
+                            namespace: ns.into(),
+                            name: name.into(),
+                        };
+                        self.ctx.reporter.event(
+                            &about,
+                            crate::report::Severity::Warning,
+                            "UnreadableInstance",
+                            message,
+                        );
+                    }
+                    self.undecodable.insert(k.clone(), version);
+                }
+                Err(k)
+            }
+        }
     }
 
     /// Starts what is assigned and not running; stops what runs and is not

@@ -180,7 +180,7 @@ async fn watch_probes(
                     report(status);
                 }
             } else {
-                let allowed = probe.period * probe.failure_threshold;
+                let allowed = probe.period.saturating_mul(probe.failure_threshold);
                 if started.elapsed() >= allowed {
                     return format!(
                         "startup probe failed: no watchdog kick within {allowed:?} ({} checks every {:?})",

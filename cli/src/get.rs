@@ -379,14 +379,16 @@ pub async fn describe(args: NameArgs) -> Result<()> {
         .list(&CliKind::Event.collection(Some(&args.namespace)), "")
         .await?
         .items;
-    let prefix = format!("{}-", args.name);
     let related: Vec<Value> = events
         .into_iter()
         .filter(|e| {
-            let name = e["spec"]["involvedObject"]["name"]
-                .as_str()
-                .unwrap_or_default();
-            name == args.name || (kind == CliKind::Workload && name.starts_with(&prefix))
+            let about = &e["spec"]["involvedObject"];
+            let name = about["name"].as_str().unwrap_or_default();
+            let about_kind = about["kind"].as_str().unwrap_or_default();
+            (name == args.name && about_kind == kind.name())
+                || (kind == CliKind::Workload
+                    && about_kind == "Instance"
+                    && flotilla_spec::instance::is_named_for(&args.name, name))
         })
         .collect();
     println!("events:");

@@ -24,6 +24,16 @@ impl CliKind {
         })
     }
 
+    /// The kind as objects name it (`Workload`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CliKind::Workload => "Workload",
+            CliKind::Instance => "Instance",
+            CliKind::Node => "Node",
+            CliKind::Event => "Event",
+        }
+    }
+
     pub fn plural(self) -> &'static str {
         match self {
             CliKind::Workload => "workloads",

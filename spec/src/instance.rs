@@ -8,6 +8,36 @@ use crate::workload::WorkloadSpec;
 /// An Instance resource.
 pub type Instance = Resource<InstanceSpec, InstanceStatus>;
 
+/// The characters of the random suffix of an instance's name (no vowels,
+/// no look-alikes), as Kubernetes names a ReplicaSet's pods.
+pub const NAME_SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+/// The length of that suffix.
+pub const NAME_SUFFIX_LEN: usize = 5;
+
+/// Whether `instance` is named as an instance of workload `workload`
+/// (`<workload>-<suffix>`): `web-api-x7k2q` belongs to `web-api`, not to `web`.
+pub fn is_named_for(workload: &str, instance: &str) -> bool {
+    instance
+        .strip_prefix(workload)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|suffix| {
+            suffix.len() == NAME_SUFFIX_LEN
+                && suffix.bytes().all(|b| NAME_SUFFIX_ALPHABET.contains(&b))
+        })
+}
+
+#[cfg(test)]
+mod naming_tests {
+    #[test]
+    fn an_instance_belongs_to_its_workload_only() {
+        assert!(super::is_named_for("web", "web-x7k2q"));
+        assert!(!super::is_named_for("web", "web-api-x7k2q"));
+        assert!(super::is_named_for("web-api", "web-api-x7k2q"));
+        assert!(!super::is_named_for("web", "web"));
+        assert!(!super::is_named_for("web", "webx-x7k2q"));
+    }
+}
+
 /// What to run and where; written by the workload controller and the scheduler.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

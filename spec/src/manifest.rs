@@ -222,6 +222,34 @@ spec:
     }
 
     #[test]
+    fn busy_loops_and_overflows_are_refused() {
+        let error = |extra: &str| {
+            let text = TICKER.replace("  replicas: 3\n", &format!("  replicas: 3\n{extra}\n"));
+            parse_manifests(&text).map(drop).map_err(|e| e.to_string())
+        };
+        let e = error("  probes: {liveness: {watchdog: {}, period: 0s}}").unwrap_err();
+        assert!(
+            e.contains("spec.probes.liveness.period") && e.contains("1s or more"),
+            "{e}"
+        );
+        let e = error("  probes: {startup: {watchdog: {}, period: 500ms}}").unwrap_err();
+        assert!(e.contains("spec.probes.startup.period"), "{e}");
+        let e = error("  probes: {startup: {watchdog: {}, period: 100000000000h, failureThreshold: 4000000000}}")
+            .unwrap_err();
+        assert!(e.contains("spec.probes.startup.failureThreshold"), "{e}");
+        assert!(error("  probes: {liveness: {watchdog: {}, period: 1s}}").is_ok());
+        let initial =
+            |t: &str| TICKER.replace("backoff: {initial: 1s", &format!("backoff: {{initial: {t}"));
+        assert!(TICKER.contains("backoff: {initial: 1s"));
+        let e = parse_manifests(&initial("0s")).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.restartPolicy.backoff.initial") && e.contains("10ms"),
+            "{e}"
+        );
+        assert!(parse_manifests(&initial("10ms")).is_ok());
+    }
+
+    #[test]
     fn bad_documents_are_named() {
         assert!(matches!(
             parse_manifests("a: [1, 2"),

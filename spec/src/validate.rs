@@ -254,10 +254,28 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
                     "give exactly one handler: watchdog: {} (daemons) or httpGet: {path: /healthz} (http workloads)",
                 ),
             }
-            errors.check(&format!("{path}.period"), parse_duration(&probe.period));
+            let period = errors.check(&format!("{path}.period"), parse_duration(&probe.period));
             errors.check(&format!("{path}.timeout"), parse_duration(&probe.timeout));
             if probe.failure_threshold == 0 {
                 errors.add(format!("{path}.failureThreshold"), "must be at least 1");
+            }
+            if let Some(period) = period {
+                if period < MIN_PROBE_PERIOD {
+                    // A zero period is a busy loop (an httpGet probe starts an
+                    // instance per check); Kubernetes' minimum is 1s too.
+                    errors.add(
+                        format!("{path}.period"),
+                        format!("{:?} is too short: a probe runs at most once a second (use 1s or more)", probe.period),
+                    );
+                } else if period
+                    .checked_mul(probe.failure_threshold)
+                    .is_none_or(|window| window > MAX_PROBE_WINDOW)
+                {
+                    errors.add(
+                        format!("{path}.failureThreshold"),
+                        format!("period × failureThreshold must be at most {MAX_PROBE_WINDOW:?} (365 days)"),
+                    );
+                }
             }
         }
     }
@@ -275,6 +293,12 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
         "spec.restartPolicy.backoff.resetAfter",
         parse_duration(&backoff.reset_after),
     );
+    if let Some(initial) = initial.filter(|i| *i < MIN_BACKOFF) {
+        errors.add(
+            "spec.restartPolicy.backoff.initial",
+            format!("{initial:?} is too short: a crash loop without a pause starves the node (use 10ms or more)"),
+        );
+    }
     if let (Some(initial), Some(max)) = (initial, max) {
         if initial > max {
             errors.add(
@@ -289,6 +313,13 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
         Err(ValidationErrors(errors.0))
     }
 }
+
+/// Shortest probe period accepted.
+pub const MIN_PROBE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest `period × failureThreshold` accepted.
+const MAX_PROBE_WINDOW: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+/// Shortest first restart delay accepted.
+pub const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Checks a resource list; returns the parsed (memory bytes, cpu millicores).
 fn check_resources(

@@ -467,3 +467,57 @@ fn a_workload_can_ask_to_be_spread() {
         .sum();
     assert_eq!(total, 6, "{nodes}");
 }
+
+#[test]
+fn an_instance_the_agent_cannot_read_is_reported_and_what_runs_keeps_running() {
+    let mut c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = agent(&c, "edge-a", join.trim(), "1Gi");
+    c.wait_until("edge-a is Ready", Duration::from_secs(15), || {
+        ready_nodes(&c) == 1
+    });
+    c.apply("one.yaml", &SMALL.replace("replicas: 4", "replicas: 1"));
+    c.wait_until("it runs", Duration::from_secs(15), || {
+        in_phase(&c.items("instances"), "Running").len() == 1
+    });
+    let name = names(&c.items("instances")).remove(0);
+    let log = c
+        .dir
+        .path()
+        .join(format!("agent-edge-a/logs/default/{name}/current.log"));
+
+    // A newer control plane's field in the stored instance (written while
+    // the server is down, as an upgrade would).
+    c.kill();
+    let db = c.data_dir().join("store.db");
+    let edit = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); \
+             d.execute(\"UPDATE objects SET body = json_set(body, '$.spec.template.futureField', 1) WHERE kind = 'Instance'\"); \
+             d.commit()",
+        ])
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(edit.success());
+    c.launch();
+    c.wait_until(
+        "the agent says it cannot read it",
+        Duration::from_secs(20),
+        || read_agent_log(&c, "edge-a").contains(&format!("cannot read instance default/{name}")),
+    );
+    let said = read_agent_log(&c, "edge-a");
+    assert!(said.contains("futureField"), "{said}");
+    assert!(said.contains("keeps running"), "{said}");
+    c.wait_until("an event says so", Duration::from_secs(10), || {
+        c.ok(&["get", "events"]).contains("UnreadableInstance")
+    });
+    // Still running: its log keeps growing, and it was never stopped.
+    let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    c.wait_until("it keeps ticking", Duration::from_secs(10), || {
+        size() > before
+    });
+    assert!(!read_agent_log(&c, "edge-a").contains(&format!("stopped instance default/{name}")));
+}

@@ -448,11 +448,11 @@ fn readiness_gates_which_replicas_get_requests() {
         .replace("trap.local", "unready.local")
         .replace(
             "execution: http",
-            "execution: http\n  probes: {readiness: {httpGet: {path: /trap}, period: 200ms, timeout: 1s, failureThreshold: 1}}",
+            "execution: http\n  probes: {readiness: {httpGet: {path: /trap}, period: 1s, timeout: 1s, failureThreshold: 1}}",
         );
     let passing = TRAP.replace(
         "execution: http",
-        "execution: http\n  probes: {startup: {httpGet: {path: /}, period: 100ms}, readiness: {httpGet: {path: /}, period: 200ms}}",
+        "execution: http\n  probes: {startup: {httpGet: {path: /}, period: 1s}, readiness: {httpGet: {path: /}, period: 1s}}",
     );
     c.apply("unready.yaml", &failing);
     c.apply("trap.yaml", &passing);

@@ -132,6 +132,38 @@ fn a_node_never_gets_more_instances_than_it_can_hold() {
 }
 
 #[test]
+fn describe_shows_the_events_of_its_own_instances_only() {
+    let c = Cluster::start();
+    c.apply(
+        "web.yaml",
+        &TICKER
+            .replace("name: ticker", "name: web")
+            .replace("replicas: 3", "replicas: 1"),
+    );
+    c.apply(
+        "web-api.yaml",
+        &TICKER
+            .replace("name: ticker", "name: web-api")
+            .replace("replicas: 3", "replicas: 1"),
+    );
+    c.wait_until("both run", Duration::from_secs(15), || running(&c, 2));
+    let instance_of = |workload: &str| {
+        c.items("instances")
+            .iter()
+            .find(|i| i["spec"]["workload"] == workload)
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (web, api) = (instance_of("web"), instance_of("web-api"));
+    c.wait_until("web's events are recorded", Duration::from_secs(10), || {
+        c.ok(&["describe", "workload", "web"]).contains(&web)
+    });
+    let described = c.ok(&["describe", "workload", "web"]);
+    assert!(!described.contains(&api), "{described}");
+    assert!(c.ok(&["describe", "workload", "web-api"]).contains(&api));
+}
+
+#[test]
 fn a_crashing_module_is_restarted_with_backoff() {
     let c = Cluster::start();
     let manifest = c.manifest("crasher.yaml", CRASHER);
@@ -331,15 +363,15 @@ spec:
   args: ["100", "KICKS"]
   restartPolicy: {backoff: {initial: 100ms}}
   probes:
-    liveness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 2}
-    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}
+    liveness: {watchdog: {}, period: 1s, timeout: 1s, failureThreshold: 2}
+    readiness: {watchdog: {}, period: 1s, timeout: 1s, failureThreshold: 1}
 "#;
 
 #[test]
 fn a_failing_liveness_probe_restarts_the_instance() {
     let c = Cluster::start();
-    // Kicks 5 times (0.5 s), then hangs while still running.
-    let manifest = c.manifest("hangs.yaml", &WATCHDOG.replace("KICKS", "5"));
+    // Kicks 20 times (2 s), then hangs while still running.
+    let manifest = c.manifest("hangs.yaml", &WATCHDOG.replace("KICKS", "20"));
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
     c.wait_until("the instance is ready", Duration::from_secs(10), || {
         c.items("instances")
@@ -348,7 +380,7 @@ fn a_failing_liveness_probe_restarts_the_instance() {
     });
     c.wait_until(
         "liveness kills and restarts it",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || {
             c.items("instances")
                 .first()
@@ -453,21 +485,23 @@ fn scale_and_patch_change_a_workload_in_place() {
 #[test]
 fn a_startup_probe_lets_a_slow_starter_live() {
     let c = Cluster::start();
-    // Silent for 1 s (10 ticks of 100 ms), then kicks forever.
-    let slow =
-        |name: &str, startup: &str| {
-            let body = WATCHDOG
+    // Silent for 3 s (30 ticks of 100 ms), then kicks forever.
+    let slow = |name: &str, startup: &str| {
+        let body = WATCHDOG
             .replace("name: hangs", &format!("name: {name}"))
-            .replace(r#"args: ["100", "KICKS"]"#, r#"args: ["100", "1000000", "10"]"#)
             .replace(
-                "    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}",
+                r#"args: ["100", "KICKS"]"#,
+                r#"args: ["100", "1000000", "30"]"#,
+            )
+            .replace(
+                "    readiness: {watchdog: {}, period: 1s, timeout: 1s, failureThreshold: 1}",
                 startup,
             );
-            c.manifest(&format!("{name}.yaml"), &body)
-        };
+        c.manifest(&format!("{name}.yaml"), &body)
+    };
     let with = slow(
         "patient",
-        "    startup: {watchdog: {}, period: 200ms, failureThreshold: 15}",
+        "    startup: {watchdog: {}, period: 1s, failureThreshold: 15}",
     );
     let without = slow("impatient", "");
     c.ok(&["apply", "-f", with.to_str().unwrap()]);
@@ -481,10 +515,10 @@ fn a_startup_probe_lets_a_slow_starter_live() {
     };
     c.wait_until(
         "liveness kills the impatient one",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || restarts("impatient") >= 1,
     );
-    c.wait_until("the patient one is ready", Duration::from_secs(10), || {
+    c.wait_until("the patient one is ready", Duration::from_secs(20), || {
         c.items("instances")
             .iter()
             .any(|i| i["spec"]["workload"] == "patient" && i["status"]["ready"] == true)
@@ -501,13 +535,13 @@ fn a_startup_probe_lets_a_slow_starter_live() {
         .replace("name: hangs", "name: stuck")
         .replace("KICKS", "0")
         .replace(
-            "    readiness: {watchdog: {}, period: 200ms, timeout: 500ms, failureThreshold: 1}",
-            "    startup: {watchdog: {}, period: 100ms, failureThreshold: 3}",
+            "    readiness: {watchdog: {}, period: 1s, timeout: 1s, failureThreshold: 1}",
+            "    startup: {watchdog: {}, period: 1s, failureThreshold: 3}",
         );
     c.apply("stuck.yaml", &never);
     c.wait_until(
         "startup failure restarts it",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || restarts("stuck") >= 1,
     );
     assert!(c

@@ -94,11 +94,9 @@ pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
 }
 
 fn new_instance(workload: &Workload) -> Instance {
-    let suffix: String = (0..5)
-        .map(|_| {
-            let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-            alphabet[rand::random_range(0..alphabet.len())] as char
-        })
+    let alphabet = flotilla_spec::instance::NAME_SUFFIX_ALPHABET;
+    let suffix: String = (0..flotilla_spec::instance::NAME_SUFFIX_LEN)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
         .collect();
     let mut labels = workload.metadata.labels.clone();
     labels.insert(WORKLOAD_LABEL.into(), workload.metadata.name.clone());
