@@ -100,6 +100,17 @@ impl Cluster {
         }
     }
 
+    /// The process's peak resident set (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or_default();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// Whether the process is still alive.
     pub fn alive(&mut self) -> bool {
         self.child

@@ -463,7 +463,12 @@ fn a_workload_can_ask_to_be_spread() {
     let total: usize = nodes
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<usize>().ok())
+        .filter_map(|l| {
+            // INSTANCES is "placed/capacity".
+            let (placed, capacity) = l.split_whitespace().nth(4)?.split_once('/')?;
+            assert_eq!(capacity, "1000", "{l}");
+            placed.parse::<usize>().ok()
+        })
         .sum();
     assert_eq!(total, 6, "{nodes}");
 }

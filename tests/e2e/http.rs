@@ -177,6 +177,88 @@ fn a_wagi_module_serves_through_cgi() {
     assert_eq!(body, "POST /echo\npayload");
 }
 
+#[test]
+fn a_wagi_body_is_streamed_and_capped_at_the_memory_limit() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    c.apply(
+        "wagi.yaml",
+        &WAGI.replace(
+            "execution: http",
+            "execution: http\n  resources: {limits: {memory: 32Mi}}",
+        ),
+    );
+    ready(&c, "wagi", 1);
+    assert_eq!(request(&ingress, "GET", "wagi.local", "/", "").0, 200);
+
+    // Declared too large: refused before a byte of it is read.
+    let mut stream = TcpStream::connect(&ingress).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /echo HTTP/1.1\r\nHost: wagi.local\r\nContent-Length: 314572800\r\n\r\nabc"
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).unwrap();
+    let answer = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("spec.resources.limits.memory"), "{answer}");
+    drop(stream);
+
+    // Chunked, 200 MB: streamed to the guest as it arrives (wagi-hello reads
+    // it into a String until its own 32Mi limit refuses a growth, and answers
+    // with what it got); the agent's memory does not grow by the body (it
+    // grew by 313 MB for 300 MB before).
+    let before = c.peak_rss();
+    let mut stream = TcpStream::connect(&ingress).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        let _ = write!(
+            writer,
+            "POST /echo HTTP/1.1\r\nHost: wagi.local\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        for _ in 0..200 {
+            if write!(writer, "{:x}\r\n", chunk.len()).is_err()
+                || writer.write_all(&chunk).is_err()
+                || writer.write_all(b"\r\n").is_err()
+            {
+                return;
+            }
+        }
+        let _ = writer.write_all(b"0\r\n\r\n");
+    });
+    let mut head = [0u8; 512];
+    // The connection may be reset once the answer is out: a read error is
+    // not a failure, a wrong answer is.
+    if let Ok(n) = stream.read(&mut head) {
+        let answer = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 413"),
+            "{answer}"
+        );
+    }
+    // Unblocks the sender if the server stopped reading.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    let grew = c.peak_rss().saturating_sub(before);
+    assert!(
+        grew < 100 << 20,
+        "the agent's peak RSS grew by {} MiB for a 200 MB body",
+        grew >> 20
+    );
+    // And the node serves on.
+    assert_eq!(request(&ingress, "GET", "wagi.local", "/", "").0, 200);
+    let (status, body) = request(&ingress, "POST", "wagi.local", "/echo", "payload");
+    assert_eq!((status, body.as_str()), (200, "POST /echo\npayload"));
+}
+
 const TRAP: &str = r#"
 apiVersion: flotilla.dev/v1
 kind: Workload

@@ -36,6 +36,9 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + 
 /// Largest WAGI response (stdout) kept; the rest is cut with a note in the log.
 const WAGI_MAX_RESPONSE: usize = 16 << 20;
 
+/// Largest WAGI request body for a handler without a memory limit.
+const WAGI_MAX_BODY: u64 = 64 << 20;
+
 /// Where a handler's outgoing `wasi:http` requests go. Without one, every
 /// outgoing request is refused (`HTTP-request-denied`): default deny.
 pub trait Outbound: Send + Sync {
@@ -298,24 +301,24 @@ impl LoadedModule {
 
     async fn serve_wagi<B>(&self, request: http::Request<B>, spec: &HandlerSpec) -> Served
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = request.into_parts();
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                return Served {
-                    response: plain_response(
-                        400,
-                        format!("cannot read the request body: {}\n", e.into()),
-                    ),
-                    failure: None,
-                }
-            }
-        };
+        // The body is streamed to the guest's stdin as it arrives, never
+        // held whole: the guest's memory limit is what it may take in.
+        let cap = spec.limits.memory_bytes.unwrap_or(WAGI_MAX_BODY);
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|&n| n > cap) {
+            return too_large(length, cap, &self.name);
+        }
+        let stdin = super::Stdin::stream(http_body_util::BodyDataStream::new(body), cap);
         let stdout = CaptureBuffer::new(WAGI_MAX_RESPONSE);
-        let mut env = cgi_environment(&parts, body.len());
+        let mut env = cgi_environment(&parts, declared);
         env.extend(spec.env.iter().cloned());
         let run = RunSpec {
             program_name: self.name.clone(),
@@ -323,10 +326,14 @@ impl LoadedModule {
             limits: spec.limits.clone(),
             stdout: Stdio::Capture(stdout.clone()),
             stderr: spec.log.clone().map_or(Stdio::Null, Stdio::Log),
-            stdin: Some(body),
+            stdin: Some(stdin.clone()),
             ..RunSpec::default()
         };
-        match self.run(run).await {
+        let outcome = self.run(run).await;
+        if stdin.overflowed() {
+            return too_large(cap + 1, cap, &self.name);
+        }
+        match outcome {
             Ok(outcome) if outcome.reason == ExitReason::Completed => Served {
                 response: wagi_response(&stdout.contents(), &self.name),
                 failure: None,
@@ -340,8 +347,26 @@ impl LoadedModule {
     }
 }
 
+/// 413 for a WAGI body over `cap`.
+fn too_large(length: u64, cap: u64, name: &str) -> Served {
+    let at_least = if length > cap { "more than " } else { "" };
+    Served {
+        response: plain_response(
+            413,
+            format!(
+                "request body of {at_least}{} bytes is larger than handler {name} may take ({cap} bytes, its memory limit): send a smaller body, or raise spec.resources.limits.memory\n",
+                if length > cap { cap } else { length }
+            ),
+        ),
+        failure: None,
+    }
+}
+
 /// The CGI variables of a request (RFC 3875), as WAGI passes them.
-fn cgi_environment(parts: &http::request::Parts, content_length: usize) -> Vec<(String, String)> {
+fn cgi_environment(
+    parts: &http::request::Parts,
+    content_length: Option<u64>,
+) -> Vec<(String, String)> {
     let mut env = vec![
         ("REQUEST_METHOD".to_string(), parts.method.to_string()),
         ("PATH_INFO".to_string(), parts.uri.path().to_string()),
@@ -355,7 +380,11 @@ fn cgi_environment(parts: &http::request::Parts, content_length: usize) -> Vec<(
         ),
         ("GATEWAY_INTERFACE".to_string(), "CGI/1.1".to_string()),
         ("SERVER_SOFTWARE".to_string(), "flotilla".to_string()),
-        ("CONTENT_LENGTH".to_string(), content_length.to_string()),
+        // Unknown for a chunked body: the guest reads stdin to its end.
+        (
+            "CONTENT_LENGTH".to_string(),
+            content_length.map(|n| n.to_string()).unwrap_or_default(),
+        ),
         ("X_FULL_URL".to_string(), parts.uri.to_string()),
     ];
     for (name, value) in &parts.headers {
@@ -467,7 +496,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
-        let env = cgi_environment(&parts, 3);
+        let env = cgi_environment(&parts, Some(3));
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("QUERY_STRING"), Some("x=1"));
         assert_eq!(get("PATH_INFO"), Some("/a/b"));

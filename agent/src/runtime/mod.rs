@@ -17,6 +17,7 @@ mod outcome;
 mod output;
 mod run;
 mod state;
+mod stdin;
 mod watchdog;
 
 pub use engine::{Runtime, RuntimeConfig};
@@ -26,4 +27,5 @@ pub use module::{LoadedModule, ModuleKind};
 pub use outcome::{ExitReason, Outcome};
 pub use output::{CaptureBuffer, LogWriter, Stdio};
 pub use run::{Limits, Preopen, RunSpec};
+pub use stdin::Stdin;
 pub use watchdog::{Watchdog, WATCHDOG_IMPORT};

@@ -59,7 +59,7 @@ pub struct RunSpec {
     /// Kicked when the guest calls `flotilla::watchdog_kick` (core modules).
     pub watchdog: Option<super::Watchdog>,
     /// What the guest reads on stdin (nothing when `None`).
-    pub stdin: Option<bytes::Bytes>,
+    pub stdin: Option<super::Stdin>,
 }
 
 /// Why a run stopped before its entry point returned normally.
@@ -163,8 +163,8 @@ impl LoadedModule {
             wasi.preopened_dir(&dir.host, &dir.guest, perms)
                 .map_err(|e| preopen_error(format!("{e:#}")))?;
         }
-        if let Some(bytes) = &spec.stdin {
-            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
+        if let Some(stdin) = &spec.stdin {
+            wasi.stdin(stdin.clone());
         }
         match &spec.stdout {
             Stdio::Inherit => drop(wasi.inherit_stdout()),

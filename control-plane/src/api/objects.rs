@@ -134,6 +134,16 @@ enum Write {
     MergePatch,
 }
 
+/// How often a write without a `resourceVersion` is retried on a fresh
+/// read after losing a race with another writer.
+const WRITE_RETRIES: usize = 16;
+
+/// A write to an existing object. It is computed from the stored object
+/// (a status write keeps the spec, a patch the fields it does not name), so
+/// it is stored only if nothing changed the object meanwhile: with the
+/// caller's `resourceVersion` (a conflict is the caller's 409), else with the
+/// one it was computed from, retried on a fresh read. An unconditional write
+/// would let a heartbeat undo a concurrent epoch raise or cordon.
 async fn write(
     state: Arc<ApiState>,
     kind: Kind,
@@ -143,36 +153,57 @@ async fn write(
     how: Write,
 ) -> ApiResult {
     let body = parse_body(&body)?;
-    let stored = state
-        .store
-        .get(kind.name(), &namespace, &name)?
-        .ok_or_else(|| not_found(kind, &namespace, &name))?;
-    let (object, expected) = match how {
-        Write::Status => for_status(kind, &namespace, &name, body, &stored)?,
-        Write::Replace => {
-            for_replace(kind, &namespace, &name, body, &stored, state.store.as_ref())?
-        }
-        Write::MergePatch => {
-            let mut patched = stored.clone();
-            // Optimistic concurrency only if the patch asks for it.
-            if let Some(meta) = patched["metadata"].as_object_mut() {
-                meta.remove("resourceVersion");
-            }
-            merge_patch(&mut patched, &body);
-            for_replace(
+    let mut attempt = 0;
+    loop {
+        let stored = state
+            .store
+            .get(kind.name(), &namespace, &name)?
+            .ok_or_else(|| not_found(kind, &namespace, &name))?;
+        let (object, expected) = match how {
+            Write::Status => for_status(kind, &namespace, &name, body.clone(), &stored)?,
+            Write::Replace => for_replace(
                 kind,
                 &namespace,
                 &name,
-                patched,
+                body.clone(),
                 &stored,
                 state.store.as_ref(),
-            )?
+            )?,
+            Write::MergePatch => {
+                let mut patched = stored.clone();
+                // Optimistic concurrency on the caller's part only if the
+                // patch asks for it.
+                if let Some(meta) = patched["metadata"].as_object_mut() {
+                    meta.remove("resourceVersion");
+                }
+                merge_patch(&mut patched, &body);
+                for_replace(
+                    kind,
+                    &namespace,
+                    &name,
+                    patched,
+                    &stored,
+                    state.store.as_ref(),
+                )?
+            }
+        };
+        let ours = expected.is_none();
+        let expected = expected.or_else(|| {
+            stored["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|rv| rv.parse().ok())
+        });
+        match state
+            .store
+            .update(kind.name(), &namespace, &name, object, expected)
+        {
+            Ok(updated) => return Ok(Json(updated).into_response()),
+            Err(crate::store::StoreError::Conflict { .. }) if ours && attempt < WRITE_RETRIES => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
         }
-    };
-    let updated = state
-        .store
-        .update(kind.name(), &namespace, &name, object, expected)?;
-    Ok(Json(updated).into_response())
+    }
 }
 
 async fn delete(state: Arc<ApiState>, kind: Kind, namespace: String, name: String) -> ApiResult {
@@ -371,6 +402,115 @@ pub async fn delete_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Change, Listing, SqliteStore, Store, StoreError};
+
+    /// A store where another writer raises a node's epoch just before the
+    /// first update of an API write lands: the race, made deterministic.
+    struct Racing {
+        inner: SqliteStore,
+        raced: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for Racing {
+        fn get(&self, k: &str, ns: &str, n: &str) -> Result<Option<Value>, StoreError> {
+            self.inner.get(k, ns, n)
+        }
+        fn list(&self, k: &str, ns: Option<&str>) -> Result<Listing, StoreError> {
+            self.inner.list(k, ns)
+        }
+        fn create(&self, k: &str, ns: &str, n: &str, o: Value) -> Result<Value, StoreError> {
+            self.inner.create(k, ns, n, o)
+        }
+        fn update(
+            &self,
+            k: &str,
+            ns: &str,
+            n: &str,
+            o: Value,
+            e: Option<u64>,
+        ) -> Result<Value, StoreError> {
+            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let mut node = self.inner.get(k, ns, n)?.unwrap();
+                let rv = node["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .ok();
+                node["spec"]["epoch"] = 7.into();
+                node["spec"]["unschedulable"] = true.into();
+                self.inner.update(k, ns, n, node, rv)?;
+            }
+            self.inner.update(k, ns, n, o, e)
+        }
+        fn delete(&self, k: &str, ns: &str, n: &str) -> Result<Value, StoreError> {
+            self.inner.delete(k, ns, n)
+        }
+        fn changes_since(&self, r: u64, l: usize) -> Result<Vec<Change>, StoreError> {
+            self.inner.changes_since(r, l)
+        }
+        fn revision(&self) -> Result<u64, StoreError> {
+            self.inner.revision()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+            self.inner.subscribe()
+        }
+        fn put_blob(&self, d: &str, b: &[u8]) -> Result<(), StoreError> {
+            self.inner.put_blob(d, b)
+        }
+        fn get_blob(&self, d: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get_blob(d)
+        }
+        fn has_blob(&self, d: &str) -> Result<bool, StoreError> {
+            self.inner.has_blob(d)
+        }
+    }
+
+    fn node_body(heartbeat: &str) -> Bytes {
+        Bytes::from(
+            json!({
+                "apiVersion": flotilla_spec::meta::API_VERSION,
+                "kind": "Node",
+                "metadata": {"name": "edge"},
+                "spec": {},
+                "status": {"ready": true, "lastHeartbeat": heartbeat},
+            })
+            .to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_never_undoes_a_concurrent_epoch_raise_or_cordon() {
+        let dir = tempfile::tempdir().unwrap();
+        let racing = Arc::new(Racing {
+            inner: SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+            raced: true.into(),
+        });
+        let state = Arc::new(ApiState {
+            store: racing.clone(),
+            tokens: Vec::new(),
+        });
+        create(state.clone(), Kind::Node, String::new(), node_body("t0"))
+            .await
+            .unwrap();
+        // Arm the race for the heartbeat's write.
+        racing
+            .raced
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let heartbeat = write(
+            state.clone(),
+            Kind::Node,
+            String::new(),
+            "edge".into(),
+            node_body("t1"),
+            Write::Status,
+        )
+        .await;
+        assert!(heartbeat.is_ok(), "the heartbeat is retried, not refused");
+        let stored = state.store.get("Node", "", "edge").unwrap().unwrap();
+        assert_eq!(stored["spec"]["epoch"], 7, "{stored}");
+        assert_eq!(stored["spec"]["unschedulable"], true, "{stored}");
+        assert_eq!(stored["status"]["lastHeartbeat"], "t1", "{stored}");
+    }
 
     #[test]
     fn merge_patch_merges_objects_and_null_removes() {
