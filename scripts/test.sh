@@ -7,5 +7,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
 scripts/build-sample-modules.sh
+cargo fmt --all --check
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked

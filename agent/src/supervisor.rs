@@ -13,12 +13,12 @@ use flotilla_spec::instance::{Instance, InstanceStatus, Phase, Termination};
 use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::{Execution, RestartPolicyKind, WorkloadSpec};
 use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
-use sha2::{Digest, Sha256};
 
 use crate::logs::LogDir;
 use crate::report::{Reporter, Severity};
 use crate::runtime::{
-    ExitReason, Limits, LoadedModule, Outcome, Preopen, RunSpec, Runtime, Stdio, Watchdog,
+    ExitReason, Limits, LoadedModule, Outcome, Preopen, RunSpec, Runtime, RuntimeError, Stdio,
+    Watchdog,
 };
 
 /// What every supervisor on a node shares.
@@ -224,8 +224,9 @@ enum FetchError {
     Permanent(String),
 }
 
-/// The module for `digest`: from the node's module cache, else downloaded and
-/// verified, then loaded into the runtime.
+/// The module for `digest`: from the node's module cache, else downloaded;
+/// verified and loaded into the runtime off the async threads (see
+/// [`Runtime::load_bytes_in_background`]).
 async fn fetch_module(
     ctx: &NodeContext,
     digest: &str,
@@ -235,35 +236,53 @@ async fn fetch_module(
         return Ok(loaded);
     }
     let path = ctx.modules_dir.join(format!("{digest}.wasm"));
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
+    let (bytes, downloaded) = match tokio::fs::read(&path).await {
+        Ok(bytes) => (bytes, false),
         Err(_) => {
             let bytes = ctx
                 .client
                 .get_blob(digest)
                 .await
                 .map_err(|e| FetchError::Transient(e.to_string()))?;
-            let actual = hex::encode(Sha256::digest(&bytes));
-            if actual != digest {
-                return Err(FetchError::Transient(format!(
-                    "downloaded module has sha256 {actual}, expected {digest}"
-                )));
-            }
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&ctx.modules_dir)?;
-                let mut tmp = tempfile::NamedTempFile::new_in(&ctx.modules_dir)?;
-                std::io::Write::write_all(&mut tmp, &bytes)?;
-                tmp.persist(&path).map_err(|e| e.error).map(drop)
-            };
-            if let Err(e) = write() {
-                tracing::warn!("cannot cache module {digest}: {e}");
-            }
-            bytes
+            (bytes, true)
         }
     };
-    ctx.runtime
-        .load_bytes(label, &bytes)
-        .map_err(|e| FetchError::Permanent(e.to_string()))
+    let keep = downloaded.then(|| bytes.clone());
+    let loaded = ctx
+        .runtime
+        .load_bytes_in_background(label, bytes, Some(digest))
+        .await;
+    match loaded {
+        Ok(module) => {
+            if let Some(bytes) = keep {
+                keep_module(ctx.modules_dir.clone(), path, bytes).await;
+            }
+            Ok(module)
+        }
+        Err(e @ RuntimeError::DigestMismatch { .. }) => {
+            // A damaged copy on disk is removed, so the next try downloads.
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(FetchError::Transient(e.to_string()))
+        }
+        Err(e) => Err(FetchError::Permanent(e.to_string())),
+    }
+}
+
+/// Keeps a downloaded (and verified) module in the node's module folder,
+/// written atomically off the async threads.
+async fn keep_module(dir: PathBuf, path: PathBuf, bytes: Vec<u8>) {
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(&path).map_err(|e| e.error).map(drop)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("cannot keep a downloaded module: {e}"),
+        Err(e) => tracing::warn!("cannot keep a downloaded module: {e}"),
+    }
 }
 
 fn termination(outcome: &Outcome) -> Termination {

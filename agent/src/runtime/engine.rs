@@ -42,6 +42,9 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Where precompiled artefacts are cached; `None` compiles in memory.
     pub cache_dir: Option<PathBuf>,
+    /// Modules loaded (read, hashed, compiled) at once by
+    /// [`Runtime::load_bytes_in_background`].
+    pub parallel_loads: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -51,6 +54,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(2),
             cache_dir: None,
+            parallel_loads: 1,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Runtime {
     pub(crate) cache: Option<CompileCache>,
     pub(crate) loaded: Mutex<HashMap<String, Arc<LoadedModule>>>,
     pub(crate) ticker: Arc<EpochTicker>,
+    /// Bounds background loads (see [`Runtime::load_bytes_in_background`]).
+    pub(crate) load_slots: tokio::sync::Semaphore,
 }
 
 impl Runtime {
@@ -114,6 +120,7 @@ impl Runtime {
             None => None,
         };
         let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
+        background_compile_threads();
         Ok(Arc::new(Self {
             engine,
             core_linker,
@@ -123,12 +130,46 @@ impl Runtime {
             cache,
             loaded: Mutex::new(HashMap::new()),
             ticker,
+            load_slots: tokio::sync::Semaphore::new(config.parallel_loads.max(1)),
         }))
     }
 
     /// The engine, for embedders that need it (benchmarks, tests).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+}
+
+/// Runs compilation at background priority: wasmtime compiles a module's
+/// functions in parallel on rayon's global pool, whose threads would
+/// otherwise compete as equals with the threads that heartbeat, serve the
+/// API and run guests — a 15 MB component compiling on a busy node starved
+/// its heartbeats past the node grace. The pool's threads get nice 10 when
+/// they start (if the pool exists already, it is left as it is).
+fn background_compile_threads() {
+    let built = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("flotilla-compile-{i}"))
+        .start_handler(|_| lower_thread_priority())
+        .build_global();
+    if let Err(e) = built {
+        tracing::debug!("compile threads already configured: {e}");
+    }
+}
+
+/// Gives the calling thread nice 10 (Linux: per thread). Failure is
+/// harmless: the thread keeps its priority.
+pub(crate) fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority takes plain integers
+    // and only changes the scheduling priority of this thread.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if result != 0 {
+        tracing::debug!(
+            "cannot lower a compile thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

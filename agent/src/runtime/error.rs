@@ -77,6 +77,15 @@ pub enum RuntimeError {
         message: String,
     },
     /// The engine could not be set up (pool reservation, bad configuration).
+    #[error("module {name} has sha256 {actual}, expected {expected}: it was corrupted in transit or on disk; it will be fetched again")]
+    DigestMismatch {
+        /// The module's label.
+        name: String,
+        /// The digest the workload names.
+        expected: String,
+        /// The digest of the bytes.
+        actual: String,
+    },
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),
     /// The compile cache could not be written or read.

@@ -137,6 +137,47 @@ impl Runtime {
         Ok(loaded)
     }
 
+    /// [`Runtime::load_bytes`] off the async runtime's threads, at most
+    /// `parallel_loads` at a time, at background priority: reading, hashing,
+    /// compiling and caching a large module takes seconds of CPU that the
+    /// node's heartbeats, API and guests must not wait behind. `verify`, if
+    /// given, is the sha256 the bytes must have (checked on the same thread).
+    pub async fn load_bytes_in_background(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        verify: Option<&str>,
+    ) -> Result<Arc<LoadedModule>, RuntimeError> {
+        let _slot = self
+            .load_slots
+            .acquire()
+            .await
+            .map_err(|e| RuntimeError::Engine(format!("module loading stopped: {e}")))?;
+        if let Some(loaded) = verify.and_then(|digest| self.loaded(digest)) {
+            // Loaded by another instance while this one waited for the slot.
+            return Ok(loaded);
+        }
+        let runtime = self.clone();
+        let name = name.to_string();
+        let verify = verify.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            super::engine::lower_thread_priority();
+            if let Some(expected) = verify {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual != expected {
+                    return Err(RuntimeError::DigestMismatch {
+                        name: name.clone(),
+                        expected,
+                        actual,
+                    });
+                }
+            }
+            runtime.load_bytes(&name, &bytes)
+        })
+        .await
+        .map_err(|e| RuntimeError::Engine(format!("loading a module failed: {e}")))?
+    }
+
     /// The module loaded earlier whose binary has sha256 `digest`, if any:
     /// lets a caller that knows the digest skip reading and hashing the bytes.
     pub fn loaded(&self, digest: &str) -> Option<Arc<LoadedModule>> {

@@ -26,6 +26,15 @@ fn check_digest(digest: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Runs blocking store work on tokio's blocking pool.
+async fn off_thread(
+    work: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("blob task failed: {e}")))?
+}
+
 /// PUT /blobs/sha256/{digest}
 pub async fn put(
     State(s): State<Arc<ApiState>>,
@@ -33,14 +42,18 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
-    let actual = hex::encode(Sha256::digest(&body));
-    if actual != digest {
-        return Err(ApiError::bad_request(format!(
-            "the uploaded bytes have sha256 {actual}, not {digest}: the upload was corrupted or the digest is wrong"
-        )));
-    }
-    s.store.put_blob(&digest, &body)?;
-    Ok(StatusCode::CREATED.into_response())
+    // Hashing and storing megabytes is blocking work: off the async threads.
+    off_thread(move || {
+        let actual = hex::encode(Sha256::digest(&body));
+        if actual != digest {
+            return Err(ApiError::bad_request(format!(
+                "the uploaded bytes have sha256 {actual}, not {digest}: the upload was corrupted or the digest is wrong"
+            )));
+        }
+        s.store.put_blob(&digest, &body)?;
+        Ok(StatusCode::CREATED.into_response())
+    })
+    .await
 }
 
 /// GET /blobs/sha256/{digest}
@@ -49,10 +62,11 @@ pub async fn get(
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
-    match s.store.get_blob(&digest)? {
+    off_thread(move || match s.store.get_blob(&digest)? {
         Some(bytes) => Ok(([("content-type", "application/wasm")], bytes).into_response()),
         None => Err(ApiError::not_found(format!("no blob sha256:{digest}"))),
-    }
+    })
+    .await
 }
 
 /// HEAD /blobs/sha256/{digest}
