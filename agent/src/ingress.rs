@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
@@ -49,6 +50,9 @@ pub struct Ingress {
     node: String,
     /// The join token: the control plane's credential for [`LOGS_PATH`].
     token: String,
+    /// Proves a hop came from a node: derived one-way from the join token,
+    /// so what travels between nodes is not itself an API credential.
+    hop_secret: String,
     logs: crate::logs::LogDir,
     local: Arc<LocalEndpoints>,
     cluster: ClusterView,
@@ -76,8 +80,10 @@ impl Ingress {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        let hop_secret = hex::encode(sha2::Sha256::digest(format!("flotilla-hop:{token}")));
         Arc::new(Self {
             node,
+            hop_secret,
             token,
             logs,
             local,
@@ -125,7 +131,7 @@ impl Ingress {
     fn take_hop(&self, headers: &mut http::HeaderMap) -> Option<Option<String>> {
         let token_ok = headers
             .get(HOP_TOKEN_HEADER)
-            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.token.as_bytes())));
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.hop_secret.as_bytes())));
         let hop = headers.contains_key(HOP_HEADER) && token_ok;
         let workload = headers
             .get(WORKLOAD_HEADER)
@@ -388,7 +394,7 @@ impl Ingress {
         for (header, value) in [
             (HOP_HEADER, self.node.as_str()),
             (WORKLOAD_HEADER, workload),
-            (HOP_TOKEN_HEADER, self.token.as_str()),
+            (HOP_TOKEN_HEADER, self.hop_secret.as_str()),
         ] {
             let value = http::HeaderValue::from_str(value)
                 .map_err(|e| format!("cannot forward to {address}: {header}: {e}"))?;

@@ -331,7 +331,7 @@ impl LoadedModule {
         };
         let outcome = self.run(run).await;
         if stdin.overflowed() {
-            return too_large(cap + 1, cap, &self.name);
+            return too_large(cap.saturating_add(1), cap, &self.name);
         }
         match outcome {
             Ok(outcome) if outcome.reason == ExitReason::Completed => Served {

@@ -160,22 +160,29 @@ impl Runtime {
         let runtime = self.clone();
         let name = name.to_string();
         let verify = verify.map(str::to_string);
-        tokio::task::spawn_blocking(move || {
-            super::engine::lower_thread_priority();
-            if let Some(expected) = verify {
-                let actual = hex::encode(Sha256::digest(&bytes));
-                if actual != expected {
-                    return Err(RuntimeError::DigestMismatch {
-                        name: name.clone(),
-                        expected,
-                        actual,
-                    });
-                }
-            }
-            runtime.load_bytes(&name, &bytes)
-        })
-        .await
-        .map_err(|e| RuntimeError::Engine(format!("loading a module failed: {e}")))?
+        // A thread of its own (not the blocking pool, whose threads are
+        // reused for journal and file work): its lowered priority dies with it.
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("flotilla-load".into())
+            .spawn(move || {
+                super::engine::lower_thread_priority();
+                let loaded = match verify {
+                    Some(expected) if hex::encode(Sha256::digest(&bytes)) != expected => {
+                        Err(RuntimeError::DigestMismatch {
+                            actual: hex::encode(Sha256::digest(&bytes)),
+                            name: name.clone(),
+                            expected,
+                        })
+                    }
+                    _ => runtime.load_bytes(&name, &bytes),
+                };
+                let _ = done.send(loaded);
+            })
+            .map_err(|e| RuntimeError::Engine(format!("cannot start a loader thread: {e}")))?;
+        result
+            .await
+            .map_err(|e| RuntimeError::Engine(format!("loading a module failed: {e}")))?
     }
 
     /// The module loaded earlier whose binary has sha256 `digest`, if any:

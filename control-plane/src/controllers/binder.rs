@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use flotilla_scheduler as scheduler;
 use flotilla_spec::event::ObjectRef;
-use flotilla_spec::instance::Instance;
+use flotilla_spec::instance::{Instance, Phase};
 use flotilla_spec::node::Node;
 use flotilla_spec::workload::PlacementStrategy;
 use serde_json::Value;
@@ -74,7 +74,14 @@ pub fn pass(
             let (memory, cpu) = requests(i);
             node.allocated.memory += memory;
             node.allocated.cpu += cpu;
-            node.instances = node.instances.saturating_add(1);
+            // A finished run has given its runtime slot back.
+            let finished = i
+                .status
+                .as_ref()
+                .is_some_and(|s| matches!(s.phase, Phase::Succeeded | Phase::Failed));
+            if !finished {
+                node.instances = node.instances.saturating_add(1);
+            }
             if let Some(digest) = &i.spec.template.module.sha256 {
                 node.cached_modules.insert(digest.clone());
             }
