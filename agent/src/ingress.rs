@@ -45,6 +45,29 @@ use flotilla_spec::node::LOGS_PATH;
 /// Largest request body forwarded to another node (kept for a retry).
 const MAX_FORWARDED_BODY: usize = 16 << 20;
 
+/// What one node's ingress allows a client.
+#[derive(Debug, Clone, Copy)]
+pub struct IngressLimits {
+    /// Longest wait for a request's headers, and for the next request on
+    /// an idle kept-alive connection (slow clients cannot hold connections).
+    pub header_timeout: std::time::Duration,
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest wait for a free slot (`maxConcurrency`) of a local replica
+    /// before answering 503 with `Retry-After`.
+    pub slot_wait: std::time::Duration,
+}
+
+impl Default for IngressLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: std::time::Duration::from_secs(30),
+            max_connections: 10_000,
+            slot_wait: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// The ingress of one node.
 pub struct Ingress {
     node: String,
@@ -56,6 +79,9 @@ pub struct Ingress {
     logs: crate::logs::LogDir,
     local: Arc<LocalEndpoints>,
     cluster: ClusterView,
+    limits: IngressLimits,
+    /// Connections open now, up to `limits.max_connections`.
+    connections: Arc<tokio::sync::Semaphore>,
     client: Client<HttpConnector, Full<Bytes>>,
     /// Requests in flight to each remote instance.
     remote_outstanding: Mutex<HashMap<String, usize>>,
@@ -76,6 +102,7 @@ impl Ingress {
         logs: crate::logs::LogDir,
         local: Arc<LocalEndpoints>,
         cluster: ClusterView,
+        limits: IngressLimits,
     ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -88,6 +115,8 @@ impl Ingress {
             logs,
             local,
             cluster,
+            limits,
+            connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
             client: Client::builder(TokioExecutor::new()).build(connector),
             remote_outstanding: Mutex::new(HashMap::new()),
             cursor: AtomicUsize::new(0),
@@ -107,13 +136,21 @@ impl Ingress {
                 }
             };
             let _ = stream.set_nodelay(true);
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tokio::spawn(refuse_connection(stream, self.limits.max_connections));
+                continue;
+            };
             let ingress = self.clone();
             tokio::spawn(async move {
+                let _permit = permit;
+                let header_timeout = ingress.limits.header_timeout;
                 let service = hyper::service::service_fn(move |request| {
                     let ingress = ingress.clone();
                     async move { Ok::<_, Infallible>(ingress.handle(request).await) }
                 });
                 if let Err(e) = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service)
                     .await
@@ -169,7 +206,7 @@ impl Ingress {
         };
         if forwarded {
             return match self.local.pick(&workload) {
-                Some(replica) => serve_local(&replica, request, &path).await,
+                Some(replica) => serve_local(&replica, request, &path, self.limits.slot_wait).await,
                 None => plain_response(
                     503,
                     format!(
@@ -187,7 +224,9 @@ impl Ingress {
             );
         };
         match first {
-            Target::Local(replica) => serve_local(replica, request, &path).await,
+            Target::Local(replica) => {
+                serve_local(replica, request, &path, self.limits.slot_wait).await
+            }
             Target::Remote(endpoint, address) => {
                 let (parts, body) = request.into_parts();
                 let body = match Limited::new(body, MAX_FORWARDED_BODY).collect().await {
@@ -216,7 +255,9 @@ impl Ingress {
         let path = request.uri().path().to_string();
         match self.pick(&targets, None) {
             None => plain_response(503, format!("workload {workload} has no ready replica\n")),
-            Some(Target::Local(replica)) => serve_local(replica, request, &path).await,
+            Some(Target::Local(replica)) => {
+                serve_local(replica, request, &path, self.limits.slot_wait).await
+            }
             Some(Target::Remote(endpoint, address)) => {
                 let (parts, body) = request.into_parts();
                 let body = body
@@ -361,7 +402,7 @@ impl Ingress {
             Some(Target::Local(replica)) => {
                 let request = http::Request::from_parts(parts, Full::new(body));
                 let path = request.uri().path().to_string();
-                serve_local(replica, request, &path).await
+                serve_local(replica, request, &path, self.limits.slot_wait).await
             }
             Some(Target::Remote(other, address)) => self
                 .send(workload, &parts, body, other, address)
@@ -478,24 +519,60 @@ fn host_of<B>(request: &http::Request<B>) -> String {
         .to_ascii_lowercase()
 }
 
-/// Serves `request` with a fresh instance of a local replica.
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, cap: usize) {
+    use tokio::io::AsyncWriteExt;
+    tracing::warn!("ingress: {cap} connections open already; refusing one");
+    let body = format!("this node's ingress has {cap} connections open already: retry later\n");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        stream.write_all(answer.as_bytes()),
+    )
+    .await;
+}
+
+/// Serves `request` with a fresh instance of a local replica, waiting at
+/// most `slot_wait` for one of its `maxConcurrency` slots.
 async fn serve_local<B>(
     replica: &Replica,
     request: http::Request<B>,
     path: &str,
+    slot_wait: std::time::Duration,
 ) -> http::Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let counted = Counted::start(&replica.outstanding);
-    let served = match replica.slots.acquire().await {
-        Ok(_slot) => Some(replica.module.serve(request, &replica.spec).await),
-        Err(_) => None,
+    let served = match tokio::time::timeout(slot_wait, replica.slots.acquire()).await {
+        Ok(Ok(_slot)) => Ok(replica.module.serve(request, &replica.spec).await),
+        Ok(Err(_)) => Err(plain_response(
+            503,
+            format!("replica {} stopped\n", replica.instance),
+        )),
+        Err(_) => {
+            let mut busy = plain_response(
+                503,
+                format!(
+                    "replica {} is busy: all its maxConcurrency slots stayed in use for {slot_wait:?}; retry later, or raise spec.maxConcurrency or spec.replicas\n",
+                    replica.instance
+                ),
+            );
+            busy.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            Err(busy)
+        }
     };
     drop(counted);
-    let Some(served) = served else {
-        return plain_response(503, format!("replica {} stopped\n", replica.instance));
+    let served = match served {
+        Ok(served) => served,
+        Err(refused) => return refused,
     };
     replica.served.fetch_add(1, Ordering::Relaxed);
     if let Some(failure) = &served.failure {

@@ -46,6 +46,8 @@ pub struct AgentConfig {
     /// Instances the node can hold at once (its runtime's instance slots):
     /// advertised so the scheduler never places more.
     pub max_instances: u32,
+    /// What the ingress allows a client.
+    pub ingress_limits: crate::ingress::IngressLimits,
     /// Where this node's ingress listens (`host:port`), published in the
     /// node's status for other nodes to proxy to; empty: no ingress.
     pub ingress_address: String,
@@ -148,6 +150,7 @@ impl Agent {
             self.ctx.logs.clone(),
             self.ctx.endpoints.clone(),
             cluster,
+            self.config.ingress_limits,
         );
         let _ = self.ctx.ingress.set(ingress.clone());
         tokio::spawn(ingress.serve(listener));

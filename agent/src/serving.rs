@@ -14,6 +14,10 @@ use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::{Probe, DEFAULT_MAX_CONCURRENCY};
 use tokio::sync::Semaphore;
 
+/// The deadline of one request to an http workload without
+/// `resources.limits.timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 use crate::endpoints::Replica;
 use crate::report::Severity;
 use crate::runtime::{HandlerSpec, LoadedModule, Outcome};
@@ -65,9 +69,13 @@ pub async fn serve_replica(
         .max_concurrency
         .unwrap_or(DEFAULT_MAX_CONCURRENCY)
         .max(1) as usize;
+    let mut limits = run.limits;
+    // A request never runs unbounded: a handler that hangs (or waits on a
+    // client that stalls its upload) would hold its slot forever.
+    limits.timeout.get_or_insert(DEFAULT_REQUEST_TIMEOUT);
     let spec = HandlerSpec {
         env: run.env,
-        limits: run.limits,
+        limits,
         log: log.clone(),
         outbound: ctx.ingress.get().map(|ingress| {
             Arc::new(crate::outbound::Discovery {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use flotilla_agent::ingress::IngressLimits;
 use flotilla_agent::node::{machine_capacity, send_heartbeat, Agent, AgentConfig};
 use flotilla_agent::runtime::{Runtime, RuntimeConfig};
 
@@ -37,6 +38,39 @@ pub struct AgentArgs {
     /// Where the node's HTTP ingress listens (`off`: none).
     #[arg(long, default_value = DEFAULT_INGRESS)]
     ingress: String,
+    #[command(flatten)]
+    ingress_limits: IngressLimitArgs,
+}
+
+/// What the node's ingress allows a client.
+#[derive(Args)]
+pub struct IngressLimitArgs {
+    /// Longest wait for a request's headers, and for the next request on an
+    /// idle kept-alive connection.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    ingress_header_timeout: std::time::Duration,
+    /// Connections the ingress keeps open at once (more get 503).
+    #[arg(long, default_value_t = 10_000)]
+    ingress_max_connections: usize,
+    /// Longest wait for a free slot of a replica (its maxConcurrency)
+    /// before answering 503 with Retry-After.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    ingress_slot_wait: std::time::Duration,
+}
+
+impl IngressLimitArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> IngressLimits {
+        IngressLimits {
+            header_timeout: self.ingress_header_timeout,
+            max_connections: self.ingress_max_connections,
+            slot_wait: self.ingress_slot_wait,
+        }
+    }
+}
+
+fn parse_duration(t: &str) -> Result<std::time::Duration, String> {
+    flotilla_spec::parse_duration(t).map_err(|e| e.to_string())
 }
 
 /// The ingress address unless `--ingress` says otherwise.
@@ -132,6 +166,7 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         capacity_memory_bytes: args.capacity_memory.unwrap_or(memory),
         capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
         max_instances: args.max_instances,
+        ingress_limits: args.ingress_limits.limits(),
     };
     // Fail fast, and clearly, on a wrong token or a name another agent
     // holds. An unreachable server is not fatal: the agent is offline-first

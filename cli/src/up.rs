@@ -28,6 +28,8 @@ pub struct UpArgs {
     /// Where the node's HTTP ingress listens (`off`: none).
     #[arg(long, default_value = crate::agent::DEFAULT_INGRESS)]
     ingress: String,
+    #[command(flatten)]
+    ingress_limits: crate::agent::IngressLimitArgs,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
@@ -45,6 +47,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         capacity_cpu_millis: cpu,
         ingress_address: crate::agent::address_of(&ingress),
         max_instances: args.max_instances,
+        ingress_limits: args.ingress_limits.limits(),
     })?;
     if let Some(listener) = ingress {
         agent.serve_ingress(listener);

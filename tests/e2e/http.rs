@@ -271,6 +271,77 @@ spec:
 "#;
 
 #[test]
+fn the_ingress_bounds_slow_clients_connections_and_waits_for_a_slot() {
+    let c = Cluster::start_up_with(&[
+        "--ingress-header-timeout",
+        "1s",
+        "--ingress-max-connections",
+        "3",
+        "--ingress-slot-wait",
+        "500ms",
+    ]);
+    let ingress = ingress_of(&c, "node-1");
+    c.apply(
+        "trap.yaml",
+        &TRAP
+            .replace("timeout: 500ms", "timeout: 3s")
+            .replace("execution: http", "execution: http\n  maxConcurrency: 1"),
+    );
+    ready(&c, "trap", 1);
+    assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
+
+    // A connection over the cap is answered 503 and closed.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&ingress).unwrap())
+        .collect();
+    let mut fourth = TcpStream::connect(&ingress).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = fourth.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    drop(held);
+    c.wait_until(
+        "connections are free again",
+        Duration::from_secs(10),
+        || request(&ingress, "GET", "trap.local", "/", "").0 == 200,
+    );
+
+    // A client that never finishes its headers is cut off.
+    let mut slow = TcpStream::connect(&ingress).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(slow, "GET / HTTP/1.1\r\nHost: trap.local\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let held_for = started.elapsed();
+    assert!(
+        held_for < Duration::from_secs(10),
+        "a slow client held its connection for {held_for:?}"
+    );
+
+    // The only slot busy (/loop runs to its 3 s deadline): the next request
+    // waits 500 ms for it, then gets 503 with Retry-After.
+    let address = ingress.clone();
+    let looping = std::thread::spawn(move || request(&address, "GET", "trap.local", "/loop", "").0);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (status, body) = request(&ingress, "GET", "trap.local", "/", "");
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("maxConcurrency"), "{body}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+    assert_eq!(looping.join().unwrap(), 504);
+    assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
+}
+
+#[test]
 fn a_failing_request_fails_alone() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
