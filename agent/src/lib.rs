@@ -17,6 +17,7 @@
 
 pub mod cluster_view;
 pub mod endpoints;
+pub mod host_paths;
 pub mod ingress;
 pub mod journal;
 pub mod logs;

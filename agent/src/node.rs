@@ -48,6 +48,11 @@ pub struct AgentConfig {
     pub max_instances: u32,
     /// What the ingress allows a client.
     pub ingress_limits: crate::ingress::IngressLimits,
+    /// Host directories workloads may be granted (`--allow-host-path`).
+    pub allowed_host_paths: Vec<PathBuf>,
+    /// Folders never granted besides `data_dir` (under `up`: the control
+    /// plane's data folder, with the store and tokens).
+    pub protected_paths: Vec<PathBuf>,
     /// Where this node's ingress listens (`host:port`), published in the
     /// node's status for other nodes to proxy to; empty: no ingress.
     pub ingress_address: String,
@@ -117,6 +122,12 @@ impl Agent {
             modules_dir: config.data_dir.join("modules"),
             endpoints: Arc::default(),
             ingress: std::sync::OnceLock::new(),
+            host_paths: crate::host_paths::HostPathPolicy {
+                allowed: config.allowed_host_paths.clone(),
+                protected: std::iter::once(config.data_dir.clone())
+                    .chain(config.protected_paths.iter().cloned())
+                    .collect(),
+            },
         });
         let (epoch_tx, epoch) = tokio::sync::watch::channel(0);
         Ok(Self {

@@ -40,6 +40,8 @@ pub struct NodeContext {
     /// The node's ingress, once it serves: where guests' calls to other
     /// workloads go.
     pub ingress: std::sync::OnceLock<Arc<crate::ingress::Ingress>>,
+    /// Which host directories may be granted here.
+    pub host_paths: crate::host_paths::HostPathPolicy,
 }
 
 /// The backoff of a restart policy, parsed.
@@ -311,6 +313,24 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         ctx.reporter.event(&about, severity, reason, message)
     };
 
+    let refused = template.dirs.iter().enumerate().find_map(|(i, dir)| {
+        ctx.host_paths
+            .check(
+                &format!("spec.dirs[{i}].hostPath"),
+                std::path::Path::new(&dir.host_path),
+                &ctx.node_name,
+            )
+            .err()
+    });
+    if let Some(message) = refused {
+        tracing::warn!("instance {ns}/{name}: {message}");
+        status.phase = Phase::Failed;
+        status.ready = false;
+        status.message = message.clone();
+        report(&status);
+        event(Severity::Warning, "HostPathNotAllowed", message);
+        return;
+    }
     let digest = template.module.sha256.clone().unwrap_or_default();
     let mut wait = Duration::from_millis(500);
     let module = loop {

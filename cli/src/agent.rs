@@ -40,6 +40,11 @@ pub struct AgentArgs {
     ingress: String,
     #[command(flatten)]
     ingress_limits: IngressLimitArgs,
+    /// A host directory (and what is below it) workloads on this node may
+    /// be granted with spec.dirs; repeatable. None by default; never the
+    /// agent's data folder.
+    #[arg(long = "allow-host-path", value_name = "PREFIX")]
+    allow_host_path: Vec<PathBuf>,
 }
 
 /// What the node's ingress allows a client.
@@ -167,6 +172,8 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         capacity_cpu_millis: args.capacity_cpu.unwrap_or(cpu),
         max_instances: args.max_instances,
         ingress_limits: args.ingress_limits.limits(),
+        allowed_host_paths: args.allow_host_path,
+        protected_paths: Vec::new(),
     };
     // Fail fast, and clearly, on a wrong token or a name another agent
     // holds. An unreachable server is not fatal: the agent is offline-first

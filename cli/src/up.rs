@@ -30,6 +30,10 @@ pub struct UpArgs {
     ingress: String,
     #[command(flatten)]
     ingress_limits: crate::agent::IngressLimitArgs,
+    /// A host directory (and what is below it) workloads may be granted
+    /// with spec.dirs; repeatable. None by default; never the data folder.
+    #[arg(long = "allow-host-path", value_name = "PREFIX")]
+    allow_host_path: Vec<PathBuf>,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
@@ -48,6 +52,8 @@ pub async fn main(args: UpArgs) -> Result<()> {
         ingress_address: crate::agent::address_of(&ingress),
         max_instances: args.max_instances,
         ingress_limits: args.ingress_limits.limits(),
+        allowed_host_paths: args.allow_host_path.clone(),
+        protected_paths: vec![args.data_dir.clone()],
     })?;
     if let Some(listener) = ingress {
         agent.serve_ingress(listener);

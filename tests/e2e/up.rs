@@ -164,6 +164,62 @@ fn describe_shows_the_events_of_its_own_instances_only() {
 }
 
 #[test]
+fn host_paths_are_granted_only_under_allowed_prefixes_and_never_the_data_folder() {
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(shared.path().join("data")).unwrap();
+    let c = Cluster::start_up_with(&["--allow-host-path", shared.path().to_str().unwrap()]);
+    let with_dir = |name: &str, host: &std::path::Path| {
+        c.apply(
+            &format!("{name}.yaml"),
+            &TICKER
+                .replace("name: ticker", &format!("name: {name}"))
+                .replace("replicas: 3", "replicas: 1")
+                .replace(
+                    "  args:",
+                    &format!(
+                        "  dirs: [{{hostPath: {}, guestPath: /data}}]\n  args:",
+                        host.display()
+                    ),
+                ),
+        );
+    };
+    with_dir("allowed", &shared.path().join("data"));
+    with_dir("store", &c.data_dir());
+    let elsewhere = tempfile::tempdir().unwrap();
+    with_dir("elsewhere", elsewhere.path());
+    let status_of = |workload: &str| {
+        c.items("instances")
+            .into_iter()
+            .find(|i| i["spec"]["workload"] == workload)
+            .map(|i| i["status"].clone())
+            .unwrap_or_default()
+    };
+    c.wait_until(
+        "the allowed one runs, the others fail",
+        Duration::from_secs(15),
+        || {
+            status_of("allowed")["phase"] == "Running"
+                && status_of("store")["phase"] == "Failed"
+                && status_of("elsewhere")["phase"] == "Failed"
+        },
+    );
+    let store = status_of("store")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(store.contains("overlaps the data folder"), "{store}");
+    let elsewhere = status_of("elsewhere")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        elsewhere.contains("spec.dirs[0].hostPath") && elsewhere.contains("--allow-host-path"),
+        "{elsewhere}"
+    );
+    assert!(c.ok(&["get", "events"]).contains("HostPathNotAllowed"));
+}
+
+#[test]
 fn a_crashing_module_is_restarted_with_backoff() {
     let c = Cluster::start();
     let manifest = c.manifest("crasher.yaml", CRASHER);
