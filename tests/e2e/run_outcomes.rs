@@ -92,8 +92,18 @@ fn second_start_uses_the_compile_cache() {
     };
     assert_eq!(run()["compileCacheHit"], false);
     assert_eq!(run()["compileCacheHit"], true);
-    let artefacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
-    assert_eq!(artefacts.len(), 1, "one artefact per module and engine");
-    let name = artefacts[0].file_name().to_string_lossy().into_owned();
-    assert!(name.ends_with(".cwasm") && name.len() > 64, "{name}");
+    let mut files: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    // One artefact per module and engine, its keyed digest, the cache's key.
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(
+        files[0].ends_with(".cwasm") && files[0].len() > 64,
+        "{files:?}"
+    );
+    assert_eq!(files[1], format!("{}.mac", files[0]), "{files:?}");
+    assert_eq!(files[2], "key", "{files:?}");
 }

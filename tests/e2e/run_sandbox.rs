@@ -74,3 +74,22 @@ fn guest_sees_no_host_env_and_no_files_by_default() {
     assert!(r.stdout().contains("cannot list /data"), "{}", r.stdout());
     assert!(!r.stdout().contains("ALLOWED"), "{}", r.stdout());
 }
+
+#[test]
+fn the_compiled_code_cache_cannot_be_granted() {
+    // Writing an artefact there would run native code in the host.
+    let cache = shared_cache();
+    std::fs::create_dir_all(&cache).unwrap();
+    let parent = cache.parent().unwrap().to_path_buf();
+    for dir in [cache, parent] {
+        let out = flotilla()
+            .arg("run")
+            .arg(sample("hello.wasm"))
+            .args(["--dir", &format!("{}::/data", dir.display())])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{stderr}");
+        assert!(stderr.contains("compiled-code cache"), "{stderr}");
+    }
+}

@@ -220,24 +220,24 @@ impl Runtime {
                 .map(|c| (c, false))
                 .map_err(invalid);
         };
-        let path = cache.path_for(digest);
-        if path.exists() {
-            // SAFETY: the file is in a folder only this user can write, named
-            // by the sha256 of the source and the engine's fingerprint, and was
-            // produced by `precompile_*` of this same engine configuration;
-            // wasmtime still checks its header and version before use.
-            match unsafe { A::deserialize_file(&self.engine, &path) } {
-                Ok(compiled) => return Ok((compiled, true)),
-                Err(e) => tracing::warn!(
-                    "recompiling {name}: cached artefact {} unusable: {e:#}",
-                    path.display()
-                ),
+        match cache.load(digest) {
+            Ok(Some(artefact)) => {
+                // SAFETY: these are the exact bytes whose keyed digest was
+                // checked: an artefact produced by `precompile_*` of an engine
+                // with this fingerprint (part of the file name); wasmtime still
+                // checks its header and version before use.
+                match unsafe { A::deserialize(&self.engine, &artefact) } {
+                    Ok(compiled) => return Ok((compiled, true)),
+                    Err(e) => tracing::warn!("recompiling {name}: cached artefact unusable: {e:#}"),
+                }
             }
+            Ok(None) => {}
+            Err(why) => tracing::warn!("recompiling {name}: {why}"),
         }
         let artefact = A::precompile(&self.engine, binary).map_err(invalid)?;
-        let path = cache.store(digest, &artefact)?;
+        cache.store(digest, &artefact)?;
         // SAFETY: as above; the artefact was just produced by this engine.
-        let compiled = unsafe { A::deserialize_file(&self.engine, &path) }.map_err(invalid)?;
+        let compiled = unsafe { A::deserialize(&self.engine, &artefact) }.map_err(invalid)?;
         Ok((compiled, false))
     }
 
@@ -269,8 +269,8 @@ trait Artefact: Sized {
     fn compile(engine: &Engine, binary: &[u8]) -> wasmtime::Result<Self>;
     fn precompile(engine: &Engine, binary: &[u8]) -> wasmtime::Result<Vec<u8>>;
     /// # Safety
-    /// `path` must hold an artefact produced by `precompile` of a compatible engine.
-    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self>;
+    /// `bytes` must be an artefact produced by `precompile` of a compatible engine.
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
 }
 
 impl Artefact for Module {
@@ -280,9 +280,9 @@ impl Artefact for Module {
     fn precompile(engine: &Engine, binary: &[u8]) -> wasmtime::Result<Vec<u8>> {
         engine.precompile_module(binary)
     }
-    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
         // SAFETY: forwarded to the caller.
-        unsafe { Module::deserialize_file(engine, path) }
+        unsafe { Module::deserialize(engine, bytes) }
     }
 }
 
@@ -293,9 +293,9 @@ impl Artefact for Component {
     fn precompile(engine: &Engine, binary: &[u8]) -> wasmtime::Result<Vec<u8>> {
         engine.precompile_component(binary)
     }
-    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
         // SAFETY: forwarded to the caller.
-        unsafe { Component::deserialize_file(engine, path) }
+        unsafe { Component::deserialize(engine, bytes) }
     }
 }
 

@@ -155,6 +155,17 @@ impl LoadedModule {
             if !dir.host.is_dir() {
                 return Err(preopen_error("no such directory".into()));
             }
+            if let Some(cache) = &self.runtime.cache {
+                let (granted, cache) = (dir.host.canonicalize(), cache.dir().canonicalize());
+                if let (Ok(granted), Ok(cache)) = (granted, cache) {
+                    if granted.starts_with(&cache) || cache.starts_with(&granted) {
+                        return Err(preopen_error(format!(
+                            "it holds flotilla's compiled-code cache {} (native code the host runs): grant another directory",
+                            cache.display()
+                        )));
+                    }
+                }
+            }
             let perms = if dir.read_only {
                 FsPerms::ReadOnly
             } else {
