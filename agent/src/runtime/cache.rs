@@ -126,6 +126,13 @@ fn cache_key(dir: &Path) -> Result<Vec<u8>, RuntimeError> {
     std::fs::read(&path).map_err(|e| cache_error(&path, e))
 }
 
+fn cache_error(path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::Cache {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,9 +153,3 @@ mod tests {
     }
 }
 
-fn cache_error(path: &Path, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Cache {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
