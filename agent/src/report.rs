@@ -85,7 +85,8 @@ impl Reporter {
         pending.remove(&format!("{namespace}/{name}"));
     }
 
-    /// Queues an event, to be sent once.
+    /// Queues an event, to be sent once (the server folds repeats into one
+    /// Event with a count).
     pub fn event(&self, about: &ObjectRef, severity: Severity, reason: &str, message: String) {
         let event = serde_json::json!({
             "apiVersion": flotilla_spec::meta::API_VERSION,
@@ -98,6 +99,7 @@ impl Reporter {
                 message,
                 source: self.source.clone(),
                 timestamp: flotilla_spec::meta::now_rfc3339_millis(),
+                ..EventSpec::default()
             },
         });
         let path = collection_path("events", Some(&about.namespace));

@@ -391,7 +391,9 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         event(
             Severity::Normal,
             "Started",
-            format!("Started on {} (restart {})", ctx.node_name, status.restarts),
+            // The same words each time, so restarts fold into one Event
+            // with a count; the restart number is in the status.
+            format!("Started on {}", ctx.node_name),
         );
         let started = Instant::now();
         let result = if probed {

@@ -264,8 +264,17 @@ fn rows(
                     .iter()
                     .map(|e| {
                         let s = &e["spec"];
+                        let seen = match s["count"].as_u64() {
+                            // As kubectl describe: "5s (x12 over 2m)".
+                            Some(count) if count > 1 => format!(
+                                "{} (x{count} over {})",
+                                age(&s["timestamp"]),
+                                age(&s["firstTimestamp"])
+                            ),
+                            _ => age(&s["timestamp"]),
+                        };
                         vec![
-                            age(&s["timestamp"]),
+                            seen,
                             text(&s["type"]),
                             text(&s["reason"]),
                             format!(

@@ -152,4 +152,3 @@ mod tests {
         assert!(cache.load("ab").unwrap_err().contains("keyed digest"));
     }
 }
-

@@ -76,7 +76,12 @@ async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let created = state.store.create(kind.name(), &namespace, &name, object)?;
+    let created = if kind == Kind::Event {
+        // Repeats fold into one Event with a count.
+        crate::controllers::events::store_folded(state.store.as_ref(), &namespace, object)?
+    } else {
+        state.store.create(kind.name(), &namespace, &name, object)?
+    };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 use flotilla_spec::event::{Event, EventSpec, ObjectRef};
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, API_VERSION};
 
+use serde_json::Value;
+
 use crate::store::{Store, StoreError};
 
 /// Events older than this are deleted.
@@ -51,6 +53,7 @@ pub fn event(
             message,
             source: source.into(),
             timestamp: now_rfc3339(),
+            ..EventSpec::default()
         },
         status: None,
     }
@@ -58,16 +61,56 @@ pub fn event(
 
 /// Stores an Event directly (for in-process controllers).
 pub fn record(store: &dyn Store, event: &Event) -> Result<(), StoreError> {
-    let mut value = serde_json::to_value(event).map_err(|e| StoreError::Backend(e.to_string()))?;
-    value["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
-    value["metadata"]["creationTimestamp"] = event.spec.timestamp.clone().into();
-    store.create(
-        "Event",
-        &event.metadata.namespace,
-        &event.metadata.name,
-        value,
-    )?;
-    Ok(())
+    let value = serde_json::to_value(event).map_err(|e| StoreError::Backend(e.to_string()))?;
+    store_folded(store, &event.metadata.namespace, value).map(drop)
+}
+
+/// How often folding an event into its aggregate is retried on a conflict.
+const FOLD_RETRIES: usize = 16;
+
+/// Stores an Event, folding a repeat (same object, type, reason, message,
+/// source: [`EventSpec::aggregate_name`]) into the one already stored: its
+/// `count` goes up, `timestamp` moves to the latest, `firstTimestamp` stays.
+/// A crash loop makes one Event with a count instead of thousands.
+pub fn store_folded(
+    store: &dyn Store,
+    namespace: &str,
+    mut value: Value,
+) -> Result<Value, StoreError> {
+    let spec: EventSpec = serde_json::from_value(value["spec"].clone())
+        .map_err(|e| StoreError::Backend(format!("event spec: {e}")))?;
+    let name = spec.aggregate_name();
+    value["metadata"]["name"] = name.clone().into();
+    for _ in 0..FOLD_RETRIES {
+        let Some(mut existing) = store.get("Event", namespace, &name)? else {
+            let mut first = value.clone();
+            first["spec"]["count"] = 1.into();
+            first["spec"]["firstTimestamp"] = spec.timestamp.clone().into();
+            if first["metadata"]["uid"].is_null() {
+                first["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
+            }
+            if first["metadata"]["creationTimestamp"].is_null() {
+                first["metadata"]["creationTimestamp"] = now_rfc3339().into();
+            }
+            match store.create("Event", namespace, &name, first) {
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                other => return other,
+            }
+        };
+        let count = existing["spec"]["count"].as_u64().unwrap_or(1).max(1);
+        existing["spec"]["count"] = (count.saturating_add(1).min(u64::from(u32::MAX))).into();
+        existing["spec"]["timestamp"] = spec.timestamp.clone().into();
+        let expected = existing["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok());
+        match store.update("Event", namespace, &name, existing, expected) {
+            Err(StoreError::Conflict { .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "event {namespace}/{name}: {FOLD_RETRIES} conflicting writes in a row"
+    )))
 }
 
 /// Deletes Events older than [`EVENT_TTL`].
@@ -88,4 +131,53 @@ pub fn collect_garbage(store: &dyn Store) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    #[test]
+    fn repeats_fold_into_one_event_with_a_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let about = ObjectRef {
+            kind: "Instance".into(),
+            namespace: "default".into(),
+            name: "web-x7k2q".into(),
+        };
+        let crash = || {
+            event(
+                about.clone(),
+                Severity::Warning,
+                "Error",
+                "exit code 3".into(),
+                "agent/a",
+            )
+        };
+        for _ in 0..3 {
+            record(&store, &crash()).unwrap();
+        }
+        record(
+            &store,
+            &event(
+                about.clone(),
+                Severity::Warning,
+                "Error",
+                "exit code 4".into(),
+                "agent/a",
+            ),
+        )
+        .unwrap();
+        let events = store.list("Event", Some("default")).unwrap().items;
+        assert_eq!(events.len(), 2, "{events:?}");
+        let folded = events
+            .iter()
+            .find(|e| e["spec"]["message"] == "exit code 3")
+            .unwrap();
+        assert_eq!(folded["spec"]["count"], 3, "{folded}");
+        assert!(folded["spec"]["firstTimestamp"].is_string(), "{folded}");
+        assert!(folded["metadata"]["uid"].is_string(), "{folded}");
+    }
 }
