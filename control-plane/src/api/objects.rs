@@ -32,6 +32,64 @@ fn not_found(kind: Kind, namespace: &str, name: &str) -> ApiError {
     ApiError::not_found(format!("{} {name:?} not found{place}", kind.plural()))
 }
 
+/// Most items one page may ask for.
+const MAX_PAGE: usize = 10_000;
+
+/// `?limit=N&continue=TOKEN`, as Kubernetes pages lists. Each page is read
+/// at the store's current revision (there is no snapshot to hold), in
+/// namespace/name order, after the last item of the previous page.
+struct Page {
+    limit: Option<usize>,
+    after: Option<(String, String)>,
+}
+
+impl Page {
+    fn from_params(params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let limit = match params.get("limit").map(String::as_str) {
+            None | Some("") | Some("0") => None,
+            Some(text) => Some(
+                text.parse::<usize>()
+                    .ok()
+                    .filter(|&n| n <= MAX_PAGE)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit {text:?} is not a number from 1 to {MAX_PAGE}"
+                        ))
+                    })?,
+            ),
+        };
+        let after = match params.get("continue").map(String::as_str) {
+            None | Some("") => None,
+            Some(token) => Some(parse_continue(token).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "continue token {token:?} is not one this server gave: list again from the start"
+                ))
+            })?),
+        };
+        Ok(Self { limit, after })
+    }
+}
+
+/// An object's place in list order.
+fn object_key(object: &Value) -> (String, String) {
+    let meta = &object["metadata"];
+    (
+        meta["namespace"].as_str().unwrap_or_default().to_string(),
+        meta["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// An opaque token for "after this object".
+fn continue_token((namespace, name): &(String, String)) -> String {
+    hex::encode(format!("{namespace}/{name}"))
+}
+
+fn parse_continue(token: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
+    let (namespace, name) = text.split_once('/')?;
+    Some((namespace.to_string(), name.to_string()))
+}
+
 async fn list(
     state: Arc<ApiState>,
     kind: Kind,
@@ -49,15 +107,30 @@ async fn list(
         return Ok(watch(state.store.clone(), filter, from).into_response());
     }
     let listing = state.store.list(kind.name(), filter.namespace.as_deref())?;
-    let items: Vec<Value> = listing
+    let page = Page::from_params(&params)?;
+    let mut items: Vec<Value> = listing
         .items
         .into_iter()
         .filter(|o| filter.matches(o))
+        .filter(|o| {
+            page.after
+                .as_ref()
+                .is_none_or(|after| &object_key(o) > after)
+        })
         .collect();
+    let mut metadata = json!({"resourceVersion": listing.revision.to_string()});
+    if let Some(limit) = page.limit.filter(|&l| l < items.len()) {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            metadata["continue"] = continue_token(&object_key(last)).into();
+            metadata["remainingItemCount"] = remaining.into();
+        }
+    }
     Ok(Json(json!({
         "apiVersion": flotilla_spec::meta::API_VERSION,
         "kind": format!("{}List", kind.name()),
-        "metadata": {"resourceVersion": listing.revision.to_string()},
+        "metadata": metadata,
         "items": items,
     }))
     .into_response())
@@ -481,6 +554,72 @@ mod tests {
             })
             .to_string(),
         )
+    }
+
+    #[tokio::test]
+    async fn lists_page_with_limit_and_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(ApiState {
+            store: Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap()),
+            tokens: Vec::new(),
+        });
+        for name in ["e", "a", "d", "b", "c"] {
+            let body = json!({
+                "apiVersion": flotilla_spec::meta::API_VERSION,
+                "kind": "Node",
+                "metadata": {"name": name},
+                "spec": {},
+            });
+            create(
+                state.clone(),
+                Kind::Node,
+                String::new(),
+                Bytes::from(body.to_string()),
+            )
+            .await
+            .unwrap();
+        }
+        let page = |query: &[(&str, &str)]| {
+            let params: HashMap<String, String> = query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let state = state.clone();
+            async move {
+                let response = list(state, Kind::Node, Some(String::new()), params).await;
+                let response = response.map_err(|e| e.message)?;
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                Ok::<Value, String>(serde_json::from_slice(&body).unwrap())
+            }
+        };
+        let names = |list: &Value| -> Vec<String> {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let list = page(&[("limit", "2"), ("continue", &token)]).await.unwrap();
+            seen.extend(names(&list));
+            match list["metadata"]["continue"].as_str() {
+                Some(next) => token = next.to_string(),
+                None => break,
+            }
+            assert!(list["metadata"]["remainingItemCount"].as_u64().unwrap() > 0);
+        }
+        assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+        assert_eq!(names(&page(&[]).await.unwrap()).len(), 5);
+        assert!(page(&[("limit", "x")]).await.unwrap_err().contains("limit"));
+        assert!(page(&[("continue", "zz")])
+            .await
+            .unwrap_err()
+            .contains("continue token"));
     }
 
     #[tokio::test]
