@@ -135,12 +135,15 @@ impl ControlPlane {
                 (self.admin_token, Role::Admin),
                 (self.join_token, Role::Node),
             ],
+            streams: Default::default(),
         });
         tokio::spawn(controllers::run(self.store, node_grace, strategy));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        axum::serve(self.listener, router(state))
+        // The peer address identifies a client for the per-client stream cap.
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())

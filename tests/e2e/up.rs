@@ -729,3 +729,43 @@ fn large_modules_compiling_on_a_busy_node_do_not_stall_it() {
         "API p99 {p99:?} while compiling"
     );
 }
+
+#[test]
+fn one_client_cannot_hold_more_than_its_share_of_watches() {
+    let c = Cluster::start();
+    let token = c.token();
+    let open = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            format!(
+                "GET /apis/flotilla.dev/v1/namespaces/default/workloads?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut head = [0u8; 256];
+        let n = std::io::Read::read(&mut stream, &mut head).unwrap_or(0);
+        (stream, String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let mut held = Vec::new();
+    for _ in 0..flotilla_control_plane::api::MAX_STREAMS_PER_CLIENT {
+        let (stream, head) = open();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        held.push(stream);
+    }
+    let (_, refused) = open();
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    // The API still answers this client's other requests.
+    assert!(c.cli(&["get", "workloads"]).status.success());
+    // A closed watch frees its place.
+    drop(held.pop());
+    c.wait_until(
+        "a watch can be opened again",
+        Duration::from_secs(10),
+        || open().1.starts_with("HTTP/1.1 200"),
+    );
+}

@@ -22,6 +22,7 @@ mod error;
 mod kinds;
 mod logs;
 mod objects;
+mod streams;
 mod watch;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use axum::Router;
 pub use auth::Role;
 pub use error::ApiError;
 pub use kinds::Kind;
+pub use streams::{StreamLimiter, MAX_STREAMS_PER_CLIENT};
 
 use crate::store::Store;
 
@@ -48,6 +50,8 @@ pub struct ApiState {
     /// Tokens that may use the API, and what each may do. The node token
     /// also reads logs from the nodes.
     pub tokens: Vec<(String, Role)>,
+    /// Watches and log follows open per client.
+    pub streams: StreamLimiter,
 }
 
 /// The API's router.
@@ -96,6 +100,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
     objects
         .merge(blobs)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            streams::limit_streams,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -562,6 +562,7 @@ mod tests {
         let state = Arc::new(ApiState {
             store: Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap()),
             tokens: Vec::new(),
+            streams: Default::default(),
         });
         for name in ["e", "a", "d", "b", "c"] {
             let body = json!({
@@ -632,6 +633,7 @@ mod tests {
         let state = Arc::new(ApiState {
             store: racing.clone(),
             tokens: Vec::new(),
+            streams: Default::default(),
         });
         create(state.clone(), Kind::Node, String::new(), node_body("t0"))
             .await

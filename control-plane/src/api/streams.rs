@@ -1,0 +1,134 @@
+//! Long-lived responses — watches and followed logs — are capped per client
+//! (the bearer token and the address it comes from), so one client cannot
+//! hold every connection and task the server has. The count is held by the
+//! response body: it drops when the stream ends or the client goes away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::Digest;
+
+use super::{ApiError, ApiState};
+
+/// Streams one client may have open at once.
+pub const MAX_STREAMS_PER_CLIENT: usize = 100;
+
+/// Open streams per client.
+#[derive(Debug, Default)]
+pub struct StreamLimiter {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream, counted until dropped.
+struct Held {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    client: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl StreamLimiter {
+    fn hold(&self, client: &str) -> Option<Held> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(client.to_string()).or_default();
+        if *n >= MAX_STREAMS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            open: self.open.clone(),
+            client: client.to_string(),
+        })
+    }
+}
+
+/// Whether a request asks for a long-lived response.
+fn is_stream(request: &Request) -> bool {
+    let query = request.uri().query().unwrap_or_default();
+    let flag = |k: &str| {
+        query
+            .split('&')
+            .any(|p| p == format!("{k}=true") || p == format!("{k}=1"))
+    };
+    flag("watch") || (request.uri().path().ends_with("/log") && flag("follow"))
+}
+
+/// Counts watches and log follows per client; past the cap, 429.
+pub async fn limit_streams(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !is_stream(&request) {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|v| hex::encode(&sha2::Sha256::digest(v.as_bytes())[..8]))
+        .unwrap_or_default();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let client = format!("{peer}/{token}");
+    let Some(held) = state.streams.hold(&client) else {
+        tracing::warn!("refused a stream: client {peer} has {MAX_STREAMS_PER_CLIENT} open");
+        return ApiError {
+            code: StatusCode::TOO_MANY_REQUESTS,
+            reason: "TooManyRequests",
+            message: format!(
+                "this client has {MAX_STREAMS_PER_CLIENT} watches and log follows open already (the most one client may hold): close some and retry"
+            ),
+        }
+        .into_response();
+    };
+    let response = next.run(request).await;
+    response.map(|body| Body::new(HeldBody { body, _held: held }))
+}
+
+/// A response body that keeps its stream counted while it lives.
+struct HeldBody {
+    body: Body,
+    _held: Held,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
