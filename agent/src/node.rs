@@ -233,10 +233,13 @@ impl Agent {
         for value in list.items {
             match self.decode(value) {
                 Ok(instance) => drop(assigned.insert(key(&instance), instance)),
-                // Keep running what runs: the last version this agent could read.
-                Err(k) => {
+                // Keep running what runs: the last version this agent could
+                // read — of the same object (a recreated one is another).
+                Err((k, uid)) => {
                     if let Some(known) = self.assigned.remove(&k) {
-                        assigned.insert(k, known);
+                        if known.metadata.uid == uid {
+                            assigned.insert(k, known);
+                        }
                     }
                 }
             }
@@ -292,9 +295,13 @@ impl Agent {
 
     /// Decodes an Instance from the API. One this agent cannot read (a newer
     /// control plane's fields, say) is logged and reported as a Warning event
-    /// on it, once per version; `Err` carries its key, when it has one.
-    fn decode(&mut self, value: serde_json::Value) -> Result<Instance, String> {
+    /// on it, once per version; `Err` carries its key and uid.
+    fn decode(&mut self, value: serde_json::Value) -> Result<Instance, (String, String)> {
         let k = raw_key(&value).unwrap_or_default();
+        let uid = value["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let version = value["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or_default()
@@ -334,7 +341,7 @@ impl Agent {
                     }
                     self.undecodable.insert(k.clone(), version);
                 }
-                Err(k)
+                Err((k, uid))
             }
         }
     }
