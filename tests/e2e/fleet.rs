@@ -526,3 +526,98 @@ fn an_instance_the_agent_cannot_read_is_reported_and_what_runs_keeps_running() {
     });
     assert!(!read_agent_log(&c, "edge-a").contains(&format!("stopped instance default/{name}")));
 }
+
+/// One raw request: its status code.
+fn status_of(c: &Cluster, method: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).unwrap_or(0);
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_route_answers_each_credential_as_its_role_allows() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let join = join.trim();
+    let admin = c.token();
+    let ns = "/apis/flotilla.dev/v1/namespaces/default";
+    let node = r#"{"apiVersion":"flotilla.dev/v1","kind":"Node","metadata":{"name":"n1"},"spec":{},"status":{"ready":true}}"#;
+    let event = r#"{"apiVersion":"flotilla.dev/v1","kind":"Event","metadata":{"name":"e"},"spec":{"involvedObject":{"kind":"Node","name":"n1"},"type":"Normal","reason":"R","message":"m","source":"s","timestamp":"2026-01-01T00:00:00Z"}}"#;
+    let blob = format!("/blobs/sha256/{}", "0".repeat(64));
+    // (method, path, body, may the join token do it)
+    let routes: Vec<(&str, String, &str, bool)> = vec![
+        ("GET", format!("{ns}/workloads"), "", true),
+        ("GET", format!("{ns}/workloads/w"), "", true),
+        ("POST", format!("{ns}/workloads"), "{}", false),
+        ("PUT", format!("{ns}/workloads/w"), "{}", false),
+        ("PATCH", format!("{ns}/workloads/w"), "{}", false),
+        ("DELETE", format!("{ns}/workloads/w"), "", false),
+        ("PUT", format!("{ns}/workloads/w/status"), "{}", false),
+        ("GET", format!("{ns}/instances"), "", true),
+        ("POST", format!("{ns}/instances"), "{}", false),
+        ("PUT", format!("{ns}/instances/i"), "{}", false),
+        ("PATCH", format!("{ns}/instances/i"), "{}", false),
+        ("DELETE", format!("{ns}/instances/i"), "", false),
+        ("PUT", format!("{ns}/instances/i/status"), "{}", true),
+        ("GET", format!("{ns}/instances/i/log"), "", true),
+        ("GET", format!("{ns}/events"), "", true),
+        ("POST", format!("{ns}/events"), event, true),
+        ("DELETE", format!("{ns}/events/e"), "", false),
+        ("GET", "/apis/flotilla.dev/v1/nodes".into(), "", true),
+        ("POST", "/apis/flotilla.dev/v1/nodes".into(), node, true),
+        (
+            "PUT",
+            "/apis/flotilla.dev/v1/nodes/n1/status".into(),
+            node,
+            true,
+        ),
+        ("DELETE", "/apis/flotilla.dev/v1/nodes/n1".into(), "", false),
+        (
+            "PATCH",
+            "/apis/flotilla.dev/v1/nodes/n1".into(),
+            "{}",
+            false,
+        ),
+        ("GET", blob.clone(), "", true),
+        ("HEAD", blob.clone(), "", true),
+        ("PUT", blob, "x", false),
+    ];
+    for (method, path, body, join_may) in &routes {
+        for (who, token) in [("no credential", None), ("a wrong token", Some("wrong"))] {
+            let code = status_of(&c, method, path, token, body);
+            assert_eq!(code, 401, "{method} {path} with {who}");
+        }
+        let code = status_of(&c, method, path, Some(join), body);
+        if *join_may {
+            assert!(
+                ![401, 403].contains(&code),
+                "{method} {path} with the join token: {code}"
+            );
+        } else {
+            assert_eq!(code, 403, "{method} {path} with the join token");
+        }
+        let code = status_of(&c, method, path, Some(&admin), body);
+        assert!(
+            ![401, 403].contains(&code),
+            "{method} {path} as admin: {code}"
+        );
+    }
+    // Unauthenticated: only the health check.
+    assert_eq!(status_of(&c, "GET", "/healthz", None, ""), 200);
+}
