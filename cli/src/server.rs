@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use flotilla_control_plane::api::{router, ApiState, Role};
 use flotilla_control_plane::controllers;
-use flotilla_control_plane::store::SqliteStore;
+use flotilla_control_plane::store::{BlobStore, SqliteStore, Store};
 use flotilla_scheduler::Strategy;
 
 use crate::config::{self, ClientConfig};
@@ -88,10 +88,32 @@ fn token_file(data_dir: &Path, name: &str) -> Result<String> {
     Ok(token)
 }
 
+/// Modules used to be rows of the SQLite store: moves them to the module
+/// folder (each written and synced before its row goes), once.
+fn move_blobs_out_of_the_store(store: &SqliteStore, blobs: &BlobStore) -> Result<()> {
+    let digests = store.blob_digests()?;
+    for digest in &digests {
+        if let Some(bytes) = store.get_blob(digest)? {
+            blobs
+                .put_bytes(digest, &bytes)
+                .with_context(|| format!("moving module {digest} to the module folder"))?;
+        }
+        store.delete_blob(digest)?;
+    }
+    if !digests.is_empty() {
+        eprintln!(
+            "moved {} modules from the store to the module folder",
+            digests.len()
+        );
+    }
+    Ok(())
+}
+
 /// A bound, not yet serving, control plane.
 pub struct ControlPlane {
     listener: tokio::net::TcpListener,
     store: Arc<SqliteStore>,
+    blobs: Arc<BlobStore>,
     /// `http://addr` of the API.
     pub url: String,
     /// The admin token.
@@ -107,6 +129,12 @@ impl ControlPlane {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+        let blob_dir = data_dir.join("blobs");
+        let blobs = Arc::new(
+            BlobStore::open(&blob_dir)
+                .with_context(|| format!("opening the module folder {}", blob_dir.display()))?,
+        );
+        move_blobs_out_of_the_store(store.as_ref(), &blobs)?;
         let admin_token = token_file(data_dir, "admin-token")?;
         let join_token = token_file(data_dir, "join-token")?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
@@ -121,6 +149,7 @@ impl ControlPlane {
         Ok(Self {
             listener,
             store,
+            blobs,
             url,
             admin_token,
             join_token,
@@ -136,8 +165,11 @@ impl ControlPlane {
                 (self.join_token, Role::Node),
             ],
             streams: Default::default(),
+            blobs: self.blobs.clone(),
         });
-        tokio::spawn(controllers::run(self.store, node_grace, strategy));
+        tokio::spawn(controllers::run(
+            self.store, self.blobs, node_grace, strategy,
+        ));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

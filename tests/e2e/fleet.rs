@@ -621,3 +621,53 @@ fn every_route_answers_each_credential_as_its_role_allows() {
     // Unauthenticated: only the health check.
     assert_eq!(status_of(&c, "GET", "/healthz", None, ""), 200);
 }
+
+#[test]
+fn modules_kept_in_an_older_store_move_to_the_module_folder() {
+    let mut c = Cluster::start_server();
+    c.kill();
+    // An older server kept modules as rows of the SQLite store.
+    let insert = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,hashlib; d=sqlite3.connect(sys.argv[1]); b=b'\\x00asm\\x01\\x00\\x00\\x00'; \
+             d.execute('INSERT INTO blobs (digest, bytes) VALUES (?, ?)', (hashlib.sha256(b).hexdigest(), b)); d.commit(); \
+             print(hashlib.sha256(b).hexdigest())",
+        ])
+        .arg(c.data_dir().join("store.db"))
+        .output()
+        .unwrap();
+    assert!(
+        insert.status.success(),
+        "{}",
+        String::from_utf8_lossy(&insert.stderr)
+    );
+    let digest = String::from_utf8_lossy(&insert.stdout).trim().to_string();
+    assert_eq!(digest.len(), 64, "{digest}");
+    c.launch();
+    assert_eq!(
+        std::fs::read(c.data_dir().join("blobs").join(&digest)).unwrap(),
+        b"\0asm\x01\0\0\0"
+    );
+    let admin = c.token();
+    assert_eq!(
+        status_of(
+            &c,
+            "GET",
+            &format!("/blobs/sha256/{digest}"),
+            Some(&admin),
+            ""
+        ),
+        200
+    );
+    let rows = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM blobs').fetchone()[0])",
+        ])
+        .arg(c.data_dir().join("store.db"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "0");
+    assert!(c.log().contains("moved 1 modules"), "{}", c.log());
+}

@@ -14,7 +14,7 @@ use flotilla_spec::validate::{check_name, check_object_name};
 use serde_json::Value;
 
 use super::{ApiError, Kind};
-use crate::store::Store;
+use crate::store::BlobStore;
 
 /// Decodes, checks and normalises a submitted object of `kind`.
 fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiError> {
@@ -81,12 +81,12 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
 }
 
 /// The module a Workload names must already be in the blob store.
-fn check_module(kind: Kind, value: &Value, store: &dyn Store) -> Result<(), ApiError> {
+fn check_module(kind: Kind, value: &Value, blobs: &BlobStore) -> Result<(), ApiError> {
     if kind != Kind::Workload {
         return Ok(());
     }
     match value["spec"]["module"]["sha256"].as_str() {
-        Some(digest) if store.has_blob(digest)? => Ok(()),
+        Some(digest) if blobs.has(digest) => Ok(()),
         Some(digest) => Err(ApiError::invalid(format!(
             "spec.module.sha256: no module with digest {digest} has been uploaded (PUT it to /blobs/sha256/{digest}; `flotilla apply` does this for file: sources)"
         ))),
@@ -101,10 +101,10 @@ pub fn for_create(
     kind: Kind,
     namespace: &str,
     body: Value,
-    store: &dyn Store,
+    blobs: &BlobStore,
 ) -> Result<Value, ApiError> {
     let mut value = normalise(kind, namespace, body)?;
-    check_module(kind, &value, store)?;
+    check_module(kind, &value, blobs)?;
     let meta = &mut value["metadata"];
     meta["uid"] = Value::String(uuid::Uuid::new_v4().to_string());
     meta["creationTimestamp"] = Value::String(now_rfc3339());
@@ -122,12 +122,12 @@ pub fn for_replace(
     name: &str,
     body: Value,
     stored: &Value,
-    store: &dyn Store,
+    blobs: &BlobStore,
 ) -> Result<(Value, Option<u64>), ApiError> {
     let expected = resource_version(&body)?;
     let mut value = normalise(kind, namespace, body)?;
     check_same_name(&value, name)?;
-    check_module(kind, &value, store)?;
+    check_module(kind, &value, blobs)?;
     if kind == Kind::Node {
         // The fencing epoch belongs to the node-lifecycle controller.
         value["spec"]["epoch"] = stored["spec"]["epoch"].as_u64().unwrap_or(0).into();

@@ -1,16 +1,16 @@
 //! The content-addressed blob store for modules: a blob is stored under the
 //! sha256 of its bytes, checked on upload, so agents can fetch a module by the
-//! digest in a Workload and trust what they get.
+//! digest in a Workload and trust what they get. Bodies stream to and from
+//! files (`store::BlobStore`), never whole in memory.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
+use crate::store::BlobError;
 
 fn check_digest(digest: &str) -> Result<(), ApiError> {
     if digest.len() == 64
@@ -26,47 +26,64 @@ fn check_digest(digest: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Runs blocking store work on tokio's blocking pool.
-async fn off_thread(
-    work: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
-) -> Result<Response, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(format!("blob task failed: {e}")))?
-}
-
-/// PUT /blobs/sha256/{digest}
+/// PUT /blobs/sha256/{digest}: streamed to a file while hashed.
 pub async fn put(
     State(s): State<Arc<ApiState>>,
     Path(digest): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
-    // Hashing and storing megabytes is blocking work: off the async threads.
-    off_thread(move || {
-        let actual = hex::encode(Sha256::digest(&body));
-        if actual != digest {
-            return Err(ApiError::bad_request(format!(
-                "the uploaded bytes have sha256 {actual}, not {digest}: the upload was corrupted or the digest is wrong"
-            )));
-        }
-        s.store.put_blob(&digest, &body)?;
-        Ok(StatusCode::CREATED.into_response())
-    })
-    .await
+    if s.blobs.has(&digest) {
+        return Ok(StatusCode::CREATED.into_response());
+    }
+    let max = super::MAX_BLOB_BYTES as u64;
+    s.blobs
+        .put(&digest, body.into_data_stream(), max)
+        .await
+        .map_err(|e| match e {
+            BlobError::TooLarge { .. } => ApiError {
+                code: StatusCode::PAYLOAD_TOO_LARGE,
+                reason: "RequestEntityTooLarge",
+                message: format!("{e}: modules are at most {max} bytes"),
+            },
+            BlobError::Io { .. } => ApiError {
+                code: StatusCode::INSUFFICIENT_STORAGE,
+                reason: "InsufficientStorage",
+                message: e.to_string(),
+            },
+            BlobError::DigestMismatch { .. } | BlobError::Body(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+        })?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
-/// GET /blobs/sha256/{digest}
+/// GET /blobs/sha256/{digest}: streamed from its file.
 pub async fn get(
     State(s): State<Arc<ApiState>>,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
-    off_thread(move || match s.store.get_blob(&digest)? {
-        Some(bytes) => Ok(([("content-type", "application/wasm")], bytes).into_response()),
-        None => Err(ApiError::not_found(format!("no blob sha256:{digest}"))),
-    })
-    .await
+    let file = match tokio::fs::File::open(s.blobs.path(&digest)).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!("no blob sha256:{digest}")))
+        }
+        Err(e) => return Err(ApiError::internal(format!("reading blob {digest}: {e}"))),
+    };
+    let length = file.metadata().await.map(|m| m.len()).unwrap_or_default();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/wasm".to_string(),
+            ),
+            (axum::http::header::CONTENT_LENGTH, length.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// HEAD /blobs/sha256/{digest}
@@ -75,7 +92,7 @@ pub async fn head(
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
-    if s.store.has_blob(&digest)? {
+    if s.blobs.has(&digest) {
         Ok(StatusCode::OK.into_response())
     } else {
         Ok(StatusCode::NOT_FOUND.into_response())

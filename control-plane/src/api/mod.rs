@@ -52,6 +52,8 @@ pub struct ApiState {
     pub tokens: Vec<(String, Role)>,
     /// Watches and log follows open per client.
     pub streams: StreamLimiter,
+    /// Modules, by sha256.
+    pub blobs: Arc<crate::store::BlobStore>,
 }
 
 /// The API's router.

@@ -144,7 +144,7 @@ async fn get_one(state: Arc<ApiState>, kind: Kind, namespace: String, name: Stri
 }
 
 async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes) -> ApiResult {
-    let object = for_create(kind, &namespace, parse_body(&body)?, state.store.as_ref())?;
+    let object = for_create(kind, &namespace, parse_body(&body)?, &state.blobs)?;
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -239,14 +239,9 @@ async fn write(
             .ok_or_else(|| not_found(kind, &namespace, &name))?;
         let (object, expected) = match how {
             Write::Status => for_status(kind, &namespace, &name, body.clone(), &stored)?,
-            Write::Replace => for_replace(
-                kind,
-                &namespace,
-                &name,
-                body.clone(),
-                &stored,
-                state.store.as_ref(),
-            )?,
+            Write::Replace => {
+                for_replace(kind, &namespace, &name, body.clone(), &stored, &state.blobs)?
+            }
             Write::MergePatch => {
                 let mut patched = stored.clone();
                 // Optimistic concurrency on the caller's part only if the
@@ -255,14 +250,7 @@ async fn write(
                     meta.remove("resourceVersion");
                 }
                 merge_patch(&mut patched, &body);
-                for_replace(
-                    kind,
-                    &namespace,
-                    &name,
-                    patched,
-                    &stored,
-                    state.store.as_ref(),
-                )?
+                for_replace(kind, &namespace, &name, patched, &stored, &state.blobs)?
             }
         };
         let ours = expected.is_none();
@@ -541,6 +529,12 @@ mod tests {
         fn has_blob(&self, d: &str) -> Result<bool, StoreError> {
             self.inner.has_blob(d)
         }
+        fn blob_digests(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.blob_digests()
+        }
+        fn delete_blob(&self, d: &str) -> Result<(), StoreError> {
+            self.inner.delete_blob(d)
+        }
     }
 
     fn node_body(heartbeat: &str) -> Bytes {
@@ -563,6 +557,7 @@ mod tests {
             store: Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap()),
             tokens: Vec::new(),
             streams: Default::default(),
+            blobs: Arc::new(crate::store::BlobStore::open(&dir.path().join("blobs")).unwrap()),
         });
         for name in ["e", "a", "d", "b", "c"] {
             let body = json!({
@@ -634,6 +629,7 @@ mod tests {
             store: racing.clone(),
             tokens: Vec::new(),
             streams: Default::default(),
+            blobs: Arc::new(crate::store::BlobStore::open(&dir.path().join("blobs")).unwrap()),
         });
         create(state.clone(), Kind::Node, String::new(), node_body("t0"))
             .await

@@ -38,9 +38,32 @@ pub const RESYNC: Duration = Duration::from_secs(2);
 /// How often expired Events are deleted.
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 
+/// How long a module no Workload or Instance names is kept (an upload comes
+/// before the apply that names it; a rollback may want it back).
+pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
+
+/// Removes modules nothing names any more (see [`BLOB_GRACE`]).
+fn collect_blobs(store: &dyn Store, blobs: &crate::store::BlobStore) -> Result<usize, StoreError> {
+    let mut referenced = std::collections::HashSet::new();
+    for workload in store.list("Workload", None)?.items {
+        if let Some(digest) = workload["spec"]["module"]["sha256"].as_str() {
+            referenced.insert(digest.to_string());
+        }
+    }
+    for instance in store.list("Instance", None)?.items {
+        if let Some(digest) = instance["spec"]["template"]["module"]["sha256"].as_str() {
+            referenced.insert(digest.to_string());
+        }
+    }
+    blobs
+        .collect_garbage(&referenced, BLOB_GRACE)
+        .map_err(|e| StoreError::Backend(format!("module garbage collection: {e}")))
+}
+
 /// Runs every controller until the process ends.
 pub async fn run(
     store: Arc<dyn Store>,
+    blobs: Arc<crate::store::BlobStore>,
     node_grace: Duration,
     strategy: flotilla_scheduler::Strategy,
 ) {
@@ -64,6 +87,9 @@ pub async fn run(
             last_gc = std::time::Instant::now();
             if let Err(e) = events::collect_garbage(store.as_ref()) {
                 tracing::warn!("event garbage collection: {e}");
+            }
+            if let Err(e) = collect_blobs(store.as_ref(), &blobs) {
+                tracing::warn!("{e}");
             }
         }
         let pass_took = pass_started.elapsed();

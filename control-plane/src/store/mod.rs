@@ -7,8 +7,10 @@
 //! Everything else about objects (uids, generations, validation) belongs to
 //! the API layer above.
 
+pub mod blobs;
 mod sqlite;
 
+pub use blobs::{BlobError, BlobStore};
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
@@ -135,4 +137,9 @@ pub trait Store: Send + Sync + 'static {
     fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Whether a blob exists.
     fn has_blob(&self, digest: &str) -> Result<bool, StoreError>;
+    /// The digests of the blobs kept in the store itself (modules now live
+    /// in a [`BlobStore`]; these are moved there once).
+    fn blob_digests(&self) -> Result<Vec<String>, StoreError>;
+    /// Removes a blob kept in the store itself.
+    fn delete_blob(&self, digest: &str) -> Result<(), StoreError>;
 }

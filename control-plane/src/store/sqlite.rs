@@ -398,6 +398,22 @@ impl Store for SqliteStore {
             .map_err(backend)
     }
 
+    fn blob_digests(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.conn();
+        let mut stmt = db.prepare("SELECT digest FROM blobs").map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
+    fn delete_blob(&self, digest: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM blobs WHERE digest = ?1", params![digest])
+            .map(drop)
+            .map_err(backend)
+    }
+
     fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
         self.conn()
             .query_row(

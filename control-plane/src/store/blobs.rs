@@ -1,0 +1,210 @@
+//! Modules as content-addressed files: `<dir>/<sha256>`, streamed in and out,
+//! hashed while they stream, never held whole in memory nor under the
+//! object store's lock. A blob no Workload or Instance names is removed
+//! after a grace period (an upload comes before the apply that names it).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// Why an upload was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Past the size cap.
+    #[error("the module is larger than {max} bytes")]
+    TooLarge {
+        /// The cap.
+        max: u64,
+    },
+    /// The bytes do not hash to the digest they were sent under.
+    #[error("the uploaded bytes have sha256 {actual}, not {expected}: the upload was corrupted or the digest is wrong")]
+    DigestMismatch {
+        /// The digest in the URL.
+        expected: String,
+        /// The digest of the bytes.
+        actual: String,
+    },
+    /// The upload broke off.
+    #[error("the upload broke off: {0}")]
+    Body(String),
+    /// The disk failed (full, read-only…).
+    #[error(
+        "cannot store the module in {dir}: {source} (free space on that disk, then upload again)"
+    )]
+    Io {
+        /// The blob folder.
+        dir: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// The blob folder.
+#[derive(Debug)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating, owner-only) the folder.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Where the blob with this digest is (or would be).
+    pub fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(digest)
+    }
+
+    /// Whether the blob is stored.
+    pub fn has(&self, digest: &str) -> bool {
+        self.path(digest).is_file()
+    }
+
+    /// Stores `chunks` under `digest` if they hash to it and stay within
+    /// `max` bytes: written to a temporary file while hashing, renamed into
+    /// place only when whole and verified.
+    pub async fn put<S, E>(&self, digest: &str, chunks: S, max: u64) -> Result<(), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let io = |source| BlobError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
+        let (file, tmp_path) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut chunks = chunks;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(BlobError::TooLarge { max });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        let actual = hex::encode(hasher.finalize());
+        if actual != digest {
+            return Err(BlobError::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        tmp_path
+            .persist(self.path(digest))
+            .map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Stores whole bytes (the one-time move out of the SQLite store).
+    pub fn put_bytes(&self, digest: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        std::io::Write::write_all(&mut tmp, bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.path(digest))
+            .map_err(|e| e.error)
+            .map(drop)
+    }
+
+    /// Removes every blob not in `referenced` whose file is older than
+    /// `grace`; returns how many went.
+    pub fn collect_garbage(
+        &self,
+        referenced: &HashSet<String>,
+        grace: Duration,
+    ) -> std::io::Result<usize> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_blob = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_blob || referenced.contains(&name) {
+                continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if age > grace && std::fs::remove_file(entry.path()).is_ok() {
+                tracing::info!("removed module {name}: no workload names it");
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn uploads_are_verified_capped_and_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let digest = hex::encode(Sha256::digest(b"wasm bytes"));
+        blobs
+            .put(&digest, chunks(&[b"wasm ", b"bytes"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(blobs.path(&digest)).unwrap(), b"wasm bytes");
+        let wrong = blobs.put(&"0".repeat(64), chunks(&[b"other"]), 100).await;
+        assert!(matches!(wrong, Err(BlobError::DigestMismatch { .. })));
+        let big = blobs
+            .put(&digest, chunks(&[b"0123456789", b"0123456789"]), 15)
+            .await;
+        assert!(matches!(big, Err(BlobError::TooLarge { max: 15 })));
+        // Nothing half-written is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Referenced or young: kept; otherwise removed.
+        assert_eq!(
+            blobs
+                .collect_garbage(&HashSet::from([digest.clone()]), Duration::ZERO)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            blobs
+                .collect_garbage(&HashSet::new(), Duration::from_secs(60))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            blobs
+                .collect_garbage(&HashSet::new(), Duration::ZERO)
+                .unwrap(),
+            1
+        );
+        assert!(!blobs.has(&digest));
+    }
+}
