@@ -10,16 +10,15 @@
 //! - **Async**: guests run on fibers driven by tokio, so thousands of them share
 //!   a few threads and a sleeping or throttled guest costs no thread.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 use super::cache::CompileCache;
-use super::module::LoadedModule;
 use super::state::{ComponentState, CoreState};
 use super::RuntimeError;
 
@@ -45,6 +44,9 @@ pub struct RuntimeConfig {
     /// Modules loaded (read, hashed, compiled) at once by
     /// [`Runtime::load_bytes_in_background`].
     pub parallel_loads: usize,
+    /// Loaded modules no instance uses that stay in memory (least recently
+    /// used out first).
+    pub max_idle_modules: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +57,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(2),
             cache_dir: None,
             parallel_loads: 1,
+            max_idle_modules: 64,
         }
     }
 }
@@ -68,7 +71,7 @@ pub struct Runtime {
     /// Every `(module, name)` the core linker defines, to name missing imports.
     pub(crate) core_imports: HashSet<(String, String)>,
     pub(crate) cache: Option<CompileCache>,
-    pub(crate) loaded: Mutex<HashMap<String, Arc<LoadedModule>>>,
+    pub(crate) loaded: super::loaded::LoadedModules,
     pub(crate) ticker: Arc<EpochTicker>,
     /// Bounds background loads (see [`Runtime::load_bytes_in_background`]).
     pub(crate) load_slots: tokio::sync::Semaphore,
@@ -128,7 +131,7 @@ impl Runtime {
             http_linker,
             core_imports,
             cache,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: super::loaded::LoadedModules::new(config.max_idle_modules),
             ticker,
             load_slots: tokio::sync::Semaphore::new(config.parallel_loads.max(1)),
         }))

@@ -11,6 +11,7 @@ mod cpu;
 mod engine;
 mod error;
 mod http;
+mod loaded;
 mod memory;
 mod module;
 mod outcome;

@@ -90,8 +90,8 @@ impl Runtime {
     ) -> Result<Arc<LoadedModule>, RuntimeError> {
         let binary = to_binary(name, bytes)?;
         let digest = hex::encode(Sha256::digest(&binary));
-        if let Some(loaded) = self.loaded_lock().get(&digest) {
-            return Ok(loaded.clone());
+        if let Some(loaded) = self.loaded.get(&digest) {
+            return Ok(loaded);
         }
         let is_component = Parser::is_component(&binary);
         let (prepared, from_disk_cache) = if is_component {
@@ -133,8 +133,7 @@ impl Runtime {
             from_disk_cache,
             runtime: self.clone(),
         });
-        self.loaded_lock().insert(digest, loaded.clone());
-        Ok(loaded)
+        Ok(self.loaded.insert(digest, loaded))
     }
 
     /// [`Runtime::load_bytes`] off the async runtime's threads, at most
@@ -188,19 +187,18 @@ impl Runtime {
     /// The module loaded earlier whose binary has sha256 `digest`, if any:
     /// lets a caller that knows the digest skip reading and hashing the bytes.
     pub fn loaded(&self, digest: &str) -> Option<Arc<LoadedModule>> {
-        self.loaded_lock().get(digest).cloned()
+        self.loaded.get(digest)
     }
 
     /// Forgets a module loaded earlier (its compiled code is freed when the
     /// last run using it ends; the disk cache keeps the artefact).
     pub fn unload(&self, digest: &str) {
-        self.loaded_lock().remove(digest);
+        self.loaded.remove(digest);
     }
 
-    fn loaded_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<LoadedModule>>> {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    /// How many modules are loaded in memory (in use or kept idle).
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.len()
     }
 
     /// Compiles, through the disk cache when there is one. Returns the
