@@ -85,3 +85,30 @@ impl JournalWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// A damaged journal (a torn write, a full disk, a newer agent's
+        /// format) is ignored with a warning, never a crash.
+        #[test]
+        fn any_journal_bytes_load_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("journal.json");
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = super::Journal::new(&path).load();
+        }
+
+        #[test]
+        fn json_shaped_journals_load_without_panicking(text in "\\[(\\{\"[a-z]{1,8}\":[\\[\\]{}\"0-9a-z,:]{0,40}\\},?){0,3}\\]") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("journal.json");
+            std::fs::write(&path, text.as_bytes()).unwrap();
+            let _ = super::Journal::new(&path).load();
+        }
+    }
+}

@@ -43,6 +43,14 @@ pub fn parse_memory_bytes(text: &str) -> Result<u64, QuantityError> {
         .iter()
         .find_map(|(suffix, m)| trimmed.strip_suffix(suffix).map(|n| (n, *m)))
         .unwrap_or((trimmed, 1));
+    // Whole numbers exactly (f64 loses bytes past 2^53), fractions as decimals.
+    if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        return number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(multiplier))
+            .ok_or_else(err);
+    }
     let value = parse_decimal(number).ok_or_else(err)?;
     let bytes = value * multiplier as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 || bytes.fract() != 0.0 {

@@ -470,6 +470,27 @@ fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever a WAGI guest prints, the caller gets a response.
+        #[test]
+        fn any_wagi_output_is_a_response(out in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = wagi_response(&out, "t");
+        }
+
+        #[test]
+        fn any_cgi_header_block_is_a_response(
+            head in "([A-Za-z-]{0,12}:[ -~]{0,20}\r?\n){0,6}",
+            body in "[ -~]{0,20}",
+        ) {
+            let out = format!("{head}\r\n{body}");
+            let response = wagi_response(out.as_bytes(), "t");
+            prop_assert!(response.status().as_u16() >= 100);
+        }
+    }
 
     #[test]
     fn wagi_headers_status_and_body() {

@@ -185,3 +185,29 @@ pub fn watch(store: Arc<dyn Store>, filter: Filter, from: Option<u64>) -> Respon
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod robustness {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::{Filter, Kind};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any selector text is a filter or a 400, and any object passes or not.
+        #[test]
+        fn any_selector_is_a_filter_or_an_error(fields in "[ -~]{0,40}", labels in "[ -~]{0,40}", name in "[a-z.=,]{0,12}") {
+            let params = HashMap::from([
+                ("fieldSelector".to_string(), fields),
+                ("labelSelector".to_string(), labels),
+            ]);
+            if let Ok(filter) = Filter::from_params(Kind::Instance, None, &params) {
+                let object = serde_json::json!({"metadata": {"name": name, "labels": {"a": "b"}}, "spec": {"nodeName": "n"}});
+                let _ = filter.matches(&object);
+            }
+        }
+    }
+}
