@@ -16,6 +16,7 @@
 //!   routes requests to them cluster-wide, a fresh instance per request.
 
 pub mod cluster_view;
+pub mod disk_budget;
 pub mod endpoints;
 pub mod host_paths;
 pub mod ingress;

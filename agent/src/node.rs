@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub max_instances: u32,
     /// What the ingress allows a client.
     pub ingress_limits: crate::ingress::IngressLimits,
+    /// Most bytes of downloaded modules and compiled code kept on disk.
+    pub module_cache_bytes: u64,
     /// Host directories workloads may be granted (`--allow-host-path`).
     pub allowed_host_paths: Vec<PathBuf>,
     /// Folders never granted besides `data_dir` (under `up`: the control
@@ -120,6 +122,8 @@ impl Agent {
             node_name: config.node_name.clone(),
             logs: LogDir::new(&config.data_dir.join("logs")),
             modules_dir: config.data_dir.join("modules"),
+            compiled_dir: config.data_dir.join("compiled"),
+            module_cache_bytes: config.module_cache_bytes,
             endpoints: Arc::default(),
             ingress: std::sync::OnceLock::new(),
             host_paths: crate::host_paths::HostPathPolicy {

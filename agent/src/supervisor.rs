@@ -33,6 +33,10 @@ pub struct NodeContext {
     pub logs: LogDir,
     /// Where downloaded modules are kept, by digest.
     pub modules_dir: PathBuf,
+    /// Where compiled code is cached.
+    pub compiled_dir: PathBuf,
+    /// Most bytes those two folders may take (see `disk_budget`).
+    pub module_cache_bytes: u64,
     /// Status and event reporting.
     pub reporter: Reporter,
     /// The node's HTTP replicas, for the ingress.
@@ -256,9 +260,11 @@ async fn fetch_module(
         .await;
     match loaded {
         Ok(module) => {
-            if let Some(bytes) = keep {
-                keep_module(ctx.modules_dir.clone(), path, bytes).await;
+            match keep {
+                Some(bytes) => keep_module(ctx.modules_dir.clone(), path, bytes).await,
+                None => crate::disk_budget::touch(&path),
             }
+            prune_module_files(ctx).await;
             Ok(module)
         }
         Err(e @ RuntimeError::DigestMismatch { .. }) => {
@@ -268,6 +274,19 @@ async fn fetch_module(
         }
         Err(e) => Err(FetchError::Permanent(e.to_string())),
     }
+}
+
+/// Keeps the module folders within their budget, off the async threads;
+/// modules loaded now are never removed.
+async fn prune_module_files(ctx: &NodeContext) {
+    let (modules, compiled) = (ctx.modules_dir.clone(), ctx.compiled_dir.clone());
+    let (runtime, budget) = (ctx.runtime.clone(), ctx.module_cache_bytes);
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::disk_budget::prune(&[&modules, &compiled], budget, |digest| {
+            runtime.in_use(digest)
+        })
+    })
+    .await;
 }
 
 /// Keeps a downloaded (and verified) module in the node's module folder,

@@ -45,6 +45,10 @@ pub struct AgentArgs {
     /// agent's data folder.
     #[arg(long = "allow-host-path", value_name = "PREFIX")]
     allow_host_path: Vec<PathBuf>,
+    /// Most disk that downloaded modules and their compiled code may take;
+    /// least recently used ones not running are removed past it.
+    #[arg(long, default_value = "1Gi", value_parser = parse_memory)]
+    module_cache_size: u64,
 }
 
 /// What the node's ingress allows a client.
@@ -103,7 +107,7 @@ pub fn address_of(listener: &Option<tokio::net::TcpListener>) -> String {
         .unwrap_or_default()
 }
 
-fn parse_memory(t: &str) -> Result<u64, String> {
+pub fn parse_memory(t: &str) -> Result<u64, String> {
     flotilla_spec::parse_memory_bytes(t).map_err(|e| e.to_string())
 }
 
@@ -173,6 +177,7 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         max_instances: args.max_instances,
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path,
+        module_cache_bytes: args.module_cache_size,
         protected_paths: Vec::new(),
     };
     // Fail fast, and clearly, on a wrong token or a name another agent

@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// with spec.dirs; repeatable. None by default; never the data folder.
     #[arg(long = "allow-host-path", value_name = "PREFIX")]
     allow_host_path: Vec<PathBuf>,
+    /// Most disk that downloaded modules and their compiled code may take;
+    /// least recently used ones not running are removed past it.
+    #[arg(long, default_value = "1Gi", value_parser = crate::agent::parse_memory)]
+    module_cache_size: u64,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
@@ -53,6 +57,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         max_instances: args.max_instances,
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path.clone(),
+        module_cache_bytes: args.module_cache_size,
         protected_paths: vec![args.data_dir.clone()],
     })?;
     if let Some(listener) = ingress {

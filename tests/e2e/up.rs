@@ -769,3 +769,52 @@ fn one_client_cannot_hold_more_than_its_share_of_watches() {
         || open().1.starts_with("HTTP/1.1 200"),
     );
 }
+
+#[test]
+fn module_files_stay_within_the_nodes_disk_budget() {
+    // A budget smaller than any module: only what runs keeps its files.
+    let c = Cluster::start_up_with(&["--module-cache-size", "1"]);
+    let files = |dir: &str| files_under(&c.data_dir().join("agent").join(dir));
+    c.apply("ticker.yaml", &TICKER.replace("replicas: 3", "replicas: 1"));
+    c.wait_until("ticker runs", Duration::from_secs(15), || running(&c, 1));
+    // Its files are kept while it runs (a module, its compiled code and mac).
+    c.wait_until(
+        "ticker's files are written",
+        Duration::from_secs(10),
+        || files("modules") == 1 && files("compiled") >= 2,
+    );
+    c.ok(&["delete", "workload", "ticker"]);
+    c.wait_until("ticker is gone", Duration::from_secs(15), || {
+        c.items("instances").is_empty()
+    });
+    c.apply(
+        "other.yaml",
+        &TICKER
+            .replace("name: ticker", "name: other")
+            .replace("replicas: 3", "replicas: 1")
+            .replace("sleeper.wasm", "hello.wasm"),
+    );
+    let other = c.items("workloads")[0]["spec"]["module"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = || -> Vec<String> {
+        std::fs::read_dir(c.data_dir().join("agent/modules"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // Once the other module is loaded, ticker's files (no longer running)
+    // are past the budget and go; the running one's stay.
+    c.wait_until(
+        "only the running module's file is kept",
+        Duration::from_secs(15),
+        || kept() == [format!("{other}.wasm")],
+    );
+    let compiled = files("compiled");
+    assert!(
+        compiled <= 3,
+        "{compiled} files in compiled/: ticker's code was not removed"
+    );
+}

@@ -64,6 +64,13 @@ impl LoadedModules {
         kept
     }
 
+    /// Whether a run, a replica or a caller holds the module now.
+    pub(crate) fn in_use(&self, digest: &str) -> bool {
+        self.lock()
+            .get(digest)
+            .is_some_and(|(module, _)| Arc::strong_count(module) > 1)
+    }
+
     /// Forgets a module.
     pub(crate) fn remove(&self, digest: &str) {
         self.lock().remove(digest);

@@ -196,6 +196,12 @@ impl Runtime {
         self.loaded.remove(digest);
     }
 
+    /// Whether the module with this digest is loaded and held by a run, a
+    /// replica or a caller (not merely kept idle in memory).
+    pub fn in_use(&self, digest: &str) -> bool {
+        self.loaded.in_use(digest)
+    }
+
     /// How many modules are loaded in memory (in use or kept idle).
     pub fn loaded_count(&self) -> usize {
         self.loaded.len()
