@@ -19,8 +19,10 @@ pub struct HostPathPolicy {
 }
 
 impl HostPathPolicy {
-    /// `Ok` if `host_path` may be granted here, else why not and the fix.
-    pub fn check(&self, field: &str, host_path: &Path, node: &str) -> Result<(), String> {
+    /// The resolved path to grant if `host_path` may be granted here, else
+    /// why not and the fix. Grant the returned path, not `host_path`: a
+    /// symlink swapped in after the check must not redirect the grant.
+    pub fn check(&self, field: &str, host_path: &Path, node: &str) -> Result<PathBuf, String> {
         let resolved = host_path.canonicalize().map_err(|e| {
             format!(
                 "{field}: {} cannot be granted on node {node}: {e} (create it on the node, or remove the grant)",
@@ -51,7 +53,7 @@ impl HostPathPolicy {
                 host_path.display()
             ));
         }
-        Ok(())
+        Ok(resolved)
     }
 }
 

@@ -306,6 +306,23 @@ async fn keep_module(dir: PathBuf, path: PathBuf, bytes: Vec<u8>) {
     }
 }
 
+/// The resolved host paths of the template's `dirs`, if this node allows
+/// every one of them (see `host_paths`).
+fn granted_dirs(ctx: &NodeContext, template: &WorkloadSpec) -> Result<Vec<PathBuf>, String> {
+    template
+        .dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            ctx.host_paths.check(
+                &format!("spec.dirs[{i}].hostPath"),
+                std::path::Path::new(&dir.host_path),
+                &ctx.node_name,
+            )
+        })
+        .collect()
+}
+
 fn termination(outcome: &Outcome) -> Termination {
     Termination {
         reason: outcome.reason.to_string(),
@@ -332,16 +349,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         ctx.reporter.event(&about, severity, reason, message)
     };
 
-    let refused = template.dirs.iter().enumerate().find_map(|(i, dir)| {
-        ctx.host_paths
-            .check(
-                &format!("spec.dirs[{i}].hostPath"),
-                std::path::Path::new(&dir.host_path),
-                &ctx.node_name,
-            )
-            .err()
-    });
-    if let Some(message) = refused {
+    if let Err(message) = granted_dirs(&ctx, template) {
         tracing::warn!("instance {ns}/{name}: {message}");
         status.phase = Phase::Failed;
         status.ready = false;
@@ -381,6 +389,23 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
     let mut consecutive = 0u32;
     loop {
         let mut spec = run_spec(template, &instance.spec.workload);
+        // Checked again before every run, and the resolved paths granted.
+        match granted_dirs(&ctx, template) {
+            Ok(resolved) => {
+                for (dir, host) in spec.dirs.iter_mut().zip(resolved) {
+                    dir.host = host;
+                }
+            }
+            Err(message) => {
+                tracing::warn!("instance {ns}/{name}: {message}");
+                status.phase = Phase::Failed;
+                status.ready = false;
+                status.message = message.clone();
+                report(&status);
+                event(Severity::Warning, "HostPathNotAllowed", message);
+                return;
+            }
+        }
         let log = match ctx.logs.start_run(&ns, &name) {
             Ok(log) => Some(log),
             Err(e) => {

@@ -734,7 +734,7 @@ fn large_modules_compiling_on_a_busy_node_do_not_stall_it() {
 fn one_client_cannot_hold_more_than_its_share_of_watches() {
     let c = Cluster::start();
     let token = c.token();
-    let open = || {
+    let open_as = |query: &str, bearer: &str| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -742,7 +742,7 @@ fn one_client_cannot_hold_more_than_its_share_of_watches() {
         std::io::Write::write_all(
             &mut stream,
             format!(
-                "GET /apis/flotilla.dev/v1/namespaces/default/workloads?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+                "GET /apis/flotilla.dev/v1/namespaces/default/workloads?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\r\n"
             )
             .as_bytes(),
         )
@@ -751,6 +751,7 @@ fn one_client_cannot_hold_more_than_its_share_of_watches() {
         let n = std::io::Read::read(&mut stream, &mut head).unwrap_or(0);
         (stream, String::from_utf8_lossy(&head[..n]).into_owned())
     };
+    let open = || open_as("watch=true", &token);
     let mut held = Vec::new();
     for _ in 0..flotilla_control_plane::api::MAX_STREAMS_PER_CLIENT {
         let (stream, head) = open();
@@ -759,6 +760,11 @@ fn one_client_cannot_hold_more_than_its_share_of_watches() {
     }
     let (_, refused) = open();
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    // Neither an encoded query nor a differently spaced token escapes the count.
+    let (_, encoded) = open_as("%77atch=tru%65", &token);
+    assert!(encoded.starts_with("HTTP/1.1 429"), "{encoded}");
+    let (_, spaced) = open_as("watch=true", &format!("  {token}"));
+    assert!(spaced.starts_with("HTTP/1.1 429"), "{spaced}");
     // The API still answers this client's other requests.
     assert!(c.cli(&["get", "workloads"]).status.success());
     // A closed watch frees its place.

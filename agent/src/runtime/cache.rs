@@ -9,7 +9,8 @@
 //! Deserializing compiled code is `unsafe`: whoever can write an artefact
 //! runs native code in the host. So the folder is owner-only, no guest may be
 //! granted it (see `run.rs`), and every artefact carries a keyed digest
-//! (`sha256(key ‖ artefact)`, the key kept 0600 in the folder) that is
+//! (a nested keyed sha256 over the engine fingerprint, the module digest and
+//! the artefact; the key kept 0600 in the folder) that is
 //! checked on the bytes actually deserialized; anything else is recompiled.
 
 use std::hash::{Hash, Hasher};
@@ -54,11 +55,24 @@ impl CompileCache {
         &self.dir
     }
 
-    fn mac(&self, artefact: &[u8]) -> String {
-        let mut digest = Sha256::new();
-        digest.update(&self.key);
-        digest.update(artefact);
-        hex::encode(digest.finalize())
+    /// The keyed digest of the artefact for module `digest`: bound to the
+    /// module and the engine (an artefact renamed onto another module's name
+    /// fails), nested like HMAC so it cannot be extended.
+    fn mac(&self, digest: &str, artefact: &[u8]) -> String {
+        let inner = Sha256::new()
+            .chain_update(&self.key)
+            .chain_update(self.fingerprint.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(digest.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(artefact)
+            .finalize();
+        hex::encode(
+            Sha256::new()
+                .chain_update(&self.key)
+                .chain_update(inner)
+                .finalize(),
+        )
     }
 
     fn mac_path(&self, digest: &str) -> PathBuf {
@@ -72,7 +86,7 @@ impl CompileCache {
             return Ok(None);
         };
         let expected = std::fs::read_to_string(self.mac_path(digest)).unwrap_or_default();
-        if self.mac(&artefact) != expected.trim() {
+        if self.mac(digest, &artefact) != expected.trim() {
             return Err(format!(
                 "{} does not match its keyed digest (written by something other than flotilla?)",
                 self.path_for(digest).display()
@@ -100,7 +114,7 @@ impl CompileCache {
         let mac_path = self.mac_path(digest);
         let mut mac =
             tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| cache_error(&self.dir, e))?;
-        mac.write_all(self.mac(artefact).as_bytes())
+        mac.write_all(self.mac(digest, artefact).as_bytes())
             .map_err(|e| cache_error(mac.path(), e))?;
         mac.persist(&mac_path)
             .map_err(|e| cache_error(&mac_path, e.error))?;
@@ -148,7 +162,12 @@ mod tests {
         // The same cache opened again (a restart) keeps its key.
         let again = CompileCache::open(dir.path(), &engine).unwrap();
         assert_eq!(again.load("ab"), Ok(Some(b"machine code".to_vec())));
-        std::fs::write(cache.path_for("ab"), b"evil code").unwrap();
+        // Another module's artefact and digest renamed onto this one's name.
+        cache.store("cd", b"other code").unwrap();
+        std::fs::copy(cache.path_for("cd"), cache.path_for("ab")).unwrap();
+        std::fs::copy(cache.mac_path("cd"), cache.mac_path("ab")).unwrap();
         assert!(cache.load("ab").unwrap_err().contains("keyed digest"));
+        std::fs::write(cache.path_for("cd"), b"evil code").unwrap();
+        assert!(cache.load("cd").unwrap_err().contains("keyed digest"));
     }
 }

@@ -86,7 +86,10 @@ fn check_module(kind: Kind, value: &Value, blobs: &BlobStore) -> Result<(), ApiE
         return Ok(());
     }
     match value["spec"]["module"]["sha256"].as_str() {
-        Some(digest) if blobs.has(digest) => Ok(()),
+        Some(digest) if blobs.has(digest) => {
+            blobs.touch(digest);
+            Ok(())
+        }
         Some(digest) => Err(ApiError::invalid(format!(
             "spec.module.sha256: no module with digest {digest} has been uploaded (PUT it to /blobs/sha256/{digest}; `flotilla apply` does this for file: sources)"
         ))),

@@ -34,6 +34,8 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
     if s.blobs.has(&digest) {
+        // Uploaded again for an apply: keep it from a collection racing it.
+        s.blobs.touch(&digest);
         return Ok(StatusCode::CREATED.into_response());
     }
     let max = super::MAX_BLOB_BYTES as u64;

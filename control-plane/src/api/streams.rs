@@ -61,13 +61,15 @@ impl StreamLimiter {
     }
 }
 
-/// Whether a request asks for a long-lived response.
+/// Whether a request asks for a long-lived response: its query decoded the
+/// way the handlers decode it (`%77atch=true` is a watch too).
 fn is_stream(request: &Request) -> bool {
     let query = request.uri().query().unwrap_or_default();
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     let flag = |k: &str| {
-        query
-            .split('&')
-            .any(|p| p == format!("{k}=true") || p == format!("{k}=1"))
+        params
+            .iter()
+            .any(|(key, value)| key == k && (value == "true" || value == "1"))
     };
     flag("watch") || (request.uri().path().ends_with("/log") && flag("follow"))
 }
@@ -81,10 +83,14 @@ pub async fn limit_streams(
     if !is_stream(&request) {
         return next.run(request).await;
     }
+    // The token as authentication reads it (trimmed), so spacing cannot
+    // make one client look like many.
     let token = request
         .headers()
         .get(AUTHORIZATION)
-        .map(|v| hex::encode(&sha2::Sha256::digest(v.as_bytes())[..8]))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| hex::encode(&sha2::Sha256::digest(t.trim().as_bytes())[..8]))
         .unwrap_or_default();
     let peer = request
         .extensions()

@@ -104,7 +104,8 @@ pub fn store_folded(
             .as_str()
             .and_then(|v| v.parse().ok());
         match store.update("Event", namespace, &name, existing, expected) {
-            Err(StoreError::Conflict { .. }) => continue,
+            // Changed, or collected, meanwhile: fold into what is there now.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,
             other => return other,
         }
     }

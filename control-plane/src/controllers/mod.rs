@@ -43,7 +43,11 @@ const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 
 /// Removes modules nothing names any more (see [`BLOB_GRACE`]).
-fn collect_blobs(store: &dyn Store, blobs: &crate::store::BlobStore) -> Result<usize, StoreError> {
+fn collect_blobs(
+    store: &dyn Store,
+    blobs: &crate::store::BlobStore,
+    unreferenced: &mut std::collections::HashMap<String, std::time::Instant>,
+) -> Result<usize, StoreError> {
     let mut referenced = std::collections::HashSet::new();
     for workload in store.list("Workload", None)?.items {
         if let Some(digest) = workload["spec"]["module"]["sha256"].as_str() {
@@ -56,7 +60,7 @@ fn collect_blobs(store: &dyn Store, blobs: &crate::store::BlobStore) -> Result<u
         }
     }
     blobs
-        .collect_garbage(&referenced, BLOB_GRACE)
+        .collect_garbage(&referenced, BLOB_GRACE, unreferenced)
         .map_err(|e| StoreError::Backend(format!("module garbage collection: {e}")))
 }
 
@@ -70,6 +74,8 @@ pub async fn run(
     let mut wake = store.subscribe();
     let mut lifecycle = nodes::NodeLifecycle::new(node_grace);
     let mut last_gc = std::time::Instant::now() - EVENT_GC_EVERY;
+    // Since when each module has been named by nothing (on this clock).
+    let mut unreferenced = std::collections::HashMap::new();
     loop {
         let pass_started = std::time::Instant::now();
         if let Err(e) = workloads::pass(store.as_ref()) {
@@ -88,7 +94,7 @@ pub async fn run(
             if let Err(e) = events::collect_garbage(store.as_ref()) {
                 tracing::warn!("event garbage collection: {e}");
             }
-            if let Err(e) = collect_blobs(store.as_ref(), &blobs) {
+            if let Err(e) = collect_blobs(store.as_ref(), &blobs, &mut unreferenced) {
                 tracing::warn!("{e}");
             }
         }

@@ -3,9 +3,9 @@
 //! object store's lock. A blob no Workload or Instance names is removed
 //! after a grace period (an upload comes before the apply that names it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -112,7 +112,7 @@ impl BlobStore {
         tmp_path
             .persist(self.path(digest))
             .map_err(|e| io(e.error))?;
-        Ok(())
+        self.sync_dir().map_err(io)
     }
 
     /// Stores whole bytes (the one-time move out of the SQLite store).
@@ -120,19 +120,34 @@ impl BlobStore {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         std::io::Write::write_all(&mut tmp, bytes)?;
         tmp.as_file().sync_all()?;
-        tmp.persist(self.path(digest))
-            .map_err(|e| e.error)
-            .map(drop)
+        tmp.persist(self.path(digest)).map_err(|e| e.error)?;
+        // Durable before the caller drops the only other copy.
+        self.sync_dir()
     }
 
-    /// Removes every blob not in `referenced` whose file is older than
-    /// `grace`; returns how many went.
+    /// Marks a blob as just referenced (an upload of it again, or an
+    /// admission that names it), so a collection racing that write keeps it.
+    pub fn touch(&self, digest: &str) {
+        if let Ok(file) = std::fs::File::options()
+            .append(true)
+            .open(self.path(digest))
+        {
+            let _ = file.set_modified(SystemTime::now());
+        }
+    }
+
+    /// Removes every blob that no one has referenced for `grace`: absent
+    /// from `referenced` on every pass for that long (`unreferenced` keeps
+    /// since when, across passes) and not touched within it either.
+    /// Returns how many went.
     pub fn collect_garbage(
         &self,
         referenced: &HashSet<String>,
         grace: Duration,
+        unreferenced: &mut HashMap<String, Instant>,
     ) -> std::io::Result<usize> {
         let now = SystemTime::now();
+        let mut present = HashSet::new();
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -140,18 +155,32 @@ impl BlobStore {
             if !is_blob || referenced.contains(&name) {
                 continue;
             }
+            let since = *unreferenced
+                .entry(name.clone())
+                .or_insert_with(Instant::now);
+            present.insert(name.clone());
             let age = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or_default();
-            if age > grace && std::fs::remove_file(entry.path()).is_ok() {
-                tracing::info!("removed module {name}: no workload names it");
+            if since.elapsed() >= grace
+                && age >= grace
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                tracing::info!("removed module {name}: nothing has named it for {grace:?}");
+                present.remove(&name);
                 removed += 1;
             }
         }
+        unreferenced.retain(|digest, _| present.contains(digest));
         Ok(removed)
+    }
+
+    /// Makes the folder's entries (a rename) durable.
+    fn sync_dir(&self) -> std::io::Result<()> {
+        std::fs::File::open(&self.dir)?.sync_all()
     }
 }
 
@@ -186,25 +215,25 @@ mod tests {
         assert!(matches!(big, Err(BlobError::TooLarge { max: 15 })));
         // Nothing half-written is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        // Referenced or young: kept; otherwise removed.
-        assert_eq!(
-            blobs
-                .collect_garbage(&HashSet::from([digest.clone()]), Duration::ZERO)
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            blobs
-                .collect_garbage(&HashSet::new(), Duration::from_secs(60))
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            blobs
-                .collect_garbage(&HashSet::new(), Duration::ZERO)
-                .unwrap(),
-            1
-        );
+        // Referenced, or unreferenced for less than the grace: kept.
+        let mut since = HashMap::new();
+        let referenced = HashSet::from([digest.clone()]);
+        let kept = blobs.collect_garbage(&referenced, Duration::ZERO, &mut since);
+        assert_eq!(kept.unwrap(), 0);
+        assert!(since.is_empty());
+        let grace = Duration::from_millis(300);
+        let young = blobs.collect_garbage(&HashSet::new(), grace, &mut since);
+        assert_eq!(young.unwrap(), 0);
+        assert_eq!(since.len(), 1, "unreferenced from now on");
+        std::thread::sleep(grace);
+        // Touched (named again by an admission) within the grace: kept.
+        blobs.touch(&digest);
+        let touched = blobs.collect_garbage(&HashSet::new(), grace, &mut since);
+        assert_eq!(touched.unwrap(), 0);
+        std::thread::sleep(grace);
+        let old = blobs.collect_garbage(&HashSet::new(), grace, &mut since);
+        assert_eq!(old.unwrap(), 1);
         assert!(!blobs.has(&digest));
+        assert!(since.is_empty());
     }
 }
