@@ -49,6 +49,11 @@ pub struct AgentArgs {
     /// least recently used ones not running are removed past it.
     #[arg(long, default_value = "1Gi", value_parser = parse_memory)]
     module_cache_size: u64,
+    /// A folder never granted to a workload, whatever --allow-host-path
+    /// allows (the agent's data folder and the default control-plane data
+    /// folder always are); repeatable.
+    #[arg(long = "protect-path", value_name = "DIR")]
+    protect_path: Vec<PathBuf>,
 }
 
 /// What the node's ingress allows a client.
@@ -178,7 +183,10 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path,
         module_cache_bytes: args.module_cache_size,
-        protected_paths: Vec::new(),
+        // A control plane on the same host keeps its store and tokens here.
+        protected_paths: std::iter::once(crate::server::default_data_dir())
+            .chain(args.protect_path)
+            .collect(),
     };
     // Fail fast, and clearly, on a wrong token or a name another agent
     // holds. An unreachable server is not fatal: the agent is offline-first
