@@ -348,15 +348,18 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
     let event = |severity, reason: &str, message: String| {
         ctx.reporter.event(&about, severity, reason, message)
     };
-
-    if let Err(message) = granted_dirs(&ctx, template) {
+    // Failed for good: it will never run here.
+    let fail = |status: &mut InstanceStatus, reason: &str, message: String| {
         tracing::warn!("instance {ns}/{name}: {message}");
         status.phase = Phase::Failed;
         status.ready = false;
         status.message = message.clone();
-        report(&status);
-        event(Severity::Warning, "HostPathNotAllowed", message);
-        return;
+        report(status);
+        event(Severity::Warning, reason, message);
+    };
+
+    if let Err(message) = granted_dirs(&ctx, template) {
+        return fail(&mut status, "HostPathNotAllowed", message);
     }
     let digest = template.module.sha256.clone().unwrap_or_default();
     let mut wait = Duration::from_millis(500);
@@ -364,12 +367,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         match fetch_module(&ctx, &digest, &instance.spec.workload).await {
             Ok(module) => break module,
             Err(FetchError::Permanent(message)) => {
-                status.phase = Phase::Failed;
-                status.ready = false;
-                status.message = message.clone();
-                report(&status);
-                event(Severity::Warning, "InvalidModule", message);
-                return;
+                return fail(&mut status, "InvalidModule", message);
             }
             Err(FetchError::Transient(message)) => {
                 status.phase = Phase::Pending;
@@ -396,15 +394,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
                     dir.host = host;
                 }
             }
-            Err(message) => {
-                tracing::warn!("instance {ns}/{name}: {message}");
-                status.phase = Phase::Failed;
-                status.ready = false;
-                status.message = message.clone();
-                report(&status);
-                event(Severity::Warning, "HostPathNotAllowed", message);
-                return;
-            }
+            Err(message) => return fail(&mut status, "HostPathNotAllowed", message),
         }
         let log = match ctx.logs.start_run(&ns, &name) {
             Ok(log) => Some(log),

@@ -88,8 +88,24 @@ impl Runtime {
         name: &str,
         bytes: &[u8],
     ) -> Result<Arc<LoadedModule>, RuntimeError> {
+        self.load_hashed(name, bytes, None)
+    }
+
+    /// [`Runtime::load_bytes`], with the sha256 of `bytes` when the caller
+    /// computed it already (a binary module is keyed by that same digest, so
+    /// a large module is hashed once).
+    fn load_hashed(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+        bytes_digest: Option<String>,
+    ) -> Result<Arc<LoadedModule>, RuntimeError> {
         let binary = to_binary(name, bytes)?;
-        let digest = hex::encode(Sha256::digest(&binary));
+        // A binary module is its bytes as they are (text is converted first).
+        let digest = match bytes_digest {
+            Some(digest) if bytes.starts_with(b"\0asm") => digest,
+            _ => hex::encode(Sha256::digest(&binary)),
+        };
         if let Some(loaded) = self.loaded.get(&digest) {
             return Ok(loaded);
         }
@@ -167,14 +183,19 @@ impl Runtime {
             .spawn(move || {
                 super::engine::lower_thread_priority();
                 let loaded = match verify {
-                    Some(expected) if hex::encode(Sha256::digest(&bytes)) != expected => {
-                        Err(RuntimeError::DigestMismatch {
-                            actual: hex::encode(Sha256::digest(&bytes)),
-                            name: name.clone(),
-                            expected,
-                        })
+                    Some(expected) => {
+                        let actual = hex::encode(Sha256::digest(&bytes));
+                        if actual == expected {
+                            runtime.load_hashed(&name, &bytes, Some(actual))
+                        } else {
+                            Err(RuntimeError::DigestMismatch {
+                                name: name.clone(),
+                                expected,
+                                actual,
+                            })
+                        }
                     }
-                    _ => runtime.load_bytes(&name, &bytes),
+                    None => runtime.load_bytes(&name, &bytes),
                 };
                 let _ = done.send(loaded);
             })

@@ -26,7 +26,7 @@ pub async fn get(
     Path((ns, name)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let flag = |k: &str| params.get(k).is_some_and(|v| v == "true" || v == "1");
+    let flag = |k: &str| super::query_flag(&params, k);
     let instance = s.store.get("Instance", &ns, &name)?.ok_or_else(|| {
         ApiError::not_found(format!("instances {name:?} not found in namespace {ns:?}"))
     })?;

@@ -56,6 +56,11 @@ pub struct ApiState {
     pub blobs: Arc<crate::store::BlobStore>,
 }
 
+/// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.
+fn query_flag(params: &std::collections::HashMap<String, String>, key: &str) -> bool {
+    params.get(key).is_some_and(|v| v == "true" || v == "1")
+}
+
 /// The API's router.
 pub fn router(state: Arc<ApiState>) -> Router {
     let objects = Router::new()

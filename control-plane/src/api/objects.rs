@@ -97,7 +97,7 @@ async fn list(
     params: HashMap<String, String>,
 ) -> ApiResult {
     let filter = Filter::from_params(kind, namespace, &params)?;
-    if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+    if super::query_flag(&params, "watch") {
         let from = match params.get("resourceVersion").map(String::as_str) {
             None | Some("") | Some("0") => None,
             Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
@@ -254,11 +254,7 @@ async fn write(
             }
         };
         let ours = expected.is_none();
-        let expected = expected.or_else(|| {
-            stored["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|rv| rv.parse().ok())
-        });
+        let expected = expected.or_else(|| crate::store::revision_of(&stored));
         match state
             .store
             .update(kind.name(), &namespace, &name, object, expected)

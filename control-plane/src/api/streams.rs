@@ -65,12 +65,8 @@ impl StreamLimiter {
 /// way the handlers decode it (`%77atch=true` is a watch too).
 fn is_stream(request: &Request) -> bool {
     let query = request.uri().query().unwrap_or_default();
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let flag = |k: &str| {
-        params
-            .iter()
-            .any(|(key, value)| key == k && (value == "true" || value == "1"))
-    };
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let flag = |k: &str| super::query_flag(&params, k);
     flag("watch") || (request.uri().path().ends_with("/log") && flag("follow"))
 }
 

@@ -100,9 +100,7 @@ pub fn store_folded(
         let count = existing["spec"]["count"].as_u64().unwrap_or(1).max(1);
         existing["spec"]["count"] = (count.saturating_add(1).min(u64::from(u32::MAX))).into();
         existing["spec"]["timestamp"] = spec.timestamp.clone().into();
-        let expected = existing["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|v| v.parse().ok());
+        let expected = crate::store::revision_of(&existing);
         match store.update("Event", namespace, &name, existing, expected) {
             // Changed, or collected, meanwhile: fold into what is there now.
             Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,

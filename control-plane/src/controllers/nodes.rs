@@ -95,9 +95,7 @@ fn mark_not_ready(store: &dyn Store, mut value: Value, grace: Duration) -> Resul
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let expected = value["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|v| v.parse().ok());
+    let expected = crate::store::revision_of(&value);
     value["status"]["ready"] = false.into();
     match store.update("Node", "", &name, value, expected) {
         Ok(_) => {
@@ -173,9 +171,7 @@ fn raise_epoch(store: &dyn Store, node: &str) -> Result<(), StoreError> {
         };
         let epoch = value["spec"]["epoch"].as_u64().unwrap_or(0);
         value["spec"]["epoch"] = (epoch + 1).into();
-        let expected = value["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|v| v.parse().ok());
+        let expected = crate::store::revision_of(&value);
         match store.update("Node", "", node, value, expected) {
             Ok(_) => {
                 tracing::info!("node {node}: fencing epoch raised to {}", epoch + 1);

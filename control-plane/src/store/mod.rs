@@ -16,6 +16,14 @@ pub use sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The `metadata.resourceVersion` the store wrote on `object`: what a
+/// compare-and-swap update of it expects.
+pub fn revision_of(object: &Value) -> Option<u64> {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+}
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
