@@ -1,6 +1,6 @@
 //! What the ingress knows of the whole cluster, kept current by list +
 //! watch: the routes of every `http` workload, where its replicas run and
-//! whether they are Ready, and where each node's ingress listens. Readiness
+//! whether they are Ready, and where each node's port listens. Readiness
 //! gates membership: an instance that is not Ready gets no traffic.
 
 use std::collections::HashMap;
@@ -8,9 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use flotilla_client::{collection_path, Client};
-use flotilla_spec::instance::Instance;
 use flotilla_spec::node::Node;
-use flotilla_spec::workload::{Execution, Route, Workload};
+use flotilla_spec::workload::{Execution, Route};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -29,8 +28,8 @@ struct State {
     routes: HashMap<String, Vec<Route>>,
     /// Instance `namespace/name` → (workload `namespace/name`, endpoint), Ready ones only.
     ready: HashMap<String, (String, Endpoint)>,
-    /// Node → ingress address.
-    ingress: HashMap<String, String>,
+    /// Node → node port address.
+    node_ports: HashMap<String, String>,
 }
 
 /// The view; cheap to clone.
@@ -105,24 +104,33 @@ impl ClusterView {
 
     fn apply_workload(state: &mut State, change: Change) {
         change.apply_to(&mut state.routes, key, |value| {
-            let workload: Workload = serde_json::from_value(value.clone()).ok()?;
-            (workload.spec.execution == Execution::Http).then_some(workload.spec.routes)
+            // A node sees other workloads reduced to these two fields.
+            let spec = &value["spec"];
+            let execution: Execution = serde_json::from_value(spec["execution"].clone()).ok()?;
+            let routes: Vec<Route> =
+                serde_json::from_value(spec["routes"].clone()).unwrap_or_default();
+            (execution == Execution::Http).then_some(routes)
         });
     }
 
     fn apply_instance(state: &mut State, change: Change) {
         change.apply_to(&mut state.ready, key, |value| {
-            let instance: Instance = serde_json::from_value(value.clone()).ok()?;
-            let ready = instance.status.as_ref().is_some_and(|s| s.ready);
-            (instance.spec.template.execution == Execution::Http
-                && ready
-                && !instance.spec.node_name.is_empty())
-            .then(|| {
-                let workload =
-                    format!("{}/{}", instance.metadata.namespace, instance.spec.workload);
+            // A node sees instances bound elsewhere reduced to these fields.
+            let spec = &value["spec"];
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let execution: Execution =
+                serde_json::from_value(spec["template"]["execution"].clone()).ok()?;
+            let ready = value["status"]["ready"].as_bool().unwrap_or(false);
+            let node = text(&spec["nodeName"]);
+            (execution == Execution::Http && ready && !node.is_empty()).then(|| {
+                let workload = format!(
+                    "{}/{}",
+                    text(&value["metadata"]["namespace"]),
+                    text(&spec["workload"])
+                );
                 let endpoint = Endpoint {
                     instance: key(value),
-                    node: instance.spec.node_name.clone(),
+                    node,
                 };
                 (workload, endpoint)
             })
@@ -136,9 +144,9 @@ impl ClusterView {
                 .unwrap_or_default()
                 .to_string()
         };
-        change.apply_to(&mut state.ingress, name, |value| {
+        change.apply_to(&mut state.node_ports, name, |value| {
             let status = serde_json::from_value::<Node>(value.clone()).ok()?.status?;
-            (status.ready && !status.ingress_address.is_empty()).then_some(status.ingress_address)
+            (status.ready && !status.node_address.is_empty()).then_some(status.node_address)
         });
     }
 
@@ -170,15 +178,15 @@ impl ClusterView {
         self.read().routes.contains_key(workload)
     }
 
-    /// The Ready replicas of `workload`, with the ingress address of their
-    /// node (replicas on nodes without a reachable ingress are left out).
+    /// The Ready replicas of `workload`, with the node port address of
+    /// their node (replicas on nodes not Ready are left out).
     pub fn endpoints(&self, workload: &str) -> Vec<(Endpoint, String)> {
         let state = self.read();
         let mut found: Vec<(Endpoint, String)> = state
             .ready
             .values()
             .filter(|(w, _)| w == workload)
-            .filter_map(|(_, e)| Some((e.clone(), state.ingress.get(&e.node)?.clone())))
+            .filter_map(|(_, e)| Some((e.clone(), state.node_ports.get(&e.node)?.clone())))
             .collect();
         found.sort_by(|a, b| a.0.instance.cmp(&b.0.instance));
         found

@@ -2,9 +2,10 @@
 //! `Host` and path prefix to an `http` workload, and balances it over the
 //! workload's Ready replicas cluster-wide — least outstanding requests, ties
 //! round-robin. A local replica serves it with a fresh instance; a replica
-//! on another node gets it through that node's ingress (one hop, marked so
-//! it is never forwarded again). A connection failure to a node is retried
-//! once on another endpoint for idempotent methods.
+//! on another node gets it through that node's port ([`crate::node_port`],
+//! mutual TLS, one HTTP/2 connection per peer: [`crate::peers`]), which
+//! serves it locally and never routes it again. A connection failure to a
+//! node is retried once on another endpoint for idempotent methods.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -12,35 +13,34 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sha2::Digest;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::cluster_view::{ClusterView, Endpoint};
 use crate::endpoints::{LocalEndpoints, Replica};
+use crate::peers::Peers;
 use crate::runtime::{plain_response, ResponseBody};
 
-/// Marks a request forwarded by another node's ingress: serve it here.
-const HOP_HEADER: &str = "x-flotilla-forwarded-by";
 /// On a forwarded request: the workload (`namespace/name`) it was routed to
 /// by the first node. A call by discovery name (`hello.default.flotilla`)
-/// matches no route, so the receiving node must not route it again.
-const WORKLOAD_HEADER: &str = "x-flotilla-workload";
-/// On a forwarded request: the cluster's node credential, proving the hop
-/// came from a node. Without it the internal headers are ignored, so an
-/// outside client can neither pick a workload that has no route nor skip
-/// balancing.
-const HOP_TOKEN_HEADER: &str = "x-flotilla-hop-token";
+/// matches no route, so the receiving node must not route it again. Only
+/// trusted on the node port (a node's certificate); stripped from every
+/// request the public ingress takes and from guests' calls.
+pub const WORKLOAD_HEADER: &str = "x-flotilla-workload";
 /// Every header only nodes may set; removed from whatever reaches a guest.
-const INTERNAL_HEADERS: [&str; 3] = [HOP_HEADER, WORKLOAD_HEADER, HOP_TOKEN_HEADER];
-
-use flotilla_spec::node::LOGS_PATH;
+const INTERNAL_HEADERS: [&str; 1] = [WORKLOAD_HEADER];
+/// Headers about one HTTP/1.1 connection, which HTTP/2 does not carry.
+const CONNECTION_HEADERS: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Largest request body forwarded to another node (kept for a retry).
 const MAX_FORWARDED_BODY: usize = 16 << 20;
@@ -71,18 +71,14 @@ impl Default for IngressLimits {
 /// The ingress of one node.
 pub struct Ingress {
     node: String,
-    /// The join token: the control plane's credential for [`LOGS_PATH`].
-    token: String,
-    /// Proves a hop came from a node: derived one-way from the join token,
-    /// so what travels between nodes is not itself an API credential.
-    hop_secret: String,
-    logs: crate::logs::LogDir,
     local: Arc<LocalEndpoints>,
     cluster: ClusterView,
     limits: IngressLimits,
     /// Connections open now, up to `limits.max_connections`.
     connections: Arc<tokio::sync::Semaphore>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Connections to other nodes' ports.
+    peers: Peers,
     /// Requests in flight to each remote instance.
     remote_outstanding: Mutex<HashMap<String, usize>>,
     cursor: AtomicUsize,
@@ -98,26 +94,22 @@ impl Ingress {
     /// The ingress of `node`: its replicas, and what it knows of the others.
     pub fn new(
         node: String,
-        token: String,
-        logs: crate::logs::LogDir,
         local: Arc<LocalEndpoints>,
         cluster: ClusterView,
         limits: IngressLimits,
+        peers: Peers,
     ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
-        let hop_secret = hex::encode(sha2::Sha256::digest(format!("flotilla-hop:{token}")));
         Arc::new(Self {
             node,
-            hop_secret,
-            token,
-            logs,
             local,
             cluster,
             limits,
             connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
             client: Client::builder(TokioExecutor::new()).build(connector),
+            peers,
             remote_outstanding: Mutex::new(HashMap::new()),
             cursor: AtomicUsize::new(0),
         })
@@ -161,40 +153,16 @@ impl Ingress {
         }
     }
 
-    /// Whether `headers` carry a hop from another node of this cluster; the
-    /// workload it was routed to, if so. Removes the internal headers
-    /// either way: they never reach a guest, and an outside client's are
-    /// ignored.
-    fn take_hop(&self, headers: &mut http::HeaderMap) -> Option<Option<String>> {
-        let token_ok = headers
-            .get(HOP_TOKEN_HEADER)
-            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.hop_secret.as_bytes())));
-        let hop = headers.contains_key(HOP_HEADER) && token_ok;
-        let workload = headers
-            .get(WORKLOAD_HEADER)
-            .and_then(|w| w.to_str().ok())
-            .map(str::to_string);
-        let outside = INTERNAL_HEADERS.iter().any(|h| headers.contains_key(*h));
-        for header in INTERNAL_HEADERS {
-            headers.remove(header);
-        }
-        if outside && !hop {
-            tracing::debug!("ingress: ignored internal forwarding headers from an outside client");
-        }
-        hop.then_some(workload)
-    }
-
     async fn handle(&self, mut request: http::Request<Incoming>) -> http::Response<ResponseBody> {
-        if request.uri().path().starts_with(LOGS_PATH) {
-            return self.serve_log(&request);
+        // An outside client cannot pick a workload without a route.
+        for header in INTERNAL_HEADERS {
+            request.headers_mut().remove(header);
         }
-        let hop = self.take_hop(request.headers_mut());
         let host = host_of(&request);
         let path = request.uri().path().to_string();
-        let forwarded = hop.is_some();
-        let workload = hop
-            .flatten()
-            .or_else(|| self.cluster.route(&host, &path))
+        let workload = self
+            .cluster
+            .route(&host, &path)
             .or_else(|| self.local.route(&host, &path));
         let Some(workload) = workload else {
             return plain_response(
@@ -204,18 +172,6 @@ impl Ingress {
                 ),
             );
         };
-        if forwarded {
-            return match self.local.pick(&workload) {
-                Some(replica) => serve_local(&replica, request, &path, self.limits.slot_wait).await,
-                None => plain_response(
-                    503,
-                    format!(
-                        "workload {workload} has no ready replica on node {}\n",
-                        self.node
-                    ),
-                ),
-            };
-        }
         let targets = self.targets(&workload);
         let Some(first) = self.pick(&targets, None) else {
             return plain_response(
@@ -238,6 +194,26 @@ impl Ingress {
                 self.forward(&workload, &targets, endpoint, address, parts, body)
                     .await
             }
+        }
+    }
+
+    /// A request another node routed to `workload` here (through the node
+    /// port): served by a local replica, never routed again.
+    pub async fn serve_forwarded(
+        &self,
+        workload: &str,
+        request: http::Request<Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let path = request.uri().path().to_string();
+        match self.local.pick(workload) {
+            Some(replica) => serve_local(&replica, request, &path, self.limits.slot_wait).await,
+            None => plain_response(
+                503,
+                format!(
+                    "workload {workload} has no ready replica on node {}\n",
+                    self.node
+                ),
+            ),
         }
     }
 
@@ -282,58 +258,6 @@ impl Ingress {
             .await
             .map(|response| response.map(|b| b.map_err(Into::into).boxed_unsync()))
             .map_err(|e| format!("cannot reach {target}: {e}"))
-    }
-
-    /// An instance's log, for the control plane (`flotilla logs`).
-    fn serve_log<B>(&self, request: &http::Request<B>) -> http::Response<ResponseBody> {
-        let bearer = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !bearer.is_some_and(|b| bool::from(b.as_bytes().ct_eq(self.token.as_bytes()))) {
-            return plain_response(401, "logs need the cluster's join token\n".into());
-        }
-        let rest = &request.uri().path()[LOGS_PATH.len()..];
-        let names = rest.split_once('/').filter(|(namespace, instance)| {
-            // Names only: nothing like `..` reaches the file system.
-            flotilla_spec::validate::check_name(namespace).is_ok()
-                && flotilla_spec::validate::check_object_name(instance).is_ok()
-        });
-        let Some((namespace, instance)) = names else {
-            return plain_response(404, format!("no such log: {rest:?}\n"));
-        };
-        let query = request.uri().query().unwrap_or_default();
-        let flag = |k: &str| {
-            query
-                .split('&')
-                .any(|p| p == format!("{k}=true") || p == format!("{k}=1"))
-        };
-        let path = self.logs.path(namespace, instance, flag("previous"));
-        if !path.exists() && (flag("previous") || !flag("follow")) {
-            let what = if flag("previous") {
-                "no previous run"
-            } else {
-                "no output yet"
-            };
-            return plain_response(
-                404,
-                format!(
-                    "instance {namespace}/{instance} has {what} on node {}\n",
-                    self.node
-                ),
-            );
-        }
-        let stream = crate::logs::stream(path, flag("follow"))
-            .map_ok(hyper::body::Frame::data)
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
-        let mut response =
-            http::Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        response
     }
 
     /// Local replicas and the Ready replicas on other nodes.
@@ -422,27 +346,32 @@ impl Ingress {
         address: &str,
     ) -> Result<http::Response<ResponseBody>, String> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = parts.method.clone();
         *request.headers_mut() = parts.headers.clone();
-        *request.uri_mut() = format!("http://{address}{path}")
+        // HTTP/2: the host travels as the URI's authority.
+        *request.uri_mut() = format!("https://{host}{path}")
             .parse()
-            .map_err(|e| format!("bad forward address {address}: {e}"))?;
+            .map_err(|e| format!("cannot forward to node {}: {e}", endpoint.node))?;
         let headers = request.headers_mut();
-        for header in INTERNAL_HEADERS {
-            headers.remove(header);
+        for header in INTERNAL_HEADERS
+            .iter()
+            .chain(&CONNECTION_HEADERS)
+            .chain(&["host"])
+        {
+            headers.remove(*header);
         }
-        for (header, value) in [
-            (HOP_HEADER, self.node.as_str()),
-            (WORKLOAD_HEADER, workload),
-            (HOP_TOKEN_HEADER, self.hop_secret.as_str()),
-        ] {
-            let value = http::HeaderValue::from_str(value)
-                .map_err(|e| format!("cannot forward to {address}: {header}: {e}"))?;
-            headers.insert(header, value);
-        }
+        let value = http::HeaderValue::from_str(workload)
+            .map_err(|e| format!("cannot forward to node {}: {e}", endpoint.node))?;
+        headers.insert(WORKLOAD_HEADER, value);
         let in_flight = InFlight::start(&self.remote_outstanding, &endpoint.instance);
-        let result = self.client.request(request).await;
+        let result = self.peers.send(&endpoint.node, address, request).await;
         drop(in_flight);
         match result {
             Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),

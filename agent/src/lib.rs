@@ -13,9 +13,14 @@
 //! - [`report`]: status and events back to the API; [`logs`]: logs on disk;
 //! - [`serving`], [`endpoints`], [`ingress`], [`cluster_view`]: `http`
 //!   workloads — replicas registered per workload, and the listener that
-//!   routes requests to them cluster-wide, a fresh instance per request.
+//!   routes requests to them cluster-wide, a fresh instance per request;
+//! - [`credentials`]: joining (a CA-pinning join token), the node's own
+//!   certificate and its renewal; [`node_port`]: the node's own endpoints
+//!   (logs, requests forwarded by other nodes) over mutual TLS;
+//!   [`peers`]: dialling other nodes' ports.
 
 pub mod cluster_view;
+pub mod credentials;
 pub mod disk_budget;
 pub mod endpoints;
 pub mod host_paths;
@@ -23,7 +28,9 @@ pub mod ingress;
 pub mod journal;
 pub mod logs;
 pub mod node;
+pub mod node_port;
 pub mod outbound;
+pub mod peers;
 pub mod report;
 pub mod runtime;
 pub mod serving;

@@ -14,6 +14,7 @@ use flotilla_spec::node::{Node, NodeSpec, NodeStatus, HOSTNAME_LABEL};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
+use crate::credentials::NodeCredentials;
 use crate::journal::Journal;
 use crate::logs::LogDir;
 use crate::report::Reporter;
@@ -27,12 +28,12 @@ const JOURNAL_FLUSH_EVERY: Duration = Duration::from_millis(250);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// How an agent joins and what it offers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentConfig {
     /// API server URL.
     pub server: String,
-    /// Bearer token.
-    pub token: String,
+    /// The node's certificate and the cluster CA.
+    pub credentials: Arc<NodeCredentials>,
     /// This node's name.
     pub node_name: String,
     /// Node labels.
@@ -56,8 +57,11 @@ pub struct AgentConfig {
     /// plane's data folder, with the store and tokens).
     pub protected_paths: Vec<PathBuf>,
     /// Where this node's ingress listens (`host:port`), published in the
-    /// node's status for other nodes to proxy to; empty: no ingress.
+    /// node's status; empty: no ingress.
     pub ingress_address: String,
+    /// Where this node's port listens (`host:port`), published in the
+    /// node's status for the control plane and other nodes to dial.
+    pub node_address: String,
 }
 
 /// Memory and CPU of this machine.
@@ -114,7 +118,7 @@ impl Agent {
         config: AgentConfig,
         runtime: Arc<Runtime>,
     ) -> Result<Self, flotilla_client::ClientError> {
-        let client = Client::new(&config.server, &config.token)?;
+        let client = Client::new(&config.server, config.credentials.client_credentials())?;
         let ctx = Arc::new(NodeContext {
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
@@ -154,21 +158,34 @@ impl Agent {
         raise(&self.epoch_tx, epoch);
     }
 
-    /// Serves this node's ingress on `listener`, routing over the whole
-    /// cluster as the API shows it.
-    pub fn serve_ingress(&self, listener: tokio::net::TcpListener) {
+    /// Serves this node's port on `node_port` and, if given, its public
+    /// ingress on `ingress`, routing over the whole cluster as the API
+    /// shows it.
+    pub fn serve(
+        &self,
+        ingress: Option<tokio::net::TcpListener>,
+        node_port: tokio::net::TcpListener,
+    ) {
         let cluster = crate::cluster_view::ClusterView::default();
         cluster.follow(self.ctx.client.clone());
-        let ingress = crate::ingress::Ingress::new(
+        let router = crate::ingress::Ingress::new(
             self.config.node_name.clone(),
-            self.config.token.clone(),
-            self.ctx.logs.clone(),
             self.ctx.endpoints.clone(),
             cluster,
             self.config.ingress_limits,
+            crate::peers::Peers::new(self.config.credentials.clone()),
         );
-        let _ = self.ctx.ingress.set(ingress.clone());
-        tokio::spawn(ingress.serve(listener));
+        let _ = self.ctx.ingress.set(router.clone());
+        let port = Arc::new(crate::node_port::NodePort {
+            node: self.config.node_name.clone(),
+            credentials: self.config.credentials.clone(),
+            logs: self.ctx.logs.clone(),
+            ingress: router.clone(),
+        });
+        tokio::spawn(port.serve(node_port));
+        if let Some(listener) = ingress {
+            tokio::spawn(router.serve(listener));
+        }
     }
 
     /// The node's log folders (the API server of `flotilla up` reads them).
@@ -179,6 +196,12 @@ impl Agent {
     /// Runs until the process ends: restores the journal, then follows the API.
     pub async fn run(mut self) {
         tokio::spawn(self.ctx.reporter.clone().run());
+        tokio::spawn(
+            self.config
+                .credentials
+                .clone()
+                .renew_forever(self.ctx.client.clone()),
+        );
         tokio::spawn(heartbeat(
             self.ctx.client.clone(),
             self.config.clone(),
@@ -483,6 +506,7 @@ pub async fn send_heartbeat(
         agent_version: env!("CARGO_PKG_VERSION").into(),
         agent_id: agent_id(&config.data_dir),
         ingress_address: config.ingress_address.clone(),
+        node_address: config.node_address.clone(),
     };
     let node = Node {
         api_version: API_VERSION.into(),

@@ -5,18 +5,21 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use flotilla_agent::credentials::NodeCredentials;
 use flotilla_agent::ingress::IngressLimits;
 use flotilla_agent::node::{machine_capacity, send_heartbeat, Agent, AgentConfig};
 use flotilla_agent::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The control plane's URL.
+    /// The control plane's URL (https://host:port).
     #[arg(long)]
     server: String,
-    /// The join token (`<server data dir>/join-token`).
-    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
-    token: String,
+    /// A file holding the join token (the server's <data-dir>/join-token,
+    /// or one from `flotilla token create`); needed to join once, until the
+    /// node holds its own certificate. Kept out of argv, where `ps` shows it.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// This node's name (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -38,6 +41,11 @@ pub struct AgentArgs {
     /// Where the node's HTTP ingress listens (`off`: none).
     #[arg(long, default_value = DEFAULT_INGRESS)]
     ingress: String,
+    /// Where the node port listens (TLS, node and control-plane
+    /// certificates only: logs, requests forwarded by other nodes).
+    /// Default: the ingress's address with a port of the system's choice.
+    #[arg(long, value_name = "ADDRESS")]
+    node_listen: Option<String>,
     #[command(flatten)]
     ingress_limits: IngressLimitArgs,
     /// A host directory (and what is below it) workloads on this node may
@@ -101,6 +109,64 @@ pub async fn bind_ingress(address: &str) -> Result<Option<tokio::net::TcpListene
         )
     })?;
     Ok(Some(listener))
+}
+
+/// Binds the node port: `--node-listen`, else the ingress's host (loopback
+/// without an ingress) on a port of the system's choice.
+pub async fn bind_node_port(
+    address: Option<&str>,
+    ingress: &Option<tokio::net::TcpListener>,
+) -> Result<tokio::net::TcpListener> {
+    let address = match address {
+        Some(address) => address.to_string(),
+        None => {
+            let host = ingress
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.ip())
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+            std::net::SocketAddr::new(host, 0).to_string()
+        }
+    };
+    tokio::net::TcpListener::bind(&address).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen for the node port on {address}: {e} (choose another address with --node-listen)"
+        )
+    })
+}
+
+/// The join token: from `--token-file`, else `$FLOTILLA_TOKEN`.
+fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", file.display()))?;
+        return Ok(Some(text.trim().to_string()));
+    }
+    Ok(std::env::var("FLOTILLA_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty()))
+}
+
+/// The node's credentials: kept ones, else a join — retried while the
+/// server cannot be reached, refused at once on anything else.
+pub async fn credentials(
+    server: &str,
+    token: Option<&str>,
+    node: &str,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<NodeCredentials>> {
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        match NodeCredentials::obtain(server, token, node, data_dir).await {
+            Ok(credentials) => return Ok(credentials),
+            Err(e) if e.is_transient() => {
+                eprintln!("agent {node}: cannot join yet: {e}; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => bail!("node {node} cannot join {server}: {e}"),
+        }
+    }
 }
 
 /// `host:port` a listener is bound to, or empty.
@@ -170,10 +236,14 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         .data_dir
         .unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
     let ingress = bind_ingress(&args.ingress).await?;
+    let node_port = bind_node_port(args.node_listen.as_deref(), &ingress).await?;
+    let token = read_token(args.token_file.as_deref())?;
+    let credentials = credentials(&args.server, token.as_deref(), &name, &data_dir).await?;
     let config = AgentConfig {
         ingress_address: address_of(&ingress),
+        node_address: node_port.local_addr()?.to_string(),
         server: args.server.clone(),
-        token: args.token,
+        credentials,
         node_name: name.clone(),
         labels,
         data_dir,
@@ -191,7 +261,8 @@ pub async fn main(args: AgentArgs) -> Result<()> {
     // Fail fast, and clearly, on a wrong token or a name another agent
     // holds. An unreachable server is not fatal: the agent is offline-first
     // and brings back its journaled instances while it retries.
-    let client = flotilla_client::Client::new(&config.server, &config.token)?;
+    let client =
+        flotilla_client::Client::new(&config.server, config.credentials.client_credentials())?;
     let joined = send_heartbeat(&client, &config).await;
     let mut agent = build(config)?;
     match joined {
@@ -205,9 +276,7 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         }
         Err(e) => bail!("cannot join {}: {e}", args.server),
     }
-    if let Some(listener) = ingress {
-        agent.serve_ingress(listener);
-    }
+    agent.serve(ingress, node_port);
     agent.run().await;
     Ok(())
 }

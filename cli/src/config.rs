@@ -1,4 +1,6 @@
-//! The client config: which server the CLI talks to, with which token.
+//! The client config: which server the CLI talks to, how it verifies it
+//! (the cluster CA, as a kubeconfig's `certificate-authority-data`), and
+//! with which token.
 //! `flotilla up` writes it (mode 0600); every other command reads it from
 //! `$FLOTILLA_CONFIG`, else `~/.config/flotilla/config.yaml`.
 
@@ -9,10 +11,13 @@ use serde::{Deserialize, Serialize};
 
 /// The client config file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientConfig {
-    /// API server URL, e.g. `http://127.0.0.1:7443`.
+    /// API server URL, e.g. `https://127.0.0.1:7443`.
     pub server: String,
+    /// The cluster CA certificate (PEM): the only one trusted.
+    #[serde(default)]
+    pub certificate_authority: String,
     /// Bearer token.
     pub token: String,
 }
@@ -36,7 +41,7 @@ pub fn load() -> Result<ClientConfig> {
     })?;
     serde_yaml_ng::from_str(&text).with_context(|| {
         format!(
-            "client config {} is not valid (expected server: and token:)",
+            "client config {} is not valid (expected server:, certificateAuthority: and token:)",
             path.display()
         )
     })
@@ -45,33 +50,32 @@ pub fn load() -> Result<ClientConfig> {
 /// Writes the config, readable by its owner only.
 pub fn save(config: &ClientConfig) -> Result<PathBuf> {
     let path = path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let text = serde_yaml_ng::to_string(config)?;
     write_private(&path, text.as_bytes())?;
     Ok(path)
 }
 
-/// Writes a file with mode 0600 (created so from the start, never briefly readable).
+/// Writes a file with mode 0600 (created so from the start, never briefly
+/// readable), its folder 0700.
 pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::fs::PermissionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    Ok(())
+    Ok(flotilla_trust::write_private(path, bytes)?)
 }
 
 /// A client for the configured server.
 pub fn client() -> Result<flotilla_client::Client> {
     let config = load()?;
-    Ok(flotilla_client::Client::new(&config.server, &config.token)?)
+    if config.certificate_authority.trim().is_empty() {
+        anyhow::bail!(
+            "client config {} has no certificateAuthority, so the server cannot be verified: it was written by an older flotilla; start the server again (it rewrites the config) or copy <server data dir>/pki/ca.crt into it",
+            path().display()
+        );
+    }
+    Ok(flotilla_client::Client::new(
+        &config.server,
+        flotilla_client::Credentials {
+            ca_pem: config.certificate_authority,
+            token: Some(config.token),
+            identity: None,
+        },
+    )?)
 }

@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flotilla_control_plane::api::{router, ApiState, Role};
+use std::os::unix::fs::PermissionsExt;
+
+use flotilla_control_plane::api::{router, serve, ApiState, Role, Tokens};
 use flotilla_control_plane::controllers;
 use flotilla_control_plane::store::{BlobStore, SqliteStore, Store};
+use flotilla_control_plane::trust::{Brought, ClusterTrust};
 use flotilla_scheduler::Strategy;
+use flotilla_trust::JoinToken;
 
 use crate::config::{self, ClientConfig};
 
@@ -35,6 +39,84 @@ pub struct ServerArgs {
     /// 1 s) before it is NotReady and its instances are moved elsewhere.
     #[arg(long, default_value = "5s", value_parser = parse_grace)]
     pub node_grace: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The API's certificates.
+#[derive(Args, Clone, Default)]
+pub struct TlsArgs {
+    /// Another name or address the API's certificate is for (it always
+    /// covers localhost, the host name and the listen address); repeatable.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_san: Vec<String>,
+    /// Bring the cluster CA (certificate; with --ca-key) instead of the one
+    /// created in <data-dir>/pki.
+    #[arg(long, requires = "ca_key")]
+    pub ca: Option<PathBuf>,
+    /// The key of --ca.
+    #[arg(long, requires = "ca")]
+    pub ca_key: Option<PathBuf>,
+    /// Serve the API with this certificate (signed by the cluster CA)
+    /// instead of one issued at start.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How long the certificates issued to nodes last (they renew two
+    /// thirds of the way through).
+    #[arg(long, default_value = "8760h", value_parser = parse_validity)]
+    pub node_cert_validity: Duration,
+}
+
+fn parse_validity(text: &str) -> Result<Duration, String> {
+    let validity = flotilla_spec::parse_duration(text).map_err(|e| e.to_string())?;
+    if validity < Duration::from_secs(30) {
+        return Err(format!("{text} is too short: nodes renew two thirds of the way through, give them at least 30s"));
+    }
+    Ok(validity)
+}
+
+impl TlsArgs {
+    fn brought(&self) -> Brought {
+        Brought {
+            ca: self.ca.clone().zip(self.ca_key.clone()),
+            serving: self.tls_cert.clone().zip(self.tls_key.clone()),
+        }
+    }
+}
+
+/// The names the API's certificate covers: loopback, the host name, the
+/// listen address (every local address when it listens on all of them) and
+/// what `--tls-san` adds.
+fn certificate_names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        crate::agent::host_name(),
+    ];
+    if listen.ip().is_unspecified() {
+        if let Ok(addresses) = nix::ifaddrs::getifaddrs() {
+            for interface in addresses {
+                let ip = interface.address.and_then(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+                });
+                if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+                    names.push(ip.to_string());
+                }
+            }
+        }
+    } else {
+        names.push(listen.ip().to_string());
+    }
+    names.extend(extra.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn parse_grace(text: &str) -> Result<Duration, String> {
@@ -88,6 +170,25 @@ fn token_file(data_dir: &Path, name: &str) -> Result<String> {
     Ok(token)
 }
 
+/// The join token in `<data-dir>/join-token`, pinning `ca_hash`: its
+/// secret is kept across restarts (and from a file of an older version,
+/// which held the secret alone); the file is rewritten when the CA changed.
+fn join_token_file(data_dir: &Path, ca_hash: &str) -> Result<JoinToken> {
+    let stored = token_file(data_dir, "join-token")?;
+    let secret = match stored.parse::<JoinToken>() {
+        Ok(token) => token.secret,
+        Err(_) => stored.clone(),
+    };
+    let token = JoinToken {
+        ca_hash: ca_hash.to_string(),
+        secret,
+    };
+    if token.to_string() != stored {
+        config::write_private(&data_dir.join("join-token"), token.to_string().as_bytes())?;
+    }
+    Ok(token)
+}
+
 /// Modules used to be rows of the SQLite store: moves them to the module
 /// folder (each written and synced before its row goes), once.
 fn move_blobs_out_of_the_store(store: &SqliteStore, blobs: &BlobStore) -> Result<()> {
@@ -114,20 +215,33 @@ pub struct ControlPlane {
     listener: tokio::net::TcpListener,
     store: Arc<SqliteStore>,
     blobs: Arc<BlobStore>,
-    /// `http://addr` of the API.
+    /// `https://addr` of the API.
     pub url: String,
     /// The admin token.
     pub admin_token: String,
     /// The join token (for agents).
-    pub join_token: String,
+    pub join_token: JoinToken,
+    trust: Arc<ClusterTrust>,
 }
 
 impl ControlPlane {
     /// Opens the store, creates the tokens, binds the API address and
     /// writes the admin client config.
-    pub async fn bind(data_dir: &Path, listen: SocketAddr) -> Result<Self> {
+    pub async fn bind(data_dir: &Path, listen: SocketAddr, tls: &TlsArgs) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
+        // The store, tokens and keys are the cluster: owner only.
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", data_dir.display()))?;
+        let trust = Arc::new(
+            ClusterTrust::load_or_create(
+                &data_dir.join("pki"),
+                &certificate_names(listen, &tls.tls_san),
+                &tls.brought(),
+                tls.node_cert_validity,
+            )
+            .context("setting up the cluster's certificates")?,
+        );
         let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
         let blob_dir = data_dir.join("blobs");
         let blobs = Arc::new(
@@ -136,13 +250,14 @@ impl ControlPlane {
         );
         move_blobs_out_of_the_store(store.as_ref(), &blobs)?;
         let admin_token = token_file(data_dir, "admin-token")?;
-        let join_token = token_file(data_dir, "join-token")?;
+        let join_token = join_token_file(data_dir, &trust.authority.hash())?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen}: is another flotilla running? (choose another address with --listen)")
         })?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let url = serve::url_of(listener.local_addr()?);
         let path = config::save(&ClientConfig {
             server: url.clone(),
+            certificate_authority: trust.ca_pem().to_string(),
             token: admin_token.clone(),
         })?;
         eprintln!("client config written to {}", path.display());
@@ -153,6 +268,7 @@ impl ControlPlane {
             url,
             admin_token,
             join_token,
+            trust,
         })
     }
 
@@ -160,32 +276,31 @@ impl ControlPlane {
     pub async fn serve(self, strategy: Strategy, node_grace: Duration) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
-            tokens: vec![
+            tokens: Tokens::new(vec![
                 (self.admin_token, Role::Admin),
-                (self.join_token, Role::Node),
-            ],
+                (self.join_token.secret, Role::Join),
+            ]),
             streams: Default::default(),
             blobs: self.blobs.clone(),
+            node_tls: self.trust.node_client_config()?,
+            trust: self.trust.clone(),
         });
+        let tls = self.trust.api_config()?;
         tokio::spawn(controllers::run(
             self.store, self.blobs, node_grace, strategy,
         ));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        // The peer address identifies a client for the per-client stream cap.
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve::serve(self.listener, router(state), tls, shutdown).await;
         Ok(())
     }
 }
 
 pub async fn main(args: ServerArgs) -> Result<()> {
-    let cp = ControlPlane::bind(&args.data_dir, args.listen).await?;
+    let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls).await?;
     eprintln!(
-        "flotilla server is up: API {}; agents join with: flotilla agent --server {} --token $(cat {})",
+        "flotilla server is up: API {}; agents join with: flotilla agent --server {} --token-file {} (copy that file to the node; `flotilla token create` makes more)",
         cp.url,
         cp.url,
         args.data_dir.join("join-token").display()

@@ -38,42 +38,47 @@ pub struct UpArgs {
     /// least recently used ones not running are removed past it.
     #[arg(long, default_value = "1Gi", value_parser = crate::agent::parse_memory)]
     module_cache_size: u64,
+    #[command(flatten)]
+    tls: crate::server::TlsArgs,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
-    let cp = ControlPlane::bind(&args.data_dir, args.listen).await?;
+    let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls).await?;
     let ingress = crate::agent::bind_ingress(&args.ingress).await?;
+    let node_port = crate::agent::bind_node_port(None, &ingress).await?;
     let (memory, cpu) = machine_capacity();
     let node_name = args.name.clone().unwrap_or_else(crate::agent::host_name);
+    let (url, token) = (cp.url.clone(), cp.join_token.to_string());
+    // The agent joins the way a remote one does: the API must be serving.
+    let control_plane = tokio::spawn(cp.serve(
+        flotilla_scheduler::Strategy::Binpack,
+        crate::server::NODE_GRACE,
+    ));
+    let agent_dir = args.data_dir.join("agent");
+    let credentials = crate::agent::credentials(&url, Some(&token), &node_name, &agent_dir).await?;
     let agent = crate::agent::build(AgentConfig {
-        server: cp.url.clone(),
-        token: cp.join_token.clone(),
+        server: url.clone(),
+        credentials,
         node_name: node_name.clone(),
         labels: BTreeMap::new(),
-        data_dir: args.data_dir.join("agent"),
+        data_dir: agent_dir,
         capacity_memory_bytes: memory,
         capacity_cpu_millis: cpu,
         ingress_address: crate::agent::address_of(&ingress),
+        node_address: node_port.local_addr()?.to_string(),
         max_instances: args.max_instances,
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path.clone(),
         module_cache_bytes: args.module_cache_size,
         protected_paths: vec![args.data_dir.clone()],
     })?;
-    if let Some(listener) = ingress {
-        agent.serve_ingress(listener);
-    }
+    agent.serve(ingress, node_port);
     tokio::spawn(agent.run());
     eprintln!(
-        "flotilla is up: API {}, HTTP ingress {}, node {node_name}, data in {}",
-        cp.url,
+        "flotilla is up: API {url}, HTTP ingress {}, node {node_name}, data in {}",
         args.ingress,
         args.data_dir.display()
     );
     eprintln!("try: flotilla apply -f examples/ticker.yaml");
-    cp.serve(
-        flotilla_scheduler::Strategy::Binpack,
-        crate::server::NODE_GRACE,
-    )
-    .await
+    control_plane.await?
 }

@@ -1,10 +1,14 @@
 //! A typed client of the Flotilla API, shared by the CLI and the agents.
 //!
-//! It speaks the paths of `flotilla-control-plane`'s API, sends the bearer
-//! token, turns `Status` error bodies back into messages, and reads watch
-//! streams line by line.
+//! It speaks the paths of `flotilla-control-plane`'s API over TLS (trusting
+//! the cluster CA only), authenticates with a bearer token or a node's
+//! certificate, turns `Status` error bodies back into messages, and reads
+//! watch streams line by line.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+pub use flotilla_trust::Identity;
 
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -31,6 +35,9 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// TLS could not be set up (a bad CA or certificate).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The answer could not be decoded.
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
@@ -65,12 +72,84 @@ pub struct ObjectList {
     pub revision: String,
 }
 
+/// How a client proves who it is and knows whom it talks to.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The cluster CA (PEM): the only one the client trusts.
+    pub ca_pem: String,
+    /// A bearer token (admin, view), if any.
+    pub token: Option<String>,
+    /// A client certificate (a node's), if any.
+    pub identity: Option<Identity>,
+}
+
 /// A connection to one API server.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
     base: String,
-    token: String,
+    token: Option<String>,
+    ca_pem: String,
+}
+
+fn http_client(ca_pem: &str, identity: Option<&Identity>) -> Result<reqwest::Client, ClientError> {
+    let tls = flotilla_trust::tls::client_config(ca_pem, identity, &[b"http/1.1"])
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .no_proxy()
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(|e| ClientError::Tls(e.to_string()))
+}
+
+/// Fetches the CA certificate a server presents at `/cacerts`, without
+/// trusting it (nothing secret is sent): the caller compares its hash
+/// with what a join token pins before it trusts it.
+pub async fn fetch_ca(base: &str) -> Result<String, ClientError> {
+    let tls =
+        flotilla_trust::tls::first_contact_config().map_err(|e| ClientError::Tls(e.to_string()))?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let base = base.trim_end_matches('/');
+    let unreachable = |e: reqwest::Error| ClientError::Unreachable {
+        url: base.to_string(),
+        message: error_chain(&e),
+    };
+    let response = http
+        .get(format!("{base}/cacerts"))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    if !response.status().is_success() {
+        return Err(ClientError::Decode(format!(
+            "{base}/cacerts answered {}: is this a Flotilla server?",
+            response.status()
+        )));
+    }
+    let bytes = response.bytes().await.map_err(unreachable)?;
+    if bytes.len() > 64 << 10 {
+        return Err(ClientError::Decode(
+            "the CA certificate is over 64 KiB".into(),
+        ));
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+/// An error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
 }
 
 /// The collection path of a kind's plural, namespaced or not.
@@ -82,18 +161,33 @@ pub fn collection_path(plural: &str, namespace: Option<&str>) -> String {
 }
 
 impl Client {
-    /// A client of the server at `base` (e.g. `http://127.0.0.1:7443`).
-    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
+    /// A client of the server at `base` (e.g. `https://127.0.0.1:7443`).
+    pub fn new(base: &str, credentials: Credentials) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(ClientError::Tls(format!(
+                "{base}: Flotilla servers speak HTTPS only (use https://)"
+            )));
+        }
+        let http = http_client(&credentials.ca_pem, credentials.identity.as_ref())?;
         Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            http: Arc::new(RwLock::new(http)),
+            base,
+            token: credentials.token.filter(|t| !t.is_empty()),
+            ca_pem: credentials.ca_pem,
         })
+    }
+
+    /// Presents `identity` from now on (a renewed node certificate); the
+    /// clones of this client switch too.
+    pub fn set_identity(&self, identity: &Identity) -> Result<(), ClientError> {
+        let http = http_client(&self.ca_pem, Some(identity))?;
+        *self.http.write().unwrap_or_else(|p| p.into_inner()) = http;
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The server URL.
@@ -102,15 +196,16 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message = format!("{message}: {s}");
-            source = s.source();
-        }
         ClientError::Unreachable {
             url: self.base.clone(),
-            message,
+            message: error_chain(&e),
+        }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -118,8 +213,8 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let response = request
-            .bearer_auth(&self.token)
+        let response = self
+            .authorized(request)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -151,7 +246,7 @@ impl Client {
 
     /// GET a path as JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.json(self.http.get(format!("{}{path}", self.base)))
+        self.json(self.http().get(format!("{}{path}", self.base)))
             .await
     }
 
@@ -162,7 +257,7 @@ impl Client {
         } else {
             format!("{}{path}?{query}", self.base)
         };
-        let list: Value = self.json(self.http.get(url)).await?;
+        let list: Value = self.json(self.http().get(url)).await?;
         Ok(ObjectList {
             revision: list["metadata"]["resourceVersion"]
                 .as_str()
@@ -175,7 +270,7 @@ impl Client {
     /// POST an object to a collection.
     pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, ClientError> {
         self.json(
-            self.http
+            self.http()
                 .post(format!("{}{collection}", self.base))
                 .json(object),
         )
@@ -184,14 +279,14 @@ impl Client {
 
     /// PUT an object (or its `/status`).
     pub async fn replace(&self, path: &str, object: &Value) -> Result<Value, ClientError> {
-        self.json(self.http.put(format!("{}{path}", self.base)).json(object))
+        self.json(self.http().put(format!("{}{path}", self.base)).json(object))
             .await
     }
 
     /// PATCH an object with a JSON merge patch (RFC 7386).
     pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
         self.json(
-            self.http
+            self.http()
                 .patch(format!("{}{path}", self.base))
                 .header("content-type", "application/merge-patch+json")
                 .json(patch),
@@ -201,16 +296,17 @@ impl Client {
 
     /// DELETE an object.
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        self.json(self.http.delete(format!("{}{path}", self.base)))
+        self.json(self.http().delete(format!("{}{path}", self.base)))
             .await
     }
 
     /// Uploads a module to the blob store.
     pub async fn put_blob(&self, digest: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
         let head = self
-            .http
-            .head(format!("{}/blobs/sha256/{digest}", self.base))
-            .bearer_auth(&self.token)
+            .authorized(
+                self.http()
+                    .head(format!("{}/blobs/sha256/{digest}", self.base)),
+            )
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -218,7 +314,7 @@ impl Client {
             return Ok(());
         }
         self.send(
-            self.http
+            self.http()
                 .put(format!("{}/blobs/sha256/{digest}", self.base))
                 .body(bytes),
         )
@@ -230,7 +326,7 @@ impl Client {
     pub async fn get_blob(&self, digest: &str) -> Result<Vec<u8>, ClientError> {
         let response = self
             .send(
-                self.http
+                self.http()
                     .get(format!("{}/blobs/sha256/{digest}", self.base)),
             )
             .await?;
@@ -247,7 +343,7 @@ impl Client {
         path: &str,
     ) -> Result<impl Stream<Item = Result<Vec<u8>, ClientError>>, ClientError> {
         let response = self
-            .send(self.http.get(format!("{}{path}", self.base)))
+            .send(self.http().get(format!("{}{path}", self.base)))
             .await?;
         let base = self.base.clone();
         Ok(response.bytes_stream().map(move |chunk| {
@@ -273,7 +369,7 @@ impl Client {
             url.push('&');
             url.push_str(query);
         }
-        let response = self.send(self.http.get(url)).await?;
+        let response = self.send(self.http().get(url)).await?;
         let base = self.base.clone();
         let lines = futures_util::stream::unfold(
             (response.bytes_stream(), Vec::<u8>::new()),

@@ -3,11 +3,14 @@
 //! - [`store`]: where objects live — a [`store::Store`] trait with an embedded
 //!   SQLite backend keeping every object, a revision log for watches, and a
 //!   content-addressed blob store for modules;
-//! - [`api`]: the REST API (Kubernetes-shaped paths, bearer-token auth,
-//!   optimistic concurrency, `?watch=true` streams);
+//! - [`api`]: the REST API over TLS (Kubernetes-shaped paths, bearer tokens
+//!   and node certificates, authorization by route and verb, optimistic
+//!   concurrency, `?watch=true` streams);
+//! - [`trust`]: the cluster CA and the control plane's certificates;
 //! - [`controllers`]: level-triggered loops that drive stored state toward the
 //!   desired state (workloads → instances, instances → nodes).
 
 pub mod api;
 pub mod controllers;
 pub mod store;
+pub mod trust;

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod quantity;
+pub mod token;
 pub mod validate;
 pub mod workload;
 

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::Resource;
 
-/// Where a node's ingress serves instance logs to the control plane (with
-/// the join token): `{LOGS_PATH}{namespace}/{instance}[?follow=true&previous=true]`.
+/// Where a node port serves instance logs to the control plane (its client
+/// certificate): `{LOGS_PATH}{namespace}/{instance}[?follow=true&previous=true]`.
 pub const LOGS_PATH: &str = "/.flotilla/logs/";
 
 /// The label every node carries with its own name (as Kubernetes'
@@ -60,4 +60,8 @@ pub struct NodeStatus {
     /// Where the node's ingress listens (`host:port`), if it runs one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ingress_address: String,
+    /// Where the node port listens (`host:port`, TLS, certificates only):
+    /// logs for the control plane, requests forwarded by other nodes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_address: String,
 }

@@ -40,6 +40,36 @@ impl Collector {
     }
 }
 
+/// A network address as `host:port`: an IP address (IPv6 in brackets) or
+/// a DNS name, and a port 1-65535 — nothing else (no path, no scheme, no
+/// user info), so that it can only ever name a socket.
+pub fn check_host_port(address: &str) -> Result<(), String> {
+    let bad = || {
+        format!("{address:?} is not host:port (e.g. 10.0.0.5:8080, [fd00::5]:8080 or node-a.example:8080)")
+    };
+    if address.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0) && !port.starts_with('+');
+    let host_ok = host.len() <= 253
+        && !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 /// A DNS-1123 label: what Kubernetes accepts as a name.
 pub fn check_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
@@ -339,4 +369,39 @@ fn check_resources(
         errors.check(&format!("{path}.timeout"), parse_duration(t));
     }
     (memory, cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_host_port;
+
+    #[test]
+    fn only_host_port_is_an_address() {
+        for good in [
+            "10.0.0.5:8080",
+            "[fd00::5]:8080",
+            "node-a.example:1",
+            "localhost:65535",
+        ] {
+            assert_eq!(check_host_port(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "169.254.169.254/latest/meta-data/#",
+            "169.254.169.254/x#",
+            "10.0.0.5",
+            "10.0.0.5:0",
+            "10.0.0.5:65536",
+            "user@host:80",
+            "http://host:80",
+            "host:80/",
+            "host:+80",
+            ":80",
+            "a b:80",
+            "host:80#",
+            "",
+        ] {
+            let err = check_host_port(bad).unwrap_err();
+            assert!(err.contains("is not host:port"), "{bad}: {err}");
+        }
+    }
 }

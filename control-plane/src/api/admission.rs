@@ -10,6 +10,7 @@ use flotilla_spec::instance::Instance;
 use flotilla_spec::manifest::{parse_one, typed, Manifest, ManifestError};
 use flotilla_spec::meta::{now_rfc3339, API_VERSION, DEFAULT_NAMESPACE};
 use flotilla_spec::node::Node;
+use flotilla_spec::token::Token;
 use flotilla_spec::validate::{check_name, check_object_name};
 use serde_json::Value;
 
@@ -56,7 +57,22 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             Manifest::Workload(w) => to_value(&w)?,
         },
         Kind::Instance => to_value(&typed::<Instance>(1, body).map_err(shape)?)?,
-        Kind::Node => to_value(&typed::<Node>(1, body).map_err(shape)?)?,
+        Kind::Node => {
+            let node = typed::<Node>(1, body).map_err(shape)?;
+            check_node_addresses(&node)?;
+            to_value(&node)?
+        }
+        Kind::Token => {
+            let token = typed::<Token>(1, body).map_err(shape)?;
+            token.spec.validate().map_err(ApiError::invalid)?;
+            let id = &token.metadata.name;
+            if !super::tokens::is_token_id(id) {
+                return Err(ApiError::invalid(format!(
+                    "metadata.name: {id:?} is not a token id (6 of a-z, 0-9); `flotilla token create` makes one"
+                )));
+            }
+            to_value(&token)?
+        }
         Kind::Event => to_value(&typed::<Event>(1, body).map_err(shape)?)?,
     };
     if value["apiVersion"] != API_VERSION {
@@ -74,6 +90,24 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
     };
     checked.map_err(|m| ApiError::invalid(format!("metadata.name: {m}")))?;
     Ok(value)
+}
+
+/// A node's addresses are sockets (`host:port`), nothing else: the
+/// control plane and other nodes dial them.
+fn check_node_addresses(node: &Node) -> Result<(), ApiError> {
+    let Some(status) = &node.status else {
+        return Ok(());
+    };
+    for (field, address) in [
+        ("status.ingressAddress", &status.ingress_address),
+        ("status.nodeAddress", &status.node_address),
+    ] {
+        if !address.is_empty() {
+            flotilla_spec::validate::check_host_port(address)
+                .map_err(|m| ApiError::invalid(format!("{field}: {m}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {

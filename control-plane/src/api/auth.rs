@@ -1,74 +1,120 @@
-//! Bearer-token authentication for every route but `/healthz`, and the two
-//! roles: the admin token may do anything; the join token (what agents hold)
-//! may read, register and heartbeat nodes, report instance status and record
-//! events — not create or change workloads.
+//! Authentication: who a request comes from — a node by the certificate the
+//! cluster CA issued it, anyone else by a bearer token — then
+//! [`authz`](super::authz) decides what it may do. Every route but
+//! `/healthz` and `/cacerts` needs one or the other.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use flotilla_trust::names::Peer;
+use http_body_util::BodyExt;
 
-use super::{ApiError, ApiState};
+use super::authz::{self, Caller, Decision, Target};
+use super::{ApiError, ApiState, MAX_OBJECT_BYTES};
 
-/// What a token may do.
+/// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Everything.
     Admin,
-    /// What an agent needs.
-    Node,
+    /// Read everything but tokens.
+    View,
+    /// Get a node certificate, nothing else.
+    Join,
 }
 
-/// Whether the node role may make this request.
-fn node_may(method: &Method, path: &str) -> bool {
-    let read = method == Method::GET || method == Method::HEAD;
-    let nodes = path.starts_with("/apis/flotilla.dev/v1/nodes")
-        && (method == Method::POST || method == Method::PUT);
-    let instance_status =
-        method == Method::PUT && path.contains("/instances/") && path.ends_with("/status");
-    let event = method == Method::POST && path.ends_with("/events");
-    read || nodes || instance_status || event
-}
-
-/// Rejects requests without a known bearer token with 401, and requests the
-/// token's role does not allow with 403.
-pub async fn require_token(
-    State(state): State<Arc<ApiState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) => match state.tokens.iter().find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes())) {
-            Some((_, Role::Admin)) => next.run(request).await,
-            Some((_, Role::Node)) if node_may(request.method(), request.uri().path()) => next.run(request).await,
-            Some((_, Role::Node)) => {
-                tracing::warn!("refused {} {} with the join token", request.method(), request.uri().path());
-                ApiError::forbidden("the join token may only register nodes, report status and record events; use the admin token for this")
-                    .into_response()
-            }
-            None => {
-                tracing::warn!("rejected a request to {} with an unknown token", request.uri().path());
-                ApiError::unauthorized("the bearer token is not valid for this server (check the token in your client config, or the agent's --token)")
-                    .into_response()
-            }
-        },
-        None => ApiError::unauthorized(
-            "this server requires a bearer token (Authorization: Bearer <token>); the flotilla CLI reads it from its client config",
-        )
-        .into_response(),
+impl Role {
+    fn caller(self) -> Caller {
+        match self {
+            Role::Admin => Caller::Admin,
+            Role::View => Caller::View,
+            Role::Join => Caller::Joiner,
+        }
     }
 }
 
-/// Compares without leaking where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The bearer token of a request, if any. A join token's CA hash
+/// (`FL10<hash>::`) is not part of the secret.
+pub fn bearer(request: &Request) -> Option<&str> {
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    Some(token.rsplit_once("::").map_or(token, |(_, secret)| secret))
+}
+
+/// Who the request comes from: 401 if nobody known.
+fn authenticate(state: &ApiState, request: &Request) -> Result<Caller, ApiError> {
+    if let Some(token) = bearer(request) {
+        return state.tokens.role_of(state.store.as_ref(), token)?.map(Role::caller).ok_or_else(|| {
+            tracing::warn!("rejected a request to {} with an unknown token", request.uri().path());
+            ApiError::unauthorized("the bearer token is not valid for this server: it is unknown, expired or revoked (check the token in your client config; `flotilla token list` shows the tokens)")
+        });
+    }
+    match request.extensions().get::<Option<Peer>>().cloned().flatten() {
+        Some(Peer::Node(node)) => Ok(Caller::Node(node)),
+        _ => Err(ApiError::unauthorized(
+            "this server requires a bearer token (Authorization: Bearer <token>) or a node certificate; the flotilla CLI reads the token from its client config",
+        )),
+    }
+}
+
+/// Authenticates and authorizes every request but the public ones; passes
+/// the [`Caller`] and the list [`View`](authz::View) on to the handlers.
+pub async fn require_credential(
+    State(state): State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if Target::parse(&path) == Target::Public {
+        return next.run(request).await;
+    }
+    let caller = match authenticate(&state, &request) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let decision = match authz::authorize(&caller, request.method(), &path, state.store.as_ref()) {
+        Ok(decision) => decision,
+        Err(e) => return e.into_response(),
+    };
+    let view = match decision {
+        Decision::Allow(view) => view,
+        Decision::AllowIfBody(check) => {
+            let (parts, body) = request.into_parts();
+            let bytes = match http_body_util::Limited::new(body, MAX_OBJECT_BYTES)
+                .collect()
+                .await
+            {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    return ApiError::bad_request(format!("cannot read the request body: {e}"))
+                        .into_response()
+                }
+            };
+            let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(e) => {
+                    return ApiError::bad_request(format!("the body is not valid JSON: {e}"))
+                        .into_response()
+                }
+            };
+            if let Err(e) = authz::check_body(&check, &value, state.store.as_ref()) {
+                tracing::warn!("refused {path} to {}: {}", caller.name(), e.message);
+                return e.into_response();
+            }
+            request = Request::from_parts(parts, Body::from(bytes));
+            authz::View::Full
+        }
+    };
+    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(view);
+    next.run(request).await
 }

@@ -13,6 +13,8 @@ pub enum Kind {
     Event,
     /// Nodes (cluster-scoped).
     Node,
+    /// Bearer tokens (cluster-scoped; admins only).
+    Token,
 }
 
 impl Kind {
@@ -23,9 +25,10 @@ impl Kind {
             "instances" => Kind::Instance,
             "events" => Kind::Event,
             "nodes" => Kind::Node,
+            "tokens" => Kind::Token,
             other => {
                 return Err(ApiError::not_found(format!(
-                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes)"
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens)"
                 )))
             }
         })
@@ -38,6 +41,7 @@ impl Kind {
             Kind::Instance => "Instance",
             Kind::Event => "Event",
             Kind::Node => "Node",
+            Kind::Token => "Token",
         }
     }
 
@@ -48,11 +52,12 @@ impl Kind {
             Kind::Instance => "instances",
             Kind::Event => "events",
             Kind::Node => "nodes",
+            Kind::Token => "tokens",
         }
     }
 
     /// Whether objects live in namespaces.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node)
+        !matches!(self, Kind::Node | Kind::Token)
     }
 }

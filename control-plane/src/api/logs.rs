@@ -2,9 +2,9 @@
 //! an instance's output, read from the node that runs it.
 //!
 //! Logs stay on the nodes (as with kubelet): the API server looks up the
-//! instance's node and streams the log from that node's ingress
-//! ([`LOGS_PATH`]), authenticated with the cluster's join token — the same
-//! path whether the agent shares the process (`flotilla up`) or not.
+//! instance's node and streams the log from that node's node port
+//! ([`LOGS_PATH`]) over mutual TLS — the same path whether the agent shares
+//! the process (`flotilla up`) or not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +14,55 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flotilla_spec::node::LOGS_PATH;
+use flotilla_trust::names::node_server_name;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 
-use super::{ApiError, ApiState, Role};
+use super::{ApiError, ApiState};
+
+/// Longest wait to connect to a node port and complete the handshake.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// GETs `path` from `node`'s node port at `address` over TLS: the node
+/// must present the certificate the CA issued to *that* node (whatever
+/// address it reported), and the control plane presents its own.
+async fn dial_node(
+    s: &ApiState,
+    node: &str,
+    address: &str,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let name = ServerName::try_from(node_server_name(node)).map_err(|e| e.to_string())?;
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(s.node_tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e} (is it the node it claims to be?)"))?;
+        hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (mut sender, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("node log connection: {e}");
+        }
+    });
+    let request = hyper::Request::get(path)
+        .header("host", node_server_name(node))
+        .body(Empty::<axum::body::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
 
 /// The handler.
 pub async fn get(
@@ -39,38 +83,26 @@ pub async fn get(
     let address = s
         .store
         .get("Node", "", node)?
-        .and_then(|n| n["status"]["ingressAddress"].as_str().map(str::to_string))
+        .and_then(|n| n["status"]["nodeAddress"].as_str().map(str::to_string))
         .unwrap_or_default();
     if address.is_empty() {
         return Err(ApiError::not_found(format!(
-            "node {node} serves no logs: its agent runs without an ingress (--ingress off)"
+            "node {node} has not reported its node port yet, so its logs cannot be read; is its agent running?"
         )));
     }
-    let token = s
-        .tokens
-        .iter()
-        .find(|(_, role)| *role == Role::Node)
-        .map(|(token, _)| token.clone())
-        .unwrap_or_default();
-    let uri = format!(
-        "http://{address}{LOGS_PATH}{ns}/{name}?follow={}&previous={}",
+    let path = format!(
+        "{LOGS_PATH}{ns}/{name}?follow={}&previous={}",
         flag("follow"),
         flag("previous")
     );
-    let request = hyper::Request::get(&uri)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Empty::<axum::body::Bytes>::new())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
     let unreachable = |e: String| ApiError {
         code: StatusCode::BAD_GATEWAY,
         reason: "NodeUnreachable",
         message: format!("cannot read the logs of {name} from node {node} at {address}: {e}"),
     };
-    let response = client
-        .request(request)
+    let response = dial_node(&s, node, &address, &path)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(unreachable)?;
     let status = response.status();
     if status == StatusCode::NOT_FOUND {
         let body = response.into_body().collect().await.map(|b| b.to_bytes());

@@ -1,7 +1,8 @@
 //! The REST API, on axum/hyper, with Kubernetes-shaped paths:
 //!
 //! ```text
-//! GET    /healthz                                              no auth
+//! GET    /healthz, /cacerts                                    no auth
+//! POST   /certificates/node                                    join token, or the node's certificate
 //! GET    /apis/flotilla.dev/v1/{plural}                        list, all namespaces (?watch=true)
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/{plural}        list (?watch=true&resourceVersion=N)
 //! POST   /apis/flotilla.dev/v1/namespaces/{ns}/{plural}        create
@@ -12,29 +13,36 @@
 //! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
 //! ```
 //!
-//! Every request but `/healthz` needs `Authorization: Bearer <token>`.
-//! Errors are Kubernetes `Status` objects with the HTTP code.
+//! TLS only ([`serve`]). Every request but `/healthz` and `/cacerts` needs
+//! `Authorization: Bearer <token>` or a node certificate ([`auth`]), and is
+//! authorized by route and verb ([`authz`]). Errors are Kubernetes `Status`
+//! objects with the HTTP code.
 
 mod admission;
 mod auth;
+pub mod authz;
 mod blobs;
+mod certificates;
 mod error;
 mod kinds;
 mod logs;
 mod objects;
+pub mod serve;
 mod streams;
+mod tokens;
 mod watch;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 pub use auth::Role;
 pub use error::ApiError;
 pub use kinds::Kind;
 pub use streams::{StreamLimiter, MAX_STREAMS_PER_CLIENT};
+pub use tokens::{is_token_id, Tokens};
 
 use crate::store::Store;
 
@@ -47,9 +55,12 @@ pub const MAX_BLOB_BYTES: usize = 256 << 20;
 pub struct ApiState {
     /// Where objects live.
     pub store: Arc<dyn Store>,
-    /// Tokens that may use the API, and what each may do. The node token
-    /// also reads logs from the nodes.
-    pub tokens: Vec<(String, Role)>,
+    /// Bearer tokens that may use the API, and what each may do.
+    pub tokens: Tokens,
+    /// The CA and the control plane's certificates.
+    pub trust: Arc<crate::trust::ClusterTrust>,
+    /// How the control plane dials node ports (logs).
+    pub node_tls: Arc<rustls::ClientConfig>,
     /// Watches and log follows open per client.
     pub streams: StreamLimiter,
     /// Modules, by sha256.
@@ -107,14 +118,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
     objects
         .merge(blobs)
+        .route("/certificates/node", post(certificates::sign_node))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             streams::limit_streams,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::require_credential,
         ))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/cacerts", get(certificates::ca))
         .with_state(state)
 }

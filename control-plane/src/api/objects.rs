@@ -8,10 +8,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::admission::{for_create, for_replace, for_status, namespace_for};
+use super::authz::View;
 use super::watch::{watch, Filter};
 use super::{ApiError, ApiState, Kind};
 
@@ -95,8 +96,9 @@ async fn list(
     kind: Kind,
     namespace: Option<String>,
     params: HashMap<String, String>,
+    view: View,
 ) -> ApiResult {
-    let filter = Filter::from_params(kind, namespace, &params)?;
+    let filter = Filter::from_params(kind, namespace, &params)?.with_view(view);
     if super::query_flag(&params, "watch") {
         let from = match params.get("resourceVersion").map(String::as_str) {
             None | Some("") | Some("0") => None,
@@ -117,6 +119,7 @@ async fn list(
                 .as_ref()
                 .is_none_or(|after| &object_key(o) > after)
         })
+        .map(|o| filter.present(o))
         .collect();
     let mut metadata = json!({"resourceVersion": listing.revision.to_string()});
     if let Some(limit) = page.limit.filter(|&l| l < items.len()) {
@@ -281,10 +284,11 @@ pub async fn list_namespaced(
     State(s): State<Arc<ApiState>>,
     Path((ns, plural)): Path<(String, String)>,
     Query(p): Params,
+    view: Option<Extension<View>>,
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
-    list(s, kind, Some(ns), p).await
+    list(s, kind, Some(ns), p, view.map(|v| v.0).unwrap_or_default()).await
 }
 
 /// POST /namespaces/{ns}/{plural}
@@ -390,6 +394,7 @@ pub async fn list_cluster(
     State(s): State<Arc<ApiState>>,
     Path(plural): Path<String>,
     Query(p): Params,
+    view: Option<Extension<View>>,
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = if kind.namespaced() {
@@ -397,7 +402,7 @@ pub async fn list_cluster(
     } else {
         Some(String::new())
     };
-    list(s, kind, ns, p).await
+    list(s, kind, ns, p, view.map(|v| v.0).unwrap_or_default()).await
 }
 
 fn cluster_scoped(plural: &str) -> Result<Kind, ApiError> {

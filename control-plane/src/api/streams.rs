@@ -1,5 +1,5 @@
 //! Long-lived responses — watches and followed logs — are capped per client
-//! (the bearer token and the address it comes from), so one client cannot
+//! (who it authenticated as, and the address it comes from), so one client cannot
 //! hold every connection and task the server has. The count is held by the
 //! response body: it drops when the stream ends or the client goes away.
 
@@ -11,12 +11,12 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::Digest;
 
+use super::authz::Caller;
 use super::{ApiError, ApiState};
 
 /// Streams one client may have open at once.
@@ -79,14 +79,12 @@ pub async fn limit_streams(
     if !is_stream(&request) {
         return next.run(request).await;
     }
-    // The token as authentication reads it (trimmed), so spacing cannot
-    // make one client look like many.
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| hex::encode(&sha2::Sha256::digest(t.trim().as_bytes())[..8]))
+    // The credential as authentication read it: the token (hashed: this
+    // map is not a token store) or the node, so spacing or an extra header
+    // cannot make one client look like many.
+    let token = super::auth::bearer(&request)
+        .map(|t| hex::encode(&sha2::Sha256::digest(t.as_bytes())[..8]))
+        .or_else(|| request.extensions().get::<Caller>().map(Caller::name))
         .unwrap_or_default();
     let peer = request
         .extensions()

@@ -12,6 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::authz::{project, View};
 use super::{ApiError, Kind};
 use crate::store::{Store, StoreError};
 
@@ -27,6 +28,7 @@ pub struct Filter {
     pub namespace: Option<String>,
     fields: Vec<(Vec<String>, String)>,
     labels: Vec<(String, String)>,
+    view: View,
 }
 
 impl Filter {
@@ -62,7 +64,19 @@ impl Filter {
             namespace,
             fields,
             labels: pairs(params.get("labelSelector"), "labelSelector")?,
+            view: View::Full,
         })
+    }
+
+    /// Shows objects as `view` allows (a node sees others' reduced).
+    pub fn with_view(mut self, view: View) -> Self {
+        self.view = view;
+        self
+    }
+
+    /// `object` as the caller may see it.
+    pub fn present(&self, object: Value) -> Value {
+        project(&self.view, self.kind, object)
     }
 
     /// Whether `object` passes the selectors.
@@ -116,6 +130,7 @@ impl WatchState {
             {
                 Ok(listing) => {
                     for object in listing.items.into_iter().filter(|o| self.filter.matches(o)) {
+                        let object = self.filter.present(object);
                         self.pending
                             .push_back(json!({"type": "ADDED", "object": object}));
                     }
@@ -134,8 +149,9 @@ impl WatchState {
                         .filter
                         .accepts(&change.kind, &change.namespace, &change.object)
                     {
+                        let object = self.filter.present(change.object);
                         self.pending
-                            .push_back(json!({"type": change.change, "object": change.object}));
+                            .push_back(json!({"type": change.change, "object": object}));
                     }
                 }
             }

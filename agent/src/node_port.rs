@@ -1,0 +1,170 @@
+//! The node port (`--node-listen`): this node's own endpoints, off the
+//! public ingress, over TLS with client certificates required — only
+//! certificates the cluster CA issued get in:
+//!
+//! - `GET {LOGS_PATH}{namespace}/{instance}` — instance logs, for the
+//!   control plane's certificate only;
+//! - any other request, from another node's certificate only, carrying
+//!   `x-flotilla-workload`: a request that node's ingress routed to a
+//!   replica here (served locally, never routed again).
+
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::credentials::NodeCredentials;
+use crate::ingress::{Ingress, WORKLOAD_HEADER};
+use crate::logs::LogDir;
+use crate::runtime::{plain_response, ResponseBody};
+use flotilla_spec::node::LOGS_PATH;
+use flotilla_trust::names::Peer;
+
+/// Connections the node port serves at once.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// What the node port serves.
+pub struct NodePort {
+    /// This node.
+    pub node: String,
+    /// Its credentials (the TLS configuration follows renewals).
+    pub credentials: Arc<NodeCredentials>,
+    /// Where instance logs are.
+    pub logs: LogDir,
+    /// The ingress, for requests forwarded by other nodes.
+    pub ingress: Arc<Ingress>,
+}
+
+impl NodePort {
+    /// Serves on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, address) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("node port: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let port = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let acceptor = tokio_rustls::TlsAcceptor::from(port.credentials.node_port_config());
+                let (session, peer) = match flotilla_trust::tls::accept(&acceptor, stream).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::info!("node port: refused a connection from {address}: {e}");
+                        return;
+                    }
+                };
+                let service = hyper::service::service_fn(move |request| {
+                    let port = port.clone();
+                    let peer = peer.clone();
+                    async move { Ok::<_, std::convert::Infallible>(port.handle(peer, request).await) }
+                });
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(30));
+                if let Err(e) = builder
+                    .serve_connection(TokioIo::new(session), service)
+                    .await
+                {
+                    tracing::debug!("node port connection from {address}: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(
+        &self,
+        peer: Option<Peer>,
+        mut request: http::Request<Incoming>,
+    ) -> http::Response<ResponseBody> {
+        if request.uri().path().starts_with(LOGS_PATH) {
+            return match peer {
+                Some(Peer::ControlPlane) => self.serve_log(&request),
+                _ => plain_response(403, "logs are for the control plane's certificate\n".into()),
+            };
+        }
+        if !matches!(peer, Some(Peer::Node(_))) {
+            return plain_response(403, "only other nodes forward requests here\n".into());
+        }
+        let workload = request
+            .headers_mut()
+            .remove(WORKLOAD_HEADER)
+            .and_then(|w| w.to_str().ok().map(str::to_string));
+        let Some(workload) = workload else {
+            return plain_response(
+                400,
+                format!("a forwarded request names its workload in {WORKLOAD_HEADER}\n"),
+            );
+        };
+        // HTTP/2 carries the host as the URI's authority: guests read Host.
+        if !request.headers().contains_key(http::header::HOST) {
+            if let Some(host) = request
+                .uri()
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+        self.ingress.serve_forwarded(&workload, request).await
+    }
+
+    /// An instance's log.
+    fn serve_log<B>(&self, request: &http::Request<B>) -> http::Response<ResponseBody> {
+        let rest = &request.uri().path()[LOGS_PATH.len()..];
+        let names = rest.split_once('/').filter(|(namespace, instance)| {
+            // Names only: nothing like `..` reaches the file system.
+            flotilla_spec::validate::check_name(namespace).is_ok()
+                && flotilla_spec::validate::check_object_name(instance).is_ok()
+        });
+        let Some((namespace, instance)) = names else {
+            return plain_response(404, format!("no such log: {rest:?}\n"));
+        };
+        let query = request.uri().query().unwrap_or_default();
+        let flag = |k: &str| {
+            query
+                .split('&')
+                .any(|p| p == format!("{k}=true") || p == format!("{k}=1"))
+        };
+        let path = self.logs.path(namespace, instance, flag("previous"));
+        if !path.exists() && (flag("previous") || !flag("follow")) {
+            let what = if flag("previous") {
+                "no previous run"
+            } else {
+                "no output yet"
+            };
+            return plain_response(
+                404,
+                format!(
+                    "instance {namespace}/{instance} has {what} on node {}\n",
+                    self.node
+                ),
+            );
+        }
+        let stream = crate::logs::stream(path, flag("follow"))
+            .map_ok(hyper::body::Frame::data)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+        let mut response =
+            http::Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}

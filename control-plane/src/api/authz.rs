@@ -1,0 +1,411 @@
+//! Who may do what: authorization by route and verb (never by substring),
+//! with the Node authorizer's and NodeRestriction's rules for nodes.
+//!
+//! | caller | may |
+//! |---|---|
+//! | admin | everything |
+//! | view | read everything but tokens |
+//! | node `n` | read all Nodes; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads and modules; create Events about itself or its instances; renew its certificate |
+//! | join token | get a node certificate, nothing else |
+//!
+//! A node never writes any spec: cordon, labels, taints and epochs belong
+//! to the control plane and admins.
+
+use axum::http::Method;
+use serde_json::{json, Value};
+
+use super::{ApiError, Kind};
+use crate::store::Store;
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token (or a token with the admin role).
+    Admin,
+    /// A read-only token.
+    View,
+    /// A node, by the certificate the CA issued it.
+    Node(String),
+    /// A join token: good for getting a node certificate only.
+    Joiner,
+}
+
+impl Caller {
+    /// A name for logs and per-client limits (never a secret).
+    pub fn name(&self) -> String {
+        match self {
+            Caller::Admin => "admin".into(),
+            Caller::View => "view".into(),
+            Caller::Node(n) => format!("system:node:{n}"),
+            Caller::Joiner => "join-token".into(),
+        }
+    }
+}
+
+/// What a request addresses, parsed from its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `/healthz`, `/cacerts`: anyone.
+    Public,
+    /// `POST /certificates/node`: join, or renew a node's certificate.
+    NodeCertificate,
+    /// `/blobs/sha256/{digest}`.
+    Blob(String),
+    /// `/apis/flotilla.dev/v1/[namespaces/{ns}/]{plural}[/{name}[/{sub}]]`.
+    Object {
+        /// The kind's URL plural (unknown ones are the handlers' 404).
+        plural: String,
+        /// The namespace, for namespaced paths.
+        namespace: Option<String>,
+        /// The object, if one is named.
+        name: Option<String>,
+        /// `status` or `log`.
+        subresource: Option<String>,
+    },
+    /// Anything else (the router answers 404).
+    Unknown,
+}
+
+impl Target {
+    /// Parses a request path.
+    pub fn parse(path: &str) -> Self {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["healthz"] | ["cacerts"] => Target::Public,
+            ["certificates", "node"] => Target::NodeCertificate,
+            ["blobs", "sha256", digest] => Target::Blob((*digest).to_string()),
+            ["apis", "flotilla.dev", "v1", "namespaces", ns, rest @ ..] if !rest.is_empty() => {
+                Self::object(Some(ns), rest)
+            }
+            ["apis", "flotilla.dev", "v1", rest @ ..] if !rest.is_empty() => {
+                Self::object(None, rest)
+            }
+            _ => Target::Unknown,
+        }
+    }
+
+    fn object(namespace: Option<&str>, rest: &[&str]) -> Self {
+        let owned = |s: Option<&&str>| s.map(|s| (*s).to_string());
+        if rest.len() > 3 {
+            return Target::Unknown;
+        }
+        Target::Object {
+            plural: rest[0].to_string(),
+            namespace: namespace.map(str::to_string),
+            name: owned(rest.get(1)),
+            subresource: owned(rest.get(2)),
+        }
+    }
+}
+
+/// How much of the objects a permitted list or watch returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum View {
+    /// Whole objects.
+    #[default]
+    Full,
+    /// For node `n`: its own objects whole, others reduced to what routing
+    /// needs (see [`project`]).
+    Node(String),
+}
+
+/// What a request may do once authorized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead, with this view of lists and watches.
+    Allow(View),
+    /// Go ahead once the JSON body passes this check (creates by nodes).
+    AllowIfBody(BodyCheck),
+}
+
+/// A check of a node's create body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyCheck {
+    /// A Node named after the caller, with an empty spec.
+    OwnNode(String),
+    /// An Event about the caller or an instance bound to it, in `namespace`.
+    OwnEvent {
+        /// The caller.
+        node: String,
+        /// The namespace of the events collection.
+        namespace: String,
+    },
+}
+
+fn forbidden(caller: &Caller, method: &Method, path: &str, why: &str) -> ApiError {
+    tracing::warn!("refused {method} {path} to {}", caller.name());
+    ApiError::forbidden(why.to_string())
+}
+
+/// Decides a request, reading the store for the node rules that depend on
+/// an object (which node an instance is bound to).
+pub fn authorize(
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+    store: &dyn Store,
+) -> Result<Decision, ApiError> {
+    let target = Target::parse(path);
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let allow = Ok(Decision::Allow(View::Full));
+    if target == Target::Public {
+        return allow;
+    }
+    match caller {
+        Caller::Admin => allow,
+        Caller::View => match &target {
+            Target::Object { plural, .. } if plural == "tokens" => Err(forbidden(
+                caller,
+                method,
+                path,
+                "the view role cannot read tokens; use an admin token",
+            )),
+            _ if read => allow,
+            _ => Err(forbidden(
+                caller,
+                method,
+                path,
+                "the view role is read-only; use an admin token to change the cluster",
+            )),
+        },
+        Caller::Joiner => match target {
+            Target::NodeCertificate if *method == Method::POST => allow,
+            _ => Err(forbidden(
+                caller,
+                method,
+                path,
+                "a join token is good for joining only: an agent joins with it and then uses its own node certificate; use an admin token for this",
+            )),
+        },
+        Caller::Node(node) => authorize_node(node, caller, method, path, &target, store),
+    }
+}
+
+fn authorize_node(
+    node: &str,
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+    target: &Target,
+    store: &dyn Store,
+) -> Result<Decision, ApiError> {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let allow = |view: View| Ok(Decision::Allow(view));
+    let deny = |why: String| Err(forbidden(caller, method, path, &why));
+    let (plural, namespace, name, subresource) = match target {
+        Target::NodeCertificate if *method == Method::POST => return allow(View::Full),
+        Target::Blob(digest) if read => {
+            return if bound_instances(store, node)?
+                .iter()
+                .any(|i| i["spec"]["template"]["module"]["sha256"].as_str() == Some(digest))
+            {
+                allow(View::Full)
+            } else {
+                deny(format!(
+                    "node {node} may read only the modules of instances bound to it"
+                ))
+            };
+        }
+        Target::Object {
+            plural,
+            namespace,
+            name,
+            subresource,
+        } => (
+            plural.as_str(),
+            namespace.as_deref(),
+            name.as_deref(),
+            subresource.as_deref(),
+        ),
+        _ => return deny(format!("node {node} may not {method} {path}")),
+    };
+    let Ok(kind) = Kind::from_plural(plural) else {
+        return deny(format!("node {node} may not use {plural}"));
+    };
+    match (kind, name, subresource) {
+        // Lists and watches: a node's own objects whole, others projected.
+        (Kind::Node, None, None) if read => allow(View::Full),
+        (Kind::Instance | Kind::Workload, None, None) if read => allow(View::Node(node.into())),
+        (Kind::Node, None, None) if *method == Method::POST => {
+            Ok(Decision::AllowIfBody(BodyCheck::OwnNode(node.into())))
+        }
+        (Kind::Event, None, None) if *method == Method::POST => {
+            Ok(Decision::AllowIfBody(BodyCheck::OwnEvent {
+                node: node.into(),
+                namespace: namespace.unwrap_or_default().into(),
+            }))
+        }
+        (Kind::Node, Some(_), None) if read => allow(View::Full),
+        (Kind::Node, Some(n), Some("status")) if *method == Method::PUT => {
+            if n == node {
+                allow(View::Full)
+            } else {
+                deny(format!("node {node} may write only its own Node's status, not {n}'s"))
+            }
+        }
+        (Kind::Instance, Some(n), sub)
+            if (read && matches!(sub, None | Some("log")))
+                || (*method == Method::PUT && sub == Some("status")) =>
+        {
+            let ns = namespace.unwrap_or_default();
+            let bound = store
+                .get("Instance", ns, n)?
+                .is_some_and(|i| i["spec"]["nodeName"].as_str() == Some(node));
+            if bound {
+                allow(View::Full)
+            } else {
+                deny(format!(
+                    "node {node} may read and report only instances bound to it; {ns}/{n} is not"
+                ))
+            }
+        }
+        (Kind::Workload, Some(n), None) if read => {
+            let ns = namespace.unwrap_or_default();
+            let referenced = bound_instances(store, node)?.iter().any(|i| {
+                i["metadata"]["namespace"].as_str() == Some(ns)
+                    && i["spec"]["workload"].as_str() == Some(n)
+            });
+            if referenced {
+                allow(View::Full)
+            } else {
+                deny(format!(
+                    "node {node} may read only the workloads of instances bound to it; {ns}/{n} has none"
+                ))
+            }
+        }
+        _ => deny(format!(
+            "node {node} may not {method} {path}: nodes write only their own status, their instances' status and events about them, never a spec"
+        )),
+    }
+}
+
+fn bound_instances(store: &dyn Store, node: &str) -> Result<Vec<Value>, ApiError> {
+    Ok(store
+        .list("Instance", None)?
+        .items
+        .into_iter()
+        .filter(|i| i["spec"]["nodeName"].as_str() == Some(node))
+        .collect())
+}
+
+/// Checks a node's create body (see [`BodyCheck`]).
+pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<(), ApiError> {
+    match check {
+        BodyCheck::OwnNode(node) => {
+            if body["metadata"]["name"].as_str() != Some(node) {
+                return Err(ApiError::forbidden(format!(
+                    "node {node} may register only itself, not {}",
+                    body["metadata"]["name"]
+                )));
+            }
+            let spec_empty = match &body["spec"] {
+                Value::Null => true,
+                Value::Object(fields) => fields.values().all(|v| {
+                    matches!(v, Value::Null | Value::Bool(false))
+                        || v.as_u64() == Some(0)
+                        || v.as_array().is_some_and(Vec::is_empty)
+                }),
+                _ => false,
+            };
+            if !spec_empty {
+                return Err(ApiError::forbidden(format!(
+                    "node {node} may not set its own spec (cordon, epoch): an admin does that with flotilla cordon"
+                )));
+            }
+            Ok(())
+        }
+        BodyCheck::OwnEvent { node, namespace } => {
+            let about = &body["spec"]["involvedObject"];
+            let kind = about["kind"].as_str().unwrap_or_default();
+            let name = about["name"].as_str().unwrap_or_default();
+            let own = match kind {
+                "Node" => name == node,
+                "Instance" => {
+                    about["namespace"].as_str().unwrap_or_default() == namespace
+                        && store
+                            .get("Instance", namespace, name)?
+                            .is_some_and(|i| i["spec"]["nodeName"].as_str() == Some(node))
+                }
+                _ => false,
+            };
+            if own {
+                Ok(())
+            } else {
+                Err(ApiError::forbidden(format!(
+                    "node {node} may record events only about itself and instances bound to it, not {kind} {name}"
+                )))
+            }
+        }
+    }
+}
+
+/// An object as `view` shows it. A node sees its own instances whole; of
+/// other instances and of workloads, only what its ingress needs to route
+/// (like kube-proxy's endpoints): names, where a replica runs and whether
+/// it is ready, a workload's execution and routes — never env, args,
+/// grants, modules or logs.
+pub fn project(view: &View, kind: Kind, object: Value) -> Value {
+    let View::Node(node) = view else {
+        return object;
+    };
+    let meta = &object["metadata"];
+    let metadata = json!({
+        "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+        "resourceVersion": meta["resourceVersion"],
+    });
+    let spec = &object["spec"];
+    match kind {
+        Kind::Instance if spec["nodeName"].as_str() == Some(node) => object,
+        Kind::Instance => json!({
+            "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
+            "spec": {"nodeName": spec["nodeName"], "workload": spec["workload"],
+                     "template": {"execution": spec["template"]["execution"]}},
+            "status": {"phase": object["status"]["phase"], "ready": object["status"]["ready"]},
+        }),
+        Kind::Workload => json!({
+            "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
+            "spec": {"execution": spec["execution"], "routes": spec["routes"]},
+        }),
+        _ => object,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_by_segment_not_substring() {
+        let t = Target::parse("/apis/flotilla.dev/v1/namespaces/default/instances/x/status");
+        assert_eq!(
+            t,
+            Target::Object {
+                plural: "instances".into(),
+                namespace: Some("default".into()),
+                name: Some("x".into()),
+                subresource: Some("status".into()),
+            }
+        );
+        // A node named "instances" is a node, not an instance route.
+        let t = Target::parse("/apis/flotilla.dev/v1/nodes/instances/status");
+        assert!(matches!(t, Target::Object { ref plural, .. } if plural == "nodes"));
+        assert_eq!(
+            Target::parse("/apis/flotilla.dev/v1/nodes/a/status/x"),
+            Target::Unknown
+        );
+        assert_eq!(Target::parse("/healthz/x"), Target::Unknown);
+    }
+
+    #[test]
+    fn projections_drop_what_routing_does_not_need() {
+        let instance = json!({"metadata": {"name": "i", "namespace": "d", "labels": {"a": "b"}},
+            "spec": {"nodeName": "b", "workload": "w", "template": {"execution": "http", "env": {"SECRET": "x"}}},
+            "status": {"ready": true, "phase": "Running", "message": "m"}});
+        let seen = project(&View::Node("a".into()), Kind::Instance, instance.clone());
+        assert!(!seen.to_string().contains("SECRET"), "{seen}");
+        assert_eq!(seen["spec"]["nodeName"], "b");
+        assert_eq!(seen["status"]["ready"], true);
+        let own = project(&View::Node("b".into()), Kind::Instance, instance.clone());
+        assert_eq!(own, instance);
+    }
+}

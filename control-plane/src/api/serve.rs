@@ -1,0 +1,85 @@
+//! The API's listener: TLS only. A client that speaks plain HTTP gets a
+//! 400 that says to use https://, never an API answer; a client
+//! certificate the CA signed (a node's) travels with each request as its
+//! [`Peer`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use flotilla_trust::names::Peer;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service;
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+/// Longest wait for a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` over TLS until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, address) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("API: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (session, peer) = match flotilla_trust::tls::accept(&acceptor, stream).await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!("API connection from {address}: {e}");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(ConnectInfo(address));
+                request
+                    .extensions_mut()
+                    .insert::<Option<Peer>>(peer.clone());
+                router.clone().call(request)
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(session), service)
+                .await
+            {
+                tracing::debug!("API connection from {address}: {e}");
+            }
+        });
+    }
+}
+
+/// The address a listener is bound to, as a URL.
+pub fn url_of(address: SocketAddr) -> String {
+    format!("https://{address}")
+}

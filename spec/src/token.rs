@@ -1,0 +1,59 @@
+//! `Token`: a bearer token created with `flotilla token create` (cluster-
+//! scoped, named by the token's id). The store keeps the secret's sha256,
+//! never the secret: the token is `<id>.<secret>`, shown once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::Resource;
+
+/// A Token resource.
+pub type Token = Resource<TokenSpec, ()>;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Join a node (then the node uses its own certificate).
+    #[default]
+    Join,
+    /// Read everything but tokens.
+    View,
+    /// Everything.
+    Admin,
+}
+
+/// A token's record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenSpec {
+    /// What it may do.
+    pub role: TokenRole,
+    /// Hex sha256 of the secret part.
+    pub secret_sha256: String,
+    /// When it stops working (RFC 3339); never if empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expires: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+impl TokenSpec {
+    /// Problems, with field paths.
+    pub fn validate(&self) -> Result<(), String> {
+        let hex = self.secret_sha256.len() == 64
+            && self.secret_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex {
+            return Err(
+                "spec.secretSha256: must be the 64 hex digits of the secret's sha256".into(),
+            );
+        }
+        if !self.expires.is_empty() && crate::meta::parse_rfc3339(&self.expires).is_none() {
+            return Err(format!(
+                "spec.expires: {:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)",
+                self.expires
+            ));
+        }
+        Ok(())
+    }
+}
