@@ -5,7 +5,8 @@
 //! - `up`: control plane and agent in one process, embedded store;
 //! - `server` and `agent`: the same, as separate processes (many nodes);
 //! - `apply`, `get`, `describe`, `delete`, `patch`, `scale`, `logs`, `events`: kubectl-like
-//!   commands against the server in the client config.
+//!   commands against the server in the client config;
+//! - `token`: bearer tokens (join, view, admin).
 
 mod agent;
 mod apply;
@@ -16,6 +17,7 @@ mod logs;
 mod patch;
 mod run;
 mod server;
+mod token;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +56,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// List recent events.
     Events(get::EventsArgs),
+    /// Create, list and revoke bearer tokens (join, view, admin).
+    Token(token::TokenArgs),
 }
 
 fn main() {
@@ -104,6 +108,7 @@ fn main() {
             Command::Scale(args) => patch::scale(args).await,
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
+            Command::Token(args) => token::main(args).await,
         }
     });
     if let Err(e) = result {

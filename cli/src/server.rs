@@ -189,6 +189,19 @@ fn join_token_file(data_dir: &Path, ca_hash: &str) -> Result<JoinToken> {
     Ok(token)
 }
 
+/// Creates `path` owner-only if it does not exist, and makes it so if it
+/// does (SQLite gives its journal files the database file's mode).
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .with_context(|| format!("making {} private", path.display()))
+}
+
 /// Modules used to be rows of the SQLite store: moves them to the module
 /// folder (each written and synced before its row goes), once.
 fn move_blobs_out_of_the_store(store: &SqliteStore, blobs: &BlobStore) -> Result<()> {
@@ -242,7 +255,9 @@ impl ControlPlane {
             )
             .context("setting up the cluster's certificates")?,
         );
-        let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+        let store_path = data_dir.join("store.db");
+        private_file(&store_path)?;
+        let store = Arc::new(SqliteStore::open(&store_path)?);
         let blob_dir = data_dir.join("blobs");
         let blobs = Arc::new(
             BlobStore::open(&blob_dir)

@@ -88,7 +88,9 @@ impl Cluster {
             .unwrap();
         self.child = Some(child);
         self.wait_until("the API answers", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.config().exists()
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::fs::read_to_string(self.config())
+                    .is_ok_and(|c| c.contains(&format!(":{}", self.port)))
         });
     }
 
@@ -155,7 +157,52 @@ impl Cluster {
     }
 
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The cluster CA, from the client config.
+    pub fn ca_pem(&self) -> String {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let config: Value = serde_yaml_ng::from_str(&text).unwrap();
+        config["certificateAuthority"].as_str().unwrap().to_string()
+    }
+
+    /// An API client with `token`.
+    pub fn client(&self, token: &str) -> flotilla_client::Client {
+        flotilla_client::Client::new(
+            &self.base(),
+            flotilla_client::Credentials {
+                ca_pem: self.ca_pem(),
+                token: Some(token.to_string()),
+                identity: None,
+            },
+        )
+        .unwrap()
+    }
+
+    /// One raw request to the API over TLS, as `who`: the status code and
+    /// the body.
+    pub fn raw(&self, method: &str, path: &str, who: &Who, body: &str) -> (u16, String) {
+        let auth = match who {
+            Who::Token(t) => format!("Authorization: Bearer {t}\r\n"),
+            _ => String::new(),
+        };
+        let identity = match who {
+            Who::Node(identity) => Some(*identity),
+            _ => None,
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = tls_exchange(
+            &format!("127.0.0.1:{}", self.port),
+            "localhost",
+            &self.ca_pem(),
+            identity,
+            request.as_bytes(),
+        );
+        split_answer(&answer)
     }
 
     pub fn wait_until(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -193,6 +240,81 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Who makes a raw request.
+pub enum Who<'a> {
+    /// No credential.
+    Nobody,
+    /// A bearer token.
+    Token(&'a str),
+    /// A client certificate (a node's).
+    Node(&'a flotilla_trust::Identity),
+}
+
+/// Writes `request` to `address` over TLS (verifying `server_name` against
+/// `ca_pem`, presenting `identity`), and reads until the server closes.
+/// A failed handshake reads as empty.
+pub fn tls_exchange(
+    address: &str,
+    server_name: &str,
+    ca_pem: &str,
+    identity: Option<&flotilla_trust::Identity>,
+    request: &[u8],
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let config = flotilla_trust::tls::client_config(ca_pem, identity, &[b"http/1.1"]).unwrap();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(address).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let mut answer = Vec::new();
+    if tls.write_all(request).is_ok() {
+        let _ = tls.read_to_end(&mut answer);
+    }
+    answer
+}
+
+/// An open TLS connection to a cluster's API.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+impl Cluster {
+    /// Writes `request` to the API over TLS and reads the first bytes of
+    /// the answer, leaving the connection open (for watches).
+    pub fn open_stream(
+        &self,
+        request: &str,
+        identity: Option<&flotilla_trust::Identity>,
+    ) -> (TlsStream, String) {
+        use std::io::{Read, Write};
+        let config =
+            flotilla_trust::tls::client_config(&self.ca_pem(), identity, &[b"http/1.1"]).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, tcp);
+        tls.write_all(request.as_bytes()).unwrap();
+        let mut head = [0u8; 256];
+        let n = tls.read(&mut head).unwrap_or(0);
+        (tls, String::from_utf8_lossy(&head[..n]).into_owned())
+    }
+}
+
+/// The status code and body of a raw HTTP/1.1 answer (0 if none).
+pub fn split_answer(answer: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(answer);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
 }
 
 /// Instances whose phase is `phase`.

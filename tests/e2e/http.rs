@@ -604,13 +604,13 @@ fn a_guest_calls_a_workload_by_name_on_another_node() {
         answer.1
     );
 
-    // An outside client cannot use the internal forwarding headers to reach
+    // An outside client cannot use the internal forwarding header to reach
     // a workload by name on edge-b (it has no route for that host).
     let edge_b = ingress_of(&c, "edge-b");
     let mut stream = TcpStream::connect(&edge_b).unwrap();
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: hello.default.flotilla\r\nx-flotilla-forwarded-by: edge-a\r\nx-flotilla-workload: default/hello\r\nConnection: close\r\n\r\n"
+        "GET / HTTP/1.1\r\nHost: hello.default.flotilla\r\nx-flotilla-workload: default/hello\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -652,27 +652,47 @@ fn readiness_gates_which_replicas_get_requests() {
 }
 
 #[test]
-fn the_nodes_log_endpoint_needs_the_join_token_and_real_names() {
+fn the_node_port_serves_logs_to_the_control_plane_only_and_real_names() {
     let c = Cluster::start();
-    let ingress = ingress_of(&c, "node-1");
-    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
-    let get = |path: &str, token: &str| {
-        let mut stream = TcpStream::connect(&ingress).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        let _ = stream.read_to_string(&mut raw);
-        raw
+    let node: Value =
+        serde_json::from_str(&c.ok(&["get", "node", "node-1", "-o", "json"])).unwrap();
+    let port = node["status"]["nodeAddress"].as_str().unwrap().to_string();
+    let identity = |dir: &std::path::Path, stem: &str| {
+        flotilla_trust::Identity::load(dir, stem).unwrap().unwrap()
     };
-    assert!(get("/.flotilla/logs/default/x", "wrong").starts_with("HTTP/1.1 401"));
-    let escape = get("/.flotilla/logs/../../etc", join.trim());
-    assert!(escape.starts_with("HTTP/1.1 404"), "{escape}");
-    let missing = get("/.flotilla/logs/default/nothing-here", join.trim());
+    let control_plane = identity(&c.data_dir().join("pki"), "control-plane");
+    let the_node = identity(&c.data_dir().join("agent/pki"), "node");
+    let ca = c.ca_pem();
+    let get = |path: &str, who: Option<&flotilla_trust::Identity>| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = tls_exchange(&port, "node-1.node.flotilla", &ca, who, request.as_bytes());
+        split_answer(&answer)
+    };
+    // Without a certificate the handshake fails: no answer at all.
+    assert_eq!(get("/.flotilla/logs/default/x", None).0, 0);
+    // A node's certificate is not the control plane's.
+    let (code, body) = get("/.flotilla/logs/default/x", Some(&the_node));
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = get("/.flotilla/logs/../../etc", Some(&control_plane));
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = get("/.flotilla/logs/default/nothing-here", Some(&control_plane));
     assert!(
-        missing.starts_with("HTTP/1.1 404") && missing.contains("no output yet"),
-        "{missing}"
+        code == 404 && body.contains("no output yet"),
+        "{code} {body}"
     );
+    // The node port is not the node's name for any other address: a client
+    // that expects another node's name refuses it.
+    let root = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert!(tls_exchange(
+        &port,
+        "node-2.node.flotilla",
+        &ca,
+        Some(&control_plane),
+        root
+    )
+    .is_empty());
+    // The public ingress has no log endpoint any more.
+    let ingress = ingress_of(&c, "node-1");
+    let (code, _) = request(&ingress, "GET", "x", "/.flotilla/logs/default/x", "");
+    assert_eq!(code, 404);
 }

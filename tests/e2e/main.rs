@@ -5,6 +5,7 @@ mod cluster;
 mod fleet;
 mod http;
 mod support;
+mod trust;
 
 mod run_bad_input;
 mod run_in_process;

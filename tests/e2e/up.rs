@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use flotilla_client::Client;
 use serde_json::Value;
 
 use crate::cluster::*;
@@ -270,7 +269,7 @@ fn stale_update_is_409_and_no_token_is_401() {
         .build()
         .unwrap();
     tokio.block_on(async {
-        let client = Client::new(&c.base(), &c.token()).unwrap();
+        let client = c.client(&c.token());
         let path = "/apis/flotilla.dev/v1/namespaces/default/workloads/ticker";
         // The controller writes status concurrently (which also moves the
         // resourceVersion): update the way clients must, get-modify-retry.
@@ -290,7 +289,7 @@ fn stale_update_is_409_and_no_token_is_401() {
         assert_eq!(stale.code(), Some(409), "{stale}");
         assert!(stale.to_string().contains("was modified"), "{stale}");
 
-        let wrong = Client::new(&c.base(), "not-the-token").unwrap();
+        let wrong = c.client("not-the-token");
         let e = wrong.get(path).await.unwrap_err();
         assert_eq!(e.code(), Some(401));
         assert!(e.to_string().contains("not valid"), "{e}");
@@ -299,7 +298,7 @@ fn stale_update_is_409_and_no_token_is_401() {
         huge["metadata"]["labels"]["padding"] = "x".repeat(2 << 20).into();
         let e = client.replace(path, &huge).await.unwrap_err();
         assert_eq!(e.code(), Some(413), "{e}");
-        let none = Client::new(&c.base(), "").unwrap();
+        let none = c.client("");
         assert_eq!(
             none.list("/apis/flotilla.dev/v1/nodes", "")
                 .await
@@ -381,7 +380,7 @@ fn churn_leaves_no_orphan_instances_or_logs() {
         .build()
         .unwrap();
     tokio.block_on(async {
-        let client = Client::new(&c.base(), &c.token()).unwrap();
+        let client = c.client(&c.token());
         let path = "/apis/flotilla.dev/v1/namespaces/default/workloads";
         let mut w: Value = client.get(&format!("{path}/ticker")).await.unwrap();
         for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
@@ -655,21 +654,13 @@ fn large_modules_compiling_on_a_busy_node_do_not_stall_it() {
     }
     let token = c.token();
     let get_node = || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut stream,
-            format!(
-                "GET /apis/flotilla.dev/v1/nodes/node-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
+        c.raw(
+            "GET",
+            "/apis/flotilla.dev/v1/nodes/node-1",
+            &Who::Token(&token),
+            "",
         )
-        .unwrap();
-        let mut raw = String::new();
-        let _ = std::io::Read::read_to_string(&mut stream, &mut raw);
-        raw
+        .1
     };
     c.wait_until("the node is Ready", Duration::from_secs(15), || {
         get_node().contains("\"ready\":true")
@@ -735,21 +726,9 @@ fn one_client_cannot_hold_more_than_its_share_of_watches() {
     let c = Cluster::start();
     let token = c.token();
     let open_as = |query: &str, bearer: &str| {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut stream,
-            format!(
-                "GET /apis/flotilla.dev/v1/namespaces/default/workloads?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        let mut head = [0u8; 256];
-        let n = std::io::Read::read(&mut stream, &mut head).unwrap_or(0);
-        (stream, String::from_utf8_lossy(&head[..n]).into_owned())
+        c.open_stream(&format!(
+            "GET /apis/flotilla.dev/v1/namespaces/default/workloads?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+        ), None)
     };
     let open = || open_as("watch=true", &token);
     let mut held = Vec::new();

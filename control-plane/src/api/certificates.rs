@@ -93,6 +93,7 @@ fn refuse_held_name(s: &ApiState, node: &str) -> Result<(), ApiError> {
         .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
         .is_some_and(|age| age <= HELD_FOR);
     if fresh {
+        tracing::warn!("refused node name {node} to a join token: held by a running agent");
         return Err(ApiError {
             code: StatusCode::CONFLICT,
             reason: "AlreadyExists",

@@ -551,15 +551,31 @@ mod tests {
         )
     }
 
+    fn test_state(dir: &std::path::Path, store: Arc<dyn Store>) -> Arc<ApiState> {
+        let trust = crate::trust::ClusterTrust::load_or_create(
+            &dir.join("pki"),
+            &["localhost".to_string()],
+            &Default::default(),
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        Arc::new(ApiState {
+            store,
+            tokens: Default::default(),
+            streams: Default::default(),
+            blobs: Arc::new(crate::store::BlobStore::open(&dir.join("blobs")).unwrap()),
+            node_tls: trust.node_client_config().unwrap(),
+            trust: Arc::new(trust),
+        })
+    }
+
     #[tokio::test]
     async fn lists_page_with_limit_and_continue() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(ApiState {
-            store: Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap()),
-            tokens: Vec::new(),
-            streams: Default::default(),
-            blobs: Arc::new(crate::store::BlobStore::open(&dir.path().join("blobs")).unwrap()),
-        });
+        let state = test_state(
+            dir.path(),
+            Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap()),
+        );
         for name in ["e", "a", "d", "b", "c"] {
             let body = json!({
                 "apiVersion": flotilla_spec::meta::API_VERSION,
@@ -583,7 +599,8 @@ mod tests {
                 .collect();
             let state = state.clone();
             async move {
-                let response = list(state, Kind::Node, Some(String::new()), params).await;
+                let response =
+                    list(state, Kind::Node, Some(String::new()), params, View::Full).await;
                 let response = response.map_err(|e| e.message)?;
                 let body = axum::body::to_bytes(response.into_body(), usize::MAX)
                     .await
@@ -626,12 +643,7 @@ mod tests {
             inner: SqliteStore::open(&dir.path().join("store.db")).unwrap(),
             raced: true.into(),
         });
-        let state = Arc::new(ApiState {
-            store: racing.clone(),
-            tokens: Vec::new(),
-            streams: Default::default(),
-            blobs: Arc::new(crate::store::BlobStore::open(&dir.path().join("blobs")).unwrap()),
-        });
+        let state = test_state(dir.path(), racing.clone());
         create(state.clone(), Kind::Node, String::new(), node_body("t0"))
             .await
             .unwrap();

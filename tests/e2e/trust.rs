@@ -1,0 +1,595 @@
+//! Who may do what: every API route × every kind of caller, against a real
+//! server with two real agents (each holding the certificate the CA issued
+//! it), and the tokens `flotilla token` makes.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cluster::*;
+use crate::fleet::agent;
+
+/// What a route must answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// 200.
+    Ok,
+    /// 201.
+    Created,
+    /// Past authorization, whatever the handler then says (409, 400…).
+    Allowed,
+    /// 403.
+    Forbidden,
+    /// Not tried (it would change what the other rows need).
+    Skip,
+}
+use Want::*;
+
+/// One node's objects.
+struct Own {
+    node: String,
+    instance: String,
+    workload: String,
+    digest: String,
+}
+
+/// A route: method, path and body for the objects of `o`.
+type Route<'a> = (&'static str, Box<dyn Fn(&Own) -> (String, String) + 'a>);
+
+const NS: &str = "/apis/flotilla.dev/v1/namespaces/default";
+const NODES: &str = "/apis/flotilla.dev/v1/nodes";
+
+fn pinned(name: &str, node: &str, module: &str) -> String {
+    format!(
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {{name: {name}}}
+spec:
+  module: {{source: "file:MODULES/{module}"}}
+  args: ["100000"]
+  nodeSelector: {{flotilla.dev/hostname: {node}}}
+"#
+    )
+}
+
+/// An object as stored, without its resourceVersion (so a write of it is
+/// not refused as stale).
+fn current(c: &Cluster, admin: &str, path: &str) -> Value {
+    let (code, body) = c.raw("GET", path, &Who::Token(admin), "");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    let mut value: Value = serde_json::from_str(&body).unwrap();
+    value["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    value
+}
+
+fn unique() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+fn event_about(kind: &str, name: &str) -> String {
+    json!({"apiVersion": "flotilla.dev/v1", "kind": "Event", "metadata": {"name": format!("e.{}", unique())},
+        "spec": {"involvedObject": {"kind": kind, "namespace": if kind == "Node" { "" } else { "default" }, "name": name},
+                 "type": "Normal", "reason": "Test", "message": "m", "source": "test",
+                 "timestamp": "2026-01-01T00:00:00Z"}})
+    .to_string()
+}
+
+#[test]
+fn every_route_answers_each_caller_as_its_role_allows() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let join = join.trim().to_string();
+    let admin = c.token();
+    let _a = agent(&c, "edge-a", &join, "1Gi");
+    let _b = agent(&c, "edge-b", &join, "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(20), || {
+        ready_nodes(&c) == 2
+    });
+    c.apply("wa.yaml", &pinned("wa", "edge-a", "sleeper.wasm"));
+    c.apply("wb.yaml", &pinned("wb", "edge-b", "sleeper.component.wasm"));
+    c.wait_until("both run", Duration::from_secs(30), || {
+        in_phase(&c.items("instances"), "Running").len() == 2
+    });
+    let own = |node: &str, workload: &str| {
+        let instances = c.items("instances");
+        let instance = instances
+            .iter()
+            .find(|i| i["spec"]["workload"] == workload)
+            .unwrap();
+        assert_eq!(instance["spec"]["nodeName"], node);
+        let workloads = c.items("workloads");
+        let w = workloads
+            .iter()
+            .find(|w| w["metadata"]["name"] == workload)
+            .unwrap();
+        Own {
+            node: node.into(),
+            instance: instance["metadata"]["name"].as_str().unwrap().into(),
+            workload: workload.into(),
+            digest: w["spec"]["module"]["sha256"].as_str().unwrap().into(),
+        }
+    };
+    let (a, b) = (own("edge-a", "wa"), own("edge-b", "wb"));
+    assert_ne!(a.digest, b.digest);
+    let identity = |node: &str| {
+        flotilla_trust::Identity::load(&c.dir.path().join(format!("agent-{node}/pki")), "node")
+            .unwrap()
+            .unwrap()
+    };
+    let (id_a, id_b) = (identity("edge-a"), identity("edge-b"));
+    let view = c
+        .ok(&["token", "create", "--role", "view"])
+        .trim()
+        .to_string();
+
+    let node_body = |o: &Own| current(&c, &admin, &format!("{NODES}/{}", o.node)).to_string();
+    let instance_body =
+        |o: &Own| current(&c, &admin, &format!("{NS}/instances/{}", o.instance)).to_string();
+    let workload_body =
+        |o: &Own| current(&c, &admin, &format!("{NS}/workloads/{}", o.workload)).to_string();
+    let routes: Vec<(Route, [Want; 5])> = vec![
+        // [admin, view, node on its own objects, node on another's, join token]
+        (
+            (("GET"), Box::new(|_| (NODES.into(), String::new()))),
+            [Ok, Ok, Ok, Ok, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|o| (format!("{NODES}/{}", o.node), String::new())),
+            ),
+            [Ok, Ok, Ok, Ok, Forbidden],
+        ),
+        (
+            (
+                "PUT",
+                Box::new(move |o| (format!("{NODES}/{}", o.node), node_body(o))),
+            ),
+            [Ok, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PATCH",
+                Box::new(|o| {
+                    (
+                        format!("{NODES}/{}", o.node),
+                        r#"{"metadata":{"labels":{"x":"y"}}}"#.into(),
+                    )
+                }),
+            ),
+            [Ok, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PATCH",
+                Box::new(|o| {
+                    (
+                        format!("{NODES}/{}", o.node),
+                        r#"{"spec":{"unschedulable":true}}"#.into(),
+                    )
+                }),
+            ),
+            [Skip, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "DELETE",
+                Box::new(|o| (format!("{NODES}/{}", o.node), String::new())),
+            ),
+            [Skip, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PUT",
+                Box::new(move |o| (format!("{NODES}/{}/status", o.node), node_body(o))),
+            ),
+            [Ok, Forbidden, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|o| {
+                    (NODES.into(), json!({"apiVersion": "flotilla.dev/v1", "kind": "Node", "metadata": {"name": o.node}, "spec": {}}).to_string())
+                }),
+            ),
+            [Allowed, Forbidden, Allowed, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|o| {
+                    (NODES.into(), json!({"apiVersion": "flotilla.dev/v1", "kind": "Node", "metadata": {"name": o.node}, "spec": {"unschedulable": true}}).to_string())
+                }),
+            ),
+            [Allowed, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|_| ("/apis/flotilla.dev/v1/instances".into(), String::new())),
+            ),
+            [Ok, Ok, Ok, Ok, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|o| (format!("{NS}/instances/{}", o.instance), String::new())),
+            ),
+            [Ok, Ok, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PUT",
+                Box::new(move |o| {
+                    (
+                        format!("{NS}/instances/{}/status", o.instance),
+                        instance_body(o),
+                    )
+                }),
+            ),
+            [Ok, Forbidden, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|o| (format!("{NS}/instances/{}/log", o.instance), String::new())),
+            ),
+            [Ok, Ok, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PUT",
+                Box::new(move |o| (format!("{NS}/instances/{}", o.instance), instance_body(o))),
+            ),
+            [Ok, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "DELETE",
+                Box::new(|o| (format!("{NS}/instances/{}", o.instance), String::new())),
+            ),
+            [Skip, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|_| (format!("{NS}/instances"), "{}".into())),
+            ),
+            [Allowed, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|_| (format!("{NS}/workloads"), String::new())),
+            ),
+            [Ok, Ok, Ok, Ok, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|o| (format!("{NS}/workloads/{}", o.workload), String::new())),
+            ),
+            [Ok, Ok, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PUT",
+                Box::new(move |o| (format!("{NS}/workloads/{}", o.workload), workload_body(o))),
+            ),
+            [Ok, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "DELETE",
+                Box::new(|o| (format!("{NS}/workloads/{}", o.workload), String::new())),
+            ),
+            [Skip, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|_| (format!("{NS}/workloads"), "{}".into())),
+            ),
+            [Allowed, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            ("GET", Box::new(|_| (format!("{NS}/events"), String::new()))),
+            [Ok, Ok, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|o| (format!("{NS}/events"), event_about("Node", &o.node))),
+            ),
+            [Created, Forbidden, Created, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|o| (format!("{NS}/events"), event_about("Instance", &o.instance))),
+            ),
+            [Created, Forbidden, Created, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|o| (format!("/blobs/sha256/{}", o.digest), String::new())),
+            ),
+            [Ok, Ok, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "HEAD",
+                Box::new(|o| (format!("/blobs/sha256/{}", o.digest), String::new())),
+            ),
+            [Ok, Ok, Ok, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "PUT",
+                Box::new(|o| (format!("/blobs/sha256/{}", o.digest), "x".into())),
+            ),
+            [Allowed, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "GET",
+                Box::new(|_| ("/apis/flotilla.dev/v1/tokens".into(), String::new())),
+            ),
+            [Ok, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|_| {
+                    ("/apis/flotilla.dev/v1/tokens".into(), json!({"apiVersion": "flotilla.dev/v1", "kind": "Token", "metadata": {"name": unique()[..6]}, "spec": {"role": "view", "secretSha256": "0".repeat(64)}}).to_string())
+                }),
+            ),
+            [Created, Forbidden, Forbidden, Forbidden, Forbidden],
+        ),
+        (
+            (
+                "POST",
+                Box::new(|o| {
+                    ("/certificates/node".into(), json!({"node": o.node, "csr": flotilla_trust::NodeKey::generate().unwrap().request(&o.node).unwrap()}).to_string())
+                }),
+            ),
+            [Created, Forbidden, Created, Forbidden, Allowed],
+        ),
+        (
+            ("GET", Box::new(|_| ("/healthz".into(), String::new()))),
+            [Ok, Ok, Ok, Ok, Ok],
+        ),
+        (
+            ("GET", Box::new(|_| ("/cacerts".into(), String::new()))),
+            [Ok, Ok, Ok, Ok, Ok],
+        ),
+    ];
+    let check = |who: &str, caller: &Who, (method, route): &Route, o: &Own, want: Want| {
+        if want == Skip {
+            return;
+        }
+        let (path, body) = route(o);
+        let (code, answer) = c.raw(method, &path, caller, &body);
+        let ok = match want {
+            Ok => code == 200,
+            Created => code == 201,
+            Allowed => ![401, 403, 0].contains(&code),
+            Forbidden => code == 403,
+            Skip => true,
+        };
+        assert!(
+            ok,
+            "{method} {path} as {who}: {code}, wanted {want:?}: {answer}"
+        );
+    };
+    for (route, [as_admin, as_view, as_own, as_other, as_join]) in &routes {
+        check("admin", &Who::Token(&admin), route, &a, *as_admin);
+        check("view", &Who::Token(&view), route, &a, *as_view);
+        check(
+            "node edge-a on its own",
+            &Who::Node(&id_a),
+            route,
+            &a,
+            *as_own,
+        );
+        check(
+            "node edge-a on edge-b's",
+            &Who::Node(&id_a),
+            route,
+            &b,
+            *as_other,
+        );
+        check(
+            "node edge-b on its own",
+            &Who::Node(&id_b),
+            route,
+            &b,
+            *as_own,
+        );
+        check("the join token", &Who::Token(&join), route, &a, *as_join);
+    }
+
+    // No credential, an unknown, an expired or a revoked token: 401 on
+    // every route but the public ones.
+    let expiring = c
+        .ok(&["token", "create", "--role", "admin", "--ttl", "1s"])
+        .trim()
+        .to_string();
+    let revoked = c
+        .ok(&["token", "create", "--role", "admin"])
+        .trim()
+        .to_string();
+    assert_eq!(c.raw("GET", NODES, &Who::Token(&revoked), "").0, 200);
+    c.ok(&["token", "delete", revoked.split('.').next().unwrap()]);
+    std::thread::sleep(Duration::from_millis(2100));
+    for (who, caller) in [
+        ("nobody", Who::Nobody),
+        ("an unknown token", Who::Token("abcdef.0123456789abcdef")),
+        ("an expired token", Who::Token(&expiring)),
+        ("a revoked token", Who::Token(&revoked)),
+    ] {
+        for ((method, route), _) in &routes {
+            let (path, body) = route(&a);
+            let (code, answer) = c.raw(method, &path, &caller, &body);
+            let public = path == "/healthz" || path == "/cacerts";
+            let want = if public { 200 } else { 401 };
+            assert_eq!(code, want, "{method} {path} as {who}: {answer}");
+        }
+    }
+    let listed = c.ok(&["token", "list"]);
+    assert!(
+        listed.contains("view") && !listed.contains(revoked.split('.').next().unwrap()),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(view.split('.').nth(1).unwrap()),
+        "secrets are never listed: {listed}"
+    );
+}
+
+#[test]
+fn a_node_sees_others_objects_only_as_routing_needs_and_cannot_move_itself() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let admin = c.token();
+    let _a = agent(&c, "edge-a", join.trim(), "1Gi");
+    let _b = agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(20), || {
+        ready_nodes(&c) == 2
+    });
+    c.apply(
+        "wb.yaml",
+        &pinned("wb", "edge-b", "sleeper.wasm").replace(
+            "args:",
+            "env: [{name: SECRET_ISH, value: hunter2}]\n  args:",
+        ),
+    );
+    c.wait_until("it runs", Duration::from_secs(30), || {
+        in_phase(&c.items("instances"), "Running").len() == 1
+    });
+    let id_a = flotilla_trust::Identity::load(&c.dir.path().join("agent-edge-a/pki"), "node")
+        .unwrap()
+        .unwrap();
+    let as_a = Who::Node(&id_a);
+    for path in [
+        "/apis/flotilla.dev/v1/instances",
+        &format!("{NS}/workloads"),
+    ] {
+        let (code, body) = c.raw("GET", path, &as_a, "");
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("edge-b") || body.contains("\"wb\""), "{body}");
+        assert!(
+            !body.contains("hunter2") && !body.contains("sha256"),
+            "{path}: {body}"
+        );
+    }
+    // Watches show the same reduced view.
+    let (mut watch, head) = c.open_stream(
+        "GET /apis/flotilla.dev/v1/instances?watch=true HTTP/1.1\r\nHost: x\r\n\r\n",
+        Some(&id_a),
+    );
+    let mut seen = head;
+    c.wait_until(
+        "the watch shows edge-b's instance",
+        Duration::from_secs(10),
+        || {
+            let mut chunk = [0u8; 4096];
+            let n = std::io::Read::read(&mut watch, &mut chunk).unwrap_or(0);
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            seen.contains("\"ADDED\"")
+        },
+    );
+    assert!(
+        seen.contains("edge-b") && !seen.contains("hunter2") && !seen.contains("sha256"),
+        "{seen}"
+    );
+
+    // Its own status write cannot re-epoch or cordon it, nor point it elsewhere.
+    let mut node = current(&c, &admin, &format!("{NODES}/edge-a"));
+    node["spec"] = json!({"unschedulable": true, "epoch": 99});
+    let (code, body) = c.raw(
+        "PUT",
+        &format!("{NODES}/edge-a/status"),
+        &as_a,
+        &node.to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let stored = current(&c, &admin, &format!("{NODES}/edge-a"));
+    assert_eq!(stored["spec"]["unschedulable"], false, "{stored}");
+    assert_ne!(stored["spec"]["epoch"], 99, "{stored}");
+    for bad in [
+        "169.254.169.254/latest/meta-data/#",
+        "169.254.169.254/x#",
+        "10.0.0.1",
+        "x:0",
+    ] {
+        for field in ["ingressAddress", "nodeAddress"] {
+            let mut node = current(&c, &admin, &format!("{NODES}/edge-a"));
+            node["status"][field] = bad.into();
+            let (code, body) = c.raw(
+                "PUT",
+                &format!("{NODES}/edge-a/status"),
+                &as_a,
+                &node.to_string(),
+            );
+            assert_eq!(code, 422, "{field} {bad}: {body}");
+            assert!(
+                body.contains(&format!("status.{field}")) && body.contains("is not host:port"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_api_speaks_tls_only() {
+    let c = Cluster::start_server();
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        plain,
+        "GET /apis/flotilla.dev/v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        c.token()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = plain.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("use https://") && !answer.contains("items"),
+        "{answer}"
+    );
+    // A client that trusts another CA refuses the server.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = flotilla_trust::Authority::load_or_create(other.path()).unwrap();
+    let answer = tls_exchange(
+        &format!("127.0.0.1:{}", c.port),
+        "localhost",
+        stranger.certificate_pem(),
+        None,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.is_empty());
+    // Keys, tokens and the store are the owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&c.data_dir()), 0o700);
+    for file in [
+        "pki/ca.key",
+        "pki/server.key",
+        "admin-token",
+        "join-token",
+        "store.db",
+    ] {
+        assert_eq!(mode(&c.data_dir().join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&c.config()), 0o600);
+}
