@@ -217,7 +217,9 @@ impl NodeCredentials {
     /// switches to the new one (and so do the node port and peer dials).
     pub async fn renew_forever(self: Arc<Self>, client: Client) {
         loop {
-            let wait = (self.renew_at() - now_secs()).clamp(0, 3600) as u64;
+            // At least a few seconds apart, whatever certificates the server
+            // issues; at most an hour, so a changed clock is noticed.
+            let wait = (self.renew_at() - now_secs()).clamp(5, 3600) as u64;
             tokio::time::sleep(Duration::from_secs(wait)).await;
             if self.renew_at() > now_secs() {
                 continue;

@@ -35,6 +35,11 @@ impl Cluster {
         Self::start_with("server")
     }
 
+    /// `flotilla server` with more arguments.
+    pub fn start_server_with(extra: &[&str]) -> Self {
+        Self::start_with_args("server", extra)
+    }
+
     /// `flotilla up` with more arguments.
     pub fn start_up_with(extra: &[&str]) -> Self {
         Self::start_with_args("up", extra)

@@ -593,3 +593,48 @@ fn the_api_speaks_tls_only() {
     }
     assert_eq!(mode(&c.config()), 0o600);
 }
+
+#[test]
+fn a_node_renews_its_certificate_before_it_expires_and_keeps_working() {
+    let c = Cluster::start_server_with(&["--node-cert-validity", "30s"]);
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = agent(&c, "edge-a", join.trim(), "1Gi");
+    c.wait_until("edge-a is Ready", Duration::from_secs(20), || {
+        ready_nodes(&c) == 1
+    });
+    let pki = c.dir.path().join("agent-edge-a/pki");
+    let first = flotilla_trust::Identity::load(&pki, "node")
+        .unwrap()
+        .unwrap();
+    let (_, expires) = first.validity().unwrap();
+    c.apply("wa.yaml", &pinned("wa", "edge-a", "sleeper.wasm"));
+    c.wait_until("a renewed certificate", Duration::from_secs(40), || {
+        let now = flotilla_trust::Identity::load(&pki, "node")
+            .unwrap()
+            .unwrap();
+        now.certificate_pem != first.certificate_pem
+    });
+    // Past the first certificate's end, the node still heartbeats and
+    // serves its logs: it uses the new one everywhere.
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    c.wait_until(
+        "the first certificate expired",
+        Duration::from_secs(40),
+        || unix_now() > expires + 6,
+    );
+    assert_eq!(
+        ready_nodes(&c),
+        1,
+        "{}",
+        crate::fleet::read_agent_log(&c, "edge-a")
+    );
+    let instance = names(&c.items("instances")).pop().unwrap();
+    let log = c.ok(&["logs", "wa", "--instance", &instance]);
+    assert!(log.contains("tick 1"), "{log}");
+    assert!(crate::fleet::read_agent_log(&c, "edge-a").contains("certificate renewed"));
+}

@@ -35,9 +35,11 @@ fn params(common_name: &str, validity: Duration) -> CertificateParams {
     name.push(DnType::CommonName, common_name);
     name.push(DnType::OrganizationName, "flotilla");
     params.distinguished_name = name;
-    // An hour of slack for clocks a little behind the server's.
+    // Slack for clocks a little behind the server's: an hour, or a tenth
+    // of a short validity (so renewal at two thirds stays after issue).
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
+    let slack = (validity / 10).min(Duration::from_secs(3600));
+    params.not_before = now - slack;
     params.not_after = now + validity;
     params.serial_number = Some(rand::random::<[u8; 16]>().to_vec().into());
     params
