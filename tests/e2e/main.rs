@@ -4,6 +4,7 @@
 mod cluster;
 mod fleet;
 mod http;
+mod netns;
 mod support;
 mod trust;
 
