@@ -31,7 +31,7 @@ def main():
     def watch():
         req = urllib.request.Request(up.base + "/apis/flotilla.dev/v1/instances?watch=true",
                                      headers={"Authorization": f"Bearer {up.token}"})
-        with urllib.request.urlopen(req) as stream:
+        with urllib.request.urlopen(req, context=up.tls) as stream:
             for line in stream:
                 t = time.perf_counter()
                 obj = json.loads(line)["object"]

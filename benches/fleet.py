@@ -24,7 +24,7 @@ INSTANCES = "/apis/flotilla.dev/v1/namespaces/default/instances"
 
 def agent(server, name, join):
     return subprocess.Popen(
-        [FLOTILLA, "agent", "--server", server.base, "--token", join, "--name", name,
+        [FLOTILLA, "agent", "--server", server.base, "--token-file", join, "--name", name,
          "--capacity-memory", "4Gi", "--capacity-cpu", "8000m", "--max-instances", "700",
          "--ingress", "127.0.0.1:0",
          "--data-dir", os.path.join(server.dir, name)],
@@ -50,7 +50,7 @@ def wait_all(server, n, exclude_node=None, limit=300):
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     server = Up(max_instances=0, server=True)
-    join = open(os.path.join(server.dir, "data/join-token")).read().strip()
+    join = os.path.join(server.dir, "data/join-token")
     agents = {name: agent(server, name, join) for name in ("edge-a", "edge-b", "edge-c")}
     while len(json.loads(server.request("GET", "/apis/flotilla.dev/v1/nodes"))["items"]) < 3:
         time.sleep(0.1)

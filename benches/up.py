@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import ssl
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +43,7 @@ class Up:
     def __init__(self, max_instances, server=False):
         self.dir = tempfile.mkdtemp()
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"https://127.0.0.1:{self.port}"
         env = dict(os.environ, FLOTILLA_CONFIG=os.path.join(self.dir, "config.yaml"))
         command = ["server"] if server else ["up", "--name", "bench", "--max-instances", str(max_instances),
                                              "--ingress", "127.0.0.1:0"]
@@ -50,11 +51,13 @@ class Up:
             [FLOTILLA, *command, "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", os.path.join(self.dir, "data")],
             env=env, stderr=subprocess.DEVNULL)
+        # HTTPS only: trust the cluster CA the server creates on its first start.
         for _ in range(200):
             try:
-                urllib.request.urlopen(self.base + "/healthz", timeout=1)
+                self.tls = ssl.create_default_context(cafile=os.path.join(self.dir, "data/pki/ca.crt"))
+                urllib.request.urlopen(self.base + "/healthz", timeout=1, context=self.tls)
                 break
-            except OSError:
+            except (OSError, ssl.SSLError):
                 time.sleep(0.05)
         self.token = open(os.path.join(self.dir, "data/admin-token")).read().strip()
 
@@ -62,7 +65,7 @@ class Up:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req) as r:
+        with urllib.request.urlopen(req, context=self.tls) as r:
             return r.read()
 
     def rss_kib(self):
@@ -100,7 +103,7 @@ def watch_running(up, seen):
     (lastTermination.finishedAt → startedAt, both stamped by the agent in ms)."""
     req = urllib.request.Request(up.base + "/apis/flotilla.dev/v1/instances?watch=true",
                                  headers={"Authorization": f"Bearer {up.token}"})
-    with urllib.request.urlopen(req) as stream:
+    with urllib.request.urlopen(req, context=up.tls) as stream:
         for line in stream:
             event = json.loads(line)
             obj = event["object"]
