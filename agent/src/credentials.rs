@@ -272,9 +272,10 @@ async fn request_certificate(
     Ok(identity)
 }
 
+/// The hash of a CA file holding exactly one certificate (a bundle could
+/// pair the pinned CA with one of an attacker's: refused).
 fn ca_hash_of(ca_pem: &str) -> Result<String, TrustError> {
-    use rustls::pki_types::pem::PemObject;
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
-        .map_err(|e| TrustError::Certificate(format!("the server's CA certificate: {e}")))?;
-    Ok(flotilla_trust::ca_hash(&der))
+    flotilla_trust::single_certificate(ca_pem)
+        .map(|der| flotilla_trust::ca_hash(&der))
+        .map_err(|e| TrustError::Certificate(format!("the server's CA: {e}; nothing was sent")))
 }

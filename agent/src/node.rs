@@ -118,6 +118,13 @@ impl Agent {
         config: AgentConfig,
         runtime: Arc<Runtime>,
     ) -> Result<Self, flotilla_client::ClientError> {
+        // The journal, logs, modules and key are this node's: owner only.
+        if let Err(e) = std::fs::create_dir_all(&config.data_dir).and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+        }) {
+            tracing::warn!("cannot make {} private: {e}", config.data_dir.display());
+        }
         let client = Client::new(&config.server, config.credentials.client_credentials())?;
         let ctx = Arc::new(NodeContext {
             runtime,

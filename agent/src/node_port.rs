@@ -26,6 +26,9 @@ use flotilla_trust::names::Peer;
 
 /// Connections the node port serves at once.
 const MAX_CONNECTIONS: usize = 1024;
+/// Connections one address may hold (handshakes included): the control
+/// plane and each peer need a few.
+const MAX_CONNECTIONS_PER_PEER: usize = 128;
 
 /// What the node port serves.
 pub struct NodePort {
@@ -43,6 +46,7 @@ impl NodePort {
     /// Serves on `listener` until the process ends.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let per_peer = flotilla_trust::connections::PerPeer::new(MAX_CONNECTIONS_PER_PEER);
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
@@ -55,10 +59,14 @@ impl NodePort {
                     continue;
                 }
             };
+            let Some(held) = per_peer.hold(address.ip()) else {
+                tracing::debug!("node port: {address} holds {MAX_CONNECTIONS_PER_PEER} connections already; refusing one");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let port = self.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permit = (permit, held);
                 let acceptor = tokio_rustls::TlsAcceptor::from(port.credentials.node_port_config());
                 let (session, peer) = match flotilla_trust::tls::accept(&acceptor, stream).await {
                     Ok(accepted) => accepted,
@@ -92,24 +100,25 @@ impl NodePort {
         peer: Option<Peer>,
         mut request: http::Request<Incoming>,
     ) -> http::Response<ResponseBody> {
-        if request.uri().path().starts_with(LOGS_PATH) {
-            return match peer {
-                Some(Peer::ControlPlane) => self.serve_log(&request),
-                _ => plain_response(403, "logs are for the control plane's certificate\n".into()),
-            };
-        }
-        if !matches!(peer, Some(Peer::Node(_))) {
-            return plain_response(403, "only other nodes forward requests here\n".into());
-        }
         let workload = request
             .headers_mut()
             .remove(WORKLOAD_HEADER)
             .and_then(|w| w.to_str().ok().map(str::to_string));
-        let Some(workload) = workload else {
-            return plain_response(
-                400,
-                format!("a forwarded request names its workload in {WORKLOAD_HEADER}\n"),
-            );
+        let logs = request.uri().path().starts_with(LOGS_PATH);
+        let workload = match (&peer, workload) {
+            // Whatever its path: another node routed it to a workload here.
+            (Some(Peer::Node(_)), Some(workload)) => workload,
+            (Some(Peer::ControlPlane), _) if logs => return self.serve_log(&request),
+            (_, _) if logs => {
+                return plain_response(403, "logs are for the control plane's certificate\n".into())
+            }
+            (Some(Peer::Node(_)), None) => {
+                return plain_response(
+                    400,
+                    format!("a forwarded request names its workload in {WORKLOAD_HEADER}\n"),
+                )
+            }
+            _ => return plain_response(403, "only other nodes forward requests here\n".into()),
         };
         // HTTP/2 carries the host as the URI's authority: guests read Host.
         if !request.headers().contains_key(http::header::HOST) {

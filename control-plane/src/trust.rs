@@ -115,3 +115,99 @@ impl ClusterTrust {
         )?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_operators_ca_and_serving_certificate_are_used_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = dir.path().join("ops");
+        let theirs = Authority::load_or_create(&ops).unwrap();
+        let serving = theirs.issue_server(&["api.example".into()]).unwrap();
+        let brought = Brought {
+            ca: Some((ops.join("ca.crt"), ops.join("ca.key"))),
+            serving: Some((
+                write(dir.path(), "api.crt", &serving.certificate_pem),
+                write(dir.path(), "api.key", &serving.key_pem),
+            )),
+        };
+        let pki = dir.path().join("pki");
+        let trust = ClusterTrust::load_or_create(&pki, &[], &brought, NODE).unwrap();
+        assert_eq!(
+            trust.authority.hash(),
+            theirs.hash(),
+            "the operator's CA issues"
+        );
+        assert_eq!(trust.serving.certificate_pem, serving.certificate_pem);
+        assert!(!pki.join("ca.key").exists(), "no second CA is made");
+
+        // A serving certificate from another CA is refused, naming the flag.
+        let stranger = Authority::load_or_create(&dir.path().join("stranger")).unwrap();
+        let foreign = stranger.issue_server(&["api.example".into()]).unwrap();
+        let brought = Brought {
+            serving: Some((
+                write(dir.path(), "foreign.crt", &foreign.certificate_pem),
+                write(dir.path(), "foreign.key", &foreign.key_pem),
+            )),
+            ..brought
+        };
+        let err = ClusterTrust::load_or_create(&pki, &[], &brought, NODE)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("not signed by the cluster CA") && err.contains("--ca"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_generated_serving_certificate_follows_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let first = ClusterTrust::load_or_create(
+            dir.path(),
+            &names(&["localhost"]),
+            &Brought::default(),
+            NODE,
+        )
+        .unwrap();
+        let again = ClusterTrust::load_or_create(
+            dir.path(),
+            &names(&["localhost"]),
+            &Brought::default(),
+            NODE,
+        )
+        .unwrap();
+        assert_eq!(
+            first.serving.certificate_pem, again.serving.certificate_pem,
+            "kept across restarts"
+        );
+        let more = ClusterTrust::load_or_create(
+            dir.path(),
+            &names(&["localhost", "10.0.0.7"]),
+            &Brought::default(),
+            NODE,
+        )
+        .unwrap();
+        assert_ne!(
+            first.serving.certificate_pem, more.serving.certificate_pem,
+            "reissued for a new --tls-san"
+        );
+        assert_eq!(
+            first.authority.hash(),
+            more.authority.hash(),
+            "by the same CA"
+        );
+    }
+
+    const NODE: Duration = Duration::from_secs(3600);
+}

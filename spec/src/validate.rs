@@ -47,8 +47,12 @@ pub fn check_host_port(address: &str) -> Result<(), String> {
     let bad = || {
         format!("{address:?} is not host:port (e.g. 10.0.0.5:8080, [fd00::5]:8080 or node-a.example:8080)")
     };
-    if address.parse::<std::net::SocketAddr>().is_ok() {
-        return Ok(());
+    if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
+        return if socket.port() > 0 {
+            Ok(())
+        } else {
+            Err(bad())
+        };
     }
     let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
     let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0) && !port.starts_with('+');

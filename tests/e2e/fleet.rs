@@ -271,7 +271,7 @@ fn a_second_agent_claiming_a_live_name_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("node name \"edge-a\" is in use by a running agent"),
+        stderr.contains("node name \"edge-a\" is registered already"),
         "{stderr}"
     );
     assert!(c.log().contains("refused node name edge-a"), "{}", c.log());

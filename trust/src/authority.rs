@@ -77,8 +77,8 @@ impl Authority {
     /// A CA from its certificate and key (PEM), e.g. brought by the operator.
     pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, TrustError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| TrustError::cert("the CA key", e))?;
-        let certificate_der = CertificateDer::from_pem_slice(certificate_pem.as_bytes())
-            .map_err(|e| TrustError::cert("the CA certificate", e))?;
+        // One certificate: it is what joining agents pin, and all they trust.
+        let certificate_der = crate::single_certificate(certificate_pem)?;
         let issuer = Issuer::from_ca_cert_der(&certificate_der, key)
             .map_err(|e| TrustError::cert("the CA certificate", e))?;
         Ok(Self {

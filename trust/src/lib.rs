@@ -14,6 +14,7 @@
 //! Nothing here does network I/O: callers own their sockets.
 
 mod authority;
+pub mod connections;
 mod error;
 mod files;
 mod identity;
@@ -25,4 +26,4 @@ pub use authority::{Authority, NODE_CERT_VALIDITY};
 pub use error::TrustError;
 pub use files::{read_private, write_private};
 pub use identity::{Identity, NodeKey};
-pub use token::{ca_hash, JoinToken};
+pub use token::{ca_hash, single_certificate, JoinToken};

@@ -14,6 +14,23 @@ pub fn ca_hash(certificate: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(certificate.as_ref()))
 }
 
+/// The one certificate of a CA file: an error if there is none, or more
+/// than one (a bundle could smuggle a second, unpinned CA in beside the
+/// pinned one).
+pub fn single_certificate(ca_pem: &str) -> Result<CertificateDer<'static>, TrustError> {
+    use rustls::pki_types::pem::PemObject;
+    let certificates: Vec<_> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TrustError::cert("the CA certificate", e))?;
+    match <[_; 1]>::try_from(certificates) {
+        Ok([certificate]) => Ok(certificate),
+        Err(found) => Err(TrustError::Certificate(format!(
+            "a CA file must hold exactly one certificate, this one holds {}",
+            found.len()
+        ))),
+    }
+}
+
 /// A parsed join token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
@@ -63,6 +80,22 @@ impl std::str::FromStr for JoinToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_bundle_is_not_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = crate::Authority::load_or_create(&dir.path().join("a")).unwrap();
+        let b = crate::Authority::load_or_create(&dir.path().join("b")).unwrap();
+        let one = single_certificate(a.certificate_pem()).unwrap();
+        assert_eq!(ca_hash(&one), a.hash());
+        let bundle = format!("{}{}", a.certificate_pem(), b.certificate_pem());
+        let err = single_certificate(&bundle).unwrap_err().to_string();
+        assert!(
+            err.contains("exactly one certificate, this one holds 2"),
+            "{err}"
+        );
+        assert!(single_certificate("").is_err());
+    }
 
     #[test]
     fn tokens_round_trip_and_bad_shapes_are_named() {

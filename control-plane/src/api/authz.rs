@@ -67,9 +67,19 @@ pub enum Target {
 }
 
 impl Target {
-    /// Parses a request path.
+    /// Parses a request path, segment by segment, each percent-decoded as
+    /// the router decodes it (`%74okens` is `tokens`).
     pub fn parse(path: &str) -> Self {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let decoded: Vec<String> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|segment| {
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match parts.as_slice() {
             ["healthz"] | ["cacerts"] => Target::Public,
             ["certificates", "node"] => Target::NodeCertificate,
@@ -154,7 +164,7 @@ pub fn authorize(
     match caller {
         Caller::Admin => allow,
         Caller::View => match &target {
-            Target::Object { plural, .. } if plural == "tokens" => Err(forbidden(
+            Target::Object { plural, .. } if Kind::from_plural(plural).ok() == Some(Kind::Token) => Err(forbidden(
                 caller,
                 method,
                 path,
@@ -298,6 +308,17 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
                     body["metadata"]["name"]
                 )));
             }
+            for (key, value) in body["metadata"]["labels"].as_object().into_iter().flatten() {
+                let reserved = key.starts_with("flotilla.dev/") || key.contains(".flotilla.dev/");
+                let own_hostname =
+                    key == flotilla_spec::node::HOSTNAME_LABEL && value.as_str() == Some(node);
+                if reserved && !own_hostname {
+                    return Err(ApiError::forbidden(format!(
+                        "node {node} may not set the label {key}: flotilla.dev/ labels are the control plane's (and {} is the node's own name); an admin sets them",
+                        flotilla_spec::node::HOSTNAME_LABEL
+                    )));
+                }
+            }
             let spec_empty = match &body["spec"] {
                 Value::Null => true,
                 Value::Object(fields) => fields.values().all(|v| {
@@ -373,6 +394,22 @@ pub fn project(view: &View, kind: Kind, object: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_paths_parse_as_the_router_decodes_them() {
+        let t = Target::parse("/apis/flotilla.dev/v1/%74okens");
+        assert!(
+            matches!(t, Target::Object { ref plural, .. } if plural == "tokens"),
+            "{t:?}"
+        );
+        let t = Target::parse("/apis/flotilla.dev/v1/namespaces/default/%69nstances/x/%73tatus");
+        assert!(
+            matches!(t, Target::Object { ref plural, ref subresource, .. }
+            if plural == "instances" && subresource.as_deref() == Some("status")),
+            "{t:?}"
+        );
+        assert_eq!(Target::parse("/%68ealthz"), Target::Public);
+    }
 
     #[test]
     fn paths_parse_by_segment_not_substring() {

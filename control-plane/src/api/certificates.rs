@@ -8,14 +8,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use flotilla_spec::meta::parse_rfc3339;
 use serde::{Deserialize, Serialize};
 
 use super::authz::Caller;
 use super::{ApiError, ApiState};
-
-/// How long a node name stays with the agent that last heartbeated it.
-const HELD_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `GET /cacerts`.
 pub async fn ca(State(s): State<Arc<ApiState>>) -> Response {
@@ -80,28 +76,20 @@ pub async fn sign_node(
         .into_response())
 }
 
-/// A join token cannot take over the name of a node whose agent is alive
-/// (it has its own certificate and never needs the token again).
+/// A join token gets a certificate only for a name no Node has: a node
+/// that joined holds its own certificate and never needs the token again,
+/// so a token cannot take over a registered node (not even one that is
+/// silent for a while — restarting, upgrading, cut off).
 fn refuse_held_name(s: &ApiState, node: &str) -> Result<(), ApiError> {
-    let Some(stored) = s.store.get("Node", "", node)? else {
+    if s.store.get("Node", "", node)?.is_none() {
         return Ok(());
-    };
-    let last = stored["status"]["lastHeartbeat"]
-        .as_str()
-        .and_then(parse_rfc3339);
-    let fresh = last
-        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age <= HELD_FOR);
-    if fresh {
-        tracing::warn!("refused node name {node} to a join token: held by a running agent");
-        return Err(ApiError {
-            code: StatusCode::CONFLICT,
-            reason: "AlreadyExists",
-            message: format!(
-                "node name {node:?} is in use by a running agent; choose another --name (or stop that agent and wait {}s)",
-                HELD_FOR.as_secs()
-            ),
-        });
     }
-    Ok(())
+    tracing::warn!("refused node name {node} to a join token: a node of that name is registered");
+    Err(ApiError {
+        code: StatusCode::CONFLICT,
+        reason: "AlreadyExists",
+        message: format!(
+            "node name {node:?} is registered already, and its agent holds its certificate: choose another --name, or, to give the name to this machine, delete the old node first (flotilla delete node {node})"
+        ),
+    })
 }

@@ -113,13 +113,12 @@ async fn list(
     let mut items: Vec<Value> = listing
         .items
         .into_iter()
-        .filter(|o| filter.matches(o))
+        .filter_map(|o| filter.admit(o))
         .filter(|o| {
             page.after
                 .as_ref()
                 .is_none_or(|after| &object_key(o) > after)
         })
-        .map(|o| filter.present(o))
         .collect();
     let mut metadata = json!({"resourceVersion": listing.revision.to_string()});
     if let Some(limit) = page.limit.filter(|&l| l < items.len()) {

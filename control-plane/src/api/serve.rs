@@ -18,6 +18,9 @@ use tower_service::Service;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 4096;
+/// Connections one address may hold (handshakes included): a node needs a
+/// handful, `flotilla up`'s clients share 127.0.0.1.
+const MAX_CONNECTIONS_PER_PEER: usize = 512;
 /// Longest wait for a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,6 +33,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_peer = flotilla_trust::connections::PerPeer::new(MAX_CONNECTIONS_PER_PEER);
     tokio::pin!(shutdown);
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -47,11 +51,17 @@ pub async fn serve(
                 }
             },
         };
+        let Some(held) = per_peer.hold(address.ip()) else {
+            tracing::debug!(
+                "API: {address} holds {MAX_CONNECTIONS_PER_PEER} connections already; refusing one"
+            );
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, held);
             let (session, peer) = match flotilla_trust::tls::accept(&acceptor, stream).await {
                 Ok(accepted) => accepted,
                 Err(e) => {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -16,6 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::Digest;
 
+use flotilla_trust::connections::{Held, PerKey};
+
 use super::authz::Caller;
 use super::{ApiError, ApiState};
 
@@ -23,41 +25,18 @@ use super::{ApiError, ApiState};
 pub const MAX_STREAMS_PER_CLIENT: usize = 100;
 
 /// Open streams per client.
-#[derive(Debug, Default)]
-pub struct StreamLimiter {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-}
+#[derive(Debug)]
+pub struct StreamLimiter(PerKey<String>);
 
-/// One open stream, counted until dropped.
-struct Held {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    client: String,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.client);
-            }
-        }
+impl Default for StreamLimiter {
+    fn default() -> Self {
+        Self(PerKey::new(MAX_STREAMS_PER_CLIENT))
     }
 }
 
 impl StreamLimiter {
-    fn hold(&self, client: &str) -> Option<Held> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(client.to_string()).or_default();
-        if *n >= MAX_STREAMS_PER_CLIENT {
-            return None;
-        }
-        *n += 1;
-        Some(Held {
-            open: self.open.clone(),
-            client: client.to_string(),
-        })
+    fn hold(&self, client: &str) -> Option<Held<String>> {
+        self.0.hold(client.to_string())
     }
 }
 
@@ -110,7 +89,7 @@ pub async fn limit_streams(
 /// A response body that keeps its stream counted while it lives.
 struct HeldBody {
     body: Body,
-    _held: Held,
+    _held: Held<String>,
 }
 
 impl http_body::Body for HeldBody {

@@ -74,9 +74,12 @@ impl Filter {
         self
     }
 
-    /// `object` as the caller may see it.
-    pub fn present(&self, object: Value) -> Value {
-        project(&self.view, self.kind, object)
+    /// `object` as the caller may see it, if it passes the selectors —
+    /// judged on what the caller sees, so a selector on a field the view
+    /// hides cannot tell the caller anything about it.
+    pub fn admit(&self, object: Value) -> Option<Value> {
+        let seen = project(&self.view, self.kind, object);
+        self.matches(&seen).then_some(seen)
     }
 
     /// Whether `object` passes the selectors.
@@ -92,10 +95,8 @@ impl Filter {
         fields_ok && labels_ok
     }
 
-    fn accepts(&self, kind: &str, namespace: &str, object: &Value) -> bool {
-        kind == self.kind.name()
-            && self.namespace.as_deref().is_none_or(|ns| ns == namespace)
-            && self.matches(object)
+    fn accepts(&self, kind: &str, namespace: &str) -> bool {
+        kind == self.kind.name() && self.namespace.as_deref().is_none_or(|ns| ns == namespace)
     }
 }
 
@@ -129,8 +130,11 @@ impl WatchState {
                 .list(self.filter.kind.name(), self.filter.namespace.as_deref())
             {
                 Ok(listing) => {
-                    for object in listing.items.into_iter().filter(|o| self.filter.matches(o)) {
-                        let object = self.filter.present(object);
+                    for object in listing
+                        .items
+                        .into_iter()
+                        .filter_map(|o| self.filter.admit(o))
+                    {
                         self.pending
                             .push_back(json!({"type": "ADDED", "object": object}));
                     }
@@ -145,11 +149,10 @@ impl WatchState {
             Ok(changes) if !changes.is_empty() => {
                 for change in changes {
                     self.revision = Some(change.revision);
-                    if self
-                        .filter
-                        .accepts(&change.kind, &change.namespace, &change.object)
-                    {
-                        let object = self.filter.present(change.object);
+                    if !self.filter.accepts(&change.kind, &change.namespace) {
+                        continue;
+                    }
+                    if let Some(object) = self.filter.admit(change.object) {
                         self.pending
                             .push_back(json!({"type": change.change, "object": object}));
                     }
