@@ -10,16 +10,20 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The namespaces, bridged; removed (with their processes) when dropped.
-struct Network {
+pub struct Network {
     prefix: String,
     children: std::cell::RefCell<Vec<(String, Child)>>,
-    dir: tempfile::TempDir,
+    /// What each process was started with, to start it again.
+    started: std::cell::RefCell<std::collections::HashMap<String, (String, Vec<String>)>>,
+    pub dir: tempfile::TempDir,
+    /// Unmounted when dropped.
+    mounts: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 const SUBNET: &str = "10.77.0";
-const HOSTS: [(&str, u8); 4] = [("server", 1), ("a", 2), ("b", 3), ("out", 4)];
+pub const HOSTS: [(&str, u8); 4] = [("server", 1), ("a", 2), ("b", 3), ("out", 4)];
 
-fn ip(args: &[&str]) -> Result<(), String> {
+pub fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -36,13 +40,16 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Network {
-    fn create() -> Result<Self, String> {
+    /// The namespaces; `tag` tells apart networks of one test run.
+    pub fn create(tag: &str) -> Result<Self, String> {
         // Short: interface names are at most 15 characters.
-        let prefix = format!("fl{}", std::process::id() % 100_000);
+        let prefix = format!("f{tag}{}", std::process::id() % 10_000);
         let network = Self {
             prefix: prefix.clone(),
             children: Default::default(),
+            started: Default::default(),
             dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            mounts: Default::default(),
         };
         let bridge = network.ns("br");
         ip(&["netns", "add", &bridge])?;
@@ -74,11 +81,11 @@ impl Network {
         Ok(network)
     }
 
-    fn ns(&self, host: &str) -> String {
+    pub fn ns(&self, host: &str) -> String {
         format!("{}-{host}", self.prefix)
     }
 
-    fn address(host: &str) -> String {
+    pub fn address(host: &str) -> String {
         let last = HOSTS
             .iter()
             .find(|(h, _)| *h == host)
@@ -87,17 +94,28 @@ impl Network {
         format!("{SUBNET}.{last}")
     }
 
-    fn config(&self) -> PathBuf {
+    pub fn config(&self) -> PathBuf {
         self.dir.path().join("config.yaml")
     }
 
-    fn log(&self, name: &str) -> String {
+    pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// Starts `flotilla ARGS` in `host`'s namespace as `name`.
-    fn spawn(&self, host: &str, name: &str, args: &[&str]) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+    pub fn spawn(&self, host: &str, name: &str, args: &[&str]) {
+        self.started.borrow_mut().insert(
+            name.to_string(),
+            (
+                host.to_string(),
+                args.iter().map(|a| a.to_string()).collect(),
+            ),
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -116,7 +134,7 @@ impl Network {
     }
 
     /// `kill -9` of the process started as `name`.
-    fn kill(&self, name: &str) {
+    pub fn kill(&self, name: &str) {
         for (n, child) in self.children.borrow_mut().iter_mut() {
             if n == name {
                 let _ = child.kill();
@@ -125,8 +143,36 @@ impl Network {
         }
     }
 
+    /// Starts `name` again as it was first started.
+    pub fn restart(&self, name: &str) {
+        let (host, args) = self.started.borrow()[name].clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(&host, name, &args);
+    }
+
+    /// Mounts a tmpfs of `size` (e.g. `32m`) at `path`, until dropped.
+    pub fn tmpfs(&self, path: &Path, size: &str) -> Result<(), String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        self.mounts.borrow_mut().push(path.to_path_buf());
+        Ok(())
+    }
+
     /// The CLI, from the server's namespace.
-    fn cli(&self, args: &[&str]) -> Output {
+    pub fn cli(&self, args: &[&str]) -> Output {
         Command::new("ip")
             .args([
                 "netns",
@@ -140,7 +186,7 @@ impl Network {
             .unwrap()
     }
 
-    fn items(&self, kind: &str) -> Vec<Value> {
+    pub fn items(&self, kind: &str) -> Vec<Value> {
         let out = self.cli(&["get", kind, "-o", "json"]);
         serde_json::from_slice::<Value>(&out.stdout).unwrap_or_default()["items"]
             .as_array()
@@ -149,7 +195,7 @@ impl Network {
     }
 
     /// `curl ARGS` from `host`'s namespace: (exit code, output).
-    fn curl(&self, host: &str, args: &[&str]) -> (i32, String) {
+    pub fn curl(&self, host: &str, args: &[&str]) -> (i32, String) {
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -169,7 +215,7 @@ impl Network {
         )
     }
 
-    fn wait_until(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    pub fn wait_until(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
         while !done() {
             assert!(
@@ -190,6 +236,9 @@ impl Drop for Network {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for mount in self.mounts.get_mut().drain(..) {
+            let _ = Command::new("umount").arg("-l").arg(&mount).output();
+        }
         for (host, _) in HOSTS {
             let _ = ip(&["netns", "del", &self.ns(host)]);
         }
@@ -197,7 +246,7 @@ impl Drop for Network {
     }
 }
 
-fn ready_nodes(network: &Network) -> usize {
+pub fn ready_nodes(network: &Network) -> usize {
     network
         .items("nodes")
         .iter()
@@ -225,7 +274,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn a_fleet_across_network_namespaces_forwards_over_tls_and_keeps_outsiders_out() {
-    let network = match Network::create() {
+    let network = match Network::create("n") {
         Ok(network) => network,
         Err(e) => {
             eprintln!("SKIPPED a_fleet_across_network_namespaces…: cannot make network namespaces here ({e}); run as root with iproute2");

@@ -76,6 +76,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
             StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
             StoreError::Gone(_) => (StatusCode::GONE, "Expired"),
+            StoreError::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
         Self {

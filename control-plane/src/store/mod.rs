@@ -66,6 +66,9 @@ pub enum StoreError {
         "revision {0} is too old (compacted): list again and watch from the list's resourceVersion"
     )]
     Gone(u64),
+    /// The disk under the store is full (nothing was written).
+    #[error("the control plane's disk is full ({0}): nothing was stored; free space in its data folder and retry")]
+    Full(String),
     /// The backend failed.
     #[error("store backend: {0}")]
     Backend(String),

@@ -40,7 +40,11 @@ pub struct SqliteStore {
     recent: Mutex<std::collections::VecDeque<Change>>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+fn backend(e: rusqlite::Error) -> StoreError {
+    // SQLite rolls the transaction back: nothing half-written stays.
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return StoreError::Full(e.to_string());
+    }
     StoreError::Backend(e.to_string())
 }
 
