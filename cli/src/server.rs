@@ -296,6 +296,7 @@ impl ControlPlane {
                 (self.join_token.secret, Role::Join),
             ]),
             streams: Default::default(),
+            event_rate: Default::default(),
             blobs: self.blobs.clone(),
             node_tls: self.trust.node_client_config()?,
             trust: self.trust.clone(),

@@ -741,3 +741,40 @@ fn a_node_renews_its_certificate_before_it_expires_and_keeps_working() {
     assert!(log.contains("tick 1"), "{log}");
     assert!(crate::fleet::read_agent_log(&c, "edge-a").contains("certificate renewed"));
 }
+
+#[test]
+fn events_are_rate_limited_per_source() {
+    let c = Cluster::start_server();
+    let admin = c.token();
+    let burst = flotilla_control_plane::api::EVENT_BURST;
+    let started = std::time::Instant::now();
+    let mut created = 0u32;
+    let mut refused = None;
+    for _ in 0..burst + 60 {
+        let (code, body) = c.raw(
+            "POST",
+            &format!("{NS}/events"),
+            &Who::Token(&admin),
+            &event_about("Node", "n1"),
+        );
+        match code {
+            201 => created += 1,
+            429 => refused = Some(body),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let refill =
+        (elapsed * f64::from(flotilla_control_plane::api::EVENTS_PER_SECOND)).ceil() as u32;
+    assert!(
+        created >= burst && created <= burst + refill + 1,
+        "{created} created in {elapsed:.2} s"
+    );
+    let refused = refused.expect("past the burst, events are refused");
+    assert!(
+        refused.contains("records more than") && refused.contains("admin"),
+        "{refused}"
+    );
+    // The API itself is not slowed: other requests go through.
+    assert_eq!(c.raw("GET", NODES, &Who::Token(&admin), "").0, 200);
+}

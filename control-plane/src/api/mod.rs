@@ -24,6 +24,7 @@ pub mod authz;
 mod blobs;
 mod certificates;
 mod error;
+mod event_rate;
 mod kinds;
 mod logs;
 mod objects;
@@ -40,6 +41,7 @@ use axum::Router;
 
 pub use auth::Role;
 pub use error::ApiError;
+pub use event_rate::{EVENTS_PER_SECOND, EVENT_BURST};
 pub use kinds::Kind;
 pub use streams::{StreamLimiter, MAX_STREAMS_PER_CLIENT};
 pub use tokens::{is_token_id, Tokens};
@@ -63,6 +65,8 @@ pub struct ApiState {
     pub node_tls: Arc<rustls::ClientConfig>,
     /// Watches and log follows open per client.
     pub streams: StreamLimiter,
+    /// Events recorded per source.
+    pub event_rate: event_rate::EventRate,
     /// Modules, by sha256.
     pub blobs: Arc<crate::store::BlobStore>,
 }
@@ -122,6 +126,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             streams::limit_streams,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            event_rate::limit_events,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -562,6 +562,7 @@ mod tests {
             store,
             tokens: Default::default(),
             streams: Default::default(),
+            event_rate: Default::default(),
             blobs: Arc::new(crate::store::BlobStore::open(&dir.join("blobs")).unwrap()),
             node_tls: trust.node_client_config().unwrap(),
             trust: Arc::new(trust),
