@@ -147,6 +147,36 @@ impl NodeCredentials {
         }))
     }
 
+    /// The credentials in `data_dir/pki`, else a certificate `sign` makes
+    /// from a new key's request: for an agent in the control plane's own
+    /// process (`flotilla up`), which holds the CA and needs no join (so a
+    /// data folder from before certificates keeps its node).
+    pub fn issue_locally(
+        node: &str,
+        data_dir: &Path,
+        ca_pem: &str,
+        sign: impl FnOnce(&str) -> Result<String, TrustError>,
+    ) -> Result<Arc<Self>, JoinError> {
+        let dir = data_dir.join("pki");
+        let pinned = JoinToken {
+            ca_hash: ca_hash_of(ca_pem)?,
+            secret: String::new(),
+        };
+        if let Some(kept) = Self::load(node, &dir, Some(&pinned))? {
+            return Ok(kept);
+        }
+        let key = NodeKey::generate()?;
+        let identity = key.with_certificate(sign(&key.request(node)?)?);
+        flotilla_trust::write_private(&dir.join("ca.crt"), ca_pem.as_bytes())?;
+        identity.save(&dir, "node")?;
+        Ok(Arc::new(Self {
+            node: node.into(),
+            current: RwLock::new(configs(ca_pem, identity)?),
+            ca_pem: ca_pem.to_string(),
+            dir,
+        }))
+    }
+
     fn load(
         node: &str,
         dir: &Path,

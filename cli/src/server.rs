@@ -234,7 +234,8 @@ pub struct ControlPlane {
     pub admin_token: String,
     /// The join token (for agents).
     pub join_token: JoinToken,
-    trust: Arc<ClusterTrust>,
+    /// The CA and the control plane's certificates.
+    pub trust: Arc<ClusterTrust>,
 }
 
 impl ControlPlane {

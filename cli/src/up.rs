@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use flotilla_agent::credentials::NodeCredentials;
 use flotilla_agent::node::{machine_capacity, AgentConfig};
 
 use crate::server::{default_data_dir, ControlPlane};
@@ -48,14 +49,23 @@ pub async fn main(args: UpArgs) -> Result<()> {
     let node_port = crate::agent::bind_node_port(None, &ingress).await?;
     let (memory, cpu) = machine_capacity();
     let node_name = args.name.clone().unwrap_or_else(crate::agent::host_name);
-    let (url, token) = (cp.url.clone(), cp.join_token.to_string());
-    // The agent joins the way a remote one does: the API must be serving.
+    let url = cp.url.clone();
+    // The agent shares the control plane's process: its certificate comes
+    // from the CA here, no join over the network (so a data folder from
+    // before certificates keeps its node).
+    let agent_dir = args.data_dir.join("agent");
+    let trust = cp.trust.clone();
+    let credentials =
+        NodeCredentials::issue_locally(&node_name, &agent_dir, trust.ca_pem(), |csr| {
+            trust
+                .authority
+                .sign_node(&node_name, csr, trust.node_cert_validity)
+        })
+        .map_err(|e| anyhow::anyhow!("node {node_name}: {e}"))?;
     let control_plane = tokio::spawn(cp.serve(
         flotilla_scheduler::Strategy::Binpack,
         crate::server::NODE_GRACE,
     ));
-    let agent_dir = args.data_dir.join("agent");
-    let credentials = crate::agent::credentials(&url, Some(&token), &node_name, &agent_dir).await?;
     let agent = crate::agent::build(AgentConfig {
         server: url.clone(),
         credentials,

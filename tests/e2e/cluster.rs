@@ -97,6 +97,12 @@ impl Cluster {
                 && std::fs::read_to_string(self.config())
                     .is_ok_and(|c| c.contains(&format!(":{}", self.port)))
         });
+        if self.command == "up" {
+            // Its agent registers the node with its first heartbeat.
+            self.wait_until("the node registers", Duration::from_secs(20), || {
+                self.cli(&["get", "nodes", "node-1"]).status.success()
+            });
+        }
     }
 
     /// `kill -9`.

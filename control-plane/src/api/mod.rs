@@ -45,6 +45,7 @@ pub use event_rate::{EVENTS_PER_SECOND, EVENT_BURST};
 pub use kinds::Kind;
 pub use streams::{StreamLimiter, MAX_STREAMS_PER_CLIENT};
 pub use tokens::{is_token_id, Tokens};
+pub use watch::Filter;
 
 use crate::store::Store;
 

@@ -1,0 +1,18 @@
+//! Manifest decode and validation: any text, no panic; what parses
+//! serialises and parses again to the same manifests.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    let Ok(manifests) = flotilla_spec::manifest::parse_manifests(text) else {
+        return;
+    };
+    for manifest in manifests {
+        let flotilla_spec::manifest::Manifest::Workload(workload) = manifest;
+        let json = serde_json::to_string(&workload).expect("a parsed workload serialises");
+        let again = flotilla_spec::manifest::parse_manifests(&json)
+            .unwrap_or_else(|e| panic!("a parsed workload parses again: {e}\n{json}"));
+        assert_eq!(again.len(), 1);
+    }
+});
