@@ -16,3 +16,8 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# schemathesis: generates API requests from the OpenAPI document (a test).
+if ! command -v st >/dev/null; then
+  echo "setup: installing schemathesis (PyPI)" >&2
+  python3 -m pip install -q schemathesis==4.32.5
+fi

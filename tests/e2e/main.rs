@@ -6,6 +6,7 @@ mod cluster;
 mod fleet;
 mod http;
 mod netns;
+mod openapi;
 mod support;
 mod trust;
 

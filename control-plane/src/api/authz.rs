@@ -45,7 +45,7 @@ impl Caller {
 /// What a request addresses, parsed from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// `/healthz`, `/cacerts`: anyone.
+    /// `/healthz`, `/cacerts`, `/openapi.json`: anyone.
     Public,
     /// `POST /certificates/node`: join, or renew a node's certificate.
     NodeCertificate,
@@ -81,7 +81,7 @@ impl Target {
             .collect();
         let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match parts.as_slice() {
-            ["healthz"] | ["cacerts"] => Target::Public,
+            ["healthz"] | ["cacerts"] | ["openapi.json"] => Target::Public,
             ["certificates", "node"] => Target::NodeCertificate,
             ["blobs", "sha256", digest] => Target::Blob((*digest).to_string()),
             ["apis", "flotilla.dev", "v1", "namespaces", ns, rest @ ..] if !rest.is_empty() => {

@@ -1,7 +1,7 @@
 //! The REST API, on axum/hyper, with Kubernetes-shaped paths:
 //!
 //! ```text
-//! GET    /healthz, /cacerts                                    no auth
+//! GET    /healthz, /cacerts, /openapi.json                     no auth
 //! POST   /certificates/node                                    join token, or the node's certificate
 //! GET    /apis/flotilla.dev/v1/{plural}                        list, all namespaces (?watch=true)
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/{plural}        list (?watch=true&resourceVersion=N)
@@ -48,6 +48,9 @@ pub use tokens::{is_token_id, Tokens};
 pub use watch::Filter;
 
 use crate::store::Store;
+
+/// The API's OpenAPI 3 document, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest object body accepted (modules go through `/blobs`).
 pub const MAX_OBJECT_BYTES: usize = 1 << 20;
@@ -138,5 +141,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         ))
         .route("/healthz", get(|| async { "ok" }))
         .route("/cacerts", get(certificates::ca))
+        .route(
+            "/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
         .with_state(state)
 }
