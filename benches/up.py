@@ -45,8 +45,9 @@ class Up:
         self.port = free_port()
         self.base = f"https://127.0.0.1:{self.port}"
         env = dict(os.environ, FLOTILLA_CONFIG=os.path.join(self.dir, "config.yaml"))
+        self.ingress_port = free_port()
         command = ["server"] if server else ["up", "--name", "bench", "--max-instances", str(max_instances),
-                                             "--ingress", "127.0.0.1:0"]
+                                             "--ingress", f"127.0.0.1:{self.ingress_port}"]
         self.proc = subprocess.Popen(
             [FLOTILLA, *command, "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", os.path.join(self.dir, "data")],
@@ -61,10 +62,11 @@ class Up:
                 time.sleep(0.05)
         self.token = open(os.path.join(self.dir, "data/admin-token")).read().strip()
 
-    def request(self, method, path, body=None, raw=None):
+    def request(self, method, path, body=None, raw=None, content_type="application/json"):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}"})
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": content_type})
         with urllib.request.urlopen(req, context=self.tls) as r:
             return r.read()
 
