@@ -253,6 +253,20 @@ pub struct Resources {
     pub limits: ResourceList,
 }
 
+impl Resources {
+    /// Kubernetes' defaulting: a resource with a limit and no request
+    /// requests its limit, so a node is never promised more than it can
+    /// run (the scheduler packs on requests).
+    pub fn default_requests_to_limits(&mut self) {
+        if self.requests.memory.is_none() {
+            self.requests.memory = self.limits.memory.clone();
+        }
+        if self.requests.cpu.is_none() {
+            self.requests.cpu = self.limits.cpu.clone();
+        }
+    }
+}
+
 /// Memory, CPU and (for limits) wall-clock time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -401,4 +415,35 @@ pub struct Condition {
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_transition_time: String,
+}
+
+#[cfg(test)]
+mod defaulting {
+    use super::*;
+
+    #[test]
+    fn a_limit_without_a_request_is_requested() {
+        let mut resources = Resources {
+            requests: ResourceList {
+                memory: Some("16Mi".into()),
+                ..ResourceList::default()
+            },
+            limits: ResourceList {
+                memory: Some("32Mi".into()),
+                cpu: Some("300m".into()),
+                timeout: Some("5s".into()),
+            },
+        };
+        resources.default_requests_to_limits();
+        assert_eq!(
+            resources.requests.memory.as_deref(),
+            Some("16Mi"),
+            "a request is kept"
+        );
+        assert_eq!(resources.requests.cpu.as_deref(), Some("300m"));
+        assert_eq!(
+            resources.requests.timeout, None,
+            "a timeout is not a request"
+        );
+    }
 }

@@ -803,3 +803,35 @@ fn module_files_stay_within_the_nodes_disk_budget() {
         "{compiled} files in compiled/: ticker's code was not removed"
     );
 }
+
+#[test]
+fn a_limit_without_a_request_is_what_the_node_reserves() {
+    let c = Cluster::start();
+    c.apply(
+        "limited.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: limited}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  args: ["1000"]
+  resources: {limits: {memory: 64Mi, cpu: 300m}}
+"#,
+    );
+    let workload: Value =
+        serde_json::from_str(&c.ok(&["get", "workload", "limited", "-o", "json"])).unwrap();
+    assert_eq!(
+        workload["spec"]["resources"]["requests"]["cpu"], "300m",
+        "{workload}"
+    );
+    assert_eq!(workload["spec"]["resources"]["requests"]["memory"], "64Mi");
+    c.wait_until("it runs", Duration::from_secs(20), || {
+        in_phase(&c.items("instances"), "Running").len() == 1
+    });
+    let nodes = c.ok(&["get", "nodes"]);
+    assert!(
+        nodes.contains("300m/"),
+        "the node reserves the limit: {nodes}"
+    );
+}

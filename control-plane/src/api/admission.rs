@@ -1,7 +1,8 @@
 //! Admission: what the server checks and fills in before anything is stored.
 //!
 //! Every object is decoded into its typed form (unknown fields and wrong
-//! types are refused with their path), Workloads are validated, and the
+//! types are refused with their path), Workloads are validated and
+//! defaulted (a limit without a request requests its limit), and the
 //! server-owned metadata is set: `uid` and `creationTimestamp` at creation,
 //! `generation` bumped when `spec` changes, `status` only through `/status`.
 
@@ -54,7 +55,10 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
     };
     let value = match kind {
         Kind::Workload => match parse_one(1, body).map_err(shape)? {
-            Manifest::Workload(w) => to_value(&w)?,
+            Manifest::Workload(mut w) => {
+                w.spec.resources.default_requests_to_limits();
+                to_value(&w)?
+            }
         },
         Kind::Instance => to_value(&typed::<Instance>(1, body).map_err(shape)?)?,
         Kind::Node => {
