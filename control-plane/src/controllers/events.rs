@@ -112,24 +112,48 @@ pub fn store_folded(
     )))
 }
 
-/// Deletes Events older than [`EVENT_TTL`].
+/// Most Events kept at once: past it the oldest go first, whatever their
+/// age, so churning instances cannot grow the store for a whole TTL (a soak
+/// of 1,000 churned instances made ~100,000 in 8 minutes).
+pub const MAX_EVENTS: usize = 10_000;
+
+/// Deletes Events older than [`EVENT_TTL`], then the oldest past
+/// [`MAX_EVENTS`].
 pub fn collect_garbage(store: &dyn Store) -> Result<(), StoreError> {
+    collect(store, EVENT_TTL, MAX_EVENTS)
+}
+
+fn collect(store: &dyn Store, ttl: Duration, max: usize) -> Result<(), StoreError> {
     let now = SystemTime::now();
+    let mut kept = Vec::new();
     for event in store.list("Event", None)?.items {
-        let expired = event["spec"]["timestamp"]
+        let at = event["spec"]["timestamp"]
             .as_str()
-            .and_then(flotilla_spec::meta::parse_rfc3339)
-            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > EVENT_TTL);
+            .and_then(flotilla_spec::meta::parse_rfc3339);
+        let expired = at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > ttl);
         if expired {
-            let ns = event["metadata"]["namespace"].as_str().unwrap_or_default();
-            let name = event["metadata"]["name"].as_str().unwrap_or_default();
-            match store.delete("Event", ns, name) {
-                Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            delete(store, &event)?;
+        } else {
+            kept.push((at.unwrap_or(now), event));
+        }
+    }
+    if kept.len() > max {
+        kept.sort_by_key(|(at, _)| *at);
+        let excess = kept.len() - max;
+        for (_, event) in &kept[..excess] {
+            delete(store, event)?;
         }
     }
     Ok(())
+}
+
+fn delete(store: &dyn Store, event: &Value) -> Result<(), StoreError> {
+    let ns = event["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = event["metadata"]["name"].as_str().unwrap_or_default();
+    match store.delete("Event", ns, name) {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +202,39 @@ mod tests {
         assert_eq!(folded["spec"]["count"], 3, "{folded}");
         assert!(folded["spec"]["firstTimestamp"].is_string(), "{folded}");
         assert!(folded["metadata"]["uid"].is_string(), "{folded}");
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_events_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        for i in 0..5 {
+            let about = ObjectRef {
+                kind: "Instance".into(),
+                namespace: "default".into(),
+                name: format!("web-{i}"),
+            };
+            record(
+                &store,
+                &event(about, Severity::Normal, "Started", "ok".into(), "agent/a"),
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        collect(&store, EVENT_TTL, 3).unwrap();
+        let mut left: Vec<String> = store
+            .list("Event", None)
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| {
+                e["spec"]["involvedObject"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, ["web-2", "web-3", "web-4"]);
     }
 }
