@@ -22,17 +22,8 @@ pub fn request(address: &str, method: &str, host: &str, path: &str, body: &str) 
     .unwrap();
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, dechunk(body))
+    let (status, body) = split_answer(&raw);
+    (status, dechunk(&body))
 }
 
 /// The body of a chunked response, or `body` as is.
