@@ -201,48 +201,7 @@ fn workloads_converge_through_kills_a_partition_and_a_full_disk() {
         net,
     };
     let net = &chaos.net;
-    let listen = format!("{}:7443", Network::address("server"));
-    net.spawn(
-        "server",
-        "server",
-        &[
-            "server",
-            "--listen",
-            &listen,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
-    net.wait_until("the server is up", Duration::from_secs(20), || {
-        std::fs::read_to_string(net.config()).is_ok_and(|c| c.contains(&listen))
-            && data.join("join-token").exists()
-    });
-    let token = data.join("join-token");
-    let url = format!("https://{listen}");
-    for host in ["a", "b"] {
-        let dir = net.dir.path().join(format!("agent-{host}"));
-        let ingress = format!("{}:8080", Network::address(host));
-        net.spawn(
-            host,
-            host,
-            &[
-                "agent",
-                "--server",
-                &url,
-                "--token-file",
-                token.to_str().unwrap(),
-                "--name",
-                &format!("edge-{host}"),
-                "--ingress",
-                &ingress,
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ],
-        );
-    }
-    net.wait_until("two nodes are Ready", Duration::from_secs(30), || {
-        ready_nodes(net) == 2
-    });
+    net.start_fleet(&data);
 
     let mut model = Model::new();
     let acknowledge = |model: &mut Model, name: &str, replicas: u64| {

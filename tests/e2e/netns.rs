@@ -228,6 +228,59 @@ impl Network {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    /// `flotilla server` in the server's namespace (data in `data`), and
+    /// agents edge-a and edge-b in theirs, joined with its join token;
+    /// returns once both nodes are Ready, with the API's `host:port`.
+    pub fn start_fleet(&self, data: &Path) -> String {
+        let listen = format!("{}:7443", Network::address("server"));
+        self.spawn(
+            "server",
+            "server",
+            &[
+                "server",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+        );
+        self.wait_until(
+            "the server wrote its config",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(self.config()).is_ok_and(|c| c.contains(&listen))
+                    && data.join("join-token").exists()
+            },
+        );
+        let token = data.join("join-token");
+        let url = format!("https://{listen}");
+        for host in ["a", "b"] {
+            let ingress = format!("{}:8080", Network::address(host));
+            let dir = self.dir.path().join(format!("agent-{host}"));
+            let name = format!("edge-{host}");
+            self.spawn(
+                host,
+                host,
+                &[
+                    "agent",
+                    "--server",
+                    &url,
+                    "--token-file",
+                    token.to_str().unwrap(),
+                    "--name",
+                    &name,
+                    "--ingress",
+                    &ingress,
+                    "--data-dir",
+                    dir.to_str().unwrap(),
+                ],
+            );
+        }
+        self.wait_until("two nodes are Ready", Duration::from_secs(30), || {
+            ready_nodes(self) == 2
+        });
+        listen
+    }
 }
 
 impl Drop for Network {
@@ -281,54 +334,8 @@ fn a_fleet_across_network_namespaces_forwards_over_tls_and_keeps_outsiders_out()
             return;
         }
     };
-    let server = Network::address("server");
     let data = network.dir.path().join("server-data");
-    let listen = format!("{server}:7443");
-    network.spawn(
-        "server",
-        "server",
-        &[
-            "server",
-            "--listen",
-            &listen,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
-    network.wait_until(
-        "the server wrote its config",
-        Duration::from_secs(20),
-        || {
-            std::fs::read_to_string(network.config()).is_ok_and(|c| c.contains(&listen))
-                && data.join("join-token").exists()
-        },
-    );
-    let token = data.join("join-token");
-    let url = format!("https://{listen}");
-    for (host, name) in [("a", "edge-a"), ("b", "edge-b")] {
-        let ingress = format!("{}:8080", Network::address(host));
-        let dir = network.dir.path().join(format!("agent-{host}"));
-        network.spawn(
-            host,
-            host,
-            &[
-                "agent",
-                "--server",
-                &url,
-                "--token-file",
-                token.to_str().unwrap(),
-                "--name",
-                name,
-                "--ingress",
-                &ingress,
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ],
-        );
-    }
-    network.wait_until("two nodes are Ready", Duration::from_secs(30), || {
-        ready_nodes(&network) == 2
-    });
+    let listen = network.start_fleet(&data);
     for node in network.items("nodes") {
         let port = node["status"]["nodeAddress"].as_str().unwrap_or_default();
         assert!(
