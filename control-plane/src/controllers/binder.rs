@@ -13,6 +13,7 @@ use flotilla_spec::node::Node;
 use flotilla_spec::workload::PlacementStrategy;
 use serde_json::Value;
 
+use super::cache::Cache;
 use super::events::{event, record, Severity};
 use crate::store::{Store, StoreError};
 
@@ -34,10 +35,14 @@ fn strategy_of(instance: &Instance) -> Option<scheduler::Strategy> {
 /// node-lifecycle controller found Ready.
 pub fn pass(
     store: &dyn Store,
+    cache: &Cache,
     nodes: &[(Node, bool)],
     strategy: scheduler::Strategy,
 ) -> Result<(), StoreError> {
-    let instances: Vec<(Value, Instance)> = super::list_decoded(store, "Instance")?;
+    let instances = || cache.instances.decoded();
+    if !instances().any(|(_, i)| i.spec.node_name.is_empty()) {
+        return Ok(());
+    }
     // Instances on nodes that are gone or not Ready wait for the
     // node-lifecycle controller, which evicts them.
     let mut snapshot: Vec<scheduler::Node> = nodes
@@ -66,10 +71,7 @@ pub fn pass(
         .enumerate()
         .map(|(i, n)| (n.name.clone(), i))
         .collect();
-    for (_, i) in instances
-        .iter()
-        .filter(|(_, i)| !i.spec.node_name.is_empty())
-    {
+    for (_, i) in instances().filter(|(_, i)| !i.spec.node_name.is_empty()) {
         if let Some(node) = index.get(&i.spec.node_name).map(|&k| &mut snapshot[k]) {
             let (memory, cpu) = requests(i);
             node.allocated.memory += memory;
@@ -87,9 +89,9 @@ pub fn pass(
             }
         }
     }
-    let unbound: Vec<(Value, Instance)> = instances
-        .into_iter()
+    let unbound: Vec<(Value, &Instance)> = instances()
         .filter(|(_, i)| i.spec.node_name.is_empty())
+        .map(|(value, i)| (value.clone(), i))
         .collect();
     let pending: Vec<scheduler::Pending> = unbound
         .iter()

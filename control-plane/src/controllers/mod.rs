@@ -1,39 +1,31 @@
 //! Controllers: level-triggered loops over the store.
 //!
-//! Each pass reads the whole desired and observed state, computes what is
-//! missing with a pure `reconcile` function, and applies it. Nothing depends
-//! on having seen an earlier event, so a pass is safe to rerun at any time,
-//! after any crash: the loop wakes on every store write and at least every
-//! [`RESYNC`].
+//! Every pass first brings the controllers' [`cache::Cache`] up to the
+//! store's latest revision; the workloads its changes concern go into a
+//! [`queue::WorkQueue`], and each is reconciled from the whole of its
+//! current state with a pure `reconcile` function. Nothing depends on having
+//! seen an earlier event, so a reconcile is safe to rerun at any time, after
+//! any crash: the loop wakes on every store write and at least every
+//! [`RESYNC`], and every workload is queued again every [`FULL_RESYNC`].
 
 pub mod binder;
+pub mod cache;
 pub mod events;
 pub mod nodes;
+pub mod queue;
 pub mod workloads;
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use serde_json::Value;
+use std::time::{Duration, Instant};
 
 use crate::store::{Store, StoreError};
 
-/// Every object of `kind`, stored (to write back) and decoded (to read);
-/// objects that do not decode are left out.
-fn list_decoded<T: serde::de::DeserializeOwned>(
-    store: &dyn Store,
-    kind: &str,
-) -> Result<Vec<(Value, T)>, StoreError> {
-    Ok(store
-        .list(kind, None)?
-        .items
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok().map(|t| (v, t)))
-        .collect())
-}
-
 /// Longest time between two passes.
 pub const RESYNC: Duration = Duration::from_secs(2);
+
+/// How often every workload is reconciled whether or not anything changed
+/// (as an informer's resync: a safety net, not a source of truth).
+pub const FULL_RESYNC: Duration = Duration::from_secs(30);
 
 /// How often expired Events are deleted.
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
@@ -44,27 +36,90 @@ pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 
 /// Removes modules nothing names any more (see [`BLOB_GRACE`]).
 fn collect_blobs(
-    store: &dyn Store,
+    cache: &cache::Cache,
     blobs: &crate::store::BlobStore,
-    unreferenced: &mut std::collections::HashMap<String, std::time::Instant>,
+    unreferenced: &mut std::collections::HashMap<String, Instant>,
 ) -> Result<usize, StoreError> {
-    let mut referenced = std::collections::HashSet::new();
-    for workload in store.list("Workload", None)?.items {
-        if let Some(digest) = workload["spec"]["module"]["sha256"].as_str() {
-            referenced.insert(digest.to_string());
-        }
-    }
-    for instance in store.list("Instance", None)?.items {
-        if let Some(digest) = instance["spec"]["template"]["module"]["sha256"].as_str() {
-            referenced.insert(digest.to_string());
-        }
-    }
+    // From the stored JSON, so a module named by an object this version
+    // cannot decode is kept too.
+    let workloads = cache
+        .workloads
+        .entries()
+        .map(|e| &e.value["spec"]["module"]);
+    let instances = cache
+        .instances
+        .entries()
+        .map(|e| &e.value["spec"]["template"]["module"]);
+    let referenced = workloads
+        .chain(instances)
+        .filter_map(|module| module["sha256"].as_str().map(str::to_string))
+        .collect();
     blobs
         .collect_garbage(&referenced, BLOB_GRACE, unreferenced)
         .map_err(|e| StoreError::Backend(format!("module garbage collection: {e}")))
 }
 
-/// Runs every controller until the process ends.
+/// What the controllers keep from one pass to the next.
+struct Controllers {
+    store: Arc<dyn Store>,
+    blobs: Arc<crate::store::BlobStore>,
+    strategy: flotilla_scheduler::Strategy,
+    cache: cache::Cache,
+    queue: queue::WorkQueue<cache::Key>,
+    lifecycle: nodes::NodeLifecycle,
+    last_full_resync: Instant,
+    last_gc: Instant,
+    /// Since when each module has been named by nothing (on this clock).
+    unreferenced: std::collections::HashMap<String, Instant>,
+}
+
+impl Controllers {
+    /// One pass of every controller (blocking: it reads and writes the store).
+    fn pass(&mut self) {
+        let store = self.store.as_ref();
+        let changed = match self.cache.sync(store) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!("controllers cannot read the store: {e}");
+                return;
+            }
+        };
+        self.queue.extend(changed.workloads);
+        if self.last_full_resync.elapsed() >= FULL_RESYNC {
+            self.last_full_resync = Instant::now();
+            self.queue.extend(self.cache.workloads.keys().cloned());
+        }
+        let mut failed = Vec::new();
+        while let Some(key) = self.queue.pop() {
+            if let Err(e) = workloads::reconcile_key(store, &self.cache, &key) {
+                tracing::warn!("workload controller: {}/{}: {e}", key.0, key.1);
+                failed.push(key);
+            }
+        }
+        // Retried on the next pass (at the latest after RESYNC).
+        self.queue.extend(failed);
+        match self.lifecycle.pass(store, &self.cache) {
+            Ok(nodes) => {
+                if let Err(e) = binder::pass(store, &self.cache, &nodes, self.strategy) {
+                    tracing::warn!("binder: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("node lifecycle: {e}"),
+        }
+        if self.last_gc.elapsed() >= EVENT_GC_EVERY {
+            self.last_gc = Instant::now();
+            if let Err(e) = events::collect_garbage(store) {
+                tracing::warn!("event garbage collection: {e}");
+            }
+            if let Err(e) = collect_blobs(&self.cache, &self.blobs, &mut self.unreferenced) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// Runs every controller until the process ends. Passes run on a blocking
+/// thread: they wait on the store, and the API's async workers must not.
 pub async fn run(
     store: Arc<dyn Store>,
     blobs: Arc<crate::store::BlobStore>,
@@ -72,32 +127,34 @@ pub async fn run(
     strategy: flotilla_scheduler::Strategy,
 ) {
     let mut wake = store.subscribe();
-    let mut lifecycle = nodes::NodeLifecycle::new(node_grace);
-    let mut last_gc = std::time::Instant::now() - EVENT_GC_EVERY;
-    // Since when each module has been named by nothing (on this clock).
-    let mut unreferenced = std::collections::HashMap::new();
+    let start = || Controllers {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        strategy,
+        cache: cache::Cache::default(),
+        queue: queue::WorkQueue::default(),
+        lifecycle: nodes::NodeLifecycle::new(node_grace),
+        last_full_resync: Instant::now(),
+        last_gc: Instant::now() - EVENT_GC_EVERY,
+        unreferenced: std::collections::HashMap::new(),
+    };
+    let mut controllers = start();
     loop {
-        let pass_started = std::time::Instant::now();
-        if let Err(e) = workloads::pass(store.as_ref()) {
-            tracing::warn!("workload controller: {e}");
-        }
-        match lifecycle.pass(store.as_ref()) {
-            Ok(nodes) => {
-                if let Err(e) = binder::pass(store.as_ref(), &nodes, strategy) {
-                    tracing::warn!("binder: {e}");
-                }
+        let pass_started = Instant::now();
+        controllers = match tokio::task::spawn_blocking(move || {
+            controllers.pass();
+            controllers
+        })
+        .await
+        {
+            Ok(controllers) => controllers,
+            Err(e) => {
+                // A panic in a pass: its cache may be half-applied, so the
+                // controllers start over from a fresh list.
+                tracing::error!("a controller pass panicked ({e}); the controllers start again");
+                start()
             }
-            Err(e) => tracing::warn!("node lifecycle: {e}"),
-        }
-        if last_gc.elapsed() >= EVENT_GC_EVERY {
-            last_gc = std::time::Instant::now();
-            if let Err(e) = events::collect_garbage(store.as_ref()) {
-                tracing::warn!("event garbage collection: {e}");
-            }
-            if let Err(e) = collect_blobs(store.as_ref(), &blobs, &mut unreferenced) {
-                tracing::warn!("{e}");
-            }
-        }
+        };
         let pass_took = pass_started.elapsed();
         // Coalesce bursts of writes (including our own) into one pass: wait
         // about as long as a pass takes (at most 2 ms), so a quiet store

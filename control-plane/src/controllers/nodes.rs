@@ -21,6 +21,7 @@ use flotilla_spec::instance::Instance;
 use flotilla_spec::node::Node;
 use serde_json::Value;
 
+use super::cache::Cache;
 use super::events::{event, record, Severity};
 use crate::store::{Store, StoreError};
 
@@ -60,29 +61,33 @@ impl NodeLifecycle {
 
     /// One pass: judges every lease, marks lost nodes NotReady, fences and
     /// evicts their instances. Returns every node with its readiness.
-    pub fn pass(&mut self, store: &dyn Store) -> Result<Vec<(Node, bool)>, StoreError> {
+    pub fn pass(
+        &mut self,
+        store: &dyn Store,
+        cache: &Cache,
+    ) -> Result<Vec<(Node, bool)>, StoreError> {
         let now = Instant::now();
-        let nodes: Vec<(Value, Node)> = super::list_decoded(store, "Node")?;
-        let names: std::collections::HashSet<&str> = nodes
-            .iter()
+        let names: std::collections::HashSet<&str> = cache
+            .nodes
+            .decoded()
             .map(|(_, n)| n.metadata.name.as_str())
             .collect();
         self.renewals
             .retain(|name, _| names.contains(name.as_str()));
-        let mut judged = Vec::with_capacity(nodes.len());
+        let mut judged = Vec::with_capacity(names.len());
         let mut lost = BTreeSet::new();
-        for (value, node) in nodes {
-            let ready = self.renewed(&node, now);
+        for (value, node) in cache.nodes.decoded() {
+            let ready = self.renewed(node, now);
             if !ready {
                 lost.insert(node.metadata.name.clone());
                 if node.status.as_ref().is_some_and(|s| s.ready) {
-                    mark_not_ready(store, value, self.grace)?;
+                    mark_not_ready(store, value.clone(), self.grace)?;
                 }
             }
-            judged.push((node, ready));
+            judged.push((node.clone(), ready));
         }
         if !lost.is_empty() {
-            evict(store, &lost)?;
+            evict(store, cache, &lost)?;
         }
         Ok(judged)
     }
@@ -132,12 +137,11 @@ fn warn(
 }
 
 /// Fences, then evicts, every instance bound to a node in `lost`.
-fn evict(store: &dyn Store, lost: &BTreeSet<String>) -> Result<(), StoreError> {
-    let doomed: Vec<Instance> = store
-        .list("Instance", None)?
-        .items
-        .into_iter()
-        .filter_map(|v| serde_json::from_value::<Instance>(v).ok())
+fn evict(store: &dyn Store, cache: &Cache, lost: &BTreeSet<String>) -> Result<(), StoreError> {
+    let doomed: Vec<&Instance> = cache
+        .instances
+        .decoded()
+        .map(|(_, i)| i)
         .filter(|i| lost.contains(&i.spec.node_name))
         .collect();
     // Fence first: once the epoch is raised, the old bindings are stale
@@ -146,7 +150,7 @@ fn evict(store: &dyn Store, lost: &BTreeSet<String>) -> Result<(), StoreError> {
     for node in fenced {
         raise_epoch(store, node)?;
     }
-    for instance in &doomed {
+    for instance in doomed {
         let (ns, name) = (&instance.metadata.namespace, &instance.metadata.name);
         match store.delete("Instance", ns, name) {
             Ok(_) => {

@@ -3,14 +3,12 @@
 //! instances made from an older spec; deletes instances whose Workload is
 //! gone; writes the Workload's status.
 
-use std::collections::HashMap;
-
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceSpec, Phase};
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, OwnerReference, API_VERSION};
 use flotilla_spec::workload::{Condition, Workload, WorkloadStatus};
-use serde_json::Value;
 
+use super::cache::{Cache, Entry, Key};
 use super::events::{event, record, Severity};
 use crate::store::{Store, StoreError};
 
@@ -124,64 +122,38 @@ fn new_instance(workload: &Workload) -> Instance {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Option<T> {
-    match serde_json::from_value(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::warn!("skipping an undecodable stored object: {e}");
-            None
-        }
-    }
-}
-
-/// One pass over every workload.
-pub fn pass(store: &dyn Store) -> Result<(), StoreError> {
-    let workloads: Vec<Workload> = store
-        .list("Workload", None)?
-        .items
-        .into_iter()
-        .filter_map(decode)
-        .collect();
-    // An instance that cannot be decoded still counts: its workload is left
-    // alone this pass rather than given replacements it may not need.
-    let mut unreadable_owners: std::collections::HashSet<String> = Default::default();
-    let mut instances: Vec<Instance> = Vec::new();
-    for value in store.list("Instance", None)?.items {
-        let owner = value["metadata"]["ownerReferences"][0]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        match decode::<Instance>(value) {
-            Some(instance) => instances.push(instance),
-            None => {
-                unreadable_owners.insert(owner);
+/// Brings one workload's instances to its spec (the work queue's unit of
+/// work). A workload that is gone, or was re-created under the same name
+/// (another uid), leaves instances no workload owns: they are deleted. A
+/// workload or one of its instances that this version cannot decode is left
+/// alone, rather than given replacements or deleted on a misreading.
+pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<(), StoreError> {
+    let workload = match cache.workloads.get(key) {
+        Some(Entry {
+            object: Some(workload),
+            ..
+        }) => Some(workload),
+        Some(Entry { object: None, .. }) => return Ok(()),
+        None => None,
+    };
+    let mut mine = Vec::new();
+    for entry in cache.owned_by(key) {
+        let owner_uid = entry.value["metadata"]["ownerReferences"][0]["uid"].as_str();
+        let owned = workload.is_some_and(|w| owner_uid == Some(w.metadata.uid.as_str()));
+        match (&entry.object, owned) {
+            (Some(instance), true) => mine.push(instance.clone()),
+            (None, true) => return Ok(()),
+            // Owned by no workload, or by an earlier one of this name.
+            (_, false) => {
+                let name = entry.value["metadata"]["name"].as_str().unwrap_or_default();
+                delete_instance(store, &key.0, name)?;
             }
         }
     }
-    let mut owned: HashMap<&str, Vec<Instance>> = HashMap::new();
-    for instance in &instances {
-        let owner = instance
-            .metadata
-            .owner_references
-            .first()
-            .map(|o| o.uid.as_str())
-            .unwrap_or_default();
-        owned.entry(owner).or_default().push(instance.clone());
-    }
-    for workload in &workloads {
-        let mine = owned
-            .remove(workload.metadata.uid.as_str())
-            .unwrap_or_default();
-        if unreadable_owners.contains(&workload.metadata.uid) {
-            continue;
-        }
+    if let Some(workload) = workload {
         for action in reconcile(workload, &mine) {
             apply(store, workload, action)?;
         }
-    }
-    // Whatever is left has no workload any more: garbage.
-    for orphan in owned.into_values().flatten() {
-        delete_instance(store, &orphan.metadata.namespace, &orphan.metadata.name)?;
     }
     Ok(())
 }
