@@ -9,7 +9,9 @@
 //! - [`node`]: the agent loop — registers the node, heartbeats, and keeps one
 //!   [`supervisor`] per Instance bound to the node (list + watch, with a local
 //!   [`journal`] to restart them without the control plane);
-//! - [`supervisor`]: fetch, run, restart with backoff, report;
+//! - [`supervisor`]: fetch, run, restart with backoff, report; daemon runs
+//!   execute on the niced [`guest_threads`], and their restarts draw on the
+//!   node's [`restart_budget`];
 //! - [`report`]: status and events back to the API; [`logs`]: logs on disk;
 //! - [`serving`], [`endpoints`], [`ingress`], [`cluster_view`]: `http`
 //!   workloads — replicas registered per workload, and the listener that
@@ -23,6 +25,7 @@ pub mod cluster_view;
 pub mod credentials;
 pub mod disk_budget;
 pub mod endpoints;
+pub mod guest_threads;
 pub mod host_paths;
 pub mod ingress;
 pub mod journal;
@@ -32,6 +35,7 @@ pub mod node_port;
 pub mod outbound;
 pub mod peers;
 pub mod report;
+pub mod restart_budget;
 pub mod runtime;
 pub mod serving;
 pub mod supervisor;

@@ -47,6 +47,8 @@ pub struct AgentConfig {
     /// Instances the node can hold at once (its runtime's instance slots):
     /// advertised so the scheduler never places more.
     pub max_instances: u32,
+    /// Crash restarts this node makes a second, all instances together.
+    pub max_restarts_per_second: u32,
     /// What the ingress allows a client.
     pub ingress_limits: crate::ingress::IngressLimits,
     /// Most bytes of downloaded modules and compiled code kept on disk.
@@ -96,6 +98,8 @@ pub struct Agent {
     /// Instances this agent could not read, with the resourceVersion it last
     /// reported (so each version is reported once).
     undecodable: HashMap<String, String>,
+    /// Kept for as long as the agent: daemon runs execute on them.
+    _guest_threads: Option<crate::guest_threads::GuestThreads>,
 }
 
 fn key(i: &Instance) -> String {
@@ -126,7 +130,16 @@ impl Agent {
             tracing::warn!("cannot make {} private: {e}", config.data_dir.display());
         }
         let client = Client::new(&config.server, config.credentials.client_credentials())?;
+        let guest_threads = match crate::guest_threads::GuestThreads::start() {
+            Ok(threads) => Some(threads),
+            Err(e) => {
+                tracing::warn!("cannot start the daemon guests' threads ({e}); daemons share the agent's threads");
+                None
+            }
+        };
         let ctx = Arc::new(NodeContext {
+            guests: guest_threads.as_ref().and_then(|t| t.handle()),
+            restarts: crate::restart_budget::RestartBudget::new(config.max_restarts_per_second),
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
             client,
@@ -156,6 +169,7 @@ impl Agent {
             journal_dirty: false,
             journal_writer: None,
             undecodable: HashMap::new(),
+            _guest_threads: guest_threads,
         })
     }
 

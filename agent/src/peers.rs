@@ -27,6 +27,10 @@ type Connection = (String, SendRequest<Full<Bytes>>);
 pub struct Peers {
     credentials: Arc<NodeCredentials>,
     connections: Mutex<HashMap<String, Connection>>,
+    /// The agent's own runtime: connections are made and driven there even
+    /// when a daemon's guest (on the niced guest threads) asks first, since
+    /// forwarded http requests share them.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Peers {
@@ -35,6 +39,7 @@ impl Peers {
         Self {
             credentials,
             connections: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -50,28 +55,39 @@ impl Peers {
         let name = ServerName::try_from(flotilla_trust::names::node_server_name(node))
             .map_err(|e| e.to_string())?;
         let config = self.credentials.peer_config();
-        let connect = async {
-            let tcp = tokio::net::TcpStream::connect(address)
+        let (peer, to) = (node.to_string(), address.to_string());
+        let said = peer.clone();
+        let connect = async move {
+            let tcp = tokio::net::TcpStream::connect(&to)
                 .await
                 .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("TLS: {e} (is it node {node}?)"))?;
+                .map_err(|e| format!("TLS: {e} (is it node {said}?)"))?;
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
                 .await
                 .map_err(|e| e.to_string())
         };
-        let (sender, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
-        let peer = node.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection to node {peer}: {e}");
-            }
-        });
+        let connect = async move {
+            let (sender, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("connection to node {peer}: {e}");
+                }
+            });
+            Ok::<_, String>(sender)
+        };
+        let sender = match &self.runtime {
+            Some(runtime) => runtime
+                .spawn(connect)
+                .await
+                .map_err(|e| format!("connecting: {e}"))??,
+            None => connect.await?,
+        };
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())

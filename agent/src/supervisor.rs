@@ -46,6 +46,10 @@ pub struct NodeContext {
     pub ingress: std::sync::OnceLock<Arc<crate::ingress::Ingress>>,
     /// Which host directories may be granted here.
     pub host_paths: crate::host_paths::HostPathPolicy,
+    /// Where daemon runs execute (`None`: on the caller's runtime).
+    pub guests: Option<tokio::runtime::Handle>,
+    /// How fast the node restarts crashed instances, all together.
+    pub restarts: crate::restart_budget::RestartBudget,
 }
 
 /// The backoff of a restart policy, parsed.
@@ -430,9 +434,18 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             format!("Started on {}", ctx.node_name),
         );
         let started = Instant::now();
+        let run = {
+            let module = module.clone();
+            crate::guest_threads::run_on(ctx.guests.as_ref(), async move { module.run(spec).await })
+        };
+        let run = async {
+            run.await.unwrap_or_else(|e| {
+                Err(RuntimeError::Engine(format!("the run's task failed: {e}")))
+            })
+        };
         let result = if probed {
             tokio::select! {
-                result = module.run(spec) => Some(result),
+                result = run => Some(result),
                 why = watch_probes(&watchdog, probes, &mut status, report) => {
                     event(Severity::Warning, "Unhealthy", why.clone());
                     if let Some(log) = &log {
@@ -449,7 +462,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
                 }
             }
         } else {
-            Some(module.run(spec).await)
+            Some(run.await)
         };
         let (ended, exit) = match result {
             // Killed by its liveness probe: a failure, for the restart policy.
@@ -499,12 +512,23 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         if started.elapsed() >= backoff.reset_after {
             consecutive = 0;
         }
-        let delay = backoff.delay(consecutive);
+        let own = backoff.delay(consecutive);
         consecutive = consecutive.saturating_add(1);
         status.restarts += 1;
+        // The node's budget is reserved after this instance's own backoff,
+        // so its slot is the first free one once that is over.
+        let budget = ctx.restarts.reserve(Instant::now() + own);
+        let delay = own + budget;
         if !delay.is_zero() {
             status.phase = Phase::CrashLoopBackOff;
-            status.message = format!("back-off {delay:?} restarting failed instance");
+            status.message = if !budget.is_zero() {
+                format!(
+                    "back-off {delay:?} restarting failed instance (this node restarts at most {} instances a second: --max-restarts-per-second)",
+                    ctx.restarts.per_second()
+                )
+            } else {
+                format!("back-off {delay:?} restarting failed instance")
+            };
             report(&status);
             event(Severity::Warning, "BackOff", status.message.clone());
             tokio::time::sleep(delay).await;

@@ -26,6 +26,11 @@ pub struct UpArgs {
     /// Instances this node can hold at once (slots reserved by the pooling allocator).
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Crash restarts this node makes a second, all instances together
+    /// (each instance's own backoff comes first; past this rate restarts
+    /// queue, so crash loops cannot take the node's CPU).
+    #[arg(long, default_value_t = flotilla_agent::restart_budget::DEFAULT_RESTARTS_PER_SECOND)]
+    max_restarts_per_second: u32,
     /// Where the node's HTTP ingress listens (`off`: none).
     #[arg(long, default_value = crate::agent::DEFAULT_INGRESS)]
     ingress: String,
@@ -77,6 +82,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         ingress_address: crate::agent::address_of(&ingress),
         node_address: node_port.local_addr()?.to_string(),
         max_instances: args.max_instances,
+        max_restarts_per_second: args.max_restarts_per_second,
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path.clone(),
         module_cache_bytes: args.module_cache_size,

@@ -113,9 +113,14 @@ impl Cluster {
         }
     }
 
+    /// The process id (0 when not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
     /// The process's peak resident set (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or_default();
+        let pid = self.pid();
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap_or_default()
             .lines()

@@ -48,7 +48,10 @@ fn the_api_describes_itself_and_schemathesis_finds_no_server_error() {
             "--phases",
             "examples,fuzzing",
         ])
-        .args(["--max-examples", "40", "--workers", "2", "--seed", "7"])
+        // One worker: with two, hypothesis's lambda-source cache raced
+        // between its threads ("FlakyFailure … KeyError" in the examples
+        // phase), an error of the tool, not of the server.
+        .args(["--max-examples", "40", "--workers", "1", "--seed", "7"])
         .current_dir(c.dir.path())
         .output()
         .unwrap();

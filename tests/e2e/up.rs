@@ -259,6 +259,116 @@ fn a_crashing_module_is_restarted_with_backoff() {
     assert!(previous.contains("exiting with 3"), "{previous}");
 }
 
+const LOOPERS: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: loopers}
+spec:
+  module: {source: "file:MODULES/exit-code.wasm"}
+  args: ["3"]
+  replicas: 10
+  restartPolicy: {policy: Always, backoff: {initial: 10ms, max: 10ms}}
+"#;
+
+fn total_restarts(c: &Cluster) -> u64 {
+    c.items("instances")
+        .iter()
+        .filter_map(|i| i["status"]["restarts"].as_u64())
+        .sum()
+}
+
+#[test]
+fn crash_loops_share_the_nodes_restart_budget() {
+    let c = Cluster::start_up_with(&["--max-restarts-per-second", "5"]);
+    let manifest = c.manifest("loopers.yaml", LOOPERS);
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    // Past the first burst (5), restarts queue for the node's budget.
+    c.wait_until("20 restarts", Duration::from_secs(30), || {
+        total_restarts(&c) >= 20
+    });
+    let (started, before) = (std::time::Instant::now(), total_restarts(&c));
+    // A rate needs a window: 4 s is 20 restarts at the budget, and would be
+    // about 2,000 at the loopers' own 10 ms backoff.
+    std::thread::sleep(Duration::from_secs(4));
+    let rate = (total_restarts(&c) - before) as f64 / started.elapsed().as_secs_f64();
+    assert!(
+        (1.5..=8.0).contains(&rate),
+        "{rate:.1} restarts/s with a budget of 5/s"
+    );
+    let told = c.items("instances").iter().any(|i| {
+        i["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--max-restarts-per-second"))
+    });
+    assert!(told, "{}", c.ok(&["get", "instances", "-o", "json"]));
+}
+
+const SPINNER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: spinner}
+spec:
+  module: {source: "file:MODULES/spinner.wasm"}
+  resources: {limits: {cpu: 500m}}
+"#;
+
+/// (name, nice, CPU clock ticks used) of every thread of process `pid`.
+fn threads_of(pid: u32) -> Vec<(String, i64, u64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Fields after the command's closing parenthesis, from state
+            // (field 3): utime and stime are fields 14 and 15, nice 19.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((
+                name.trim().to_string(),
+                fields.get(16)?.parse().ok()?,
+                ticks,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn daemon_guests_run_on_niced_threads() {
+    let c = Cluster::start();
+    let manifest = c.manifest("spinner.yaml", SPINNER);
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("the spinner runs", Duration::from_secs(20), || {
+        running(&c, 1)
+    });
+    // The spinner burns half a core: its CPU time shows on the guest
+    // threads (1 s at 500m is about 50 ticks; wait for a tenth of it).
+    let guest_ticks = |threads: &[(String, i64, u64)]| -> u64 {
+        threads
+            .iter()
+            .filter(|(n, _, _)| n == "flotilla-guest")
+            .map(|t| t.2)
+            .sum()
+    };
+    c.wait_until("guest threads use CPU", Duration::from_secs(20), || {
+        guest_ticks(&threads_of(c.pid())) >= 5
+    });
+    let threads = threads_of(c.pid());
+    let guests: Vec<_> = threads
+        .iter()
+        .filter(|(n, _, _)| n == "flotilla-guest")
+        .collect();
+    assert!(guests.iter().all(|(_, nice, _)| *nice == 10), "{threads:?}");
+    // The agent's own threads (heartbeats, ingress, API) are not niced.
+    assert!(
+        threads
+            .iter()
+            .any(|(n, nice, _)| n.starts_with("tokio") && *nice == 0),
+        "{threads:?}"
+    );
+}
+
 #[test]
 fn stale_update_is_409_and_no_token_is_401() {
     let c = Cluster::start();

@@ -161,7 +161,7 @@ fn background_compile_threads() {
 
 /// Gives the calling thread nice 10 (Linux: per thread). Failure is
 /// harmless: the thread keeps its priority.
-pub(crate) fn lower_thread_priority() {
+pub fn lower_thread_priority() {
     // SAFETY: gettid has no preconditions; setpriority takes plain integers
     // and only changes the scheduling priority of this thread.
     let result = unsafe {
@@ -170,7 +170,7 @@ pub(crate) fn lower_thread_priority() {
     };
     if result != 0 {
         tracing::debug!(
-            "cannot lower a compile thread's priority: {}",
+            "cannot lower a background thread's priority: {}",
             std::io::Error::last_os_error()
         );
     }

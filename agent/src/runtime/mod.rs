@@ -21,7 +21,7 @@ mod state;
 mod stdin;
 mod watchdog;
 
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{lower_thread_priority, Runtime, RuntimeConfig};
 pub use error::RuntimeError;
 pub use http::{plain_response, HandlerSpec, Outbound, ResponseBody, Served};
 pub use module::{LoadedModule, ModuleKind};
