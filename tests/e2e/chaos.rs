@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::netns::{ip, ready_nodes, Network};
 
 const SLEEPER: &str = r#"
@@ -38,6 +41,30 @@ struct Chaos {
 }
 
 impl Chaos {
+    /// A server and two agents in their namespaces, the server's data on a
+    /// 48 MB tmpfs; `None` (with a message) where namespaces or mounts are
+    /// not allowed.
+    fn start(tag: &str) -> Option<(Chaos, PathBuf)> {
+        let net = match Network::create(tag) {
+            Ok(net) => net,
+            Err(e) => {
+                eprintln!("SKIPPED chaos: cannot make network namespaces here ({e}); run as root with iproute2");
+                return None;
+            }
+        };
+        let data = net.dir.path().join("server-data");
+        if let Err(e) = net.tmpfs(&data, "48m") {
+            eprintln!("SKIPPED chaos: cannot mount a tmpfs ({e}); run as root");
+            return None;
+        }
+        net.start_fleet(&data);
+        let chaos = Chaos {
+            modules: crate::support::root().join("target/sample-modules"),
+            net,
+        };
+        Some((chaos, data))
+    }
+
     fn cli_ok(&self, args: &[&str]) -> Result<String, String> {
         let out = self.net.cli(args);
         if out.status.success() {
@@ -115,24 +142,33 @@ impl Chaos {
         }
     }
 
-    /// Only the node an instance is bound to writes its log.
+    /// Every instance the API shows Running really runs — its log grows on
+    /// the node it is bound to (a status written before a `kill -9` would
+    /// otherwise pass for it) — and only that node writes its log.
     fn runs_once(&self) {
-        let bound: BTreeMap<String, String> = self
-            .net
-            .items("instances")
+        let instances = self.net.items("instances");
+        let name_of = |i: &serde_json::Value| {
+            i["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let bound: BTreeMap<String, String> = instances
             .iter()
             .map(|i| {
                 (
-                    i["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
+                    name_of(i),
                     i["spec"]["nodeName"]
                         .as_str()
                         .unwrap_or_default()
                         .to_string(),
                 )
             })
+            .collect();
+        let running: Vec<String> = instances
+            .iter()
+            .filter(|i| i["status"]["phase"] == "Running")
+            .map(name_of)
             .collect();
         let sizes = || -> Vec<(String, String, u64)> {
             let mut found = Vec::new();
@@ -157,11 +193,17 @@ impl Chaos {
         let before = sizes();
         std::thread::sleep(Duration::from_secs(2));
         let after = sizes();
-        for (node, name, size) in &after {
-            let grew = before
-                .iter()
-                .any(|(n, i, s)| n == node && i == name && s < size);
-            if grew {
+        let grew = |node: &str, name: &str| {
+            after.iter().any(|(n, i, size)| {
+                n == node
+                    && i == name
+                    && before
+                        .iter()
+                        .any(|(bn, bi, bs)| bn == n && bi == i && bs < size)
+            })
+        };
+        for (node, name, _) in &after {
+            if grew(node, name) {
                 assert_eq!(
                     bound.get(name),
                     Some(node),
@@ -169,6 +211,15 @@ impl Chaos {
                     bound.get(name)
                 );
             }
+        }
+        for name in &running {
+            let node = &bound[name];
+            assert!(
+                grew(node, name),
+                "instance {name} is Running on {node} as the API tells it, but its log there does not grow\n{}:\n{}",
+                node,
+                self.net.log(node.trim_start_matches("edge-"))
+            );
         }
     }
 }
@@ -184,24 +235,10 @@ fn fill(path: &Path) -> std::io::Result<()> {
 
 #[test]
 fn workloads_converge_through_kills_a_partition_and_a_full_disk() {
-    let net = match Network::create("c") {
-        Ok(net) => net,
-        Err(e) => {
-            eprintln!("SKIPPED chaos: cannot make network namespaces here ({e}); run as root with iproute2");
-            return;
-        }
-    };
-    let data = net.dir.path().join("server-data");
-    if let Err(e) = net.tmpfs(&data, "48m") {
-        eprintln!("SKIPPED chaos: cannot mount a tmpfs ({e}); run as root");
+    let Some((chaos, data)) = Chaos::start("c") else {
         return;
-    }
-    let chaos = Chaos {
-        modules: crate::support::root().join("target/sample-modules"),
-        net,
     };
     let net = &chaos.net;
-    net.start_fleet(&data);
 
     let mut model = Model::new();
     let acknowledge = |model: &mut Model, name: &str, replicas: u64| {
@@ -292,4 +329,125 @@ fn workloads_converge_through_kills_a_partition_and_a_full_disk() {
     net.restart("server");
     chaos.converged(&model, "a restart after the full disk");
     chaos.runs_once();
+}
+
+/// Applies, scales or deletes at random (up to six workloads), recording in
+/// `model` what the API acknowledged.
+fn write_randomly(
+    chaos: &Chaos,
+    rng: &mut StdRng,
+    model: &mut Model,
+    next: &mut u32,
+    times: usize,
+) {
+    for _ in 0..times {
+        let existing: Vec<String> = model.keys().cloned().collect();
+        let pick = |rng: &mut StdRng| existing[rng.random_range(0..existing.len())].clone();
+        match rng.random_range(0..3) {
+            0 if existing.len() < 6 => {
+                *next += 1;
+                let (name, replicas) = (format!("r{next}"), rng.random_range(0..=3));
+                chaos
+                    .apply(&name, replicas)
+                    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+                model.insert(name, replicas);
+            }
+            1 if !existing.is_empty() => {
+                let (name, replicas) = (pick(rng), rng.random_range(0..=3));
+                chaos
+                    .apply(&name, replicas)
+                    .unwrap_or_else(|e| panic!("scale {name}: {e}"));
+                model.insert(name, replicas);
+            }
+            _ if !existing.is_empty() => {
+                let name = pick(rng);
+                chaos
+                    .cli_ok(&["delete", "workload", &name])
+                    .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+                model.remove(&name);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The long form: random faults in a random order, with random writes
+/// around them. `CHAOS_STEPS` (default 6 in CI) and `CHAOS_SEED` (default:
+/// the clock; printed, so a failure can be replayed).
+#[test]
+fn a_random_loop_of_faults_keeps_the_invariants() {
+    let steps: usize = std::env::var("CHAOS_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!(
+        "chaos loop: {steps} steps, seed {seed} (CHAOS_SEED={seed} CHAOS_STEPS={steps} replays it)"
+    );
+    let Some((chaos, data)) = Chaos::start("r") else {
+        return;
+    };
+    let net = &chaos.net;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut model, mut next) = (Model::new(), 0);
+    write_randomly(&chaos, &mut rng, &mut model, &mut next, 3);
+    chaos.converged(&model, "the first writes");
+    for step in 1..=steps {
+        let what = match rng.random_range(0..5) {
+            0 => {
+                net.kill("server");
+                let down = chaos.apply("lost", 1).unwrap_err();
+                assert!(down.contains("cannot reach the Flotilla API"), "{down}");
+                net.restart("server");
+                "kill -9 of the server".to_string()
+            }
+            1 => {
+                let agent = ["a", "b"][rng.random_range(0..2)];
+                net.kill(agent);
+                write_randomly(&chaos, &mut rng, &mut model, &mut next, 3);
+                net.restart(agent);
+                format!("kill -9 of edge-{agent} while writing")
+            }
+            2 => {
+                let agent = ["a", "b"][rng.random_range(0..2)];
+                let seconds = rng.random_range(3..=12);
+                ip(&["-n", &net.ns(agent), "link", "set", "eth0", "down"]).unwrap();
+                write_randomly(&chaos, &mut rng, &mut model, &mut next, 2);
+                std::thread::sleep(Duration::from_secs(seconds));
+                ip(&["-n", &net.ns(agent), "link", "set", "eth0", "up"]).unwrap();
+                net.wait_until("both nodes Ready", Duration::from_secs(30), || {
+                    ready_nodes(net) == 2
+                });
+                format!("a {seconds} s partition of edge-{agent}")
+            }
+            3 => {
+                // kill -9 while the disk is full, then start on it again.
+                let filler = data.join("filler");
+                let _ = fill(&filler);
+                for n in 0..50 {
+                    if chaos.apply(&format!("full{step}x{n}"), 0).is_err() {
+                        break;
+                    }
+                    model.insert(format!("full{step}x{n}"), 0);
+                }
+                net.kill("server");
+                std::fs::remove_file(&filler).unwrap();
+                net.restart("server");
+                "kill -9 on a full disk".to_string()
+            }
+            _ => {
+                write_randomly(&chaos, &mut rng, &mut model, &mut next, 4);
+                "writes".to_string()
+            }
+        };
+        chaos.converged(&model, &format!("step {step}: {what} (seed {seed})"));
+        chaos.runs_once();
+    }
 }
