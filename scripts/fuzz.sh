@@ -14,7 +14,10 @@ cd "$root/fuzz"
 export RUSTC_BOOTSTRAP=1
 mkdir -p corpus/manifest
 cp "$root"/examples/*.yaml corpus/manifest/
-for target in manifest quantity selectors journal; do
+mkdir -p corpus/cgi
+printf 'Content-Type: text/plain\r\nStatus: 201 Created\r\n\r\nmade\n' > corpus/cgi/status
+printf 'Location: /elsewhere\n\n' > corpus/cgi/redirect
+for target in manifest quantity selectors journal cgi; do
   mkdir -p "corpus/$target"
   log=$(mktemp)
   if ! cargo fuzz run --sanitizer none "$target" "corpus/$target" -- \
