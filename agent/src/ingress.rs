@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 
 use crate::cluster_view::{ClusterView, Endpoint};
 use crate::endpoints::{LocalEndpoints, Replica};
-use crate::peers::Peers;
+
+use crate::peers::{Peers, SendError};
 use crate::runtime::{plain_response, ResponseBody};
 
 /// On a forwarded request: the workload (`namespace/name`) it was routed to
@@ -301,8 +302,10 @@ impl Ingress {
             .min_by_key(|t| self.outstanding(t))
     }
 
-    /// Sends `request` to `endpoint`'s node; on a connection failure of an
-    /// idempotent request, once more to another endpoint.
+    /// Sends `request` to `endpoint`'s node; when the node cannot be
+    /// reached, once more to another endpoint — for any request that never
+    /// left this node, and for an idempotent one even if it may have (a
+    /// POST that may have reached a dying node is not sent twice).
     async fn forward(
         &self,
         workload: &str,
@@ -315,12 +318,20 @@ impl Ingress {
         let first = self
             .send(workload, &parts, body.clone(), endpoint, address)
             .await;
-        let Err(error) = first else {
-            return first.unwrap_or_else(|e| plain_response(502, e));
+        let error = match first {
+            Ok(response) => return response,
+            Err(error) => error,
         };
-        if !parts.method.is_idempotent() {
-            return plain_response(502, error);
+        if !may_retry(&parts.method, &error) {
+            return plain_response(
+                502,
+                format!(
+                    "{}; not retried: a {} may have reached it, and is not sent twice\n",
+                    error.message, parts.method
+                ),
+            );
         }
+        let error = error.message;
         tracing::info!("ingress: {error}; retrying {workload} elsewhere");
         match self.pick(targets, Some(&endpoint.node)) {
             Some(Target::Local(replica)) => {
@@ -331,7 +342,7 @@ impl Ingress {
             Some(Target::Remote(other, address)) => self
                 .send(workload, &parts, body, other, address)
                 .await
-                .unwrap_or_else(|e| plain_response(502, e)),
+                .unwrap_or_else(|e| plain_response(502, e.message)),
             None => plain_response(502, error),
         }
     }
@@ -344,7 +355,7 @@ impl Ingress {
         body: Bytes,
         endpoint: &Endpoint,
         address: &str,
-    ) -> Result<http::Response<ResponseBody>, String> {
+    ) -> Result<http::Response<ResponseBody>, SendError> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let host = parts
             .headers
@@ -358,7 +369,10 @@ impl Ingress {
         // HTTP/2: the host travels as the URI's authority.
         *request.uri_mut() = format!("https://{host}{path}")
             .parse()
-            .map_err(|e| format!("cannot forward to node {}: {e}", endpoint.node))?;
+            .map_err(|e| SendError {
+                message: format!("cannot forward to node {}: {e}", endpoint.node),
+                maybe_sent: false,
+            })?;
         let headers = request.headers_mut();
         for header in INTERNAL_HEADERS
             .iter()
@@ -367,20 +381,32 @@ impl Ingress {
         {
             headers.remove(*header);
         }
-        let value = http::HeaderValue::from_str(workload)
-            .map_err(|e| format!("cannot forward to node {}: {e}", endpoint.node))?;
+        let value = http::HeaderValue::from_str(workload).map_err(|e| SendError {
+            message: format!("cannot forward to node {}: {e}", endpoint.node),
+            maybe_sent: false,
+        })?;
         headers.insert(WORKLOAD_HEADER, value);
         let in_flight = InFlight::start(&self.remote_outstanding, &endpoint.instance);
         let result = self.peers.send(&endpoint.node, address, request).await;
         drop(in_flight);
         match result {
             Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
-            Err(e) => Err(format!(
-                "cannot reach node {} at {address} for {}: {e}",
-                endpoint.node, endpoint.instance
-            )),
+            Err(e) => Err(SendError {
+                message: format!(
+                    "cannot reach node {} at {address} for {}: {}",
+                    endpoint.node, endpoint.instance, e.message
+                ),
+                maybe_sent: e.maybe_sent,
+            }),
         }
     }
+}
+
+/// Whether a request the node could not answer may go to another replica:
+/// always if it never left this node; if it may have reached the node, only
+/// when sending it twice is harmless (an idempotent method).
+fn may_retry(method: &http::Method, error: &SendError) -> bool {
+    !error.maybe_sent || method.is_idempotent()
 }
 
 /// One request outstanding on a local replica, until dropped (also when
@@ -516,4 +542,21 @@ where
         (replica.on_failure)(failure);
     }
     served.response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_that_may_have_arrived_and_is_not_idempotent_stays_unretried() {
+        let error = |maybe_sent| SendError {
+            message: String::new(),
+            maybe_sent,
+        };
+        assert!(may_retry(&http::Method::POST, &error(false)));
+        assert!(!may_retry(&http::Method::POST, &error(true)));
+        assert!(may_retry(&http::Method::GET, &error(true)));
+        assert!(may_retry(&http::Method::PUT, &error(true)));
+    }
 }

@@ -133,3 +133,38 @@ pub fn stream(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_log_rotates_at_its_size_and_a_new_run_keeps_one_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogDir::new(dir.path());
+        let path = logs.path("default", "web-1", false);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let writer = LogWriter::open(&path, 100).unwrap();
+        for n in 0..30 {
+            writer.note(&format!("line {n:03}"));
+        }
+        let current = std::fs::read_to_string(&path).unwrap();
+        let rotated = std::fs::read_to_string(path.with_extension("log.1")).unwrap();
+        // 30 lines of 9 bytes: two rotations; never more than twice the size.
+        assert!(
+            current.len() <= 100 && rotated.len() <= 108,
+            "{current:?} {rotated:?}"
+        );
+        assert!(current.ends_with("line 029\n"), "{current:?}");
+        assert!(!current.contains("line 000") && !rotated.contains("line 000"));
+        // A new run: the current log becomes the previous one, the rotated
+        // part of the old run goes.
+        let next = logs.start_run("default", "web-1").unwrap();
+        next.note("run 2");
+        assert!(std::fs::read_to_string(logs.path("default", "web-1", true))
+            .unwrap()
+            .ends_with("line 029\n"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "run 2\n");
+        assert!(!path.with_extension("log.1").exists());
+    }
+}

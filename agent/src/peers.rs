@@ -23,6 +23,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// One open connection: the address it was made to, and its sender.
 type Connection = (String, SendRequest<Full<Bytes>>);
 
+/// Why a forwarded request got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether the request may have reached the node: only then is it unsafe
+    /// to send a non-idempotent request (a POST) elsewhere.
+    pub maybe_sent: bool,
+}
+
+impl SendError {
+    fn unsent(message: String) -> Self {
+        Self {
+            message,
+            maybe_sent: false,
+        }
+    }
+}
+
 /// Open connections to other nodes, by node name.
 pub struct Peers {
     credentials: Arc<NodeCredentials>,
@@ -101,18 +121,25 @@ impl Peers {
         node: &str,
         address: &str,
         request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, String> {
+    ) -> Result<http::Response<Incoming>, SendError> {
         let mut sender = match self.cached(node, address) {
             Some(sender) => sender,
-            None => self.connect(node, address).await?,
+            None => self
+                .connect(node, address)
+                .await
+                .map_err(SendError::unsent)?,
         };
         sender
             .ready()
             .await
-            .map_err(|e| format!("connection to node {node}: {e}"))?;
-        sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| SendError::unsent(format!("connection to node {node}: {e}")))?;
+        sender.try_send_request(request).await.map_err(|mut e| {
+            // hyper hands the request back when it was never written.
+            let maybe_sent = e.take_message().is_none();
+            SendError {
+                message: e.into_error().to_string(),
+                maybe_sent,
+            }
+        })
     }
 }

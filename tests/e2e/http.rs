@@ -458,18 +458,25 @@ fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
 
     // edge-b dies: requests through edge-a keep succeeding (a refused
     // connection is retried on another replica) before and after detection.
-    // Under concurrent load (4 clients), through detection and eviction.
+    // Under concurrent load (4 clients), through detection and eviction;
+    // half the clients POST: a request that never reached edge-b is safe to
+    // send elsewhere whatever its method.
     let _ = b.0.kill();
     let _ = b.0.wait();
     let started = std::time::Instant::now();
     let clients: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|k| {
             let ingress = ingress.clone();
             std::thread::spawn(move || {
                 let (mut failed, mut total) = (Vec::new(), 0);
+                let (method, body) = if k % 2 == 0 {
+                    ("GET", "")
+                } else {
+                    ("POST", "x=1")
+                };
                 while started.elapsed() < Duration::from_secs(8) {
                     total += 1;
-                    let (status, body) = request(&ingress, "GET", "hello.local", "/", "");
+                    let (status, body) = request(&ingress, method, "hello.local", "/", body);
                     if status != 200 {
                         failed.push(format!("{status} {body}"));
                     }
@@ -640,6 +647,38 @@ fn readiness_gates_which_replicas_get_requests() {
     let (status, body) = request(&ingress, "GET", "unready.local", "/", "");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("default/unready"), "{body}");
+}
+
+#[test]
+fn a_failing_http_liveness_probe_restarts_the_replica() {
+    let c = Cluster::start();
+    let ingress = ingress_of(&c, "node-1");
+    // / answers, /trap traps: the replica serves but its liveness fails.
+    let probed = TRAP.replace(
+        "execution: http",
+        "execution: http\n  probes: {liveness: {httpGet: {path: /trap}, period: 1s, timeout: 1s, failureThreshold: 2}}",
+    );
+    c.apply("trap.yaml", &probed);
+    ready(&c, "trap", 1);
+    assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
+    let restarts = || {
+        c.items("instances")
+            .first()
+            .and_then(|i| i["status"]["restarts"].as_u64())
+            .unwrap_or(0)
+    };
+    c.wait_until("2 liveness restarts", Duration::from_secs(30), || {
+        restarts() >= 2
+    });
+    let events = c.ok(&["get", "events"]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("liveness probe failed"),
+        "{events}"
+    );
+    // Restarted, it is registered again and serves.
+    c.wait_until("served again", Duration::from_secs(20), || {
+        request(&ingress, "GET", "trap.local", "/", "").0 == 200
+    });
 }
 
 #[test]
