@@ -60,6 +60,44 @@ pub struct WorkloadSpec {
     pub grants: Grants,
 }
 
+impl WorkloadSpec {
+    /// Whether an instance made from `self` is what `other` asks for:
+    /// every field an instance is made from is equal. The replica count is
+    /// not one of them — scaling keeps the instances there are.
+    pub fn same_template(&self, other: &WorkloadSpec) -> bool {
+        // Destructured, so a field added later must be placed on one side.
+        let WorkloadSpec {
+            module,
+            replicas: _,
+            args,
+            env,
+            resources,
+            dirs,
+            restart_policy,
+            probes,
+            node_selector,
+            placement,
+            execution,
+            routes,
+            max_concurrency,
+            grants,
+        } = self;
+        *module == other.module
+            && *args == other.args
+            && *env == other.env
+            && *resources == other.resources
+            && *dirs == other.dirs
+            && *restart_policy == other.restart_policy
+            && *probes == other.probes
+            && *node_selector == other.node_selector
+            && *placement == other.placement
+            && *execution == other.execution
+            && *routes == other.routes
+            && *max_concurrency == other.max_concurrency
+            && *grants == other.grants
+    }
+}
+
 /// Outgoing access of an `http` workload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

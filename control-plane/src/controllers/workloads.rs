@@ -30,8 +30,9 @@ pub enum Action {
 /// the same inputs give the same actions (but for generated names).
 pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
     let mut actions = Vec::new();
-    let (current, outdated): (Vec<&Instance>, Vec<&Instance>) =
-        owned.iter().partition(|i| i.spec.template == workload.spec);
+    let (current, outdated): (Vec<&Instance>, Vec<&Instance>) = owned
+        .iter()
+        .partition(|i| i.spec.template.same_template(&workload.spec));
     for instance in &outdated {
         actions.push(Action::Delete(
             instance.metadata.name.clone(),
@@ -226,5 +227,47 @@ fn delete_instance(store: &dyn Store, ns: &str, name: &str) -> Result<(), StoreE
     match store.delete("Instance", ns, name) {
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(replicas: u32, args: &[&str]) -> Workload {
+        let mut w = Workload::default();
+        w.metadata.name = "web".into();
+        w.metadata.namespace = "default".into();
+        w.spec.replicas = replicas;
+        w.spec.args = args.iter().map(|a| a.to_string()).collect();
+        w
+    }
+
+    fn deletes(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete(_, why) => Some(*why),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scaling_keeps_the_instances_there_are_and_a_new_template_replaces_them() {
+        let old = workload(5, &["a"]);
+        let owned: Vec<Instance> = (0..3).map(|_| new_instance(&old)).collect();
+        // Made when 5 were wanted: 3 of them are still what 3 replicas ask for.
+        let scaled = reconcile(&workload(3, &["a"]), &owned);
+        assert!(deletes(&scaled).is_empty(), "{scaled:?}");
+        assert!(!scaled.iter().any(|a| matches!(a, Action::Create(_))));
+        // Scaled down to 2: one goes, as ScaledDown.
+        assert_eq!(
+            deletes(&reconcile(&workload(2, &["a"]), &owned)),
+            ["ScaledDown"]
+        );
+        // Another template (args): all are outdated.
+        let changed = reconcile(&workload(3, &["b"]), &owned);
+        assert_eq!(deletes(&changed), ["OutdatedSpec"; 3]);
     }
 }
