@@ -76,7 +76,12 @@ pub struct Resource<Spec, Status> {
 
 /// Current time as RFC 3339 with second precision.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `time` as RFC 3339 with second precision.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// The current time in RFC 3339 with milliseconds (`…T12:00:00.123Z`): for

@@ -207,6 +207,34 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
             format!("{} is more than the {MAX_REPLICAS} allowed", spec.replicas),
         );
     }
+    if let Some(rolling) = &spec.strategy.rolling_update {
+        if spec.strategy.kind == crate::strategy::StrategyKind::Recreate {
+            errors.add(
+                "spec.strategy.rollingUpdate",
+                "only type: RollingUpdate takes rollingUpdate bounds: remove them, or the type",
+            );
+        }
+        let surge = errors.check(
+            "spec.strategy.rollingUpdate.maxSurge",
+            rolling.max_surge.of(100, true),
+        );
+        let unavailable = errors.check(
+            "spec.strategy.rollingUpdate.maxUnavailable",
+            rolling.max_unavailable.of(100, false),
+        );
+        if surge == Some(0) && unavailable == Some(0) {
+            errors.add(
+                "spec.strategy.rollingUpdate",
+                "maxSurge and maxUnavailable cannot both be 0: nothing could be replaced",
+            );
+        }
+    }
+    if spec.progress_deadline_seconds == 0 {
+        errors.add(
+            "spec.progressDeadlineSeconds",
+            "must be at least 1 (600, the default, is ten minutes)",
+        );
+    }
     let requests = check_resources(
         "spec.resources.requests",
         &spec.resources.requests,

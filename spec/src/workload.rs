@@ -5,6 +5,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::Resource;
+pub use crate::strategy::Strategy;
+
+/// Kubernetes' default progress deadline.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+
+fn default_progress_deadline() -> u32 {
+    DEFAULT_PROGRESS_DEADLINE_SECONDS
+}
+
+fn is_default_progress_deadline(seconds: &u32) -> bool {
+    *seconds == DEFAULT_PROGRESS_DEADLINE_SECONDS
+}
 
 /// A Workload resource.
 pub type Workload = Resource<WorkloadSpec, WorkloadStatus>;
@@ -18,6 +30,20 @@ pub struct WorkloadSpec {
     /// How many instances to keep running.
     #[serde(default = "one")]
     pub replicas: u32,
+    /// How a new template replaces the instances (rolling by default).
+    #[serde(default, skip_serializing_if = "Strategy::is_default")]
+    pub strategy: Strategy,
+    /// How long a rollout may go without progress before it is marked
+    /// failed (`Progressing: False, ProgressDeadlineExceeded`); 600 s.
+    #[serde(
+        default = "default_progress_deadline",
+        skip_serializing_if = "is_default_progress_deadline"
+    )]
+    pub progress_deadline_seconds: u32,
+    /// A paused workload keeps the instances it has: a template change
+    /// waits for `flotilla rollout resume` (scaling still applies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Arguments after `argv[0]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
@@ -69,6 +95,9 @@ impl WorkloadSpec {
         let WorkloadSpec {
             module,
             replicas: _,
+            strategy: _,
+            progress_deadline_seconds: _,
+            paused: _,
             args,
             env,
             resources,
@@ -426,10 +455,16 @@ impl Default for Backoff {
 pub struct WorkloadStatus {
     /// The generation this status describes.
     pub observed_generation: u64,
-    /// Instances that exist.
+    /// Instances that exist, old and new.
     pub replicas: u32,
-    /// Instances that are Running.
+    /// Instances made from the current template.
+    #[serde(default)]
+    pub updated_replicas: u32,
+    /// Instances that are Ready, old and new.
     pub ready_replicas: u32,
+    /// Instances that count as available (Ready), old and new.
+    #[serde(default)]
+    pub available_replicas: u32,
     /// Conditions, Kubernetes style.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -453,6 +488,10 @@ pub struct Condition {
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_transition_time: String,
+    /// When the condition was last brought up to date (for `Progressing`:
+    /// the rollout's last move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<String>,
 }
 
 #[cfg(test)]

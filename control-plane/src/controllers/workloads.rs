@@ -4,12 +4,15 @@
 //! gone; writes the Workload's status.
 
 use flotilla_spec::event::ObjectRef;
-use flotilla_spec::instance::{Instance, InstanceSpec, Phase};
+use flotilla_spec::instance::{Instance, InstanceSpec};
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, OwnerReference, API_VERSION};
 use flotilla_spec::workload::{Condition, Workload, WorkloadStatus};
 
+use std::time::SystemTime;
+
 use super::cache::{Cache, Entry, Key};
 use super::events::{event, record, Severity};
+use super::rollout;
 use crate::store::{Store, StoreError};
 
 /// Label carrying the owning workload's name.
@@ -26,70 +29,187 @@ pub enum Action {
     SetStatus(WorkloadStatus),
 }
 
-/// Decides what to do for one workload given the instances it owns. Pure:
-/// the same inputs give the same actions (but for generated names).
-pub fn reconcile(workload: &Workload, owned: &[Instance]) -> Vec<Action> {
+/// Decides what to do for one workload given the instances it owns, at
+/// `now`. Pure: the same inputs give the same actions (but for generated
+/// names). Instances made from another template are replaced as the
+/// workload's strategy allows ([`rollout::step`]).
+pub fn reconcile(workload: &Workload, owned: &[Instance], now: SystemTime) -> Vec<Action> {
     let mut actions = Vec::new();
     let (current, outdated): (Vec<&Instance>, Vec<&Instance>) = owned
         .iter()
         .partition(|i| i.spec.template.same_template(&workload.spec));
-    for instance in &outdated {
-        actions.push(Action::Delete(
-            instance.metadata.name.clone(),
-            "OutdatedSpec",
-        ));
+    let step = rollout::step(&workload.spec, &current, &outdated);
+    let deleted: std::collections::HashSet<String> =
+        step.delete.iter().map(|(name, _)| name.clone()).collect();
+    let remaining = |set: &[&Instance]| -> usize {
+        set.iter()
+            .filter(|i| !deleted.contains(i.metadata.name.as_str()))
+            .count()
+    };
+    let (updated, old) = (remaining(&current), remaining(&outdated));
+    let changed = step.create > 0 || !step.delete.is_empty();
+    for (name, reason) in step.delete {
+        actions.push(Action::Delete(name, reason));
     }
-    let wanted = workload.spec.replicas as usize;
-    let mut kept = current.clone();
-    if kept.len() > wanted {
-        // Remove the least useful first: not running, then the newest.
-        kept.sort_by_key(|i| {
-            let running = i.status.as_ref().is_some_and(|s| s.phase == Phase::Running);
-            (
-                !running,
-                std::cmp::Reverse(i.metadata.creation_timestamp.clone()),
-            )
-        });
-        for extra in kept.split_off(wanted) {
-            actions.push(Action::Delete(extra.metadata.name.clone(), "ScaledDown"));
-        }
-    }
-    for _ in kept.len()..wanted {
+    for _ in 0..step.create {
         actions.push(Action::Create(Box::new(new_instance(workload))));
     }
-    let ready = kept
+    let ready = owned
         .iter()
-        .filter(|i| i.status.as_ref().is_some_and(|s| s.ready))
+        .filter(|i| !deleted.contains(i.metadata.name.as_str()))
+        .filter(|i| rollout::available(i))
         .count() as u32;
-    let available = ready as usize >= wanted;
+    let updated_ready = current
+        .iter()
+        .filter(|i| !deleted.contains(i.metadata.name.as_str()))
+        .filter(|i| rollout::available(i))
+        .count() as u32;
+    let wanted = workload.spec.replicas;
     let previous = workload.status.clone().unwrap_or_default();
-    let old_condition = previous.conditions.iter().find(|c| c.kind == "Available");
-    let status_word = if available { "True" } else { "False" };
-    let condition = Condition {
-        kind: "Available".into(),
-        status: status_word.into(),
-        reason: if available {
-            "MinimumReplicasAvailable"
-        } else {
-            "MinimumReplicasUnavailable"
-        }
-        .into(),
-        message: format!("{ready}/{wanted} instances ready"),
-        last_transition_time: match old_condition {
-            Some(c) if c.status == status_word => c.last_transition_time.clone(),
-            _ => now_rfc3339(),
-        },
-    };
+    let complete = old == 0 && updated as u32 == wanted && updated_ready == wanted;
     let status = WorkloadStatus {
         observed_generation: workload.metadata.generation,
-        replicas: kept.len().min(wanted) as u32,
+        replicas: (updated + old) as u32,
+        updated_replicas: updated as u32,
         ready_replicas: ready,
-        conditions: vec![condition],
+        available_replicas: ready,
+        conditions: vec![
+            available_condition(&previous, ready, wanted, now),
+            progressing_condition(workload, &previous, complete, changed, now),
+        ],
     };
     if status != previous {
         actions.push(Action::SetStatus(status));
     }
     actions
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    flotilla_spec::meta::rfc3339(time)
+}
+
+/// `Available`: every wanted replica is ready.
+fn available_condition(
+    previous: &WorkloadStatus,
+    ready: u32,
+    wanted: u32,
+    now: SystemTime,
+) -> Condition {
+    let available = ready >= wanted;
+    let reason = if available {
+        "MinimumReplicasAvailable"
+    } else {
+        "MinimumReplicasUnavailable"
+    };
+    condition(
+        previous,
+        "Available",
+        available,
+        reason,
+        format!("{ready}/{wanted} instances ready"),
+        now,
+        false,
+    )
+}
+
+/// `Progressing`, as a Deployment's: `True` while a rollout moves (its
+/// `lastUpdateTime` the last move) or once it is complete
+/// (`NewRevisionAvailable`); `False, ProgressDeadlineExceeded` when it has
+/// not moved for `progressDeadlineSeconds`.
+fn progressing_condition(
+    workload: &Workload,
+    previous: &WorkloadStatus,
+    complete: bool,
+    moved: bool,
+    now: SystemTime,
+) -> Condition {
+    let name = &workload.metadata.name;
+    let earlier = previous.conditions.iter().find(|c| c.kind == "Progressing");
+    if complete {
+        let message = format!("workload {name} has finished rolling out");
+        return condition(
+            previous,
+            "Progressing",
+            true,
+            "NewRevisionAvailable",
+            message,
+            now,
+            false,
+        );
+    }
+    if workload.spec.paused {
+        let message = format!("workload {name} is paused: flotilla rollout resume continues it");
+        return condition(
+            previous,
+            "Progressing",
+            false,
+            "RolloutPaused",
+            message,
+            now,
+            false,
+        );
+    }
+    let new_rollout =
+        earlier.is_none_or(|c| c.reason == "NewRevisionAvailable" || c.reason == "RolloutPaused");
+    let last_move = earlier
+        .and_then(|c| c.last_update_time.as_deref())
+        .and_then(flotilla_spec::meta::parse_rfc3339)
+        .filter(|_| !moved && !new_rollout);
+    let deadline = std::time::Duration::from_secs(workload.spec.progress_deadline_seconds.into());
+    match last_move {
+        Some(at) if now.duration_since(at).unwrap_or_default() > deadline => condition(
+            previous,
+            "Progressing",
+            false,
+            "ProgressDeadlineExceeded",
+            format!(
+                "workload {name} has not progressed for {}s (progressDeadlineSeconds): its new instances do not become ready",
+                workload.spec.progress_deadline_seconds
+            ),
+            now,
+            false,
+        ),
+        Some(_) => earlier.cloned().unwrap_or_default(),
+        None => condition(
+            previous,
+            "Progressing",
+            true,
+            "RevisionProgressing",
+            format!("workload {name} is rolling out"),
+            now,
+            true,
+        ),
+    }
+}
+
+/// A condition of `kind`, keeping the previous transition time while its
+/// status stays; `touch` moves `lastUpdateTime` to `now`.
+fn condition(
+    previous: &WorkloadStatus,
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    now: SystemTime,
+    touch: bool,
+) -> Condition {
+    let word = if status { "True" } else { "False" };
+    let earlier = previous.conditions.iter().find(|c| c.kind == kind);
+    let last_update_time = match earlier {
+        Some(c) if !touch && c.reason == reason => c.last_update_time.clone(),
+        _ => Some(rfc3339(now)),
+    };
+    Condition {
+        kind: kind.into(),
+        status: word.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: match earlier {
+            Some(c) if c.status == word => c.last_transition_time.clone(),
+            _ => rfc3339(now),
+        },
+        last_update_time,
+    }
 }
 
 fn new_instance(workload: &Workload) -> Instance {
@@ -152,7 +272,7 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<(), 
         }
     }
     if let Some(workload) = workload {
-        for action in reconcile(workload, &mine) {
+        for action in reconcile(workload, &mine, SystemTime::now()) {
             apply(store, workload, action)?;
         }
     }
@@ -258,16 +378,95 @@ mod tests {
         let old = workload(5, &["a"]);
         let owned: Vec<Instance> = (0..3).map(|_| new_instance(&old)).collect();
         // Made when 5 were wanted: 3 of them are still what 3 replicas ask for.
-        let scaled = reconcile(&workload(3, &["a"]), &owned);
+        let scaled = reconcile(&workload(3, &["a"]), &owned, SystemTime::now());
         assert!(deletes(&scaled).is_empty(), "{scaled:?}");
         assert!(!scaled.iter().any(|a| matches!(a, Action::Create(_))));
         // Scaled down to 2: one goes, as ScaledDown.
         assert_eq!(
-            deletes(&reconcile(&workload(2, &["a"]), &owned)),
+            deletes(&reconcile(&workload(2, &["a"]), &owned, SystemTime::now())),
             ["ScaledDown"]
         );
-        // Another template (args): all are outdated.
-        let changed = reconcile(&workload(3, &["b"]), &owned);
-        assert_eq!(deletes(&changed), ["OutdatedSpec"; 3]);
+        // Another template (args): a rolling update begins. 25% of 3 is a
+        // surge of 1 (rounded up) and no unavailability (rounded down): one
+        // new instance, and no old one goes before a new one is ready.
+        let changed = reconcile(&workload(3, &["b"]), &owned, SystemTime::now());
+        assert!(deletes(&changed).is_empty(), "{changed:?}");
+        let created = changed
+            .iter()
+            .filter(|a| matches!(a, Action::Create(_)))
+            .count();
+        assert_eq!(created, 1);
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn condition_of(actions: &[Action], kind: &str) -> Condition {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::SetStatus(s) => s.conditions.iter().find(|c| c.kind == kind).cloned(),
+                _ => None,
+            })
+            .expect("a status")
+    }
+
+    #[test]
+    fn a_rollout_that_stops_moving_exceeds_its_deadline_and_one_that_finishes_says_so() {
+        let mut old = Workload::default();
+        old.metadata.name = "web".into();
+        old.spec.replicas = 2;
+        let mut instances: Vec<Instance> = (0..2).map(|_| new_instance(&old)).collect();
+        for i in &mut instances {
+            i.status = Some(flotilla_spec::instance::InstanceStatus {
+                ready: true,
+                ..Default::default()
+            });
+        }
+        let mut web = old.clone();
+        web.spec.args = vec!["v2".into()];
+        web.spec.progress_deadline_seconds = 60;
+        let start = SystemTime::now();
+        // The rollout moves: Progressing, last moved now.
+        let first = reconcile(&web, &instances, start);
+        let progressing = condition_of(&first, "Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("True", "RevisionProgressing")
+        );
+        web.status = Some(WorkloadStatus {
+            conditions: vec![progressing],
+            ..Default::default()
+        });
+        // A new instance that never gets ready: the same state, later.
+        let mut stuck = instances.clone();
+        stuck.push(new_instance(&web));
+        let later = reconcile(&web, &stuck, start + Duration::from_secs(30));
+        assert!(
+            later.iter().all(|a| !matches!(a, Action::SetStatus(s) if s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded"))),
+            "within the deadline: {later:?}"
+        );
+        let past = reconcile(&web, &stuck, start + Duration::from_secs(61));
+        let failed = condition_of(&past, "Progressing");
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("False", "ProgressDeadlineExceeded")
+        );
+        // Every instance new and ready: the rollout is complete.
+        let mut done: Vec<Instance> = (0..2).map(|_| new_instance(&web)).collect();
+        for i in &mut done {
+            i.status = Some(flotilla_spec::instance::InstanceStatus {
+                ready: true,
+                ..Default::default()
+            });
+        }
+        let complete = condition_of(
+            &reconcile(&web, &done, start + Duration::from_secs(90)),
+            "Progressing",
+        );
+        assert_eq!(complete.reason, "NewRevisionAvailable");
     }
 }
