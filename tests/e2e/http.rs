@@ -726,3 +726,136 @@ fn the_node_port_serves_logs_to_the_control_plane_only_and_real_names() {
     let (code, _) = request(&ingress, "GET", "x", "/.flotilla/logs/default/x", "");
     assert_eq!(code, 404);
 }
+
+/// Ready instances of `workload`, old and new.
+fn ready_count(c: &Cluster, workload: &str) -> usize {
+    c.items("instances")
+        .iter()
+        .filter(|i| i["spec"]["workload"] == workload && i["status"]["ready"] == true)
+        .count()
+}
+
+#[test]
+fn a_rolling_update_under_load_fails_no_request_and_keeps_its_bounds() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
+    let _b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        ready_nodes(&c) == 2
+    });
+    // A readiness probe makes each new replica wait for its first check
+    // (up to a second), so the rollout takes steps the samples can see.
+    let hello = HELLO.replace("replicas: 3", "replicas: 4").replace(
+        "execution: http",
+        "execution: http\n  placement: {strategy: spread}\n  resources: {requests: {memory: 10Mi}}\n  probes: {readiness: {httpGet: {path: /}, period: 1s}}",
+    );
+    c.apply("hello.yaml", &hello);
+    ready(&c, "hello", 4);
+    let ingress = ingress_of(&c, "edge-a");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 8 clients, each one request after another, for the whole rollout.
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (ingress, stop) = (ingress.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut failed, mut total) = (Vec::new(), 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    total += 1;
+                    let (status, body) = request(&ingress, "GET", "hello.local", "/", "");
+                    if status != 200 {
+                        failed.push(format!("{status} {body}"));
+                    }
+                }
+                (failed, total)
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    c.ok(&[
+        "patch",
+        "workload",
+        "hello",
+        "-p",
+        r#"{"spec": {"env": [{"name": "VERSION", "value": "2"}]}}"#,
+    ]);
+    // Sampled every 50 ms until every instance is new and ready: never
+    // fewer than replicas − maxUnavailable (25% of 4 = 1) Ready, nor more
+    // than replicas + maxSurge (1) in all.
+    let mut samples = 0;
+    loop {
+        let instances: Vec<Value> = c
+            .items("instances")
+            .into_iter()
+            .filter(|i| i["spec"]["workload"] == "hello")
+            .collect();
+        let ready = instances
+            .iter()
+            .filter(|i| i["status"]["ready"] == true)
+            .count();
+        let new = |i: &&Value| i["spec"]["template"]["env"][0]["value"] == "2";
+        assert!(
+            ready >= 3,
+            "only {ready} Ready during the rollout: {instances:?}"
+        );
+        assert!(
+            instances.len() <= 5,
+            "{} instances during the rollout",
+            instances.len()
+        );
+        samples += 1;
+        if instances.len() == 4
+            && instances
+                .iter()
+                .filter(new)
+                .filter(|i| i["status"]["ready"] == true)
+                .count()
+                == 4
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the rollout did not finish: {instances:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rolled = started.elapsed();
+    // Keep the load on a little after: what was deleted is drained, not cut.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut failed, mut total) = (Vec::new(), 0);
+    for client in clients {
+        let (f, t) = client.join().unwrap();
+        failed.extend(f);
+        total += t;
+    }
+    let rate = total as f64 / (rolled.as_secs_f64() + 1.0);
+    eprintln!(
+        "rolling update: {rolled:?}, {samples} samples, {total} requests ({rate:.0}/s), {} failed",
+        failed.len()
+    );
+    assert!(rate >= 200.0, "only {rate:.0} requests/s");
+    assert!(
+        samples >= 10,
+        "the rollout took {rolled:?}: too fast to sample its steps"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {total} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(ready_count(&c, "hello"), 4);
+    let workload: Value =
+        serde_json::from_str(&c.ok(&["get", "workloads", "hello", "-o", "json"])).unwrap();
+    let progressing = workload["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(progressing["reason"], "NewRevisionAvailable", "{workload}");
+    assert_eq!(workload["status"]["updatedReplicas"], 4, "{workload}");
+}
