@@ -15,6 +15,7 @@ mod get;
 mod kinds;
 mod logs;
 mod patch;
+mod rollout;
 mod run;
 mod server;
 mod token;
@@ -58,6 +59,8 @@ enum Command {
     Events(get::EventsArgs),
     /// Create, list and revoke bearer tokens (join, view, admin).
     Token(token::TokenArgs),
+    /// Follow and steer a workload's rollout: status, pause, resume, restart.
+    Rollout(rollout::RolloutArgs),
 }
 
 fn main() {
@@ -108,6 +111,7 @@ fn main() {
             Command::Delete(args) => get::delete(args).await,
             Command::Patch(args) => patch::patch(args).await,
             Command::Scale(args) => patch::scale(args).await,
+            Command::Rollout(args) => rollout::main(args).await,
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,

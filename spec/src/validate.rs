@@ -229,6 +229,14 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
             );
         }
     }
+    if let Some(at) = &spec.restarted_at {
+        if crate::meta::parse_rfc3339(at).is_none() {
+            errors.add(
+                "spec.restartedAt",
+                format!("{at:?} is not an RFC 3339 time (flotilla rollout restart writes it)"),
+            );
+        }
+    }
     if spec.progress_deadline_seconds == 0 {
         errors.add(
             "spec.progressDeadlineSeconds",

@@ -44,6 +44,10 @@ pub struct WorkloadSpec {
     /// waits for `flotilla rollout resume` (scaling still applies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// When `flotilla rollout restart` last asked for every instance to be
+    /// replaced (RFC 3339): part of the template, so a change is a rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
     /// Arguments after `argv[0]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
@@ -110,6 +114,7 @@ impl WorkloadSpec {
             routes,
             max_concurrency,
             grants,
+            restarted_at,
         } = self;
         *module == other.module
             && *args == other.args
@@ -124,6 +129,7 @@ impl WorkloadSpec {
             && *routes == other.routes
             && *max_concurrency == other.max_concurrency
             && *grants == other.grants
+            && *restarted_at == other.restarted_at
     }
 }
 

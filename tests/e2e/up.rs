@@ -945,3 +945,93 @@ spec:
         "the node reserves the limit: {nodes}"
     );
 }
+
+/// The template's `args` of every instance of `workload`, and whether all of
+/// them are Running.
+fn args_running(c: &Cluster, workload: &str) -> (Vec<String>, bool) {
+    let items: Vec<Value> = c
+        .items("instances")
+        .into_iter()
+        .filter(|i| i["spec"]["workload"] == workload)
+        .collect();
+    let args = items
+        .iter()
+        .map(|i| {
+            i["spec"]["template"]["args"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    (
+        args,
+        items.iter().all(|i| i["status"]["phase"] == "Running"),
+    )
+}
+
+#[test]
+fn rollout_status_pause_resume_restart_and_a_deadline() {
+    let c = Cluster::start();
+    c.apply("ticker.yaml", TICKER);
+    c.wait_until("3 running", Duration::from_secs(20), || running(&c, 3));
+    assert!(c
+        .ok(&["rollout", "status", "workload/ticker"])
+        .contains("successfully rolled out"));
+
+    // Paused: a template change waits; status says why and fails.
+    assert!(c
+        .ok(&["rollout", "pause", "workload/ticker"])
+        .contains("paused"));
+    c.ok(&[
+        "patch",
+        "workload",
+        "ticker",
+        "-p",
+        r#"{"spec": {"args": ["300"]}}"#,
+    ]);
+    let paused = c.cli(&["rollout", "status", "workload/ticker"]);
+    assert!(!paused.status.success());
+    assert!(String::from_utf8_lossy(&paused.stderr).contains("rollout resume"));
+    assert_eq!(args_running(&c, "ticker").0, ["200", "200", "200"]);
+
+    // Resumed: it rolls, and status follows it to the end.
+    c.ok(&["rollout", "resume", "workload/ticker"]);
+    let done = c.ok(&["rollout", "status", "workload/ticker", "--timeout", "60s"]);
+    assert!(done.contains("successfully rolled out"), "{done}");
+    assert_eq!(
+        args_running(&c, "ticker"),
+        (vec!["300".to_string(); 3], true)
+    );
+
+    // Restart: every instance replaced, the template otherwise unchanged.
+    let before: Vec<String> = names(&c.items("instances"));
+    c.ok(&["rollout", "restart", "workload/ticker"]);
+    c.ok(&["rollout", "status", "workload/ticker", "--timeout", "60s"]);
+    let after: Vec<String> = names(&c.items("instances"));
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|n| !before.contains(n)),
+        "{before:?} → {after:?}"
+    );
+
+    // A new version that never gets ready: the deadline passes, status
+    // fails naming it, and the old instances keep running meanwhile.
+    c.ok(&[
+        "patch",
+        "workload",
+        "ticker",
+        "-p",
+        r#"{"spec": {"progressDeadlineSeconds": 3, "probes": {"readiness": {"watchdog": {}, "period": 1s}}}}"#,
+    ]);
+    let failed = c.cli(&["rollout", "status", "workload/ticker", "--timeout", "60s"]);
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{said}");
+    assert!(said.contains("progressDeadlineSeconds"), "{said}");
+    eprintln!("deadline: {said}");
+    let ready = c
+        .items("instances")
+        .iter()
+        .filter(|i| i["status"]["ready"] == true)
+        .count();
+    assert!(ready >= 2, "the old version keeps serving: {ready} ready");
+}

@@ -28,6 +28,10 @@ pub const RESYNC: Duration = Duration::from_secs(2);
 /// (as an informer's resync: a safety net, not a source of truth).
 pub const FULL_RESYNC: Duration = Duration::from_secs(30);
 
+/// How often a workload with a rollout under way is reconciled even when
+/// nothing changed (its progress deadline is a matter of time).
+pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
+
 /// How often expired Events are deleted.
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 
@@ -67,6 +71,9 @@ struct Controllers {
     strategy: flotilla_scheduler::Strategy,
     cache: cache::Cache,
     queue: queue::WorkQueue<cache::Key>,
+    /// Workloads with a rollout under way, looked at every [`ROLLOUT_CHECK`].
+    rolling: std::collections::HashSet<cache::Key>,
+    last_rollout_check: Instant,
     lifecycle: nodes::NodeLifecycle,
     last_full_resync: Instant,
     last_gc: Instant,
@@ -90,11 +97,23 @@ impl Controllers {
             self.last_full_resync = Instant::now();
             self.queue.extend(self.cache.workloads.keys().cloned());
         }
+        if self.last_rollout_check.elapsed() >= ROLLOUT_CHECK {
+            self.last_rollout_check = Instant::now();
+            self.queue.extend(self.rolling.drain());
+        }
         let mut failed = Vec::new();
         while let Some(key) = self.queue.pop() {
-            if let Err(e) = workloads::reconcile_key(store, &self.cache, &key) {
-                tracing::warn!("workload controller: {}/{}: {e}", key.0, key.1);
-                failed.push(key);
+            match workloads::reconcile_key(store, &self.cache, &key) {
+                Ok(true) => {
+                    self.rolling.remove(&key);
+                }
+                Ok(false) => {
+                    self.rolling.insert(key);
+                }
+                Err(e) => {
+                    tracing::warn!("workload controller: {}/{}: {e}", key.0, key.1);
+                    failed.push(key);
+                }
             }
         }
         // Retried on the next pass (at the latest after RESYNC).
@@ -134,6 +153,8 @@ pub async fn run(
         strategy,
         cache: cache::Cache::default(),
         queue: queue::WorkQueue::default(),
+        rolling: Default::default(),
+        last_rollout_check: Instant::now(),
         lifecycle: nodes::NodeLifecycle::new(node_grace),
         last_full_resync: Instant::now(),
         last_gc: Instant::now() - EVENT_GC_EVERY,

@@ -248,13 +248,16 @@ fn new_instance(workload: &Workload) -> Instance {
 /// (another uid), leaves instances no workload owns: they are deleted. A
 /// workload or one of its instances that this version cannot decode is left
 /// alone, rather than given replacements or deleted on a misreading.
-pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<(), StoreError> {
+/// Returns whether the workload is settled: `false` while a rollout is under
+/// way (its progress deadline is a matter of time, so it is looked at again
+/// soon even if nothing changes).
+pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool, StoreError> {
     let workload = match cache.workloads.get(key) {
         Some(Entry {
             object: Some(workload),
             ..
         }) => Some(workload),
-        Some(Entry { object: None, .. }) => return Ok(()),
+        Some(Entry { object: None, .. }) => return Ok(true),
         None => None,
     };
     let mut mine = Vec::new();
@@ -263,7 +266,7 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<(), 
         let owned = workload.is_some_and(|w| owner_uid == Some(w.metadata.uid.as_str()));
         match (&entry.object, owned) {
             (Some(instance), true) => mine.push(instance.clone()),
-            (None, true) => return Ok(()),
+            (None, true) => return Ok(true),
             // Owned by no workload, or by an earlier one of this name.
             (_, false) => {
                 let name = entry.value["metadata"]["name"].as_str().unwrap_or_default();
@@ -271,12 +274,18 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<(), 
             }
         }
     }
-    if let Some(workload) = workload {
-        for action in reconcile(workload, &mine, SystemTime::now()) {
-            apply(store, workload, action)?;
-        }
+    let Some(workload) = workload else {
+        return Ok(true);
+    };
+    let actions = reconcile(workload, &mine, SystemTime::now());
+    let settled = mine
+        .iter()
+        .all(|i| i.spec.template.same_template(&workload.spec))
+        && actions.is_empty();
+    for action in actions {
+        apply(store, workload, action)?;
     }
-    Ok(())
+    Ok(settled)
 }
 
 fn workload_ref(w: &Workload) -> ObjectRef {
