@@ -26,13 +26,15 @@ pub fn available(instance: &Instance) -> bool {
 
 /// Least useful first: not available, not running, then the newest.
 fn least_useful_first(instances: &mut [&Instance]) {
-    instances.sort_by_key(|i| {
-        let running = i.status.as_ref().is_some_and(|s| s.phase == Phase::Running);
-        (
-            available(i),
-            running,
-            std::cmp::Reverse(i.metadata.creation_timestamp.clone()),
-        )
+    let running = |i: &Instance| i.status.as_ref().is_some_and(|s| s.phase == Phase::Running);
+    instances.sort_by(|a, b| {
+        (available(a), running(a))
+            .cmp(&(available(b), running(b)))
+            .then_with(|| {
+                b.metadata
+                    .creation_timestamp
+                    .cmp(&a.metadata.creation_timestamp)
+            })
     });
 }
 

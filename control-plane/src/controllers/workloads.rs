@@ -33,10 +33,11 @@ pub enum Action {
 /// `now`. Pure: the same inputs give the same actions (but for generated
 /// names). Instances made from another template are replaced as the
 /// workload's strategy allows ([`rollout::step`]).
-pub fn reconcile(workload: &Workload, owned: &[Instance], now: SystemTime) -> Vec<Action> {
+pub fn reconcile(workload: &Workload, owned: &[&Instance], now: SystemTime) -> Vec<Action> {
     let mut actions = Vec::new();
     let (current, outdated): (Vec<&Instance>, Vec<&Instance>) = owned
         .iter()
+        .copied()
         .partition(|i| i.spec.template.same_template(&workload.spec));
     let step = rollout::step(&workload.spec, &current, &outdated);
     let deleted: std::collections::HashSet<String> =
@@ -265,7 +266,7 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
         let owner_uid = entry.value["metadata"]["ownerReferences"][0]["uid"].as_str();
         let owned = workload.is_some_and(|w| owner_uid == Some(w.metadata.uid.as_str()));
         match (&entry.object, owned) {
-            (Some(instance), true) => mine.push(instance.clone()),
+            (Some(instance), true) => mine.push(instance),
             (None, true) => return Ok(true),
             // Owned by no workload, or by an earlier one of this name.
             (_, false) => {
@@ -360,6 +361,11 @@ fn delete_instance(store: &dyn Store, ns: &str, name: &str) -> Result<(), StoreE
 }
 
 #[cfg(test)]
+fn refs(instances: &[Instance]) -> Vec<&Instance> {
+    instances.iter().collect()
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -387,18 +393,22 @@ mod tests {
         let old = workload(5, &["a"]);
         let owned: Vec<Instance> = (0..3).map(|_| new_instance(&old)).collect();
         // Made when 5 were wanted: 3 of them are still what 3 replicas ask for.
-        let scaled = reconcile(&workload(3, &["a"]), &owned, SystemTime::now());
+        let scaled = reconcile(&workload(3, &["a"]), &refs(&owned), SystemTime::now());
         assert!(deletes(&scaled).is_empty(), "{scaled:?}");
         assert!(!scaled.iter().any(|a| matches!(a, Action::Create(_))));
         // Scaled down to 2: one goes, as ScaledDown.
         assert_eq!(
-            deletes(&reconcile(&workload(2, &["a"]), &owned, SystemTime::now())),
+            deletes(&reconcile(
+                &workload(2, &["a"]),
+                &refs(&owned),
+                SystemTime::now()
+            )),
             ["ScaledDown"]
         );
         // Another template (args): a rolling update begins. 25% of 3 is a
         // surge of 1 (rounded up) and no unavailability (rounded down): one
         // new instance, and no old one goes before a new one is ready.
-        let changed = reconcile(&workload(3, &["b"]), &owned, SystemTime::now());
+        let changed = reconcile(&workload(3, &["b"]), &refs(&owned), SystemTime::now());
         assert!(deletes(&changed).is_empty(), "{changed:?}");
         let created = changed
             .iter()
@@ -440,7 +450,7 @@ mod progress_tests {
         web.spec.progress_deadline_seconds = 60;
         let start = SystemTime::now();
         // The rollout moves: Progressing, last moved now.
-        let first = reconcile(&web, &instances, start);
+        let first = reconcile(&web, &refs(&instances), start);
         let progressing = condition_of(&first, "Progressing");
         assert_eq!(
             (progressing.status.as_str(), progressing.reason.as_str()),
@@ -453,12 +463,12 @@ mod progress_tests {
         // A new instance that never gets ready: the same state, later.
         let mut stuck = instances.clone();
         stuck.push(new_instance(&web));
-        let later = reconcile(&web, &stuck, start + Duration::from_secs(30));
+        let later = reconcile(&web, &refs(&stuck), start + Duration::from_secs(30));
         assert!(
             later.iter().all(|a| !matches!(a, Action::SetStatus(s) if s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded"))),
             "within the deadline: {later:?}"
         );
-        let past = reconcile(&web, &stuck, start + Duration::from_secs(61));
+        let past = reconcile(&web, &refs(&stuck), start + Duration::from_secs(61));
         let failed = condition_of(&past, "Progressing");
         assert_eq!(
             (failed.status.as_str(), failed.reason.as_str()),
@@ -473,7 +483,7 @@ mod progress_tests {
             });
         }
         let complete = condition_of(
-            &reconcile(&web, &done, start + Duration::from_secs(90)),
+            &reconcile(&web, &refs(&done), start + Duration::from_secs(90)),
             "Progressing",
         );
         assert_eq!(complete.reason, "NewRevisionAvailable");
