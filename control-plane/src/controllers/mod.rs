@@ -118,6 +118,15 @@ impl Controllers {
         }
         // Retried on the next pass (at the latest after RESYNC).
         self.queue.extend(failed);
+        // The instances just created are bound in this same pass, not the
+        // next one: a deploy is one pass shorter.
+        if let Err(e) = self
+            .cache
+            .sync(store)
+            .map(|changed| self.queue.extend(changed.workloads))
+        {
+            tracing::warn!("controllers cannot read the store: {e}");
+        }
         match self.lifecycle.pass(store, &self.cache) {
             Ok(nodes) => {
                 if let Err(e) = binder::pass(store, &self.cache, &nodes, self.strategy) {
