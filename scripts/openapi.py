@@ -27,25 +27,25 @@ def collection(path, plurals, namespaced):
         "get": {"operationId": f"list{'Namespaced' if namespaced else 'Cluster'}", "summary": "List objects (add watch=true for a stream of events)", "parameters": list_params,
                 "responses": {"200": {"description": "the list", **list_resp}, **errors(400, 404, 410, *common)}},
         "post": {"operationId": f"create{'Namespaced' if namespaced else 'Cluster'}", "summary": "Create an object", "requestBody": obj_body,
-                 "responses": {"201": {"description": "created", **obj_resp}, **errors(400, 404, 409, 413, 422, 429, 507, *common)}},
+                 "responses": {"201": {"description": "created", **obj_resp}, **errors(400, 404, 409, 413, 422, 429, 507, 405, *common)}},
     }
     item = path + "/{name}"
     paths[item] = {
         "parameters": params + [name],
         "get": {"operationId": f"read{'Namespaced' if namespaced else 'Cluster'}", "responses": {"200": {"description": "the object", **obj_resp}, **errors(400, 404, *common)}},
         "put": {"operationId": f"replace{'Namespaced' if namespaced else 'Cluster'}", "requestBody": obj_body,
-                "responses": {"200": {"description": "replaced", **obj_resp}, **errors(400, 404, 409, 413, 422, 507, *common)}},
+                "responses": {"200": {"description": "replaced", **obj_resp}, **errors(400, 404, 409, 413, 422, 507, 405, *common)}},
         "patch": {"operationId": f"patch{'Namespaced' if namespaced else 'Cluster'}", "requestBody": patch_body,
-                  "responses": {"200": {"description": "patched", **obj_resp}, **errors(400, 404, 409, 413, 415, 422, 507, *common)}},
-        "delete": {"operationId": f"delete{'Namespaced' if namespaced else 'Cluster'}", "responses": {"200": {"description": "deleted", **obj_resp}, **errors(400, 404, 409, 507, *common)}},
+                  "responses": {"200": {"description": "patched", **obj_resp}, **errors(400, 404, 409, 413, 415, 422, 507, 405, *common)}},
+        "delete": {"operationId": f"delete{'Namespaced' if namespaced else 'Cluster'}", "responses": {"200": {"description": "deleted", **obj_resp}, **errors(400, 404, 409, 507, 405, *common)}},
     }
     paths[item + "/status"] = {
         "parameters": params + [name],
         "put": {"operationId": f"replaceStatus{'Namespaced' if namespaced else 'Cluster'}", "requestBody": obj_body,
-                "responses": {"200": {"description": "status replaced", **obj_resp}, **errors(400, 404, 409, 413, 422, 507, *common)}},
+                "responses": {"200": {"description": "status replaced", **obj_resp}, **errors(400, 404, 409, 413, 422, 507, 405, *common)}},
     }
-collection("/apis/flotilla.dev/v1/namespaces/{namespace}/{plural}", ["workloads", "instances", "events"], True)
-collection("/apis/flotilla.dev/v1/{plural}", ["nodes", "tokens", "workloads", "instances", "events"], False)
+collection("/apis/flotilla.dev/v1/namespaces/{namespace}/{plural}", ["workloads", "instances", "events", "revisions"], True)
+collection("/apis/flotilla.dev/v1/{plural}", ["nodes", "tokens", "workloads", "instances", "events", "revisions"], False)
 paths["/apis/flotilla.dev/v1/namespaces/{namespace}/instances/{name}/log"] = {
     "parameters": [ns, name],
     "get": {"operationId": "readLog", "summary": "An instance's output, read from its node",

@@ -83,7 +83,28 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+/// A Revision as `get revisions` shows it.
+fn revision_row(r: &Value) -> Vec<String> {
+    let s = &r["spec"];
+    vec![
+        text(&r["metadata"]["name"]),
+        text(&s["workload"]),
+        text(&s["revision"]),
+        change(s),
+        age(&r["metadata"]["creationTimestamp"]),
+    ]
+}
+
+/// What a revision changed, as `rollout history` and `get revisions` show it.
+pub fn change(spec: &Value) -> String {
+    match spec["change"].as_str() {
+        Some(change) if !change.is_empty() => change.to_string(),
+        _ if spec["revision"] == 1 => "(first)".into(),
+        _ => "(unchanged template)".into(),
+    }
+}
+
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
     t.load_preset(NOTHING)
         .set_header(headers.iter().map(|h| h.to_string()));
@@ -248,6 +269,10 @@ fn rows(
                     ]
                 })
                 .collect(),
+        ),
+        CliKind::Revision => (
+            vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],
+            items.iter().map(revision_row).collect(),
         ),
         CliKind::Event => {
             let mut sorted: Vec<&Value> = items.iter().collect();

@@ -9,6 +9,7 @@ pub enum CliKind {
     Instance,
     Node,
     Event,
+    Revision,
 }
 
 impl CliKind {
@@ -18,8 +19,9 @@ impl CliKind {
             "instance" | "instances" | "inst" => CliKind::Instance,
             "node" | "nodes" | "no" => CliKind::Node,
             "event" | "events" | "ev" => CliKind::Event,
+            "revision" | "revisions" | "rev" => CliKind::Revision,
             other => {
-                bail!("unknown resource type {other:?} (use workloads, instances, nodes or events)")
+                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events or revisions)")
             }
         })
     }
@@ -31,6 +33,7 @@ impl CliKind {
             CliKind::Instance => "Instance",
             CliKind::Node => "Node",
             CliKind::Event => "Event",
+            CliKind::Revision => "Revision",
         }
     }
 
@@ -40,6 +43,7 @@ impl CliKind {
             CliKind::Instance => "instances",
             CliKind::Node => "nodes",
             CliKind::Event => "events",
+            CliKind::Revision => "revisions",
         }
     }
 

@@ -25,6 +25,8 @@ enum RolloutCommand {
     Resume(Target),
     /// Replace every instance, as a rollout, with the template unchanged.
     Restart(Target),
+    /// List the workload's revisions, oldest first, with what each changed.
+    History(Target),
 }
 
 #[derive(Args)]
@@ -79,6 +81,7 @@ pub async fn main(args: RolloutArgs) -> Result<()> {
         RolloutCommand::Resume(target) => {
             patch(&target, json!({"spec": {"paused": false}}), "resumed").await
         }
+        RolloutCommand::History(target) => history(&target).await,
         RolloutCommand::Restart(target) => {
             let now = flotilla_spec::meta::now_rfc3339_millis();
             patch(&target, json!({"spec": {"restartedAt": now}}), "restarted").await
@@ -186,4 +189,43 @@ async fn status(target: &Target) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+async fn history(target: &Target) -> Result<()> {
+    let client = crate::config::client()?;
+    let name = target.name()?;
+    // The workload must exist: an unknown name is an error, not an empty list.
+    client.get(&target.path()?).await?;
+    let selector = format!(
+        "labelSelector={}",
+        percent_encode(&format!("flotilla.dev/workload={name}"))
+    );
+    let mut revisions = client
+        .list(
+            &CliKind::Revision.collection(Some(&target.namespace)),
+            &selector,
+        )
+        .await?
+        .items;
+    revisions.sort_by_key(|r| r["spec"]["revision"].as_u64().unwrap_or(0));
+    println!("workload.flotilla.dev/{name}");
+    let rows = revisions
+        .iter()
+        .map(|r| {
+            vec![
+                r["spec"]["revision"].to_string(),
+                crate::get::change(&r["spec"]),
+                crate::get::age(&r["metadata"]["creationTimestamp"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::get::table(&["REVISION", "CHANGE", "CREATED"], rows)
+    );
+    Ok(())
+}
+
+fn percent_encode(text: &str) -> String {
+    text.replace('=', "%3D").replace('/', "%2F")
 }

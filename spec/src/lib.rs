@@ -3,8 +3,8 @@
 //! - [`quantity`]: Kubernetes-style quantities (`64Mi`, `250m`, `5s`);
 //! - [`meta`]: the envelope every resource shares (`apiVersion`, `kind`,
 //!   `metadata`, `spec`, `status`);
-//! - the kinds: [`workload`] (with its rollout [`strategy`]), [`instance`],
-//!   [`node`], [`event`];
+//! - the kinds: [`workload`] (with its rollout [`strategy`]), its
+//!   [`revision`]s, [`instance`], [`node`], [`event`];
 //! - [`validate`]: semantic checks with field paths and hints;
 //! - [`manifest`]: YAML/JSON documents → typed, validated resources.
 //!
@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod quantity;
+pub mod revision;
 pub mod strategy;
 pub mod token;
 pub mod validate;

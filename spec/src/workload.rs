@@ -44,6 +44,9 @@ pub struct WorkloadSpec {
     /// waits for `flotilla rollout resume` (scaling still applies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// How many old Revisions to keep (10 when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<u32>,
     /// When `flotilla rollout restart` last asked for every instance to be
     /// replaced (RFC 3339): part of the template, so a change is a rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,9 +95,16 @@ pub struct WorkloadSpec {
 
 impl WorkloadSpec {
     /// Whether an instance made from `self` is what `other` asks for:
-    /// every field an instance is made from is equal. The replica count is
-    /// not one of them — scaling keeps the instances there are.
+    /// every field an instance is made from is equal. The replica count and
+    /// how a rollout proceeds are not among them — scaling keeps the
+    /// instances there are.
     pub fn same_template(&self, other: &WorkloadSpec) -> bool {
+        self.template_changes(other).is_empty()
+    }
+
+    /// The fields an instance is made from that differ between `self` and
+    /// `other` (camelCase, as in manifests).
+    pub fn template_changes(&self, other: &WorkloadSpec) -> Vec<&'static str> {
         // Destructured, so a field added later must be placed on one side.
         let WorkloadSpec {
             module,
@@ -102,6 +112,7 @@ impl WorkloadSpec {
             strategy: _,
             progress_deadline_seconds: _,
             paused: _,
+            revision_history_limit: _,
             args,
             env,
             resources,
@@ -116,20 +127,40 @@ impl WorkloadSpec {
             grants,
             restarted_at,
         } = self;
-        *module == other.module
-            && *args == other.args
-            && *env == other.env
-            && *resources == other.resources
-            && *dirs == other.dirs
-            && *restart_policy == other.restart_policy
-            && *probes == other.probes
-            && *node_selector == other.node_selector
-            && *placement == other.placement
-            && *execution == other.execution
-            && *routes == other.routes
-            && *max_concurrency == other.max_concurrency
-            && *grants == other.grants
-            && *restarted_at == other.restarted_at
+        let mut changed = Vec::new();
+        let mut differ = |name, same: bool| {
+            if !same {
+                changed.push(name);
+            }
+        };
+        differ("module", *module == other.module);
+        differ("args", *args == other.args);
+        differ("env", *env == other.env);
+        differ("resources", *resources == other.resources);
+        differ("dirs", *dirs == other.dirs);
+        differ("restartPolicy", *restart_policy == other.restart_policy);
+        differ("probes", *probes == other.probes);
+        differ("nodeSelector", *node_selector == other.node_selector);
+        differ("placement", *placement == other.placement);
+        differ("execution", *execution == other.execution);
+        differ("routes", *routes == other.routes);
+        differ("maxConcurrency", *max_concurrency == other.max_concurrency);
+        differ("grants", *grants == other.grants);
+        differ("restartedAt", *restarted_at == other.restarted_at);
+        changed
+    }
+
+    /// Only the fields an instance is made from; the others at their
+    /// defaults (what a Revision keeps, and what its hash is of).
+    pub fn template(&self) -> WorkloadSpec {
+        WorkloadSpec {
+            replicas: one(),
+            strategy: Strategy::default(),
+            progress_deadline_seconds: DEFAULT_PROGRESS_DEADLINE_SECONDS,
+            paused: false,
+            revision_history_limit: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -284,6 +315,10 @@ fn default_probe_timeout() -> String {
 }
 fn default_failure_threshold() -> u32 {
     3
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn one() -> u32 {
@@ -471,6 +506,12 @@ pub struct WorkloadStatus {
     /// Instances that count as available (Ready), old and new.
     #[serde(default)]
     pub available_replicas: u32,
+    /// The number of the Revision of the current template.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub revision: u64,
+    /// The hash of the current template (the instances' label).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template_hash: String,
     /// Conditions, Kubernetes style.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -1034,4 +1034,37 @@ fn rollout_status_pause_resume_restart_and_a_deadline() {
         .filter(|i| i["status"]["ready"] == true)
         .count();
     assert!(ready >= 2, "the old version keeps serving: {ready} ready");
+
+    // Every template is a numbered revision, with what it changed.
+    let history = c.ok(&["rollout", "history", "workload/ticker"]);
+    for (number, change) in [
+        ("1", "(first)"),
+        ("2", "args"),
+        ("3", "restartedAt"),
+        ("4", "probes"),
+    ] {
+        assert!(
+            history
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(number) && l.contains(change)),
+            "revision {number} ({change}):\n{history}"
+        );
+    }
+    // Revisions are the controller's: nobody writes them, admins included.
+    let revisions = c.items("revisions");
+    assert_eq!(revisions.len(), 4, "{revisions:?}");
+    let one = revisions[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/apis/flotilla.dev/v1/namespaces/default/revisions/{one}");
+    let token = c.token();
+    let (code, body) = c.raw("DELETE", &path, &Who::Token(&token), "");
+    assert_eq!(code, 405, "{body}");
+    assert!(body.contains("workload controller"), "{body}");
+    // They go with their workload.
+    c.ok(&["delete", "workload", "ticker"]);
+    c.wait_until("revisions collected", Duration::from_secs(20), || {
+        c.items("revisions").is_empty()
+    });
 }

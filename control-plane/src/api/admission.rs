@@ -78,6 +78,12 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             to_value(&token)?
         }
         Kind::Event => to_value(&typed::<Event>(1, body).map_err(shape)?)?,
+        // Refused earlier, by authorization; never admitted.
+        Kind::Revision => {
+            return Err(ApiError::method_not_allowed(
+                "revisions are written by the workload controller only",
+            ))
+        }
     };
     if value["apiVersion"] != API_VERSION {
         return Err(ApiError::invalid(format!(

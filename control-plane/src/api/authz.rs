@@ -161,6 +161,13 @@ pub fn authorize(
     if target == Target::Public {
         return allow;
     }
+    if let Target::Object { plural, .. } = &target {
+        if !read && Kind::from_plural(plural).ok() == Some(Kind::Revision) {
+            return Err(ApiError::method_not_allowed(
+                "revisions are written by the workload controller only: change the workload instead (flotilla rollout undo brings an earlier revision back)",
+            ));
+        }
+    }
     match caller {
         Caller::Admin => allow,
         Caller::View => match &target {

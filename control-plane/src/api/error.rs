@@ -59,6 +59,14 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 405.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::METHOD_NOT_ALLOWED,
+            reason: "MethodNotAllowed",
+            message: message.into(),
+        }
+    }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

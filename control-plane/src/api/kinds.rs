@@ -15,6 +15,9 @@ pub enum Kind {
     Node,
     /// Bearer tokens (cluster-scoped; admins only).
     Token,
+    /// Workload revisions (namespaced; written by the workload controller
+    /// only).
+    Revision,
 }
 
 impl Kind {
@@ -26,9 +29,10 @@ impl Kind {
             "events" => Kind::Event,
             "nodes" => Kind::Node,
             "tokens" => Kind::Token,
+            "revisions" => Kind::Revision,
             other => {
                 return Err(ApiError::not_found(format!(
-                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens)"
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions)"
                 )))
             }
         })
@@ -42,6 +46,7 @@ impl Kind {
             Kind::Event => "Event",
             Kind::Node => "Node",
             Kind::Token => "Token",
+            Kind::Revision => "Revision",
         }
     }
 
@@ -53,6 +58,7 @@ impl Kind {
             Kind::Event => "events",
             Kind::Node => "nodes",
             Kind::Token => "tokens",
+            Kind::Revision => "revisions",
         }
     }
 

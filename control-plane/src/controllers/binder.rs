@@ -101,7 +101,13 @@ pub fn pass(
                 id: format!("{}/{}", i.metadata.namespace, i.metadata.name),
                 requests: scheduler::Resources { memory, cpu },
                 node_selector: i.spec.template.node_selector.clone(),
-                module: i.spec.template.module.sha256.clone(),
+                // Spreading wins over locality: the nodes that have the
+                // module cached are mostly those running the workload's other
+                // replicas (and, mid-rollout, its old ones).
+                module: match strategy_of(i).unwrap_or(strategy) {
+                    scheduler::Strategy::Spread => None,
+                    scheduler::Strategy::Binpack => i.spec.template.module.sha256.clone(),
+                },
                 strategy: strategy_of(i),
                 ..Default::default()
             }

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod events;
 pub mod nodes;
 pub mod queue;
+pub mod revisions;
 pub mod rollout;
 pub mod workloads;
 

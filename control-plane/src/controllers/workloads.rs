@@ -12,8 +12,10 @@ use std::time::SystemTime;
 
 use super::cache::{Cache, Entry, Key};
 use super::events::{event, record, Severity};
+use super::revisions::Current;
 use super::rollout;
 use crate::store::{Store, StoreError};
+use flotilla_spec::revision::TEMPLATE_HASH_LABEL;
 
 /// Label carrying the owning workload's name.
 pub const WORKLOAD_LABEL: &str = "flotilla.dev/workload";
@@ -33,7 +35,12 @@ pub enum Action {
 /// `now`. Pure: the same inputs give the same actions (but for generated
 /// names). Instances made from another template are replaced as the
 /// workload's strategy allows ([`rollout::step`]).
-pub fn reconcile(workload: &Workload, owned: &[&Instance], now: SystemTime) -> Vec<Action> {
+pub fn reconcile(
+    workload: &Workload,
+    owned: &[&Instance],
+    revision: &Current,
+    now: SystemTime,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let (current, outdated): (Vec<&Instance>, Vec<&Instance>) = owned
         .iter()
@@ -53,7 +60,12 @@ pub fn reconcile(workload: &Workload, owned: &[&Instance], now: SystemTime) -> V
         actions.push(Action::Delete(name, reason));
     }
     for _ in 0..step.create {
-        actions.push(Action::Create(Box::new(new_instance(workload))));
+        let mut instance = new_instance(workload);
+        instance
+            .metadata
+            .labels
+            .insert(TEMPLATE_HASH_LABEL.into(), revision.hash.clone());
+        actions.push(Action::Create(Box::new(instance)));
     }
     let ready = owned
         .iter()
@@ -74,6 +86,8 @@ pub fn reconcile(workload: &Workload, owned: &[&Instance], now: SystemTime) -> V
         updated_replicas: updated as u32,
         ready_replicas: ready,
         available_replicas: ready,
+        revision: revision.number,
+        template_hash: revision.hash.clone(),
         conditions: vec![
             available_condition(&previous, ready, wanted, now),
             progressing_condition(workload, &previous, complete, changed, now),
@@ -276,9 +290,11 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
         }
     }
     let Some(workload) = workload else {
+        super::revisions::forget(store, &key.0, &key.1)?;
         return Ok(true);
     };
-    let actions = reconcile(workload, &mine, SystemTime::now());
+    let revision = super::revisions::record(store, workload)?;
+    let actions = reconcile(workload, &mine, &revision, SystemTime::now());
     let settled = mine
         .iter()
         .all(|i| i.spec.template.same_template(&workload.spec))
@@ -393,7 +409,12 @@ mod tests {
         let old = workload(5, &["a"]);
         let owned: Vec<Instance> = (0..3).map(|_| new_instance(&old)).collect();
         // Made when 5 were wanted: 3 of them are still what 3 replicas ask for.
-        let scaled = reconcile(&workload(3, &["a"]), &refs(&owned), SystemTime::now());
+        let scaled = reconcile(
+            &workload(3, &["a"]),
+            &refs(&owned),
+            &Current::default(),
+            SystemTime::now(),
+        );
         assert!(deletes(&scaled).is_empty(), "{scaled:?}");
         assert!(!scaled.iter().any(|a| matches!(a, Action::Create(_))));
         // Scaled down to 2: one goes, as ScaledDown.
@@ -401,6 +422,7 @@ mod tests {
             deletes(&reconcile(
                 &workload(2, &["a"]),
                 &refs(&owned),
+                &Current::default(),
                 SystemTime::now()
             )),
             ["ScaledDown"]
@@ -408,7 +430,12 @@ mod tests {
         // Another template (args): a rolling update begins. 25% of 3 is a
         // surge of 1 (rounded up) and no unavailability (rounded down): one
         // new instance, and no old one goes before a new one is ready.
-        let changed = reconcile(&workload(3, &["b"]), &refs(&owned), SystemTime::now());
+        let changed = reconcile(
+            &workload(3, &["b"]),
+            &refs(&owned),
+            &Current::default(),
+            SystemTime::now(),
+        );
         assert!(deletes(&changed).is_empty(), "{changed:?}");
         let created = changed
             .iter()
@@ -450,7 +477,7 @@ mod progress_tests {
         web.spec.progress_deadline_seconds = 60;
         let start = SystemTime::now();
         // The rollout moves: Progressing, last moved now.
-        let first = reconcile(&web, &refs(&instances), start);
+        let first = reconcile(&web, &refs(&instances), &Current::default(), start);
         let progressing = condition_of(&first, "Progressing");
         assert_eq!(
             (progressing.status.as_str(), progressing.reason.as_str()),
@@ -463,12 +490,22 @@ mod progress_tests {
         // A new instance that never gets ready: the same state, later.
         let mut stuck = instances.clone();
         stuck.push(new_instance(&web));
-        let later = reconcile(&web, &refs(&stuck), start + Duration::from_secs(30));
+        let later = reconcile(
+            &web,
+            &refs(&stuck),
+            &Current::default(),
+            start + Duration::from_secs(30),
+        );
         assert!(
             later.iter().all(|a| !matches!(a, Action::SetStatus(s) if s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded"))),
             "within the deadline: {later:?}"
         );
-        let past = reconcile(&web, &refs(&stuck), start + Duration::from_secs(61));
+        let past = reconcile(
+            &web,
+            &refs(&stuck),
+            &Current::default(),
+            start + Duration::from_secs(61),
+        );
         let failed = condition_of(&past, "Progressing");
         assert_eq!(
             (failed.status.as_str(), failed.reason.as_str()),
@@ -483,7 +520,12 @@ mod progress_tests {
             });
         }
         let complete = condition_of(
-            &reconcile(&web, &refs(&done), start + Duration::from_secs(90)),
+            &reconcile(
+                &web,
+                &refs(&done),
+                &Current::default(),
+                start + Duration::from_secs(90),
+            ),
             "Progressing",
         );
         assert_eq!(complete.reason, "NewRevisionAvailable");
