@@ -515,23 +515,24 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         let own = backoff.delay(consecutive);
         consecutive = consecutive.saturating_add(1);
         status.restarts += 1;
-        // The node's budget is reserved after this instance's own backoff,
-        // so its slot is the first free one once that is over.
-        let budget = ctx.restarts.reserve(Instant::now() + own);
-        let delay = own + budget;
-        if !delay.is_zero() {
+        if !own.is_zero() {
             status.phase = Phase::CrashLoopBackOff;
-            status.message = if !budget.is_zero() {
-                format!(
-                    "back-off {delay:?} restarting failed instance (this node restarts at most {} instances a second: --max-restarts-per-second)",
-                    ctx.restarts.per_second()
-                )
-            } else {
-                format!("back-off {delay:?} restarting failed instance")
-            };
+            status.message = format!("back-off {own:?} restarting failed instance");
             report(&status);
             event(Severity::Warning, "BackOff", status.message.clone());
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(own).await;
+        }
+        // Then the node's budget: the slot is reserved only once this
+        // instance's own backoff is over, so a long backoff holds up no one.
+        let budget = ctx.restarts.reserve(Instant::now());
+        if !budget.is_zero() {
+            status.phase = Phase::CrashLoopBackOff;
+            status.message = format!(
+                "back-off {budget:?} restarting failed instance (this node restarts at most {} instances a second: --max-restarts-per-second)",
+                ctx.restarts.per_second()
+            );
+            report(&status);
+            tokio::time::sleep(budget).await;
         }
     }
 }

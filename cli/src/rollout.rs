@@ -27,6 +27,18 @@ enum RolloutCommand {
     Restart(Target),
     /// List the workload's revisions, oldest first, with what each changed.
     History(Target),
+    /// Bring back an earlier revision's template (the previous one, or
+    /// --to-revision N), as a new rollout.
+    Undo(UndoArgs),
+}
+
+#[derive(Args)]
+struct UndoArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The revision to go back to (default: the one before the current).
+    #[arg(long)]
+    to_revision: Option<u64>,
 }
 
 #[derive(Args)]
@@ -82,6 +94,7 @@ pub async fn main(args: RolloutArgs) -> Result<()> {
             patch(&target, json!({"spec": {"paused": false}}), "resumed").await
         }
         RolloutCommand::History(target) => history(&target).await,
+        RolloutCommand::Undo(args) => undo(&args).await,
         RolloutCommand::Restart(target) => {
             let now = flotilla_spec::meta::now_rfc3339_millis();
             patch(&target, json!({"spec": {"restartedAt": now}}), "restarted").await
@@ -130,16 +143,17 @@ fn progress(workload: &Value) -> Progress {
                 .to_string(),
         );
     }
-    if spec["paused"] == true {
-        return Progress::Failed(format!(
-            "workload {name:?} is paused: `flotilla rollout resume workload/{name}` continues it"
-        ));
-    }
     let (updated, total, available) = (
         count(&status["updatedReplicas"]),
         count(&status["replicas"]),
         count(&status["availableReplicas"]),
     );
+    let done = updated >= wanted && total <= updated && available >= updated;
+    if spec["paused"] == true && !done {
+        return Progress::Failed(format!(
+            "workload {name:?} is paused: `flotilla rollout resume workload/{name}` continues it"
+        ));
+    }
     if updated < wanted {
         Progress::Waiting(format!(
             "Waiting for workload {name:?} rollout to finish: {updated} out of {wanted} new replicas have been updated..."
@@ -191,11 +205,14 @@ async fn status(target: &Target) -> Result<()> {
     }
 }
 
-async fn history(target: &Target) -> Result<()> {
-    let client = crate::config::client()?;
+/// The workload and its revisions, oldest first (the workload must exist:
+/// an unknown name is an error, not an empty list).
+async fn revisions(
+    client: &flotilla_client::Client,
+    target: &Target,
+) -> Result<(Value, Vec<Value>)> {
     let name = target.name()?;
-    // The workload must exist: an unknown name is an error, not an empty list.
-    client.get(&target.path()?).await?;
+    let workload = client.get(&target.path()?).await?;
     let selector = format!(
         "labelSelector={}",
         percent_encode(&format!("flotilla.dev/workload={name}"))
@@ -208,6 +225,13 @@ async fn history(target: &Target) -> Result<()> {
         .await?
         .items;
     revisions.sort_by_key(|r| r["spec"]["revision"].as_u64().unwrap_or(0));
+    Ok((workload, revisions))
+}
+
+async fn history(target: &Target) -> Result<()> {
+    let client = crate::config::client()?;
+    let name = target.name()?;
+    let (_, revisions) = revisions(&client, target).await?;
     println!("workload.flotilla.dev/{name}");
     let rows = revisions
         .iter()
@@ -219,13 +243,108 @@ async fn history(target: &Target) -> Result<()> {
             ]
         })
         .collect();
-    print!(
+    println!(
         "{}",
         crate::get::table(&["REVISION", "CHANGE", "CREATED"], rows)
     );
     Ok(())
 }
 
+/// Fields of a revision's template that are not part of it (how a rollout
+/// proceeds, how many replicas): an undo leaves them as they are.
+const NOT_TEMPLATE: [&str; 5] = [
+    "replicas",
+    "strategy",
+    "progressDeadlineSeconds",
+    "paused",
+    "revisionHistoryLimit",
+];
+
+async fn undo(args: &UndoArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let target = &args.target;
+    let name = target.name()?;
+    let (workload, revisions) = revisions(&client, target).await?;
+    let number = |r: &Value| r["spec"]["revision"].as_u64().unwrap_or(0);
+    let current = workload["status"]["revision"]
+        .as_u64()
+        .or_else(|| revisions.last().map(number))
+        .unwrap_or(0);
+    let chosen = match args.to_revision {
+        Some(wanted) => revisions
+            .iter()
+            .find(|r| number(r) == wanted)
+            .with_context(|| {
+                format!("workload/{name} has no revision {wanted} (`flotilla rollout history workload/{name}` lists them)")
+            })?,
+        None => revisions
+            .iter()
+            .rev()
+            .find(|r| number(r) < current)
+            .with_context(|| {
+                format!("workload/{name} has no revision before {current} to go back to")
+            })?,
+    };
+    if number(chosen) == current {
+        println!("workload.flotilla.dev/{name} is at revision {current} already: nothing to undo");
+        return Ok(());
+    }
+    // A merge patch that makes the template exactly the revision's; what
+    // is not template (replicas, strategy…) is left as it is.
+    let mut now = workload["spec"].clone();
+    let mut then = chosen["spec"]["template"].clone();
+    for key in NOT_TEMPLATE {
+        for spec in [&mut now, &mut then] {
+            if let Some(fields) = spec.as_object_mut() {
+                fields.remove(key);
+            }
+        }
+    }
+    let patch = json!({ "spec": replacing(&now, &then) });
+    client.merge_patch(&target.path()?, &patch).await?;
+    println!(
+        "workload.flotilla.dev/{name} rolled back to revision {}",
+        number(chosen)
+    );
+    Ok(())
+}
+
+/// The JSON merge patch (RFC 7386) that turns `now` into exactly `then`:
+/// fields `then` lacks are set to null, at every depth.
+fn replacing(now: &Value, then: &Value) -> Value {
+    match (now, then) {
+        (Value::Object(now), Value::Object(then)) => {
+            let mut patch = serde_json::Map::new();
+            for key in now.keys().filter(|k| !then.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            for (key, value) in then {
+                let before = now.get(key).unwrap_or(&Value::Null);
+                if before != value {
+                    patch.insert(key.clone(), replacing(before, value));
+                }
+            }
+            Value::Object(patch)
+        }
+        _ => then.clone(),
+    }
+}
+
 fn percent_encode(text: &str) -> String {
     text.replace('=', "%3D").replace('/', "%2F")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_undo_patch_replaces_exactly() {
+        let now = json!({"module": {"sha256": "b", "source": "file:x"}, "args": ["2"], "probes": {"x": 1}, "env": []});
+        let then = json!({"module": {"sha256": "a"}, "args": ["1"], "env": []});
+        assert_eq!(
+            replacing(&now, &then),
+            json!({"module": {"sha256": "a", "source": null}, "args": ["1"], "probes": null})
+        );
+    }
 }

@@ -1062,6 +1062,28 @@ fn rollout_status_pause_resume_restart_and_a_deadline() {
     let (code, body) = c.raw("DELETE", &path, &Who::Token(&token), "");
     assert_eq!(code, 405, "{body}");
     assert!(body.contains("workload controller"), "{body}");
+    // Undo: back to the revision before (3, the restart), which rolls out
+    // and becomes revision 5; the never-ready instance goes.
+    let undone = c.ok(&["rollout", "undo", "workload/ticker"]);
+    assert!(undone.contains("rolled back to revision 3"), "{undone}");
+    let done = c.ok(&["rollout", "status", "workload/ticker", "--timeout", "60s"]);
+    assert!(done.contains("successfully rolled out"), "{done}");
+    c.wait_until("3 ready, no probes", Duration::from_secs(20), || {
+        let items = c.items("instances");
+        items.len() == 3
+            && items
+                .iter()
+                .all(|i| i["status"]["ready"] == true && i["spec"]["template"]["probes"].is_null())
+    });
+    let history = c.ok(&["rollout", "history", "workload/ticker"]);
+    let numbers: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "4", "5"], "{history}");
+    let missing = c.cli(&["rollout", "undo", "workload/ticker", "--to-revision", "9"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no revision 9"));
     // They go with their workload.
     c.ok(&["delete", "workload", "ticker"]);
     c.wait_until("revisions collected", Duration::from_secs(20), || {

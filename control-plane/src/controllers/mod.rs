@@ -40,8 +40,10 @@ const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 /// before the apply that names it; a rollback may want it back).
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 
-/// Removes modules nothing names any more (see [`BLOB_GRACE`]).
+/// Removes modules no Workload, Instance or Revision names any more (see
+/// [`BLOB_GRACE`]).
 fn collect_blobs(
+    store: &dyn Store,
     cache: &cache::Cache,
     blobs: &crate::store::BlobStore,
     unreferenced: &mut std::collections::HashMap<String, Instant>,
@@ -56,10 +58,16 @@ fn collect_blobs(
         .instances
         .entries()
         .map(|e| &e.value["spec"]["template"]["module"]);
-    let referenced = workloads
+    let mut referenced: std::collections::HashSet<String> = workloads
         .chain(instances)
         .filter_map(|module| module["sha256"].as_str().map(str::to_string))
         .collect();
+    // A revision's module stays too: `rollout undo` may bring it back.
+    for revision in store.list("Revision", None)?.items {
+        if let Some(digest) = revision["spec"]["template"]["module"]["sha256"].as_str() {
+            referenced.insert(digest.to_string());
+        }
+    }
     blobs
         .collect_garbage(&referenced, BLOB_GRACE, unreferenced)
         .map_err(|e| StoreError::Backend(format!("module garbage collection: {e}")))
@@ -141,7 +149,7 @@ impl Controllers {
             if let Err(e) = events::collect_garbage(store) {
                 tracing::warn!("event garbage collection: {e}");
             }
-            if let Err(e) = collect_blobs(&self.cache, &self.blobs, &mut self.unreferenced) {
+            if let Err(e) = collect_blobs(store, &self.cache, &self.blobs, &mut self.unreferenced) {
                 tracing::warn!("{e}");
             }
         }

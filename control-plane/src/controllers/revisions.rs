@@ -85,10 +85,9 @@ pub fn record(store: &dyn Store, workload: &Workload) -> Result<Current, StoreEr
                 .unwrap_or_default();
             let revision = new_revision(workload, &hash, latest + 1, change);
             let value = serde_json::to_value(&revision).map_err(backend)?;
-            match store.create("Revision", namespace, &revision.metadata.name, value) {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            // An AlreadyExists (an object of that name this version cannot
+            // read) is an error: the next pass tries again.
+            store.create("Revision", namespace, &revision.metadata.name, value)?;
             latest + 1
         }
     };

@@ -90,7 +90,14 @@ pub fn reconcile(
         template_hash: revision.hash.clone(),
         conditions: vec![
             available_condition(&previous, ready, wanted, now),
-            progressing_condition(workload, &previous, complete, changed, now),
+            progressing_condition(
+                workload,
+                &previous,
+                complete,
+                // A new template starts a new rollout (and a new deadline).
+                changed || previous.template_hash != revision.hash,
+                now,
+            ),
         ],
     };
     if status != previous {
