@@ -15,6 +15,9 @@ use flotilla_spec::workload::WorkloadSpec;
 pub struct Step {
     /// New instances to create (from the current template).
     pub create: usize,
+    /// Instances to create from the outdated instances' template: a paused
+    /// rollout scales the version it was paused at, not the new one.
+    pub create_outdated: usize,
     /// Instances to delete, with the reason.
     pub delete: Vec<(String, &'static str)>,
 }
@@ -70,7 +73,7 @@ pub fn step(spec: &WorkloadSpec, current: &[&Instance], outdated: &[&Instance]) 
             let extra = (total - wanted).min(outdated.len());
             step.delete.extend(names(&outdated[..extra], "ScaledDown"));
         } else {
-            step.create = wanted - total;
+            step.create_outdated = wanted - total;
         }
         return step;
     }
@@ -219,8 +222,8 @@ mod tests {
         assert_eq!(
             step(&paused, &[], &outdated),
             Step {
-                create: 1,
-                delete: vec![]
+                create_outdated: 1,
+                ..Step::default()
             }
         );
         paused.replicas = 1;

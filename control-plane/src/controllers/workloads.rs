@@ -55,7 +55,26 @@ pub fn reconcile(
             .count()
     };
     let (updated, old) = (remaining(&current), remaining(&outdated));
-    let changed = step.create > 0 || !step.delete.is_empty();
+    let changed = step.create > 0 || step.create_outdated > 0 || !step.delete.is_empty();
+    // Paused mid-rollout: more of the version it was paused at (the newest
+    // outdated instance's template), not of the new one.
+    if let Some(model) = outdated.iter().max_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+    }) {
+        for _ in 0..step.create_outdated {
+            let mut instance = new_instance(workload);
+            instance.spec.template = model.spec.template.clone();
+            if let Some(hash) = model.metadata.labels.get(TEMPLATE_HASH_LABEL) {
+                instance
+                    .metadata
+                    .labels
+                    .insert(TEMPLATE_HASH_LABEL.into(), hash.clone());
+            }
+            actions.push(Action::Create(Box::new(instance)));
+        }
+    }
     for (name, reason) in step.delete {
         actions.push(Action::Delete(name, reason));
     }
@@ -409,6 +428,30 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_paused_rollout_scales_the_version_it_was_paused_at() {
+        let old = workload(2, &["a"]);
+        let owned: Vec<Instance> = (0..2).map(|_| new_instance(&old)).collect();
+        let mut paused = workload(3, &["b"]);
+        paused.spec.paused = true;
+        let actions = reconcile(
+            &paused,
+            &refs(&owned),
+            &Current::default(),
+            SystemTime::now(),
+        );
+        let created: Vec<&Instance> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(i) => Some(&**i),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(created.len(), 1, "{actions:?}");
+        assert_eq!(created[0].spec.template.args, ["a"]);
+        assert!(deletes(&actions).is_empty());
     }
 
     #[test]
