@@ -300,7 +300,11 @@ async fn undo(args: &UndoArgs) -> Result<()> {
             }
         }
     }
-    let patch = json!({ "spec": replacing(&now, &then) });
+    // Only onto the version read: a concurrent change is a 409, not merged.
+    let patch = json!({
+        "metadata": {"resourceVersion": workload["metadata"]["resourceVersion"]},
+        "spec": replacing(&now, &then),
+    });
     client.merge_patch(&target.path()?, &patch).await?;
     println!(
         "workload.flotilla.dev/{name} rolled back to revision {}",

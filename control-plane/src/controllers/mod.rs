@@ -105,6 +105,11 @@ impl Controllers {
         if self.last_full_resync.elapsed() >= FULL_RESYNC {
             self.last_full_resync = Instant::now();
             self.queue.extend(self.cache.workloads.keys().cloned());
+            // Revisions of workloads deleted while the controllers were not
+            // looking (down, or restarted) are swept here.
+            if let Err(e) = revisions::sweep(store, &self.cache) {
+                tracing::warn!("revision garbage collection: {e}");
+            }
         }
         if self.last_rollout_check.elapsed() >= ROLLOUT_CHECK {
             self.last_rollout_check = Instant::now();

@@ -142,6 +142,27 @@ fn new_revision(workload: &Workload, hash: &str, number: u64, change: String) ->
     }
 }
 
+/// Deletes every revision whose workload (by name and uid) is gone.
+pub fn sweep(store: &dyn Store, cache: &super::cache::Cache) -> Result<(), StoreError> {
+    for value in store.list("Revision", None)?.items {
+        let meta = &value["metadata"];
+        let namespace = meta["namespace"].as_str().unwrap_or_default();
+        let owner = &meta["ownerReferences"][0];
+        let key = (
+            namespace.to_string(),
+            owner["name"].as_str().unwrap_or_default().to_string(),
+        );
+        let alive = cache
+            .workloads
+            .get(&key)
+            .is_some_and(|w| w.value["metadata"]["uid"] == owner["uid"]);
+        if !alive {
+            delete(store, namespace, meta["name"].as_str().unwrap_or_default())?;
+        }
+    }
+    Ok(())
+}
+
 /// Deletes the revisions of a workload that is gone.
 pub fn forget(store: &dyn Store, namespace: &str, workload: &str) -> Result<(), StoreError> {
     for (_, revision) in stored(store, namespace, workload)? {
@@ -215,6 +236,26 @@ mod tests {
             "the current one and the 2 newest before it"
         );
         forget(&store, "default", "web").unwrap();
+        assert!(stored(&store, "default", "web").unwrap().is_empty());
+    }
+
+    #[test]
+    fn revisions_whose_workload_is_gone_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let web = workload("a", None);
+        record(&store, &web).unwrap();
+        let mut cache = super::super::cache::Cache::default();
+        // The workload exists, with that uid: kept.
+        let value = serde_json::to_value(&web).unwrap();
+        store.create("Workload", "default", "web", value).unwrap();
+        cache.sync(&store).unwrap();
+        sweep(&store, &cache).unwrap();
+        assert_eq!(stored(&store, "default", "web").unwrap().len(), 1);
+        // Gone: swept.
+        store.delete("Workload", "default", "web").unwrap();
+        cache.sync(&store).unwrap();
+        sweep(&store, &cache).unwrap();
         assert!(stored(&store, "default", "web").unwrap().is_empty());
     }
 }
