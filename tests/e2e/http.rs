@@ -408,13 +408,7 @@ fn a_workload_with_no_ready_replica_gets_a_503_that_names_it() {
 
 #[test]
 fn requests_are_balanced_across_nodes_and_survive_a_node_death() {
-    let c = Cluster::start_server();
-    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
-    let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
-    let mut b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
-    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        ready_nodes(&c) == 2
-    });
+    let (c, a, mut b) = two_agents();
     let hello = HELLO.replace(
         "execution: http",
         "execution: http\n  placement: {strategy: spread}\n  resources: {requests: {memory: 10Mi}}",
@@ -543,13 +537,7 @@ fn a_guest_calls_a_granted_workload_by_name_and_nothing_else() {
 
 #[test]
 fn a_guest_calls_a_workload_by_name_on_another_node() {
-    let c = Cluster::start_server();
-    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
-    let _a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
-    let _b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
-    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        ready_nodes(&c) == 2
-    });
+    let (c, _a, _b) = two_agents();
     let on =
         |node: &str| format!("execution: http\n  nodeSelector: {{flotilla.dev/hostname: {node}}}");
     c.apply(
@@ -727,6 +715,18 @@ fn the_node_port_serves_logs_to_the_control_plane_only_and_real_names() {
     assert_eq!(code, 404);
 }
 
+/// A server and two agents, edge-a and edge-b, both Ready.
+fn two_agents() -> (Cluster, crate::fleet::Agent, crate::fleet::Agent) {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
+    let b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        ready_nodes(&c) == 2
+    });
+    (c, a, b)
+}
+
 /// Ready instances of `workload`, old and new.
 fn ready_count(c: &Cluster, workload: &str) -> usize {
     c.items("instances")
@@ -737,13 +737,7 @@ fn ready_count(c: &Cluster, workload: &str) -> usize {
 
 #[test]
 fn a_rolling_update_under_load_fails_no_request_and_keeps_its_bounds() {
-    let c = Cluster::start_server();
-    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
-    let _a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
-    let _b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
-    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
-        ready_nodes(&c) == 2
-    });
+    let (c, _a, _b) = two_agents();
     // A readiness probe makes each new replica wait for its first check
     // (up to a second), so the rollout takes steps the samples can see.
     let hello = HELLO.replace("replicas: 3", "replicas: 4").replace(

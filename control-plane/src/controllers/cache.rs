@@ -124,9 +124,6 @@ pub struct Changed {
     /// Workloads (namespace, name) whose object, or one of whose instances,
     /// changed; after a full list, every workload and every owner named.
     pub workloads: BTreeSet<Key>,
-    /// Whether any Instance or Node changed (the binder has work only then,
-    /// or on its resync).
-    pub placement: bool,
 }
 
 /// The controllers' copy of the store.
@@ -211,7 +208,6 @@ impl Cache {
         let mut changed = self.sync(store)?;
         changed.workloads.extend(self.workloads.keys().cloned());
         changed.workloads.extend(self.owned.keys().cloned());
-        changed.placement = true;
         Ok(changed)
     }
 
@@ -260,11 +256,8 @@ impl Cache {
         {
             return;
         }
-        match change.kind.as_str() {
-            "Workload" => {
-                changed.workloads.insert(key.clone());
-            }
-            _ => changed.placement = true,
+        if change.kind == "Workload" {
+            changed.workloads.insert(key.clone());
         }
         if change.kind == "Instance" {
             // A changed instance concerns its owner, before and after.
@@ -325,7 +318,6 @@ mod tests {
         let mut cache = Cache::default();
         let first = cache.sync(&store).unwrap();
         assert_eq!(first.workloads, BTreeSet::from([key("web")]));
-        assert!(first.placement);
         assert_eq!(cache.owned_by(&key("web")).count(), 1);
 
         // Nothing written: nothing to do.

@@ -150,10 +150,7 @@ fn collect(store: &dyn Store, ttl: Duration, max: usize) -> Result<(), StoreErro
 fn delete(store: &dyn Store, event: &Value) -> Result<(), StoreError> {
     let ns = event["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = event["metadata"]["name"].as_str().unwrap_or_default();
-    match store.delete("Event", ns, name) {
-        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::delete_if_present(store, "Event", ns, name)
 }
 
 #[cfg(test)]

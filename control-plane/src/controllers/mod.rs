@@ -22,6 +22,20 @@ use std::time::{Duration, Instant};
 
 use crate::store::{Store, StoreError};
 
+/// Deletes an object; one already gone is not an error (a controller may
+/// act on a copy that is a write behind).
+fn delete_if_present(
+    store: &dyn Store,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    match store.delete(kind, namespace, name) {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Longest time between two passes.
 pub const RESYNC: Duration = Duration::from_secs(2);
 

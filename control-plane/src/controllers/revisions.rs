@@ -172,10 +172,7 @@ pub fn forget(store: &dyn Store, namespace: &str, workload: &str) -> Result<(), 
 }
 
 fn delete(store: &dyn Store, namespace: &str, name: &str) -> Result<(), StoreError> {
-    match store.delete("Revision", namespace, name) {
-        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::delete_if_present(store, "Revision", namespace, name)
 }
 
 #[cfg(test)]

@@ -396,10 +396,7 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
 }
 
 fn delete_instance(store: &dyn Store, ns: &str, name: &str) -> Result<(), StoreError> {
-    match store.delete("Instance", ns, name) {
-        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
+    super::delete_if_present(store, "Instance", ns, name)
 }
 
 #[cfg(test)]
