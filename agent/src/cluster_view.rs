@@ -4,11 +4,13 @@
 //! gates membership: an instance that is not Ready gets no traffic.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use flotilla_client::{collection_path, Client};
 use flotilla_spec::node::Node;
+use flotilla_spec::revision::TEMPLATE_HASH_LABEL;
 use flotilla_spec::workload::{Execution, Route};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -20,12 +22,43 @@ pub struct Endpoint {
     pub instance: String,
     /// The node it runs on.
     pub node: String,
+    /// The template hash of its instance.
+    pub hash: String,
+}
+
+/// A canary's share of an http workload's requests: every node's ingress
+/// sends `weight` in 100 of them to the replicas of template `hash`.
+#[derive(Debug)]
+pub struct Split {
+    /// The canary's template hash.
+    pub hash: String,
+    /// Its share, in percent.
+    pub weight: u32,
+    /// Requests split so far on this node: the `n`th goes to the canary
+    /// when `n × weight / 100` steps up, so each 100 give it exactly
+    /// `weight` (no randomness to wait out).
+    sent: AtomicU64,
+}
+
+impl Split {
+    /// Whether the next request goes to the canary.
+    pub fn next_is_canary(&self) -> bool {
+        let n = self.sent.fetch_add(1, Ordering::Relaxed);
+        let weight = u64::from(self.weight.min(100));
+        (n + 1) * weight / 100 > n * weight / 100
+    }
+}
+
+/// What routing needs of an http workload.
+struct HttpWorkload {
+    routes: Vec<Route>,
+    split: Option<Arc<Split>>,
 }
 
 #[derive(Default)]
 struct State {
-    /// `namespace/name` → routes, for `http` workloads.
-    routes: HashMap<String, Vec<Route>>,
+    /// `namespace/name` → routes and canary split, for `http` workloads.
+    routes: HashMap<String, HttpWorkload>,
     /// Instance `namespace/name` → (workload `namespace/name`, endpoint), Ready ones only.
     ready: HashMap<String, (String, Endpoint)>,
     /// Node → node port address.
@@ -109,7 +142,15 @@ impl ClusterView {
             let execution: Execution = serde_json::from_value(spec["execution"].clone()).ok()?;
             let routes: Vec<Route> =
                 serde_json::from_value(spec["routes"].clone()).unwrap_or_default();
-            (execution == Execution::Http).then_some(routes)
+            let canary = &value["status"]["canary"];
+            let split = canary["hash"].as_str().map(|hash| {
+                Arc::new(Split {
+                    hash: hash.to_string(),
+                    weight: canary["weight"].as_u64().unwrap_or(0).min(100) as u32,
+                    sent: AtomicU64::new(0),
+                })
+            });
+            (execution == Execution::Http).then_some(HttpWorkload { routes, split })
         });
     }
 
@@ -131,6 +172,7 @@ impl ClusterView {
                 let endpoint = Endpoint {
                     instance: key(value),
                     node,
+                    hash: text(&value["metadata"]["labels"][TEMPLATE_HASH_LABEL]),
                 };
                 (workload, endpoint)
             })
@@ -159,8 +201,8 @@ impl ClusterView {
     pub fn route(&self, host: &str, path: &str) -> Option<String> {
         let state = self.read();
         let mut best: Option<(usize, &String)> = None;
-        for (workload, routes) in &state.routes {
-            for route in routes {
+        for (workload, http) in &state.routes {
+            for route in &http.routes {
                 let len = route.path_prefix.len();
                 if route.host.eq_ignore_ascii_case(host)
                     && path.starts_with(&route.path_prefix)
@@ -176,6 +218,11 @@ impl ClusterView {
     /// Whether `workload` (`namespace/name`) is a known `http` workload.
     pub fn is_http_workload(&self, workload: &str) -> bool {
         self.read().routes.contains_key(workload)
+    }
+
+    /// The canary split of `workload`'s requests, while it has a canary.
+    pub fn split(&self, workload: &str) -> Option<Arc<Split>> {
+        self.read().routes.get(workload)?.split.clone()
     }
 
     /// The Ready replicas of `workload`, with the node port address of

@@ -29,10 +29,22 @@ pub struct Replica {
     pub slots: Semaphore,
     /// Requests in flight or waiting for a slot: least-outstanding balancing.
     pub outstanding: AtomicUsize,
-    /// Requests served so far.
-    pub served: AtomicU64,
+    /// The template hash of its instance: a canary's ingress split picks
+    /// replicas by it.
+    pub template_hash: String,
+    /// Requests answered, kept across its re-registrations.
+    pub counts: Arc<RequestCounts>,
     /// Told about every request whose guest failed.
     pub on_failure: Box<dyn Fn(&crate::runtime::Outcome) + Send + Sync>,
+}
+
+/// Requests one replica answered.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    /// All of them.
+    pub served: AtomicU64,
+    /// Those answered with a 5xx.
+    pub server_errors: AtomicU64,
 }
 
 /// The registry.
@@ -102,6 +114,25 @@ impl LocalEndpoints {
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         (0..list.len())
             .map(|i| &list[(start + i) % list.len()])
+            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    /// Like [`LocalEndpoints::pick`], among the replicas of template
+    /// `hash` when there are any (a request another node sent to one side
+    /// of a canary).
+    pub fn pick_of(&self, workload: &str, hash: Option<&str>) -> Option<Arc<Replica>> {
+        let Some(hash) = hash else {
+            return self.pick(workload);
+        };
+        let replicas = self.lock();
+        let list = replicas.get(workload)?;
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let matching = |r: &&Arc<Replica>| r.template_hash == hash;
+        let any_matching = list.iter().any(|r| matching(&r));
+        (0..list.len())
+            .map(|i| &list[(start + i) % list.len()])
+            .filter(|r| !any_matching || matching(r))
             .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
             .cloned()
     }

@@ -32,8 +32,11 @@ use crate::runtime::{plain_response, ResponseBody};
 /// trusted on the node port (a node's certificate); stripped from every
 /// request the public ingress takes and from guests' calls.
 pub const WORKLOAD_HEADER: &str = "x-flotilla-workload";
+/// On a forwarded request: the template hash of the replica the first node
+/// chose, so that the receiving node serves it from that side of a canary.
+pub const TEMPLATE_HEADER: &str = "x-flotilla-template-hash";
 /// Every header only nodes may set; removed from whatever reaches a guest.
-const INTERNAL_HEADERS: [&str; 1] = [WORKLOAD_HEADER];
+const INTERNAL_HEADERS: [&str; 2] = [WORKLOAD_HEADER, TEMPLATE_HEADER];
 /// Headers about one HTTP/1.1 connection, which HTTP/2 does not carry.
 const CONNECTION_HEADERS: [&str; 5] = [
     "connection",
@@ -89,6 +92,15 @@ pub struct Ingress {
 enum Target {
     Local(Arc<Replica>),
     Remote(Endpoint, String),
+}
+
+impl Target {
+    fn template_hash(&self) -> &str {
+        match self {
+            Target::Local(replica) => &replica.template_hash,
+            Target::Remote(endpoint, _) => &endpoint.hash,
+        }
+    }
 }
 
 impl Ingress {
@@ -203,10 +215,14 @@ impl Ingress {
     pub async fn serve_forwarded(
         &self,
         workload: &str,
-        request: http::Request<Incoming>,
+        mut request: http::Request<Incoming>,
     ) -> http::Response<ResponseBody> {
         let path = request.uri().path().to_string();
-        match self.local.pick(workload) {
+        let hash = request
+            .headers_mut()
+            .remove(TEMPLATE_HEADER)
+            .and_then(|h| h.to_str().ok().map(str::to_string));
+        match self.local.pick_of(workload, hash.as_deref()) {
             Some(replica) => serve_local(&replica, request, &path, self.limits.slot_wait).await,
             None => plain_response(
                 503,
@@ -261,8 +277,26 @@ impl Ingress {
             .map_err(|e| format!("cannot reach {target}: {e}"))
     }
 
-    /// Local replicas and the Ready replicas on other nodes.
+    /// Local replicas and the Ready replicas on other nodes; while the
+    /// workload has a canary, those of the side this request goes to (the
+    /// other side when that one has none ready).
     fn targets(&self, workload: &str) -> Vec<Target> {
+        let targets = self.all_targets(workload);
+        let Some(split) = self.cluster.split(workload) else {
+            return targets;
+        };
+        let canary = split.next_is_canary();
+        let (chosen, other): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|t| (t.template_hash() == split.hash) == canary);
+        if chosen.is_empty() {
+            other
+        } else {
+            chosen
+        }
+    }
+
+    fn all_targets(&self, workload: &str) -> Vec<Target> {
         let mut targets: Vec<Target> = self
             .local
             .replicas(workload)
@@ -386,6 +420,9 @@ impl Ingress {
             maybe_sent: false,
         })?;
         headers.insert(WORKLOAD_HEADER, value);
+        if let Ok(hash) = http::HeaderValue::from_str(&endpoint.hash) {
+            headers.insert(TEMPLATE_HEADER, hash);
+        }
         let in_flight = InFlight::start(&self.remote_outstanding, &endpoint.instance);
         let result = self.peers.send(&endpoint.node, address, request).await;
         drop(in_flight);
@@ -529,7 +566,10 @@ where
         Ok(served) => served,
         Err(refused) => return refused,
     };
-    replica.served.fetch_add(1, Ordering::Relaxed);
+    replica.counts.served.fetch_add(1, Ordering::Relaxed);
+    if served.response.status().is_server_error() {
+        replica.counts.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(failure) = &served.failure {
         if let Some(log) = &replica.spec.log {
             let detail = failure.trap.clone().or_else(|| failure.message.clone());

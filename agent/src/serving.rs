@@ -4,7 +4,7 @@
 //! traps, runs out of memory or passes its deadline fails alone (500/504)
 //! and is logged, with an Event at most every few seconds per replica.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 /// `resources.limits.timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-use crate::endpoints::Replica;
+use crate::endpoints::{Replica, RequestCounts};
 use crate::report::Severity;
 use crate::runtime::{HandlerSpec, LoadedModule, Outcome};
 use crate::supervisor::{run_spec, NodeContext, ProbeTimes};
@@ -88,6 +88,13 @@ pub async fn serve_replica(
         }),
     };
     let workload = format!("{ns}/{}", instance.spec.workload);
+    let template_hash = instance
+        .metadata
+        .labels
+        .get(flotilla_spec::revision::TEMPLATE_HASH_LABEL)
+        .cloned()
+        .unwrap_or_default();
+    let counts = Arc::new(RequestCounts::default());
     let register = || {
         let replica = Replica {
             instance: name.clone(),
@@ -96,7 +103,8 @@ pub async fn serve_replica(
             routes: template.routes.clone(),
             slots: Semaphore::new(concurrency),
             outstanding: AtomicUsize::new(0),
-            served: AtomicU64::new(0),
+            template_hash: template_hash.clone(),
+            counts: counts.clone(),
             on_failure: Box::new(failure_reporter(ctx.clone(), about.clone())),
         };
         ctx.endpoints.register(workload.clone(), replica)
@@ -122,14 +130,13 @@ pub async fn serve_replica(
     let mut registration = None;
     let mut started_up = startup.is_none();
     let (mut start_failures, mut ready_failures, mut live_failures) = (0u32, 0u32, 0u32);
-    let mut served_before = 0u64;
     status.phase = Phase::Running;
     status.started_at = Some(now_rfc3339_millis());
     status.message.clear();
     if started_up && readiness.is_none() {
         registration = Some(register());
     }
-    status.ready = registration.is_some();
+    status.set_ready(registration.is_some());
     ctx.reporter.status(&instance, status.clone());
     ctx.reporter.event(
         &about,
@@ -199,9 +206,7 @@ pub async fn serve_replica(
                             );
                             status.restarts += 1;
                             status.message = message;
-                            served_before += registration
-                                .take()
-                                .map_or(0, |r| r.replica().served.load(Ordering::Relaxed));
+                            registration = None;
                             started_up = startup.is_none();
                             ready = false;
                             changed = true;
@@ -219,22 +224,19 @@ pub async fn serve_replica(
                 status.message.clear();
             }
             (false, true) => {
-                served_before += registration
-                    .take()
-                    .map_or(0, |r| r.replica().served.load(Ordering::Relaxed));
+                registration = None;
             }
             _ => {}
         }
         if status.ready != ready {
-            status.ready = ready;
+            status.set_ready(ready);
             changed = true;
         }
-        let served = served_before
-            + registration
-                .as_ref()
-                .map_or(0, |r| r.replica().served.load(Ordering::Relaxed));
-        if served != status.requests {
+        let served = counts.served.load(Ordering::Relaxed);
+        let server_errors = counts.server_errors.load(Ordering::Relaxed);
+        if (served, server_errors) != (status.requests, status.server_errors) {
             status.requests = served;
+            status.server_errors = server_errors;
             changed = true;
         }
         if changed {

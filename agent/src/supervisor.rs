@@ -186,7 +186,7 @@ async fn watch_probes(
             if watchdog.silence().is_some() {
                 started_up = true;
                 if readiness.is_none() {
-                    status.ready = true;
+                    status.set_ready(true);
                     report(status);
                 }
             } else {
@@ -207,7 +207,7 @@ async fn watch_probes(
             ready_failures = if passing { 0 } else { ready_failures + 1 };
             let ready = passing || (status.ready && ready_failures < probe.failure_threshold);
             if ready != status.ready {
-                status.ready = ready;
+                status.set_ready(ready);
                 report(status);
             }
         }
@@ -356,7 +356,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
     let fail = |status: &mut InstanceStatus, reason: &str, message: String| {
         tracing::warn!("instance {ns}/{name}: {message}");
         status.phase = Phase::Failed;
-        status.ready = false;
+        status.set_ready(false);
         status.message = message.clone();
         report(status);
         event(Severity::Warning, reason, message);
@@ -422,7 +422,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             spec.watchdog = Some(watchdog.clone());
         }
         status.phase = Phase::Running;
-        status.ready = probes.readiness.is_none() && probes.startup.is_none();
+        status.set_ready(probes.readiness.is_none() && probes.startup.is_none());
         status.started_at = Some(now_rfc3339_millis());
         status.message.clear();
         report(&status);
@@ -498,7 +498,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             _ => ended.message.lines().next().unwrap_or_default().to_string(),
         };
         event(severity, &reason, format!("Run ended: {reason} ({detail})"));
-        status.ready = false;
+        status.set_ready(false);
         status.last_termination = Some(ended);
         if !should_restart(policy, exit) {
             status.phase = if completed {

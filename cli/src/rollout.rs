@@ -1,5 +1,6 @@
 //! `rollout`: follow and steer a workload's rollout, as `kubectl rollout`
-//! does a Deployment's — `status`, `pause`, `resume`, `restart`.
+//! does a Deployment's — `status`, `pause`, `resume`, `restart`,
+//! `history`, `undo` — and `promote` a canary, as Argo Rollouts' plugin.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::kinds::CliKind;
+use flotilla_spec::strategy::PROMOTE_ANNOTATION;
 
 #[derive(Args)]
 pub struct RolloutArgs {
@@ -30,6 +32,18 @@ enum RolloutCommand {
     /// Bring back an earlier revision's template (the previous one, or
     /// --to-revision N), as a new rollout.
     Undo(UndoArgs),
+    /// End the pause a canary is in (or, with --full, skip all its
+    /// remaining steps).
+    Promote(PromoteArgs),
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Skip every remaining step: the new template takes every replica now.
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Args)]
@@ -95,6 +109,7 @@ pub async fn main(args: RolloutArgs) -> Result<()> {
         }
         RolloutCommand::History(target) => history(&target).await,
         RolloutCommand::Undo(args) => undo(&args).await,
+        RolloutCommand::Promote(args) => promote(&args).await,
         RolloutCommand::Restart(target) => {
             let now = flotilla_spec::meta::now_rfc3339_millis();
             patch(&target, json!({"spec": {"restartedAt": now}}), "restarted").await
@@ -135,7 +150,13 @@ fn progress(workload: &Value) -> Progress {
         .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
         .cloned()
         .unwrap_or_default();
-    if progressing["reason"] == "ProgressDeadlineExceeded" {
+    if [
+        "ProgressDeadlineExceeded",
+        "RolledBack",
+        "CanaryAnalysisFailed",
+    ]
+    .contains(&progressing["reason"].as_str().unwrap_or_default())
+    {
         return Progress::Failed(
             progressing["message"]
                 .as_str()
@@ -153,6 +174,26 @@ fn progress(workload: &Value) -> Progress {
         return Progress::Failed(format!(
             "workload {name:?} is paused: `flotilla rollout resume workload/{name}` continues it"
         ));
+    }
+    let canary = &status["canary"];
+    if !canary.is_null() {
+        let steps = spec["strategy"]["canary"]["steps"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let step = count(&canary["step"]);
+        let mut line = format!(
+            "Waiting for workload {name:?} canary: step {} of {steps}, weight {}%, {updated} canary replicas, {} of {} requests answered with a 5xx",
+            (step + 1).min(steps as u64),
+            count(&canary["weight"]),
+            count(&canary["serverErrors"]),
+            count(&canary["requests"]),
+        );
+        if progressing["reason"] == "CanaryPaused" {
+            line.push_str(&format!(
+                "; paused: `flotilla rollout promote workload/{name}` continues it"
+            ));
+        }
+        return Progress::Waiting(line);
     }
     if updated < wanted {
         Progress::Waiting(format!(
@@ -252,10 +293,11 @@ async fn history(target: &Target) -> Result<()> {
 
 /// Fields of a revision's template that are not part of it (how a rollout
 /// proceeds, how many replicas): an undo leaves them as they are.
-const NOT_TEMPLATE: [&str; 5] = [
+const NOT_TEMPLATE: [&str; 6] = [
     "replicas",
     "strategy",
     "progressDeadlineSeconds",
+    "minReadySeconds",
     "paused",
     "revisionHistoryLimit",
 ];
@@ -266,7 +308,7 @@ async fn undo(args: &UndoArgs) -> Result<()> {
     let name = target.name()?;
     let (workload, revisions) = revisions(&client, target).await?;
     let number = |r: &Value| r["spec"]["revision"].as_u64().unwrap_or(0);
-    let current = workload["status"]["revision"]
+    let current = workload["status"]["updateRevision"]
         .as_u64()
         .or_else(|| revisions.last().map(number))
         .unwrap_or(0);
@@ -310,6 +352,35 @@ async fn undo(args: &UndoArgs) -> Result<()> {
         "workload.flotilla.dev/{name} rolled back to revision {}",
         number(chosen)
     );
+    Ok(())
+}
+
+/// Asks the controller to end the canary's current pause (or all its
+/// steps): an annotation naming the canary's template and step, so it
+/// acts once, on that canary only.
+async fn promote(args: &PromoteArgs) -> Result<()> {
+    let client = crate::config::client()?;
+    let target = &args.target;
+    let name = target.name()?;
+    let workload = client.get(&target.path()?).await?;
+    let canary = &workload["status"]["canary"];
+    let Some(hash) = canary["hash"].as_str() else {
+        bail!("workload/{name} has no canary under way: nothing to promote (`flotilla rollout status workload/{name}` shows where it stands)");
+    };
+    let step = if args.full {
+        "full".to_string()
+    } else {
+        canary["step"].as_u64().unwrap_or(0).to_string()
+    };
+    let patch =
+        json!({"metadata": {"annotations": {PROMOTE_ANNOTATION: format!("{hash}/{step}")}}});
+    client.merge_patch(&target.path()?, &patch).await?;
+    let what = if args.full {
+        "promoted: every remaining step skipped"
+    } else {
+        "promoted: its current pause ends"
+    };
+    println!("workload.flotilla.dev/{name} {what}");
     Ok(())
 }
 

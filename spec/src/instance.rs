@@ -86,8 +86,13 @@ pub struct InstanceStatus {
     pub phase: Phase,
     /// Restarts so far.
     pub restarts: u32,
-    /// Whether it is running now.
+    /// Whether it is ready now: traffic goes to it, a rollout counts it.
+    /// Set with [`InstanceStatus::set_ready`].
     pub ready: bool,
+    /// Since when it has been ready (RFC 3339, the agent's clock):
+    /// `minReadySeconds` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<String>,
     /// When the current run started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -97,9 +102,25 @@ pub struct InstanceStatus {
     /// Requests served (http workloads), as last reported.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub requests: u64,
+    /// Of those, answered with a 5xx (what a canary's analysis judges).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub server_errors: u64,
     /// Why it is in this phase, when that needs saying.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+impl InstanceStatus {
+    /// Marks it ready or not; `readySince` starts when it becomes ready and
+    /// is cleared when it stops being so.
+    pub fn set_ready(&mut self, ready: bool) {
+        if ready && !self.ready {
+            self.ready_since = Some(crate::meta::now_rfc3339_millis());
+        } else if !ready {
+            self.ready_since = None;
+        }
+        self.ready = ready;
+    }
 }
 
 /// How one run ended: the runtime's classes.

@@ -23,6 +23,9 @@ pub struct ObjectMeta {
     /// Free-form labels, used by selectors.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Free-form notes for tools (`flotilla rollout promote` writes one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// Incremented by the server on every change of `spec`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generation: u64,

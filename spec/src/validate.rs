@@ -104,7 +104,30 @@ pub fn check_object_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Most bytes of an object's annotations, keys and values (Kubernetes'
+/// limit).
+pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+
 fn check_meta(meta: &ObjectMeta, errors: &mut Collector) {
+    let annotation_bytes: usize = meta
+        .annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if annotation_bytes > MAX_ANNOTATION_BYTES {
+        errors.add(
+            "metadata.annotations",
+            format!("{annotation_bytes} bytes is more than the {MAX_ANNOTATION_BYTES} allowed"),
+        );
+    }
+    for key in meta.annotations.keys() {
+        if key.is_empty() || key.len() > 253 || key.contains(char::is_whitespace) {
+            errors.add(
+                format!("metadata.annotations.{key}"),
+                "an annotation key is 1-253 characters without spaces",
+            );
+        }
+    }
     errors.check("metadata.name", check_name(&meta.name));
     if !meta.namespace.is_empty() {
         errors.check("metadata.namespace", check_name(&meta.namespace));
@@ -116,6 +139,47 @@ fn check_meta(meta: &ObjectMeta, errors: &mut Collector) {
                 "a label key is 1-63 characters without spaces",
             );
         }
+    }
+}
+
+/// Most steps a canary may have.
+pub const MAX_CANARY_STEPS: usize = 32;
+
+/// `spec.strategy.canary`: given exactly for `type: Canary`, each step one
+/// thing.
+fn check_canary(strategy: &crate::strategy::Strategy, errors: &mut Collector) {
+    use crate::strategy::StrategyKind;
+    let Some(canary) = &strategy.canary else {
+        if strategy.kind == StrategyKind::Canary {
+            errors.add(
+                "spec.strategy.canary",
+                "type: Canary needs its steps: canary: {steps: [{setWeight: 10}, {pause: {}}]}",
+            );
+        }
+        return;
+    };
+    if strategy.kind != StrategyKind::Canary {
+        errors.add(
+            "spec.strategy.canary",
+            "only type: Canary takes canary steps: set type: Canary, or remove them",
+        );
+    }
+    if canary.steps.is_empty() || canary.steps.len() > MAX_CANARY_STEPS {
+        errors.add(
+            "spec.strategy.canary.steps",
+            format!("give 1 to {MAX_CANARY_STEPS} steps"),
+        );
+    }
+    for (n, step) in canary.steps.iter().enumerate() {
+        if let Err(e) = step.parse() {
+            errors.add(format!("spec.strategy.canary.steps[{n}]"), e);
+        }
+    }
+    if let Some(analysis) = &canary.analysis {
+        errors.check(
+            "spec.strategy.canary.analysis.maxErrorRate",
+            analysis.max_error_fraction(),
+        );
     }
 }
 
@@ -229,6 +293,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
             );
         }
     }
+    check_canary(&spec.strategy, &mut errors);
     if let Some(at) = &spec.restarted_at {
         if crate::meta::parse_rfc3339(at).is_none() {
             errors.add(

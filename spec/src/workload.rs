@@ -40,6 +40,10 @@ pub struct WorkloadSpec {
         skip_serializing_if = "is_default_progress_deadline"
     )]
     pub progress_deadline_seconds: u32,
+    /// How long a new instance must stay Ready before it counts as
+    /// available (and the rollout moves on); 0 by default.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub min_ready_seconds: u32,
     /// A paused workload keeps the instances it has: a template change
     /// waits for `flotilla rollout resume` (scaling still applies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -111,6 +115,7 @@ impl WorkloadSpec {
             replicas: _,
             strategy: _,
             progress_deadline_seconds: _,
+            min_ready_seconds: _,
             paused: _,
             revision_history_limit: _,
             args,
@@ -157,9 +162,25 @@ impl WorkloadSpec {
             replicas: one(),
             strategy: Strategy::default(),
             progress_deadline_seconds: DEFAULT_PROGRESS_DEADLINE_SECONDS,
+            min_ready_seconds: 0,
             paused: false,
             revision_history_limit: None,
             ..self.clone()
+        }
+    }
+
+    /// This spec with the template fields of `template` (a Revision's):
+    /// what a rollback or an undo makes of it. How many replicas and how a
+    /// rollout proceeds stay as they are.
+    pub fn with_template(&self, template: &WorkloadSpec) -> WorkloadSpec {
+        WorkloadSpec {
+            replicas: self.replicas,
+            strategy: self.strategy.clone(),
+            progress_deadline_seconds: self.progress_deadline_seconds,
+            min_ready_seconds: self.min_ready_seconds,
+            paused: self.paused,
+            revision_history_limit: self.revision_history_limit,
+            ..template.clone()
         }
     }
 }
@@ -318,6 +339,10 @@ fn default_failure_threshold() -> u32 {
 }
 
 fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -506,15 +531,54 @@ pub struct WorkloadStatus {
     /// Instances that count as available (Ready), old and new.
     #[serde(default)]
     pub available_replicas: u32,
-    /// The number of the Revision of the current template.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub revision: u64,
-    /// The hash of the current template (the instances' label).
+    /// The number of the Revision of the template the workload asks for
+    /// (the one being rolled out, or rolled out).
+    #[serde(default, alias = "revision", skip_serializing_if = "is_zero_u64")]
+    pub update_revision: u64,
+    /// The hash of that template (the instances' label).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_hash: String,
+    /// The number of the last Revision that completed a rollout (every
+    /// replica updated and available): what a failed rollout reverts to.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub current_revision: u64,
+    /// The hash of that revision's template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub current_template_hash: String,
+    /// Set by an automatic rollback to the hash it reverted to; cleared
+    /// when another template is applied. While the workload's template is
+    /// that one, `Progressing` stays `False, RolledBack`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rolled_back_to: String,
+    /// Where a canary stands, while one is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
     /// Conditions, Kubernetes style.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// `status.canary`: the canary of one template.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The canary's template hash (the update's).
+    pub hash: String,
+    /// The index of the step under way; the number of steps once all are
+    /// done (the new template then takes every replica).
+    pub step: u32,
+    /// The share of requests (http) or replicas (daemons) the canary has,
+    /// in percent. The ingress of every node splits by it.
+    pub weight: u32,
+    /// When the current pause began (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_start_time: Option<String>,
+    /// Requests the canary's instances answered, and how many with a 5xx.
+    #[serde(default)]
+    pub requests: u64,
+    /// Of those, answered with a 5xx.
+    #[serde(default)]
+    pub server_errors: u64,
 }
 
 /// A condition: a named boolean with a reason.

@@ -385,17 +385,36 @@ pub fn project(view: &View, kind: Kind, object: Value) -> Value {
     match kind {
         Kind::Instance if spec["nodeName"].as_str() == Some(node) => object,
         Kind::Instance => json!({
-            "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
+            "apiVersion": object["apiVersion"], "kind": object["kind"],
+            "metadata": with_hash_label(metadata, meta),
             "spec": {"nodeName": spec["nodeName"], "workload": spec["workload"],
                      "template": {"execution": spec["template"]["execution"]}},
             "status": {"phase": object["status"]["phase"], "ready": object["status"]["ready"]},
         }),
-        Kind::Workload => json!({
-            "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
-            "spec": {"execution": spec["execution"], "routes": spec["routes"]},
-        }),
+        Kind::Workload => {
+            let canary = &object["status"]["canary"];
+            let mut reduced = json!({
+                "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
+                "spec": {"execution": spec["execution"], "routes": spec["routes"]},
+            });
+            if !canary.is_null() {
+                reduced["status"] =
+                    json!({"canary": {"hash": canary["hash"], "weight": canary["weight"]}});
+            }
+            reduced
+        }
         _ => object,
     }
+}
+
+/// `metadata` with the template-hash label of `meta` (which side of a
+/// canary an instance is on).
+fn with_hash_label(mut metadata: Value, meta: &Value) -> Value {
+    let label = flotilla_spec::revision::TEMPLATE_HASH_LABEL;
+    if let Some(hash) = meta["labels"][label].as_str() {
+        metadata["labels"] = json!({ label: hash });
+    }
+    metadata
 }
 
 #[cfg(test)]

@@ -48,9 +48,9 @@ fn stored(
 pub fn record(store: &dyn Store, workload: &Workload) -> Result<Current, StoreError> {
     let hash = template_hash(&workload.spec);
     if let Some(status) = &workload.status {
-        if status.template_hash == hash && status.revision > 0 {
+        if status.template_hash == hash && status.update_revision > 0 {
             return Ok(Current {
-                number: status.revision,
+                number: status.update_revision,
                 hash,
             });
         }
@@ -91,15 +91,21 @@ pub fn record(store: &dyn Store, workload: &Workload) -> Result<Current, StoreEr
             latest + 1
         }
     };
-    // Past the history limit, the oldest go (never the current one).
+    // Past the history limit, the oldest go (never the current one, nor
+    // the last that completed: a failed rollout reverts to it).
     let limit = workload
         .spec
         .revision_history_limit
         .unwrap_or(DEFAULT_HISTORY_LIMIT) as usize;
+    let stable = workload
+        .status
+        .as_ref()
+        .map(|s| s.current_template_hash.as_str())
+        .unwrap_or_default();
     let older: Vec<&Revision> = revisions
         .iter()
         .map(|(_, r)| r)
-        .filter(|r| r.spec.template_hash != hash)
+        .filter(|r| r.spec.template_hash != hash && r.spec.template_hash != stable)
         .collect();
     if older.len() > limit {
         for old in &older[..older.len() - limit] {
@@ -140,6 +146,25 @@ fn new_revision(workload: &Workload, hash: &str, number: u64, change: String) ->
         },
         status: None,
     }
+}
+
+/// The template of `workload`'s revision with template hash `hash`, if it
+/// is still kept.
+pub fn template_of(
+    store: &dyn Store,
+    workload: &Workload,
+    hash: &str,
+) -> Result<Option<flotilla_spec::workload::WorkloadSpec>, StoreError> {
+    let (namespace, name) = (&workload.metadata.namespace, &workload.metadata.name);
+    Ok(stored(store, namespace, name)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| {
+            r.spec.template_hash == hash
+                && r.metadata.owner_references.first().map(|o| &o.uid)
+                    == Some(&workload.metadata.uid)
+        })
+        .map(|r| r.spec.template))
 }
 
 /// Deletes every revision whose workload (by name and uid) is gone.
@@ -189,7 +214,7 @@ mod tests {
         w.spec.revision_history_limit = Some(2);
         if let Some(current) = status {
             w.status = Some(flotilla_spec::workload::WorkloadStatus {
-                revision: current.number,
+                update_revision: current.number,
                 template_hash: current.hash.clone(),
                 ..Default::default()
             });

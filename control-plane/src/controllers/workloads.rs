@@ -6,9 +6,13 @@
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceSpec};
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, OwnerReference, API_VERSION};
-use flotilla_spec::workload::{Condition, Workload, WorkloadStatus};
+use flotilla_spec::strategy::{StrategyKind, PROMOTE_ANNOTATION};
+use flotilla_spec::workload::{CanaryStatus, Condition, Execution, Workload, WorkloadStatus};
 
+use std::collections::HashSet;
 use std::time::SystemTime;
+
+use super::rollout::{CanaryState, Gate, Promotion};
 
 use super::cache::{Cache, Entry, Key};
 use super::events::{event, record, Severity};
@@ -29,33 +33,171 @@ pub enum Action {
     Delete(String, &'static str),
     /// Write this status on the workload.
     SetStatus(WorkloadStatus),
+    /// The rollout failed: put the template of the revision with this hash
+    /// back into the workload's spec, with this status, and say why.
+    RollBack {
+        /// The template hash of the last revision that completed.
+        to: String,
+        /// Why the rollout failed.
+        reason: String,
+        /// The status to write with it.
+        status: Box<WorkloadStatus>,
+    },
 }
+
+/// Restarts of a new instance within a rollout that make it a crash loop.
+pub const CRASH_LOOP_RESTARTS: u32 = 3;
 
 /// Decides what to do for one workload given the instances it owns, at
 /// `now`. Pure: the same inputs give the same actions (but for generated
 /// names). Instances made from another template are replaced as the
-/// workload's strategy allows ([`rollout::step`]).
-pub fn reconcile(
+/// workload's strategy allows ([`rollout::step`], [`rollout::canary`]); a
+/// rollout that fails reverts to the last revision that completed.
+pub fn reconcile<'a>(
     workload: &Workload,
-    owned: &[&Instance],
+    owned: &[&'a Instance],
     revision: &Current,
     now: SystemTime,
 ) -> Vec<Action> {
-    let mut actions = Vec::new();
+    let spec = &workload.spec;
+    let gate = Gate::of(spec, now);
+    let previous = workload.status.clone().unwrap_or_default();
     let (current, outdated): (Vec<&Instance>, Vec<&Instance>) = owned
         .iter()
         .copied()
-        .partition(|i| i.spec.template.same_template(&workload.spec));
-    let step = rollout::step(&workload.spec, &current, &outdated);
-    let deleted: std::collections::HashSet<String> =
-        step.delete.iter().map(|(name, _)| name.clone()).collect();
-    let remaining = |set: &[&Instance]| -> usize {
-        set.iter()
-            .filter(|i| !deleted.contains(i.metadata.name.as_str()))
-            .count()
+        .partition(|i| i.spec.template.same_template(spec));
+    let is_canary = spec.strategy.kind == StrategyKind::Canary && !outdated.is_empty();
+    let http = spec.execution == Execution::Http;
+    let canary_before = previous
+        .canary
+        .as_ref()
+        .filter(|c| c.hash == revision.hash)
+        .map(|c| CanaryState {
+            step: c.step as usize,
+            weight: c.weight,
+            pause_start: c
+                .pause_start_time
+                .as_deref()
+                .and_then(flotilla_spec::meta::parse_rfc3339),
+        })
+        .unwrap_or_default();
+    let (step, canary_now) = if is_canary && !spec.paused {
+        rollout::canary(
+            spec,
+            &current,
+            &outdated,
+            &gate,
+            canary_before,
+            promotion(workload, &revision.hash),
+            http,
+        )
+    } else {
+        (
+            rollout::step(spec, &current, &outdated, &gate),
+            canary_before,
+        )
     };
-    let (updated, old) = (remaining(&current), remaining(&outdated));
-    let changed = step.create > 0 || step.create_outdated > 0 || !step.delete.is_empty();
+    let deleted: HashSet<&str> = step.delete.iter().map(|(name, _)| name.as_str()).collect();
+    let kept = |set: &Vec<&'a Instance>| -> Vec<&'a Instance> {
+        set.iter()
+            .copied()
+            .filter(|i| !deleted.contains(i.metadata.name.as_str()))
+            .collect()
+    };
+    let (updated, old) = (kept(&current), kept(&outdated));
+    let count_available =
+        |set: &[&Instance]| set.iter().filter(|i| gate.available(i)).count() as u32;
+    let wanted = spec.replicas;
+    let updated_available = count_available(&updated);
+    let complete = old.is_empty() && updated.len() as u32 == wanted && updated_available == wanted;
+    let (requests, server_errors) = current.iter().fold((0, 0), |(r, e), i| {
+        let s = i.status.clone().unwrap_or_default();
+        (r + s.requests, e + s.server_errors)
+    });
+    let moved = step.create > 0
+        || step.create_outdated > 0
+        || !step.delete.is_empty()
+        || canary_now.step != canary_before.step
+        // A new template starts a new rollout (and a new deadline).
+        || previous.template_hash != revision.hash;
+    let waiting_in_pause =
+        is_canary && canary_now.pause_start.is_some() && step.create == 0 && step.delete.is_empty();
+    let mut status = WorkloadStatus {
+        observed_generation: workload.metadata.generation,
+        replicas: (updated.len() + old.len()) as u32,
+        updated_replicas: updated.len() as u32,
+        ready_replicas: owned
+            .iter()
+            .filter(|i| !deleted.contains(i.metadata.name.as_str()))
+            .filter(|i| i.status.as_ref().is_some_and(|s| s.ready))
+            .count() as u32,
+        available_replicas: count_available(&updated) + count_available(&old),
+        update_revision: revision.number,
+        template_hash: revision.hash.clone(),
+        current_revision: previous.current_revision,
+        current_template_hash: previous.current_template_hash.clone(),
+        rolled_back_to: Some(&previous.rolled_back_to)
+            .filter(|hash| **hash == revision.hash)
+            .cloned()
+            .unwrap_or_default(),
+        canary: (is_canary && !complete).then(|| CanaryStatus {
+            hash: revision.hash.clone(),
+            step: canary_now.step as u32,
+            weight: canary_now.weight,
+            pause_start_time: canary_now.pause_start.map(rfc3339),
+            requests,
+            server_errors,
+        }),
+        conditions: Vec::new(),
+    };
+    if complete {
+        status.current_revision = revision.number;
+        status.current_template_hash = revision.hash.clone();
+    }
+    let progressing = progressing_condition(
+        workload,
+        &previous,
+        &status,
+        complete,
+        moved,
+        waiting_in_pause,
+        now,
+    );
+    // A rollout that fails reverts, when there is a completed revision to
+    // go back to (not while reverting, nor while paused).
+    let reverting_possible = !previous.current_template_hash.is_empty()
+        && previous.current_template_hash != revision.hash
+        && !spec.paused;
+    let failure = reverting_possible
+        .then(|| failure(workload, &current, &progressing, (requests, server_errors)))
+        .flatten();
+    if let (Some((_, reason)), true) = (&failure, spec.strategy.auto_rollback) {
+        let to = previous.current_template_hash.clone();
+        status.rolled_back_to = to.clone();
+        status.canary = None;
+        let message = format!(
+            "workload {} rolled back from revision {} to revision {}: {reason}",
+            workload.metadata.name, revision.number, previous.current_revision
+        );
+        status.conditions = vec![
+            available_condition(&previous, status.available_replicas, wanted, now),
+            condition(
+                &previous,
+                "Progressing",
+                false,
+                "RolledBack",
+                message,
+                now,
+                true,
+            ),
+        ];
+        return vec![Action::RollBack {
+            to,
+            reason: reason.clone(),
+            status: Box::new(status),
+        }];
+    }
+    let mut actions = Vec::new();
     // Paused mid-rollout: more of the version it was paused at (the newest
     // outdated instance's template), not of the new one.
     if let Some(model) = outdated.iter().max_by(|a, b| {
@@ -75,8 +217,8 @@ pub fn reconcile(
             actions.push(Action::Create(Box::new(instance)));
         }
     }
-    for (name, reason) in step.delete {
-        actions.push(Action::Delete(name, reason));
+    for (name, reason) in &step.delete {
+        actions.push(Action::Delete(name.clone(), reason));
     }
     for _ in 0..step.create {
         let mut instance = new_instance(workload);
@@ -86,43 +228,101 @@ pub fn reconcile(
             .insert(TEMPLATE_HASH_LABEL.into(), revision.hash.clone());
         actions.push(Action::Create(Box::new(instance)));
     }
-    let ready = owned
-        .iter()
-        .filter(|i| !deleted.contains(i.metadata.name.as_str()))
-        .filter(|i| rollout::available(i))
-        .count() as u32;
-    let updated_ready = current
-        .iter()
-        .filter(|i| !deleted.contains(i.metadata.name.as_str()))
-        .filter(|i| rollout::available(i))
-        .count() as u32;
-    let wanted = workload.spec.replicas;
-    let previous = workload.status.clone().unwrap_or_default();
-    let complete = old == 0 && updated as u32 == wanted && updated_ready == wanted;
-    let status = WorkloadStatus {
-        observed_generation: workload.metadata.generation,
-        replicas: (updated + old) as u32,
-        updated_replicas: updated as u32,
-        ready_replicas: ready,
-        available_replicas: ready,
-        revision: revision.number,
-        template_hash: revision.hash.clone(),
-        conditions: vec![
-            available_condition(&previous, ready, wanted, now),
-            progressing_condition(
-                workload,
+    let analysis_failed = matches!(failure, Some((Failure::CanaryAnalysis, _)));
+    status.conditions = vec![
+        available_condition(&previous, status.available_replicas, wanted, now),
+        match &failure {
+            // Without automatic rollback, a failed canary stays where it is.
+            Some((Failure::CanaryAnalysis, reason)) => condition(
                 &previous,
-                complete,
-                // A new template starts a new rollout (and a new deadline).
-                changed || previous.template_hash != revision.hash,
+                "Progressing",
+                false,
+                "CanaryAnalysisFailed",
+                format!(
+                    "{reason}: `flotilla rollout undo workload/{}` reverts it",
+                    workload.metadata.name
+                ),
                 now,
+                false,
             ),
-        ],
-    };
+            _ => progressing,
+        },
+    ];
+    if analysis_failed {
+        // Stay at this step: nothing more of the canary.
+        actions.retain(|a| !matches!(a, Action::Create(_)));
+    }
     if status != previous {
         actions.push(Action::SetStatus(status));
     }
     actions
+}
+
+/// What `flotilla rollout promote` asked of the canary of `hash`.
+fn promotion(workload: &Workload, hash: &str) -> Promotion {
+    let Some(value) = workload.metadata.annotations.get(PROMOTE_ANNOTATION) else {
+        return Promotion::None;
+    };
+    match value.split_once('/') {
+        Some((of, "full")) if of == hash => Promotion::Full,
+        Some((of, step)) if of == hash => step.parse().map_or(Promotion::None, Promotion::Step),
+        _ => Promotion::None,
+    }
+}
+
+/// How a rollout failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No progress for `progressDeadlineSeconds`.
+    Deadline,
+    /// A new instance restarted [`CRASH_LOOP_RESTARTS`] times.
+    CrashLoop,
+    /// The canary's 5xx share is above `maxErrorRate`.
+    CanaryAnalysis,
+}
+
+/// Why the rollout of the workload's template failed, if it did: its
+/// progress deadline passed, one of its new instances crash loops, or
+/// (an http canary) its share of 5xx answers is above `maxErrorRate`.
+fn failure(
+    workload: &Workload,
+    current: &[&Instance],
+    progressing: &Condition,
+    (requests, server_errors): (u64, u64),
+) -> Option<(Failure, String)> {
+    if progressing.reason == "ProgressDeadlineExceeded" {
+        return Some((Failure::Deadline, progressing.message.clone()));
+    }
+    for instance in current {
+        let status = instance.status.clone().unwrap_or_default();
+        if status.restarts >= CRASH_LOOP_RESTARTS {
+            let last = status
+                .last_termination
+                .map(|t| format!(" (last: {} {})", t.reason, t.message))
+                .unwrap_or_default();
+            return Some((
+                Failure::CrashLoop,
+                format!(
+                    "new instance {} crash loops: {} restarts{last}",
+                    instance.metadata.name, status.restarts
+                ),
+            ));
+        }
+    }
+    let analysis = workload.spec.strategy.canary.as_ref()?.analysis.as_ref()?;
+    let max = analysis.max_error_fraction().ok()?;
+    let rate = server_errors as f64 / requests.max(1) as f64;
+    (workload.spec.strategy.kind == StrategyKind::Canary
+        && requests >= analysis.min_requests
+        && rate > max)
+        .then(|| {
+            let message = format!(
+                "the canary answered {server_errors} of {requests} requests with a 5xx ({:.1}%, above maxErrorRate {})",
+                rate * 100.0,
+                analysis.max_error_rate
+            );
+            (Failure::CanaryAnalysis, message)
+        })
 }
 
 fn rfc3339(time: SystemTime) -> String {
@@ -160,12 +360,29 @@ fn available_condition(
 fn progressing_condition(
     workload: &Workload,
     previous: &WorkloadStatus,
+    status: &WorkloadStatus,
     complete: bool,
     moved: bool,
+    waiting_in_pause: bool,
     now: SystemTime,
 ) -> Condition {
     let name = &workload.metadata.name;
     let earlier = previous.conditions.iter().find(|c| c.kind == "Progressing");
+    if !status.rolled_back_to.is_empty() {
+        // Rolled back, and nothing else applied since: it says so until then.
+        return match earlier.filter(|c| c.reason == "RolledBack") {
+            Some(c) => c.clone(),
+            None => condition(
+                previous,
+                "Progressing",
+                false,
+                "RolledBack",
+                format!("workload {name} was rolled back"),
+                now,
+                false,
+            ),
+        };
+    }
     if complete {
         let message = format!("workload {name} has finished rolling out");
         return condition(
@@ -190,8 +407,33 @@ fn progressing_condition(
             false,
         );
     }
-    let new_rollout =
-        earlier.is_none_or(|c| c.reason == "NewRevisionAvailable" || c.reason == "RolloutPaused");
+    if waiting_in_pause {
+        // A canary's pause is not a lack of progress.
+        let canary = status.canary.clone().unwrap_or_default();
+        let message = format!(
+            "workload {name}'s canary is paused at step {} with weight {}%: it continues after the pause's duration, or at `flotilla rollout promote workload/{name}`",
+            canary.step + 1,
+            canary.weight
+        );
+        return condition(
+            previous,
+            "Progressing",
+            true,
+            "CanaryPaused",
+            message,
+            now,
+            false,
+        );
+    }
+    let new_rollout = earlier.is_none_or(|c| {
+        [
+            "NewRevisionAvailable",
+            "RolloutPaused",
+            "CanaryPaused",
+            "RolledBack",
+        ]
+        .contains(&c.reason.as_str())
+    });
     let last_move = earlier
         .and_then(|c| c.last_update_time.as_deref())
         .and_then(flotilla_spec::meta::parse_rfc3339)
@@ -320,10 +562,14 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
         return Ok(true);
     };
     let revision = super::revisions::record(store, workload)?;
-    let actions = reconcile(workload, &mine, &revision, SystemTime::now());
+    let now = SystemTime::now();
+    let actions = reconcile(workload, &mine, &revision, now);
+    // Waiting out minReadySeconds or a canary's pause is a matter of time
+    // too: not settled until every instance is new and available.
+    let gate = Gate::of(&workload.spec, now);
     let settled = mine
         .iter()
-        .all(|i| i.spec.template.same_template(&workload.spec))
+        .all(|i| i.spec.template.same_template(&workload.spec) && gate.available(i))
         && actions.is_empty();
     for action in actions {
         apply(store, workload, action)?;
@@ -375,10 +621,50 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                 ),
             )?;
         }
+        Action::RollBack { to, reason, status } => {
+            let Some(template) = super::revisions::template_of(store, workload, &to)? else {
+                // Its revision is gone: nothing to go back to.
+                tracing::warn!(
+                    "workload {ns}/{}: cannot roll back ({reason}): no revision with template {to}",
+                    workload.metadata.name
+                );
+                return Ok(());
+            };
+            let Some(mut stored) = store.get("Workload", ns, &workload.metadata.name)? else {
+                return Ok(());
+            };
+            let spec = workload.spec.with_template(&template);
+            stored["spec"] =
+                serde_json::to_value(&spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+            stored["status"] =
+                serde_json::to_value(&*status).map_err(|e| StoreError::Backend(e.to_string()))?;
+            stored["metadata"]["generation"] = (workload.metadata.generation + 1).into();
+            // Only onto the version judged: a change meanwhile is judged again.
+            let expected = workload.metadata.resource_version.parse().ok();
+            match store.update("Workload", ns, &workload.metadata.name, stored, expected) {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            }
+            let message = format!(
+                "Rolled back to revision {} (template {to}): {reason}",
+                status.current_revision
+            );
+            record(
+                store,
+                &event(
+                    workload_ref(workload),
+                    Severity::Warning,
+                    "RolledBack",
+                    message,
+                    "workload-controller",
+                ),
+            )?;
+        }
         Action::SetStatus(status) => {
             if let Some(mut stored) = store.get("Workload", ns, &workload.metadata.name)? {
-                // Only if the workload did not change since we read it; the
-                // next pass sees the new one anyway.
                 // Only onto the version we reconciled: if the workload changed
                 // meanwhile, the next pass computes its status afresh.
                 let expected = workload.metadata.resource_version.parse().ok();
@@ -576,5 +862,210 @@ mod progress_tests {
             "Progressing",
         );
         assert_eq!(complete.reason, "NewRevisionAvailable");
+    }
+}
+
+#[cfg(test)]
+mod rollback_tests {
+    use super::*;
+    use flotilla_spec::instance::InstanceStatus;
+
+    /// `web` at template `v2`, whose last completed revision is `v1`.
+    fn rolling_out() -> (Workload, Vec<Instance>) {
+        let mut v1 = Workload::default();
+        v1.metadata.name = "web".into();
+        v1.spec.replicas = 2;
+        v1.spec.args = vec!["v1".into()];
+        let stable: Vec<Instance> = (0..2)
+            .map(|_| {
+                let mut i = new_instance(&v1);
+                i.status = Some(InstanceStatus {
+                    ready: true,
+                    ..Default::default()
+                });
+                i
+            })
+            .collect();
+        let mut v2 = v1.clone();
+        v2.spec.args = vec!["v2".into()];
+        v2.status = Some(WorkloadStatus {
+            current_revision: 1,
+            current_template_hash: "hash-v1".into(),
+            ..Default::default()
+        });
+        (v2, stable)
+    }
+
+    fn current() -> Current {
+        Current {
+            number: 2,
+            hash: "hash-v2".into(),
+        }
+    }
+
+    fn last_status(instances: &mut [Instance]) -> &mut InstanceStatus {
+        let last = instances.last_mut().expect("an instance");
+        last.status.get_or_insert_with(Default::default)
+    }
+
+    fn rollback(actions: &[Action]) -> Option<(&str, &str)> {
+        actions.iter().find_map(|a| match a {
+            Action::RollBack { to, reason, .. } => Some((to.as_str(), reason.as_str())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_crash_looping_new_instance_rolls_back_to_the_last_completed_revision() {
+        let (web, mut instances) = rolling_out();
+        let mut bad = new_instance(&web);
+        bad.status = Some(InstanceStatus {
+            restarts: 2,
+            ..Default::default()
+        });
+        instances.push(bad.clone());
+        let now = SystemTime::now();
+        assert_eq!(
+            rollback(&reconcile(&web, &refs(&instances), &current(), now)),
+            None
+        );
+        last_status(&mut instances).restarts = 3;
+        let actions = reconcile(&web, &refs(&instances), &current(), now);
+        let (to, reason) = rollback(&actions).expect("a rollback");
+        assert_eq!(to, "hash-v1");
+        assert!(reason.contains("crash loops"), "{reason}");
+        assert_eq!(
+            actions.len(),
+            1,
+            "nothing else in the same pass: {actions:?}"
+        );
+        let Action::RollBack { status, .. } = &actions[0] else {
+            unreachable!()
+        };
+        assert_eq!(status.rolled_back_to, "hash-v1");
+        let progressing = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Progressing")
+            .unwrap();
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "RolledBack")
+        );
+        // Without autoRollback, or with nothing completed before: no revert.
+        let mut manual = web.clone();
+        manual.spec.strategy.auto_rollback = false;
+        assert_eq!(
+            rollback(&reconcile(&manual, &refs(&instances), &current(), now)),
+            None
+        );
+        let mut first = web.clone();
+        first.status = None;
+        assert_eq!(
+            rollback(&reconcile(&first, &refs(&instances), &current(), now)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_canary_answering_too_many_5xx_rolls_back_once_enough_requests_are_in() {
+        use flotilla_spec::strategy::{Analysis, Canary, CanaryStep, Strategy};
+        let (mut web, mut instances) = rolling_out();
+        web.spec.execution = Execution::Http;
+        web.spec.strategy = Strategy {
+            kind: StrategyKind::Canary,
+            canary: Some(Canary {
+                steps: vec![CanaryStep {
+                    set_weight: Some(10),
+                    pause: None,
+                }],
+                analysis: Some(Analysis {
+                    max_error_rate: "5%".into(),
+                    min_requests: 50,
+                }),
+            }),
+            ..Strategy::default()
+        };
+        let mut canary = new_instance(&web);
+        canary.status = Some(InstanceStatus {
+            ready: true,
+            requests: 40,
+            server_errors: 20,
+            ..Default::default()
+        });
+        instances.push(canary);
+        let now = SystemTime::now();
+        assert_eq!(
+            rollback(&reconcile(&web, &refs(&instances), &current(), now)),
+            None,
+            "40 requests are fewer than minRequests"
+        );
+        let status = last_status(&mut instances);
+        status.requests = 100;
+        status.server_errors = 5;
+        assert_eq!(
+            rollback(&reconcile(&web, &refs(&instances), &current(), now)),
+            None,
+            "5% is not above 5%"
+        );
+        last_status(&mut instances).server_errors = 6;
+        let actions = reconcile(&web, &refs(&instances), &current(), now);
+        let (_, reason) = rollback(&actions).expect("a rollback");
+        assert!(reason.contains("6 of 100"), "{reason}");
+    }
+
+    #[test]
+    fn once_rolled_back_the_condition_stays_until_another_template_comes() {
+        let (mut web, instances) = rolling_out();
+        // The rolled-back-to template is the workload's again, and complete.
+        web.spec.args = vec!["v1".into()];
+        let message = "rolled back: crash loop".to_string();
+        web.status = Some(WorkloadStatus {
+            current_revision: 1,
+            current_template_hash: "hash-v1".into(),
+            rolled_back_to: "hash-v1".into(),
+            conditions: vec![Condition {
+                kind: "Progressing".into(),
+                status: "False".into(),
+                reason: "RolledBack".into(),
+                message: message.clone(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let v1 = Current {
+            number: 3,
+            hash: "hash-v1".into(),
+        };
+        let actions = reconcile(&web, &refs(&instances), &v1, SystemTime::now());
+        let Some(Action::SetStatus(status)) = actions.last() else {
+            panic!("{actions:?}")
+        };
+        let progressing = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Progressing")
+            .unwrap();
+        assert_eq!(
+            (progressing.reason.as_str(), progressing.message.as_str()),
+            ("RolledBack", message.as_str())
+        );
+        // Another template: the marker is gone.
+        let v4 = Current {
+            number: 4,
+            hash: "hash-v4".into(),
+        };
+        web.spec.args = vec!["v4".into()];
+        let actions = reconcile(&web, &refs(&instances), &v4, SystemTime::now());
+        let Some(Action::SetStatus(status)) = actions.last() else {
+            panic!("{actions:?}")
+        };
+        assert!(status.rolled_back_to.is_empty());
+        let progressing = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Progressing")
+            .unwrap();
+        assert_eq!(progressing.reason, "RevisionProgressing");
     }
 }
