@@ -185,13 +185,18 @@ impl Ingress {
                 ),
             );
         };
-        let targets = self.targets(&workload);
+        let (targets, stable) = self.targets(&workload);
         let Some(first) = self.pick(&targets, None) else {
             return plain_response(
                 503,
                 format!("workload {workload} has no ready replica: see flotilla get instances (and describe them for why)\n"),
             );
         };
+        if let Some(stable) = stable.filter(|_| request.method().is_idempotent()) {
+            return self
+                .with_fallback(&workload, request, (&targets, first), &stable)
+                .await;
+        }
         match first {
             Target::Local(replica) => {
                 serve_local(replica, request, &path, self.limits.slot_wait).await
@@ -244,24 +249,17 @@ impl Ingress {
         for header in INTERNAL_HEADERS {
             request.headers_mut().remove(header);
         }
-        let targets = self.targets(workload);
-        let path = request.uri().path().to_string();
-        match self.pick(&targets, None) {
-            None => plain_response(503, format!("workload {workload} has no ready replica\n")),
-            Some(Target::Local(replica)) => {
-                serve_local(replica, request, &path, self.limits.slot_wait).await
-            }
-            Some(Target::Remote(endpoint, address)) => {
-                let (parts, body) = request.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
-                self.forward(workload, &targets, endpoint, address, parts, body)
-                    .await
-            }
-        }
+        let (targets, _) = self.targets(workload);
+        let Some(target) = self.pick(&targets, None) else {
+            return plain_response(503, format!("workload {workload} has no ready replica\n"));
+        };
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        self.dispatch(workload, &targets, target, parts, body).await
     }
 
     /// A request to a host outside the cluster (a granted `host:port`).
@@ -279,20 +277,74 @@ impl Ingress {
 
     /// Local replicas and the Ready replicas on other nodes; while the
     /// workload has a canary, those of the side this request goes to (the
-    /// other side when that one has none ready).
-    fn targets(&self, workload: &str) -> Vec<Target> {
+    /// other side when that one has none ready), and, when that is the
+    /// canary, the stable side too.
+    fn targets(&self, workload: &str) -> (Vec<Target>, Option<Vec<Target>>) {
         let targets = self.all_targets(workload);
         let Some(split) = self.cluster.split(workload) else {
-            return targets;
+            return (targets, None);
         };
-        let canary = split.next_is_canary();
-        let (chosen, other): (Vec<Target>, Vec<Target>) = targets
+        let (canary, stable): (Vec<Target>, Vec<Target>) = targets
             .into_iter()
-            .partition(|t| (t.template_hash() == split.hash) == canary);
-        if chosen.is_empty() {
-            other
-        } else {
-            chosen
+            .partition(|t| t.template_hash() == split.hash);
+        match (split.next_is_canary(), canary.is_empty(), stable.is_empty()) {
+            (true, false, false) => (canary, Some(stable)),
+            (true, false, true) | (false, false, true) => (canary, None),
+            _ => (stable, None),
+        }
+    }
+
+    /// Sends an idempotent request to the canary (`first`, of `targets`);
+    /// if the canary answers with a 5xx, the stable side answers instead:
+    /// a bad canary shows in its analysis (its replicas count the 5xx),
+    /// not to the client.
+    async fn with_fallback(
+        &self,
+        workload: &str,
+        request: http::Request<Incoming>,
+        (targets, first): (&[Target], &Target),
+        stable: &[Target],
+    ) -> http::Response<ResponseBody> {
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_FORWARDED_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return plain_response(413, format!("request body not forwarded: {e}\n")),
+        };
+        let answer = self
+            .dispatch(workload, targets, first, parts.clone(), body.clone())
+            .await;
+        if !answer.status().is_server_error() {
+            return answer;
+        }
+        let Some(other) = self.pick(stable, None) else {
+            return answer;
+        };
+        tracing::debug!(
+            "ingress: the canary of {workload} answered {}; the stable side answers instead",
+            answer.status()
+        );
+        self.dispatch(workload, stable, other, parts, body).await
+    }
+
+    /// Serves a buffered request on `target` (of `targets`, for a retry).
+    async fn dispatch(
+        &self,
+        workload: &str,
+        targets: &[Target],
+        target: &Target,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> http::Response<ResponseBody> {
+        match target {
+            Target::Local(replica) => {
+                let request = http::Request::from_parts(parts, Full::new(body));
+                let path = request.uri().path().to_string();
+                serve_local(replica, request, &path, self.limits.slot_wait).await
+            }
+            Target::Remote(endpoint, address) => {
+                self.forward(workload, targets, endpoint, address, parts, body)
+                    .await
+            }
         }
     }
 

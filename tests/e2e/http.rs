@@ -64,7 +64,7 @@ pub fn ingress_of(c: &Cluster, node: &str) -> String {
     address
 }
 
-fn ready(c: &Cluster, workload: &str, n: usize) {
+pub fn ready(c: &Cluster, workload: &str, n: usize) {
     c.wait_until(
         &format!("{n} ready replicas of {workload}"),
         Duration::from_secs(20),
@@ -716,7 +716,7 @@ fn the_node_port_serves_logs_to_the_control_plane_only_and_real_names() {
 }
 
 /// A server and two agents, edge-a and edge-b, both Ready.
-fn two_agents() -> (Cluster, crate::fleet::Agent, crate::fleet::Agent) {
+pub fn two_agents() -> (Cluster, crate::fleet::Agent, crate::fleet::Agent) {
     let c = Cluster::start_server();
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
@@ -728,7 +728,7 @@ fn two_agents() -> (Cluster, crate::fleet::Agent, crate::fleet::Agent) {
 }
 
 /// Ready instances of `workload`, old and new.
-fn ready_count(c: &Cluster, workload: &str) -> usize {
+pub fn ready_count(c: &Cluster, workload: &str) -> usize {
     c.items("instances")
         .iter()
         .filter(|i| i["spec"]["workload"] == workload && i["status"]["ready"] == true)

@@ -7,6 +7,7 @@ mod fleet;
 mod http;
 mod netns;
 mod openapi;
+mod rollouts;
 mod support;
 mod trust;
 

@@ -66,7 +66,11 @@ pub fn reconcile<'a>(
         .iter()
         .copied()
         .partition(|i| i.spec.template.same_template(spec));
-    let is_canary = spec.strategy.kind == StrategyKind::Canary && !outdated.is_empty();
+    // A canary tries a new template against the stable one; going back to
+    // the stable template (a rollback) is no canary: the new instances go.
+    let is_canary = spec.strategy.kind == StrategyKind::Canary
+        && !outdated.is_empty()
+        && revision.hash != previous.current_template_hash;
     let http = spec.execution == Execution::Http;
     let canary_before = previous
         .canary
@@ -140,14 +144,18 @@ pub fn reconcile<'a>(
             .filter(|hash| **hash == revision.hash)
             .cloned()
             .unwrap_or_default(),
-        canary: (is_canary && !complete).then(|| CanaryStatus {
-            hash: revision.hash.clone(),
-            step: canary_now.step as u32,
-            weight: canary_now.weight,
-            pause_start_time: canary_now.pause_start.map(rfc3339),
-            requests,
-            server_errors,
-        }),
+        canary: if is_canary && !complete {
+            Some(CanaryStatus {
+                hash: revision.hash.clone(),
+                step: canary_now.step as u32,
+                weight: canary_now.weight,
+                pause_start_time: canary_now.pause_start.map(rfc3339),
+                requests,
+                server_errors,
+            })
+        } else {
+            retiring_canary(&previous, &revision.hash, &old)
+        },
         conditions: Vec::new(),
     };
     if complete {
@@ -174,7 +182,12 @@ pub fn reconcile<'a>(
     if let (Some((_, reason)), true) = (&failure, spec.strategy.auto_rollback) {
         let to = previous.current_template_hash.clone();
         status.rolled_back_to = to.clone();
-        status.canary = None;
+        // Its instances get no more requests while they are removed.
+        status.canary = Some(CanaryStatus {
+            hash: revision.hash.clone(),
+            weight: 0,
+            ..CanaryStatus::default()
+        });
         let message = format!(
             "workload {} rolled back from revision {} to revision {}: {reason}",
             workload.metadata.name, revision.number, previous.current_revision
@@ -256,6 +269,24 @@ pub fn reconcile<'a>(
         actions.push(Action::SetStatus(status));
     }
     actions
+}
+
+/// A canary of a template no longer wanted (rolled back, or replaced by
+/// a newer one) keeps a split of weight 0 while its instances remain, so
+/// that the ingress sends them nothing while they are removed.
+fn retiring_canary(
+    previous: &WorkloadStatus,
+    hash: &str,
+    remaining: &[&Instance],
+) -> Option<CanaryStatus> {
+    let canary = previous.canary.as_ref().filter(|c| c.hash != hash)?;
+    remaining
+        .iter()
+        .any(|i| i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&canary.hash))
+        .then(|| CanaryStatus {
+            weight: 0,
+            ..canary.clone()
+        })
 }
 
 /// What `flotilla rollout promote` asked of the canary of `hash`.
