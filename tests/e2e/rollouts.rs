@@ -351,3 +351,97 @@ fn each_kind_of_bad_version_rolls_back_by_itself_while_the_stable_one_serves() {
     let events = c.ok(&["get", "events"]);
     assert!(events.matches("RolledBack").count() >= 3, "{events}");
 }
+
+const DAEMON: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: sleepy}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  replicas: 8
+  args: ["ARG"]
+  minReadySeconds: 1
+  placement: {strategy: spread}
+  resources: {requests: {memory: 10Mi}}
+  strategy: {rollingUpdate: {maxSurge: 2, maxUnavailable: 1}}
+"#;
+
+#[test]
+fn a_daemon_rolls_within_its_bounds_and_finishes_when_one_of_its_agents_dies() {
+    let (c, _a, b) = two_agents();
+    c.apply("sleepy.yaml", &DAEMON.replace("ARG", "3600"));
+    rolled_out(&c, "sleepy", 8, Duration::from_secs(30));
+    c.apply("sleepy.yaml", &DAEMON.replace("ARG", "3601"));
+    // Sampled every 50 ms: never more than 8 + maxSurge 2 instances, never
+    // fewer than 8 − maxUnavailable 1 Ready — until an agent dies.
+    let started = Instant::now();
+    let mut samples = 0;
+    let mut b = Some(b);
+    let mut new_seen = 0;
+    loop {
+        let instances: Vec<Value> = c
+            .items("instances")
+            .into_iter()
+            .filter(|i| i["spec"]["workload"] == "sleepy")
+            .collect();
+        let ready = instances
+            .iter()
+            .filter(|i| i["status"]["ready"] == true)
+            .count();
+        let new = instances
+            .iter()
+            .filter(|i| i["spec"]["template"]["args"][0] == "3601")
+            .count();
+        if b.is_some() {
+            samples += 1;
+            assert!(
+                instances.len() <= 10,
+                "{} instances: {instances:?}",
+                instances.len()
+            );
+            assert!(ready >= 7, "only {ready} Ready: {instances:?}");
+            new_seen = new;
+            if new >= 5 {
+                // Half way: edge-b dies; its instances count as unavailable
+                // once its lease runs out, and are replaced on edge-a.
+                drop(b.take());
+            }
+        } else if new == 8 && instances.len() == 8 && ready == 8 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the rollout did not finish: {instances:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "daemon rollout: {samples} samples before the agent died ({new_seen} new), done in {:?}",
+        started.elapsed()
+    );
+    assert!(samples >= 5, "too fast to sample: {samples}");
+    // Once edge-b's lease runs out, its instances are replaced on edge-a.
+    c.wait_until(
+        "every new instance ready on edge-a",
+        Duration::from_secs(60),
+        || {
+            let instances: Vec<Value> = c
+                .items("instances")
+                .into_iter()
+                .filter(|i| i["spec"]["workload"] == "sleepy")
+                .collect();
+            instances.len() == 8
+                && instances.iter().all(|i| {
+                    i["spec"]["nodeName"] == "edge-a"
+                        && i["status"]["ready"] == true
+                        && i["spec"]["template"]["args"][0] == "3601"
+                })
+        },
+    );
+    rolled_out(&c, "sleepy", 8, Duration::from_secs(30));
+    c.wait_until(
+        "the rollout says it is done",
+        Duration::from_secs(15),
+        || progressing(&workload(&c, "sleepy"))["reason"] == "NewRevisionAvailable",
+    );
+}
