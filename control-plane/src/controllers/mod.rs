@@ -131,15 +131,30 @@ impl Controllers {
         }
         let mut failed = Vec::new();
         while let Some(key) = self.queue.pop() {
-            match workloads::reconcile_key(store, &self.cache, &key) {
-                Ok(true) => {
+            // A bug that panics on one workload must not stop the others'
+            // reconciles (nor this thread): that workload is logged and
+            // retried like a failed one.
+            let cache = &self.cache;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                workloads::reconcile_key(store, cache, &key)
+            }));
+            match result {
+                Ok(Ok(true)) => {
                     self.rolling.remove(&key);
                 }
-                Ok(false) => {
+                Ok(Ok(false)) => {
                     self.rolling.insert(key);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!("workload controller: {}/{}: {e}", key.0, key.1);
+                    failed.push(key);
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "workload controller: reconciling {}/{} panicked (a bug: please report it with this log); retrying later",
+                        key.0,
+                        key.1
+                    );
                     failed.push(key);
                 }
             }
