@@ -35,6 +35,10 @@ pub const WORKLOAD_HEADER: &str = "x-flotilla-workload";
 /// On a forwarded request: the template hash of the replica the first node
 /// chose, so that the receiving node serves it from that side of a canary.
 pub const TEMPLATE_HEADER: &str = "x-flotilla-template-hash";
+/// On a forwarded request's answer: the receiving node served nothing (it
+/// has no ready replica of the workload any more), so the request may go to
+/// another node whatever its method.
+const UNSERVED_HEADER: &str = "x-flotilla-unserved";
 /// Every header only nodes may set; removed from whatever reaches a guest.
 const INTERNAL_HEADERS: [&str; 2] = [WORKLOAD_HEADER, TEMPLATE_HEADER];
 /// Headers about one HTTP/1.1 connection, which HTTP/2 does not carry.
@@ -228,14 +232,27 @@ impl Ingress {
             .remove(TEMPLATE_HEADER)
             .and_then(|h| h.to_str().ok().map(str::to_string));
         match self.local.pick_of(workload, hash.as_deref()) {
-            Some(replica) => serve_local(&replica, request, &path, self.limits.slot_wait).await,
-            None => plain_response(
-                503,
-                format!(
-                    "workload {workload} has no ready replica on node {}\n",
-                    self.node
-                ),
-            ),
+            Some(replica) => {
+                let mut answer = serve_local(&replica, request, &path, self.limits.slot_wait).await;
+                // Only this node says it served nothing, never a guest.
+                answer.headers_mut().remove(UNSERVED_HEADER);
+                answer
+            }
+            None => {
+                let mut refused = plain_response(
+                    503,
+                    format!(
+                        "workload {workload} has no ready replica on node {}\n",
+                        self.node
+                    ),
+                );
+                // Its last replica here just stopped: the sender may try
+                // another node, as for a node it could not reach.
+                refused
+                    .headers_mut()
+                    .insert(UNSERVED_HEADER, http::HeaderValue::from_static("1"));
+                refused
+            }
         }
     }
 
@@ -479,6 +496,13 @@ impl Ingress {
         let result = self.peers.send(&endpoint.node, address, request).await;
         drop(in_flight);
         match result {
+            Ok(response) if response.headers().contains_key(UNSERVED_HEADER) => Err(SendError {
+                message: format!(
+                    "node {} has no ready replica of {workload} any more",
+                    endpoint.node
+                ),
+                maybe_sent: false,
+            }),
             Ok(response) => Ok(response.map(|b| b.map_err(Into::into).boxed_unsync())),
             Err(e) => Err(SendError {
                 message: format!(
