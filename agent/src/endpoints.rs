@@ -119,8 +119,9 @@ impl LocalEndpoints {
     }
 
     /// Like [`LocalEndpoints::pick`], among the replicas of template
-    /// `hash` when there are any (a request another node sent to one side
-    /// of a canary).
+    /// `hash` only (a request another node sent to one side of a canary:
+    /// none here is an answer for the sender to try elsewhere, never the
+    /// other side).
     pub fn pick_of(&self, workload: &str, hash: Option<&str>) -> Option<Arc<Replica>> {
         let Some(hash) = hash else {
             return self.pick(workload);
@@ -128,11 +129,9 @@ impl LocalEndpoints {
         let replicas = self.lock();
         let list = replicas.get(workload)?;
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let matching = |r: &&Arc<Replica>| r.template_hash == hash;
-        let any_matching = list.iter().any(|r| matching(&r));
         (0..list.len())
             .map(|i| &list[(start + i) % list.len()])
-            .filter(|r| !any_matching || matching(r))
+            .filter(|r| r.template_hash == hash)
             .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
             .cloned()
     }

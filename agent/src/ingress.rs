@@ -196,7 +196,9 @@ impl Ingress {
                 format!("workload {workload} has no ready replica: see flotilla get instances (and describe them for why)\n"),
             );
         };
-        if let Some(stable) = stable.filter(|_| request.method().is_idempotent()) {
+        // Only for safe methods (GET, HEAD…): they carry no body worth
+        // buffering, and answering them twice changes nothing.
+        if let Some(stable) = stable.filter(|_| request.method().is_safe()) {
             return self
                 .with_fallback(&workload, request, (&targets, first), &stable)
                 .await;
@@ -311,7 +313,7 @@ impl Ingress {
         }
     }
 
-    /// Sends an idempotent request to the canary (`first`, of `targets`);
+    /// Sends a safe request to the canary (`first`, of `targets`);
     /// if the canary answers with a 5xx, the stable side answers instead:
     /// a bad canary shows in its analysis (its replicas count the 5xx),
     /// not to the client.

@@ -36,6 +36,7 @@ pub async fn serve_replica(
     instance: Instance,
     module: Arc<LoadedModule>,
     mut status: InstanceStatus,
+    env: Vec<(String, String)>,
 ) {
     let ns = &instance.metadata.namespace;
     let name = &instance.metadata.name;
@@ -64,7 +65,7 @@ pub async fn serve_replica(
             None
         }
     };
-    let run = run_spec(template, &instance.spec.workload);
+    let run = run_spec(template, &instance.spec.workload, &env);
     let concurrency = template
         .max_concurrency
         .unwrap_or(DEFAULT_MAX_CONCURRENCY)

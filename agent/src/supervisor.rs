@@ -14,6 +14,7 @@ use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::{Execution, RestartPolicyKind, WorkloadSpec};
 use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
 
+use crate::config_refs::Unresolved;
 use crate::logs::LogDir;
 use crate::report::{Reporter, Severity};
 use crate::runtime::{
@@ -92,17 +93,14 @@ pub fn should_restart(policy: RestartPolicyKind, reason: ExitReason) -> bool {
     }
 }
 
-/// The runtime's view of a template.
-pub(crate) fn run_spec(template: &WorkloadSpec, name: &str) -> RunSpec {
+/// The runtime's view of a template, with its environment resolved
+/// ([`crate::config_refs::environment`]).
+pub(crate) fn run_spec(template: &WorkloadSpec, name: &str, env: &[(String, String)]) -> RunSpec {
     let limits = &template.resources.limits;
     RunSpec {
         program_name: name.to_string(),
         args: template.args.clone(),
-        env: template
-            .env
-            .iter()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect(),
+        env: env.to_vec(),
         dirs: template
             .dirs
             .iter()
@@ -383,14 +381,40 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         }
     };
 
+    // The values it reads from Configs and Secrets: it waits for missing
+    // ones (ConfigMissing), said once, looked for again every few seconds.
+    let mut wait = Duration::from_secs(1);
+    let mut said = String::new();
+    let env = loop {
+        match crate::config_refs::environment(&ctx.client, &ns, template).await {
+            Ok(env) => break env,
+            Err(unresolved) => {
+                status.phase = Phase::Pending;
+                match unresolved {
+                    Unresolved::Missing(message) => {
+                        status.message = format!("ConfigMissing: {message}");
+                        if said != message {
+                            event(Severity::Warning, "ConfigMissing", message.clone());
+                            said = message;
+                        }
+                    }
+                    Unresolved::Unreachable(message) => status.message = message,
+                }
+                report(&status);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
     if template.execution == Execution::Http {
-        return crate::serving::serve_replica(ctx.clone(), instance.clone(), module, status).await;
+        return crate::serving::serve_replica(ctx.clone(), instance.clone(), module, status, env)
+            .await;
     }
     let backoff = BackoffTimes::of(template);
     let policy = template.restart_policy.policy;
     let mut consecutive = 0u32;
     loop {
-        let mut spec = run_spec(template, &instance.spec.workload);
+        let mut spec = run_spec(template, &instance.spec.workload, &env);
         // Checked again before every run, and the resolved paths granted.
         match granted_dirs(&ctx, template) {
             Ok(resolved) => {

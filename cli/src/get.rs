@@ -35,6 +35,9 @@ pub struct GetArgs {
     /// Output format.
     #[arg(short = 'o', long)]
     output: Option<Format>,
+    /// With -o yaml|json: show Secrets' values (they are hidden otherwise).
+    #[arg(long)]
+    show_values: bool,
 }
 
 #[derive(Args)]
@@ -274,6 +277,34 @@ fn rows(
             vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],
             items.iter().map(revision_row).collect(),
         ),
+        CliKind::Config => (
+            vec!["NAME", "DATA", "AGE"],
+            items
+                .iter()
+                .map(|c| {
+                    let count = |field: &str| c[field].as_object().map_or(0, |m| m.len());
+                    vec![
+                        text(&c["metadata"]["name"]),
+                        (count("data") + count("binaryData")).to_string(),
+                        age(&c["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
+        CliKind::Secret => (
+            vec!["NAME", "TYPE", "DATA", "AGE"],
+            items
+                .iter()
+                .map(|s| {
+                    vec![
+                        text(&s["metadata"]["name"]),
+                        text(&s["type"]),
+                        s["data"].as_object().map_or(0, |m| m.len()).to_string(),
+                        age(&s["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         CliKind::Event => {
             let mut sorted: Vec<&Value> = items.iter().collect();
             // The store revision orders events exactly; timestamps have 1 s resolution.
@@ -355,6 +386,11 @@ pub async fn get(args: GetArgs) -> Result<()> {
         ],
         None => client.list(&collection, "").await?.items,
     };
+    let items: Vec<Value> = if kind == CliKind::Secret && !args.show_values {
+        items.into_iter().map(hide_values).collect()
+    } else {
+        items
+    };
     match args.output {
         Some(f @ (Format::Yaml | Format::Json)) => {
             let value = match &args.name {
@@ -393,6 +429,21 @@ pub async fn get(args: GetArgs) -> Result<()> {
     }
 }
 
+/// A Secret with each value replaced by its size: what `get` and
+/// `describe` show unless asked for the values.
+fn hide_values(mut secret: Value) -> Value {
+    if let Some(data) = secret["data"].as_object_mut() {
+        for value in data.values_mut() {
+            let size = value
+                .as_str()
+                .and_then(flotilla_spec::config::base64_decode)
+                .map_or(0, |b| b.len());
+            *value = Value::String(format!("<{size} bytes>"));
+        }
+    }
+    secret
+}
+
 pub async fn describe(args: NameArgs) -> Result<()> {
     let client = crate::config::client()?;
     let kind = CliKind::parse(&args.kind)?;
@@ -403,6 +454,11 @@ pub async fn describe(args: NameArgs) -> Result<()> {
             args.name
         ))
         .await?;
+    let object = if kind == CliKind::Secret {
+        hide_values(object)
+    } else {
+        object
+    };
     let mut shown = object.clone();
     if let Some(meta) = shown["metadata"].as_object_mut() {
         meta.remove("managedFields");
@@ -462,6 +518,7 @@ pub async fn events(args: EventsArgs) -> Result<()> {
         namespace: args.namespace,
         all_namespaces: args.all_namespaces,
         output: None,
+        show_values: false,
     })
     .await
 }

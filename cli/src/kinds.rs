@@ -10,6 +10,8 @@ pub enum CliKind {
     Node,
     Event,
     Revision,
+    Config,
+    Secret,
 }
 
 impl CliKind {
@@ -20,8 +22,10 @@ impl CliKind {
             "node" | "nodes" | "no" => CliKind::Node,
             "event" | "events" | "ev" => CliKind::Event,
             "revision" | "revisions" | "rev" => CliKind::Revision,
+            "config" | "configs" | "cfg" => CliKind::Config,
+            "secret" | "secrets" => CliKind::Secret,
             other => {
-                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events or revisions)")
+                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs or secrets)")
             }
         })
     }
@@ -34,6 +38,8 @@ impl CliKind {
             CliKind::Node => "Node",
             CliKind::Event => "Event",
             CliKind::Revision => "Revision",
+            CliKind::Config => "Config",
+            CliKind::Secret => "Secret",
         }
     }
 
@@ -44,6 +50,8 @@ impl CliKind {
             CliKind::Node => "nodes",
             CliKind::Event => "events",
             CliKind::Revision => "revisions",
+            CliKind::Config => "configs",
+            CliKind::Secret => "secrets",
         }
     }
 

@@ -11,6 +11,7 @@
 mod agent;
 mod apply;
 mod config;
+mod create;
 mod get;
 mod kinds;
 mod logs;
@@ -61,6 +62,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Follow and steer a workload's rollout: status, pause, resume, restart.
     Rollout(rollout::RolloutArgs),
+    /// Create a Config or a Secret from literals and files.
+    Create(create::CreateArgs),
+    /// Manage how Secrets are sealed at rest (rotate-key).
+    Secrets(create::SecretsArgs),
 }
 
 fn main() {
@@ -115,6 +120,8 @@ fn main() {
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,
+            Command::Create(args) => create::main(args).await,
+            Command::Secrets(args) => create::secrets(args).await,
         }
     });
     if let Err(e) = result {

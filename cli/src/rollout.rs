@@ -182,11 +182,9 @@ fn progress(workload: &Value) -> Progress {
             .map_or(0, Vec::len);
         let step = count(&canary["step"]);
         let mut line = format!(
-            "Waiting for workload {name:?} canary: step {} of {steps}, weight {}%, {updated} canary replicas, {} of {} requests answered with a 5xx",
+            "Waiting for workload {name:?} canary: step {} of {steps}, weight {}%, {updated} canary replicas",
             (step + 1).min(steps as u64),
             count(&canary["weight"]),
-            count(&canary["serverErrors"]),
-            count(&canary["requests"]),
         );
         if progressing["reason"] == "CanaryPaused" {
             line.push_str(&format!(
@@ -364,16 +362,18 @@ async fn promote(args: &PromoteArgs) -> Result<()> {
     let name = target.name()?;
     let workload = client.get(&target.path()?).await?;
     let canary = &workload["status"]["canary"];
-    let Some(hash) = canary["hash"].as_str() else {
+    let revision = workload["status"]["updateRevision"].as_u64().unwrap_or(0);
+    // A canary of another template is one being retired (rolled back).
+    if canary["hash"].is_null() || canary["hash"] != workload["status"]["templateHash"] {
         bail!("workload/{name} has no canary under way: nothing to promote (`flotilla rollout status workload/{name}` shows where it stands)");
-    };
+    }
     let step = if args.full {
         "full".to_string()
     } else {
         canary["step"].as_u64().unwrap_or(0).to_string()
     };
     let patch =
-        json!({"metadata": {"annotations": {PROMOTE_ANNOTATION: format!("{hash}/{step}")}}});
+        json!({"metadata": {"annotations": {PROMOTE_ANNOTATION: format!("{revision}/{step}")}}});
     client.merge_patch(&target.path()?, &patch).await?;
     let what = if args.full {
         "promoted: every remaining step skipped"

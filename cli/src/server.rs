@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use flotilla_control_plane::api::{router, serve, ApiState, Role, Tokens};
 use flotilla_control_plane::controllers;
-use flotilla_control_plane::store::{BlobStore, SqliteStore, Store};
+use flotilla_control_plane::store::{BlobStore, SealedStore, SqliteStore, Store};
 use flotilla_control_plane::trust::{Brought, ClusterTrust};
 use flotilla_scheduler::Strategy;
 use flotilla_trust::JoinToken;
@@ -204,7 +204,7 @@ fn private_file(path: &Path) -> Result<()> {
 
 /// Modules used to be rows of the SQLite store: moves them to the module
 /// folder (each written and synced before its row goes), once.
-fn move_blobs_out_of_the_store(store: &SqliteStore, blobs: &BlobStore) -> Result<()> {
+fn move_blobs_out_of_the_store(store: &dyn Store, blobs: &BlobStore) -> Result<()> {
     let digests = store.blob_digests()?;
     for digest in &digests {
         if let Some(bytes) = store.get_blob(digest)? {
@@ -226,7 +226,7 @@ fn move_blobs_out_of_the_store(store: &SqliteStore, blobs: &BlobStore) -> Result
 /// A bound, not yet serving, control plane.
 pub struct ControlPlane {
     listener: tokio::net::TcpListener,
-    store: Arc<SqliteStore>,
+    store: Arc<SealedStore<SqliteStore>>,
     blobs: Arc<BlobStore>,
     /// `https://addr` of the API.
     pub url: String,
@@ -258,7 +258,11 @@ impl ControlPlane {
         );
         let store_path = data_dir.join("store.db");
         private_file(&store_path)?;
-        let store = Arc::new(SqliteStore::open(&store_path)?);
+        // Secrets are sealed before they reach the store file.
+        let store = Arc::new(SealedStore::new(
+            SqliteStore::open(&store_path)?,
+            &data_dir.join("pki/secret-keys"),
+        )?);
         let blob_dir = data_dir.join("blobs");
         let blobs = Arc::new(
             BlobStore::open(&blob_dir)

@@ -54,6 +54,19 @@ pub struct InstanceSpec {
     pub epoch: u64,
     /// The workload's spec at the generation this instance was made from.
     pub template: WorkloadSpec,
+    /// The digest of the Config and Secret values its template read when
+    /// it was made: an instance of other values is outdated (a change of a
+    /// Config it reads is a rollout). Empty when it reads none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_digest: String,
+}
+
+impl InstanceSpec {
+    /// Whether this instance is what `spec`, reading values of
+    /// `config_digest`, asks for.
+    pub fn is_made_from(&self, spec: &WorkloadSpec, config_digest: &str) -> bool {
+        self.template.same_template(spec) && self.config_digest == config_digest
+    }
 }
 
 /// Lifecycle phase, as `kubectl get pods` shows it.

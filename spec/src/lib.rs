@@ -4,12 +4,14 @@
 //! - [`meta`]: the envelope every resource shares (`apiVersion`, `kind`,
 //!   `metadata`, `spec`, `status`);
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
-//!   [`revision`]s, [`instance`], [`node`], [`event`];
+//!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
+//!   and Secret);
 //! - [`validate`]: semantic checks with field paths and hints;
 //! - [`manifest`]: YAML/JSON documents → typed, validated resources.
 //!
 //! This crate performs no I/O.
 
+pub mod config;
 pub mod event;
 pub mod instance;
 pub mod manifest;

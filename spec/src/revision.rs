@@ -32,6 +32,9 @@ pub struct RevisionSpec {
     pub template_hash: String,
     /// The fields an instance is made from, as they were.
     pub template: WorkloadSpec,
+    /// The digest of the Config and Secret values the template read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_digest: String,
     /// What changed from the revision before it (`args, env`), empty for
     /// the first.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -48,6 +51,18 @@ pub fn template_hash(spec: &WorkloadSpec) -> String {
     // maps sorted (BTreeMap).
     let text = serde_json::to_string(&template).unwrap_or_default();
     hex::encode(sha2::Sha256::digest(text.as_bytes()))[..10].to_string()
+}
+
+/// The hash of a revision: its template's, and (when it reads any) the
+/// digest of the Config and Secret values it reads.
+pub fn revision_hash(spec: &WorkloadSpec, config_digest: &str) -> String {
+    use sha2::Digest;
+    let template = template_hash(spec);
+    if config_digest.is_empty() {
+        return template;
+    }
+    let both = format!("{template}/{config_digest}");
+    hex::encode(sha2::Sha256::digest(both.as_bytes()))[..10].to_string()
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The annotation `flotilla rollout promote` writes on a Workload:
-/// `<template hash>/<step>` ends that pause step of the canary of that
-/// template, `<template hash>/full` skips its remaining steps. Naming the
-/// canary and the step makes it act once, on that canary only.
+/// `<updateRevision>/<step>` ends that pause step of the canary of that
+/// revision, `<updateRevision>/full` skips its remaining steps. Naming the
+/// revision and the step makes it act once, on that canary only (a
+/// template brought back later takes a new revision number).
 pub const PROMOTE_ANNOTATION: &str = "flotilla.dev/promote";
 
 /// `spec.strategy`.

@@ -142,6 +142,39 @@ fn check_meta(meta: &ObjectMeta, errors: &mut Collector) {
     }
 }
 
+/// `env`: names, and each `valueFrom` one reference to a valid key.
+fn check_env(env: &[crate::workload::EnvVar], errors: &mut Collector) {
+    for (n, var) in env.iter().enumerate() {
+        if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
+            errors.add(
+                format!("spec.env[{n}].name"),
+                "a variable name is not empty and has no '=' or NUL",
+            );
+        }
+        let Some(source) = &var.value_from else {
+            continue;
+        };
+        let path = format!("spec.env[{n}].valueFrom");
+        if !var.value.is_empty() {
+            errors.add(&path, "give value or valueFrom, not both");
+        }
+        match source.reference() {
+            None => errors.add(
+                &path,
+                "give exactly one of configKeyRef: {name, key} and secretKeyRef: {name, key}",
+            ),
+            Some((_, reference)) => {
+                if let Err(e) = check_object_name(&reference.name) {
+                    errors.add(format!("{path}.name"), e);
+                }
+                if let Err(e) = crate::config::check_key(&reference.key) {
+                    errors.add(format!("{path}.key"), e);
+                }
+            }
+        }
+    }
+}
+
 /// Most steps a canary may have.
 pub const MAX_CANARY_STEPS: usize = 32;
 
@@ -294,6 +327,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
         }
     }
     check_canary(&spec.strategy, &mut errors);
+    check_env(&spec.env, &mut errors);
     if let Some(at) = &spec.restarted_at {
         if crate::meta::parse_rfc3339(at).is_none() {
             errors.add(
@@ -301,6 +335,15 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
                 format!("{at:?} is not an RFC 3339 time (flotilla rollout restart writes it)"),
             );
         }
+    }
+    if spec.min_ready_seconds >= spec.progress_deadline_seconds {
+        errors.add(
+            "spec.minReadySeconds",
+            format!(
+                "{} is not less than progressDeadlineSeconds ({}): no rollout could finish; lower it or raise the deadline",
+                spec.min_ready_seconds, spec.progress_deadline_seconds
+            ),
+        );
     }
     if spec.progress_deadline_seconds == 0 {
         errors.add(

@@ -155,6 +155,21 @@ impl WorkloadSpec {
         changed
     }
 
+    /// The names of the objects of `kind` (`Config` or `Secret`) this
+    /// template reads.
+    pub fn references(&self, kind: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .env
+            .iter()
+            .filter_map(|e| e.value_from.as_ref()?.reference())
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, r)| r.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Only the fields an instance is made from; the others at their
     /// defaults (what a Revision keeps, and what its hash is of).
     pub fn template(&self) -> WorkloadSpec {
@@ -372,6 +387,46 @@ pub struct EnvVar {
     /// Its value.
     #[serde(default)]
     pub value: String,
+    /// Or: where the agent reads it when the instance starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvSource>,
+}
+
+/// `env[].valueFrom`: exactly one of its fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvSource {
+    /// A key of a Config in the workload's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_key_ref: Option<KeyRef>,
+    /// A key of a Secret in the workload's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+}
+
+impl EnvSource {
+    /// `("Config" | "Secret", reference)`, when exactly one is given.
+    pub fn reference(&self) -> Option<(&'static str, &KeyRef)> {
+        match (&self.config_key_ref, &self.secret_key_ref) {
+            (Some(r), None) => Some(("Config", r)),
+            (None, Some(r)) => Some(("Secret", r)),
+            _ => None,
+        }
+    }
+}
+
+/// One key of a Config or Secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRef {
+    /// The object's name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+    /// Whether a missing object or key is skipped (else the instance
+    /// waits, `ConfigMissing`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// Requests and limits, as quantities (`64Mi`, `250m`, `5s`).
@@ -573,12 +628,6 @@ pub struct CanaryStatus {
     /// When the current pause began (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_start_time: Option<String>,
-    /// Requests the canary's instances answered, and how many with a 5xx.
-    #[serde(default)]
-    pub requests: u64,
-    /// Of those, answered with a 5xx.
-    #[serde(default)]
-    pub server_errors: u64,
 }
 
 /// A condition: a named boolean with a reason.

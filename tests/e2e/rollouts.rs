@@ -185,6 +185,8 @@ const CANARY: &str = "  strategy:
 #[test]
 fn a_canary_gets_its_weight_of_requests_survives_a_control_plane_restart_and_is_promoted_and_undone(
 ) {
+    // Its load threads would be another test's noise (RSS, CPU).
+    let _serial = crate::support::timing_lock();
     let (mut c, _a, _b) = two_agents();
     c.apply("hello.yaml", &hello("http-hello", CANARY));
     ready(&c, "hello", 4);
@@ -281,6 +283,7 @@ fn rolls_back(c: &Cluster, bad: &str, limit: Duration) -> String {
 
 #[test]
 fn each_kind_of_bad_version_rolls_back_by_itself_while_the_stable_one_serves() {
+    let _serial = crate::support::timing_lock();
     let (c, _a, _b) = two_agents();
     c.apply("hello.yaml", &hello("http-hello", ""));
     ready(&c, "hello", 4);

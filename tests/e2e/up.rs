@@ -1014,14 +1014,15 @@ fn rollout_status_pause_resume_restart_and_a_deadline() {
         "{before:?} → {after:?}"
     );
 
-    // A new version that never gets ready: the deadline passes, status
-    // fails naming it, and the old instances keep running meanwhile.
+    // A new version that never gets ready, without automatic rollback (as
+    // Kubernetes): the deadline passes, status fails naming it, and the old
+    // instances keep running meanwhile.
     c.ok(&[
         "patch",
         "workload",
         "ticker",
         "-p",
-        r#"{"spec": {"progressDeadlineSeconds": 3, "probes": {"readiness": {"watchdog": {}, "period": 1s}}}}"#,
+        r#"{"spec": {"progressDeadlineSeconds": 3, "strategy": {"autoRollback": false}, "probes": {"readiness": {"watchdog": {}, "period": 1s}}}}"#,
     ]);
     let failed = c.cli(&["rollout", "status", "workload/ticker", "--timeout", "60s"]);
     let said = String::from_utf8_lossy(&failed.stderr);

@@ -6,6 +6,7 @@
 //! server-owned metadata is set: `uid` and `creationTimestamp` at creation,
 //! `generation` bumped when `spec` changes, `status` only through `/status`.
 
+use flotilla_spec::config::{Config, Secret};
 use flotilla_spec::event::Event;
 use flotilla_spec::instance::Instance;
 use flotilla_spec::manifest::{parse_one, typed, Manifest, ManifestError};
@@ -78,6 +79,17 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             to_value(&token)?
         }
         Kind::Event => to_value(&typed::<Event>(1, body).map_err(shape)?)?,
+        Kind::Config => {
+            let config = typed::<Config>(1, body).map_err(shape)?;
+            config.validate().map_err(ApiError::invalid)?;
+            to_value(&config)?
+        }
+        Kind::Secret => {
+            let mut secret = typed::<Secret>(1, body).map_err(shape)?;
+            // Never echo a value in an error: the messages name keys only.
+            secret.normalise().map_err(ApiError::invalid)?;
+            to_value(&secret)?
+        }
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {
             return Err(ApiError::method_not_allowed(
@@ -179,6 +191,7 @@ pub fn for_replace(
         // The fencing epoch belongs to the node-lifecycle controller.
         value["spec"]["epoch"] = stored["spec"]["epoch"].as_u64().unwrap_or(0).into();
     }
+    check_immutable(kind, &value, stored)?;
     let generation = stored["metadata"]["generation"].as_u64().unwrap_or(1);
     let spec_changed = value["spec"] != stored["spec"];
     let meta = &mut value["metadata"];
@@ -199,6 +212,23 @@ pub fn for_replace(
         }
     }
     Ok((value, expected))
+}
+
+/// An `immutable` Config or Secret keeps its values (and stays immutable).
+fn check_immutable(kind: Kind, value: &Value, stored: &Value) -> Result<(), ApiError> {
+    if !matches!(kind, Kind::Config | Kind::Secret) || stored["immutable"] != true {
+        return Ok(());
+    }
+    let same = |field: &str| value[field] == stored[field];
+    if same("data") && same("binaryData") && same("immutable") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{} {} is immutable: its values cannot change; delete it and create it again",
+            kind.name(),
+            stored["metadata"]["name"]
+        )))
+    }
 }
 
 /// `stored` with its status replaced by the body's.

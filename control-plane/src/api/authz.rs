@@ -4,8 +4,8 @@
 //! | caller | may |
 //! |---|---|
 //! | admin | everything |
-//! | view | read everything but tokens |
-//! | node `n` | read all Nodes; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads and modules; create Events about itself or its instances; renew its certificate |
+//! | view | read everything but tokens and secrets |
+//! | node `n` | read all Nodes; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; create Events about itself or its instances; renew its certificate |
 //! | join token | get a node certificate, nothing else |
 //!
 //! A node never writes any spec: cordon, labels, taints and epochs belong
@@ -177,6 +177,12 @@ pub fn authorize(
                 path,
                 "the view role cannot read tokens; use an admin token",
             )),
+            Target::Object { plural, .. } if Kind::from_plural(plural).ok() == Some(Kind::Secret) => Err(forbidden(
+                caller,
+                method,
+                path,
+                "the view role cannot read secrets; use an admin token",
+            )),
             _ if read => allow,
             _ => Err(forbidden(
                 caller,
@@ -273,6 +279,24 @@ fn authorize_node(
             } else {
                 deny(format!(
                     "node {node} may read and report only instances bound to it; {ns}/{n} is not"
+                ))
+            }
+        }
+        (Kind::Config | Kind::Secret, Some(n), None) if read => {
+            let ns = namespace.unwrap_or_default();
+            let used = bound_instances(store, node)?.iter().any(|i| {
+                i["metadata"]["namespace"].as_str() == Some(ns)
+                    && serde_json::from_value::<flotilla_spec::workload::WorkloadSpec>(
+                        i["spec"]["template"].clone(),
+                    )
+                    .is_ok_and(|t| t.references(kind.name()).contains(&n))
+            });
+            if used {
+                allow(View::Full)
+            } else {
+                deny(format!(
+                    "node {node} may read only the {} that instances bound to it use; {ns}/{n} is not one",
+                    kind.plural()
                 ))
             }
         }

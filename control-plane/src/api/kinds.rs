@@ -18,6 +18,11 @@ pub enum Kind {
     /// Workload revisions (namespaced; written by the workload controller
     /// only).
     Revision,
+    /// Configuration values (namespaced).
+    Config,
+    /// Secret values (namespaced; sealed at rest; admins only, and nodes
+    /// for what their instances use).
+    Secret,
 }
 
 impl Kind {
@@ -30,9 +35,11 @@ impl Kind {
             "nodes" => Kind::Node,
             "tokens" => Kind::Token,
             "revisions" => Kind::Revision,
+            "configs" => Kind::Config,
+            "secrets" => Kind::Secret,
             other => {
                 return Err(ApiError::not_found(format!(
-                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions)"
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets)"
                 )))
             }
         })
@@ -47,6 +54,8 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Token => "Token",
             Kind::Revision => "Revision",
+            Kind::Config => "Config",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -59,6 +68,8 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Token => "tokens",
             Kind::Revision => "revisions",
+            Kind::Config => "configs",
+            Kind::Secret => "secrets",
         }
     }
 

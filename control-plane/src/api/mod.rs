@@ -80,6 +80,17 @@ fn query_flag(params: &std::collections::HashMap<String, String>, key: &str) -> 
     params.get(key).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// `POST /secret-keys/rotate`: every Secret sealed again under a new key.
+async fn rotate_secret_key(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let store = state.store.clone();
+    let resealed = tokio::task::spawn_blocking(move || store.rotate_secret_key())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(axum::Json(serde_json::json!({ "resealed": resealed })))
+}
+
 /// The API's router.
 pub fn router(state: Arc<ApiState>) -> Router {
     let objects = Router::new()
@@ -127,6 +138,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     objects
         .merge(blobs)
         .route("/certificates/node", post(certificates::sign_node))
+        // Admins only: every other caller is refused by authorization.
+        .route("/secret-keys/rotate", post(rotate_secret_key))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             streams::limit_streams,

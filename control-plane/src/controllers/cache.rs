@@ -244,6 +244,24 @@ impl Cache {
     /// the object (possible only while catching up after a list).
     fn apply(&mut self, change: Change, changed: &mut Changed) {
         let key = key_of(&change.object);
+        if change.kind == "Config" || change.kind == "Secret" {
+            // Not kept; the workloads of its namespace that read it are
+            // looked at again (a change of its values is a rollout).
+            let (namespace, name) = &key;
+            changed.workloads.extend(
+                self.workloads
+                    .objects
+                    .iter()
+                    .filter(|((ns, _), _)| ns == namespace)
+                    .filter(|(_, e)| {
+                        e.object.as_ref().is_some_and(|w| {
+                            w.spec.references(&change.kind).contains(&name.as_str())
+                        })
+                    })
+                    .map(|(k, _)| k.clone()),
+            );
+            return;
+        }
         let cached = match change.kind.as_str() {
             "Workload" => self.workloads.get(&key).map(|e| &e.value),
             "Instance" => self.instances.get(&key).map(|e| &e.value),

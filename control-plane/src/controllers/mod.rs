@@ -10,6 +10,7 @@
 
 pub mod binder;
 pub mod cache;
+pub mod config_values;
 pub mod events;
 pub mod nodes;
 pub mod queue;

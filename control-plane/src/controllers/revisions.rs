@@ -5,7 +5,7 @@
 
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, OwnerReference, API_VERSION};
 use flotilla_spec::revision::{
-    template_hash, Revision, RevisionSpec, DEFAULT_HISTORY_LIMIT, TEMPLATE_HASH_LABEL,
+    revision_hash, Revision, RevisionSpec, DEFAULT_HISTORY_LIMIT, TEMPLATE_HASH_LABEL,
 };
 use flotilla_spec::workload::Workload;
 use serde_json::Value;
@@ -18,8 +18,10 @@ use crate::store::{Store, StoreError};
 pub struct Current {
     /// The revision number.
     pub number: u64,
-    /// The template hash.
+    /// The revision hash (the template's, and the values it reads).
     pub hash: String,
+    /// The digest of the Config and Secret values the template reads.
+    pub config_digest: String,
 }
 
 fn backend(e: serde_json::Error) -> StoreError {
@@ -42,17 +44,24 @@ fn stored(
         .collect())
 }
 
-/// Makes sure the workload's current template is recorded as its newest
-/// revision, and returns it. Reads the store only when the template is not
-/// the one the workload's status already names.
-pub fn record(store: &dyn Store, workload: &Workload) -> Result<Current, StoreError> {
-    let hash = template_hash(&workload.spec);
+/// Makes sure the workload's current template, reading Config and Secret
+/// values of `config_digest`, is recorded as its newest revision, and
+/// returns it. Reads the store only when that is not the revision the
+/// workload's status already names.
+pub fn record(
+    store: &dyn Store,
+    workload: &Workload,
+    config_digest: &str,
+) -> Result<Current, StoreError> {
+    let hash = revision_hash(&workload.spec, config_digest);
+    let current = |number| Current {
+        number,
+        hash: hash.clone(),
+        config_digest: config_digest.to_string(),
+    };
     if let Some(status) = &workload.status {
         if status.template_hash == hash && status.update_revision > 0 {
-            return Ok(Current {
-                number: status.update_revision,
-                hash,
-            });
+            return Ok(current(status.update_revision));
         }
     }
     let (namespace, name) = (&workload.metadata.namespace, &workload.metadata.name);
@@ -81,9 +90,16 @@ pub fn record(store: &dyn Store, workload: &Workload) -> Result<Current, StoreEr
         None => {
             let change = revisions
                 .last()
-                .map(|(_, r)| r.spec.template.template_changes(&workload.spec).join(", "))
+                .map(|(_, r)| {
+                    let mut changes = r.spec.template.template_changes(&workload.spec);
+                    if r.spec.config_digest != config_digest {
+                        changes.push("config values");
+                    }
+                    changes.join(", ")
+                })
                 .unwrap_or_default();
-            let revision = new_revision(workload, &hash, latest + 1, change);
+            let mut revision = new_revision(workload, &hash, latest + 1, change);
+            revision.spec.config_digest = config_digest.to_string();
             let value = serde_json::to_value(&revision).map_err(backend)?;
             // An AlreadyExists (an object of that name this version cannot
             // read) is an error: the next pass tries again.
@@ -112,7 +128,7 @@ pub fn record(store: &dyn Store, workload: &Workload) -> Result<Current, StoreEr
             delete(store, namespace, &old.metadata.name)?;
         }
     }
-    Ok(Current { number, hash })
+    Ok(current(number))
 }
 
 fn new_revision(workload: &Workload, hash: &str, number: u64, change: String) -> Revision {
@@ -142,6 +158,7 @@ fn new_revision(workload: &Workload, hash: &str, number: u64, change: String) ->
             revision: number,
             template_hash: hash.to_string(),
             template: workload.spec.template(),
+            config_digest: String::new(),
             change,
         },
         status: None,
@@ -226,11 +243,14 @@ mod tests {
     fn templates_are_numbered_brought_back_renumbered_and_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-        let first = record(&store, &workload("a", None)).unwrap();
+        let first = record(&store, &workload("a", None), "").unwrap();
         assert_eq!(first.number, 1);
         // Recorded: the status names it, nothing is read again.
-        assert_eq!(record(&store, &workload("a", Some(&first))).unwrap(), first);
-        let second = record(&store, &workload("b", Some(&first))).unwrap();
+        assert_eq!(
+            record(&store, &workload("a", Some(&first)), "").unwrap(),
+            first
+        );
+        let second = record(&store, &workload("b", Some(&first)), "").unwrap();
         assert_eq!(second.number, 2);
         let revisions = stored(&store, "default", "web").unwrap();
         let b = revisions
@@ -239,12 +259,12 @@ mod tests {
             .unwrap();
         assert_eq!(b.1.spec.change, "args");
         // "a" again (an undo): it takes number 3, no new object.
-        let back = record(&store, &workload("a", Some(&second))).unwrap();
+        let back = record(&store, &workload("a", Some(&second)), "").unwrap();
         assert_eq!((back.number, back.hash.clone()), (3, first.hash.clone()));
         assert_eq!(stored(&store, "default", "web").unwrap().len(), 2);
         // Past the limit of 2 old ones, the oldest goes.
-        let c = record(&store, &workload("c", Some(&back))).unwrap();
-        let d = record(&store, &workload("d", Some(&c))).unwrap();
+        let c = record(&store, &workload("c", Some(&back)), "").unwrap();
+        let d = record(&store, &workload("d", Some(&c)), "").unwrap();
         let mut numbers: Vec<u64> = stored(&store, "default", "web")
             .unwrap()
             .iter()
@@ -266,7 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
         let web = workload("a", None);
-        record(&store, &web).unwrap();
+        record(&store, &web, "").unwrap();
         let mut cache = super::super::cache::Cache::default();
         // The workload exists, with that uid: kept.
         let value = serde_json::to_value(&web).unwrap();

@@ -182,11 +182,16 @@ pub enum Promotion {
     Full,
 }
 
+/// How long a canary that took all the traffic waits before the stable
+/// instances go: the time for every ingress to see the new weight (a
+/// watch event, normally milliseconds).
+pub const TRAFFIC_SHIFT: Duration = Duration::from_secs(1);
+
 /// Instances of the canary for a share of `weight` percent of `replicas`:
 /// an http canary gets traffic by weight whatever its size, so one replica
 /// is enough for a small share; a daemon's share is its replica count.
 fn canary_replicas(replicas: usize, weight: u32, http: bool) -> usize {
-    let share = (replicas * weight as usize).div_ceil(100);
+    let share = (replicas * weight.min(100) as usize).div_ceil(100);
     if http && weight > 0 {
         share.max(1)
     } else {
@@ -265,13 +270,23 @@ pub fn canary(
     // The stable side gives up what the canary holds, once the canary's
     // instances are available: never fewer than `replicas` available.
     let stable = if steps.get(state.step).is_none() {
-        // Past the steps (http): the stable instances go once every
-        // replica of the new template is available and has the traffic.
-        if ready >= wanted {
-            state.weight = 100;
-            0
-        } else {
+        // Past the steps (http): every replica of the new template is
+        // available, then it gets all the traffic, and only once every
+        // ingress has had [`TRAFFIC_SHIFT`] to learn that do the stable
+        // instances go.
+        if ready < wanted {
             wanted
+        } else if state.weight < 100 {
+            state.weight = 100;
+            state.pause_start = Some(gate.now);
+            wanted
+        } else {
+            let since = state.pause_start.unwrap_or(gate.now);
+            if gate.now.duration_since(since).unwrap_or_default() >= TRAFFIC_SHIFT {
+                0
+            } else {
+                wanted
+            }
         }
     } else if http {
         wanted
@@ -281,6 +296,9 @@ pub fn canary(
     if outdated.len() > stable {
         step.delete
             .extend(names(&outdated[..outdated.len() - stable], "OutdatedSpec"));
+    } else {
+        // Stable instances lost meanwhile (a node died) come back.
+        step.create_outdated = stable - outdated.len();
     }
     (step, state)
 }
@@ -523,8 +541,18 @@ mod tests {
         for i in &mut new {
             i.status.as_mut().unwrap().ready = true;
         }
+        // All traffic first; the stable side goes once ingresses had time
+        // to see that.
         let (step, state) = run(&new, &old, state, Promotion::None, at(35));
+        assert_eq!((step.create, step.delete.len(), state.weight), (0, 0, 100));
+        let (step, _) = run(&new, &old, state, Promotion::None, at(35));
+        assert_eq!(step.delete.len(), 0, "not before TRAFFIC_SHIFT");
+        let (step, state) = run(&new, &old, state, Promotion::None, at(37));
         assert_eq!((step.create, step.delete.len(), state.weight), (0, 4, 100));
+        // Before that, a stable instance lost comes back.
+        let fewer = old[..3].to_vec();
+        let (step, _) = run(&new, &fewer, state, Promotion::None, at(35));
+        assert_eq!(step.create_outdated, 1);
     }
 
     #[test]

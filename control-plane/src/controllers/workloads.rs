@@ -65,7 +65,7 @@ pub fn reconcile<'a>(
     let (current, outdated): (Vec<&Instance>, Vec<&Instance>) = owned
         .iter()
         .copied()
-        .partition(|i| i.spec.template.same_template(spec));
+        .partition(|i| i.spec.is_made_from(spec, &revision.config_digest));
     // A canary tries a new template against the stable one; going back to
     // the stable template (a rollback) is no canary: the new instances go.
     let is_canary = spec.strategy.kind == StrategyKind::Canary
@@ -85,14 +85,35 @@ pub fn reconcile<'a>(
                 .and_then(flotilla_spec::meta::parse_rfc3339),
         })
         .unwrap_or_default();
-    let (step, canary_now) = if is_canary && !spec.paused {
+    // The canary's answers so far (node-reported: summed without overflow).
+    let (requests, server_errors) = current.iter().fold((0u64, 0u64), |(r, e), i| {
+        let s = i.status.clone().unwrap_or_default();
+        (
+            r.saturating_add(s.requests),
+            e.saturating_add(s.server_errors),
+        )
+    });
+    // A rollout that fails reverts, when there is a completed revision to
+    // go back to (not while reverting, nor while paused).
+    let reverting_possible = !previous.current_template_hash.is_empty()
+        && previous.current_template_hash != revision.hash
+        && !spec.paused;
+    let instance_failure = reverting_possible
+        .then(|| instance_failure(workload, &current, (requests, server_errors)))
+        .flatten();
+    // A failed canary that is not rolled back stays where it stands.
+    let held = !spec.strategy.auto_rollback
+        && matches!(instance_failure, Some((Failure::CanaryAnalysis, _)));
+    let (step, canary_now) = if held || (is_canary && spec.paused) {
+        (rollout::Step::default(), canary_before)
+    } else if is_canary {
         rollout::canary(
             spec,
             &current,
             &outdated,
             &gate,
             canary_before,
-            promotion(workload, &revision.hash),
+            promotion(workload, revision.number),
             http,
         )
     } else {
@@ -114,16 +135,13 @@ pub fn reconcile<'a>(
     let wanted = spec.replicas;
     let updated_available = count_available(&updated);
     let complete = old.is_empty() && updated.len() as u32 == wanted && updated_available == wanted;
-    let (requests, server_errors) = current.iter().fold((0, 0), |(r, e), i| {
-        let s = i.status.clone().unwrap_or_default();
-        (r + s.requests, e + s.server_errors)
-    });
     let moved = step.create > 0
         || step.create_outdated > 0
         || !step.delete.is_empty()
         || canary_now.step != canary_before.step
         // A new template starts a new rollout (and a new deadline).
         || previous.template_hash != revision.hash;
+    let counts = |s: &WorkloadStatus| (s.updated_replicas, s.ready_replicas, s.available_replicas);
     let waiting_in_pause =
         is_canary && canary_now.pause_start.is_some() && step.create == 0 && step.delete.is_empty();
     let mut status = WorkloadStatus {
@@ -150,8 +168,6 @@ pub fn reconcile<'a>(
                 step: canary_now.step as u32,
                 weight: canary_now.weight,
                 pause_start_time: canary_now.pause_start.map(rfc3339),
-                requests,
-                server_errors,
             })
         } else {
             retiring_canary(&previous, &revision.hash, &old)
@@ -162,6 +178,9 @@ pub fn reconcile<'a>(
         status.current_revision = revision.number;
         status.current_template_hash = revision.hash.clone();
     }
+    // More instances updated, ready or available is progress too.
+    let (before, after) = (counts(&previous), counts(&status));
+    let moved = moved || after.0 > before.0 || after.1 > before.1 || after.2 > before.2;
     let progressing = progressing_condition(
         workload,
         &previous,
@@ -171,14 +190,10 @@ pub fn reconcile<'a>(
         waiting_in_pause,
         now,
     );
-    // A rollout that fails reverts, when there is a completed revision to
-    // go back to (not while reverting, nor while paused).
-    let reverting_possible = !previous.current_template_hash.is_empty()
-        && previous.current_template_hash != revision.hash
-        && !spec.paused;
-    let failure = reverting_possible
-        .then(|| failure(workload, &current, &progressing, (requests, server_errors)))
-        .flatten();
+    let failure = instance_failure.or_else(|| {
+        (reverting_possible && progressing.reason == "ProgressDeadlineExceeded")
+            .then(|| (Failure::Deadline, progressing.message.clone()))
+    });
     if let (Some((_, reason)), true) = (&failure, spec.strategy.auto_rollback) {
         let to = previous.current_template_hash.clone();
         status.rolled_back_to = to.clone();
@@ -221,6 +236,7 @@ pub fn reconcile<'a>(
         for _ in 0..step.create_outdated {
             let mut instance = new_instance(workload);
             instance.spec.template = model.spec.template.clone();
+            instance.spec.config_digest = model.spec.config_digest.clone();
             if let Some(hash) = model.metadata.labels.get(TEMPLATE_HASH_LABEL) {
                 instance
                     .metadata
@@ -235,36 +251,33 @@ pub fn reconcile<'a>(
     }
     for _ in 0..step.create {
         let mut instance = new_instance(workload);
+        instance.spec.config_digest = revision.config_digest.clone();
         instance
             .metadata
             .labels
             .insert(TEMPLATE_HASH_LABEL.into(), revision.hash.clone());
         actions.push(Action::Create(Box::new(instance)));
     }
-    let analysis_failed = matches!(failure, Some((Failure::CanaryAnalysis, _)));
     status.conditions = vec![
         available_condition(&previous, status.available_replicas, wanted, now),
-        match &failure {
-            // Without automatic rollback, a failed canary stays where it is.
-            Some((Failure::CanaryAnalysis, reason)) => condition(
+        if held {
+            // Its message has no counts: they change with every report.
+            condition(
                 &previous,
                 "Progressing",
                 false,
                 "CanaryAnalysisFailed",
                 format!(
-                    "{reason}: `flotilla rollout undo workload/{}` reverts it",
+                    "the canary's share of 5xx answers is above maxErrorRate: it stays where it stands; `flotilla rollout undo workload/{}` reverts it",
                     workload.metadata.name
                 ),
                 now,
                 false,
-            ),
-            _ => progressing,
+            )
+        } else {
+            progressing
         },
     ];
-    if analysis_failed {
-        // Stay at this step: nothing more of the canary.
-        actions.retain(|a| !matches!(a, Action::Create(_)));
-    }
     if status != previous {
         actions.push(Action::SetStatus(status));
     }
@@ -289,14 +302,17 @@ fn retiring_canary(
         })
 }
 
-/// What `flotilla rollout promote` asked of the canary of `hash`.
-fn promotion(workload: &Workload, hash: &str) -> Promotion {
+/// What `flotilla rollout promote` asked of the canary of revision
+/// `revision` (a number no later template shares: a template brought back
+/// takes a new one, so an old promotion never applies to it).
+fn promotion(workload: &Workload, revision: u64) -> Promotion {
     let Some(value) = workload.metadata.annotations.get(PROMOTE_ANNOTATION) else {
         return Promotion::None;
     };
+    let of_this = |of: &str| of.parse::<u64>().is_ok_and(|n| n == revision);
     match value.split_once('/') {
-        Some((of, "full")) if of == hash => Promotion::Full,
-        Some((of, step)) if of == hash => step.parse().map_or(Promotion::None, Promotion::Step),
+        Some((of, "full")) if of_this(of) => Promotion::Full,
+        Some((of, step)) if of_this(of) => step.parse().map_or(Promotion::None, Promotion::Step),
         _ => Promotion::None,
     }
 }
@@ -312,18 +328,15 @@ enum Failure {
     CanaryAnalysis,
 }
 
-/// Why the rollout of the workload's template failed, if it did: its
-/// progress deadline passed, one of its new instances crash loops, or
-/// (an http canary) its share of 5xx answers is above `maxErrorRate`.
-fn failure(
+/// Whether the new template's instances show the rollout failed: one of
+/// them crash loops, or (an http canary) their share of 5xx answers is
+/// above `maxErrorRate`. (The deadline is judged with the Progressing
+/// condition.)
+fn instance_failure(
     workload: &Workload,
     current: &[&Instance],
-    progressing: &Condition,
     (requests, server_errors): (u64, u64),
 ) -> Option<(Failure, String)> {
-    if progressing.reason == "ProgressDeadlineExceeded" {
-        return Some((Failure::Deadline, progressing.message.clone()));
-    }
     for instance in current {
         let status = instance.status.clone().unwrap_or_default();
         if status.restarts >= CRASH_LOOP_RESTARTS {
@@ -552,6 +565,7 @@ fn new_instance(workload: &Workload) -> Instance {
             node_name: String::new(),
             epoch: 0,
             template: workload.spec.clone(),
+            config_digest: String::new(),
         },
         status: None,
     }
@@ -592,7 +606,8 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
         super::revisions::forget(store, &key.0, &key.1)?;
         return Ok(true);
     };
-    let revision = super::revisions::record(store, workload)?;
+    let digest = super::config_values::digest(store, workload)?;
+    let revision = super::revisions::record(store, workload, &digest)?;
     let now = SystemTime::now();
     let actions = reconcile(workload, &mine, &revision, now);
     // Waiting out minReadySeconds or a canary's pause is a matter of time
@@ -600,7 +615,7 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
     let gate = Gate::of(&workload.spec, now);
     let settled = mine
         .iter()
-        .all(|i| i.spec.template.same_template(&workload.spec) && gate.available(i))
+        .all(|i| i.spec.is_made_from(&workload.spec, &digest) && gate.available(i))
         && actions.is_empty();
     for action in actions {
         apply(store, workload, action)?;
@@ -654,12 +669,22 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
         }
         Action::RollBack { to, reason, status } => {
             let Some(template) = super::revisions::template_of(store, workload, &to)? else {
-                // Its revision is gone: nothing to go back to.
-                tracing::warn!(
-                    "workload {ns}/{}: cannot roll back ({reason}): no revision with template {to}",
-                    workload.metadata.name
-                );
-                return Ok(());
+                // Its revision is gone: nothing to go back to; the failure
+                // is said, the instances stay as they are.
+                let mut failed = (*status).clone();
+                failed.rolled_back_to.clear();
+                failed.canary = workload.status.as_ref().and_then(|s| s.canary.clone());
+                for c in failed
+                    .conditions
+                    .iter_mut()
+                    .filter(|c| c.kind == "Progressing")
+                {
+                    c.reason = "RollbackImpossible".into();
+                    c.message = format!(
+                        "the rollout failed ({reason}) and the revision to go back to (template {to}) is gone: fix the template, or `flotilla rollout undo --to-revision N`"
+                    );
+                }
+                return apply(store, workload, Action::SetStatus(failed));
             };
             let Some(mut stored) = store.get("Workload", ns, &workload.metadata.name)? else {
                 return Ok(());
@@ -851,9 +876,16 @@ mod progress_tests {
             conditions: vec![progressing],
             ..Default::default()
         });
-        // A new instance that never gets ready: the same state, later.
+        // A new instance that never gets ready: created (a move), then the
+        // same state, later.
         let mut stuck = instances.clone();
         stuck.push(new_instance(&web));
+        let created = reconcile(&web, &refs(&stuck), &Current::default(), start);
+        web.status = created.iter().find_map(|a| match a {
+            Action::SetStatus(s) => Some(s.clone()),
+            _ => None,
+        });
+        assert!(web.status.is_some(), "{created:?}");
         let later = reconcile(
             &web,
             &refs(&stuck),
@@ -931,6 +963,7 @@ mod rollback_tests {
         Current {
             number: 2,
             hash: "hash-v2".into(),
+            config_digest: String::new(),
         }
     }
 
@@ -1067,6 +1100,7 @@ mod rollback_tests {
         let v1 = Current {
             number: 3,
             hash: "hash-v1".into(),
+            config_digest: String::new(),
         };
         let actions = reconcile(&web, &refs(&instances), &v1, SystemTime::now());
         let Some(Action::SetStatus(status)) = actions.last() else {
@@ -1085,6 +1119,7 @@ mod rollback_tests {
         let v4 = Current {
             number: 4,
             hash: "hash-v4".into(),
+            config_digest: String::new(),
         };
         web.spec.args = vec!["v4".into()];
         let actions = reconcile(&web, &refs(&instances), &v4, SystemTime::now());

@@ -8,9 +8,11 @@
 //! the API layer above.
 
 pub mod blobs;
+pub mod sealed;
 mod sqlite;
 
 pub use blobs::{BlobError, BlobStore};
+pub use sealed::SealedStore;
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
@@ -153,4 +155,11 @@ pub trait Store: Send + Sync + 'static {
     fn blob_digests(&self) -> Result<Vec<String>, StoreError>;
     /// Removes a blob kept in the store itself.
     fn delete_blob(&self, digest: &str) -> Result<(), StoreError>;
+    /// Seals every Secret again under a new key and forgets the old ones;
+    /// how many were sealed again. Only a store that seals secrets can.
+    fn rotate_secret_key(&self) -> Result<usize, StoreError> {
+        Err(StoreError::Backend(
+            "this store does not seal secrets: nothing to rotate".into(),
+        ))
+    }
 }

@@ -1,0 +1,108 @@
+//! The values an instance reads from Configs and Secrets (`env[].valueFrom`),
+//! fetched from the control plane when the instance starts. A node may read
+//! only the objects its instances name (the API's node authorizer), and
+//! keeps the values in memory only: never in its journal or on disk.
+
+use std::collections::BTreeMap;
+
+use flotilla_client::{collection_path, Client, ClientError};
+use flotilla_spec::config::{Config, Secret};
+use flotilla_spec::workload::WorkloadSpec;
+
+/// Why the values could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// An object or key that does not exist (and is not `optional`): the
+    /// instance waits for it, `ConfigMissing`.
+    Missing(String),
+    /// The control plane could not be asked: tried again.
+    Unreachable(String),
+}
+
+/// One object's values, by key.
+type Values = BTreeMap<String, Vec<u8>>;
+
+/// The values of one object, by key, or `None` if it does not exist.
+async fn values(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Values>, Unresolved> {
+    let plural = if kind == "Secret" {
+        "secrets"
+    } else {
+        "configs"
+    };
+    let path = format!("{}/{name}", collection_path(plural, Some(namespace)));
+    match client.get(&path).await {
+        Ok(object) => {
+            let values = if kind == "Secret" {
+                serde_json::from_value::<Secret>(object).map(|s| s.values())
+            } else {
+                serde_json::from_value::<Config>(object).map(|c| c.values())
+            };
+            // Not the decoder's message: it may quote a value.
+            values.map(Some).map_err(|_| {
+                Unresolved::Unreachable(format!(
+                    "{kind} {namespace}/{name} does not decode (do the agent's and the server's versions match?)"
+                ))
+            })
+        }
+        Err(ClientError::Api { code: 404, .. }) => Ok(None),
+        Err(e) => Err(Unresolved::Unreachable(format!(
+            "reading {kind} {namespace}/{name}: {e}"
+        ))),
+    }
+}
+
+/// The environment of `template` in `namespace`: literal values as they
+/// are, references read now. An optional reference that does not resolve
+/// is left out; a value that is not UTF-8 is refused (as Missing, naming
+/// the key).
+pub async fn environment(
+    client: &Client,
+    namespace: &str,
+    template: &WorkloadSpec,
+) -> Result<Vec<(String, String)>, Unresolved> {
+    let mut fetched: BTreeMap<(&str, &str), Option<Values>> = BTreeMap::new();
+    let mut env = Vec::with_capacity(template.env.len());
+    for var in &template.env {
+        let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference()) else {
+            env.push((var.name.clone(), var.value.clone()));
+            continue;
+        };
+        let object = match fetched.get(&(kind, reference.name.as_str())) {
+            Some(object) => object.clone(),
+            None => {
+                let object = values(client, namespace, kind, &reference.name).await?;
+                fetched.insert((kind, reference.name.as_str()), object.clone());
+                object
+            }
+        };
+        let value = match &object {
+            None => Err(format!(
+                "{kind} {namespace}/{} does not exist (env {}): create it, or mark the reference optional: true",
+                reference.name, var.name
+            )),
+            Some(values) => values.get(&reference.key).ok_or_else(|| {
+                format!(
+                    "{kind} {namespace}/{} has no key {:?} (env {}): add it, or mark the reference optional: true",
+                    reference.name, reference.key, var.name
+                )
+            }),
+        };
+        match value {
+            Ok(bytes) => match String::from_utf8(bytes.clone()) {
+                Ok(text) => env.push((var.name.clone(), text)),
+                Err(_) => return Err(Unresolved::Missing(format!(
+                    "key {:?} of {kind} {namespace}/{} is not UTF-8 text, so it cannot be env {}",
+                    reference.key, reference.name, var.name
+                ))),
+            },
+            Err(_) if reference.optional => {}
+            Err(message) => return Err(Unresolved::Missing(message)),
+        }
+    }
+    Ok(env)
+}
