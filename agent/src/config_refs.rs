@@ -95,10 +95,12 @@ pub async fn environment(
         match value {
             Ok(bytes) => match String::from_utf8(bytes.clone()) {
                 Ok(text) => env.push((var.name.clone(), text)),
-                Err(_) => return Err(Unresolved::Missing(format!(
+                Err(_) => {
+                    return Err(Unresolved::Missing(format!(
                     "key {:?} of {kind} {namespace}/{} is not UTF-8 text, so it cannot be env {}",
                     reference.key, reference.name, var.name
-                ))),
+                )))
+                }
             },
             Err(_) if reference.optional => {}
             Err(message) => return Err(Unresolved::Missing(message)),

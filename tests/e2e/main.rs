@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cluster;
+mod config;
 mod fleet;
 mod http;
 mod netns;

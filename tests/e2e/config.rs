@@ -1,0 +1,211 @@
+//! Configs and Secrets on real processes: values reach a guest's
+//! environment, a Secret never reaches the store file in plaintext (nor the
+//! agent's files but the guest's own output), a missing key keeps the
+//! instance Pending, a change of the values read rolls out, the sealing
+//! key rotates, and only the nodes that use a Secret may read it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{Cluster, Who};
+
+const SECRET_VALUE: &str = "s3cret-4f9c2d71-horse";
+
+/// Whether any file under `dir` (but those under `skip`) holds `needle`.
+fn any_file_holds(dir: &Path, needle: &[u8], skip: &Path) -> Option<std::path::PathBuf> {
+    crate::cluster::files(dir)
+        .into_iter()
+        .filter(|f| !f.starts_with(skip))
+        .find(|f| {
+            std::fs::read(f).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+}
+
+fn greeter(name: &str, source: &str) -> String {
+    format!(
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {{name: {name}}}
+spec:
+  module: {{source: "file:MODULES/hello.wasm"}}
+  restartPolicy: {{policy: Never}}
+  env: [{{name: GREETING, valueFrom: {source}}}]
+"#
+    )
+}
+
+/// The output of `workload`'s instance once it has Succeeded with a
+/// greeting other than `not`.
+fn greeting(c: &Cluster, workload: &str, not: &str) -> String {
+    let mut said = String::new();
+    c.wait_until(
+        &format!("{workload} greets"),
+        Duration::from_secs(30),
+        || {
+            let done: Vec<Value> = c
+                .items("instances")
+                .into_iter()
+                .filter(|i| {
+                    i["spec"]["workload"] == workload && i["status"]["phase"] == "Succeeded"
+                })
+                .collect();
+            done.iter().any(|i| {
+                let name = i["metadata"]["name"].as_str().unwrap_or_default();
+                said = c.ok(&["logs", workload, "--instance", name]);
+                said.contains("GREETING=") && !said.contains(&format!("GREETING={not}\n"))
+            })
+        },
+    );
+    said
+}
+
+#[test]
+fn configs_and_secrets_reach_the_guest_sealed_at_rest_and_roll_out_when_changed() {
+    let c = Cluster::start();
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal",
+        &format!("greeting={SECRET_VALUE}"),
+    ]);
+    c.ok(&[
+        "create",
+        "config",
+        "app",
+        "--from-literal",
+        "greeting=from-config",
+    ]);
+
+    // A secret's value reaches the environment.
+    c.apply(
+        "secret.yaml",
+        &greeter("secretive", "{secretKeyRef: {name: db, key: greeting}}"),
+    );
+    let said = greeting(&c, "secretive", "");
+    assert!(said.contains(&format!("GREETING={SECRET_VALUE}")), "{said}");
+
+    // Never in plaintext (nor base64) in the store, nor in the agent's
+    // files but the guest's own output (its log).
+    let encoded = flotilla_spec::config::base64_encode(SECRET_VALUE.as_bytes());
+    let data = c.data_dir();
+    for needle in [SECRET_VALUE.as_bytes(), encoded.as_bytes()] {
+        let found = any_file_holds(&data, needle, &data.join("agent/logs"));
+        assert!(found.is_none(), "{found:?} holds the secret");
+    }
+    // `get` shows sizes unless asked, `describe` never shows values.
+    let yaml = c.ok(&["get", "secret", "db", "-o", "yaml"]);
+    assert!(
+        !yaml.contains(&encoded) && yaml.contains("bytes>"),
+        "{yaml}"
+    );
+    let shown = c.ok(&["get", "secret", "db", "-o", "json", "--show-values"]);
+    assert!(shown.contains(&encoded), "{shown}");
+    assert!(!c.ok(&["describe", "secret", "db"]).contains(&encoded));
+    let table = c.ok(&["get", "secrets"]);
+    assert!(table.contains("db") && table.contains("Opaque"), "{table}");
+
+    // The view role cannot read secrets; a node only those its instances use.
+    let view = c
+        .ok(&["token", "create", "--role", "view"])
+        .trim()
+        .to_string();
+    let path = "/apis/flotilla.dev/v1/namespaces/default/secrets/db";
+    let (code, body) = c.raw("GET", path, &Who::Token(&view), "");
+    assert_eq!(code, 403, "{body}");
+    let node = flotilla_trust::Identity::load(&c.data_dir().join("agent/pki"), "node")
+        .unwrap()
+        .unwrap();
+    let (code, _) = c.raw("GET", path, &Who::Node(&node), "");
+    assert_eq!(code, 200, "node-1 runs an instance that uses db");
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "unused",
+        "--from-literal",
+        "k=v",
+    ]);
+    let (code, body) = c.raw(
+        "GET",
+        "/apis/flotilla.dev/v1/namespaces/default/secrets/unused",
+        &Who::Node(&node),
+        "",
+    );
+    assert_eq!(code, 403, "{body}");
+
+    // Rotating the key seals everything again; the values still read back.
+    let rotated = c.ok(&["secrets", "rotate-key"]);
+    assert!(rotated.contains("2 secrets"), "{rotated}");
+    let shown = c.ok(&["get", "secret", "db", "-o", "json", "--show-values"]);
+    assert!(shown.contains(&encoded), "{shown}");
+    let keys = std::fs::read_dir(data.join("pki/secret-keys"))
+        .unwrap()
+        .count();
+    assert_eq!(keys, 2, "the new key and its `current` pointer only");
+
+    // A key that is not there: Pending, ConfigMissing, naming it.
+    c.apply(
+        "missing.yaml",
+        &greeter("waiting", "{configKeyRef: {name: app, key: nope}}"),
+    );
+    c.wait_until("ConfigMissing", Duration::from_secs(20), || {
+        c.items("instances").iter().any(|i| {
+            i["spec"]["workload"] == "waiting"
+                && i["status"]["phase"] == "Pending"
+                && i["status"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("ConfigMissing") && m.contains("\"nope\""))
+        })
+    });
+    // Optional: skipped, and it runs.
+    c.apply(
+        "missing.yaml",
+        &greeter(
+            "waiting",
+            "{configKeyRef: {name: app, key: nope, optional: true}}",
+        ),
+    );
+    let said = greeting(&c, "waiting", "-");
+    assert!(said.contains("GREETING=<unset>"), "{said}");
+
+    // A change of a value read rolls out: a new revision, a new instance
+    // that sees it.
+    c.apply(
+        "configured.yaml",
+        &greeter("configured", "{configKeyRef: {name: app, key: greeting}}"),
+    );
+    let said = greeting(&c, "configured", "");
+    assert!(said.contains("GREETING=from-config"), "{said}");
+    c.ok(&[
+        "patch",
+        "config",
+        "app",
+        "-p",
+        r#"{"data": {"greeting": "changed"}}"#,
+    ]);
+    let said = greeting(&c, "configured", "from-config");
+    assert!(said.contains("GREETING=changed"), "{said}");
+    let history = c.ok(&["rollout", "history", "workload/configured"]);
+    assert!(history.contains("config values"), "{history}");
+
+    // An immutable config keeps its values.
+    c.ok(&[
+        "create",
+        "config",
+        "frozen",
+        "--from-literal",
+        "k=v",
+        "--immutable",
+    ]);
+    let refused = c.cli(&["patch", "config", "frozen", "-p", r#"{"data": {"k": "w"}}"#]);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        !refused.status.success() && err.contains("immutable"),
+        "{err}"
+    );
+}
