@@ -56,55 +56,138 @@ async fn values(
     }
 }
 
-/// The environment of `template` in `namespace`: literal values as they
-/// are, references read now. An optional reference that does not resolve
-/// is left out; a value that is not UTF-8 is refused (as Missing, naming
-/// the key).
-pub async fn environment(
-    client: &Client,
-    namespace: &str,
-    template: &WorkloadSpec,
-) -> Result<Vec<(String, String)>, Unresolved> {
-    let mut fetched: BTreeMap<(&str, &str), Option<Values>> = BTreeMap::new();
-    let mut env = Vec::with_capacity(template.env.len());
-    for var in &template.env {
-        let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference()) else {
-            env.push((var.name.clone(), var.value.clone()));
-            continue;
-        };
-        let object = match fetched.get(&(kind, reference.name.as_str())) {
-            Some(object) => object.clone(),
-            None => {
-                let object = values(client, namespace, kind, &reference.name).await?;
-                fetched.insert((kind, reference.name.as_str()), object.clone());
-                object
-            }
-        };
-        let value = match &object {
-            None => Err(format!(
-                "{kind} {namespace}/{} does not exist (env {}): create it, or mark the reference optional: true",
-                reference.name, var.name
-            )),
-            Some(values) => values.get(&reference.key).ok_or_else(|| {
-                format!(
-                    "{kind} {namespace}/{} has no key {:?} (env {}): add it, or mark the reference optional: true",
-                    reference.name, reference.key, var.name
-                )
-            }),
-        };
-        match value {
-            Ok(bytes) => match String::from_utf8(bytes.clone()) {
-                Ok(text) => env.push((var.name.clone(), text)),
-                Err(_) => {
-                    return Err(Unresolved::Missing(format!(
-                    "key {:?} of {kind} {namespace}/{} is not UTF-8 text, so it cannot be env {}",
-                    reference.key, reference.name, var.name
-                )))
-                }
-            },
-            Err(_) if reference.optional => {}
-            Err(message) => return Err(Unresolved::Missing(message)),
+/// Reads the Configs and Secrets one instance names, each object once.
+pub struct Resolver<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    fetched: BTreeMap<(&'static str, String), Option<Values>>,
+}
+
+/// One `files` mount, read: where, whether its values are secret, and
+/// the files (relative path, contents).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountValues {
+    /// Where the guest sees it.
+    pub guest_path: String,
+    /// Whether they come from a Secret (kept in memory only).
+    pub secret: bool,
+    /// Relative path and contents of each file.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver for an instance in `namespace`.
+    pub fn new(client: &'a Client, namespace: &'a str) -> Self {
+        Self {
+            client,
+            namespace,
+            fetched: BTreeMap::new(),
         }
     }
-    Ok(env)
+
+    async fn object(
+        &mut self,
+        kind: &'static str,
+        name: &str,
+    ) -> Result<Option<Values>, Unresolved> {
+        let key = (kind, name.to_string());
+        if let Some(object) = self.fetched.get(&key) {
+            return Ok(object.clone());
+        }
+        let object = values(self.client, self.namespace, kind, name).await?;
+        self.fetched.insert(key, object.clone());
+        Ok(object)
+    }
+
+    /// The environment of `template`: literal values as they are,
+    /// references read now. An optional reference that does not resolve is
+    /// left out; a value that is not UTF-8 is refused (naming the key).
+    pub async fn environment(
+        &mut self,
+        template: &WorkloadSpec,
+    ) -> Result<Vec<(String, String)>, Unresolved> {
+        let namespace = self.namespace;
+        let mut env = Vec::with_capacity(template.env.len());
+        for var in &template.env {
+            let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference())
+            else {
+                env.push((var.name.clone(), var.value.clone()));
+                continue;
+            };
+            let object = self.object(kind, &reference.name).await?;
+            let value = match &object {
+                None => Err(format!(
+                    "{kind} {namespace}/{} does not exist (env {}): create it, or mark the reference optional: true",
+                    reference.name, var.name
+                )),
+                Some(values) => values.get(&reference.key).ok_or_else(|| {
+                    format!(
+                        "{kind} {namespace}/{} has no key {:?} (env {}): add it, or mark the reference optional: true",
+                        reference.name, reference.key, var.name
+                    )
+                }),
+            };
+            match value {
+                Ok(bytes) => match String::from_utf8(bytes.clone()) {
+                    Ok(text) => env.push((var.name.clone(), text)),
+                    Err(_) => {
+                        return Err(Unresolved::Missing(format!(
+                            "key {:?} of {kind} {namespace}/{} is not UTF-8 text, so it cannot be env {}",
+                            reference.key, reference.name, var.name
+                        )))
+                    }
+                },
+                Err(_) if reference.optional => {}
+                Err(message) => return Err(Unresolved::Missing(message)),
+            }
+        }
+        Ok(env)
+    }
+
+    /// The files of `template`'s `files` mounts. An optional mount whose
+    /// object is missing is an empty directory; a missing key of an
+    /// optional mount is left out.
+    pub async fn files(&mut self, template: &WorkloadSpec) -> Result<Vec<MountValues>, Unresolved> {
+        let namespace = self.namespace;
+        let mut mounts = Vec::with_capacity(template.files.len());
+        for mount in &template.files {
+            let Some((kind, name)) = mount.source() else {
+                continue;
+            };
+            let object = self.object(kind, name).await?;
+            let mut files = Vec::new();
+            match &object {
+                None if !mount.optional => {
+                    return Err(Unresolved::Missing(format!(
+                        "{kind} {namespace}/{name} does not exist (files at {}): create it, or mark the mount optional: true",
+                        mount.guest_path
+                    )))
+                }
+                None => {}
+                Some(values) if mount.items.is_empty() => {
+                    files.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                Some(values) => {
+                    for item in &mount.items {
+                        match values.get(&item.key) {
+                            Some(value) => files.push((item.path.clone(), value.clone())),
+                            None if mount.optional => {}
+                            None => {
+                                return Err(Unresolved::Missing(format!(
+                                    "{kind} {namespace}/{name} has no key {:?} (files at {}): add it, or mark the mount optional: true",
+                                    item.key, mount.guest_path
+                                )))
+                            }
+                        }
+                    }
+                }
+            }
+            mounts.push(MountValues {
+                guest_path: mount.guest_path.clone(),
+                secret: kind == "Secret",
+                files,
+            });
+        }
+        Ok(mounts)
+    }
 }

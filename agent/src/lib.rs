@@ -22,6 +22,7 @@
 //!   [`peers`]: dialling other nodes' ports.
 
 pub mod cluster_view;
+pub mod config_files;
 pub mod config_refs;
 pub mod credentials;
 pub mod disk_budget;

@@ -140,6 +140,16 @@ impl Agent {
         let ctx = Arc::new(NodeContext {
             guests: guest_threads.as_ref().and_then(|t| t.handle()),
             restarts: crate::restart_budget::RestartBudget::new(config.max_restarts_per_second),
+            files: {
+                // What a crashed run of this agent left is removed; the
+                // instances write theirs again.
+                let files = crate::config_files::FileDirs::of(&config.data_dir);
+                if let Err(e) = files.clear() {
+                    // Instances with files then fail to start, saying why.
+                    tracing::error!("{e}");
+                }
+                files
+            },
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
             client,
@@ -153,6 +163,10 @@ impl Agent {
             host_paths: crate::host_paths::HostPathPolicy {
                 allowed: config.allowed_host_paths.clone(),
                 protected: std::iter::once(config.data_dir.clone())
+                    // Other instances' secret files: never grantable.
+                    .chain(std::iter::once(
+                        crate::config_files::FileDirs::of(&config.data_dir).secrets,
+                    ))
                     .chain(config.protected_paths.iter().cloned())
                     .collect(),
             },

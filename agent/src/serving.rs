@@ -31,12 +31,21 @@ const COUNT_EVERY: Duration = Duration::from_secs(1);
 const FAILURE_EVENTS_EVERY: Duration = Duration::from_secs(5);
 
 /// Serves `instance` until its task is aborted.
+/// What an instance reads from Configs and Secrets, resolved: its
+/// environment and its `files` directories.
+pub struct Resolved {
+    /// The environment.
+    pub env: Vec<(String, String)>,
+    /// Read-only directories of files.
+    pub preopens: Vec<crate::runtime::Preopen>,
+}
+
 pub async fn serve_replica(
     ctx: Arc<NodeContext>,
     instance: Instance,
     module: Arc<LoadedModule>,
     mut status: InstanceStatus,
-    env: Vec<(String, String)>,
+    resolved: Resolved,
 ) {
     let ns = &instance.metadata.namespace;
     let name = &instance.metadata.name;
@@ -65,7 +74,7 @@ pub async fn serve_replica(
             None
         }
     };
-    let run = run_spec(template, &instance.spec.workload, &env);
+    let run = run_spec(template, &instance.spec.workload, &resolved.env);
     let concurrency = template
         .max_concurrency
         .unwrap_or(DEFAULT_MAX_CONCURRENCY)
@@ -76,6 +85,7 @@ pub async fn serve_replica(
     limits.timeout.get_or_insert(DEFAULT_REQUEST_TIMEOUT);
     let spec = HandlerSpec {
         env: run.env,
+        dirs: resolved.preopens,
         limits,
         log: log.clone(),
         outbound: ctx.ingress.get().map(|ingress| {

@@ -14,7 +14,7 @@ use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::{Execution, RestartPolicyKind, WorkloadSpec};
 use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
 
-use crate::config_refs::Unresolved;
+use crate::config_refs::{Resolver, Unresolved};
 use crate::logs::LogDir;
 use crate::report::{Reporter, Severity};
 use crate::runtime::{
@@ -51,6 +51,8 @@ pub struct NodeContext {
     pub guests: Option<tokio::runtime::Handle>,
     /// How fast the node restarts crashed instances, all together.
     pub restarts: crate::restart_budget::RestartBudget,
+    /// Where instances' `files` are written.
+    pub files: crate::config_files::FileDirs,
 }
 
 /// The backoff of a restart policy, parsed.
@@ -385,9 +387,14 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
     // ones (ConfigMissing), said once, looked for again every few seconds.
     let mut wait = Duration::from_secs(1);
     let mut said = String::new();
-    let env = loop {
-        match crate::config_refs::environment(&ctx.client, &ns, template).await {
-            Ok(env) => break env,
+    let (env, mounts) = loop {
+        let mut resolver = Resolver::new(&ctx.client, &ns);
+        let resolved = match resolver.environment(template).await {
+            Ok(env) => resolver.files(template).await.map(|files| (env, files)),
+            Err(e) => Err(e),
+        };
+        match resolved {
+            Ok(resolved) => break resolved,
             Err(unresolved) => {
                 status.phase = Phase::Pending;
                 match unresolved {
@@ -406,9 +413,23 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             }
         }
     };
+    // Kept for as long as the instance runs here; removed with it.
+    let folder = format!("{name}-{}", instance.metadata.uid);
+    let (_files, preopens) = match ctx.files.write(&ns, &folder, &mounts) {
+        Ok(written) => written,
+        Err(message) => return fail(&mut status, "FilesNotWritten", message),
+    };
+    drop(mounts);
     if template.execution == Execution::Http {
-        return crate::serving::serve_replica(ctx.clone(), instance.clone(), module, status, env)
-            .await;
+        let resolved = crate::serving::Resolved { env, preopens };
+        return crate::serving::serve_replica(
+            ctx.clone(),
+            instance.clone(),
+            module,
+            status,
+            resolved,
+        )
+        .await;
     }
     let backoff = BackoffTimes::of(template);
     let policy = template.restart_policy.policy;
@@ -424,6 +445,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
             }
             Err(message) => return fail(&mut status, "HostPathNotAllowed", message),
         }
+        spec.dirs.extend(preopens.iter().cloned());
         let log = match ctx.logs.start_run(&ns, &name) {
             Ok(log) => Some(log),
             Err(e) => {

@@ -222,6 +222,39 @@ spec:
     }
 
     #[test]
+    fn config_references_and_rollout_settings_are_checked() {
+        let error = |extra: &str| {
+            let text = TICKER.replace("  replicas: 3\n", &format!("  replicas: 3\n{extra}\n"));
+            parse_manifests(&text).map(drop).map_err(|e| e.to_string())
+        };
+        for (extra, expected) in [
+            ("  env: [{name: A, value: x, valueFrom: {configKeyRef: {name: c, key: k}}}]", "not both"),
+            ("  env: [{name: A, valueFrom: {}}]", "exactly one"),
+            ("  env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: a/b}}}]", "spec.env[0].valueFrom.key"),
+            ("  files: [{guestPath: etc/app, config: c}]", "spec.files[0].guestPath"),
+            ("  files: [{guestPath: /etc/../x, config: c}]", "spec.files[0].guestPath"),
+            ("  files: [{guestPath: /etc/app, config: c, secret: s}]", "exactly one"),
+            ("  files: [{guestPath: /etc/app, secret: s, items: [{key: k, path: ../k}]}]", "spec.files[0].items[0].path"),
+            ("  minReadySeconds: 700", "spec.minReadySeconds"),
+            ("  strategy: {type: Canary}", "spec.strategy.canary"),
+            ("  strategy: {canary: {steps: [{setWeight: 5}]}}", "only type: Canary"),
+            ("  strategy: {type: Canary, canary: {steps: [{setWeight: 5, pause: {}}]}}", "steps[0]"),
+            ("  strategy: {type: Canary, canary: {steps: [{pause: {duration: 5x}}]}}", "steps[0]"),
+            ("  strategy: {type: Canary, canary: {steps: [{setWeight: 5}], analysis: {maxErrorRate: 2}}}", "maxErrorRate"),
+        ] {
+            let e = error(extra).expect_err(extra);
+            assert!(e.contains(expected), "{extra}: {e}");
+        }
+        for good in [
+            "  env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k, optional: true}}}]",
+            "  files: [{guestPath: /etc/app, config: c, items: [{key: k, path: conf/app.toml}]}]",
+            "  strategy: {type: Canary, canary: {steps: [{setWeight: 10}, {pause: {duration: 30s}}, {pause: {}}], analysis: {maxErrorRate: 0.5%}}}",
+        ] {
+            error(good).expect(good);
+        }
+    }
+
+    #[test]
     fn busy_loops_and_overflows_are_refused() {
         let error = |extra: &str| {
             let text = TICKER.replace("  replicas: 3\n", &format!("  replicas: 3\n{extra}\n"));

@@ -175,6 +175,95 @@ fn check_env(env: &[crate::workload::EnvVar], errors: &mut Collector) {
     }
 }
 
+/// Most `files` mounts a workload may have.
+pub const MAX_FILE_MOUNTS: usize = 64;
+/// Most items one mount may list.
+pub const MAX_FILE_ITEMS: usize = 256;
+
+/// Whether `path` is relative and goes only down (no `..`, `.`, `//`).
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'))
+}
+
+/// `files`: absolute guest paths, one source each, item paths that stay
+/// inside the mount.
+fn check_files(files: &[crate::workload::FileMount], errors: &mut Collector) {
+    if files.len() > MAX_FILE_MOUNTS {
+        errors.add("spec.files", format!("at most {MAX_FILE_MOUNTS} mounts"));
+    }
+    let mut guest_paths = std::collections::BTreeSet::new();
+    for (n, mount) in files.iter().enumerate() {
+        let path = format!("spec.files[{n}]");
+        if !guest_paths.insert(mount.guest_path.trim_end_matches('/')) {
+            errors.add(
+                format!("{path}.guestPath"),
+                "another mount has this guestPath",
+            );
+        }
+        if mount.items.len() > MAX_FILE_ITEMS {
+            errors.add(
+                format!("{path}.items"),
+                format!("at most {MAX_FILE_ITEMS} items"),
+            );
+        }
+        let mut item_paths = std::collections::BTreeSet::new();
+        for (i, item) in mount.items.iter().enumerate() {
+            if !item_paths.insert(item.path.as_str()) {
+                errors.add(
+                    format!("{path}.items[{i}].path"),
+                    "another item has this path",
+                );
+            }
+        }
+        let guest = mount.guest_path.strip_prefix('/');
+        if !guest.is_some_and(is_plain_relative) {
+            errors.add(
+                format!("{path}.guestPath"),
+                format!(
+                    "{:?} is not an absolute path below / without '..' (e.g. /etc/app)",
+                    mount.guest_path
+                ),
+            );
+        }
+        match mount.source() {
+            None => errors.add(&path, "give exactly one of config: NAME and secret: NAME"),
+            Some((_, name)) => {
+                if let Err(e) = check_object_name(name) {
+                    errors.add(
+                        format!(
+                            "{path}.{}",
+                            if mount.config.is_some() {
+                                "config"
+                            } else {
+                                "secret"
+                            }
+                        ),
+                        e,
+                    );
+                }
+            }
+        }
+        for (i, item) in mount.items.iter().enumerate() {
+            if let Err(e) = crate::config::check_key(&item.key) {
+                errors.add(format!("{path}.items[{i}].key"), e);
+            }
+            if !is_plain_relative(&item.path) {
+                errors.add(
+                    format!("{path}.items[{i}].path"),
+                    format!(
+                        "{:?} is not a relative path inside the mount (no leading '/', no '..')",
+                        item.path
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// Most steps a canary may have.
 pub const MAX_CANARY_STEPS: usize = 32;
 
@@ -328,6 +417,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     }
     check_canary(&spec.strategy, &mut errors);
     check_env(&spec.env, &mut errors);
+    check_files(&spec.files, &mut errors);
     if let Some(at) = &spec.restarted_at {
         if crate::meta::parse_rfc3339(at).is_none() {
             errors.add(

@@ -67,6 +67,9 @@ pub struct WorkloadSpec {
     /// Host directories granted to each instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirGrant>,
+    /// Configs' and Secrets' values as read-only files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileMount>,
     /// When and how fast to restart instances that end.
     #[serde(default)]
     pub restart_policy: RestartPolicy,
@@ -122,6 +125,7 @@ impl WorkloadSpec {
             env,
             resources,
             dirs,
+            files,
             restart_policy,
             probes,
             node_selector,
@@ -143,6 +147,7 @@ impl WorkloadSpec {
         differ("env", *env == other.env);
         differ("resources", *resources == other.resources);
         differ("dirs", *dirs == other.dirs);
+        differ("files", *files == other.files);
         differ("restartPolicy", *restart_policy == other.restart_policy);
         differ("probes", *probes == other.probes);
         differ("nodeSelector", *node_selector == other.node_selector);
@@ -164,6 +169,13 @@ impl WorkloadSpec {
             .filter_map(|e| e.value_from.as_ref()?.reference())
             .filter(|(k, _)| *k == kind)
             .map(|(_, r)| r.name.as_str())
+            .chain(
+                self.files
+                    .iter()
+                    .filter_map(FileMount::source)
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, name)| name),
+            )
             .collect();
         names.sort_unstable();
         names.dedup();
@@ -376,6 +388,51 @@ pub struct ModuleSource {
     /// Hex sha256 of the module's bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+}
+
+/// `spec.files[]`: the values of a Config or a Secret as files in a
+/// read-only directory the guest sees at `guestPath` (a Secret's only in
+/// memory on the node).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileMount {
+    /// Where the guest sees the directory (absolute).
+    pub guest_path: String,
+    /// A Config's name (or give `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// A Secret's name (or give `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Which keys, as which files; every key, as a file named after it,
+    /// when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyToPath>,
+    /// Whether a missing object or key is skipped (else the instance
+    /// waits, `ConfigMissing`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+impl FileMount {
+    /// `("Config" | "Secret", name)`, when exactly one is given.
+    pub fn source(&self) -> Option<(&'static str, &str)> {
+        match (&self.config, &self.secret) {
+            (Some(name), None) => Some(("Config", name)),
+            (None, Some(name)) => Some(("Secret", name)),
+            _ => None,
+        }
+    }
+}
+
+/// One key of a [`FileMount`], as a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyToPath {
+    /// The key.
+    pub key: String,
+    /// The file, relative to the mount (`conf/app.toml`).
+    pub path: String,
 }
 
 /// One environment variable.

@@ -143,10 +143,12 @@ fn configs_and_secrets_reach_the_guest_sealed_at_rest_and_roll_out_when_changed(
     assert!(rotated.contains("2 secrets"), "{rotated}");
     let shown = c.ok(&["get", "secret", "db", "-o", "json", "--show-values"]);
     assert!(shown.contains(&encoded), "{shown}");
-    let keys = std::fs::read_dir(data.join("pki/secret-keys"))
+    let keys: Vec<String> = std::fs::read_dir(data.join("pki/secret-keys"))
         .unwrap()
-        .count();
-    assert_eq!(keys, 2, "the new key and its `current` pointer only");
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".key") && n != "digest.key")
+        .collect();
+    assert_eq!(keys.len(), 1, "only the new sealing key is left: {keys:?}");
 
     // A key that is not there: Pending, ConfigMissing, naming it.
     c.apply(
@@ -207,5 +209,90 @@ fn configs_and_secrets_reach_the_guest_sealed_at_rest_and_roll_out_when_changed(
     assert!(
         !refused.status.success() && err.contains("immutable"),
         "{err}"
+    );
+}
+
+#[test]
+fn files_from_configs_and_secrets_are_read_only_and_secret_ones_live_in_memory_with_their_instance()
+{
+    let c = Cluster::start();
+    c.ok(&["create", "config", "app", "--from-literal", "mode=fast"]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "tls",
+        "--from-literal",
+        &format!("key={SECRET_VALUE}"),
+    ]);
+    // A Config's values as files the guest reads and cannot change.
+    c.apply(
+        "reader.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: reader}
+spec:
+  module: {source: "file:MODULES/fs.wasm"}
+  args: ["/etc/app"]
+  restartPolicy: {policy: Never}
+  files: [{guestPath: /etc/app, config: app}]
+"#,
+    );
+    let mut said = String::new();
+    c.wait_until("reader read its files", Duration::from_secs(30), || {
+        said = String::from_utf8_lossy(&c.cli(&["logs", "reader"]).stdout).to_string();
+        said.contains("write ")
+    });
+    assert!(said.contains(r#"read /etc/app/mode: "fast""#), "{said}");
+    assert!(
+        said.contains("write /etc/app/written-by-guest.txt: failed"),
+        "{said}"
+    );
+    assert!(!said.contains("ALLOWED"), "{said}");
+
+    // A Secret's, at a chosen path: in /dev/shm (0600) while it runs, gone
+    // with it, never under the agent's data folder.
+    c.apply(
+        "holder.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: holder}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  args: ["600000"]
+  files: [{guestPath: /run/secrets, secret: tls, items: [{key: key, path: private/key.pem}]}]
+"#,
+    );
+    let mut instance = String::new();
+    c.wait_until("holder runs", Duration::from_secs(30), || {
+        c.items("instances").iter().any(|i| {
+            // Its folder: name and uid.
+            instance = format!(
+                "{}-{}",
+                i["metadata"]["name"].as_str().unwrap_or_default(),
+                i["metadata"]["uid"].as_str().unwrap_or_default()
+            );
+            i["spec"]["workload"] == "holder" && i["status"]["phase"] == "Running"
+        })
+    });
+    let dirs = flotilla_agent::config_files::FileDirs::of(&c.data_dir().join("agent"));
+    let file = dirs
+        .secrets
+        .join(format!("default/{instance}/0/private/key.pem"));
+    assert!(file.starts_with("/dev/shm"), "{file:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), SECRET_VALUE);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let data = c.data_dir();
+    let found = any_file_holds(&data, SECRET_VALUE.as_bytes(), &data.join("agent/logs"));
+    assert!(found.is_none(), "{found:?} holds the secret");
+    c.ok(&["delete", "workload", "holder"]);
+    c.wait_until(
+        "the secret's file goes with its instance",
+        Duration::from_secs(20),
+        || !file.exists(),
     );
 }

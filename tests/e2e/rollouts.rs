@@ -234,6 +234,13 @@ fn a_canary_gets_its_weight_of_requests_survives_a_control_plane_restart_and_is_
         "{done}"
     );
     assert_eq!(done["status"]["currentRevision"], 2, "{done}");
+    // The agents' views caught up (after the control plane's restart their
+    // watches came back with a backoff of up to 5 s): only the new version.
+    c.wait_until(
+        "the ingress sees only revision 2",
+        Duration::from_secs(15),
+        || send(&ingress, "/", 20).count("fine") == 20,
+    );
     assert_eq!(send(&ingress, "/", 50).count("fine"), 50);
     // Back to revision 1, as a new rollout (a canary again): promoted.
     c.ok(&["rollout", "undo", "workload/hello", "--to-revision", "1"]);

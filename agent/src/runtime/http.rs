@@ -105,6 +105,8 @@ impl WasiHttpView for ComponentState {
 pub struct HandlerSpec {
     /// Environment variables (a WAGI module also gets the CGI variables).
     pub env: Vec<(String, String)>,
+    /// Directories the guest sees (read-only `files` mounts).
+    pub dirs: Vec<super::Preopen>,
     /// Memory, CPU and time limits of one request.
     pub limits: Limits,
     /// Where the guest's stderr (and a component's stdout) goes.
@@ -202,6 +204,22 @@ impl LoadedModule {
         let started = Instant::now();
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&spec.env);
+        for dir in &spec.dirs {
+            let perms = if dir.read_only {
+                wasmtime_wasi::FsPerms::ReadOnly
+            } else {
+                wasmtime_wasi::FsPerms::ReadWrite
+            };
+            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
+                return Served {
+                    response: plain_response(
+                        500,
+                        format!("cannot show {} to the handler: {e:#}\n", dir.guest),
+                    ),
+                    failure: None,
+                };
+            }
+        }
         if let Some(log) = &spec.log {
             wasi.stdout(super::output::AppendStream(log.clone()));
             wasi.stderr(super::output::AppendStream(log.clone()));
@@ -327,6 +345,7 @@ impl LoadedModule {
             stdout: Stdio::Capture(stdout.clone()),
             stderr: spec.log.clone().map_or(Stdio::Null, Stdio::Log),
             stdin: Some(stdin.clone()),
+            dirs: spec.dirs.clone(),
             ..RunSpec::default()
         };
         let outcome = self.run(run).await;

@@ -85,7 +85,12 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             to_value(&config)?
         }
         Kind::Secret => {
-            let mut secret = typed::<Secret>(1, body).map_err(shape)?;
+            // Not the decoder's message: it may quote a value.
+            let mut secret = typed::<Secret>(1, body).map_err(|_| {
+                ApiError::invalid(
+                    "not a valid Secret: data holds base64 strings, stringData plain strings, type a string; no other fields",
+                )
+            })?;
             // Never echo a value in an error: the messages name keys only.
             secret.normalise().map_err(ApiError::invalid)?;
             to_value(&secret)?

@@ -4,52 +4,84 @@
 //! Kubernetes users get by hashing a ConfigMap into a pod annotation, done
 //! here by the controller).
 
+use std::collections::BTreeMap;
+
+use flotilla_spec::config::{Config, Secret};
 use flotilla_spec::workload::Workload;
-use sha2::{Digest, Sha256};
 
 use crate::store::{Store, StoreError};
+
+/// The values of a Config or Secret by key, or `None` if it does not
+/// exist (or does not decode).
+fn object_values(
+    store: &dyn Store,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, StoreError> {
+    Ok(store.get(kind, namespace, name)?.and_then(|o| {
+        if kind == "Secret" {
+            serde_json::from_value::<Secret>(o).ok().map(|s| s.values())
+        } else {
+            serde_json::from_value::<Config>(o).ok().map(|c| c.values())
+        }
+    }))
+}
+
+/// Adds one value read (or its absence) to `hasher`, every field length-
+/// prefixed so that no two inputs hash alike.
+fn add(hasher: &mut Vec<u8>, fields: [&str; 3], value: Option<Vec<u8>>) {
+    for field in fields {
+        hasher.extend((field.len() as u64).to_be_bytes());
+        hasher.extend(field.as_bytes());
+    }
+    match value {
+        Some(bytes) => {
+            hasher.push(1);
+            hasher.extend((bytes.len() as u64).to_be_bytes());
+            hasher.extend(&bytes);
+        }
+        None => hasher.push(0),
+    }
+}
 
 /// The digest of the values `workload` reads (each referenced key's value,
 /// or its absence); empty when it reads none.
 pub fn digest(store: &dyn Store, workload: &Workload) -> Result<String, StoreError> {
     let namespace = &workload.metadata.namespace;
-    let mut hasher = Sha256::new();
+    // What is read, in order; digested with the store's key.
+    let mut hasher = Vec::new();
     let mut any = false;
     for var in &workload.spec.env {
         let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference()) else {
             continue;
         };
         any = true;
-        let object = store.get(kind, namespace, &reference.name)?;
-        let value = object.and_then(|o| {
-            if kind == "Secret" {
-                let secret: flotilla_spec::config::Secret = serde_json::from_value(o).ok()?;
-                secret.value(&reference.key)
-            } else {
-                let config: flotilla_spec::config::Config = serde_json::from_value(o).ok()?;
-                config.value(&reference.key)
-            }
-        });
-        // Length-prefixed fields: no two inputs hash alike.
-        for field in [
-            kind.as_bytes(),
-            reference.name.as_bytes(),
-            reference.key.as_bytes(),
-        ] {
-            hasher.update((field.len() as u64).to_be_bytes());
-            hasher.update(field);
+        let value = object_values(store, kind, namespace, &reference.name)?
+            .and_then(|mut values| values.remove(&reference.key));
+        add(&mut hasher, [kind, &reference.name, &reference.key], value);
+    }
+    for mount in &workload.spec.files {
+        let Some((kind, name)) = mount.source() else {
+            continue;
+        };
+        any = true;
+        let values = object_values(store, kind, namespace, name)?;
+        let keys: Vec<&str> = if mount.items.is_empty() {
+            values.iter().flatten().map(|(k, _)| k.as_str()).collect()
+        } else {
+            mount.items.iter().map(|i| i.key.as_str()).collect()
+        };
+        for key in keys {
+            let value = values.as_ref().and_then(|v| v.get(key)).cloned();
+            add(&mut hasher, [kind, name, key], value);
         }
-        match value {
-            Some(bytes) => {
-                hasher.update([1]);
-                hasher.update((bytes.len() as u64).to_be_bytes());
-                hasher.update(&bytes);
-            }
-            None => hasher.update([0]),
+        if values.is_none() {
+            add(&mut hasher, [kind, name, ""], None);
         }
     }
     Ok(if any {
-        hex::encode(hasher.finalize())[..16].to_string()
+        hex::encode(store.keyed_digest(&hasher)?)[..16].to_string()
     } else {
         String::new()
     })

@@ -95,9 +95,15 @@ pub fn reconcile<'a>(
     });
     // A rollout that fails reverts, when there is a completed revision to
     // go back to (not while reverting, nor while paused).
+    let impossible_before = previous.template_hash == revision.hash
+        && previous
+            .conditions
+            .iter()
+            .any(|c| c.kind == "Progressing" && c.reason == "RollbackImpossible");
     let reverting_possible = !previous.current_template_hash.is_empty()
         && previous.current_template_hash != revision.hash
-        && !spec.paused;
+        && !spec.paused
+        && !impossible_before;
     let instance_failure = reverting_possible
         .then(|| instance_failure(workload, &current, (requests, server_errors)))
         .flatten();
@@ -668,7 +674,11 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
             )?;
         }
         Action::RollBack { to, reason, status } => {
-            let Some(template) = super::revisions::template_of(store, workload, &to)? else {
+            let template = super::revisions::template_of(store, workload, &to)?
+                // Going back to the same template changes nothing: the
+                // failing change was of Config or Secret values.
+                .filter(|t| !t.same_template(&workload.spec));
+            let Some(template) = template else {
                 // Its revision is gone: nothing to go back to; the failure
                 // is said, the instances stay as they are.
                 let mut failed = (*status).clone();
@@ -681,7 +691,7 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                 {
                     c.reason = "RollbackImpossible".into();
                     c.message = format!(
-                        "the rollout failed ({reason}) and the revision to go back to (template {to}) is gone: fix the template, or `flotilla rollout undo --to-revision N`"
+                        "the rollout failed ({reason}) and there is no template to go back to (revision {to} is gone, or only Config/Secret values changed): fix them, or `flotilla rollout undo --to-revision N`"
                     );
                 }
                 return apply(store, workload, Action::SetStatus(failed));

@@ -56,6 +56,7 @@ impl Keyring {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_suffix(".key"))
+                    .filter(|id| *id != "digest")
                 else {
                     continue;
                 };
@@ -96,17 +97,54 @@ impl Keyring {
 
     /// Makes a new key and seals with it from now on.
     fn add_key(&mut self) -> Result<String, StoreError> {
-        let id = format!("k{}", hex::encode(rand::random::<[u8; 4]>()));
+        let id = loop {
+            let id = format!("k{}", hex::encode(rand::random::<[u8; 8]>()));
+            if !self.keys.contains_key(&id) && !self.dir.join(format!("{id}.key")).exists() {
+                break id;
+            }
+        };
         let key: [u8; 32] = rand::random();
         let write = |name: &str, bytes: &[u8]| {
             flotilla_trust::write_private(&self.dir.join(name), bytes)
                 .map_err(|e| backend(format!("writing a secret key: {e}")))
         };
         write(&format!("{id}.key"), hex::encode(key).as_bytes())?;
+        self.sync_dir()?;
         write(CURRENT, id.as_bytes())?;
+        self.sync_dir()?;
         self.keys.insert(id.clone(), key);
         self.current = id.clone();
         Ok(id)
+    }
+
+    /// Makes the key folder's entries durable (a new key file must not be
+    /// lost after records sealed with it are).
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| backend(format!("syncing {}: {e}", self.dir.display())))
+    }
+
+    /// A keyed digest of `data` (SHA-256 under the key folder's digest
+    /// key, made once and never rotated): what lets the controllers tell
+    /// that Secret values changed without a digest anyone could test
+    /// guesses against.
+    fn keyed_digest(&self, data: &[u8]) -> Result<[u8; 32], StoreError> {
+        use sha2::Digest;
+        let path = self.dir.join("digest.key");
+        let key = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().to_string(),
+            Err(_) => {
+                let key = hex::encode(rand::random::<[u8; 32]>());
+                flotilla_trust::write_private(&path, key.as_bytes())
+                    .map_err(|e| backend(format!("writing the digest key: {e}")))?;
+                key
+            }
+        };
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(key.as_bytes());
+        hasher.update(data);
+        Ok(hasher.finalize().into())
     }
 
     /// Forgets (and deletes the files of) every key but the current one.
@@ -214,7 +252,9 @@ impl<S: Store> SealedStore<S> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn seal(&self, kind: &str, mut object: Value) -> Result<Value, StoreError> {
+    /// Seals with `ring` (held by the caller across the write that stores
+    /// the result, so that a rotation never misses it).
+    fn seal(ring: &Keyring, kind: &str, mut object: Value) -> Result<Value, StoreError> {
         if kind != SECRET {
             return Ok(object);
         }
@@ -223,18 +263,38 @@ impl<S: Store> SealedStore<S> {
             .and_then(|o| o.remove("data"))
             .unwrap_or_else(|| json!({}));
         let plaintext = serde_json::to_vec(&data).map_err(|e| backend(e.to_string()))?;
-        object["sealedData"] = self.ring().seal(&plaintext, &identity(&object))?;
+        object["sealedData"] = ring.seal(&plaintext, &identity(&object))?;
         Ok(object)
     }
 
-    fn open(&self, kind: &str, mut object: Value) -> Result<Value, StoreError> {
+    /// [`Self::open`], or, for a record that does not open, the object
+    /// without its values (logged): one damaged Secret must not stop every
+    /// list, watch and controller pass.
+    fn open_or_stub(&self, kind: &str, mut object: Value) -> Value {
+        match self.open(kind, object.clone()) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!("{e}");
+                if let Some(fields) = object.as_object_mut() {
+                    fields.remove("sealedData");
+                }
+                object
+            }
+        }
+    }
+
+    fn open(&self, kind: &str, object: Value) -> Result<Value, StoreError> {
+        Self::open_with(&self.ring(), kind, object)
+    }
+
+    fn open_with(ring: &Keyring, kind: &str, mut object: Value) -> Result<Value, StoreError> {
         if kind != SECRET {
             return Ok(object);
         }
         let Some(sealed) = object.as_object_mut().and_then(|o| o.remove("sealedData")) else {
             return Ok(object);
         };
-        let plaintext = self.ring().open(&sealed, &identity(&object))?;
+        let plaintext = ring.open(&sealed, &identity(&object))?;
         let data: Value = serde_json::from_slice(&plaintext).map_err(|e| backend(e.to_string()))?;
         if data.as_object().is_some_and(|d| !d.is_empty()) {
             object["data"] = data;
@@ -246,42 +306,43 @@ impl<S: Store> SealedStore<S> {
     /// keys. A failure part way leaves every key in place (each Secret
     /// opens with the key its record names); running it again finishes.
     pub fn rotate_key(&self) -> Result<usize, StoreError> {
-        let id = self
-            .keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .add_key()?;
+        // Held throughout: every write of a Secret holds the read side from
+        // sealing to storing, so none is sealed with an old key meanwhile,
+        // and two rotations never interleave.
+        let mut ring = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let id = ring.add_key()?;
         let mut count = 0;
         for secret in self.inner.list(SECRET, None)?.items {
             if secret["sealedData"]["keyId"] == id.as_str() {
                 continue;
             }
-            let (namespace, name) = (
-                secret["metadata"]["namespace"]
+            let text = |field: &str| {
+                secret["metadata"][field]
                     .as_str()
                     .unwrap_or_default()
-                    .to_string(),
-                secret["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
+                    .to_string()
+            };
+            let (namespace, name) = (text("namespace"), text("name"));
             let expected = super::revision_of(&secret);
-            let resealed = self.seal(SECRET, self.open(SECRET, secret)?)?;
-            match self
-                .inner
-                .update(SECRET, &namespace, &name, resealed, expected)
-            {
-                Ok(_) => count += 1,
-                // Changed or deleted meanwhile: that write sealed it anew.
-                Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            let resealed = Self::seal(&ring, SECRET, Self::open_with(&ring, SECRET, secret)?)?;
+            self.inner
+                .update(SECRET, &namespace, &name, resealed, expected)?;
+            count += 1;
         }
-        self.keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .drop_old_keys()?;
+        // Only when nothing needs them any more do the old keys go.
+        let left = self
+            .inner
+            .list(SECRET, None)?
+            .items
+            .iter()
+            .filter(|s| s["sealedData"]["keyId"] != id.as_str())
+            .count();
+        if left > 0 {
+            return Err(backend(format!(
+                "{left} secrets are still sealed with older keys (kept): run the rotation again"
+            )));
+        }
+        ring.drop_old_keys()?;
         Ok(count)
     }
 }
@@ -300,8 +361,8 @@ impl<S: Store> Store for SealedStore<S> {
             items: listing
                 .items
                 .into_iter()
-                .map(|o| self.open(kind, o))
-                .collect::<Result<_, _>>()?,
+                .map(|o| self.open_or_stub(kind, o))
+                .collect(),
             revision: listing.revision,
         })
     }
@@ -313,10 +374,11 @@ impl<S: Store> Store for SealedStore<S> {
         name: &str,
         object: Value,
     ) -> Result<Value, StoreError> {
+        let ring = self.ring();
         let stored = self
             .inner
-            .create(kind, namespace, name, self.seal(kind, object)?)?;
-        self.open(kind, stored)
+            .create(kind, namespace, name, Self::seal(&ring, kind, object)?)?;
+        Self::open_with(&ring, kind, stored)
     }
 
     fn update(
@@ -327,26 +389,32 @@ impl<S: Store> Store for SealedStore<S> {
         object: Value,
         expected: Option<u64>,
     ) -> Result<Value, StoreError> {
-        let stored =
-            self.inner
-                .update(kind, namespace, name, self.seal(kind, object)?, expected)?;
-        self.open(kind, stored)
+        let ring = self.ring();
+        let stored = self.inner.update(
+            kind,
+            namespace,
+            name,
+            Self::seal(&ring, kind, object)?,
+            expected,
+        )?;
+        Self::open_with(&ring, kind, stored)
     }
 
     fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Value, StoreError> {
         let gone = self.inner.delete(kind, namespace, name)?;
-        self.open(kind, gone)
+        Ok(self.open_or_stub(kind, gone))
     }
 
     fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        self.inner
+        Ok(self
+            .inner
             .changes_since(revision, limit)?
             .into_iter()
             .map(|mut change| {
-                change.object = self.open(&change.kind, change.object)?;
-                Ok(change)
+                change.object = self.open_or_stub(&change.kind, change.object);
+                change
             })
-            .collect()
+            .collect())
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
@@ -379,6 +447,10 @@ impl<S: Store> Store for SealedStore<S> {
 
     fn rotate_secret_key(&self) -> Result<usize, StoreError> {
         self.rotate_key()
+    }
+
+    fn keyed_digest(&self, data: &[u8]) -> Result<[u8; 32], StoreError> {
+        self.ring().keyed_digest(data)
     }
 }
 
