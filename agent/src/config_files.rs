@@ -100,12 +100,7 @@ impl FileDirs {
                 if let Some(parent) = file.parent() {
                     private_dir(parent)?;
                 }
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&file)
-                    .and_then(|mut f| f.write_all(contents))
+                new_private_file(&file, contents)
                     .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
             }
             preopens.push(Preopen {
@@ -115,6 +110,39 @@ impl FileDirs {
             });
         }
         Ok((guard, preopens))
+    }
+}
+
+impl FileDirs {
+    /// Writes `mounts` again over the files [`FileDirs::write`] made for
+    /// `instance` (`reload: live`): each file replaced whole (a new file
+    /// renamed over the old), so a guest reading it sees the old or the new
+    /// contents, never a mix. A key no longer there keeps its last file.
+    pub fn refresh(
+        &self,
+        namespace: &str,
+        instance: &str,
+        mounts: &[MountValues],
+    ) -> Result<(), String> {
+        for (n, mount) in mounts.iter().enumerate() {
+            let base = if mount.secret {
+                &self.secrets
+            } else {
+                &self.configs
+            };
+            check_private(base)?;
+            let dir = base.join(namespace).join(instance).join(n.to_string());
+            for (path, contents) in &mount.files {
+                let file = dir.join(path);
+                let parent = file.parent().unwrap_or(&dir);
+                private_dir(parent)?;
+                let fresh = parent.join(format!(".flotilla-{:016x}", rand::random::<u64>()));
+                new_private_file(&fresh, contents)
+                    .and_then(|()| std::fs::rename(&fresh, &file))
+                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -133,6 +161,17 @@ fn check_private(dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Creates `path` (it must not exist: nothing is followed or reused),
+/// 0600, holding `contents`.
+fn new_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
 }
 
 fn private_dir(dir: &Path) -> Result<(), String> {

@@ -21,8 +21,9 @@ pub struct Replica {
     pub instance: String,
     /// The handler.
     pub module: Arc<LoadedModule>,
-    /// Limits, env, log and outbound policy of each request.
-    pub spec: HandlerSpec,
+    /// Limits, env, log and outbound policy of each request (replaced while
+    /// it serves under `reload: live`).
+    pub spec: SharedSpec,
     /// The workload's routes.
     pub routes: Vec<Route>,
     /// Free request slots (`maxConcurrency`).
@@ -36,6 +37,28 @@ pub struct Replica {
     pub counts: Arc<RequestCounts>,
     /// Told about every request whose guest failed.
     pub on_failure: Box<dyn Fn(&crate::runtime::Outcome) + Send + Sync>,
+}
+
+/// A replica's per-request spec, replaceable while it serves: each request
+/// takes the spec of its moment.
+#[derive(Clone)]
+pub struct SharedSpec(Arc<std::sync::RwLock<Arc<HandlerSpec>>>);
+
+impl SharedSpec {
+    /// Holding `spec`.
+    pub fn new(spec: HandlerSpec) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(spec))))
+    }
+
+    /// The spec now.
+    pub fn get(&self) -> Arc<HandlerSpec> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces it: later requests take `spec`.
+    pub fn set(&self, spec: HandlerSpec) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
+    }
 }
 
 /// Requests one replica answered.

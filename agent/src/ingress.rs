@@ -618,8 +618,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let counted = Counted::start(&replica.outstanding);
+    let spec = replica.spec.get();
     let served = match tokio::time::timeout(slot_wait, replica.slots.acquire()).await {
-        Ok(Ok(_slot)) => Ok(replica.module.serve(request, &replica.spec).await),
+        Ok(Ok(_slot)) => Ok(replica.module.serve(request, &spec).await),
         Ok(Err(_)) => Err(plain_response(
             503,
             format!("replica {} stopped\n", replica.instance),
@@ -649,7 +650,7 @@ where
         replica.counts.server_errors.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(failure) = &served.failure {
-        if let Some(log) = &replica.spec.log {
+        if let Some(log) = &spec.log {
             let detail = failure.trap.clone().or_else(|| failure.message.clone());
             log.note(&format!(
                 "[flotilla] request {path} failed: {} {}",

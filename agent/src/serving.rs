@@ -18,7 +18,8 @@ use tokio::sync::Semaphore;
 /// `resources.limits.timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-use crate::endpoints::{Replica, RequestCounts};
+use crate::config_refs::Unresolved;
+use crate::endpoints::{Replica, RequestCounts, SharedSpec};
 use crate::report::Severity;
 use crate::runtime::{HandlerSpec, LoadedModule, Outcome};
 use crate::supervisor::{run_spec, NodeContext, ProbeTimes};
@@ -38,7 +39,14 @@ pub struct Resolved {
     pub env: Vec<(String, String)>,
     /// Read-only directories of files.
     pub preopens: Vec<crate::runtime::Preopen>,
+    /// The instance's folder of files (its name and uid).
+    pub folder: String,
+    /// The files' values, as written.
+    pub mounts: Vec<crate::config_refs::MountValues>,
 }
+
+/// How often a `reload: live` replica reads its values again.
+const RELOAD_EVERY: Duration = Duration::from_millis(500);
 
 pub async fn serve_replica(
     ctx: Arc<NodeContext>,
@@ -106,11 +114,12 @@ pub async fn serve_replica(
         .cloned()
         .unwrap_or_default();
     let counts = Arc::new(RequestCounts::default());
+    let shared = SharedSpec::new(spec);
     let register = || {
         let replica = Replica {
             instance: name.clone(),
             module: module.clone(),
-            spec: spec.clone(),
+            spec: shared.clone(),
             routes: template.routes.clone(),
             slots: Semaphore::new(concurrency),
             outstanding: AtomicUsize::new(0),
@@ -158,6 +167,18 @@ pub async fn serve_replica(
             ctx.node_name
         ),
     );
+    // `reload: live`: its values read again beside the probes, on a timer of
+    // its own, for as long as this replica serves.
+    let _reloader = (template.reload == flotilla_spec::workload::Reload::Live).then(|| {
+        let (ctx, instance, shared) = (ctx.clone(), instance.clone(), shared.clone());
+        let (folder, mut env, mut mounts) = (resolved.folder, resolved.env, resolved.mounts);
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RELOAD_EVERY).await;
+                reload(&ctx, &instance, &folder, &shared, &mut env, &mut mounts).await;
+            }
+        }))
+    });
     let tick = [&startup, &readiness, &liveness]
         .into_iter()
         .flatten()
@@ -169,7 +190,7 @@ pub async fn serve_replica(
         let mut changed = false;
         if !started_up {
             if let Some(probe) = &startup {
-                match check(&module, &spec, &host, probe).await {
+                match check(&module, &shared.get(), &host, probe).await {
                     Ok(()) => {
                         started_up = true;
                         start_failures = 0;
@@ -194,7 +215,7 @@ pub async fn serve_replica(
         let mut ready = started_up;
         if started_up {
             if let Some(probe) = &readiness {
-                ready_failures = match check(&module, &spec, &host, probe).await {
+                ready_failures = match check(&module, &shared.get(), &host, probe).await {
                     Ok(()) => 0,
                     Err(_) => ready_failures + 1,
                 };
@@ -203,7 +224,7 @@ pub async fn serve_replica(
                     || (registration.is_some() && ready_failures < probe.times.failure_threshold);
             }
             if let Some(probe) = &liveness {
-                live_failures = match check(&module, &spec, &host, probe).await {
+                live_failures = match check(&module, &shared.get(), &host, probe).await {
                     Ok(()) => 0,
                     Err(why) => {
                         if live_failures + 1 >= probe.times.failure_threshold {
@@ -288,6 +309,58 @@ async fn check(
         Ok(())
     } else {
         Err(format!("GET {} answered {status}", probe.path))
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `reload: live`: reads the replica's Config and Secret values again; a
+/// changed environment goes into the spec later requests take, changed
+/// files are replaced where the guest reads them. A value that cannot be
+/// read now keeps the last one (and says so in the agent's log).
+async fn reload(
+    ctx: &NodeContext,
+    instance: &Instance,
+    folder: &str,
+    shared: &SharedSpec,
+    env: &mut Vec<(String, String)>,
+    mounts: &mut Vec<crate::config_refs::MountValues>,
+) {
+    let ns = &instance.metadata.namespace;
+    let template = &instance.spec.template;
+    let mut resolver = crate::config_refs::Resolver::new(&ctx.client, ns);
+    let read = match resolver.environment(template).await {
+        Ok(fresh) => resolver.files(template).await.map(|files| (fresh, files)),
+        Err(e) => Err(e),
+    };
+    let (fresh_env, fresh_mounts) = match read {
+        Ok(read) => read,
+        Err(Unresolved::Missing(why) | Unresolved::Unreachable(why)) => {
+            tracing::warn!(
+                "instance {ns}/{}: keeps its values: {why}",
+                instance.metadata.name
+            );
+            return;
+        }
+    };
+    if fresh_env != *env {
+        let mut next = (*shared.get()).clone();
+        next.env = fresh_env.clone();
+        shared.set(next);
+        *env = fresh_env;
+    }
+    if fresh_mounts != *mounts {
+        match ctx.files.refresh(ns, folder, &fresh_mounts) {
+            Ok(()) => *mounts = fresh_mounts,
+            Err(e) => tracing::warn!("instance {ns}/{}: {e}", instance.metadata.name),
+        }
     }
 }
 

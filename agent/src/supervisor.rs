@@ -419,9 +419,13 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         Ok(written) => written,
         Err(message) => return fail(&mut status, "FilesNotWritten", message),
     };
-    drop(mounts);
     if template.execution == Execution::Http {
-        let resolved = crate::serving::Resolved { env, preopens };
+        let resolved = crate::serving::Resolved {
+            env,
+            preopens,
+            folder,
+            mounts,
+        };
         return crate::serving::serve_replica(
             ctx.clone(),
             instance.clone(),

@@ -418,6 +418,14 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     check_canary(&spec.strategy, &mut errors);
     check_env(&spec.env, &mut errors);
     check_files(&spec.files, &mut errors);
+    if spec.reload == crate::workload::Reload::Live
+        && spec.execution != crate::workload::Execution::Http
+    {
+        errors.add(
+            "spec.reload",
+            "only http workloads reload live (a daemon reads its values when it starts): remove reload, or add execution: http",
+        );
+    }
     if let Some(at) = &spec.restarted_at {
         if crate::meta::parse_rfc3339(at).is_none() {
             errors.add(

@@ -94,6 +94,11 @@ pub struct WorkloadSpec {
     /// (default 64); more wait for a free slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// For `http` workloads: `live` lets a change of the Config and Secret
+    /// values it reads reach the next requests (within a second), with no
+    /// rollout; `restart` (the default) rolls it out.
+    #[serde(default, skip_serializing_if = "Reload::is_restart")]
+    pub reload: Reload,
     /// For `http` workloads: what its outgoing requests may reach. Nothing
     /// else is reachable (default deny).
     #[serde(default, skip_serializing_if = "Grants::is_empty")]
@@ -133,6 +138,7 @@ impl WorkloadSpec {
             execution,
             routes,
             max_concurrency,
+            reload,
             grants,
             restarted_at,
         } = self;
@@ -156,6 +162,7 @@ impl WorkloadSpec {
         differ("routes", *routes == other.routes);
         differ("maxConcurrency", *max_concurrency == other.max_concurrency);
         differ("grants", *grants == other.grants);
+        differ("reload", *reload == other.reload);
         differ("restartedAt", *restarted_at == other.restarted_at);
         changed
     }
@@ -228,6 +235,24 @@ pub struct Grants {
 impl Grants {
     fn is_empty(&self) -> bool {
         self.workloads.is_empty() && self.hosts.is_empty()
+    }
+}
+
+/// How a change of the Config and Secret values a workload reads reaches
+/// its instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reload {
+    /// As a new revision, rolled out.
+    #[default]
+    Restart,
+    /// Read again while it serves (http workloads).
+    Live,
+}
+
+impl Reload {
+    fn is_restart(&self) -> bool {
+        *self == Reload::Restart
     }
 }
 

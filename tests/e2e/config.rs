@@ -296,3 +296,74 @@ spec:
         || !file.exists(),
     );
 }
+
+#[test]
+fn an_http_workload_reloading_live_sees_new_values_soon_with_no_restart_and_no_failed_request() {
+    let c = Cluster::start();
+    c.ok(&["create", "config", "app", "--from-literal", "greeting=one"]);
+    c.apply(
+        "live.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: live}
+spec:
+  module: {source: "file:MODULES/wagi-hello.wasm"}
+  execution: http
+  replicas: 2
+  routes: [{host: live.local, pathPrefix: /}]
+  reload: live
+  env: [{name: GREETING, valueFrom: {configKeyRef: {name: app, key: greeting}}}]
+  files: [{guestPath: /etc/app, config: app}]
+"#,
+    );
+    crate::http::ready(&c, "live", 2);
+    let ingress = crate::http::ingress_of(&c, "node-1");
+    let get = |path: &str| crate::http::request(&ingress, "GET", "live.local", path, "");
+    assert_eq!(get("/env/GREETING"), (200, "GREETING=one\n".into()));
+    assert_eq!(get("/file/etc/app/greeting").1.trim(), "one");
+    let instances = crate::cluster::names(&c.items("instances"));
+
+    // Load throughout the change.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (ingress, stop) = (ingress.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut total, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                total += 1;
+                let (status, body) =
+                    crate::http::request(&ingress, "GET", "live.local", "/env/GREETING", "");
+                if status != 200 {
+                    failed.push((status, body));
+                }
+            }
+            (total, failed)
+        })
+    };
+    let changed = std::time::Instant::now();
+    c.ok(&[
+        "patch",
+        "config",
+        "app",
+        "-p",
+        r#"{"data": {"greeting": "two"}}"#,
+    ]);
+    c.wait_until("the new value is served", Duration::from_secs(10), || {
+        get("/env/GREETING").1 == "GREETING=two\n"
+            && get("/file/etc/app/greeting").1.trim() == "two"
+    });
+    let took = changed.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (total, failed) = load.join().unwrap();
+    eprintln!(
+        "live reload: {took:?}; {total} requests meanwhile, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    // Read every 500 ms: well within 1 s, with room for a loaded machine.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // No restart and no rollout: the same instances, one revision.
+    assert_eq!(crate::cluster::names(&c.items("instances")), instances);
+    assert_eq!(c.items("revisions").len(), 1);
+}
