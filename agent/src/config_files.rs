@@ -95,8 +95,8 @@ impl FileDirs {
             private_dir(&dir)?;
             for (path, contents) in &mount.files {
                 // Relative paths that only go down (checked at admission;
-                // keys are single names).
-                let file = dir.join(path);
+                // keys are single names), checked again here.
+                let file = dir.join(inside(path)?);
                 if let Some(parent) = file.parent() {
                     private_dir(parent)?;
                 }
@@ -132,10 +132,28 @@ impl FileDirs {
             };
             check_private(base)?;
             let dir = base.join(namespace).join(instance).join(n.to_string());
+            if !dir.is_dir() {
+                // The instance's files are gone: so is the instance.
+                return Ok(());
+            }
             for (path, contents) in &mount.files {
-                let file = dir.join(path);
+                let file = dir.join(inside(path)?);
                 let parent = file.parent().unwrap_or(&dir);
-                private_dir(parent)?;
+                // Folders below the mount's own, one at a time: never the
+                // instance's folder again once it has been removed.
+                let mut folder = dir.clone();
+                for part in parent
+                    .strip_prefix(&dir)
+                    .into_iter()
+                    .flat_map(|p| p.components())
+                {
+                    folder.push(part);
+                    match std::fs::DirBuilder::new().mode(0o700).create(&folder) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(format!("cannot create {}: {e}", folder.display())),
+                    }
+                }
                 let fresh = parent.join(format!(".flotilla-{:016x}", rand::random::<u64>()));
                 new_private_file(&fresh, contents)
                     .and_then(|()| std::fs::rename(&fresh, &file))
@@ -161,6 +179,20 @@ fn check_private(dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `path`, if it is relative and only goes down (no `..`, no root).
+fn inside(path: &str) -> Result<&Path, String> {
+    let relative = Path::new(path);
+    let plain = !path.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if plain {
+        Ok(relative)
+    } else {
+        Err(format!("{path:?} is not a path inside the mount"))
+    }
 }
 
 /// Creates `path` (it must not exist: nothing is followed or reused),

@@ -173,9 +173,21 @@ pub async fn serve_replica(
         let (ctx, instance, shared) = (ctx.clone(), instance.clone(), shared.clone());
         let (folder, mut env, mut mounts) = (resolved.folder, resolved.env, resolved.mounts);
         AbortOnDrop(tokio::spawn(async move {
+            let mut said = String::new();
             loop {
                 tokio::time::sleep(RELOAD_EVERY).await;
-                reload(&ctx, &instance, &folder, &shared, &mut env, &mut mounts).await;
+                // A control plane that does not answer is waited for on the
+                // next turn, not forever.
+                let turn = reload(
+                    &ctx,
+                    &instance,
+                    &folder,
+                    &shared,
+                    &mut env,
+                    &mut mounts,
+                    &mut said,
+                );
+                let _ = tokio::time::timeout(RELOAD_EVERY * 4, turn).await;
             }
         }))
     });
@@ -332,6 +344,7 @@ async fn reload(
     shared: &SharedSpec,
     env: &mut Vec<(String, String)>,
     mounts: &mut Vec<crate::config_refs::MountValues>,
+    said: &mut String,
 ) {
     let ns = &instance.metadata.namespace;
     let template = &instance.spec.template;
@@ -342,14 +355,30 @@ async fn reload(
     };
     let (fresh_env, fresh_mounts) = match read {
         Ok(read) => read,
-        Err(Unresolved::Missing(why) | Unresolved::Unreachable(why)) => {
-            tracing::warn!(
-                "instance {ns}/{}: keeps its values: {why}",
-                instance.metadata.name
-            );
+        Err(Unresolved::Missing(why)) => {
+            // Said once per cause: the replica keeps serving its last values.
+            if *said != why {
+                let about = ObjectRef {
+                    kind: "Instance".into(),
+                    namespace: ns.clone(),
+                    name: instance.metadata.name.clone(),
+                };
+                ctx.reporter.event(
+                    &about,
+                    Severity::Warning,
+                    "ConfigMissing",
+                    format!("{why}; it keeps serving its last values"),
+                );
+                *said = why;
+            }
+            return;
+        }
+        Err(Unresolved::Unreachable(why)) => {
+            tracing::debug!("instance {ns}/{}: {why}", instance.metadata.name);
             return;
         }
     };
+    said.clear();
     if fresh_env != *env {
         let mut next = (*shared.get()).clone();
         next.env = fresh_env.clone();

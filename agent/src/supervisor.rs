@@ -420,11 +420,13 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         Err(message) => return fail(&mut status, "FilesNotWritten", message),
     };
     if template.execution == Execution::Http {
+        let live = template.reload == flotilla_spec::workload::Reload::Live;
         let resolved = crate::serving::Resolved {
             env,
             preopens,
             folder,
-            mounts,
+            // Only a live replica compares them again; others hold no copy.
+            mounts: if live { mounts } else { Vec::new() },
         };
         return crate::serving::serve_replica(
             ctx.clone(),

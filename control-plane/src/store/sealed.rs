@@ -33,6 +33,8 @@ pub struct Keyring {
     dir: PathBuf,
     keys: BTreeMap<String, [u8; 32]>,
     current: String,
+    /// The key of [`Keyring::keyed_digest`] (`digest.key`, made once).
+    digest_key: String,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -77,10 +79,21 @@ impl Keyring {
         let current = std::fs::read_to_string(dir.join(CURRENT))
             .map(|c| c.trim().to_string())
             .unwrap_or_default();
+        let digest_path = dir.join("digest.key");
+        let digest_key = match std::fs::read_to_string(&digest_path) {
+            Ok(text) => text.trim().to_string(),
+            Err(_) => {
+                let key = hex::encode(rand::random::<[u8; 32]>());
+                flotilla_trust::write_private(&digest_path, key.as_bytes())
+                    .map_err(|e| backend(format!("writing the digest key: {e}")))?;
+                key
+            }
+        };
         let mut ring = Self {
             dir: dir.to_path_buf(),
             keys,
             current,
+            digest_key,
         };
         if !ring.keys.contains_key(&ring.current) {
             if !ring.current.is_empty() {
@@ -131,18 +144,8 @@ impl Keyring {
     /// guesses against.
     fn keyed_digest(&self, data: &[u8]) -> Result<[u8; 32], StoreError> {
         use sha2::Digest;
-        let path = self.dir.join("digest.key");
-        let key = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().to_string(),
-            Err(_) => {
-                let key = hex::encode(rand::random::<[u8; 32]>());
-                flotilla_trust::write_private(&path, key.as_bytes())
-                    .map_err(|e| backend(format!("writing the digest key: {e}")))?;
-                key
-            }
-        };
         let mut hasher = sha2::Sha256::new();
-        hasher.update(key.as_bytes());
+        hasher.update(self.digest_key.as_bytes());
         hasher.update(data);
         Ok(hasher.finalize().into())
     }
@@ -284,6 +287,10 @@ impl<S: Store> SealedStore<S> {
     }
 
     fn open(&self, kind: &str, object: Value) -> Result<Value, StoreError> {
+        if kind != SECRET {
+            // Other kinds never wait on the keys (nor on a rotation).
+            return Ok(object);
+        }
         Self::open_with(&self.ring(), kind, object)
     }
 
@@ -324,22 +331,38 @@ impl<S: Store> SealedStore<S> {
             };
             let (namespace, name) = (text("namespace"), text("name"));
             let expected = super::revision_of(&secret);
-            let resealed = Self::seal(&ring, SECRET, Self::open_with(&ring, SECRET, secret)?)?;
-            self.inner
-                .update(SECRET, &namespace, &name, resealed, expected)?;
-            count += 1;
+            let opened = match Self::open_with(&ring, SECRET, secret) {
+                Ok(opened) => opened,
+                // Damaged: left as it is, and named below.
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    continue;
+                }
+            };
+            let resealed = Self::seal(&ring, SECRET, opened)?;
+            match self
+                .inner
+                .update(SECRET, &namespace, &name, resealed, expected)
+            {
+                Ok(_) => count += 1,
+                // Deleted meanwhile (deletes need no key).
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         // Only when nothing needs them any more do the old keys go.
-        let left = self
+        let left: Vec<String> = self
             .inner
             .list(SECRET, None)?
             .items
             .iter()
             .filter(|s| s["sealedData"]["keyId"] != id.as_str())
-            .count();
-        if left > 0 {
+            .map(identity)
+            .collect();
+        if !left.is_empty() {
             return Err(backend(format!(
-                "{left} secrets are still sealed with older keys (kept): run the rotation again"
+                "secrets {} are still sealed with older keys, which are kept: they do not open (restore the key files they name) or changed meanwhile (run the rotation again)",
+                left.join(", ")
             )));
         }
         ring.drop_old_keys()?;
@@ -374,6 +397,9 @@ impl<S: Store> Store for SealedStore<S> {
         name: &str,
         object: Value,
     ) -> Result<Value, StoreError> {
+        if kind != SECRET {
+            return self.inner.create(kind, namespace, name, object);
+        }
         let ring = self.ring();
         let stored = self
             .inner
@@ -389,6 +415,9 @@ impl<S: Store> Store for SealedStore<S> {
         object: Value,
         expected: Option<u64>,
     ) -> Result<Value, StoreError> {
+        if kind != SECRET {
+            return self.inner.update(kind, namespace, name, object, expected);
+        }
         let ring = self.ring();
         let stored = self.inner.update(
             kind,
