@@ -91,7 +91,12 @@ pub fn rfc3339(time: std::time::SystemTime) -> String {
 /// the start and end of runs, which are milliseconds apart when a crashing
 /// instance is restarted without backoff.
 pub fn now_rfc3339_millis() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    rfc3339_millis(std::time::SystemTime::now())
+}
+
+/// `time` as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_millis(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 /// Parses an RFC 3339 timestamp as written by [`now_rfc3339`] (fractions of

@@ -54,7 +54,10 @@ fn greeting(c: &Cluster, workload: &str, not: &str) -> String {
                 .collect();
             done.iter().any(|i| {
                 let name = i["metadata"]["name"].as_str().unwrap_or_default();
-                said = c.ok(&["logs", workload, "--instance", name]);
+                // It may be replaced (deleted) meanwhile: then the next one.
+                said =
+                    String::from_utf8_lossy(&c.cli(&["logs", workload, "--instance", name]).stdout)
+                        .to_string();
                 said.contains("GREETING=") && !said.contains(&format!("GREETING={not}\n"))
             })
         },

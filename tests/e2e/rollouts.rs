@@ -261,11 +261,17 @@ fn a_canary_gets_its_weight_of_requests_survives_a_control_plane_restart_and_is_
 /// condition's message. The workload is back at `http-hello` after.
 fn rolls_back(c: &Cluster, bad: &str, limit: Duration) -> String {
     let started = Instant::now();
+    // The bad template takes the next revision number, the rollback the
+    // one after: a rollback before this one does not count.
+    let before = workload(c, "hello")["status"]["updateRevision"]
+        .as_u64()
+        .unwrap_or(0);
     c.apply("hello.yaml", bad);
     let mut last = Value::Null;
     c.wait_until("the rollback", limit, || {
         last = workload(c, "hello");
-        progressing(&last)["reason"] == "RolledBack"
+        last["status"]["updateRevision"].as_u64().unwrap_or(0) >= before + 2
+            && progressing(&last)["reason"] == "RolledBack"
     });
     eprintln!("rolled back after {:?}", started.elapsed());
     assert!(

@@ -176,7 +176,7 @@ pub fn reconcile<'a>(
                 pause_start_time: canary_now.pause_start.map(rfc3339),
             })
         } else {
-            retiring_canary(&previous, &revision.hash, &old)
+            retiring_canary(&previous, &revision.hash, &outdated, now)
         },
         conditions: Vec::new(),
     };
@@ -291,21 +291,42 @@ pub fn reconcile<'a>(
 }
 
 /// A canary of a template no longer wanted (rolled back, or replaced by
-/// a newer one) keeps a split of weight 0 while its instances remain, so
-/// that the ingress sends them nothing while they are removed.
+/// a newer one) keeps a split of weight 0 while its instances remain, and
+/// [`rollout::TRAFFIC_SHIFT`] after (`pauseStartTime` then says since
+/// when they are gone): an ingress learns of a deleted instance and of a
+/// changed workload on two streams, so the split must outlast the
+/// instances, or an ingress could route to them without it.
 fn retiring_canary(
     previous: &WorkloadStatus,
     hash: &str,
-    remaining: &[&Instance],
+    outdated: &[&Instance],
+    now: SystemTime,
 ) -> Option<CanaryStatus> {
     let canary = previous.canary.as_ref().filter(|c| c.hash != hash)?;
-    remaining
+    let present = outdated
         .iter()
-        .any(|i| i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&canary.hash))
-        .then(|| CanaryStatus {
+        .any(|i| i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&canary.hash));
+    let gone_since = canary
+        .pause_start_time
+        .as_deref()
+        .and_then(flotilla_spec::meta::parse_rfc3339)
+        .filter(|_| canary.weight == 0 && !present);
+    match gone_since {
+        _ if present => Some(CanaryStatus {
             weight: 0,
+            pause_start_time: None,
             ..canary.clone()
-        })
+        }),
+        None => Some(CanaryStatus {
+            weight: 0,
+            pause_start_time: Some(flotilla_spec::meta::rfc3339_millis(now)),
+            ..canary.clone()
+        }),
+        Some(since) if now.duration_since(since).unwrap_or_default() < rollout::TRAFFIC_SHIFT => {
+            Some(canary.clone())
+        }
+        Some(_) => None,
+    }
 }
 
 /// What `flotilla rollout promote` asked of the canary of revision
@@ -622,6 +643,8 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
     let settled = mine
         .iter()
         .all(|i| i.spec.is_made_from(&workload.spec, &digest) && gate.available(i))
+        // A canary split (under way or retiring) ends on time too.
+        && workload.status.as_ref().is_none_or(|s| s.canary.is_none())
         && actions.is_empty();
     for action in actions {
         apply(store, workload, action)?;
