@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_client::{collection_path, Client, ClientError};
-use flotilla_spec::config::{Config, Secret};
+use flotilla_spec::config::values_of;
 use flotilla_spec::workload::WorkloadSpec;
 
 /// Why the values could not be read.
@@ -37,13 +37,8 @@ async fn values(
     let path = format!("{}/{name}", collection_path(plural, Some(namespace)));
     match client.get(&path).await {
         Ok(object) => {
-            let values = if kind == "Secret" {
-                serde_json::from_value::<Secret>(object).map(|s| s.values())
-            } else {
-                serde_json::from_value::<Config>(object).map(|c| c.values())
-            };
             // Not the decoder's message: it may quote a value.
-            values.map(Some).map_err(|_| {
+            values_of(kind, object).map(Some).ok_or_else(|| {
                 Unresolved::Unreachable(format!(
                     "{kind} {namespace}/{name} does not decode (do the agent's and the server's versions match?)"
                 ))

@@ -182,6 +182,20 @@ impl Secret {
     }
 }
 
+/// The values, by key, of a stored Config or Secret (`kind`), or `None`
+/// if it does not decode as one.
+pub fn values_of(kind: &str, object: serde_json::Value) -> Option<BTreeMap<String, Vec<u8>>> {
+    if kind == "Secret" {
+        serde_json::from_value::<Secret>(object)
+            .ok()
+            .map(|s| s.values())
+    } else {
+        serde_json::from_value::<Config>(object)
+            .ok()
+            .map(|c| c.values())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_spec::config::{Config, Secret};
+use flotilla_spec::config::values_of;
 use flotilla_spec::workload::Workload;
 
 use crate::store::{Store, StoreError};
@@ -19,13 +19,9 @@ fn object_values(
     namespace: &str,
     name: &str,
 ) -> Result<Option<BTreeMap<String, Vec<u8>>>, StoreError> {
-    Ok(store.get(kind, namespace, name)?.and_then(|o| {
-        if kind == "Secret" {
-            serde_json::from_value::<Secret>(o).ok().map(|s| s.values())
-        } else {
-            serde_json::from_value::<Config>(o).ok().map(|c| c.values())
-        }
-    }))
+    Ok(store
+        .get(kind, namespace, name)?
+        .and_then(|o| values_of(kind, o)))
 }
 
 /// Adds one value read (or its absence) to `hasher`, every field length-
