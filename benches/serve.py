@@ -117,7 +117,9 @@ def throughput(rounds, seconds):
         time.sleep(0.05)
     wasmtime_port, hyper_port = free_port(), free_port()
     servers = [
-        subprocess.Popen([WASMTIME, "serve", "-O", "pooling-allocator", "--addr",
+        # -Scli: http-hello reads wasi:cli/environment, which Flotilla
+        # gives every handler.
+        subprocess.Popen([WASMTIME, "serve", "-O", "pooling-allocator", "-S", "cli", "--addr",
                           f"127.0.0.1:{wasmtime_port}", HELLO], stderr=subprocess.DEVNULL),
         subprocess.Popen([HYPER, f"127.0.0.1:{hyper_port}"]),
     ]

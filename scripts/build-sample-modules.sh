@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest modules in sample-modules/ into target/sample-modules/:
 # <name>.wasm (WASI preview-1 core module) and <name>.component.wasm (the same
-# wrapped as a WASI preview-2 command component, except watchdog and
-# wagi-hello); the HTTP handlers (cdylib crates) as <name>.component.wasm
+# wrapped as a WASI preview-2 command component, except wagi-hello); the HTTP handlers (cdylib crates) as <name>.component.wasm
 # wasi:http/proxy components only; plus the .wat test modules.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +23,11 @@ componentize() { # src dest adapter
 built="$root/sample-modules/target/wasm32-wasip1/release"
 for manifest in "$root"/sample-modules/*/Cargo.toml; do
   name=$(basename "$(dirname "$manifest")")
+  if grep -q 'adapter = "reactor"' "$manifest"; then
+    # A library exporting wasi:cli/run: a command component.
+    componentize "$built/${name//-/_}.wasm" "$out/$name.component.wasm" reactor
+    continue
+  fi
   if grep -q cdylib "$manifest"; then
     # An HTTP handler: a reactor wrapped with the proxy adapter, i.e. a
     # wasi:http/proxy component (what `wasmtime serve` and Spin run).
@@ -32,9 +36,8 @@ for manifest in "$root"/sample-modules/*/Cargo.toml; do
   fi
   [ -e "$built/$name.wasm" ] || continue # a library the guests share
   cp "$built/$name.wasm" "$out/$name.wasm"
-  # watchdog imports flotilla::watchdog_kick, which no WASI adapter provides:
-  # it exists as a core module only. wagi-hello is run as a core module.
-  case "$name" in watchdog | wagi-hello) continue ;; esac
+  # wagi-hello is run as a core module only.
+  case "$name" in wagi-hello) continue ;; esac
   componentize "$built/$name.wasm" "$out/$name.component.wasm" command
 done
 cp "$root"/sample-modules/wat/*.wat "$out/"

@@ -1,5 +1,5 @@
-//! The values an instance reads from Configs and Secrets (`env[].valueFrom`),
-//! fetched from the control plane when the instance starts. A node may read
+//! The values an instance reads from Configs and Secrets (`env[].valueFrom`,
+//! `envFrom`, `files`, `config.from`), fetched from the control plane when the instance starts. A node may read
 //! only the objects its instances name (the API's node authorizer), and
 //! keeps the values in memory only: never in its journal or on disk.
 
@@ -70,7 +70,95 @@ pub struct MountValues {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+/// Everything an instance reads from Configs and Secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceValues {
+    /// Its environment (literal values too).
+    pub env: Vec<(String, String)>,
+    /// Its `files` mounts.
+    pub mounts: Vec<MountValues>,
+    /// What `wasi:config/store` answers.
+    pub config: Vec<(String, String)>,
+}
+
+/// A value as text, or the reason it cannot be one (naming the key, not
+/// the value).
+fn text(
+    bytes: &[u8],
+    kind: &str,
+    object: &str,
+    key: &str,
+    use_: &str,
+) -> Result<String, Unresolved> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        Unresolved::Missing(format!(
+            "key {key:?} of {kind} {object} is not UTF-8 text, so it cannot be {use_}"
+        ))
+    })
+}
+
 impl<'a> Resolver<'a> {
+    /// Everything `template` reads, read now.
+    pub async fn all(&mut self, template: &WorkloadSpec) -> Result<InstanceValues, Unresolved> {
+        Ok(InstanceValues {
+            env: self.environment(template).await?,
+            mounts: self.files(template).await?,
+            config: self.config_store(template).await?,
+        })
+    }
+
+    /// A whole object for `envFrom` or `config.from`: `None` if it is
+    /// missing and `optional`.
+    async fn whole(
+        &mut self,
+        kind: &'static str,
+        name: &str,
+        optional: bool,
+        use_: &str,
+    ) -> Result<Option<Values>, Unresolved> {
+        match self.object(kind, name).await? {
+            Some(values) => Ok(Some(values)),
+            None if optional => Ok(None),
+            None => Err(Unresolved::Missing(format!(
+                "{kind} {}/{name} does not exist ({use_}): create it, or mark the reference optional: true",
+                self.namespace
+            ))),
+        }
+    }
+
+    /// What `wasi:config/store` answers: every key of every `config.from`
+    /// source, a later source's winning.
+    pub async fn config_store(
+        &mut self,
+        template: &WorkloadSpec,
+    ) -> Result<Vec<(String, String)>, Unresolved> {
+        let mut config = BTreeMap::new();
+        let sources = template.config.iter().flat_map(|c| &c.from);
+        for source in sources {
+            let Some((kind, name)) = source.source() else {
+                continue;
+            };
+            let Some(values) = self
+                .whole(kind, name, source.optional, "config.from")
+                .await?
+            else {
+                continue;
+            };
+            let object = format!("{}/{name}", self.namespace);
+            for (key, value) in values {
+                let value = text(
+                    &value,
+                    kind,
+                    &object,
+                    &key,
+                    "read through wasi:config/store",
+                )?;
+                config.insert(key, value);
+            }
+        }
+        Ok(config.into_iter().collect())
+    }
+
     /// A resolver for an instance in `namespace`.
     pub fn new(client: &'a Client, namespace: &'a str) -> Self {
         Self {
@@ -102,8 +190,25 @@ impl<'a> Resolver<'a> {
         template: &WorkloadSpec,
     ) -> Result<Vec<(String, String)>, Unresolved> {
         let namespace = self.namespace;
-        let mut env = Vec::with_capacity(template.env.len());
+        let mut env: Vec<(String, String)> = Vec::with_capacity(template.env.len());
+        // envFrom first: env wins over it, as in Kubernetes.
+        for source in &template.env_from {
+            let Some((kind, name)) = source.source() else {
+                continue;
+            };
+            let Some(values) = self.whole(kind, name, source.optional(), "envFrom").await? else {
+                continue;
+            };
+            let object = format!("{namespace}/{name}");
+            for (key, value) in values {
+                let name = format!("{}{key}", source.prefix);
+                let value = text(&value, kind, &object, &key, &format!("env {name}"))?;
+                env.retain(|(n, _)| *n != name);
+                env.push((name, value));
+            }
+        }
         for var in &template.env {
+            env.retain(|(n, _)| *n != var.name);
             let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference())
             else {
                 env.push((var.name.clone(), var.value.clone()));
@@ -123,15 +228,12 @@ impl<'a> Resolver<'a> {
                 }),
             };
             match value {
-                Ok(bytes) => match String::from_utf8(bytes.clone()) {
-                    Ok(text) => env.push((var.name.clone(), text)),
-                    Err(_) => {
-                        return Err(Unresolved::Missing(format!(
-                            "key {:?} of {kind} {namespace}/{} is not UTF-8 text, so it cannot be env {}",
-                            reference.key, reference.name, var.name
-                        )))
-                    }
-                },
+                Ok(bytes) => {
+                    let object = format!("{namespace}/{}", reference.name);
+                    let use_ = format!("env {}", var.name);
+                    let value = text(bytes, kind, &object, &reference.key, &use_)?;
+                    env.push((var.name.clone(), value));
+                }
                 Err(_) if reference.optional => {}
                 Err(message) => return Err(Unresolved::Missing(message)),
             }

@@ -32,17 +32,15 @@ const COUNT_EVERY: Duration = Duration::from_secs(1);
 const FAILURE_EVENTS_EVERY: Duration = Duration::from_secs(5);
 
 /// Serves `instance` until its task is aborted.
-/// What an instance reads from Configs and Secrets, resolved: its
-/// environment and its `files` directories.
+/// What an instance reads from Configs and Secrets, resolved, and its
+/// `files` directories.
 pub struct Resolved {
-    /// The environment.
-    pub env: Vec<(String, String)>,
+    /// The values (a replica that does not reload live holds no mounts).
+    pub values: crate::config_refs::InstanceValues,
     /// Read-only directories of files.
     pub preopens: Vec<crate::runtime::Preopen>,
     /// The instance's folder of files (its name and uid).
     pub folder: String,
-    /// The files' values, as written.
-    pub mounts: Vec<crate::config_refs::MountValues>,
 }
 
 /// How often a `reload: live` replica reads its values again.
@@ -82,7 +80,7 @@ pub async fn serve_replica(
             None
         }
     };
-    let run = run_spec(template, &instance.spec.workload, &resolved.env);
+    let run = run_spec(template, &instance.spec.workload, &resolved.values);
     let concurrency = template
         .max_concurrency
         .unwrap_or(DEFAULT_MAX_CONCURRENCY)
@@ -93,6 +91,8 @@ pub async fn serve_replica(
     limits.timeout.get_or_insert(DEFAULT_REQUEST_TIMEOUT);
     let spec = HandlerSpec {
         env: run.env,
+        config: run.config,
+        granted: run.granted,
         dirs: resolved.preopens,
         limits,
         log: log.clone(),
@@ -171,22 +171,14 @@ pub async fn serve_replica(
     // its own, for as long as this replica serves.
     let _reloader = (template.reload == flotilla_spec::workload::Reload::Live).then(|| {
         let (ctx, instance, shared) = (ctx.clone(), instance.clone(), shared.clone());
-        let (folder, mut env, mut mounts) = (resolved.folder, resolved.env, resolved.mounts);
+        let (folder, mut values) = (resolved.folder, resolved.values);
         AbortOnDrop(tokio::spawn(async move {
             let mut said = String::new();
             loop {
                 tokio::time::sleep(RELOAD_EVERY).await;
                 // A control plane that does not answer is waited for on the
                 // next turn, not forever.
-                let turn = reload(
-                    &ctx,
-                    &instance,
-                    &folder,
-                    &shared,
-                    &mut env,
-                    &mut mounts,
-                    &mut said,
-                );
+                let turn = reload(&ctx, &instance, &folder, &shared, &mut values, &mut said);
                 let _ = tokio::time::timeout(RELOAD_EVERY * 4, turn).await;
             }
         }))
@@ -342,18 +334,15 @@ async fn reload(
     instance: &Instance,
     folder: &str,
     shared: &SharedSpec,
-    env: &mut Vec<(String, String)>,
-    mounts: &mut Vec<crate::config_refs::MountValues>,
+    values: &mut crate::config_refs::InstanceValues,
     said: &mut String,
 ) {
     let ns = &instance.metadata.namespace;
     let template = &instance.spec.template;
-    let mut resolver = crate::config_refs::Resolver::new(&ctx.client, ns);
-    let read = match resolver.environment(template).await {
-        Ok(fresh) => resolver.files(template).await.map(|files| (fresh, files)),
-        Err(e) => Err(e),
-    };
-    let (fresh_env, fresh_mounts) = match read {
+    let read = crate::config_refs::Resolver::new(&ctx.client, ns)
+        .all(template)
+        .await;
+    let fresh = match read {
         Ok(read) => read,
         Err(Unresolved::Missing(why)) => {
             // Said once per cause: the replica keeps serving its last values.
@@ -379,15 +368,17 @@ async fn reload(
         }
     };
     said.clear();
-    if fresh_env != *env {
+    if fresh.env != values.env || fresh.config != values.config {
         let mut next = (*shared.get()).clone();
-        next.env = fresh_env.clone();
+        next.env = fresh.env.clone();
+        next.config = fresh.config.clone();
         shared.set(next);
-        *env = fresh_env;
+        values.env = fresh.env;
+        values.config = fresh.config;
     }
-    if fresh_mounts != *mounts {
-        match ctx.files.refresh(ns, folder, &fresh_mounts) {
-            Ok(()) => *mounts = fresh_mounts,
+    if fresh.mounts != values.mounts {
+        match ctx.files.refresh(ns, folder, &fresh.mounts) {
+            Ok(()) => values.mounts = fresh.mounts,
             Err(e) => tracing::warn!("instance {ns}/{}: {e}", instance.metadata.name),
         }
     }

@@ -14,7 +14,7 @@ use flotilla_spec::meta::now_rfc3339_millis;
 use flotilla_spec::workload::{Execution, RestartPolicyKind, WorkloadSpec};
 use flotilla_spec::{parse_cpu_millis, parse_duration, parse_memory_bytes};
 
-use crate::config_refs::{Resolver, Unresolved};
+use crate::config_refs::{InstanceValues, Resolver, Unresolved};
 use crate::logs::LogDir;
 use crate::report::{Reporter, Severity};
 use crate::runtime::{
@@ -95,14 +95,16 @@ pub fn should_restart(policy: RestartPolicyKind, reason: ExitReason) -> bool {
     }
 }
 
-/// The runtime's view of a template, with its environment resolved
-/// ([`crate::config_refs::environment`]).
-pub(crate) fn run_spec(template: &WorkloadSpec, name: &str, env: &[(String, String)]) -> RunSpec {
+/// The runtime's view of a template, with its Config and Secret values
+/// read ([`crate::config_refs::Resolver::all`]).
+pub(crate) fn run_spec(template: &WorkloadSpec, name: &str, values: &InstanceValues) -> RunSpec {
     let limits = &template.resources.limits;
     RunSpec {
         program_name: name.to_string(),
         args: template.args.clone(),
-        env: env.to_vec(),
+        env: values.env.clone(),
+        config: values.config.clone(),
+        granted: template.capabilities(),
         dirs: template
             .dirs
             .iter()
@@ -383,16 +385,18 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         }
     };
 
+    // A guest that imports a capability its workload does not grant would
+    // fail the same way on every start: it fails once, naming the grant.
+    if let Err(e) = module.check_grants(&template.capabilities()) {
+        return fail(&mut status, "CapabilityNotGranted", e.to_string());
+    }
+
     // The values it reads from Configs and Secrets: it waits for missing
     // ones (ConfigMissing), said once, looked for again every few seconds.
     let mut wait = Duration::from_secs(1);
     let mut said = String::new();
-    let (env, mounts) = loop {
-        let mut resolver = Resolver::new(&ctx.client, &ns);
-        let resolved = match resolver.environment(template).await {
-            Ok(env) => resolver.files(template).await.map(|files| (env, files)),
-            Err(e) => Err(e),
-        };
+    let mut values = loop {
+        let resolved = Resolver::new(&ctx.client, &ns).all(template).await;
         match resolved {
             Ok(resolved) => break resolved,
             Err(unresolved) => {
@@ -415,18 +419,20 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
     };
     // Kept for as long as the instance runs here; removed with it.
     let folder = format!("{name}-{}", instance.metadata.uid);
-    let (_files, preopens) = match ctx.files.write(&ns, &folder, &mounts) {
+    let (_files, preopens) = match ctx.files.write(&ns, &folder, &values.mounts) {
         Ok(written) => written,
         Err(message) => return fail(&mut status, "FilesNotWritten", message),
     };
     if template.execution == Execution::Http {
         let live = template.reload == flotilla_spec::workload::Reload::Live;
+        if !live {
+            // Only a live replica compares them again; others hold no copy.
+            values.mounts.clear();
+        }
         let resolved = crate::serving::Resolved {
-            env,
+            values,
             preopens,
             folder,
-            // Only a live replica compares them again; others hold no copy.
-            mounts: if live { mounts } else { Vec::new() },
         };
         return crate::serving::serve_replica(
             ctx.clone(),
@@ -441,7 +447,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
     let policy = template.restart_policy.policy;
     let mut consecutive = 0u32;
     loop {
-        let mut spec = run_spec(template, &instance.spec.workload, &env);
+        let mut spec = run_spec(template, &instance.spec.workload, &values);
         // Checked again before every run, and the resolved paths granted.
         match granted_dirs(&ctx, template) {
             Ok(resolved) => {

@@ -1,5 +1,5 @@
 //! `flotilla run MODULE [--memory 64Mi] [--cpu 500m] [--timeout 5s]
-//! [--env K=V]... [--dir HOST[::GUEST][:ro]]... [-o json] [-- ARGS...]`
+//! [--env K=V]... [--config K=V]... [--dir HOST[::GUEST][:ro]]... [-o json] [-- ARGS...]`
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// An environment variable for the guest, KEY=VALUE (repeatable). The guest sees no other.
     #[arg(long = "env", short = 'e', value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// A value the guest reads through wasi:config/store, KEY=VALUE
+    /// (repeatable); giving one grants the import.
+    #[arg(long = "config", value_parser = parse_env)]
+    config: Vec<(String, String)>,
     /// Grant a host directory: HOST[::GUEST][:ro] (repeatable). GUEST defaults to HOST.
     #[arg(long = "dir", value_parser = parse_dir)]
     dirs: Vec<Preopen>,
@@ -122,6 +126,13 @@ fn run(args: RunArgs) -> Result<i32> {
         stderr: stdio(&stderr),
         watchdog: None,
         stdin: None,
+        granted: if args.config.is_empty() {
+            Default::default()
+        } else {
+            let config = flotilla_agent::runtime::host_api::config::CAPABILITY.name;
+            std::collections::BTreeSet::from([config.to_string()])
+        },
+        config: args.config,
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -188,6 +188,36 @@ spec:
     }
 
     #[test]
+    fn env_from_and_config_sources_are_checked() {
+        let parse = |extra: &str| {
+            let text = TICKER.replace("  replicas: 3\n", &format!("  replicas: 3\n{extra}\n"));
+            parse_manifests(&text).map_err(|e| e.to_string())
+        };
+        let e = parse("  envFrom: [{configRef: {name: a}, secretRef: {name: b}}]").unwrap_err();
+        assert!(e.contains("spec.envFrom[0]") && e.contains("exactly one"), "{e}");
+        let e = parse("  envFrom: [{configRef: {name: Bad_Name}}]").unwrap_err();
+        assert!(e.contains("spec.envFrom[0]"), "{e}");
+        let e = parse("  envFrom: [{configRef: {name: a}, prefix: 'A='}]").unwrap_err();
+        assert!(e.contains("spec.envFrom[0].prefix"), "{e}");
+        let e = parse("  config: {from: [{}]}").unwrap_err();
+        assert!(e.contains("spec.config.from[0]"), "{e}");
+        let many = vec!["{configRef: a}"; 33].join(", ");
+        let e = parse(&format!("  config: {{from: [{many}]}}")).unwrap_err();
+        assert!(e.contains("at most 32"), "{e}");
+        let ok = parse("  envFrom: [{secretRef: {name: db, optional: true}, prefix: DB_}]\n  config: {from: [{configRef: app}, {secretRef: db}]}")
+            .unwrap();
+        let crate::manifest::Manifest::Workload(w) = &ok[0] else {
+            panic!("not a workload")
+        };
+        assert_eq!(w.spec.references("Secret"), ["db"]);
+        assert_eq!(w.spec.references("Config"), ["app"]);
+        assert_eq!(
+            w.spec.capabilities().into_iter().collect::<Vec<_>>(),
+            ["wasi:config/store"]
+        );
+    }
+
+    #[test]
     fn http_fields_are_checked_against_the_execution() {
         let error = |extra: &str| {
             let text = TICKER.replace("  replicas: 3\n", &format!("  replicas: 3\n{extra}\n"));

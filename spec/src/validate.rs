@@ -175,6 +175,63 @@ fn check_env(env: &[crate::workload::EnvVar], errors: &mut Collector) {
     }
 }
 
+/// Most `envFrom` sources, and most `config.from` sources, a workload may have.
+pub const MAX_WHOLE_OBJECT_SOURCES: usize = 32;
+
+/// Sources of whole objects (`envFrom`, `config.from`): at most
+/// [`MAX_WHOLE_OBJECT_SOURCES`], each naming exactly one valid object.
+fn check_whole_sources<'a>(
+    list: &str,
+    sources: impl ExactSizeIterator<Item = Option<(&'static str, &'a str)>>,
+    how: &str,
+    errors: &mut Collector,
+) {
+    if sources.len() > MAX_WHOLE_OBJECT_SOURCES {
+        errors.add(list, format!("at most {MAX_WHOLE_OBJECT_SOURCES} sources"));
+    }
+    for (n, source) in sources.enumerate() {
+        let path = format!("{list}[{n}]");
+        match source {
+            None => errors.add(&path, format!("give exactly one of {how}")),
+            Some((_, name)) => {
+                if let Err(e) = check_object_name(name) {
+                    errors.add(&path, e);
+                }
+            }
+        }
+    }
+}
+
+/// `envFrom`: one source each, a prefix that keeps names valid.
+fn check_env_from(sources: &[crate::workload::EnvFromSource], errors: &mut Collector) {
+    check_whole_sources(
+        "spec.envFrom",
+        sources.iter().map(|s| s.source()),
+        "configRef: {name} and secretRef: {name}",
+        errors,
+    );
+    for (n, source) in sources.iter().enumerate() {
+        if source.prefix.contains('=') || source.prefix.contains('\0') {
+            errors.add(
+                format!("spec.envFrom[{n}].prefix"),
+                "a prefix has no '=' or NUL",
+            );
+        }
+    }
+}
+
+/// `config.from`: one source each.
+fn check_config_store(config: &Option<crate::workload::ConfigStore>, errors: &mut Collector) {
+    if let Some(config) = config {
+        check_whole_sources(
+            "spec.config.from",
+            config.from.iter().map(|s| s.source()),
+            "configRef: NAME and secretRef: NAME",
+            errors,
+        );
+    }
+}
+
 /// Most `files` mounts a workload may have.
 pub const MAX_FILE_MOUNTS: usize = 64;
 /// Most items one mount may list.
@@ -417,6 +474,8 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     }
     check_canary(&spec.strategy, &mut errors);
     check_env(&spec.env, &mut errors);
+    check_env_from(&spec.env_from, &mut errors);
+    check_config_store(&spec.config, &mut errors);
     check_files(&spec.files, &mut errors);
     if spec.reload == crate::workload::Reload::Live
         && spec.execution != crate::workload::Execution::Http

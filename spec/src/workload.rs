@@ -61,6 +61,13 @@ pub struct WorkloadSpec {
     /// Environment variables (the guest sees no others).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Every key of Configs or Secrets as environment variables (`env`
+    /// wins over these; a later source over an earlier one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// What `wasi:config/store` answers; naming it grants the import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStore>,
     /// Requests (what the scheduler reserves) and limits (what the runtime enforces).
     #[serde(default)]
     pub resources: Resources,
@@ -128,6 +135,8 @@ impl WorkloadSpec {
             revision_history_limit: _,
             args,
             env,
+            env_from,
+            config,
             resources,
             dirs,
             files,
@@ -151,6 +160,8 @@ impl WorkloadSpec {
         differ("module", *module == other.module);
         differ("args", *args == other.args);
         differ("env", *env == other.env);
+        differ("envFrom", *env_from == other.env_from);
+        differ("config", *config == other.config);
         differ("resources", *resources == other.resources);
         differ("dirs", *dirs == other.dirs);
         differ("files", *files == other.files);
@@ -171,22 +182,61 @@ impl WorkloadSpec {
     /// template reads.
     pub fn references(&self, kind: &str) -> Vec<&str> {
         let mut names: Vec<&str> = self
-            .env
-            .iter()
-            .filter_map(|e| e.value_from.as_ref()?.reference())
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, r)| r.name.as_str())
-            .chain(
-                self.files
-                    .iter()
-                    .filter_map(FileMount::source)
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, name)| name),
-            )
+            .value_reads()
+            .into_iter()
+            .filter(|read| read.kind == kind)
+            .map(|read| read.name)
             .collect();
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// Every read of a Config's or Secret's values this template makes
+    /// (`env[].valueFrom`, `envFrom`, `files`, `config.from`), in that order.
+    pub fn value_reads(&self) -> Vec<ValueRead<'_>> {
+        let mut reads = Vec::new();
+        for var in &self.env {
+            if let Some((kind, r)) = var.value_from.as_ref().and_then(EnvSource::reference) {
+                reads.push(ValueRead {
+                    kind,
+                    name: &r.name,
+                    keys: Some(vec![&r.key]),
+                });
+            }
+        }
+        let sources = self.env_from.iter().filter_map(EnvFromSource::source);
+        let configs = self
+            .config
+            .iter()
+            .flat_map(|c| &c.from)
+            .filter_map(ConfigSource::source);
+        for (kind, name) in sources.chain(configs) {
+            reads.push(ValueRead {
+                kind,
+                name,
+                keys: None,
+            });
+        }
+        for mount in &self.files {
+            if let Some((kind, name)) = mount.source() {
+                let keys = (!mount.items.is_empty())
+                    .then(|| mount.items.iter().map(|i| i.key.as_str()).collect());
+                reads.push(ValueRead { kind, name, keys });
+            }
+        }
+        reads
+    }
+
+    /// The host capabilities (named as `flotilla-host-api` names them) this
+    /// template grants beyond those every workload has: a guest importing
+    /// another one does not start.
+    pub fn capabilities(&self) -> std::collections::BTreeSet<String> {
+        let mut granted = std::collections::BTreeSet::new();
+        if self.config.is_some() {
+            granted.insert("wasi:config/store".to_string());
+        }
+        granted
     }
 
     /// Only the fields an instance is made from; the others at their
@@ -443,6 +493,98 @@ impl FileMount {
     /// `("Config" | "Secret", name)`, when exactly one is given.
     pub fn source(&self) -> Option<(&'static str, &str)> {
         match (&self.config, &self.secret) {
+            (Some(name), None) => Some(("Config", name)),
+            (None, Some(name)) => Some(("Secret", name)),
+            _ => None,
+        }
+    }
+}
+
+/// One read of a Config's or Secret's values by a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueRead<'a> {
+    /// `Config` or `Secret`.
+    pub kind: &'static str,
+    /// The object's name.
+    pub name: &'a str,
+    /// The keys read; `None`: every key.
+    pub keys: Option<Vec<&'a str>>,
+}
+
+/// `envFrom[]`: every key of a Config or Secret as a variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvFromSource {
+    /// A Config in the workload's namespace (or give `secretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_ref: Option<ObjectName>,
+    /// A Secret in the workload's namespace (or give `configRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<ObjectName>,
+    /// Put before every variable's name (`APP_`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+impl EnvFromSource {
+    /// `("Config" | "Secret", name)`, when exactly one is given.
+    pub fn source(&self) -> Option<(&'static str, &str)> {
+        match (&self.config_ref, &self.secret_ref) {
+            (Some(r), None) => Some(("Config", &r.name)),
+            (None, Some(r)) => Some(("Secret", &r.name)),
+            _ => None,
+        }
+    }
+
+    /// Whether a missing object is skipped (else the instance waits).
+    pub fn optional(&self) -> bool {
+        self.config_ref
+            .as_ref()
+            .or(self.secret_ref.as_ref())
+            .is_some_and(|r| r.optional)
+    }
+}
+
+/// A whole Config or Secret, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectName {
+    /// The object's name.
+    pub name: String,
+    /// Whether a missing object is skipped (else the instance waits,
+    /// `ConfigMissing`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// `spec.config`: what the guest reads through `wasi:config/store`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigStore {
+    /// Where the values come from; a later source's key wins.
+    #[serde(default)]
+    pub from: Vec<ConfigSource>,
+}
+
+/// One source of `spec.config.from`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigSource {
+    /// A Config's name (or give `secretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_ref: Option<String>,
+    /// A Secret's name (or give `configRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<String>,
+    /// Whether a missing object is skipped (else the instance waits).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+impl ConfigSource {
+    /// `("Config" | "Secret", name)`, when exactly one is given.
+    pub fn source(&self) -> Option<(&'static str, &str)> {
+        match (&self.config_ref, &self.secret_ref) {
             (Some(name), None) => Some(("Config", name)),
             (None, Some(name)) => Some(("Secret", name)),
             _ => None,

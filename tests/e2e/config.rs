@@ -370,3 +370,143 @@ spec:
     assert_eq!(crate::cluster::names(&c.items("instances")), instances);
     assert_eq!(c.items("revisions").len(), 1);
 }
+
+#[test]
+fn components_read_wasi_config_secret_files_and_env_kick_their_watchdog_and_need_their_grants() {
+    let c = Cluster::start();
+    c.ok(&[
+        "create",
+        "config",
+        "app",
+        "--from-literal",
+        "mode=fast",
+        "--from-literal",
+        "level=3",
+    ]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal",
+        &format!("password={SECRET_VALUE}"),
+    ]);
+    // A command component (config-reader): wasi:config/store from a
+    // Config, a Secret as a file and as env, a Config as envFrom, and its
+    // readiness judged by its watchdog kicks (flotilla:host/watchdog).
+    let reader = |name: &str, config: &str| {
+        format!(
+            r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {{name: {name}}}
+spec:
+  module: {{source: "file:MODULES/config-reader.component.wasm"}}
+  args: ["file:/run/creds/password", "env:DB_PASSWORD", "env:APP_mode"]
+  {config}
+  envFrom: [{{configRef: {{name: app}}, prefix: APP_}}]
+  env: [{{name: DB_PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}]
+  files: [{{guestPath: /run/creds, secret: creds}}]
+  probes:
+    readiness: {{watchdog: {{}}, period: 1s, timeout: 1s, failureThreshold: 1}}
+"#
+        )
+    };
+    c.apply(
+        "reader.yaml",
+        &reader("reader", "config: {from: [{configRef: app}]}"),
+    );
+    let ready_instance = |workload: &str, not: &str| {
+        let mut name = String::new();
+        c.wait_until(
+            &format!("{workload} is ready"),
+            Duration::from_secs(30),
+            || {
+                c.items("instances").iter().any(|i| {
+                    name = i["metadata"]["name"].as_str().unwrap_or_default().into();
+                    i["spec"]["workload"] == workload && i["status"]["ready"] == true && name != not
+                })
+            },
+        );
+        name
+    };
+    let logs = |instance: &str, wanted: &str| {
+        let mut said = String::new();
+        c.wait_until(
+            &format!("{instance} says {wanted}"),
+            Duration::from_secs(20),
+            || {
+                said = String::from_utf8_lossy(
+                    &c.cli(&["logs", "reader", "--instance", instance]).stdout,
+                )
+                .to_string();
+                said.contains(wanted)
+            },
+        );
+        said
+    };
+    let first = ready_instance("reader", "");
+    let said = logs(&first, "env APP_mode=");
+    for line in [
+        "config level=3\n".to_string(),
+        "config mode=fast\n".to_string(),
+        format!("file /run/creds/password={SECRET_VALUE}\n"),
+        format!("env DB_PASSWORD={SECRET_VALUE}\n"),
+        "env APP_mode=fast\n".to_string(),
+    ] {
+        assert!(said.contains(&line), "no {line:?} in {said}");
+    }
+
+    // A change of a value it reads through wasi:config/store rolls out.
+    c.ok(&[
+        "patch",
+        "config",
+        "app",
+        "-p",
+        r#"{"data": {"level": "4"}}"#,
+    ]);
+    let second = ready_instance("reader", &first);
+    logs(&second, "config level=4\n");
+
+    // Without `config`, the import is not granted: it fails once, naming
+    // the grant, and is not restarted.
+    c.apply("ungranted.yaml", &reader("ungranted", ""));
+    let mut failed = Value::Null;
+    c.wait_until("ungranted fails", Duration::from_secs(30), || {
+        c.items("instances").into_iter().any(|i| {
+            let found = i["spec"]["workload"] == "ungranted" && i["status"]["phase"] == "Failed";
+            if found {
+                failed = i;
+            }
+            found
+        })
+    });
+    let message = failed["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("wasi:config/store") && message.contains("spec.config.from"),
+        "{failed}"
+    );
+    assert!(c.ok(&["get", "events"]).contains("CapabilityNotGranted"));
+
+    // An http component reads its environment (a Secret's value) through
+    // wasi:cli/environment.
+    c.apply(
+        "hello.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: hello}
+spec:
+  module: {source: "file:MODULES/http-hello.component.wasm"}
+  execution: http
+  routes: [{host: hello.local, pathPrefix: /}]
+  env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: password}}}]
+"#,
+    );
+    crate::http::ready(&c, "hello", 1);
+    let ingress = crate::http::ingress_of(&c, "node-1");
+    let (status, body) = crate::http::request(&ingress, "GET", "hello.local", "/env/TOKEN", "");
+    assert_eq!((status, body), (200, format!("TOKEN={SECRET_VALUE}\n")));
+    let (status, _) = crate::http::request(&ingress, "GET", "hello.local", "/env/NOPE", "");
+    assert_eq!(status, 404);
+}

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The module file does not exist or cannot be read.
-    #[error("cannot read module {path}: {source}")]
+    #[error("cannot read module {path}: {error}")]
     ReadModule {
         /// The path given by the user.
         path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
+        /// What the OS said (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The bytes are not WebAssembly at all.
     #[error("{name} is not a WebAssembly module: it does not start with the `\\0asm` magic bytes (found {found}); pass a .wasm file (built for wasm32-wasip1, or a WASI preview-2 component) or a .wat text file")]
@@ -42,20 +42,32 @@ pub enum RuntimeError {
         message: String,
     },
     /// A core module imports something the host does not provide.
-    #[error("{name} imports {imports}, which Flotilla does not provide: a core module may import only WASI preview 1 (`wasi_snapshot_preview1`) functions and `flotilla::watchdog_kick`")]
+    #[error("{name} imports {imports}, which Flotilla does not provide: a core module may import only from {provided} (a component may also import the capabilities of host-api/wit)")]
     UnknownImports {
         /// File name or label.
         name: String,
         /// The missing imports, as `module::name`.
         imports: String,
+        /// The import modules the core linker defines.
+        provided: String,
     },
     /// A component imports an interface the host does not provide.
-    #[error("{name} cannot be linked: {message} (Flotilla provides the WASI preview 2 `wasi:cli` command world, and `wasi:http/proxy` for `execution: http` workloads)")]
+    #[error("{name} cannot be linked: {message} (Flotilla provides the WASI preview 2 `wasi:cli` command world, `wasi:http/proxy` for `execution: http` workloads, and {capabilities})")]
     ComponentLink {
         /// File name or label.
         name: String,
         /// wasmtime's message, which names the import.
         message: String,
+        /// Flotilla's own capabilities, from host-api.
+        capabilities: String,
+    },
+    /// The guest imports a capability its workload was not granted.
+    #[error("{name} {denied}")]
+    NotGranted {
+        /// The module's label.
+        name: String,
+        /// Which capability, and how to grant it.
+        denied: flotilla_host_api::NotGranted,
     },
     /// A core module without the `_start` entry point of a command.
     #[error("{name} is a wasi:http handler (it exports wasi:http/incoming-handler, not wasi:cli/run): it runs per request, as a Workload with `execution: http`, not as a program")]

@@ -13,8 +13,7 @@
 //! memory growth is a 500, a passed deadline a 504, each with the reason in
 //! its body and in [`Served::failure`] for logs and events.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use super::module::{LoadedModule, Prepared};
 use super::outcome::{ExitReason, Outcome};
@@ -38,56 +37,6 @@ const WAGI_MAX_RESPONSE: usize = 16 << 20;
 
 /// Largest WAGI request body for a handler without a memory limit.
 const WAGI_MAX_BODY: u64 = 64 << 20;
-
-/// Where a handler's outgoing `wasi:http` requests go. Without one, every
-/// outgoing request is refused (`HTTP-request-denied`): default deny.
-pub trait Outbound: Send + Sync {
-    /// Sends `request`, or refuses it with the error the guest sees.
-    fn send(
-        &self,
-        request: http::Request<WasiBody>,
-    ) -> Pin<
-        Box<
-            dyn Future<Output = Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>> + Send,
-        >,
-    >;
-}
-
-/// The per-store hooks: outgoing requests go to the handler's [`Outbound`].
-#[derive(Default)]
-pub(crate) struct Hooks {
-    pub(crate) outbound: Option<Arc<dyn Outbound>>,
-}
-
-impl WasiHttpHooks for Hooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        let outbound = self.outbound.clone();
-        Box::new(async move {
-            let Some(outbound) = outbound else {
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            };
-            let response = outbound.send(request).await?;
-            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
-                Box::new(async { Ok(()) });
-            Ok((response, done))
-        })
-    }
-}
 
 /// Components get `wasi:http` (only the handlers' linker provides it).
 impl WasiHttpView for ComponentState {
@@ -112,7 +61,11 @@ pub struct HandlerSpec {
     /// Where the guest's stderr (and a component's stdout) goes.
     pub log: Option<super::LogWriter>,
     /// Where outgoing requests go; none: refused.
-    pub outbound: Option<Arc<dyn Outbound>>,
+    pub outbound: Option<Arc<dyn super::Outbound>>,
+    /// What `wasi:config/store` answers.
+    pub config: Vec<(String, String)>,
+    /// The capabilities the workload grants (see `flotilla_host_api`).
+    pub granted: BTreeSet<String>,
 }
 
 /// A response, and how the guest's run ended when it did not end well.
@@ -175,6 +128,12 @@ impl LoadedModule {
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Err(e) = self.check_grants(&spec.granted) {
+            return Served {
+                response: plain_response(500, format!("{e}\n")),
+                failure: None,
+            };
+        }
         match &self.prepared {
             Prepared::Proxy(pre) => self.serve_component(pre, request, spec).await,
             Prepared::Core(_) => self.serve_wagi(request, spec).await,
@@ -228,6 +187,7 @@ impl LoadedModule {
         let meter = limits.cpu.clone();
         let mut store = ComponentState::new_store(&self.runtime.engine, &mut wasi, limits);
         store.data_mut().hooks.outbound = spec.outbound.clone();
+        store.data_mut().config = spec.config.iter().cloned().collect();
         let request = request.map(|body| {
             body.map_err(|e| {
                 wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(

@@ -19,14 +19,15 @@ mod output;
 mod run;
 mod state;
 mod stdin;
-mod watchdog;
 
 pub use engine::{lower_thread_priority, Runtime, RuntimeConfig};
 pub use error::RuntimeError;
-pub use http::{plain_response, HandlerSpec, Outbound, ResponseBody, Served};
+pub use flotilla_host_api as host_api;
+pub use flotilla_host_api::outgoing_http::{Outbound, OutboundResult};
+pub use flotilla_host_api::watchdog::Watchdog;
+pub use http::{plain_response, HandlerSpec, ResponseBody, Served};
 pub use module::{LoadedModule, ModuleKind};
 pub use outcome::{ExitReason, Outcome};
 pub use output::{CaptureBuffer, LogWriter, Stdio};
 pub use run::{Limits, Preopen, RunSpec};
 pub use stdin::Stdin;
-pub use watchdog::{Watchdog, WATCHDOG_IMPORT};

@@ -2,8 +2,11 @@
 //! in memory by digest (so a module loaded again costs a map lookup) and on
 //! disk by digest + engine fingerprint (so a restart does not recompile).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
+
+use flotilla_host_api::Capability;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -39,6 +42,8 @@ pub struct LoadedModule {
     pub(crate) prepared: Prepared,
     pub(crate) from_disk_cache: bool,
     pub(crate) runtime: Arc<Runtime>,
+    /// The host capabilities it imports (from host-api).
+    pub(crate) needs: Vec<&'static Capability>,
 }
 
 impl LoadedModule {
@@ -66,14 +71,30 @@ impl LoadedModule {
     pub fn from_disk_cache(&self) -> bool {
         self.from_disk_cache
     }
+
+    /// The names of the host capabilities it imports.
+    pub fn capabilities(&self) -> Vec<&'static str> {
+        self.needs.iter().map(|c| c.name).collect()
+    }
+
+    /// Refuses to start when the module imports a capability `granted`
+    /// lacks, naming the grant to add.
+    pub fn check_grants(&self, granted: &BTreeSet<String>) -> Result<(), RuntimeError> {
+        flotilla_host_api::check_grants(&self.needs, granted).map_err(|denied| {
+            RuntimeError::NotGranted {
+                name: self.name.clone(),
+                denied,
+            }
+        })
+    }
 }
 
 impl Runtime {
     /// Loads a module from a `.wasm` (core module or component) or `.wat` file.
     pub fn load_file(self: &Arc<Self>, path: &Path) -> Result<Arc<LoadedModule>, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::ReadModule {
+        let bytes = std::fs::read(path).map_err(|error| RuntimeError::ReadModule {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
@@ -110,8 +131,14 @@ impl Runtime {
             return Ok(loaded);
         }
         let is_component = Parser::is_component(&binary);
-        let (prepared, from_disk_cache) = if is_component {
+        let (prepared, from_disk_cache, needs) = if is_component {
             let (component, cached) = self.compile::<Component>(name, &digest, &binary)?;
+            let imports: Vec<String> = component
+                .component_type()
+                .imports(&self.engine)
+                .map(|(import, _)| import.to_string())
+                .collect();
+            let needs = flotilla_host_api::needed_by_component(imports.iter().map(String::as_str));
             let command = self
                 .component_linker
                 .instantiate_pre(&component)
@@ -127,12 +154,18 @@ impl Runtime {
                     .map_err(|_| RuntimeError::ComponentLink {
                         name: name.to_string(),
                         message: format!("{command_error:#}"),
+                        capabilities: flotilla_host_api::CAPABILITIES
+                            .iter()
+                            .map(|c| c.name)
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     })?,
             };
-            (prepared, cached)
+            (prepared, cached, needs)
         } else {
             let (module, cached) = self.compile::<Module>(name, &digest, &binary)?;
             self.check_core_imports(name, &module)?;
+            let needs = flotilla_host_api::needed_by_core(module.imports().map(|i| i.module()));
             let pre =
                 self.core_linker
                     .instantiate_pre(&module)
@@ -140,7 +173,7 @@ impl Runtime {
                         name: name.to_string(),
                         message: format!("{e:#}"),
                     })?;
-            (Prepared::Core(pre), cached)
+            (Prepared::Core(pre), cached, needs)
         };
         let loaded = Arc::new(LoadedModule {
             name: name.to_string(),
@@ -148,6 +181,7 @@ impl Runtime {
             prepared,
             from_disk_cache,
             runtime: self.clone(),
+            needs,
         });
         Ok(self.loaded.insert(digest, loaded))
     }
@@ -279,13 +313,18 @@ impl Runtime {
             .map(|i| format!("`{}::{}`", i.module(), i.name()))
             .collect();
         if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::UnknownImports {
-                name: name.to_string(),
-                imports: missing.join(", "),
-            })
+            return Ok(());
         }
+        let provided: BTreeSet<String> = self
+            .core_imports
+            .iter()
+            .map(|(module, _)| format!("`{module}`"))
+            .collect();
+        Err(RuntimeError::UnknownImports {
+            name: name.to_string(),
+            imports: missing.join(", "),
+            provided: provided.into_iter().collect::<Vec<_>>().join(", "),
+        })
     }
 }
 
@@ -353,4 +392,72 @@ fn to_binary(name: &str, bytes: &[u8]) -> Result<Vec<u8>, RuntimeError> {
         name: name.to_string(),
         found,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{RunSpec, RuntimeConfig, Watchdog};
+
+    fn runtime() -> Arc<Runtime> {
+        Runtime::new(RuntimeConfig {
+            max_instances: 2,
+            max_memory_bytes: 1 << 24,
+            ..RuntimeConfig::default()
+        })
+        .expect("engine")
+    }
+
+    /// A core module that kicks through both spellings of the import.
+    const KICKER: &str = r#"(module
+        (import "flotilla" "watchdog_kick" (func $old))
+        (import "flotilla:host/watchdog@0.1.0" "kick" (func $new))
+        (memory (export "memory") 1)
+        (func (export "_start") call $old call $new))"#;
+
+    #[tokio::test]
+    async fn a_core_module_kicks_its_watchdog_through_either_import() {
+        let module = runtime()
+            .load_bytes("kicker.wat", KICKER.as_bytes())
+            .unwrap();
+        assert_eq!(module.capabilities(), ["flotilla:host/watchdog"]);
+        let watchdog = Watchdog::new();
+        let spec = RunSpec {
+            watchdog: Some(watchdog.clone()),
+            ..RunSpec::default()
+        };
+        let outcome = module.run(spec).await.unwrap();
+        assert_eq!(outcome.reason, crate::runtime::ExitReason::Completed);
+        assert!(watchdog.silence().is_some(), "never kicked");
+    }
+
+    #[test]
+    fn an_unknown_core_import_names_what_the_linker_provides() {
+        let wat = r#"(module (import "env" "nope" (func)) (func (export "_start")))"#;
+        let err = runtime()
+            .load_bytes("odd.wat", wat.as_bytes())
+            .err()
+            .unwrap();
+        let message = err.to_string();
+        assert!(message.contains("`env::nope`"), "{message}");
+        for provided in ["`wasi_snapshot_preview1`", "`flotilla:host/watchdog@0.1.0`"] {
+            assert!(message.contains(provided), "{message}");
+        }
+    }
+
+    #[test]
+    fn every_capability_a_workload_can_grant_is_one_host_api_implements() {
+        let spec = flotilla_spec::workload::WorkloadSpec {
+            config: Some(Default::default()),
+            ..Default::default()
+        };
+        let granted = spec.capabilities();
+        assert!(!granted.is_empty());
+        for name in granted {
+            let known = flotilla_host_api::CAPABILITIES
+                .iter()
+                .any(|c| c.name == name);
+            assert!(known, "{name} is granted by the spec but not in host-api");
+        }
+    }
 }

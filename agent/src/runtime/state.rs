@@ -8,6 +8,10 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use flotilla_host_api::config::{ConfigView, WasiConfigVariables};
+use flotilla_host_api::outgoing_http::Hooks;
+use flotilla_host_api::watchdog::{Watchdog, WatchdogView};
+
 use super::cpu::{CpuMeter, CpuQuota};
 use super::memory::MemoryLimiter;
 
@@ -37,8 +41,14 @@ pub(crate) trait Limited: Send + 'static {
 pub(crate) struct CoreState {
     pub wasi: WasiP1Ctx,
     pub limits: InstanceLimits,
-    /// Kicked by the guest's `flotilla::watchdog_kick` calls.
-    pub watchdog: Option<super::Watchdog>,
+    /// Kicked by the guest's `flotilla:host/watchdog` calls.
+    pub watchdog: Option<Watchdog>,
+}
+
+impl WatchdogView for CoreState {
+    fn watchdog(&self) -> Option<&Watchdog> {
+        self.watchdog.as_ref()
+    }
 }
 
 impl CoreState {
@@ -75,7 +85,23 @@ pub(crate) struct ComponentState {
     pub limits: InstanceLimits,
     pub http: wasmtime_wasi_http::WasiHttpCtx,
     /// Where a handler's outgoing requests go.
-    pub hooks: super::http::Hooks,
+    pub hooks: Hooks,
+    /// Kicked by the guest's `flotilla:host/watchdog` calls.
+    pub watchdog: Option<Watchdog>,
+    /// What `wasi:config/store` answers.
+    pub config: WasiConfigVariables,
+}
+
+impl WatchdogView for ComponentState {
+    fn watchdog(&self) -> Option<&Watchdog> {
+        self.watchdog.as_ref()
+    }
+}
+
+impl ConfigView for ComponentState {
+    fn config(&self) -> &WasiConfigVariables {
+        &self.config
+    }
 }
 
 impl ComponentState {
@@ -90,7 +116,9 @@ impl ComponentState {
             table: ResourceTable::new(),
             limits,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            hooks: super::http::Hooks::default(),
+            hooks: Hooks::default(),
+            watchdog: None,
+            config: WasiConfigVariables::new(),
         };
         let mut store = Store::new(engine, state);
         apply_limits(&mut store);

@@ -51,26 +51,13 @@ pub fn digest(store: &dyn Store, workload: &Workload) -> Result<String, StoreErr
     let namespace = &workload.metadata.namespace;
     // What is read, in order; digested with the store's key.
     let mut hasher = Vec::new();
-    let mut any = false;
-    for var in &workload.spec.env {
-        let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference()) else {
-            continue;
-        };
-        any = true;
-        let value = object_values(store, kind, namespace, &reference.name)?
-            .and_then(|mut values| values.remove(&reference.key));
-        add(&mut hasher, [kind, &reference.name, &reference.key], value);
-    }
-    for mount in &workload.spec.files {
-        let Some((kind, name)) = mount.source() else {
-            continue;
-        };
-        any = true;
+    let reads = workload.spec.value_reads();
+    for read in &reads {
+        let (kind, name) = (read.kind, read.name);
         let values = object_values(store, kind, namespace, name)?;
-        let keys: Vec<&str> = if mount.items.is_empty() {
-            values.iter().flatten().map(|(k, _)| k.as_str()).collect()
-        } else {
-            mount.items.iter().map(|i| i.key.as_str()).collect()
+        let keys: Vec<&str> = match &read.keys {
+            Some(keys) => keys.clone(),
+            None => values.iter().flatten().map(|(k, _)| k.as_str()).collect(),
         };
         for key in keys {
             let value = values.as_ref().and_then(|v| v.get(key)).cloned();
@@ -80,6 +67,7 @@ pub fn digest(store: &dyn Store, workload: &Workload) -> Result<String, StoreErr
             add(&mut hasher, [kind, name, ""], None);
         }
     }
+    let any = !reads.is_empty();
     Ok(if any {
         hex::encode(store.keyed_digest(&hasher)?)[..16].to_string()
     } else {

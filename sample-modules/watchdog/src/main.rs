@@ -2,12 +2,13 @@
 //! (default 200); after QUIET silent ticks (default 0: a slow start) it kicks
 //! the Flotilla watchdog on each of the next KICKS ticks (default: forever),
 //! then keeps running without kicking — a hung process, as a liveness probe
-//! sees it.
+//! sees it. Its bindings are generated from host-api/wit; it runs as a core
+//! module and as a component.
 
-#[link(wasm_import_module = "flotilla")]
-extern "C" {
-    fn watchdog_kick();
-}
+wit_bindgen::generate!({
+    path: "../../host-api/wit",
+    world: "flotilla:host/imports",
+});
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -18,8 +19,7 @@ fn main() {
         if tick < quiet {
             println!("tick {tick}: starting");
         } else if kicks.is_none_or(|k| tick - quiet < k) {
-            // SAFETY: a host import without arguments or results.
-            unsafe { watchdog_kick() };
+            flotilla::host::watchdog::kick();
             println!("tick {tick}: kicked");
         } else {
             println!("tick {tick}: hung");
