@@ -89,22 +89,22 @@ pub async fn serve_replica(
     // A request never runs unbounded: a handler that hangs (or waits on a
     // client that stalls its upload) would hold its slot forever.
     limits.timeout.get_or_insert(DEFAULT_REQUEST_TIMEOUT);
+    let mut host = run.host;
+    host.outgoing.outbound = ctx.ingress.get().map(|ingress| {
+        Arc::new(crate::outbound::Discovery {
+            namespace: ns.clone(),
+            grants: template.grants.clone(),
+            ingress: ingress.clone(),
+            reporter: ctx.reporter.clone(),
+            about: about.clone(),
+        }) as Arc<dyn crate::runtime::Outbound>
+    });
     let spec = HandlerSpec {
         env: run.env,
-        config: run.config,
-        granted: run.granted,
+        host,
         dirs: resolved.preopens,
         limits,
         log: log.clone(),
-        outbound: ctx.ingress.get().map(|ingress| {
-            Arc::new(crate::outbound::Discovery {
-                namespace: ns.clone(),
-                grants: template.grants.clone(),
-                ingress: ingress.clone(),
-                reporter: ctx.reporter.clone(),
-                about: about.clone(),
-            }) as Arc<dyn crate::runtime::Outbound>
-        }),
     };
     let workload = format!("{ns}/{}", instance.spec.workload);
     let template_hash = instance
@@ -371,7 +371,7 @@ async fn reload(
     if fresh.env != values.env || fresh.config != values.config {
         let mut next = (*shared.get()).clone();
         next.env = fresh.env.clone();
-        next.config = fresh.config.clone();
+        next.host.config = Arc::new(fresh.config.iter().cloned().collect());
         shared.set(next);
         values.env = fresh.env;
         values.config = fresh.config;

@@ -103,8 +103,11 @@ pub(crate) fn run_spec(template: &WorkloadSpec, name: &str, values: &InstanceVal
         program_name: name.to_string(),
         args: template.args.clone(),
         env: values.env.clone(),
-        config: values.config.clone(),
-        granted: template.capabilities(),
+        host: flotilla_host_api::HostCtx {
+            granted: template.capabilities(),
+            config: Arc::new(values.config.iter().cloned().collect()),
+            ..Default::default()
+        },
         dirs: template
             .dirs
             .iter()
@@ -127,7 +130,6 @@ pub(crate) fn run_spec(template: &WorkloadSpec, name: &str, values: &InstanceVal
         },
         stdout: Stdio::Null,
         stderr: Stdio::Null,
-        watchdog: None,
         stdin: None,
     }
 }
@@ -477,7 +479,7 @@ pub async fn supervise(ctx: Arc<NodeContext>, instance: Instance) {
         let probed = !template.probes.is_empty();
         let watchdog = Watchdog::new();
         if probed {
-            spec.watchdog = Some(watchdog.clone());
+            spec.host.watchdog = Some(watchdog.clone());
         }
         status.phase = Phase::Running;
         status.set_ready(probes.readiness.is_none() && probes.startup.is_none());

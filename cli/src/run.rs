@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use flotilla_agent::runtime::host_api::{self, HostCtx};
 use flotilla_agent::runtime::{
     CaptureBuffer, ExitReason, Limits, Outcome, Preopen, RunSpec, Runtime, RuntimeConfig, Stdio,
 };
@@ -124,15 +128,16 @@ fn run(args: RunArgs) -> Result<i32> {
         },
         stdout: stdio(&stdout),
         stderr: stdio(&stderr),
-        watchdog: None,
         stdin: None,
-        granted: if args.config.is_empty() {
-            Default::default()
-        } else {
-            let config = flotilla_agent::runtime::host_api::config::CAPABILITY.name;
-            std::collections::BTreeSet::from([config.to_string()])
+        host: HostCtx {
+            granted: if args.config.is_empty() {
+                Default::default()
+            } else {
+                BTreeSet::from([host_api::config::CAPABILITY.name.to_string()])
+            },
+            config: Arc::new(args.config.into_iter().collect()),
+            ..HostCtx::default()
         },
-        config: args.config,
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -8,16 +8,20 @@
 //! | [`config`] | `wasi:config/store` | `spec.config.from` |
 //! | [`outgoing_http`] | `wasi:http/outgoing-handler` (part of the proxy world) | `spec.grants.workloads` / `hosts`, checked per request |
 //!
-//! Each module has a view trait the embedder's store data implements, and
-//! an `add_to_linker` (plus `add_to_core_linker` where core modules have the
-//! import). [`Capability`] says what each one's imports look like and which
-//! grant lets a workload use them; [`check_grants`] refuses a guest that
-//! imports a capability its workload was not granted, naming the grant.
+//! Each module has a view trait and an `add_to_linker` (plus
+//! `add_to_core_linker` where core modules have the import). An embedder
+//! holds one [`HostCtx`] per instance in its store data and implements
+//! [`HostView`]; every capability's view follows from it, and
+//! [`add_to_linker`] / [`add_to_core_linker`] link them all. [`Capability`]
+//! says what each one's imports look like and which grant lets a workload
+//! use them; [`HostCtx::check`] refuses a guest that imports a capability
+//! its workload was not granted, naming the grant.
 //!
-//! Adding a capability means: a module here, its entry in [`CAPABILITIES`],
-//! and the grant in the workload spec (`flotilla_spec`'s
-//! `WorkloadSpec::capabilities`). The runtime's linkers are built from this
-//! crate's `add_to_linker` functions, so nothing else changes.
+//! Adding a capability means: a module here (its state in [`HostCtx`], its
+//! view, its `add_to_linker` called from [`add_to_linker`], its entry in
+//! [`CAPABILITIES`]), the grant in the workload spec (`flotilla_spec`'s
+//! `WorkloadSpec::capabilities`), and the agent filling its state in. The
+//! runtime does not change.
 //!
 //! The WIT of `flotilla:host` is in `host-api/wit/`; guests generate their
 //! bindings from it (`wit_bindgen::generate!({path: ".../host-api/wit",
@@ -28,7 +32,9 @@ pub mod outgoing_http;
 pub mod watchdog;
 
 mod capability;
+mod host;
 
 pub use capability::{
     check_grants, needed_by_component, needed_by_core, Capability, Grant, NotGranted, CAPABILITIES,
 };
+pub use host::{add_to_core_linker, add_to_linker, HostCtx, HostView};

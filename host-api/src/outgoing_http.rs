@@ -37,7 +37,7 @@ pub trait Outbound: Send + Sync {
 
 /// The `wasi:http` hooks of one instance: outgoing requests go to its
 /// [`Outbound`], or are refused.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Hooks {
     /// The instance's policy; `None`: every request is refused.
     pub outbound: Option<Arc<dyn Outbound>>,

@@ -194,7 +194,10 @@ spec:
             parse_manifests(&text).map_err(|e| e.to_string())
         };
         let e = parse("  envFrom: [{configRef: {name: a}, secretRef: {name: b}}]").unwrap_err();
-        assert!(e.contains("spec.envFrom[0]") && e.contains("exactly one"), "{e}");
+        assert!(
+            e.contains("spec.envFrom[0]") && e.contains("exactly one"),
+            "{e}"
+        );
         let e = parse("  envFrom: [{configRef: {name: Bad_Name}}]").unwrap_err();
         assert!(e.contains("spec.envFrom[0]"), "{e}");
         let e = parse("  envFrom: [{configRef: {name: a}, prefix: 'A='}]").unwrap_err();
@@ -206,9 +209,7 @@ spec:
         assert!(e.contains("at most 32"), "{e}");
         let ok = parse("  envFrom: [{secretRef: {name: db, optional: true}, prefix: DB_}]\n  config: {from: [{configRef: app}, {secretRef: db}]}")
             .unwrap();
-        let crate::manifest::Manifest::Workload(w) = &ok[0] else {
-            panic!("not a workload")
-        };
+        let crate::manifest::Manifest::Workload(w) = &ok[0];
         assert_eq!(w.spec.references("Secret"), ["db"]);
         assert_eq!(w.spec.references("Config"), ["app"]);
         assert_eq!(

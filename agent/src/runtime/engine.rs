@@ -101,16 +101,16 @@ impl Runtime {
         let mut core_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |s: &mut CoreState| &mut s.wasi)
             .map_err(engine_error)?;
-        flotilla_host_api::watchdog::add_to_core_linker(&mut core_linker).map_err(engine_error)?;
+        flotilla_host_api::add_to_core_linker(&mut core_linker).map_err(engine_error)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(engine_error)?;
-        add_host_api(&mut component_linker).map_err(engine_error)?;
+        flotilla_host_api::add_to_linker(&mut component_linker).map_err(engine_error)?;
         // HTTP handlers: the wasi:http/proxy world (WASI p2 plus wasi:http).
         let mut http_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(engine_error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(engine_error)?;
-        add_host_api(&mut http_linker).map_err(engine_error)?;
+        flotilla_host_api::add_to_linker(&mut http_linker).map_err(engine_error)?;
         let core_imports = defined_imports(&engine, &core_linker);
 
         let cache = match &config.cache_dir {
@@ -136,15 +136,6 @@ impl Runtime {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
-}
-
-/// Links Flotilla's own capabilities (host-api) into a component linker,
-/// one call per capability; whether a guest may use each is decided by its
-/// workload's grants when it starts (`LoadedModule::check_grants`).
-fn add_host_api(linker: &mut wasmtime::component::Linker<ComponentState>) -> wasmtime::Result<()> {
-    flotilla_host_api::watchdog::add_to_linker(linker)?;
-    flotilla_host_api::config::add_to_linker(linker)?;
-    Ok(())
 }
 
 /// Runs compilation at background priority: wasmtime compiles a module's
@@ -187,7 +178,7 @@ fn defined_imports(engine: &Engine, linker: &Linker<CoreState>) -> HashSet<(Stri
         CoreState {
             wasi: wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
             limits: super::state::InstanceLimits::new(None, None),
-            watchdog: None,
+            host: Default::default(),
         },
     );
     linker

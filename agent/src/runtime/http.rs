@@ -13,8 +13,6 @@
 //! memory growth is a 500, a passed deadline a 504, each with the reason in
 //! its body and in [`Served::failure`] for logs and events.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -44,7 +42,7 @@ impl WasiHttpView for ComponentState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut self.host.outgoing,
         }
     }
 }
@@ -60,12 +58,10 @@ pub struct HandlerSpec {
     pub limits: Limits,
     /// Where the guest's stderr (and a component's stdout) goes.
     pub log: Option<super::LogWriter>,
-    /// Where outgoing requests go; none: refused.
-    pub outbound: Option<Arc<dyn super::Outbound>>,
-    /// What `wasi:config/store` answers.
-    pub config: Vec<(String, String)>,
-    /// The capabilities the workload grants (see `flotilla_host_api`).
-    pub granted: BTreeSet<String>,
+    /// Its host-api capabilities: what it was granted, its
+    /// `wasi:config/store` values, where outgoing requests go (none:
+    /// refused).
+    pub host: flotilla_host_api::HostCtx,
 }
 
 /// A response, and how the guest's run ended when it did not end well.
@@ -128,7 +124,7 @@ impl LoadedModule {
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Err(e) = self.check_grants(&spec.granted) {
+        if let Err(e) = self.check_grants(&spec.host.granted) {
             return Served {
                 response: plain_response(500, format!("{e}\n")),
                 failure: None,
@@ -186,8 +182,7 @@ impl LoadedModule {
         let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis);
         let meter = limits.cpu.clone();
         let mut store = ComponentState::new_store(&self.runtime.engine, &mut wasi, limits);
-        store.data_mut().hooks.outbound = spec.outbound.clone();
-        store.data_mut().config = spec.config.iter().cloned().collect();
+        store.data_mut().host = spec.host.clone();
         let request = request.map(|body| {
             body.map_err(|e| {
                 wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(

@@ -78,7 +78,7 @@ impl LoadedModule {
     }
 
     /// Refuses to start when the module imports a capability `granted`
-    /// lacks, naming the grant to add.
+    /// (capability names) lacks, naming the grant to add.
     pub fn check_grants(&self, granted: &BTreeSet<String>) -> Result<(), RuntimeError> {
         flotilla_host_api::check_grants(&self.needs, granted).map_err(|denied| {
             RuntimeError::NotGranted {
@@ -423,7 +423,10 @@ mod tests {
         assert_eq!(module.capabilities(), ["flotilla:host/watchdog"]);
         let watchdog = Watchdog::new();
         let spec = RunSpec {
-            watchdog: Some(watchdog.clone()),
+            host: flotilla_host_api::HostCtx {
+                watchdog: Some(watchdog.clone()),
+                ..Default::default()
+            },
             ..RunSpec::default()
         };
         let outcome = module.run(spec).await.unwrap();

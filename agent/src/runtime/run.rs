@@ -2,7 +2,6 @@
 //! what the spec grants), instantiate from the `InstancePre`, call its entry
 //! point under its limits, and classify the end.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,13 +56,9 @@ pub struct RunSpec {
     pub stdout: Stdio,
     /// Where the guest's stderr goes.
     pub stderr: Stdio,
-    /// Kicked when the guest calls `flotilla:host/watchdog`.
-    pub watchdog: Option<super::Watchdog>,
-    /// What `wasi:config/store` answers (components).
-    pub config: Vec<(String, String)>,
-    /// The capabilities the workload grants (see `flotilla_host_api`): a
-    /// guest importing one it was not granted does not start.
-    pub granted: BTreeSet<String>,
+    /// Its host-api capabilities: what it was granted (a guest importing
+    /// another one does not start), its watchdog, its config values.
+    pub host: flotilla_host_api::HostCtx,
     /// What the guest reads on stdin (nothing when `None`).
     pub stdin: Option<super::Stdin>,
 }
@@ -91,7 +86,7 @@ impl LoadedModule {
                 });
             }
         }
-        self.check_grants(&spec.granted)?;
+        self.check_grants(&spec.host.granted)?;
         let mut wasi = self.wasi_builder(&spec)?;
         let _running = self.runtime.ticker.enter();
         let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis);
@@ -101,14 +96,13 @@ impl LoadedModule {
         Ok(match &self.prepared {
             Prepared::Core(pre) => {
                 let mut store = CoreState::new_store(engine, &mut wasi, limits);
-                store.data_mut().watchdog = spec.watchdog.clone();
+                store.data_mut().host = spec.host.clone();
                 let result = drive(run_core(pre, &mut store), &meter, timeout).await;
                 finish(&mut store, result, &meter, started, timeout)
             }
             Prepared::Component(pre) => {
                 let mut store = ComponentState::new_store(engine, &mut wasi, limits);
-                store.data_mut().watchdog = spec.watchdog.clone();
-                store.data_mut().config = spec.config.iter().cloned().collect();
+                store.data_mut().host = spec.host.clone();
                 let result = drive(run_component(pre, &mut store), &meter, timeout).await;
                 finish(&mut store, result, &meter, started, timeout)
             }

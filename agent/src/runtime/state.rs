@@ -8,9 +8,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use flotilla_host_api::config::{ConfigView, WasiConfigVariables};
-use flotilla_host_api::outgoing_http::Hooks;
-use flotilla_host_api::watchdog::{Watchdog, WatchdogView};
+use flotilla_host_api::{HostCtx, HostView};
 
 use super::cpu::{CpuMeter, CpuQuota};
 use super::memory::MemoryLimiter;
@@ -41,13 +39,13 @@ pub(crate) trait Limited: Send + 'static {
 pub(crate) struct CoreState {
     pub wasi: WasiP1Ctx,
     pub limits: InstanceLimits,
-    /// Kicked by the guest's `flotilla:host/watchdog` calls.
-    pub watchdog: Option<Watchdog>,
+    /// Its host-api capabilities.
+    pub host: HostCtx,
 }
 
-impl WatchdogView for CoreState {
-    fn watchdog(&self) -> Option<&Watchdog> {
-        self.watchdog.as_ref()
+impl HostView for CoreState {
+    fn host(&self) -> &HostCtx {
+        &self.host
     }
 }
 
@@ -63,7 +61,7 @@ impl CoreState {
             Self {
                 wasi: wasi.build_p1(),
                 limits,
-                watchdog: None,
+                host: HostCtx::default(),
             },
         );
         apply_limits(&mut store);
@@ -84,23 +82,13 @@ pub(crate) struct ComponentState {
     pub table: ResourceTable,
     pub limits: InstanceLimits,
     pub http: wasmtime_wasi_http::WasiHttpCtx,
-    /// Where a handler's outgoing requests go.
-    pub hooks: Hooks,
-    /// Kicked by the guest's `flotilla:host/watchdog` calls.
-    pub watchdog: Option<Watchdog>,
-    /// What `wasi:config/store` answers.
-    pub config: WasiConfigVariables,
+    /// Its host-api capabilities (a handler's outgoing-request hook too).
+    pub host: HostCtx,
 }
 
-impl WatchdogView for ComponentState {
-    fn watchdog(&self) -> Option<&Watchdog> {
-        self.watchdog.as_ref()
-    }
-}
-
-impl ConfigView for ComponentState {
-    fn config(&self) -> &WasiConfigVariables {
-        &self.config
+impl HostView for ComponentState {
+    fn host(&self) -> &HostCtx {
+        &self.host
     }
 }
 
@@ -116,9 +104,7 @@ impl ComponentState {
             table: ResourceTable::new(),
             limits,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            hooks: Hooks::default(),
-            watchdog: None,
-            config: WasiConfigVariables::new(),
+            host: HostCtx::default(),
         };
         let mut store = Store::new(engine, state);
         apply_limits(&mut store);
