@@ -11,7 +11,7 @@ use std::time::Duration;
 use flotilla_client::{collection_path, Client};
 use flotilla_spec::node::Node;
 use flotilla_spec::revision::TEMPLATE_HASH_LABEL;
-use flotilla_spec::workload::{Execution, Route};
+use flotilla_spec::workload::{Execution, IngressTls, Route};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -52,6 +52,7 @@ impl Split {
 /// What routing needs of an http workload.
 struct HttpWorkload {
     routes: Vec<Route>,
+    tls: Vec<IngressTls>,
     split: Option<Arc<Split>>,
 }
 
@@ -142,6 +143,8 @@ impl ClusterView {
             let execution: Execution = serde_json::from_value(spec["execution"].clone()).ok()?;
             let routes: Vec<Route> =
                 serde_json::from_value(spec["routes"].clone()).unwrap_or_default();
+            let tls: Vec<IngressTls> =
+                serde_json::from_value(spec["tls"].clone()).unwrap_or_default();
             let canary = &value["status"]["canary"];
             let split = canary["hash"].as_str().map(|hash| {
                 Arc::new(Split {
@@ -150,7 +153,7 @@ impl ClusterView {
                     sent: AtomicU64::new(0),
                 })
             });
-            (execution == Execution::Http).then_some(HttpWorkload { routes, split })
+            (execution == Execution::Http).then_some(HttpWorkload { routes, tls, split })
         });
     }
 
@@ -213,6 +216,24 @@ impl ClusterView {
             }
         }
         best.map(|(_, w)| w.clone())
+    }
+
+    /// The TLS secrets the workloads name, as `(namespace, secret)` with
+    /// the hosts each serves (a host named twice: the first workload by
+    /// name wins).
+    pub fn tls_secrets(&self) -> Vec<((String, String), Vec<String>)> {
+        let state = self.read();
+        let mut named: Vec<(&String, &HttpWorkload)> = state.routes.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        let mut secrets = Vec::new();
+        for (workload, http) in named {
+            let namespace = workload.split('/').next().unwrap_or_default();
+            for tls in &http.tls {
+                let hosts = tls.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+                secrets.push(((namespace.to_string(), tls.secret_name.clone()), hosts));
+            }
+        }
+        secrets
     }
 
     /// Whether `workload` (`namespace/name`) is a known `http` workload.

@@ -149,24 +149,80 @@ impl Ingress {
                 tokio::spawn(refuse_connection(stream, self.limits.max_connections));
                 continue;
             };
-            let ingress = self.clone();
+            tokio::spawn(self.clone().serve_connection(stream, permit));
+        }
+    }
+
+    /// Serves the ingress over HTTPS on `listener`, with the certificate
+    /// of each connection's SNI host (`spec.tls` of the workloads), until
+    /// the process ends. A client naming a host without a certificate fails
+    /// its handshake; plain HTTP is answered with a hint.
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: TcpListener,
+        certificates: Arc<crate::ingress_tls::Certificates>,
+    ) {
+        let config = rustls::ServerConfig::builder_with_provider(flotilla_trust::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_no_client_auth().with_cert_resolver(certificates));
+        let mut config = match config {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!("ingress TLS cannot be set up: {e}");
+                return;
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("ingress (TLS): accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            // Plain and TLS connections share one cap.
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
+            let (ingress, acceptor) = (self.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let _permit = permit;
-                let header_timeout = ingress.limits.header_timeout;
-                let service = hyper::service::service_fn(move |request| {
-                    let ingress = ingress.clone();
-                    async move { Ok::<_, Infallible>(ingress.handle(request).await) }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("ingress connection: {e}");
+                match flotilla_trust::tls::accept(&acceptor, stream).await {
+                    Ok((session, _)) => ingress.serve_connection(session, permit).await,
+                    Err(e) => tracing::debug!("ingress (TLS): {e}"),
                 }
             });
+        }
+    }
+
+    /// Serves HTTP/1.1 on one accepted connection, holding `permit` (one of
+    /// the connection cap's) until it closes.
+    async fn serve_connection<IO>(
+        self: Arc<Self>,
+        io: IO,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let _permit = permit;
+        let header_timeout = self.limits.header_timeout;
+        let ingress = self;
+        let service = hyper::service::service_fn(move |request| {
+            let ingress = ingress.clone();
+            async move { Ok::<_, Infallible>(ingress.handle(request).await) }
+        });
+        if let Err(e) = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+            .await
+        {
+            tracing::debug!("ingress connection: {e}");
         }
     }
 

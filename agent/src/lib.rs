@@ -30,6 +30,7 @@ pub mod endpoints;
 pub mod guest_threads;
 pub mod host_paths;
 pub mod ingress;
+pub mod ingress_tls;
 pub mod journal;
 pub mod logs;
 pub mod node;

@@ -194,15 +194,24 @@ impl Agent {
     }
 
     /// Serves this node's port on `node_port` and, if given, its public
-    /// ingress on `ingress`, routing over the whole cluster as the API
-    /// shows it.
+    /// ingress on `ingress` (HTTP) and `ingress_tls` (HTTPS, certificates
+    /// from the workloads' `spec.tls`), routing over the whole cluster as
+    /// the API shows it.
     pub fn serve(
         &self,
         ingress: Option<tokio::net::TcpListener>,
+        ingress_tls: Option<tokio::net::TcpListener>,
         node_port: tokio::net::TcpListener,
     ) {
         let cluster = crate::cluster_view::ClusterView::default();
         cluster.follow(self.ctx.client.clone());
+        let certificates = ingress_tls.as_ref().map(|_| {
+            let certificates = Arc::new(crate::ingress_tls::Certificates::default());
+            certificates
+                .clone()
+                .follow(self.ctx.client.clone(), cluster.clone());
+            certificates
+        });
         let router = crate::ingress::Ingress::new(
             self.config.node_name.clone(),
             self.ctx.endpoints.clone(),
@@ -219,7 +228,10 @@ impl Agent {
         });
         tokio::spawn(port.serve(node_port));
         if let Some(listener) = ingress {
-            tokio::spawn(router.serve(listener));
+            tokio::spawn(router.clone().serve(listener));
+        }
+        if let (Some(listener), Some(certificates)) = (ingress_tls, certificates) {
+            tokio::spawn(router.serve_tls(listener, certificates));
         }
     }
 

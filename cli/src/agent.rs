@@ -46,6 +46,10 @@ pub struct AgentArgs {
     /// Where the node's HTTP ingress listens (`off`: none).
     #[arg(long, default_value = DEFAULT_INGRESS)]
     ingress: String,
+    /// Where the node's HTTPS ingress listens (certificates from the
+    /// workloads' spec.tls, chosen by SNI); none unless given.
+    #[arg(long, value_name = "ADDRESS")]
+    ingress_tls: Option<String>,
     /// Where the node port listens (TLS, node and control-plane
     /// certificates only: logs, requests forwarded by other nodes).
     /// Default: the ingress's address with a port of the system's choice.
@@ -111,6 +115,19 @@ pub async fn bind_ingress(address: &str) -> Result<Option<tokio::net::TcpListene
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen for HTTP ingress on {address}: {e} (choose another address with --ingress, or --ingress off)"
+        )
+    })?;
+    Ok(Some(listener))
+}
+
+/// Binds `--ingress-tls`, if given, with a message that names the fix.
+pub async fn bind_ingress_tls(address: Option<&str>) -> Result<Option<tokio::net::TcpListener>> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen for HTTPS ingress on {address}: {e} (choose another address with --ingress-tls)"
         )
     })?;
     Ok(Some(listener))
@@ -242,6 +259,7 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         .unwrap_or_else(|| crate::server::default_data_dir().join("agent").join(&name));
     let ingress = bind_ingress(&args.ingress).await?;
     let node_port = bind_node_port(args.node_listen.as_deref(), &ingress).await?;
+    let ingress_tls = bind_ingress_tls(args.ingress_tls.as_deref()).await?;
     let token = read_token(args.token_file.as_deref())?;
     let credentials = credentials(&args.server, token.as_deref(), &name, &data_dir).await?;
     let config = AgentConfig {
@@ -282,7 +300,7 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         }
         Err(e) => bail!("cannot join {}: {e}", args.server),
     }
-    agent.serve(ingress, node_port);
+    agent.serve(ingress, ingress_tls, node_port);
     agent.run().await;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `create config|secret` (as kubectl's `create configmap|secret generic`)
+//! `create config|secret` (as kubectl's `create configmap|secret generic|tls`)
 //! and `secrets rotate-key`.
 
 use std::collections::BTreeMap;
@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use flotilla_spec::config::{base64_encode, check_key, Config, Secret, OPAQUE};
+use flotilla_spec::config::{
+    base64_encode, check_key, Config, Secret, OPAQUE, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE,
+};
 use flotilla_spec::meta::{ObjectMeta, API_VERSION};
 
 use crate::kinds::CliKind;
@@ -37,6 +39,21 @@ enum SecretKind {
         /// The Secret's type.
         #[arg(long = "type", default_value = OPAQUE)]
         secret_type: String,
+    },
+    /// A certificate and its key for HTTPS at the ingress (type
+    /// flotilla.dev/tls; name it in a workload's spec.tls).
+    Tls {
+        /// The Secret's name.
+        name: String,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The certificate chain (PEM), leaf first.
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        /// The certificate's private key (PEM).
+        #[arg(long)]
+        key: std::path::PathBuf,
     },
 }
 
@@ -145,6 +162,43 @@ pub async fn main(args: CreateArgs) -> Result<()> {
             secret.normalise().map_err(anyhow::Error::msg)?;
             let object = serde_json::to_value(&secret)?;
             (CliKind::Secret, values.namespace, values.name, object)
+        }
+        CreateCommand::Secret {
+            kind:
+                SecretKind::Tls {
+                    name,
+                    namespace,
+                    cert,
+                    key,
+                },
+        } => {
+            let read = |path: &Path| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
+            // Refused here, as kubectl does, rather than by every ingress.
+            flotilla_agent::ingress_tls::certified_key(&cert_pem, &key_pem)
+                .map_err(|e| anyhow::anyhow!("{} and {}: {e}", cert.display(), key.display()))?;
+            let mut secret = Secret {
+                api_version: API_VERSION.into(),
+                kind: "Secret".into(),
+                metadata: ObjectMeta {
+                    name: name.clone(),
+                    namespace: namespace.clone(),
+                    ..ObjectMeta::default()
+                },
+                secret_type: TLS_SECRET_TYPE.into(),
+                ..Secret::default()
+            };
+            secret
+                .data
+                .insert(TLS_CERT_KEY.into(), base64_encode(&cert_pem));
+            secret
+                .data
+                .insert(TLS_KEY_KEY.into(), base64_encode(&key_pem));
+            secret.normalise().map_err(anyhow::Error::msg)?;
+            let object = serde_json::to_value(&secret)?;
+            (CliKind::Secret, namespace, name, object)
         }
     };
     client

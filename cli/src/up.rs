@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// Where the node's HTTP ingress listens (`off`: none).
     #[arg(long, default_value = crate::agent::DEFAULT_INGRESS)]
     ingress: String,
+    /// Where the node's HTTPS ingress listens (certificates from the
+    /// workloads' spec.tls, chosen by SNI); none unless given.
+    #[arg(long, value_name = "ADDRESS")]
+    ingress_tls: Option<String>,
     #[command(flatten)]
     ingress_limits: crate::agent::IngressLimitArgs,
     /// A host directory (and what is below it) workloads may be granted
@@ -52,6 +56,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
     let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls).await?;
     let ingress = crate::agent::bind_ingress(&args.ingress).await?;
     let node_port = crate::agent::bind_node_port(None, &ingress).await?;
+    let ingress_tls = crate::agent::bind_ingress_tls(args.ingress_tls.as_deref()).await?;
     let (memory, cpu) = machine_capacity();
     let node_name = args.name.clone().unwrap_or_else(crate::agent::host_name);
     let url = cp.url.clone();
@@ -88,7 +93,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         module_cache_bytes: args.module_cache_size,
         protected_paths: vec![args.data_dir.clone()],
     })?;
-    agent.serve(ingress, node_port);
+    agent.serve(ingress, ingress_tls, node_port);
     tokio::spawn(agent.run());
     eprintln!(
         "flotilla is up: API {url}, HTTP ingress {}, node {node_name}, data in {}",

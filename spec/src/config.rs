@@ -17,6 +17,13 @@ pub const MAX_DATA_BYTES: usize = 1 << 20;
 
 /// The type of a Secret whose use is not known (the default).
 pub const OPAQUE: &str = "Opaque";
+/// The type of a Secret holding a certificate and its key, for HTTPS at
+/// the ingress (as Kubernetes' `kubernetes.io/tls`).
+pub const TLS_SECRET_TYPE: &str = "flotilla.dev/tls";
+/// A TLS Secret's certificate chain (PEM).
+pub const TLS_CERT_KEY: &str = "tls.crt";
+/// A TLS Secret's private key (PEM).
+pub const TLS_KEY_KEY: &str = "tls.key";
 
 /// A Config: named strings and binary values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -164,6 +171,15 @@ impl Secret {
         }
         if self.secret_type.is_empty() || self.secret_type.len() > 253 {
             return Err("type: give one of 1-253 characters (Opaque by default)".into());
+        }
+        if self.secret_type == TLS_SECRET_TYPE {
+            for key in [TLS_CERT_KEY, TLS_KEY_KEY] {
+                if !self.data.contains_key(key) {
+                    return Err(format!(
+                        "a {TLS_SECRET_TYPE} secret has the keys {TLS_CERT_KEY} (PEM certificate chain) and {TLS_KEY_KEY} (PEM private key); {key} is missing (flotilla create secret tls NAME --cert FILE --key FILE)"
+                    ));
+                }
+            }
         }
         check_size(total)
     }

@@ -415,6 +415,40 @@ fn check_http(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
             );
         }
     }
+    check_tls(spec, errors);
+}
+
+/// Most `tls` entries a workload may have.
+pub const MAX_TLS_ENTRIES: usize = 16;
+
+/// `tls`: each names a Secret and only hosts the routes have.
+fn check_tls(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
+    if spec.tls.len() > MAX_TLS_ENTRIES {
+        errors.add("spec.tls", format!("at most {MAX_TLS_ENTRIES} entries"));
+    }
+    for (i, tls) in spec.tls.iter().enumerate() {
+        if let Err(e) = check_object_name(&tls.secret_name) {
+            errors.add(format!("spec.tls[{i}].secretName"), e);
+        }
+        if tls.hosts.is_empty() {
+            errors.add(
+                format!("spec.tls[{i}].hosts"),
+                "name the hosts (of routes) it serves",
+            );
+        }
+        for (h, host) in tls.hosts.iter().enumerate() {
+            if !spec
+                .routes
+                .iter()
+                .any(|r| r.host.eq_ignore_ascii_case(host))
+            {
+                errors.add(
+                    format!("spec.tls[{i}].hosts[{h}]"),
+                    format!("{host:?} is not the host of one of spec.routes"),
+                );
+            }
+        }
+    }
 }
 
 /// Validates a Workload as submitted by a user.

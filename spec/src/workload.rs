@@ -97,6 +97,11 @@ pub struct WorkloadSpec {
     /// For `http` workloads: the requests the ingress sends to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// For `http` workloads: the HTTPS certificates of its routes' hosts
+    /// (as a Kubernetes Ingress's `tls`), served by every node's
+    /// `--ingress-tls` listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<IngressTls>,
     /// For `http` workloads: the most requests one replica serves at once
     /// (default 64); more wait for a free slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +151,7 @@ impl WorkloadSpec {
             placement,
             execution,
             routes,
+            tls,
             max_concurrency,
             reload,
             grants,
@@ -171,6 +177,7 @@ impl WorkloadSpec {
         differ("placement", *placement == other.placement);
         differ("execution", *execution == other.execution);
         differ("routes", *routes == other.routes);
+        differ("tls", *tls == other.tls);
         differ("maxConcurrency", *max_concurrency == other.max_concurrency);
         differ("grants", *grants == other.grants);
         differ("reload", *reload == other.reload);
@@ -337,6 +344,17 @@ pub struct Route {
 
 fn root_path() -> String {
     "/".into()
+}
+
+/// `spec.tls[]`: a certificate for some of the routes' hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressTls {
+    /// Hosts of `routes` it serves.
+    pub hosts: Vec<String>,
+    /// A Secret of type `flotilla.dev/tls` (`tls.crt`, `tls.key`) in the
+    /// workload's namespace.
+    pub secret_name: String,
 }
 
 /// Requests one replica of an `http` workload serves at once, by default.

@@ -510,3 +510,146 @@ spec:
     let (status, _) = crate::http::request(&ingress, "GET", "hello.local", "/env/NOPE", "");
     assert_eq!(status, 404);
 }
+
+/// A CA of the test's own and a certificate from it for `host`: (CA PEM,
+/// certificate PEM, key PEM).
+fn certificate_for(host: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, leaf.pem(), key.serialize_pem())
+}
+
+#[test]
+fn https_at_the_ingress_serves_tls_secrets_by_sni_and_a_renewed_certificate_without_a_restart() {
+    let tls = format!("127.0.0.1:{}", crate::cluster::free_port());
+    let c = Cluster::start_up_with(&["--ingress-tls", &tls]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (ca, cert, key) = certificate_for("secure.local");
+    let (cert_file, key_file) = (write("tls.crt", &cert), write("tls.key", &key));
+    // A key that is not the certificate's is refused before it is stored.
+    let (_, _, other_key) = certificate_for("secure.local");
+    let other_key_file = write("other.key", &other_key);
+    let refused = c.cli(&[
+        "create",
+        "secret",
+        "tls",
+        "web-tls",
+        "--cert",
+        &cert_file,
+        "--key",
+        &other_key_file,
+    ]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("does not go with"), "{said}");
+    c.ok(&[
+        "create", "secret", "tls", "web-tls", "--cert", &cert_file, "--key", &key_file,
+    ]);
+    c.apply(
+        "secure.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: secure}
+spec:
+  module: {source: "file:MODULES/http-hello.component.wasm"}
+  execution: http
+  routes: [{host: secure.local, pathPrefix: /}, {host: plain.local, pathPrefix: /}]
+  tls: [{hosts: [secure.local], secretName: web-tls}]
+"#,
+    );
+    crate::http::ready(&c, "secure", 1);
+    let request = b"GET / HTTP/1.1\r\nhost: secure.local\r\nconnection: close\r\n\r\n";
+    let get = |host: &str, ca: &str| {
+        crate::cluster::split_answer(&crate::cluster::tls_exchange(&tls, host, ca, None, request))
+    };
+    c.wait_until(
+        "HTTPS answers for secure.local",
+        Duration::from_secs(20),
+        || get("secure.local", &ca).0 == 200,
+    );
+    let (_, body) = get("secure.local", &ca);
+    assert!(body.contains("hello from flotilla\n"), "{body}");
+    // A host without a certificate gets no handshake.
+    assert_eq!(get("plain.local", &ca).0, 0);
+    // Plain HTTP on the TLS port is told to use https.
+    let plain = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&tls).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The server may answer (and close) before the request is all out.
+        let _ = stream.write_all(request);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        crate::cluster::split_answer(&raw)
+    };
+    assert_eq!(plain.0, 400, "{plain:?}");
+
+    // A renewed certificate (from another CA) is served soon, with no
+    // restart of anything.
+    let pid = c.pid();
+    let (new_ca, new_cert, new_key) = certificate_for("secure.local");
+    let patch = serde_json::json!({"data": {
+        "tls.crt": flotilla_spec::config::base64_encode(new_cert.as_bytes()),
+        "tls.key": flotilla_spec::config::base64_encode(new_key.as_bytes()),
+    }});
+    c.ok(&["patch", "secret", "web-tls", "-p", &patch.to_string()]);
+    c.wait_until(
+        "the renewed certificate is served",
+        Duration::from_secs(30),
+        || get("secure.local", &new_ca).0 == 200,
+    );
+    assert_eq!(
+        get("secure.local", &ca).0,
+        0,
+        "the old certificate is still served"
+    );
+    assert_eq!(c.pid(), pid);
+
+    // Nodes read the TLS secrets workloads name, no other secret.
+    let node = flotilla_trust::Identity::load(&c.data_dir().join("agent/pki"), "node")
+        .unwrap()
+        .unwrap();
+    let path = "/apis/flotilla.dev/v1/namespaces/default/secrets/web-tls";
+    assert_eq!(c.raw("GET", path, &Who::Node(&node), "").0, 200);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "opaque",
+        "--from-literal",
+        "k=v",
+    ]);
+    c.apply(
+        "sneaky.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: sneaky}
+spec:
+  module: {source: "file:MODULES/http-hello.component.wasm"}
+  execution: http
+  replicas: 0
+  routes: [{host: sneaky.local, pathPrefix: /}]
+  tls: [{hosts: [sneaky.local], secretName: opaque}]
+"#,
+    );
+    let path = "/apis/flotilla.dev/v1/namespaces/default/secrets/opaque";
+    assert_eq!(c.raw("GET", path, &Who::Node(&node), "").0, 403);
+}

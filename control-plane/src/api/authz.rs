@@ -291,11 +291,11 @@ fn authorize_node(
                     )
                     .is_ok_and(|t| t.references(kind.name()).contains(&n))
             });
-            if used {
+            if used || (kind == Kind::Secret && serves_tls(store, ns, n)?) {
                 allow(View::Full)
             } else {
                 deny(format!(
-                    "node {node} may read only the {} that instances bound to it use; {ns}/{n} is not one",
+                    "node {node} may read only the {} that instances bound to it use (and TLS secrets of workloads' routes); {ns}/{n} is not one",
                     kind.plural()
                 ))
             }
@@ -318,6 +318,23 @@ fn authorize_node(
             "node {node} may not {method} {path}: nodes write only their own status, their instances' status and events about them, never a spec"
         )),
     }
+}
+
+/// Whether Secret `ns/name` is a `flotilla.dev/tls` secret that a workload
+/// of `ns` names in `spec.tls`: every node's ingress terminates HTTPS for
+/// every workload, so every node reads these (and only these) certificates.
+fn serves_tls(store: &dyn Store, ns: &str, name: &str) -> Result<bool, ApiError> {
+    let is_tls = store
+        .get("Secret", ns, name)?
+        .is_some_and(|s| s["type"].as_str() == Some(flotilla_spec::config::TLS_SECRET_TYPE));
+    if !is_tls {
+        return Ok(false);
+    }
+    Ok(store.list("Workload", Some(ns))?.items.iter().any(|w| {
+        w["spec"]["tls"]
+            .as_array()
+            .is_some_and(|tls| tls.iter().any(|t| t["secretName"].as_str() == Some(name)))
+    }))
 }
 
 fn bound_instances(store: &dyn Store, node: &str) -> Result<Vec<Value>, ApiError> {
@@ -394,7 +411,7 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
 /// An object as `view` shows it. A node sees its own instances whole; of
 /// other instances and of workloads, only what its ingress needs to route
 /// (like kube-proxy's endpoints): names, where a replica runs and whether
-/// it is ready, a workload's execution and routes — never env, args,
+/// it is ready, a workload's execution, routes and TLS secret names — never env, args,
 /// grants, modules or logs.
 pub fn project(view: &View, kind: Kind, object: Value) -> Value {
     let View::Node(node) = view else {
@@ -419,7 +436,7 @@ pub fn project(view: &View, kind: Kind, object: Value) -> Value {
             let canary = &object["status"]["canary"];
             let mut reduced = json!({
                 "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
-                "spec": {"execution": spec["execution"], "routes": spec["routes"]},
+                "spec": {"execution": spec["execution"], "routes": spec["routes"], "tls": spec["tls"]},
             });
             if !canary.is_null() {
                 reduced["status"] =
