@@ -56,7 +56,14 @@ pub struct Resolver<'a> {
     client: &'a Client,
     namespace: &'a str,
     fetched: BTreeMap<(&'static str, String), Option<Values>>,
+    /// Keys and values read so far, up to [`MAX_RESOLVED_BYTES`].
+    bytes: usize,
 }
+
+/// Most bytes (keys and values) of Configs and Secrets one instance reads:
+/// each object is at most 1 MiB, but a template may name many, and the
+/// agent holds them in memory for as long as the instance runs.
+pub const MAX_RESOLVED_BYTES: usize = 16 << 20;
 
 /// One `files` mount, read: where, whether its values are secret, and
 /// the files (relative path, contents).
@@ -165,6 +172,7 @@ impl<'a> Resolver<'a> {
             client,
             namespace,
             fetched: BTreeMap::new(),
+            bytes: 0,
         }
     }
 
@@ -178,6 +186,19 @@ impl<'a> Resolver<'a> {
             return Ok(object.clone());
         }
         let object = values(self.client, self.namespace, kind, name).await?;
+        let size: usize = object
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > MAX_RESOLVED_BYTES {
+            return Err(Unresolved::Missing(format!(
+                "the Configs and Secrets it reads hold more than {} MiB together (at {kind} {}/{name}), more than an instance may read: read fewer objects or keys",
+                MAX_RESOLVED_BYTES >> 20,
+                self.namespace
+            )));
+        }
         self.fetched.insert(key, object.clone());
         Ok(object)
     }

@@ -15,11 +15,11 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::credentials::NodeCredentials;
+use crate::instance::{supervise, NodeContext};
 use crate::journal::Journal;
 use crate::logs::LogDir;
 use crate::report::Reporter;
 use crate::runtime::Runtime;
-use crate::supervisor::{supervise, NodeContext};
 
 /// Longest delay before a change of assignments reaches the journal.
 const JOURNAL_FLUSH_EVERY: Duration = Duration::from_millis(250);
