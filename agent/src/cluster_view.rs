@@ -3,7 +3,7 @@
 //! whether they are Ready, and where each node's port listens. Readiness
 //! gates membership: an instance that is not Ready gets no traffic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -219,21 +219,38 @@ impl ClusterView {
     }
 
     /// The TLS secrets the workloads name, as `(namespace, secret)` with
-    /// the hosts each serves (a host named twice: the first workload by
-    /// name wins).
+    /// the hosts each serves. A host for which workloads name different
+    /// secrets gets none (logged): no workload can take over another's
+    /// host by naming it too.
     pub fn tls_secrets(&self) -> Vec<((String, String), Vec<String>)> {
         let state = self.read();
-        let mut named: Vec<(&String, &HttpWorkload)> = state.routes.iter().collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        let mut secrets = Vec::new();
-        for (workload, http) in named {
+        let mut by_host: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (workload, http) in &state.routes {
             let namespace = workload.split('/').next().unwrap_or_default();
             for tls in &http.tls {
-                let hosts = tls.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
-                secrets.push(((namespace.to_string(), tls.secret_name.clone()), hosts));
+                for host in &tls.hosts {
+                    let id = (namespace.to_string(), tls.secret_name.clone());
+                    let named = by_host.entry(host.to_ascii_lowercase()).or_default();
+                    if !named.contains(&id) {
+                        named.push(id);
+                    }
+                }
             }
         }
-        secrets
+        let mut secrets: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (host, mut named) in by_host {
+            if named.len() > 1 {
+                named.sort();
+                tracing::warn!(
+                    "host {host} gets no certificate: workloads name different TLS secrets for it ({named:?}); name one"
+                );
+                continue;
+            }
+            if let Some(id) = named.pop() {
+                secrets.entry(id).or_default().push(host);
+            }
+        }
+        secrets.into_iter().collect()
     }
 
     /// Whether `workload` (`namespace/name`) is a known `http` workload.

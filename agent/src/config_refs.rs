@@ -3,7 +3,8 @@
 //! only the objects its instances name (the API's node authorizer), and
 //! keeps the values in memory only: never in its journal or on disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use flotilla_client::{collection_path, Client, ClientError};
 use flotilla_spec::config::values_of;
@@ -17,6 +18,8 @@ pub enum Unresolved {
     Missing(String),
     /// The control plane could not be asked: tried again.
     Unreachable(String),
+    /// More than [`MAX_RESOLVED_BYTES`] to hold: the instance fails.
+    TooLarge(String),
 }
 
 /// One object's values, by key.
@@ -55,8 +58,9 @@ async fn values(
 pub struct Resolver<'a> {
     client: &'a Client,
     namespace: &'a str,
-    fetched: BTreeMap<(&'static str, String), Option<Values>>,
-    /// Keys and values read so far, up to [`MAX_RESOLVED_BYTES`].
+    fetched: BTreeMap<(&'static str, String), Option<Arc<Values>>>,
+    /// Bytes of env, files and config values made so far, up to
+    /// [`MAX_RESOLVED_BYTES`].
     bytes: usize,
 }
 
@@ -67,7 +71,7 @@ pub const MAX_RESOLVED_BYTES: usize = 16 << 20;
 
 /// One `files` mount, read: where, whether its values are secret, and
 /// the files (relative path, contents).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MountValues {
     /// Where the guest sees it.
     pub guest_path: String,
@@ -78,7 +82,7 @@ pub struct MountValues {
 }
 
 /// Everything an instance reads from Configs and Secrets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct InstanceValues {
     /// Its environment (literal values too).
     pub env: Vec<(String, String)>,
@@ -86,6 +90,69 @@ pub struct InstanceValues {
     pub mounts: Vec<MountValues>,
     /// What `wasi:config/store` answers.
     pub config: Vec<(String, String)>,
+}
+
+/// Names keys and sizes, never a value (they may be secrets).
+impl std::fmt::Debug for MountValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files: Vec<(&str, usize)> = self
+            .files
+            .iter()
+            .map(|(p, v)| (p.as_str(), v.len()))
+            .collect();
+        f.debug_struct("MountValues")
+            .field("guest_path", &self.guest_path)
+            .field("secret", &self.secret)
+            .field("files", &files)
+            .finish()
+    }
+}
+
+/// Names variables and keys, never a value (they may be secrets).
+impl std::fmt::Debug for InstanceValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(n, _)| n.clone()).collect()
+        };
+        f.debug_struct("InstanceValues")
+            .field("env", &names(&self.env))
+            .field("mounts", &self.mounts)
+            .field("config", &names(&self.config))
+            .finish()
+    }
+}
+
+/// An environment being built: a name set again keeps its first place
+/// and takes the new value (found through an index, not a scan).
+#[derive(Default)]
+struct Env {
+    vars: Vec<(String, String)>,
+    index: HashMap<String, usize>,
+}
+
+impl Env {
+    fn set(&mut self, name: String, value: String) {
+        match self.index.get(&name) {
+            Some(&at) => self.vars[at].1 = value,
+            None => {
+                self.index.insert(name.clone(), self.vars.len());
+                self.vars.push((name, value));
+            }
+        }
+    }
+
+    /// Leaves `name` out (an envFrom value an optional env reference that
+    /// did not resolve would otherwise keep).
+    fn unset(&mut self, name: &str) {
+        if let Some(at) = self.index.remove(name) {
+            self.vars.remove(at);
+            for place in self.index.values_mut() {
+                if *place > at {
+                    *place -= 1;
+                }
+            }
+        }
+    }
 }
 
 /// A value as text, or the reason it cannot be one (naming the key, not
@@ -122,7 +189,7 @@ impl<'a> Resolver<'a> {
         name: &str,
         optional: bool,
         use_: &str,
-    ) -> Result<Option<Values>, Unresolved> {
+    ) -> Result<Option<Arc<Values>>, Unresolved> {
         match self.object(kind, name).await? {
             Some(values) => Ok(Some(values)),
             None if optional => Ok(None),
@@ -152,15 +219,10 @@ impl<'a> Resolver<'a> {
                 continue;
             };
             let object = format!("{}/{name}", self.namespace);
-            for (key, value) in values {
-                let value = text(
-                    &value,
-                    kind,
-                    &object,
-                    &key,
-                    "read through wasi:config/store",
-                )?;
-                config.insert(key, value);
+            for (key, value) in values.iter() {
+                self.charge(key.len() + value.len(), &format!("config.from {object}"))?;
+                let value = text(value, kind, &object, key, "read through wasi:config/store")?;
+                config.insert(key.clone(), value);
             }
         }
         Ok(config.into_iter().collect())
@@ -180,27 +242,29 @@ impl<'a> Resolver<'a> {
         &mut self,
         kind: &'static str,
         name: &str,
-    ) -> Result<Option<Values>, Unresolved> {
+    ) -> Result<Option<Arc<Values>>, Unresolved> {
         let key = (kind, name.to_string());
         if let Some(object) = self.fetched.get(&key) {
             return Ok(object.clone());
         }
-        let object = values(self.client, self.namespace, kind, name).await?;
-        let size: usize = object
-            .iter()
-            .flatten()
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
-        self.bytes = self.bytes.saturating_add(size);
-        if self.bytes > MAX_RESOLVED_BYTES {
-            return Err(Unresolved::Missing(format!(
-                "the Configs and Secrets it reads hold more than {} MiB together (at {kind} {}/{name}), more than an instance may read: read fewer objects or keys",
-                MAX_RESOLVED_BYTES >> 20,
-                self.namespace
-            )));
-        }
+        let object = values(self.client, self.namespace, kind, name)
+            .await?
+            .map(Arc::new);
         self.fetched.insert(key, object.clone());
         Ok(object)
+    }
+
+    /// Counts `bytes` more of what the instance will hold (a value is
+    /// counted each time it is used: an env var, a file, a config value).
+    fn charge(&mut self, bytes: usize, at: &str) -> Result<(), Unresolved> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > MAX_RESOLVED_BYTES {
+            return Err(Unresolved::TooLarge(format!(
+                "its env, files and config values come to more than {} MiB (at {at}), more than an instance may hold: read fewer objects or keys",
+                MAX_RESOLVED_BYTES >> 20
+            )));
+        }
+        Ok(())
     }
 
     /// The environment of `template`: literal values as they are,
@@ -211,7 +275,7 @@ impl<'a> Resolver<'a> {
         template: &WorkloadSpec,
     ) -> Result<Vec<(String, String)>, Unresolved> {
         let namespace = self.namespace;
-        let mut env: Vec<(String, String)> = Vec::with_capacity(template.env.len());
+        let mut env = Env::default();
         // envFrom first: env wins over it, as in Kubernetes.
         for source in &template.env_from {
             let Some((kind, name)) = source.source() else {
@@ -221,18 +285,21 @@ impl<'a> Resolver<'a> {
                 continue;
             };
             let object = format!("{namespace}/{name}");
-            for (key, value) in values {
+            for (key, value) in values.iter() {
                 let name = format!("{}{key}", source.prefix);
-                let value = text(&value, kind, &object, &key, &format!("env {name}"))?;
-                env.retain(|(n, _)| *n != name);
-                env.push((name, value));
+                self.charge(name.len() + value.len(), &format!("envFrom {object}"))?;
+                let value = text(value, kind, &object, key, &format!("env {name}"))?;
+                env.set(name, value);
             }
         }
         for var in &template.env {
-            env.retain(|(n, _)| *n != var.name);
             let Some((kind, reference)) = var.value_from.as_ref().and_then(|s| s.reference())
             else {
-                env.push((var.name.clone(), var.value.clone()));
+                self.charge(
+                    var.name.len() + var.value.len(),
+                    &format!("env {}", var.name),
+                )?;
+                env.set(var.name.clone(), var.value.clone());
                 continue;
             };
             let object = self.object(kind, &reference.name).await?;
@@ -252,14 +319,18 @@ impl<'a> Resolver<'a> {
                 Ok(bytes) => {
                     let object = format!("{namespace}/{}", reference.name);
                     let use_ = format!("env {}", var.name);
+                    self.charge(var.name.len() + bytes.len(), &use_)?;
                     let value = text(bytes, kind, &object, &reference.key, &use_)?;
-                    env.push((var.name.clone(), value));
+                    env.set(var.name.clone(), value);
                 }
-                Err(_) if reference.optional => {}
+                Err(_) if reference.optional => {
+                    // Unset, as Kubernetes leaves an optional one out.
+                    env.unset(&var.name);
+                }
                 Err(message) => return Err(Unresolved::Missing(message)),
             }
         }
-        Ok(env)
+        Ok(env.vars)
     }
 
     /// The files of `template`'s `files` mounts. An optional mount whose
@@ -283,12 +354,18 @@ impl<'a> Resolver<'a> {
                 }
                 None => {}
                 Some(values) if mount.items.is_empty() => {
-                    files.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    for (key, value) in values.iter() {
+                        self.charge(key.len() + value.len(), &mount.guest_path)?;
+                        files.push((key.clone(), value.clone()));
+                    }
                 }
                 Some(values) => {
                     for item in &mount.items {
                         match values.get(&item.key) {
-                            Some(value) => files.push((item.path.clone(), value.clone())),
+                            Some(value) => {
+                                self.charge(item.path.len() + value.len(), &mount.guest_path)?;
+                                files.push((item.path.clone(), value.clone()));
+                            }
                             None if mount.optional => {}
                             None => {
                                 return Err(Unresolved::Missing(format!(

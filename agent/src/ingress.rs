@@ -149,7 +149,7 @@ impl Ingress {
                 tokio::spawn(refuse_connection(stream, self.limits.max_connections));
                 continue;
             };
-            tokio::spawn(self.clone().serve_connection(stream, permit));
+            tokio::spawn(self.clone().serve_connection(stream, permit, "http"));
         }
     }
 
@@ -192,7 +192,7 @@ impl Ingress {
             let (ingress, acceptor) = (self.clone(), acceptor.clone());
             tokio::spawn(async move {
                 match flotilla_trust::tls::accept(&acceptor, stream).await {
-                    Ok((session, _)) => ingress.serve_connection(session, permit).await,
+                    Ok((session, _)) => ingress.serve_connection(session, permit, "https").await,
                     Err(e) => tracing::debug!("ingress (TLS): {e}"),
                 }
             });
@@ -200,19 +200,25 @@ impl Ingress {
     }
 
     /// Serves HTTP/1.1 on one accepted connection, holding `permit` (one of
-    /// the connection cap's) until it closes.
+    /// the connection cap's) until it closes. Each request carries
+    /// `x-forwarded-proto: <scheme>` (whatever the client sent), so a guest
+    /// knows whether its client came over TLS.
     async fn serve_connection<IO>(
         self: Arc<Self>,
         io: IO,
         permit: tokio::sync::OwnedSemaphorePermit,
+        scheme: &'static str,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let _permit = permit;
         let header_timeout = self.limits.header_timeout;
         let ingress = self;
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             let ingress = ingress.clone();
+            request
+                .headers_mut()
+                .insert("x-forwarded-proto", http::HeaderValue::from_static(scheme));
             async move { Ok::<_, Infallible>(ingress.handle(request).await) }
         });
         if let Err(e) = http1::Builder::new()

@@ -114,7 +114,16 @@ impl Certificates {
                                 l.read_at = Instant::now();
                             }
                         }
-                        Err(e) => tracing::debug!("TLS secret {}/{}: {e}", id.0, id.1),
+                        Err(e) => {
+                            // Kept as it was, and asked again only when due.
+                            tracing::debug!("TLS secret {}/{}: {e}", id.0, id.1);
+                            let entry = loaded.entry(id.clone()).or_insert_with(|| Loaded {
+                                version: String::new(),
+                                key: None,
+                                read_at: Instant::now(),
+                            });
+                            entry.read_at = Instant::now();
+                        }
                     }
                 }
                 let mut by_host = HashMap::new();
@@ -145,13 +154,21 @@ async fn read(
     let path = format!("{}/{name}", collection_path("secrets", Some(namespace)));
     let object = match client.get(&path).await {
         Ok(object) => object,
-        Err(ClientError::Api { code: 404, .. }) => {
+        Err(ClientError::Api {
+            code: code @ (403 | 404),
+            ..
+        }) => {
+            // Gone, or no longer a TLS secret a workload names: not served.
             let missing = Loaded {
                 version: String::new(),
                 key: None,
                 read_at: Instant::now(),
             };
-            let why = "does not exist: create it (flotilla create secret tls NAME --cert FILE --key FILE)";
+            let why = if code == 404 {
+                "does not exist: create it (flotilla create secret tls NAME --cert FILE --key FILE)"
+            } else {
+                "cannot be read by this node: is it of type flotilla.dev/tls?"
+            };
             return Ok(Some((missing, Some(why.to_string()))));
         }
         Err(e) => return Err(e),

@@ -150,6 +150,10 @@ impl Agent {
                 }
                 files
             },
+            // Not fatal: instances granted buckets then fail, saying why.
+            kv: crate::kv_node::NodeKv::open(&config.data_dir.join("keyvalue.db"))
+                .map(Arc::new)
+                .inspect_err(|e| tracing::error!("{e}")),
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
             client,

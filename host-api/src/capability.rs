@@ -35,6 +35,7 @@ pub enum Grant {
 pub const CAPABILITIES: &[Capability] = &[
     crate::watchdog::CAPABILITY,
     crate::config::CAPABILITY,
+    crate::keyvalue::CAPABILITY,
     crate::outgoing_http::CAPABILITY,
 ];
 

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::config::{ConfigView, WasiConfigVariables};
+use crate::keyvalue::{KeyValueCtx, KeyValueView};
 use crate::outgoing_http::Hooks;
 use crate::watchdog::{Watchdog, WatchdogView};
 
@@ -20,6 +21,8 @@ pub struct HostCtx {
     pub config: Arc<WasiConfigVariables>,
     /// Where an http handler's outgoing requests go.
     pub outgoing: Hooks,
+    /// The key-value buckets it may open.
+    pub keyvalue: KeyValueCtx,
 }
 
 /// Names what is granted and set, never a value (config values may be
@@ -30,6 +33,15 @@ impl std::fmt::Debug for HostCtx {
             .field("granted", &self.granted)
             .field("watchdog", &self.watchdog.is_some())
             .field("outbound", &self.outgoing.outbound.is_some())
+            .field(
+                "buckets",
+                &self
+                    .keyvalue
+                    .buckets
+                    .iter()
+                    .map(|b| &b.name)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -38,6 +50,14 @@ impl std::fmt::Debug for HostCtx {
 pub trait HostView: Send + 'static {
     /// The instance's capabilities.
     fn host(&self) -> &HostCtx;
+    /// The same, to change (open buckets).
+    fn host_mut(&mut self) -> &mut HostCtx;
+}
+
+impl<T: HostView> KeyValueView for T {
+    fn keyvalue(&mut self) -> &mut KeyValueCtx {
+        &mut self.host_mut().keyvalue
+    }
 }
 
 impl<T: HostView> WatchdogView for T {
@@ -58,6 +78,7 @@ pub fn add_to_linker<T: HostView>(
 ) -> wasmtime::Result<()> {
     crate::watchdog::add_to_linker(linker)?;
     crate::config::add_to_linker(linker)?;
+    crate::keyvalue::add_to_linker(linker)?;
     Ok(())
 }
 

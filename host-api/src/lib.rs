@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`watchdog`] | `flotilla:host/watchdog` (core modules also `flotilla::watchdog_kick`) | none: a kick without a watchdog probe does nothing |
 //! | [`config`] | `wasi:config/store` | `spec.config.from` |
+//! | [`keyvalue`] | `wasi:keyvalue/{store,atomics,batch}` | `spec.grants.keyValue` (each bucket) |
 //! | [`outgoing_http`] | `wasi:http/outgoing-handler` (part of the proxy world) | `spec.grants.workloads` / `hosts`, checked per request |
 //!
 //! Each module has a view trait and an `add_to_linker` (plus
@@ -14,7 +15,7 @@
 //! [`HostView`]; every capability's view follows from it, and
 //! [`add_to_linker`] / [`add_to_core_linker`] link them all. [`Capability`]
 //! says what each one's imports look like and which grant lets a workload
-//! use them; [`HostCtx::check`] refuses a guest that imports a capability
+//! use them; [`check_grants`] refuses a guest that imports a capability
 //! its workload was not granted, naming the grant.
 //!
 //! Adding a capability means: a module here (its state in [`HostCtx`], its
@@ -28,6 +29,7 @@
 //! world: "flotilla:host/guest"})`).
 
 pub mod config;
+pub mod keyvalue;
 pub mod outgoing_http;
 pub mod watchdog;
 

@@ -211,10 +211,11 @@ fn check_env_from(sources: &[crate::workload::EnvFromSource], errors: &mut Colle
         errors,
     );
     for (n, source) in sources.iter().enumerate() {
-        if source.prefix.contains('=') || source.prefix.contains('\0') {
+        if source.prefix.contains('=') || source.prefix.contains('\0') || source.prefix.len() > 253
+        {
             errors.add(
                 format!("spec.envFrom[{n}].prefix"),
-                "a prefix has no '=' or NUL",
+                "a prefix is at most 253 bytes, with no '=' or NUL",
             );
         }
     }
@@ -372,10 +373,16 @@ fn check_http(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
                 "only http workloads have routes: add execution: http",
             );
         }
-        if spec.grants != crate::workload::Grants::default() {
+        if !spec.tls.is_empty() {
+            errors.add(
+                "spec.tls",
+                "only http workloads have routes to serve over HTTPS: add execution: http",
+            );
+        }
+        if spec.grants.outgoing() {
             errors.add(
                 "spec.grants",
-                "only http workloads make outgoing requests: add execution: http",
+                "only http workloads make outgoing requests (workloads, hosts): add execution: http",
             );
         }
         if spec.max_concurrency.is_some() {
@@ -451,6 +458,44 @@ fn check_tls(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
     }
 }
 
+/// Most buckets one workload may be granted.
+pub const MAX_BUCKETS: usize = 32;
+
+/// `grants.keyValue`: bucket names, quotas, backends available.
+fn check_key_value(grants: &[crate::workload::KeyValueGrant], errors: &mut Collector) {
+    if grants.len() > MAX_BUCKETS {
+        errors.add(
+            "spec.grants.keyValue",
+            format!("at most {MAX_BUCKETS} buckets"),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, grant) in grants.iter().enumerate() {
+        let path = format!("spec.grants.keyValue[{i}]");
+        if let Err(e) = check_object_name(&grant.bucket) {
+            errors.add(format!("{path}.bucket"), e);
+        }
+        if !seen.insert(grant.bucket.as_str()) {
+            errors.add(format!("{path}.bucket"), "another grant names this bucket");
+        }
+        if let Some(quota) = &grant.quota {
+            match crate::parse_memory_bytes(quota) {
+                Ok(0) | Err(_) => errors.add(
+                    format!("{path}.quota"),
+                    format!("{quota:?} is not a size above zero (e.g. 64Mi)"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if grant.backend == crate::workload::KeyValueBackend::Cluster {
+            errors.add(
+                format!("{path}.backend"),
+                "the cluster backend is not available yet: use backend: node (the bucket stays on the node)",
+            );
+        }
+    }
+}
+
 /// Validates a Workload as submitted by a user.
 pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     let mut errors = Collector::default();
@@ -510,6 +555,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     check_env(&spec.env, &mut errors);
     check_env_from(&spec.env_from, &mut errors);
     check_config_store(&spec.config, &mut errors);
+    check_key_value(&spec.grants.key_value, &mut errors);
     check_files(&spec.files, &mut errors);
     if spec.reload == crate::workload::Reload::Live
         && spec.execution != crate::workload::Execution::Http

@@ -243,6 +243,9 @@ impl WorkloadSpec {
         if self.config.is_some() {
             granted.insert("wasi:config/store".to_string());
         }
+        if !self.grants.key_value.is_empty() {
+            granted.insert("wasi:keyvalue".to_string());
+        }
         granted
     }
 
@@ -276,7 +279,8 @@ impl WorkloadSpec {
     }
 }
 
-/// Outgoing access of an `http` workload.
+/// What a workload may reach beyond its sandbox: other workloads and
+/// hosts (`http` workloads' outgoing requests), key-value buckets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Grants {
@@ -287,12 +291,46 @@ pub struct Grants {
     /// Other hosts it may call, as `host:port` (plain HTTP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Key-value buckets it may open through `wasi:keyvalue`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value: Vec<KeyValueGrant>,
 }
 
 impl Grants {
     fn is_empty(&self) -> bool {
-        self.workloads.is_empty() && self.hosts.is_empty()
+        self.workloads.is_empty() && self.hosts.is_empty() && self.key_value.is_empty()
     }
+
+    /// Whether it grants outgoing requests (`http` workloads only).
+    pub fn outgoing(&self) -> bool {
+        !self.workloads.is_empty() || !self.hosts.is_empty()
+    }
+}
+
+/// `grants.keyValue[]`: one bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyValueGrant {
+    /// The bucket's name, as the guest opens it; buckets of one name are
+    /// shared by the workloads of a namespace (on one node, for `node`).
+    pub bucket: String,
+    /// Where it is kept.
+    #[serde(default)]
+    pub backend: KeyValueBackend,
+    /// Most bytes of keys and values it holds (default 64Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+}
+
+/// Where a bucket is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyValueBackend {
+    /// SQLite on the node: fastest; the data stays with the node.
+    #[default]
+    Node,
+    /// The control plane's store, reachable from every node.
+    Cluster,
 }
 
 /// How a change of the Config and Secret values a workload reads reaches

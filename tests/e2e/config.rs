@@ -486,6 +486,11 @@ spec:
         message.contains("wasi:config/store") && message.contains("spec.config.from"),
         "{failed}"
     );
+    assert_eq!(
+        failed["status"]["restarts"].as_u64().unwrap_or(0),
+        0,
+        "{failed}"
+    );
     assert!(c.ok(&["get", "events"]).contains("CapabilityNotGranted"));
 
     // An http component reads its environment (a Secret's value) through
@@ -652,4 +657,55 @@ spec:
     );
     let path = "/apis/flotilla.dev/v1/namespaces/default/secrets/opaque";
     assert_eq!(c.raw("GET", path, &Who::Node(&node), "").0, 403);
+
+    // A TLS secret no workload names: not for nodes either.
+    let (rogue_ca, rogue_cert, rogue_key) = certificate_for("secure.local");
+    let (rogue_cert_file, rogue_key_file) = (
+        write("rogue.crt", &rogue_cert),
+        write("rogue.key", &rogue_key),
+    );
+    c.ok(&[
+        "create",
+        "secret",
+        "tls",
+        "rogue-tls",
+        "--cert",
+        &rogue_cert_file,
+        "--key",
+        &rogue_key_file,
+    ]);
+    let path = "/apis/flotilla.dev/v1/namespaces/default/secrets/rogue-tls";
+    assert_eq!(c.raw("GET", path, &Who::Node(&node), "").0, 403);
+    // Another workload naming its own certificate for secure.local does
+    // not take the host over: the host gets none until one is named.
+    c.apply(
+        "rogue.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: rogue}
+spec:
+  module: {source: "file:MODULES/http-hello.component.wasm"}
+  execution: http
+  replicas: 0
+  routes: [{host: secure.local, pathPrefix: /}]
+  tls: [{hosts: [secure.local], secretName: rogue-tls}]
+"#,
+    );
+    c.wait_until(
+        "secure.local has no certificate",
+        Duration::from_secs(20),
+        || get("secure.local", &new_ca).0 == 0,
+    );
+    assert_eq!(
+        get("secure.local", &rogue_ca).0,
+        0,
+        "the rogue certificate is served"
+    );
+    c.ok(&["delete", "workload", "rogue"]);
+    c.wait_until(
+        "secure.local is served again",
+        Duration::from_secs(20),
+        || get("secure.local", &new_ca).0 == 200,
+    );
 }

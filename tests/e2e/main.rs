@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod fleet;
 mod http;
+mod keyvalue;
 mod netns;
 mod openapi;
 mod rollouts;

@@ -407,7 +407,11 @@ fn stale_update_is_409_and_no_token_is_401() {
         let mut huge = w.clone();
         huge["metadata"]["labels"]["padding"] = "x".repeat(2 << 20).into();
         let e = client.replace(path, &huge).await.unwrap_err();
-        assert_eq!(e.code(), Some(413), "{e}");
+        // The server answers 413 and closes as soon as the limit is passed;
+        // a client still writing the rest may see the close first.
+        let cut = e.to_string().contains("Broken pipe") || e.to_string().contains("reset");
+        assert!(e.code() == Some(413) || cut, "{e}");
+        assert!(client.get(path).await.is_ok(), "the server went down");
         let none = c.client("");
         assert_eq!(
             none.list("/apis/flotilla.dev/v1/nodes", "")

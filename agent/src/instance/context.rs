@@ -40,4 +40,6 @@ pub struct NodeContext {
     pub restarts: crate::restart_budget::RestartBudget,
     /// Where instances' `files` are written.
     pub files: crate::config_files::FileDirs,
+    /// The `node` backend of key-value buckets (or why it cannot open).
+    pub kv: Result<Arc<crate::kv_node::NodeKv>, String>,
 }

@@ -54,6 +54,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>, mut life: Lifecycle, prepared: Pr
             ProbeTimes::of(&template.probes.liveness),
             started,
         );
+        spec.host.keyvalue = prepared.keyvalue.clone();
         let watchdog = Watchdog::new();
         if !probes.is_empty() {
             spec.host.watchdog = Some(watchdog.clone());
@@ -215,5 +216,37 @@ fn termination(outcome: &Outcome) -> Termination {
         trap: outcome.trap.clone(),
         message: outcome.message.clone().unwrap_or_default(),
         finished_at: now_rfc3339_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn watchdog_checks_follow_the_kicks() {
+        let times = ProbeTimes {
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            failure_threshold: 1,
+        };
+        let watchdog = Watchdog::new();
+        let started = Instant::now();
+        // Never kicked: startup and readiness fail; liveness counts from the start.
+        assert!(check(ProbeKind::Startup, times, &watchdog, started).is_err());
+        assert!(check(ProbeKind::Readiness, times, &watchdog, started).is_err());
+        assert!(check(ProbeKind::Liveness, times, &watchdog, started).is_ok());
+        let long_ago = started - Duration::from_secs(10);
+        let e = check(ProbeKind::Liveness, times, &watchdog, long_ago).unwrap_err();
+        assert!(e.contains("no watchdog kick yet"), "{e}");
+        watchdog.kick();
+        for kind in [
+            ProbeKind::Startup,
+            ProbeKind::Readiness,
+            ProbeKind::Liveness,
+        ] {
+            assert!(check(kind, times, &watchdog, long_ago).is_ok(), "{kind:?}");
+        }
     }
 }

@@ -90,10 +90,14 @@ impl Lifecycle {
         self.report();
     }
 
-    /// Ready or not (reported when it changes).
+    /// Ready or not (reported when it changes); becoming ready clears a
+    /// message about why it was not.
     pub fn set_ready(&mut self, ready: bool) {
         if self.status.ready != ready {
             self.status.set_ready(ready);
+            if ready {
+                self.status.message.clear();
+            }
             self.report();
         }
     }

@@ -17,6 +17,7 @@ use super::NodeContext;
 use crate::config_files::InstanceFiles;
 use crate::config_refs::{InstanceValues, Resolver, Unresolved};
 use crate::report::Severity;
+use crate::runtime::host_api::keyvalue::{BucketGrant, KeyValueCtx, DEFAULT_QUOTA_BYTES};
 use crate::runtime::{LoadedModule, Preopen, RuntimeError};
 
 /// An instance ready to start.
@@ -31,6 +32,8 @@ pub(crate) struct Prepared {
     pub folder: String,
     /// Removes its files when dropped.
     pub _files: InstanceFiles,
+    /// The key-value buckets it may open.
+    pub keyvalue: KeyValueCtx,
 }
 
 /// Prepares the instance of `life`; `None` when it failed for good (said
@@ -80,9 +83,21 @@ pub(crate) async fn prepare(ctx: &NodeContext, life: &mut Lifecycle) -> Option<P
                 }
             }
             Err(Unresolved::Unreachable(message)) => life.pending(message),
+            // As large the next time: it fails, naming the cause.
+            Err(Unresolved::TooLarge(message)) => {
+                life.fail("ConfigTooLarge", message);
+                return None;
+            }
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
+    };
+    let keyvalue = match buckets(ctx, life) {
+        Ok(keyvalue) => keyvalue,
+        Err(message) => {
+            life.fail("KeyValueUnavailable", message);
+            return None;
+        }
     };
     // Kept for as long as the instance runs here; removed with it.
     let folder = format!("{}-{}", instance.metadata.name, instance.metadata.uid);
@@ -99,7 +114,47 @@ pub(crate) async fn prepare(ctx: &NodeContext, life: &mut Lifecycle) -> Option<P
         preopens,
         folder,
         _files: files,
+        keyvalue,
     })
+}
+
+/// The buckets the instance's template grants, on their backends; a bucket
+/// the guest opens without a grant raises an Event naming the grant.
+fn buckets(ctx: &NodeContext, life: &Lifecycle) -> Result<KeyValueCtx, String> {
+    let instance = life.instance();
+    let grants = &instance.spec.template.grants.key_value;
+    if grants.is_empty() {
+        return Ok(KeyValueCtx::default());
+    }
+    let ns = &instance.metadata.namespace;
+    let node = ctx.kv.clone()?;
+    let buckets = grants
+        .iter()
+        .map(|grant| BucketGrant {
+            name: grant.bucket.clone(),
+            id: format!("{ns}/{}", grant.bucket),
+            backend: node.clone(),
+            quota: grant
+                .quota
+                .as_deref()
+                .and_then(|q| flotilla_spec::parse_memory_bytes(q).ok())
+                .unwrap_or(DEFAULT_QUOTA_BYTES),
+        })
+        .collect();
+    let (reporter, about) = (ctx.reporter.clone(), life.about().clone());
+    let on_denied = move |bucket: &str| {
+        // The guest chose the name: shown short.
+        let bucket: String = bucket.chars().take(64).collect();
+        reporter.event(
+            &about,
+            Severity::Warning,
+            "KeyValueDenied",
+            format!(
+                "the guest opened bucket {bucket:?}, which its workload is not granted: add {{bucket: {bucket}}} to spec.grants.keyValue"
+            ),
+        );
+    };
+    Ok(KeyValueCtx::new(buckets, Some(Arc::new(on_denied))))
 }
 
 enum FetchError {

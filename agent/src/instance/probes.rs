@@ -273,4 +273,33 @@ mod tests {
             "{failed:?}"
         );
     }
+
+    #[test]
+    fn checks_come_due_one_period_apart_and_after_startup_passes() {
+        let t0 = Instant::now();
+        let mut set = ProbeSet::new(times(100, 3), times(300, 1), times(200, 1), t0);
+        assert_eq!(set.next_due(), Some(t0 + Duration::from_millis(100)));
+        assert!(set.due(t0 + Duration::from_millis(99)).is_empty());
+        let t1 = t0 + Duration::from_millis(100);
+        set.record(ProbeKind::Startup, Ok(()), t1);
+        // Readiness and liveness count from the startup pass.
+        assert_eq!(set.next_due(), Some(t1 + Duration::from_millis(200)));
+        let due: Vec<ProbeKind> = set
+            .due(t1 + Duration::from_millis(200))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(due, [ProbeKind::Liveness]);
+        set.record(ProbeKind::Liveness, Ok(()), t1 + Duration::from_millis(200));
+        assert_eq!(set.next_due(), Some(t1 + Duration::from_millis(300)));
+        // A restart starts over: startup alone, not ready.
+        set.restart(t1);
+        assert!(!set.ready());
+        let due: Vec<ProbeKind> = set
+            .due(t1 + Duration::from_millis(100))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(due, [ProbeKind::Startup]);
+    }
 }

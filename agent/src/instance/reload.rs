@@ -64,7 +64,7 @@ async fn reload(
         .await;
     let fresh = match read {
         Ok(read) => read,
-        Err(Unresolved::Missing(why)) => {
+        Err(Unresolved::Missing(why) | Unresolved::TooLarge(why)) => {
             // Said once per cause: the replica keeps serving its last values.
             if *said != why {
                 let about = ObjectRef {

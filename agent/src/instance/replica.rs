@@ -68,6 +68,7 @@ pub(crate) async fn serve(ctx: Arc<NodeContext>, mut life: Lifecycle, mut prepar
     // client that stalls its upload) would hold its slot forever.
     limits.timeout.get_or_insert(DEFAULT_REQUEST_TIMEOUT);
     let mut host = run.host;
+    host.keyvalue = prepared.keyvalue.clone();
     host.outgoing.outbound = ctx.ingress.get().map(|ingress| {
         Arc::new(crate::outbound::Discovery {
             namespace: ns.clone(),
@@ -113,10 +114,12 @@ pub(crate) async fn serve(ctx: Arc<NodeContext>, mut life: Lifecycle, mut prepar
         (ProbeKind::Readiness, path(&template.probes.readiness)),
         (ProbeKind::Liveness, path(&template.probes.liveness)),
     ];
+    // Only probes with a request to make (validation allows no other).
+    let times = |p: &Option<Probe>| ProbeTimes::of(p).filter(|_| path(p).is_some());
     let mut probes = ProbeSet::new(
-        ProbeTimes::of(&template.probes.startup),
-        ProbeTimes::of(&template.probes.readiness),
-        ProbeTimes::of(&template.probes.liveness),
+        times(&template.probes.startup),
+        times(&template.probes.readiness),
+        times(&template.probes.liveness),
         Instant::now(),
     );
     let host = template

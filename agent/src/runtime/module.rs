@@ -408,30 +408,41 @@ mod tests {
         .expect("engine")
     }
 
-    /// A core module that kicks through both spellings of the import.
-    const KICKER: &str = r#"(module
-        (import "flotilla" "watchdog_kick" (func $old))
-        (import "flotilla:host/watchdog@0.1.0" "kick" (func $new))
-        (memory (export "memory") 1)
-        (func (export "_start") call $old call $new))"#;
+    /// A core module that kicks through `module::name`.
+    fn kicker(module: &str, name: &str) -> String {
+        format!(
+            r#"(module
+                (import "{module}" "{name}" (func $kick))
+                (memory (export "memory") 1)
+                (func (export "_start") call $kick))"#
+        )
+    }
 
     #[tokio::test]
     async fn a_core_module_kicks_its_watchdog_through_either_import() {
-        let module = runtime()
-            .load_bytes("kicker.wat", KICKER.as_bytes())
-            .unwrap();
-        assert_eq!(module.capabilities(), ["flotilla:host/watchdog"]);
-        let watchdog = Watchdog::new();
-        let spec = RunSpec {
-            host: flotilla_host_api::HostCtx {
-                watchdog: Some(watchdog.clone()),
-                ..Default::default()
-            },
-            ..RunSpec::default()
-        };
-        let outcome = module.run(spec).await.unwrap();
-        assert_eq!(outcome.reason, crate::runtime::ExitReason::Completed);
-        assert!(watchdog.silence().is_some(), "never kicked");
+        let runtime = runtime();
+        for (module, name) in [
+            ("flotilla", "watchdog_kick"),
+            ("flotilla:host/watchdog@0.1.0", "kick"),
+        ] {
+            let wat = kicker(module, name);
+            let loaded = runtime.load_bytes("kicker.wat", wat.as_bytes()).unwrap();
+            assert_eq!(loaded.capabilities(), ["flotilla:host/watchdog"]);
+            let watchdog = Watchdog::new();
+            let spec = RunSpec {
+                host: flotilla_host_api::HostCtx {
+                    watchdog: Some(watchdog.clone()),
+                    ..Default::default()
+                },
+                ..RunSpec::default()
+            };
+            let outcome = loaded.run(spec).await.unwrap();
+            assert_eq!(outcome.reason, crate::runtime::ExitReason::Completed);
+            assert!(
+                watchdog.silence().is_some(),
+                "{module}::{name} did not kick"
+            );
+        }
     }
 
     #[test]
@@ -450,12 +461,13 @@ mod tests {
 
     #[test]
     fn every_capability_a_workload_can_grant_is_one_host_api_implements() {
-        let spec = flotilla_spec::workload::WorkloadSpec {
+        let mut spec = flotilla_spec::workload::WorkloadSpec {
             config: Some(Default::default()),
             ..Default::default()
         };
+        spec.grants.key_value = vec![Default::default()];
         let granted = spec.capabilities();
-        assert!(!granted.is_empty());
+        assert_eq!(granted.len(), 2, "{granted:?}");
         for name in granted {
             let known = flotilla_host_api::CAPABILITIES
                 .iter()

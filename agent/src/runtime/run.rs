@@ -40,7 +40,7 @@ pub struct Preopen {
 }
 
 /// Everything one run needs besides the module.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunSpec {
     /// `argv[0]` as the guest sees it; the module's name when empty.
     pub program_name: String,
@@ -61,6 +61,22 @@ pub struct RunSpec {
     pub host: flotilla_host_api::HostCtx,
     /// What the guest reads on stdin (nothing when `None`).
     pub stdin: Option<super::Stdin>,
+}
+
+/// Names the environment's variables, never their values (they may be
+/// secrets).
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("RunSpec")
+            .field("program_name", &self.program_name)
+            .field("args", &self.args.len())
+            .field("env", &env)
+            .field("dirs", &self.dirs)
+            .field("limits", &self.limits)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a run stopped before its entry point returned normally.

@@ -47,6 +47,9 @@ impl HostView for CoreState {
     fn host(&self) -> &HostCtx {
         &self.host
     }
+    fn host_mut(&mut self) -> &mut HostCtx {
+        &mut self.host
+    }
 }
 
 impl CoreState {
@@ -89,6 +92,9 @@ pub(crate) struct ComponentState {
 impl HostView for ComponentState {
     fn host(&self) -> &HostCtx {
         &self.host
+    }
+    fn host_mut(&mut self) -> &mut HostCtx {
+        &mut self.host
     }
 }
 

@@ -284,14 +284,18 @@ fn authorize_node(
         }
         (Kind::Config | Kind::Secret, Some(n), None) if read => {
             let ns = namespace.unwrap_or_default();
-            let used = bound_instances(store, node)?.iter().any(|i| {
+            let used = || -> Result<bool, ApiError> {
+                Ok(bound_instances(store, node)?.iter().any(|i| {
                 i["metadata"]["namespace"].as_str() == Some(ns)
                     && serde_json::from_value::<flotilla_spec::workload::WorkloadSpec>(
                         i["spec"]["template"].clone(),
                     )
                     .is_ok_and(|t| t.references(kind.name()).contains(&n))
-            });
-            if used || (kind == Kind::Secret && serves_tls(store, ns, n)?) {
+                }))
+            };
+            // The TLS case first: it reads one namespace's workloads, not
+            // every instance of the cluster.
+            if (kind == Kind::Secret && serves_tls(store, ns, n)?) || used()? {
                 allow(View::Full)
             } else {
                 deny(format!(
@@ -331,9 +335,10 @@ fn serves_tls(store: &dyn Store, ns: &str, name: &str) -> Result<bool, ApiError>
         return Ok(false);
     }
     Ok(store.list("Workload", Some(ns))?.items.iter().any(|w| {
-        w["spec"]["tls"]
-            .as_array()
-            .is_some_and(|tls| tls.iter().any(|t| t["secretName"].as_str() == Some(name)))
+        w["spec"]["execution"] == "http"
+            && w["spec"]["tls"]
+                .as_array()
+                .is_some_and(|tls| tls.iter().any(|t| t["secretName"].as_str() == Some(name)))
     }))
 }
 

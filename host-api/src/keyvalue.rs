@@ -1,0 +1,364 @@
+//! `wasi:keyvalue` (0.2.0-draft: `store`, `atomics`, `batch`): the buckets a
+//! workload is granted (`spec.grants.keyValue`), each on a [`Backend`] the
+//! embedder provides. Opening any other bucket fails with `access-denied`
+//! (and the embedder is told, to raise an Event naming the grant).
+//!
+//! Limits, as Spin documents them, enforced here whatever the backend: a key
+//! is 1–[`MAX_KEY_BYTES`] bytes, a value at most [`MAX_VALUE_BYTES`]; a
+//! bucket holds at most its grant's quota (keys and values together), and a
+//! write past it fails with `other("quota-exceeded: …")` — the draft WIT
+//! has no case of its own for it. A batch names at most [`MAX_BATCH`] keys;
+//! `list-keys` answers [`LIST_PAGE`] keys at a time with a cursor.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+use crate::{Capability, Grant};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "wasi:keyvalue/imports",
+        imports: { default: trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::OpenBucket,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => super::KvError,
+        },
+    });
+}
+
+use generated::wasi::keyvalue as wit;
+
+/// The capability: granted by naming buckets.
+pub const CAPABILITY: Capability = Capability {
+    name: "wasi:keyvalue",
+    interfaces: &[
+        "wasi:keyvalue/store",
+        "wasi:keyvalue/atomics",
+        "wasi:keyvalue/batch",
+    ],
+    core_modules: &[],
+    grant: Grant::Spec("add spec.grants.keyValue: [{bucket: NAME}] naming the buckets it opens"),
+};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// A bucket's quota when its grant names none.
+pub const DEFAULT_QUOTA_BYTES: u64 = 64 << 20;
+/// Most keys one batch call names.
+pub const MAX_BATCH: usize = 1000;
+/// Keys one `list-keys` call answers.
+pub const LIST_PAGE: usize = 1000;
+
+/// Why an operation failed, as the guest sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvError {
+    /// No such bucket.
+    NoSuchStore,
+    /// The workload is not granted the bucket.
+    AccessDenied,
+    /// Anything else, in words (limits, quota, the backend's trouble).
+    Other(String),
+}
+
+impl KvError {
+    /// A write that would take the bucket past its quota.
+    pub fn quota_exceeded(bucket: &str, used: u64, adding: u64, quota: u64) -> Self {
+        Self::Other(format!(
+            "quota-exceeded: bucket {bucket} holds {used} bytes; {adding} more would pass its quota of {quota} (raise quota in spec.grants.keyValue, or delete keys)"
+        ))
+    }
+}
+
+impl From<wasmtime::component::ResourceTableError> for KvError {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        Self::Other(e.to_string())
+    }
+}
+
+/// Where a bucket's keys live. `bucket` is the embedder's name for it
+/// (unique among the buckets the backend holds); `quota` bounds the
+/// bucket's keys and values together, checked in the same transaction as
+/// the write.
+pub trait Backend: Send + Sync {
+    /// The value of `key`.
+    fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Sets every pair at once (all or none).
+    fn set_many(
+        &self,
+        bucket: &str,
+        pairs: &[(String, Vec<u8>)],
+        quota: u64,
+    ) -> Result<(), KvError>;
+    /// Deletes the keys (absent ones are no error).
+    fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), KvError>;
+    /// Keys in order, from the `offset`th, at most `limit`.
+    fn list_keys(&self, bucket: &str, offset: u64, limit: usize) -> Result<Vec<String>, KvError>;
+    /// Adds `delta` to the decimal number at `key` (0 if absent), atomically.
+    fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError>;
+}
+
+/// Told the name of a bucket the guest tried to open without a grant.
+pub type OnDenied = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// One bucket a workload may open.
+#[derive(Clone)]
+pub struct BucketGrant {
+    /// What the guest opens (`store.open(name)`).
+    pub name: String,
+    /// The backend's name for it.
+    pub id: String,
+    /// Where it lives.
+    pub backend: Arc<dyn Backend>,
+    /// Most bytes of keys and values it holds.
+    pub quota: u64,
+}
+
+/// A bucket the guest opened.
+pub struct OpenBucket(BucketGrant);
+
+/// The buckets of one instance.
+#[derive(Clone, Default)]
+pub struct KeyValueCtx {
+    /// What it may open.
+    pub buckets: Vec<BucketGrant>,
+    /// Told the name of a bucket the guest tried to open without a grant.
+    pub on_denied: Option<OnDenied>,
+    opened: FreshTable,
+}
+
+/// A resource table that every clone starts empty: a template's context
+/// is cloned into each instance, whose open buckets are its own. (In a
+/// mutex only to be `Sync` like the rest of the context; reached through
+/// `&mut`, it is never locked.)
+#[derive(Default)]
+struct FreshTable(std::sync::Mutex<ResourceTable>);
+
+impl Clone for FreshTable {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl KeyValueCtx {
+    /// The buckets `buckets`; `on_denied` is told of any other the guest
+    /// tries to open.
+    pub fn new(buckets: Vec<BucketGrant>, on_denied: Option<OnDenied>) -> Self {
+        Self {
+            buckets,
+            on_denied,
+            opened: FreshTable::default(),
+        }
+    }
+}
+
+impl FreshTable {
+    fn table(&mut self) -> &mut ResourceTable {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Store data that carries an instance's buckets.
+pub trait KeyValueView: Send + 'static {
+    /// Its buckets.
+    fn keyvalue(&mut self) -> &mut KeyValueCtx;
+}
+
+/// What the generated host traits are implemented on.
+pub struct KeyValueHost<'a>(&'a mut KeyValueCtx);
+
+struct HasKeyValue;
+
+impl HasData for HasKeyValue {
+    type Data<'a> = KeyValueHost<'a>;
+}
+
+/// Adds `wasi:keyvalue/{store,atomics,batch}` to a component linker.
+pub fn add_to_linker<T: KeyValueView>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    fn get<T: KeyValueView>(state: &mut T) -> KeyValueHost<'_> {
+        KeyValueHost(state.keyvalue())
+    }
+    wit::store::add_to_linker::<T, HasKeyValue>(linker, get)?;
+    wit::atomics::add_to_linker::<T, HasKeyValue>(linker, get)?;
+    wit::batch::add_to_linker::<T, HasKeyValue>(linker, get)?;
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(KvError::Other(format!(
+            "a key is 1 to {MAX_KEY_BYTES} bytes; this one is {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(key: &str, value: &[u8]) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::Other(format!(
+            "the value of {key:?} is {} bytes; a value is at most {MAX_VALUE_BYTES} (1 MiB)",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_batch(len: usize) -> Result<(), KvError> {
+    if len > MAX_BATCH {
+        return Err(KvError::Other(format!(
+            "a batch names at most {MAX_BATCH} keys; this one {len}"
+        )));
+    }
+    Ok(())
+}
+
+impl KeyValueHost<'_> {
+    fn bucket(&mut self, bucket: &Resource<OpenBucket>) -> Result<BucketGrant, KvError> {
+        Ok(self.0.opened.table().get(bucket)?.0.clone())
+    }
+}
+
+impl wit::store::Host for KeyValueHost<'_> {
+    fn open(&mut self, identifier: String) -> Result<Resource<OpenBucket>, KvError> {
+        let Some(grant) = self
+            .0
+            .buckets
+            .iter()
+            .find(|b| b.name == identifier)
+            .cloned()
+        else {
+            if let Some(tell) = &self.0.on_denied {
+                tell(&identifier);
+            }
+            return Err(KvError::AccessDenied);
+        };
+        Ok(self.0.opened.table().push(OpenBucket(grant))?)
+    }
+
+    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<wit::store::Error> {
+        Ok(match err {
+            KvError::NoSuchStore => wit::store::Error::NoSuchStore,
+            KvError::AccessDenied => wit::store::Error::AccessDenied,
+            KvError::Other(e) => wit::store::Error::Other(e),
+        })
+    }
+}
+
+impl wit::store::HostBucket for KeyValueHost<'_> {
+    fn get(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        let b = self.bucket(&bucket)?;
+        check_key(&key)?;
+        b.backend.get(&b.id, &key)
+    }
+
+    fn set(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        let b = self.bucket(&bucket)?;
+        check_key(&key)?;
+        check_value(&key, &value)?;
+        b.backend.set_many(&b.id, &[(key, value)], b.quota)
+    }
+
+    fn delete(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<(), KvError> {
+        let b = self.bucket(&bucket)?;
+        check_key(&key)?;
+        b.backend.delete_many(&b.id, &[key])
+    }
+
+    fn exists(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<bool, KvError> {
+        let b = self.bucket(&bucket)?;
+        check_key(&key)?;
+        Ok(b.backend.get(&b.id, &key)?.is_some())
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        cursor: Option<u64>,
+    ) -> Result<wit::store::KeyResponse, KvError> {
+        let b = self.bucket(&bucket)?;
+        let offset = cursor.unwrap_or(0);
+        let keys = b.backend.list_keys(&b.id, offset, LIST_PAGE)?;
+        let cursor = (keys.len() == LIST_PAGE).then(|| offset + LIST_PAGE as u64);
+        Ok(wit::store::KeyResponse { keys, cursor })
+    }
+
+    fn drop(&mut self, bucket: Resource<OpenBucket>) -> wasmtime::Result<()> {
+        self.0.opened.table().delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl wit::atomics::Host for KeyValueHost<'_> {
+    fn increment(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, KvError> {
+        let b = self.bucket(&bucket)?;
+        check_key(&key)?;
+        b.backend.increment(&b.id, &key, delta, b.quota)
+    }
+}
+
+impl wit::batch::Host for KeyValueHost<'_> {
+    fn get_many(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        let b = self.bucket(&bucket)?;
+        check_batch(keys.len())?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            check_key(&key)?;
+            let value = b.backend.get(&b.id, &key)?;
+            found.push(value.map(|v| (key, v)));
+        }
+        Ok(found)
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KvError> {
+        let b = self.bucket(&bucket)?;
+        check_batch(key_values.len())?;
+        for (key, value) in &key_values {
+            check_key(key)?;
+            check_value(key, value)?;
+        }
+        b.backend.set_many(&b.id, &key_values, b.quota)
+    }
+
+    fn delete_many(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        keys: Vec<String>,
+    ) -> Result<(), KvError> {
+        let b = self.bucket(&bucket)?;
+        check_batch(keys.len())?;
+        for key in &keys {
+            check_key(key)?;
+        }
+        b.backend.delete_many(&b.id, &keys)
+    }
+}
