@@ -40,25 +40,7 @@ impl FileDirs {
     /// first is refused rather than used.
     pub fn clear(&self) -> Result<(), String> {
         for dir in [&self.configs, &self.secrets] {
-            match std::fs::symlink_metadata(dir) {
-                Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
-                    std::fs::remove_file(dir)
-                        .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-                }
-                Ok(_) => std::fs::remove_dir_all(dir)
-                    .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?,
-                Err(_) => {}
-            }
-            if let Some(parent) = dir.parent() {
-                if parent != Path::new("/dev/shm") {
-                    private_dir(parent)?;
-                }
-            }
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            check_private(dir)?;
+            fresh_private_dir(dir)?;
         }
         Ok(())
     }
@@ -164,6 +146,32 @@ impl FileDirs {
     }
 }
 
+/// Makes `dir` afresh: whatever was there is removed, then a folder made
+/// private (0700), this process's own, not a link — in a folder anyone may
+/// write to (`/dev/shm`), a folder someone else made first is refused
+/// rather than used.
+pub(crate) fn fresh_private_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+            std::fs::remove_file(dir)
+                .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        }
+        Ok(_) => std::fs::remove_dir_all(dir)
+            .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?,
+        Err(_) => {}
+    }
+    if let Some(parent) = dir.parent() {
+        if parent != Path::new("/dev/shm") {
+            private_dir(parent)?;
+        }
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    check_private(dir)
+}
+
 /// Whether `dir` is a folder (not a link) of this process's user that no
 /// one else may enter.
 fn check_private(dir: &Path) -> Result<(), String> {
@@ -206,7 +214,7 @@ fn new_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .and_then(|mut f| f.write_all(contents))
 }
 
-fn private_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

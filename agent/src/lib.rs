@@ -42,3 +42,4 @@ pub mod peers;
 pub mod report;
 pub mod restart_budget;
 pub mod runtime;
+pub mod volumes;

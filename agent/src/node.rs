@@ -150,6 +150,15 @@ impl Agent {
                 }
                 files
             },
+            volumes: {
+                // Instances started again begin with empty volumes.
+                let volumes = crate::volumes::VolumeDirs::of(&config.data_dir);
+                if let Err(e) = volumes.clear() {
+                    // Instances with emptyDir volumes then fail, saying why.
+                    tracing::error!("{e}");
+                }
+                volumes
+            },
             // Not fatal: instances granted buckets then fail, saying why.
             kv: crate::kv_node::NodeKv::open(&config.data_dir.join("keyvalue.db"))
                 .map(Arc::new)

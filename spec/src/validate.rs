@@ -458,6 +458,101 @@ fn check_tls(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
     }
 }
 
+/// Most volumes (and most volume mounts) a workload may have.
+pub const MAX_VOLUMES: usize = 32;
+
+/// `volumes` and `volumeMounts`: names, one kind each, limits that parse,
+/// mounts of known volumes at plain absolute paths no other mount uses.
+fn check_volumes(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
+    if spec.volumes.len() > MAX_VOLUMES || spec.volume_mounts.len() > MAX_VOLUMES {
+        errors.add(
+            "spec.volumes",
+            format!("at most {MAX_VOLUMES} volumes and mounts"),
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let path = format!("spec.volumes[{i}]");
+        if let Err(e) = check_name(&volume.name) {
+            errors.add(format!("{path}.name"), e);
+        }
+        if !names.insert(volume.name.as_str()) {
+            errors.add(format!("{path}.name"), "another volume has this name");
+        }
+        let kinds = [
+            volume.empty_dir.is_some(),
+            volume.host_path.is_some(),
+            volume.persistent.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            errors.add(
+                &path,
+                "give exactly one of emptyDir: {}, hostPath: {path: /srv/data} and persistent: {size: 1Gi}",
+            );
+        }
+        if let Some(empty) = &volume.empty_dir {
+            if let Some(limit) = &empty.size_limit {
+                if !matches!(crate::parse_memory_bytes(limit), Ok(n) if n > 0) {
+                    errors.add(
+                        format!("{path}.emptyDir.sizeLimit"),
+                        format!("{limit:?} is not a size above zero (e.g. 100Mi)"),
+                    );
+                }
+            }
+            if !matches!(empty.medium.as_str(), "" | "Memory") {
+                errors.add(
+                    format!("{path}.emptyDir.medium"),
+                    "give Memory (tmpfs) or leave it out (the node's disk)",
+                );
+            }
+        }
+        if let Some(host) = &volume.host_path {
+            if !host.path.starts_with('/') {
+                errors.add(format!("{path}.hostPath.path"), "give an absolute path");
+            }
+        }
+        if volume.persistent.is_some() {
+            errors.add(
+                format!("{path}.persistent"),
+                "persistent volumes are not available yet: use emptyDir (kept across restarts of an instance) or hostPath",
+            );
+        }
+    }
+    let mut paths: std::collections::BTreeSet<&str> = spec
+        .files
+        .iter()
+        .map(|f| f.guest_path.trim_end_matches('/'))
+        .collect();
+    for (i, mount) in spec.volume_mounts.iter().enumerate() {
+        let path = format!("spec.volumeMounts[{i}]");
+        if !names.contains(mount.name.as_str()) {
+            errors.add(
+                format!("{path}.name"),
+                format!("{:?} is not one of spec.volumes", mount.name),
+            );
+        }
+        if !mount
+            .mount_path
+            .strip_prefix('/')
+            .is_some_and(is_plain_relative)
+        {
+            errors.add(
+                format!("{path}.mountPath"),
+                format!(
+                    "{:?} is not an absolute path below / without '..' (e.g. /data)",
+                    mount.mount_path
+                ),
+            );
+        }
+        if !paths.insert(mount.mount_path.trim_end_matches('/')) {
+            errors.add(
+                format!("{path}.mountPath"),
+                "another mount (or files entry) uses this path",
+            );
+        }
+    }
+}
+
 /// Most buckets one workload may be granted.
 pub const MAX_BUCKETS: usize = 32;
 
@@ -556,6 +651,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     check_env_from(&spec.env_from, &mut errors);
     check_config_store(&spec.config, &mut errors);
     check_key_value(&spec.grants.key_value, &mut errors);
+    check_volumes(spec, &mut errors);
     check_files(&spec.files, &mut errors);
     if spec.reload == crate::workload::Reload::Live
         && spec.execution != crate::workload::Execution::Http

@@ -74,6 +74,12 @@ pub struct WorkloadSpec {
     /// Host directories granted to each instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirGrant>,
+    /// Storage its instances may mount (`volumeMounts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Where the guest sees each volume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// Configs' and Secrets' values as read-only files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileMount>,
@@ -144,6 +150,8 @@ impl WorkloadSpec {
             config,
             resources,
             dirs,
+            volumes,
+            volume_mounts,
             files,
             restart_policy,
             probes,
@@ -171,6 +179,8 @@ impl WorkloadSpec {
         differ("resources", *resources == other.resources);
         differ("dirs", *dirs == other.dirs);
         differ("files", *files == other.files);
+        differ("volumes", *volumes == other.volumes);
+        differ("volumeMounts", *volume_mounts == other.volume_mounts);
         differ("restartPolicy", *restart_policy == other.restart_policy);
         differ("probes", *probes == other.probes);
         differ("nodeSelector", *node_selector == other.node_selector);
@@ -554,6 +564,69 @@ impl FileMount {
             _ => None,
         }
     }
+}
+
+/// `spec.volumes[]`: one volume, of exactly one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Volume {
+    /// Its name, for `volumeMounts`.
+    pub name: String,
+    /// A folder of the instance's own, empty at its start, kept across its
+    /// restarts, removed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolume>,
+    /// A folder of the node (only under the node's `--allow-host-path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathVolume>,
+    /// A volume per replica that outlives it (not available yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<PersistentVolume>,
+}
+
+/// `emptyDir`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmptyDirVolume {
+    /// Most bytes it may hold; past it the instance is stopped
+    /// (`VolumeQuotaExceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<String>,
+    /// `Memory`: in memory-backed storage (tmpfs); else on the node's disk.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub medium: String,
+}
+
+/// `hostPath`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostPathVolume {
+    /// The folder on the node (absolute).
+    pub path: String,
+    /// Whether every mount of it is read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+/// `persistent`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PersistentVolume {
+    /// Its size.
+    pub size: String,
+}
+
+/// `spec.volumeMounts[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeMount {
+    /// A volume of `spec.volumes`.
+    pub name: String,
+    /// Where the guest sees it (absolute).
+    pub mount_path: String,
+    /// Whether the guest may only read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// One read of a Config's or Secret's values by a template.

@@ -12,6 +12,7 @@ mod openapi;
 mod rollouts;
 mod support;
 mod trust;
+mod volumes;
 
 mod run_bad_input;
 mod run_in_process;

@@ -40,6 +40,8 @@ pub struct NodeContext {
     pub restarts: crate::restart_budget::RestartBudget,
     /// Where instances' `files` are written.
     pub files: crate::config_files::FileDirs,
+    /// Where instances' `emptyDir` volumes are made.
+    pub volumes: crate::volumes::VolumeDirs,
     /// The `node` backend of key-value buckets (or why it cannot open).
     pub kv: Result<Arc<crate::kv_node::NodeKv>, String>,
 }

@@ -86,6 +86,21 @@ pub(crate) async fn run(ctx: Arc<NodeContext>, mut life: Lifecycle, prepared: Pr
                 }
                 Err(why)
             }
+            why = prepared.volumes.watch() => {
+                // Evicted, as the kubelet does: stopped for good (its
+                // workload replaces it, with empty volumes).
+                if let Some(log) = &log {
+                    log.note(&format!("[flotilla] {why}"));
+                }
+                life.ended(Termination {
+                    reason: "VolumeQuotaExceeded".into(),
+                    exit_code: None,
+                    trap: None,
+                    message: why.clone(),
+                    finished_at: now_rfc3339_millis(),
+                });
+                return life.fail("VolumeQuotaExceeded", why);
+            }
         };
         let (ended, exit) = match result {
             // Killed by a probe: a failure, for the restart policy.

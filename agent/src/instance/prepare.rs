@@ -19,6 +19,7 @@ use crate::config_refs::{InstanceValues, Resolver, Unresolved};
 use crate::report::Severity;
 use crate::runtime::host_api::keyvalue::{BucketGrant, KeyValueCtx, DEFAULT_QUOTA_BYTES};
 use crate::runtime::{LoadedModule, Preopen, RuntimeError};
+use crate::volumes::InstanceVolumes;
 
 /// An instance ready to start.
 pub(crate) struct Prepared {
@@ -34,6 +35,8 @@ pub(crate) struct Prepared {
     pub _files: InstanceFiles,
     /// The key-value buckets it may open.
     pub keyvalue: KeyValueCtx,
+    /// Its `emptyDir` volumes (removed when dropped).
+    pub volumes: InstanceVolumes,
 }
 
 /// Prepares the instance of `life`; `None` when it failed for good (said
@@ -101,13 +104,27 @@ pub(crate) async fn prepare(ctx: &NodeContext, life: &mut Lifecycle) -> Option<P
     };
     // Kept for as long as the instance runs here; removed with it.
     let folder = format!("{}-{}", instance.metadata.name, instance.metadata.uid);
-    let (files, preopens) = match ctx.files.write(ns, &folder, &values.mounts) {
+    let (files, mut preopens) = match ctx.files.write(ns, &folder, &values.mounts) {
         Ok(written) => written,
         Err(message) => {
             life.fail("FilesNotWritten", message);
             return None;
         }
     };
+    let volumes = match ctx.volumes.make(ns, &folder, &template.volumes) {
+        Ok(volumes) => volumes,
+        Err(message) => {
+            life.fail("VolumeNotMade", message);
+            return None;
+        }
+    };
+    match mounted(ctx, template, &volumes) {
+        Ok(mounts) => preopens.extend(mounts),
+        Err(message) => {
+            life.fail("HostPathNotAllowed", message);
+            return None;
+        }
+    }
     Some(Prepared {
         module,
         values,
@@ -115,7 +132,43 @@ pub(crate) async fn prepare(ctx: &NodeContext, life: &mut Lifecycle) -> Option<P
         folder,
         _files: files,
         keyvalue,
+        volumes,
     })
+}
+
+/// The preopens of the template's `volumeMounts`: its `emptyDir` folders,
+/// and `hostPath` folders this node allows (see `host_paths`).
+fn mounted(
+    ctx: &NodeContext,
+    template: &WorkloadSpec,
+    volumes: &InstanceVolumes,
+) -> Result<Vec<Preopen>, String> {
+    let mut preopens = Vec::with_capacity(template.volume_mounts.len());
+    for mount in &template.volume_mounts {
+        let Some(i) = template.volumes.iter().position(|v| v.name == mount.name) else {
+            continue; // refused at admission
+        };
+        let volume = &template.volumes[i];
+        let (host, read_only) =
+            if let Some(dir) = volumes.dirs.iter().find(|d| d.name == mount.name) {
+                (dir.path.clone(), mount.read_only)
+            } else if let Some(host) = &volume.host_path {
+                let allowed = ctx.host_paths.check(
+                    &format!("spec.volumes[{i}].hostPath.path"),
+                    std::path::Path::new(&host.path),
+                    &ctx.node_name,
+                )?;
+                (allowed, mount.read_only || host.read_only)
+            } else {
+                continue;
+            };
+        preopens.push(Preopen {
+            host,
+            guest: mount.mount_path.clone(),
+            read_only,
+        });
+    }
+    Ok(preopens)
 }
 
 /// The buckets the instance's template grants, on their backends; a bucket

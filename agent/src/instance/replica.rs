@@ -154,49 +154,59 @@ pub(crate) async fn serve(ctx: Arc<NodeContext>, mut life: Lifecycle, mut prepar
             std::mem::take(&mut prepared.values),
         )
     });
-    loop {
-        let next = probes
-            .next_due()
-            .map_or(COUNT_EVERY, |due| {
-                due.saturating_duration_since(Instant::now())
-            })
-            .min(COUNT_EVERY);
-        tokio::time::sleep(next).await;
-        let now = Instant::now();
-        for (kind, times) in probes.due(now) {
-            let Some((_, Some(path))) = paths.iter().find(|(k, _)| *k == kind) else {
-                continue;
-            };
-            let result = check(&module, &shared.get(), &host, path, times.timeout).await;
-            match probes.record(kind, result, now) {
-                Some(Change::Ready(true)) => {
-                    registration.get_or_insert_with(register);
-                    life.set_ready(true);
-                }
-                Some(Change::Ready(false)) => {
-                    registration = None;
-                    life.set_ready(false);
-                }
-                Some(Change::Failed(why)) => {
-                    let message = format!("{why}; restarting the replica");
-                    life.event(Severity::Warning, "Unhealthy", message.clone());
-                    registration = None;
-                    life.restarted(message);
-                    probes.restart(Instant::now());
-                    if probes.ready() {
-                        registration = Some(register());
+    let serving = async {
+        loop {
+            let next = probes
+                .next_due()
+                .map_or(COUNT_EVERY, |due| {
+                    due.saturating_duration_since(Instant::now())
+                })
+                .min(COUNT_EVERY);
+            tokio::time::sleep(next).await;
+            let now = Instant::now();
+            for (kind, times) in probes.due(now) {
+                let Some((_, Some(path))) = paths.iter().find(|(k, _)| *k == kind) else {
+                    continue;
+                };
+                let result = check(&module, &shared.get(), &host, path, times.timeout).await;
+                match probes.record(kind, result, now) {
+                    Some(Change::Ready(true)) => {
+                        registration.get_or_insert_with(register);
                         life.set_ready(true);
                     }
-                    break;
+                    Some(Change::Ready(false)) => {
+                        registration = None;
+                        life.set_ready(false);
+                    }
+                    Some(Change::Failed(why)) => {
+                        let message = format!("{why}; restarting the replica");
+                        life.event(Severity::Warning, "Unhealthy", message.clone());
+                        registration = None;
+                        life.restarted(message);
+                        probes.restart(Instant::now());
+                        if probes.ready() {
+                            registration = Some(register());
+                            life.set_ready(true);
+                        }
+                        break;
+                    }
+                    None => {}
                 }
-                None => {}
             }
+            life.counts(
+                counts.served.load(Ordering::Relaxed),
+                counts.server_errors.load(Ordering::Relaxed),
+            );
         }
-        life.counts(
-            counts.served.load(Ordering::Relaxed),
-            counts.server_errors.load(Ordering::Relaxed),
-        );
-    }
+    };
+    // Past a volume's sizeLimit it is stopped for good (its workload
+    // replaces it, with empty volumes), as the kubelet evicts a pod.
+    let why = tokio::select! {
+        () = serving => return, // it never ends: it loops
+        why = prepared.volumes.watch() => why,
+    };
+    drop(registration);
+    life.fail("VolumeQuotaExceeded", why);
 }
 
 /// One probe request, on a fresh instance: healthy on 2xx/3xx within the

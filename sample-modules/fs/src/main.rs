@@ -1,6 +1,8 @@
-//! `fs [DIR]`: lists, reads and writes its preopened dir (default `/data`), then
-//! tries to escape it and prints what happened to each attempt:
-//! `escape <path>: denied (<error>)` or `escape <path>: ALLOWED`.
+//! `fs [DIR [BYTES [SLEEP_MS]]]`: lists, reads and writes its preopened dir
+//! (default `/data`), then tries to escape it and prints what happened to
+//! each attempt: `escape <path>: denied (<error>)` or `escape <path>:
+//! ALLOWED`. With BYTES, it then writes a file of that many bytes
+//! (`big.bin`); with SLEEP_MS, it then sleeps that long before exiting.
 use std::fs;
 use std::io::Write;
 
@@ -45,5 +47,16 @@ fn main() {
     match fs::write(&outside, b"escaped") {
         Ok(()) => println!("escape write {outside}: ALLOWED"),
         Err(e) => println!("escape write {outside}: denied ({e})"),
+    }
+    let mut args = std::env::args().skip(2);
+    if let Some(bytes) = args.next().and_then(|b| b.parse::<usize>().ok()) {
+        let big = format!("{dir}/big.bin");
+        match fs::write(&big, vec![b'x'; bytes]) {
+            Ok(()) => println!("wrote {big}: {bytes} bytes"),
+            Err(e) => println!("write {big}: failed ({e})"),
+        }
+    }
+    if let Some(ms) = args.next().and_then(|m| m.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }

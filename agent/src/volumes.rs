@@ -1,0 +1,241 @@
+//! An instance's `emptyDir` volumes: folders of its own, made before its
+//! first run, kept across its restarts, removed with it (the
+//! [`InstanceVolumes`] guard) — on the node's disk under the agent's data
+//! folder, or with `medium: Memory` in memory-backed storage (`/dev/shm`).
+//! Each `sizeLimit` is measured (bytes and files, links not followed)
+//! every [`MEASURE_EVERY`] while the instance runs; past it the instance is
+//! stopped (`VolumeQuotaExceeded`), as the kubelet evicts a pod over its
+//! `emptyDir.sizeLimit`.
+//!
+//! What the guest sees of a volume is a WASI preopen: nothing else of the
+//! node's files, and neither `..` nor a symlink leads out of it.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flotilla_spec::workload::Volume;
+
+/// How often sized volumes are measured.
+pub const MEASURE_EVERY: Duration = Duration::from_secs(2);
+
+/// Where one node keeps instances' `emptyDir` volumes.
+#[derive(Debug, Clone)]
+pub struct VolumeDirs {
+    /// On the node's disk.
+    pub disk: PathBuf,
+    /// In memory (`medium: Memory`).
+    pub memory: PathBuf,
+}
+
+impl VolumeDirs {
+    /// The folders of the agent whose data folder is `data_dir` (its own
+    /// folder in `/dev/shm`, named by a digest of `data_dir`).
+    pub fn of(data_dir: &Path) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+        Self {
+            disk: data_dir.join("volumes"),
+            memory: PathBuf::from(format!(
+                "/dev/shm/flotilla-volumes-{}",
+                &hex::encode(digest)[..12]
+            )),
+        }
+    }
+
+    /// Removes what earlier runs of this agent left (the instances it
+    /// starts again begin with empty volumes) and makes both folders afresh.
+    pub fn clear(&self) -> Result<(), String> {
+        crate::config_files::fresh_private_dir(&self.disk)?;
+        crate::config_files::fresh_private_dir(&self.memory)
+    }
+
+    /// Makes the `emptyDir` volumes of `volumes` for instance `folder` (its
+    /// name and uid) in `namespace`: the guard that removes them, and each
+    /// one's name and folder.
+    pub fn make(
+        &self,
+        namespace: &str,
+        folder: &str,
+        volumes: &[Volume],
+    ) -> Result<InstanceVolumes, String> {
+        let mut made = InstanceVolumes::default();
+        for volume in volumes {
+            let Some(empty) = &volume.empty_dir else {
+                continue;
+            };
+            let base = if empty.medium == "Memory" {
+                &self.memory
+            } else {
+                &self.disk
+            };
+            let root = base.join(namespace).join(folder);
+            if !made.roots.contains(&root) {
+                crate::config_files::private_dir(&root)?;
+                made.roots.push(root.clone());
+            }
+            let dir = root.join(&volume.name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create volume {}: {e}", dir.display())),
+            }
+            let limit = empty
+                .size_limit
+                .as_deref()
+                .and_then(|l| flotilla_spec::parse_memory_bytes(l).ok());
+            made.dirs.push(VolumeDir {
+                name: volume.name.clone(),
+                path: dir,
+                limit,
+            });
+        }
+        Ok(made)
+    }
+}
+
+/// One `emptyDir` of an instance.
+#[derive(Debug, Clone)]
+pub struct VolumeDir {
+    /// The volume's name.
+    pub name: String,
+    /// Its folder.
+    pub path: PathBuf,
+    /// Its `sizeLimit` in bytes.
+    pub limit: Option<u64>,
+}
+
+/// One instance's `emptyDir` volumes; removed when dropped.
+#[derive(Debug, Default)]
+pub struct InstanceVolumes {
+    roots: Vec<PathBuf>,
+    /// Each volume.
+    pub dirs: Vec<VolumeDir>,
+}
+
+impl Drop for InstanceVolumes {
+    fn drop(&mut self) {
+        for root in &self.roots {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
+/// What a folder holds: bytes of its files and how many entries, links
+/// not followed (a link counts as itself).
+pub fn usage(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(read) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in read.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            entries += 1;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                bytes = bytes.saturating_add(meta.len());
+            }
+        }
+    }
+    (bytes, entries)
+}
+
+impl InstanceVolumes {
+    /// Why the instance must stop: the first sized volume over its limit,
+    /// measured off the async threads.
+    pub async fn over_limit(&self) -> Option<String> {
+        let sized: Vec<VolumeDir> = self
+            .dirs
+            .iter()
+            .filter(|d| d.limit.is_some())
+            .cloned()
+            .collect();
+        if sized.is_empty() {
+            return None;
+        }
+        tokio::task::spawn_blocking(move || {
+            sized.iter().find_map(|volume| {
+                let limit = volume.limit?;
+                let (bytes, files) = usage(&volume.path);
+                (bytes > limit).then(|| {
+                    format!(
+                        "volume {} holds {bytes} bytes in {files} entries, over its sizeLimit of {limit} bytes: the instance is stopped (raise emptyDir.sizeLimit, or have the guest write less)",
+                        volume.name
+                    )
+                })
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Waits until a sized volume is over its limit (checked every
+    /// [`MEASURE_EVERY`]); never returns without sized volumes.
+    pub async fn watch(&self) -> String {
+        if self.dirs.iter().all(|d| d.limit.is_none()) {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(MEASURE_EVERY).await;
+            if let Some(why) = self.over_limit().await {
+                return why;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_spec::workload::EmptyDirVolume;
+
+    #[test]
+    fn volumes_are_made_measured_and_gone_with_their_guard() {
+        let data = tempfile::tempdir().unwrap();
+        let dirs = VolumeDirs::of(data.path());
+        dirs.clear().unwrap();
+        let volumes = [
+            Volume {
+                name: "scratch".into(),
+                empty_dir: Some(EmptyDirVolume {
+                    size_limit: Some("1Ki".into()),
+                    medium: String::new(),
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "fast".into(),
+                empty_dir: Some(EmptyDirVolume {
+                    medium: "Memory".into(),
+                    ..EmptyDirVolume::default()
+                }),
+                ..Volume::default()
+            },
+        ];
+        let made = dirs.make("default", "web-1-uid", &volumes).unwrap();
+        let scratch = made.dirs[0].path.clone();
+        assert!(made.dirs[1].path.starts_with("/dev/shm"));
+        std::fs::create_dir(scratch.join("sub")).unwrap();
+        std::fs::write(scratch.join("sub/a"), vec![0u8; 600]).unwrap();
+        std::os::unix::fs::symlink("/etc", scratch.join("link")).unwrap();
+        let (bytes, entries) = usage(&scratch);
+        assert_eq!(entries, 3);
+        assert!((600..700).contains(&bytes), "{bytes}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(made.over_limit()), None);
+        std::fs::write(scratch.join("b"), vec![0u8; 600]).unwrap();
+        let why = rt.block_on(made.over_limit()).unwrap();
+        assert!(
+            why.contains("volume scratch") && why.contains("1024"),
+            "{why}"
+        );
+        drop(made);
+        assert!(!scratch.exists());
+    }
+}
