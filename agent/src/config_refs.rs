@@ -140,19 +140,6 @@ impl Env {
             }
         }
     }
-
-    /// Leaves `name` out (an envFrom value an optional env reference that
-    /// did not resolve would otherwise keep).
-    fn unset(&mut self, name: &str) {
-        if let Some(at) = self.index.remove(name) {
-            self.vars.remove(at);
-            for place in self.index.values_mut() {
-                if *place > at {
-                    *place -= 1;
-                }
-            }
-        }
-    }
 }
 
 /// A value as text, or the reason it cannot be one (naming the key, not
@@ -323,10 +310,9 @@ impl<'a> Resolver<'a> {
                     let value = text(bytes, kind, &object, &reference.key, &use_)?;
                     env.set(var.name.clone(), value);
                 }
-                Err(_) if reference.optional => {
-                    // Unset, as Kubernetes leaves an optional one out.
-                    env.unset(&var.name);
-                }
+                // Left out, as Kubernetes does: an envFrom value of that
+                // name, if any, stays.
+                Err(_) if reference.optional => {}
                 Err(message) => return Err(Unresolved::Missing(message)),
             }
         }

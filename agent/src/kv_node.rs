@@ -166,14 +166,24 @@ impl Backend for NodeKv {
         })
     }
 
-    fn list_keys(&self, bucket: &str, offset: u64, limit: usize) -> Result<Vec<String>, KvError> {
+    fn list_keys(
+        &self,
+        bucket: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError> {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        // By key, not by offset: each page is an index range, and writes
+        // between pages do not shift it.
         let mut query = db
-            .prepare_cached("SELECT key FROM kv WHERE bucket = ?1 ORDER BY key LIMIT ?2 OFFSET ?3")
+            .prepare_cached(
+                "SELECT key FROM kv WHERE bucket = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+            )
             .map_err(backend_error)?;
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let keys = query
-            .query_map(params![bucket, limit as i64, offset], |row| row.get(0))
+            .query_map(params![bucket, after.unwrap_or(""), limit as i64], |row| {
+                row.get(0)
+            })
             .map_err(backend_error)?
             .collect::<Result<Vec<String>, _>>()
             .map_err(backend_error)?;
@@ -240,7 +250,14 @@ mod tests {
         drop(kv);
         let kv = NodeKv::open(&path).unwrap();
         assert_eq!(kv.get("ns/b", "n").unwrap(), Some(b"7".to_vec()));
-        assert_eq!(kv.list_keys("ns/b", 0, 10).unwrap(), ["n"]);
+        assert_eq!(kv.list_keys("ns/b", None, 10).unwrap(), ["n"]);
+        assert!(kv.list_keys("ns/b", Some("n"), 10).unwrap().is_empty());
+        // A delete frees its share of the quota (absent keys are no error).
+        kv.delete_many("ns/b", &["n".into(), "absent".into()])
+            .unwrap();
+        kv.set_many("ns/b", &[("c".into(), vec![0; 99])], 100)
+            .unwrap();
+        kv.delete_many("ns/b", &["c".into()]).unwrap();
         kv.set_many("ns/b", &[("t".into(), b"x".to_vec())], 100)
             .unwrap();
         let e = kv.increment("ns/b", "t", 1, 100).unwrap_err();

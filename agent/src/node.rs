@@ -176,9 +176,13 @@ impl Agent {
             host_paths: crate::host_paths::HostPathPolicy {
                 allowed: config.allowed_host_paths.clone(),
                 protected: std::iter::once(config.data_dir.clone())
-                    // Other instances' secret files: never grantable.
+                    // Other instances' secret files and memory volumes:
+                    // never grantable.
                     .chain(std::iter::once(
                         crate::config_files::FileDirs::of(&config.data_dir).secrets,
+                    ))
+                    .chain(std::iter::once(
+                        crate::volumes::VolumeDirs::of(&config.data_dir).memory,
                     ))
                     .chain(config.protected_paths.iter().cloned())
                     .collect(),

@@ -121,15 +121,30 @@ impl Drop for InstanceVolumes {
     }
 }
 
-/// What a folder holds: bytes of its files and how many entries, links
-/// not followed (a link counts as itself).
+/// Most entries (files, folders, links) an `emptyDir` may hold, whatever
+/// its `sizeLimit`: past it the instance is stopped, and the walk ends.
+pub const MAX_ENTRIES: u64 = 100_000;
+
+/// What a folder holds: bytes of its files and how many entries (counting
+/// stops past [`MAX_ENTRIES`]), links not followed (a link counts as
+/// itself), and nothing outside `dir` (a folder the guest swapped for a
+/// link while it was measured is skipped).
 pub fn usage(dir: &Path) -> (u64, u64) {
     let (mut bytes, mut entries) = (0u64, 0u64);
-    let mut pending = vec![dir.to_path_buf()];
+    let Ok(root) = dir.canonicalize() else {
+        return (0, 0);
+    };
+    let mut pending = vec![root.clone()];
     while let Some(dir) = pending.pop() {
+        if !dir.canonicalize().is_ok_and(|real| real.starts_with(&root)) {
+            continue;
+        }
         let Ok(read) = std::fs::read_dir(&dir) else {
             continue;
         };
+        if entries > MAX_ENTRIES {
+            break;
+        }
         for entry in read.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
             entries += 1;
@@ -144,22 +159,23 @@ pub fn usage(dir: &Path) -> (u64, u64) {
 }
 
 impl InstanceVolumes {
-    /// Why the instance must stop: the first sized volume over its limit,
-    /// measured off the async threads.
+    /// Why the instance must stop: the first volume over its `sizeLimit`
+    /// or over [`MAX_ENTRIES`], measured off the async threads.
     pub async fn over_limit(&self) -> Option<String> {
-        let sized: Vec<VolumeDir> = self
-            .dirs
-            .iter()
-            .filter(|d| d.limit.is_some())
-            .cloned()
-            .collect();
-        if sized.is_empty() {
+        let dirs = self.dirs.clone();
+        if dirs.is_empty() {
             return None;
         }
         tokio::task::spawn_blocking(move || {
-            sized.iter().find_map(|volume| {
-                let limit = volume.limit?;
+            dirs.iter().find_map(|volume| {
                 let (bytes, files) = usage(&volume.path);
+                if files > MAX_ENTRIES {
+                    return Some(format!(
+                        "volume {} holds more than {MAX_ENTRIES} entries: the instance is stopped (have the guest keep fewer files)",
+                        volume.name
+                    ));
+                }
+                let limit = volume.limit?;
                 (bytes > limit).then(|| {
                     format!(
                         "volume {} holds {bytes} bytes in {files} entries, over its sizeLimit of {limit} bytes: the instance is stopped (raise emptyDir.sizeLimit, or have the guest write less)",
@@ -173,10 +189,10 @@ impl InstanceVolumes {
         .flatten()
     }
 
-    /// Waits until a sized volume is over its limit (checked every
-    /// [`MEASURE_EVERY`]); never returns without sized volumes.
+    /// Waits until a volume is over its limit (checked every
+    /// [`MEASURE_EVERY`]); never returns without volumes.
     pub async fn watch(&self) -> String {
-        if self.dirs.iter().all(|d| d.limit.is_none()) {
+        if self.dirs.is_empty() {
             return std::future::pending().await;
         }
         loop {
@@ -237,5 +253,6 @@ mod tests {
         );
         drop(made);
         assert!(!scratch.exists());
+        let _ = std::fs::remove_dir_all(&dirs.memory);
     }
 }

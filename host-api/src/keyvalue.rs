@@ -54,6 +54,12 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 64 << 20;
 pub const MAX_BATCH: usize = 1000;
 /// Keys one `list-keys` call answers.
 pub const LIST_PAGE: usize = 1000;
+/// Most bytes of values one batch call reads or writes.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Buckets one instance may hold open at once.
+pub const MAX_OPEN_BUCKETS: usize = 256;
+/// `list-keys` cursors one open bucket remembers (older ones start over).
+const MAX_CURSORS: usize = 64;
 
 /// Why an operation failed, as the guest sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +103,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<(), KvError>;
     /// Deletes the keys (absent ones are no error).
     fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), KvError>;
-    /// Keys in order, from the `offset`th, at most `limit`.
-    fn list_keys(&self, bucket: &str, offset: u64, limit: usize) -> Result<Vec<String>, KvError>;
+    /// Keys in order after `after` (from the first when `None`), at most
+    /// `limit`.
+    fn list_keys(
+        &self,
+        bucket: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError>;
     /// Adds `delta` to the decimal number at `key` (0 if absent), atomically.
     fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError>;
 }
@@ -119,8 +131,13 @@ pub struct BucketGrant {
     pub quota: u64,
 }
 
-/// A bucket the guest opened.
-pub struct OpenBucket(BucketGrant);
+/// A bucket the guest opened, and where its `list-keys` cursors point
+/// (cursor `n` is the key after which page `n` starts, so a listing is
+/// not thrown off by writes between its pages).
+pub struct OpenBucket {
+    grant: BucketGrant,
+    cursors: Vec<String>,
+}
 
 /// The buckets of one instance.
 #[derive(Clone, Default)]
@@ -159,7 +176,9 @@ impl KeyValueCtx {
 
 impl FreshTable {
     fn table(&mut self) -> &mut ResourceTable {
-        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+        let table = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        table.set_max_capacity(MAX_OPEN_BUCKETS);
+        table
     }
 }
 
@@ -222,7 +241,7 @@ fn check_batch(len: usize) -> Result<(), KvError> {
 
 impl KeyValueHost<'_> {
     fn bucket(&mut self, bucket: &Resource<OpenBucket>) -> Result<BucketGrant, KvError> {
-        Ok(self.0.opened.table().get(bucket)?.0.clone())
+        Ok(self.0.opened.table().get(bucket)?.grant.clone())
     }
 }
 
@@ -240,7 +259,15 @@ impl wit::store::Host for KeyValueHost<'_> {
             }
             return Err(KvError::AccessDenied);
         };
-        Ok(self.0.opened.table().push(OpenBucket(grant))?)
+        let open = OpenBucket {
+            grant,
+            cursors: Vec::new(),
+        };
+        self.0.opened.table().push(open).map_err(|_| {
+            KvError::Other(format!(
+                "at most {MAX_OPEN_BUCKETS} buckets may be open at once: drop the ones not in use"
+            ))
+        })
     }
 
     fn convert_error(&mut self, err: KvError) -> wasmtime::Result<wit::store::Error> {
@@ -293,9 +320,30 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
         cursor: Option<u64>,
     ) -> Result<wit::store::KeyResponse, KvError> {
         let b = self.bucket(&bucket)?;
-        let offset = cursor.unwrap_or(0);
-        let keys = b.backend.list_keys(&b.id, offset, LIST_PAGE)?;
-        let cursor = (keys.len() == LIST_PAGE).then(|| offset + LIST_PAGE as u64);
+        let open = self.0.opened.table().get_mut(&bucket)?;
+        let after = match cursor {
+            None => None,
+            Some(n) => Some(
+                usize::try_from(n)
+                    .ok()
+                    .and_then(|n| open.cursors.get(n))
+                    .cloned()
+                    .ok_or_else(|| {
+                        KvError::Other(format!("cursor {n} is not one this bucket gave"))
+                    })?,
+            ),
+        };
+        let keys = b.backend.list_keys(&b.id, after.as_deref(), LIST_PAGE)?;
+        let cursor = match keys.last() {
+            Some(last) if keys.len() == LIST_PAGE => {
+                if open.cursors.len() >= MAX_CURSORS {
+                    open.cursors.clear();
+                }
+                open.cursors.push(last.clone());
+                Some(open.cursors.len() as u64 - 1)
+            }
+            _ => None,
+        };
         Ok(wit::store::KeyResponse { keys, cursor })
     }
 
@@ -327,9 +375,16 @@ impl wit::batch::Host for KeyValueHost<'_> {
         let b = self.bucket(&bucket)?;
         check_batch(keys.len())?;
         let mut found = Vec::with_capacity(keys.len());
+        let mut bytes = 0usize;
         for key in keys {
             check_key(&key)?;
             let value = b.backend.get(&b.id, &key)?;
+            bytes = bytes.saturating_add(value.as_ref().map_or(0, Vec::len));
+            if bytes > MAX_BATCH_BYTES {
+                return Err(KvError::Other(format!(
+                    "a batch reads at most {MAX_BATCH_BYTES} bytes (16 MiB): ask for fewer keys"
+                )));
+            }
             found.push(value.map(|v| (key, v)));
         }
         Ok(found)
@@ -342,9 +397,16 @@ impl wit::batch::Host for KeyValueHost<'_> {
     ) -> Result<(), KvError> {
         let b = self.bucket(&bucket)?;
         check_batch(key_values.len())?;
+        let mut bytes = 0usize;
         for (key, value) in &key_values {
             check_key(key)?;
             check_value(key, value)?;
+            bytes = bytes.saturating_add(value.len());
+        }
+        if bytes > MAX_BATCH_BYTES {
+            return Err(KvError::Other(format!(
+                "a batch writes at most {MAX_BATCH_BYTES} bytes (16 MiB): write fewer values at once"
+            )));
         }
         b.backend.set_many(&b.id, &key_values, b.quota)
     }

@@ -499,6 +499,12 @@ fn check_volumes(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
                     );
                 }
             }
+            if empty.medium == "Memory" && empty.size_limit.is_none() {
+                errors.add(
+                    format!("{path}.emptyDir.sizeLimit"),
+                    "a Memory volume takes the node's memory: give it a sizeLimit (e.g. 64Mi)",
+                );
+            }
             if !matches!(empty.medium.as_str(), "" | "Memory") {
                 errors.add(
                     format!("{path}.emptyDir.medium"),
@@ -553,6 +559,9 @@ fn check_volumes(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
     }
 }
 
+/// Largest quota of one bucket.
+pub const MAX_BUCKET_QUOTA: u64 = 1 << 30;
+
 /// Most buckets one workload may be granted.
 pub const MAX_BUCKETS: usize = 32;
 
@@ -575,11 +584,11 @@ fn check_key_value(grants: &[crate::workload::KeyValueGrant], errors: &mut Colle
         }
         if let Some(quota) = &grant.quota {
             match crate::parse_memory_bytes(quota) {
-                Ok(0) | Err(_) => errors.add(
+                Ok(n) if n > 0 && n <= MAX_BUCKET_QUOTA => {}
+                _ => errors.add(
                     format!("{path}.quota"),
-                    format!("{quota:?} is not a size above zero (e.g. 64Mi)"),
+                    format!("{quota:?} is not a size from 1 byte to 1Gi (e.g. 64Mi)"),
                 ),
-                Ok(_) => {}
             }
         }
         if grant.backend == crate::workload::KeyValueBackend::Cluster {

@@ -41,7 +41,7 @@ spec:
   module: {source: "file:MODULES/fs.wasm"}
   args: ["/scratch"]
   restartPolicy: {backoff: {initial: 100ms}}
-  volumes: [{name: work, emptyDir: {}}, {name: fast, emptyDir: {medium: Memory}}]
+  volumes: [{name: work, emptyDir: {}}, {name: fast, emptyDir: {medium: Memory, sizeLimit: 1Mi}}]
   volumeMounts: [{name: work, mountPath: /scratch}, {name: fast, mountPath: /fast, readOnly: true}]
 "#,
     );

@@ -195,9 +195,18 @@ fn buckets(ctx: &NodeContext, life: &Lifecycle) -> Result<KeyValueCtx, String> {
         })
         .collect();
     let (reporter, about) = (ctx.reporter.clone(), life.about().clone());
+    // Said once per name (and for at most 16 names): a guest opening
+    // buckets in a loop does not use up the node's Events.
+    let said = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
     let on_denied = move |bucket: &str| {
         // The guest chose the name: shown short.
         let bucket: String = bucket.chars().take(64).collect();
+        {
+            let mut said = said.lock().unwrap_or_else(|e| e.into_inner());
+            if said.len() >= 16 || !said.insert(bucket.clone()) {
+                return;
+            }
+        }
         reporter.event(
             &about,
             Severity::Warning,
