@@ -8,7 +8,9 @@
 //! bucket holds at most its grant's quota (keys and values together), and a
 //! write past it fails with `other("quota-exceeded: …")` — the draft WIT
 //! has no case of its own for it. A batch names at most [`MAX_BATCH`] keys;
-//! `list-keys` answers [`LIST_PAGE`] keys at a time with a cursor.
+//! `list-keys` answers [`LIST_PAGE`] keys at a time with a cursor. The host
+//! functions are async: a backend's (blocking) work runs on tokio's
+//! blocking pool, never on the threads that run guests and the agent.
 
 use std::sync::Arc;
 
@@ -20,7 +22,9 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "wasi:keyvalue/imports",
-        imports: { default: trappable },
+        // Async: a backend's work runs on the blocking pool, never on the
+        // thread that runs guests and the agent's own tasks.
+        imports: { default: async | trappable },
         with: {
             "wasi:keyvalue/store.bucket": super::OpenBucket,
         },
@@ -210,6 +214,15 @@ pub fn add_to_linker<T: KeyValueView>(
     Ok(())
 }
 
+/// Runs a backend's work on the blocking pool.
+async fn blocking<R: Send + 'static>(
+    work: impl FnOnce() -> Result<R, KvError> + Send + 'static,
+) -> Result<R, KvError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| KvError::Other(format!("the key-value backend stopped: {e}")))?
+}
+
 fn check_key(key: &str) -> Result<(), KvError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(KvError::Other(format!(
@@ -246,7 +259,7 @@ impl KeyValueHost<'_> {
 }
 
 impl wit::store::Host for KeyValueHost<'_> {
-    fn open(&mut self, identifier: String) -> Result<Resource<OpenBucket>, KvError> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<OpenBucket>, KvError> {
         let Some(grant) = self
             .0
             .buckets
@@ -280,17 +293,17 @@ impl wit::store::Host for KeyValueHost<'_> {
 }
 
 impl wit::store::HostBucket for KeyValueHost<'_> {
-    fn get(
+    async fn get(
         &mut self,
         bucket: Resource<OpenBucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        b.backend.get(&b.id, &key)
+        blocking(move || b.backend.get(&b.id, &key)).await
     }
 
-    fn set(
+    async fn set(
         &mut self,
         bucket: Resource<OpenBucket>,
         key: String,
@@ -299,28 +312,30 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
         check_value(&key, &value)?;
-        b.backend.set_many(&b.id, &[(key, value)], b.quota)
+        blocking(move || b.backend.set_many(&b.id, &[(key, value)], b.quota)).await
     }
 
-    fn delete(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<(), KvError> {
+    async fn delete(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<(), KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        b.backend.delete_many(&b.id, &[key])
+        blocking(move || b.backend.delete_many(&b.id, &[key])).await
     }
 
-    fn exists(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<bool, KvError> {
+    async fn exists(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<bool, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        Ok(b.backend.get(&b.id, &key)?.is_some())
+        Ok(blocking(move || b.backend.get(&b.id, &key))
+            .await?
+            .is_some())
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         bucket: Resource<OpenBucket>,
         cursor: Option<u64>,
     ) -> Result<wit::store::KeyResponse, KvError> {
         let b = self.bucket(&bucket)?;
-        let open = self.0.opened.table().get_mut(&bucket)?;
+        let open = self.0.opened.table().get(&bucket)?;
         let after = match cursor {
             None => None,
             Some(n) => Some(
@@ -333,7 +348,9 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
                     })?,
             ),
         };
-        let keys = b.backend.list_keys(&b.id, after.as_deref(), LIST_PAGE)?;
+        let keys =
+            blocking(move || b.backend.list_keys(&b.id, after.as_deref(), LIST_PAGE)).await?;
+        let open = self.0.opened.table().get_mut(&bucket)?;
         let cursor = match keys.last() {
             Some(last) if keys.len() == LIST_PAGE => {
                 if open.cursors.len() >= MAX_CURSORS {
@@ -347,14 +364,14 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
         Ok(wit::store::KeyResponse { keys, cursor })
     }
 
-    fn drop(&mut self, bucket: Resource<OpenBucket>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, bucket: Resource<OpenBucket>) -> wasmtime::Result<()> {
         self.0.opened.table().delete(bucket)?;
         Ok(())
     }
 }
 
 impl wit::atomics::Host for KeyValueHost<'_> {
-    fn increment(
+    async fn increment(
         &mut self,
         bucket: Resource<OpenBucket>,
         key: String,
@@ -362,35 +379,40 @@ impl wit::atomics::Host for KeyValueHost<'_> {
     ) -> Result<u64, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        b.backend.increment(&b.id, &key, delta, b.quota)
+        blocking(move || b.backend.increment(&b.id, &key, delta, b.quota)).await
     }
 }
 
 impl wit::batch::Host for KeyValueHost<'_> {
-    fn get_many(
+    async fn get_many(
         &mut self,
         bucket: Resource<OpenBucket>,
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         let b = self.bucket(&bucket)?;
         check_batch(keys.len())?;
-        let mut found = Vec::with_capacity(keys.len());
-        let mut bytes = 0usize;
-        for key in keys {
-            check_key(&key)?;
-            let value = b.backend.get(&b.id, &key)?;
-            bytes = bytes.saturating_add(value.as_ref().map_or(0, Vec::len));
-            if bytes > MAX_BATCH_BYTES {
-                return Err(KvError::Other(format!(
-                    "a batch reads at most {MAX_BATCH_BYTES} bytes (16 MiB): ask for fewer keys"
-                )));
-            }
-            found.push(value.map(|v| (key, v)));
+        for key in &keys {
+            check_key(key)?;
         }
-        Ok(found)
+        blocking(move || {
+            let mut found = Vec::with_capacity(keys.len());
+            let mut bytes = 0usize;
+            for key in keys {
+                let value = b.backend.get(&b.id, &key)?;
+                bytes = bytes.saturating_add(value.as_ref().map_or(0, Vec::len));
+                if bytes > MAX_BATCH_BYTES {
+                    return Err(KvError::Other(format!(
+                        "a batch reads at most {MAX_BATCH_BYTES} bytes (16 MiB): ask for fewer keys"
+                    )));
+                }
+                found.push(value.map(|v| (key, v)));
+            }
+            Ok(found)
+        })
+        .await
     }
 
-    fn set_many(
+    async fn set_many(
         &mut self,
         bucket: Resource<OpenBucket>,
         key_values: Vec<(String, Vec<u8>)>,
@@ -408,10 +430,10 @@ impl wit::batch::Host for KeyValueHost<'_> {
                 "a batch writes at most {MAX_BATCH_BYTES} bytes (16 MiB): write fewer values at once"
             )));
         }
-        b.backend.set_many(&b.id, &key_values, b.quota)
+        blocking(move || b.backend.set_many(&b.id, &key_values, b.quota)).await
     }
 
-    fn delete_many(
+    async fn delete_many(
         &mut self,
         bucket: Resource<OpenBucket>,
         keys: Vec<String>,
@@ -421,6 +443,6 @@ impl wit::batch::Host for KeyValueHost<'_> {
         for key in &keys {
             check_key(key)?;
         }
-        b.backend.delete_many(&b.id, &keys)
+        blocking(move || b.backend.delete_many(&b.id, &keys)).await
     }
 }
