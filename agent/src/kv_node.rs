@@ -126,6 +126,13 @@ fn put(
 }
 
 impl Backend for NodeKv {
+    /// Microseconds a call on one in-process connection (WAL,
+    /// `synchronous=NORMAL`: no sync per commit): made in place, as a hop
+    /// to the blocking pool costs ten times that (benches/src/bin/kv-bench.rs).
+    fn inline(&self) -> bool {
+        true
+    }
+
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         db.query_row(

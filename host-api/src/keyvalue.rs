@@ -9,8 +9,9 @@
 //! write past it fails with `other("quota-exceeded: …")` — the draft WIT
 //! has no case of its own for it. A batch names at most [`MAX_BATCH`] keys;
 //! `list-keys` answers [`LIST_PAGE`] keys at a time with a cursor. The host
-//! functions are async: a backend's (blocking) work runs on tokio's
-//! blocking pool, never on the threads that run guests and the agent.
+//! functions are async: a backend that is not in-process runs on tokio's
+//! blocking pool, never on the threads that run guests and the agent; an
+//! in-process one (the node's SQLite, microseconds a call) runs in place.
 
 use std::sync::Arc;
 
@@ -117,6 +118,12 @@ pub trait Backend: Send + Sync {
     ) -> Result<Vec<String>, KvError>;
     /// Adds `delta` to the decimal number at `key` (0 if absent), atomically.
     fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError>;
+    /// Whether its calls are short enough to make on the guest's own
+    /// thread (an in-process store answering in microseconds); otherwise
+    /// they go to the blocking pool (a store across a network).
+    fn inline(&self) -> bool {
+        false
+    }
 }
 
 /// Told the name of a bucket the guest tried to open without a grant.
@@ -214,10 +221,16 @@ pub fn add_to_linker<T: KeyValueView>(
     Ok(())
 }
 
-/// Runs a backend's work on the blocking pool.
+/// Runs a backend's work: in place when the backend says its calls are
+/// short ([`Backend::inline`]: a hop to the blocking pool would cost ten
+/// times the call), else on the blocking pool.
 async fn blocking<R: Send + 'static>(
+    backend: &Arc<dyn Backend>,
     work: impl FnOnce() -> Result<R, KvError> + Send + 'static,
 ) -> Result<R, KvError> {
+    if backend.inline() {
+        return work();
+    }
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| KvError::Other(format!("the key-value backend stopped: {e}")))?
@@ -300,7 +313,7 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
     ) -> Result<Option<Vec<u8>>, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        blocking(move || b.backend.get(&b.id, &key)).await
+        blocking(&b.backend.clone(), move || b.backend.get(&b.id, &key)).await
     }
 
     async fn set(
@@ -312,21 +325,29 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
         check_value(&key, &value)?;
-        blocking(move || b.backend.set_many(&b.id, &[(key, value)], b.quota)).await
+        blocking(&b.backend.clone(), move || {
+            b.backend.set_many(&b.id, &[(key, value)], b.quota)
+        })
+        .await
     }
 
     async fn delete(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<(), KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        blocking(move || b.backend.delete_many(&b.id, &[key])).await
+        blocking(&b.backend.clone(), move || {
+            b.backend.delete_many(&b.id, &[key])
+        })
+        .await
     }
 
     async fn exists(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<bool, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        Ok(blocking(move || b.backend.get(&b.id, &key))
-            .await?
-            .is_some())
+        Ok(
+            blocking(&b.backend.clone(), move || b.backend.get(&b.id, &key))
+                .await?
+                .is_some(),
+        )
     }
 
     async fn list_keys(
@@ -348,8 +369,10 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
                     })?,
             ),
         };
-        let keys =
-            blocking(move || b.backend.list_keys(&b.id, after.as_deref(), LIST_PAGE)).await?;
+        let keys = blocking(&b.backend.clone(), move || {
+            b.backend.list_keys(&b.id, after.as_deref(), LIST_PAGE)
+        })
+        .await?;
         let open = self.0.opened.table().get_mut(&bucket)?;
         let cursor = match keys.last() {
             Some(last) if keys.len() == LIST_PAGE => {
@@ -379,7 +402,10 @@ impl wit::atomics::Host for KeyValueHost<'_> {
     ) -> Result<u64, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        blocking(move || b.backend.increment(&b.id, &key, delta, b.quota)).await
+        blocking(&b.backend.clone(), move || {
+            b.backend.increment(&b.id, &key, delta, b.quota)
+        })
+        .await
     }
 }
 
@@ -394,7 +420,7 @@ impl wit::batch::Host for KeyValueHost<'_> {
         for key in &keys {
             check_key(key)?;
         }
-        blocking(move || {
+        blocking(&b.backend.clone(), move || {
             let mut found = Vec::with_capacity(keys.len());
             let mut bytes = 0usize;
             for key in keys {
@@ -430,7 +456,10 @@ impl wit::batch::Host for KeyValueHost<'_> {
                 "a batch writes at most {MAX_BATCH_BYTES} bytes (16 MiB): write fewer values at once"
             )));
         }
-        blocking(move || b.backend.set_many(&b.id, &key_values, b.quota)).await
+        blocking(&b.backend.clone(), move || {
+            b.backend.set_many(&b.id, &key_values, b.quota)
+        })
+        .await
     }
 
     async fn delete_many(
@@ -443,6 +472,9 @@ impl wit::batch::Host for KeyValueHost<'_> {
         for key in &keys {
             check_key(key)?;
         }
-        blocking(move || b.backend.delete_many(&b.id, &keys)).await
+        blocking(&b.backend.clone(), move || {
+            b.backend.delete_many(&b.id, &keys)
+        })
+        .await
     }
 }
