@@ -65,6 +65,26 @@ fn a_visit_counter_keeps_its_count_in_a_granted_bucket_across_restarts_within_it
     assert!(body.contains("at most 1048576"), "{body}");
     assert_eq!(get(&ingress, "/"), (200, "visits: 11\n".into()));
 
+    // Another namespace's bucket of the same name is its own.
+    c.apply(
+        "other.yaml",
+        &COUNTER
+            .replace(
+                "metadata: {name: counter}",
+                "metadata: {name: counter, namespace: other}",
+            )
+            .replace("replicas: 2", "replicas: 1")
+            .replace("counter.local", "other.local")
+            .replace("GRANTS", "grants: {keyValue: [{bucket: counter}]}"),
+    );
+    c.wait_until("the other counter answers", Duration::from_secs(30), || {
+        crate::http::request(&ingress, "GET", "other.local", "/", "").0 == 200
+    });
+    assert_eq!(
+        crate::http::request(&ingress, "GET", "other.local", "/", ""),
+        (200, "visits: 2\n".into())
+    );
+
     // The bucket is the node's: it survives a restart of the whole node.
     c.kill();
     c.launch();

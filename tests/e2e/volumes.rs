@@ -65,6 +65,25 @@ spec:
     let fast = dirs.memory.join("default").join(&folder).join("fast");
     assert!(work.join("written-by-guest.txt").exists(), "{work:?}");
     assert!(fast.is_dir() && fast.starts_with("/dev/shm"), "{fast:?}");
+    // A mount marked readOnly cannot be written.
+    c.apply(
+        "reader.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: reader}
+spec:
+  module: {source: "file:MODULES/fs.wasm"}
+  args: ["/fast"]
+  restartPolicy: {policy: Never}
+  volumes: [{name: fast, emptyDir: {medium: Memory, sizeLimit: 1Mi}}]
+  volumeMounts: [{name: fast, mountPath: /fast, readOnly: true}]
+"#,
+    );
+    c.wait_until("reader tried to write", Duration::from_secs(30), || {
+        let said = String::from_utf8_lossy(&c.cli(&["logs", "reader"]).stdout).to_string();
+        said.contains("write /fast/written-by-guest.txt: failed")
+    });
     c.ok(&["delete", "workload", "scratch"]);
     c.wait_until(
         "the volumes go with the instance",
