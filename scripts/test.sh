@@ -6,6 +6,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# A one-off build gains nothing from incremental artifacts, and they more than
+# double the target folder (a CI run ran out of disk in the fuzz build with
+# them). Local `cargo` runs keep the profile's incremental setting.
+export CARGO_INCREMENTAL=0
+free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${free_kib:-0}" -lt $((12 * 1024 * 1024)) ]; then
+  echo "test.sh: warning: only $((free_kib / 1024)) MiB free here; the build and the fuzz targets need about 12 GiB (free space, or set CARGO_TARGET_DIR to a larger disk)" >&2
+fi
 scripts/setup.sh
 scripts/build-sample-modules.sh
 cargo fmt --all --check
