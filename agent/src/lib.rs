@@ -33,7 +33,7 @@ pub mod ingress;
 pub mod ingress_tls;
 pub mod instance;
 pub mod journal;
-pub mod kv_node;
+pub mod kv_cluster;
 pub mod logs;
 pub mod node;
 pub mod node_port;

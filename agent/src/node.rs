@@ -160,9 +160,13 @@ impl Agent {
                 volumes
             },
             // Not fatal: instances granted buckets then fail, saying why.
-            kv: crate::kv_node::NodeKv::open(&config.data_dir.join("keyvalue.db"))
-                .map(Arc::new)
-                .inspect_err(|e| tracing::error!("{e}")),
+            kv: flotilla_kv::SqliteKv::open(
+                &config.data_dir.join("keyvalue.db"),
+                "the node's key-value store",
+            )
+            .map(Arc::new)
+            .inspect_err(|e| tracing::error!("{e}")),
+            cluster_kv: Arc::new(crate::kv_cluster::ClusterKv::new(client.clone())),
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
             client,

@@ -14,6 +14,7 @@ mod config;
 mod create;
 mod get;
 mod kinds;
+mod kv;
 mod logs;
 mod patch;
 mod rollout;
@@ -66,6 +67,8 @@ enum Command {
     Create(create::CreateArgs),
     /// Manage how Secrets are sealed at rest (rotate-key).
     Secrets(create::SecretsArgs),
+    /// Read and write the cluster's key-value buckets: get, put, delete, list, increment.
+    Kv(kv::KvArgs),
 }
 
 fn main() {
@@ -122,6 +125,7 @@ fn main() {
             Command::Token(args) => token::main(args).await,
             Command::Create(args) => create::main(args).await,
             Command::Secrets(args) => create::secrets(args).await,
+            Command::Kv(args) => kv::main(args).await,
         }
     });
     if let Err(e) = result {

@@ -228,6 +228,8 @@ pub struct ControlPlane {
     listener: tokio::net::TcpListener,
     store: Arc<SealedStore<SqliteStore>>,
     blobs: Arc<BlobStore>,
+    /// The `cluster` key-value buckets.
+    kv: Arc<flotilla_kv::SqliteKv>,
     /// `https://addr` of the API.
     pub url: String,
     /// The admin token.
@@ -263,6 +265,14 @@ impl ControlPlane {
             SqliteStore::open(&store_path)?,
             &data_dir.join("pki/secret-keys"),
         )?);
+        // Guests' `cluster` buckets: beside the objects, in a file of their
+        // own (a burst of increments does not queue behind object writes).
+        let kv_path = data_dir.join("keyvalue.db");
+        private_file(&kv_path)?;
+        let kv = Arc::new(
+            flotilla_kv::SqliteKv::open(&kv_path, "the control plane's key-value store")
+                .map_err(anyhow::Error::msg)?,
+        );
         let blob_dir = data_dir.join("blobs");
         let blobs = Arc::new(
             BlobStore::open(&blob_dir)
@@ -285,6 +295,7 @@ impl ControlPlane {
             listener,
             store,
             blobs,
+            kv,
             url,
             admin_token,
             join_token,
@@ -303,6 +314,7 @@ impl ControlPlane {
             streams: Default::default(),
             event_rate: Default::default(),
             blobs: self.blobs.clone(),
+            kv: self.kv.clone(),
             node_tls: self.trust.node_client_config()?,
             trust: self.trust.clone(),
         });

@@ -5,6 +5,8 @@
 //! certificate, turns `Status` error bodies back into messages, and reads
 //! watch streams line by line.
 
+pub mod kv;
+
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 

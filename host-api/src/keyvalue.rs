@@ -49,81 +49,18 @@ pub const CAPABILITY: Capability = Capability {
     grant: Grant::Spec("add spec.grants.keyValue: [{bucket: NAME}] naming the buckets it opens"),
 };
 
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
-/// Largest value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
-/// A bucket's quota when its grant names none.
-pub const DEFAULT_QUOTA_BYTES: u64 = 64 << 20;
-/// Most keys one batch call names.
-pub const MAX_BATCH: usize = 1000;
-/// Keys one `list-keys` call answers.
-pub const LIST_PAGE: usize = 1000;
-/// Most bytes of values one batch call reads or writes.
-pub const MAX_BATCH_BYTES: usize = 16 << 20;
+pub use flotilla_kv::{
+    check_batch, check_batch_bytes, check_key, check_value, Backend, KvError, DEFAULT_QUOTA_BYTES,
+    LIST_PAGE, MAX_BATCH, MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+};
+
 /// Buckets one instance may hold open at once.
 pub const MAX_OPEN_BUCKETS: usize = 256;
 /// `list-keys` cursors one open bucket remembers (older ones start over).
 const MAX_CURSORS: usize = 64;
 
-/// Why an operation failed, as the guest sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvError {
-    /// No such bucket.
-    NoSuchStore,
-    /// The workload is not granted the bucket.
-    AccessDenied,
-    /// Anything else, in words (limits, quota, the backend's trouble).
-    Other(String),
-}
-
-impl KvError {
-    /// A write that would take the bucket past its quota.
-    pub fn quota_exceeded(bucket: &str, used: u64, adding: u64, quota: u64) -> Self {
-        Self::Other(format!(
-            "quota-exceeded: bucket {bucket} holds {used} bytes; {adding} more would pass its quota of {quota} (raise quota in spec.grants.keyValue, or delete keys)"
-        ))
-    }
-}
-
-impl From<wasmtime::component::ResourceTableError> for KvError {
-    fn from(e: wasmtime::component::ResourceTableError) -> Self {
-        Self::Other(e.to_string())
-    }
-}
-
-/// Where a bucket's keys live. `bucket` is the embedder's name for it
-/// (unique among the buckets the backend holds); `quota` bounds the
-/// bucket's keys and values together, checked in the same transaction as
-/// the write.
-pub trait Backend: Send + Sync {
-    /// The value of `key`.
-    fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
-    /// Sets every pair at once (all or none).
-    fn set_many(
-        &self,
-        bucket: &str,
-        pairs: &[(String, Vec<u8>)],
-        quota: u64,
-    ) -> Result<(), KvError>;
-    /// Deletes the keys (absent ones are no error).
-    fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), KvError>;
-    /// Keys in order after `after` (from the first when `None`), at most
-    /// `limit`.
-    fn list_keys(
-        &self,
-        bucket: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, KvError>;
-    /// Adds `delta` to the decimal number at `key` (0 if absent), atomically.
-    fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError>;
-    /// Whether its calls are short enough to make on the guest's own
-    /// thread (an in-process store answering in microseconds); otherwise
-    /// they go to the blocking pool (a store across a network).
-    fn inline(&self) -> bool {
-        false
-    }
+fn table_error(e: wasmtime::component::ResourceTableError) -> KvError {
+    KvError::Other(e.to_string())
 }
 
 /// Told the name of a bucket the guest tried to open without a grant.
@@ -225,49 +162,27 @@ pub fn add_to_linker<T: KeyValueView>(
 /// short ([`Backend::inline`]: a hop to the blocking pool would cost ten
 /// times the call), else on the blocking pool.
 async fn blocking<R: Send + 'static>(
-    backend: &Arc<dyn Backend>,
-    work: impl FnOnce() -> Result<R, KvError> + Send + 'static,
+    bucket: BucketGrant,
+    work: impl FnOnce(&BucketGrant) -> Result<R, KvError> + Send + 'static,
 ) -> Result<R, KvError> {
-    if backend.inline() {
-        return work();
+    if bucket.backend.inline() {
+        return work(&bucket);
     }
-    tokio::task::spawn_blocking(work)
+    tokio::task::spawn_blocking(move || work(&bucket))
         .await
         .map_err(|e| KvError::Other(format!("the key-value backend stopped: {e}")))?
 }
 
-fn check_key(key: &str) -> Result<(), KvError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(KvError::Other(format!(
-            "a key is 1 to {MAX_KEY_BYTES} bytes; this one is {}",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_value(key: &str, value: &[u8]) -> Result<(), KvError> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(KvError::Other(format!(
-            "the value of {key:?} is {} bytes; a value is at most {MAX_VALUE_BYTES} (1 MiB)",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_batch(len: usize) -> Result<(), KvError> {
-    if len > MAX_BATCH {
-        return Err(KvError::Other(format!(
-            "a batch names at most {MAX_BATCH} keys; this one {len}"
-        )));
-    }
-    Ok(())
-}
-
 impl KeyValueHost<'_> {
     fn bucket(&mut self, bucket: &Resource<OpenBucket>) -> Result<BucketGrant, KvError> {
-        Ok(self.0.opened.table().get(bucket)?.grant.clone())
+        Ok(self
+            .0
+            .opened
+            .table()
+            .get(bucket)
+            .map_err(table_error)?
+            .grant
+            .clone())
     }
 }
 
@@ -300,7 +215,7 @@ impl wit::store::Host for KeyValueHost<'_> {
         Ok(match err {
             KvError::NoSuchStore => wit::store::Error::NoSuchStore,
             KvError::AccessDenied => wit::store::Error::AccessDenied,
-            KvError::Other(e) => wit::store::Error::Other(e),
+            KvError::Invalid(e) | KvError::Other(e) => wit::store::Error::Other(e),
         })
     }
 }
@@ -313,7 +228,7 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
     ) -> Result<Option<Vec<u8>>, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        blocking(&b.backend.clone(), move || b.backend.get(&b.id, &key)).await
+        blocking(b, move |b| b.backend.get(&b.id, &key)).await
     }
 
     async fn set(
@@ -325,7 +240,7 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
         check_value(&key, &value)?;
-        blocking(&b.backend.clone(), move || {
+        blocking(b, move |b| {
             b.backend.set_many(&b.id, &[(key, value)], b.quota)
         })
         .await
@@ -334,20 +249,15 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
     async fn delete(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<(), KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        blocking(&b.backend.clone(), move || {
-            b.backend.delete_many(&b.id, &[key])
-        })
-        .await
+        blocking(b, move |b| b.backend.delete_many(&b.id, &[key])).await
     }
 
     async fn exists(&mut self, bucket: Resource<OpenBucket>, key: String) -> Result<bool, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        Ok(
-            blocking(&b.backend.clone(), move || b.backend.get(&b.id, &key))
-                .await?
-                .is_some(),
-        )
+        Ok(blocking(b, move |b| b.backend.get(&b.id, &key))
+            .await?
+            .is_some())
     }
 
     async fn list_keys(
@@ -356,7 +266,7 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
         cursor: Option<u64>,
     ) -> Result<wit::store::KeyResponse, KvError> {
         let b = self.bucket(&bucket)?;
-        let open = self.0.opened.table().get(&bucket)?;
+        let open = self.0.opened.table().get(&bucket).map_err(table_error)?;
         let after = match cursor {
             None => None,
             Some(n) => Some(
@@ -369,11 +279,16 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
                     })?,
             ),
         };
-        let keys = blocking(&b.backend.clone(), move || {
+        let keys = blocking(b, move |b| {
             b.backend.list_keys(&b.id, after.as_deref(), LIST_PAGE)
         })
         .await?;
-        let open = self.0.opened.table().get_mut(&bucket)?;
+        let open = self
+            .0
+            .opened
+            .table()
+            .get_mut(&bucket)
+            .map_err(table_error)?;
         let cursor = match keys.last() {
             Some(last) if keys.len() == LIST_PAGE => {
                 if open.cursors.len() >= MAX_CURSORS {
@@ -388,7 +303,7 @@ impl wit::store::HostBucket for KeyValueHost<'_> {
     }
 
     async fn drop(&mut self, bucket: Resource<OpenBucket>) -> wasmtime::Result<()> {
-        self.0.opened.table().delete(bucket)?;
+        self.0.opened.table().delete(bucket).map_err(table_error)?;
         Ok(())
     }
 }
@@ -402,10 +317,7 @@ impl wit::atomics::Host for KeyValueHost<'_> {
     ) -> Result<u64, KvError> {
         let b = self.bucket(&bucket)?;
         check_key(&key)?;
-        blocking(&b.backend.clone(), move || {
-            b.backend.increment(&b.id, &key, delta, b.quota)
-        })
-        .await
+        blocking(b, move |b| b.backend.increment(&b.id, &key, delta, b.quota)).await
     }
 }
 
@@ -420,17 +332,13 @@ impl wit::batch::Host for KeyValueHost<'_> {
         for key in &keys {
             check_key(key)?;
         }
-        blocking(&b.backend.clone(), move || {
+        blocking(b, move |b| {
             let mut found = Vec::with_capacity(keys.len());
             let mut bytes = 0usize;
             for key in keys {
                 let value = b.backend.get(&b.id, &key)?;
                 bytes = bytes.saturating_add(value.as_ref().map_or(0, Vec::len));
-                if bytes > MAX_BATCH_BYTES {
-                    return Err(KvError::Other(format!(
-                        "a batch reads at most {MAX_BATCH_BYTES} bytes (16 MiB): ask for fewer keys"
-                    )));
-                }
+                check_batch_bytes(bytes)?;
                 found.push(value.map(|v| (key, v)));
             }
             Ok(found)
@@ -451,15 +359,8 @@ impl wit::batch::Host for KeyValueHost<'_> {
             check_value(key, value)?;
             bytes = bytes.saturating_add(value.len());
         }
-        if bytes > MAX_BATCH_BYTES {
-            return Err(KvError::Other(format!(
-                "a batch writes at most {MAX_BATCH_BYTES} bytes (16 MiB): write fewer values at once"
-            )));
-        }
-        blocking(&b.backend.clone(), move || {
-            b.backend.set_many(&b.id, &key_values, b.quota)
-        })
-        .await
+        check_batch_bytes(bytes)?;
+        blocking(b, move |b| b.backend.set_many(&b.id, &key_values, b.quota)).await
     }
 
     async fn delete_many(
@@ -472,9 +373,6 @@ impl wit::batch::Host for KeyValueHost<'_> {
         for key in &keys {
             check_key(key)?;
         }
-        blocking(&b.backend.clone(), move || {
-            b.backend.delete_many(&b.id, &keys)
-        })
-        .await
+        blocking(b, move |b| b.backend.delete_many(&b.id, &keys)).await
     }
 }

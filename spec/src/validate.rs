@@ -565,7 +565,7 @@ pub const MAX_BUCKET_QUOTA: u64 = 1 << 30;
 /// Most buckets one workload may be granted.
 pub const MAX_BUCKETS: usize = 32;
 
-/// `grants.keyValue`: bucket names, quotas, backends available.
+/// `grants.keyValue`: bucket names and quotas.
 fn check_key_value(grants: &[crate::workload::KeyValueGrant], errors: &mut Collector) {
     if grants.len() > MAX_BUCKETS {
         errors.add(
@@ -590,12 +590,6 @@ fn check_key_value(grants: &[crate::workload::KeyValueGrant], errors: &mut Colle
                     format!("{quota:?} is not a size from 1 byte to 1Gi (e.g. 64Mi)"),
                 ),
             }
-        }
-        if grant.backend == crate::workload::KeyValueBackend::Cluster {
-            errors.add(
-                format!("{path}.backend"),
-                "the cluster backend is not available yet: use backend: node (the bucket stays on the node)",
-            );
         }
     }
 }

@@ -112,3 +112,127 @@ fn a_guest_importing_wasi_keyvalue_without_a_granted_bucket_does_not_start() {
         "{message}"
     );
 }
+
+const INCREMENTER: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: incrementer}
+spec:
+  module: {source: "file:MODULES/kv-bench.component.wasm"}
+  args: ["increment", "1000"]
+  replicas: 3
+  restartPolicy: {policy: Never}
+  resources: {requests: {memory: 100Mi, cpu: 100m}}
+  grants: {keyValue: [{bucket: counters, backend: cluster, quota: 1Ki}]}
+"#;
+
+#[test]
+fn a_cluster_bucket_counts_every_increment_of_three_replicas_on_two_nodes() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    // 256Mi each: two 100Mi replicas fit on a node, so three take both.
+    let _a = crate::fleet::agent(&c, "edge-a", join.trim(), "256Mi");
+    let _b = crate::fleet::agent(&c, "edge-b", join.trim(), "256Mi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        crate::cluster::ready_nodes(&c) == 2
+    });
+    c.apply("incrementer.yaml", INCREMENTER);
+    let mut instances = Vec::new();
+    c.wait_until(
+        "the three replicas finish",
+        Duration::from_secs(120),
+        || {
+            instances = c.items("instances");
+            assert!(
+                !instances.iter().any(|i| i["status"]["phase"] == "Failed"),
+                "a replica failed: {instances:#?}"
+            );
+            crate::cluster::in_phase(&instances, "Succeeded").len() == 3
+        },
+    );
+    let nodes: std::collections::BTreeSet<_> = instances
+        .iter()
+        .map(|i| i["spec"]["nodeName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nodes.len(), 2, "the replicas ran on both nodes: {nodes:?}");
+    // 3 × 1000 increments from two nodes at once: none lost, none doubled.
+    assert_eq!(c.ok(&["kv", "get", "counters", "count"]), "3000");
+
+    // The operator's side: put, conditional put by ETag, list, delete.
+    c.ok(&["kv", "put", "counters", "greeting", "hello"]);
+    assert_eq!(c.ok(&["kv", "get", "counters", "greeting"]), "hello");
+    let etag = c.ok(&["kv", "get", "counters", "greeting", "--etag"]);
+    let etag = etag.trim();
+    c.ok(&[
+        "kv",
+        "put",
+        "counters",
+        "greeting",
+        "hi",
+        "--if-match",
+        etag,
+    ]);
+    let stale = c.cli(&[
+        "kv",
+        "put",
+        "counters",
+        "greeting",
+        "hey",
+        "--if-match",
+        etag,
+    ]);
+    assert!(!stale.status.success());
+    let said = String::from_utf8_lossy(&stale.stderr);
+    assert!(said.contains("changed"), "{said}");
+    let taken = c.cli(&["kv", "put", "counters", "greeting", "x", "--if-absent"]);
+    assert!(!taken.status.success(), "the key exists");
+    assert_eq!(c.ok(&["kv", "get", "counters", "greeting"]), "hi");
+    assert_eq!(c.ok(&["kv", "list", "counters"]), "count\ngreeting\n");
+    assert_eq!(
+        c.ok(&["kv", "increment", "counters", "count", "--by", "5"]),
+        "3005\n"
+    );
+    // The quota is the grant's (1Ki), whoever writes.
+    let big = c.cli(&["kv", "put", "counters", "big", &"x".repeat(2000)]);
+    let said = String::from_utf8_lossy(&big.stderr);
+    assert!(
+        !big.status.success() && said.contains("quota-exceeded"),
+        "{said}"
+    );
+    c.ok(&["kv", "delete", "counters", "greeting"]);
+    let gone = c.cli(&["kv", "get", "counters", "greeting"]);
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        !gone.status.success() && said.contains("not found"),
+        "{said}"
+    );
+    // Another namespace's bucket of the same name is empty.
+    assert_eq!(c.ok(&["kv", "list", "counters", "-n", "other"]), "");
+
+    // Who may: not the view role; a node only for its own instances' grants.
+    let view = c.ok(&["token", "create", "--role", "view"]);
+    let path = "/kv/v1/namespaces/default/buckets/counters/keys/count";
+    let (code, body) = c.raw("GET", path, &crate::cluster::Who::Token(view.trim()), "");
+    assert_eq!(code, 403, "{body}");
+    let node = |name: &str| {
+        flotilla_trust::Identity::load(&c.dir.path().join(format!("agent-{name}/pki")), "node")
+            .unwrap()
+            .unwrap()
+    };
+    let edge_a = node("edge-a");
+    let (code, body) = c.raw("GET", path, &crate::cluster::Who::Node(&edge_a), "");
+    assert_eq!(
+        code, 200,
+        "edge-a runs a replica granted the bucket: {body}"
+    );
+    let (code, body) = c.raw(
+        "GET",
+        "/kv/v1/namespaces/default/buckets/other/keys/count",
+        &crate::cluster::Who::Node(&edge_a),
+        "",
+    );
+    assert_eq!(
+        code, 403,
+        "no instance of edge-a is granted bucket other: {body}"
+    );
+}

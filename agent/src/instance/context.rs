@@ -43,5 +43,7 @@ pub struct NodeContext {
     /// Where instances' `emptyDir` volumes are made.
     pub volumes: crate::volumes::VolumeDirs,
     /// The `node` backend of key-value buckets (or why it cannot open).
-    pub kv: Result<Arc<crate::kv_node::NodeKv>, String>,
+    pub kv: Result<Arc<flotilla_kv::SqliteKv>, String>,
+    /// The `cluster` backend: the control plane's buckets.
+    pub cluster_kv: Arc<crate::kv_cluster::ClusterKv>,
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_spec::workload::WorkloadSpec;
+use flotilla_spec::workload::{KeyValueBackend, WorkloadSpec};
 
 use super::lifecycle::Lifecycle;
 use super::NodeContext;
@@ -180,20 +180,25 @@ fn buckets(ctx: &NodeContext, life: &Lifecycle) -> Result<KeyValueCtx, String> {
         return Ok(KeyValueCtx::default());
     }
     let ns = &instance.metadata.namespace;
-    let node = ctx.kv.clone()?;
     let buckets = grants
         .iter()
-        .map(|grant| BucketGrant {
-            name: grant.bucket.clone(),
-            id: format!("{ns}/{}", grant.bucket),
-            backend: node.clone(),
-            quota: grant
-                .quota
-                .as_deref()
-                .and_then(|q| flotilla_spec::parse_memory_bytes(q).ok())
-                .unwrap_or(DEFAULT_QUOTA_BYTES),
+        .map(|grant| {
+            let backend: Arc<dyn flotilla_kv::Backend> = match grant.backend {
+                KeyValueBackend::Node => ctx.kv.clone()?,
+                KeyValueBackend::Cluster => ctx.cluster_kv.clone(),
+            };
+            Ok(BucketGrant {
+                name: grant.bucket.clone(),
+                id: format!("{ns}/{}", grant.bucket),
+                backend,
+                quota: grant
+                    .quota
+                    .as_deref()
+                    .and_then(|q| flotilla_spec::parse_memory_bytes(q).ok())
+                    .unwrap_or(DEFAULT_QUOTA_BYTES),
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let (reporter, about) = (ctx.reporter.clone(), life.about().clone());
     // Said once per name (and for at most 16 names): a guest opening
     // buckets in a loop does not use up the node's Events.

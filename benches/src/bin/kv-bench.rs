@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use flotilla_agent::kv_node::NodeKv;
 use flotilla_agent::runtime::host_api::keyvalue::{Backend, BucketGrant, KeyValueCtx};
 use flotilla_agent::runtime::host_api::HostCtx;
 use flotilla_agent::runtime::{CaptureBuffer, RunSpec, Runtime, RuntimeConfig, Stdio};
+use flotilla_kv::SqliteKv as NodeKv;
 
 /// p50 and p99 of set, then of get, in nanoseconds.
 type Sample = [u64; 4];
@@ -135,7 +135,7 @@ fn main() {
     .expect("runtime");
     // Warm-up: compile the component, touch SQLite once.
     let warm = tempfile::tempdir().expect("tmp");
-    let kv = Arc::new(NodeKv::open(&warm.path().join("kv.db")).expect("kv"));
+    let kv = Arc::new(NodeKv::open(&warm.path().join("kv.db"), "bench store").expect("kv"));
     guest(&runtime, &module, kv.clone(), 100);
     native(&kv, 100);
     sqlite(&warm.path().join("raw.db"), 100);
@@ -143,8 +143,15 @@ fn main() {
     let mut results: [Vec<Sample>; 3] = Default::default();
     for _ in 0..rounds {
         let dir = tempfile::tempdir().expect("tmp");
-        let fresh =
-            || Arc::new(NodeKv::open(&dir.path().join(format!("{}.db", rand_name()))).expect("kv"));
+        let fresh = || {
+            Arc::new(
+                NodeKv::open(
+                    &dir.path().join(format!("{}.db", rand_name())),
+                    "bench store",
+                )
+                .expect("kv"),
+            )
+        };
         results[0].push(guest(&runtime, &module, fresh(), n));
         results[1].push(native(&fresh(), n));
         results[2].push(sqlite(&dir.path().join(format!("{}.db", rand_name())), n));

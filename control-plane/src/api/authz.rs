@@ -4,8 +4,8 @@
 //! | caller | may |
 //! |---|---|
 //! | admin | everything |
-//! | view | read everything but tokens and secrets |
-//! | node `n` | read all Nodes; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; create Events about itself or its instances; renew its certificate |
+//! | view | read everything but tokens, secrets and key-value buckets |
+//! | node `n` | read all Nodes; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; use the `cluster` buckets they are granted; create Events about itself or its instances; renew its certificate |
 //! | join token | get a node certificate, nothing else |
 //!
 //! A node never writes any spec: cordon, labels, taints and epochs belong
@@ -51,6 +51,13 @@ pub enum Target {
     NodeCertificate,
     /// `/blobs/sha256/{digest}`.
     Blob(String),
+    /// `/kv/v1/namespaces/{ns}/buckets/{bucket}/…`: a cluster bucket.
+    Bucket {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        bucket: String,
+    },
     /// `/apis/flotilla.dev/v1/[namespaces/{ns}/]{plural}[/{name}[/{sub}]]`.
     Object {
         /// The kind's URL plural (unknown ones are the handlers' 404).
@@ -84,6 +91,10 @@ impl Target {
             ["healthz"] | ["cacerts"] | ["openapi.json"] => Target::Public,
             ["certificates", "node"] => Target::NodeCertificate,
             ["blobs", "sha256", digest] => Target::Blob((*digest).to_string()),
+            ["kv", "v1", "namespaces", ns, "buckets", bucket, _, ..] => Target::Bucket {
+                namespace: (*ns).to_string(),
+                bucket: (*bucket).to_string(),
+            },
             ["apis", "flotilla.dev", "v1", "namespaces", ns, rest @ ..] if !rest.is_empty() => {
                 Self::object(Some(ns), rest)
             }
@@ -183,6 +194,12 @@ pub fn authorize(
                 path,
                 "the view role cannot read secrets; use an admin token",
             )),
+            Target::Bucket { .. } => Err(forbidden(
+                caller,
+                method,
+                path,
+                "the view role cannot read key-value buckets (their values may be secrets); use an admin token",
+            )),
             _ if read => allow,
             _ => Err(forbidden(
                 caller,
@@ -226,6 +243,18 @@ fn authorize_node(
             } else {
                 deny(format!(
                     "node {node} may read only the modules of instances bound to it"
+                ))
+            };
+        }
+        Target::Bucket { namespace, bucket } => {
+            return if bound_instances(store, node)?.iter().any(|i| {
+                i["metadata"]["namespace"].as_str() == Some(namespace)
+                    && grants_cluster_bucket(&i["spec"]["template"], bucket)
+            }) {
+                allow(View::Full)
+            } else {
+                deny(format!(
+                    "node {node} may use only the cluster buckets granted to instances bound to it; {namespace}/{bucket} is not one"
                 ))
             };
         }
@@ -340,6 +369,15 @@ fn serves_tls(store: &dyn Store, ns: &str, name: &str) -> Result<bool, ApiError>
                 .as_array()
                 .is_some_and(|tls| tls.iter().any(|t| t["secretName"].as_str() == Some(name)))
     }))
+}
+
+/// Whether a workload spec grants `bucket` on the `cluster` backend.
+fn grants_cluster_bucket(spec: &Value, bucket: &str) -> bool {
+    spec["grants"]["keyValue"].as_array().is_some_and(|grants| {
+        grants
+            .iter()
+            .any(|g| g["bucket"].as_str() == Some(bucket) && g["backend"] == "cluster")
+    })
 }
 
 fn bound_instances(store: &dyn Store, node: &str) -> Result<Vec<Value>, ApiError> {

@@ -11,6 +11,7 @@
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log  (?follow, ?previous)
 //! POST|GET|PUT|DELETE /apis/flotilla.dev/v1/nodes[/{name}[/status]]   (cluster-scoped)
 //! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
+//! GET|PUT|DELETE /kv/v1/namespaces/{ns}/buckets/{bucket}/keys/{key}  cluster buckets ([`buckets`])
 //! ```
 //!
 //! TLS only ([`serve`]). Every request but `/healthz` and `/cacerts` needs
@@ -22,6 +23,7 @@ mod admission;
 mod auth;
 pub mod authz;
 mod blobs;
+mod buckets;
 mod certificates;
 mod error;
 mod event_rate;
@@ -73,6 +75,8 @@ pub struct ApiState {
     pub event_rate: event_rate::EventRate,
     /// Modules, by sha256.
     pub blobs: Arc<crate::store::BlobStore>,
+    /// The `cluster` key-value buckets.
+    pub kv: Arc<dyn flotilla_kv::Backend>,
 }
 
 /// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.
@@ -135,8 +139,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
             put(blobs::put).get(blobs::get).head(blobs::head),
         )
         .layer(DefaultBodyLimit::max(MAX_BLOB_BYTES));
+    let kv = "/kv/v1/namespaces/{ns}/buckets/{bucket}";
+    let keys = Router::new()
+        .route(&format!("{kv}/keys"), get(buckets::list))
+        .route(
+            &format!("{kv}/keys/{{key}}"),
+            get(buckets::get).put(buckets::put).delete(buckets::delete),
+        )
+        .route(
+            &format!("{kv}/keys/{{key}}/increment"),
+            post(buckets::increment),
+        )
+        .layer(DefaultBodyLimit::max(buckets::MAX_PUT_BYTES))
+        .route(&format!("{kv}/batch"), post(buckets::batch))
+        .layer(DefaultBodyLimit::max(buckets::MAX_BATCH_BODY_BYTES));
     objects
         .merge(blobs)
+        .merge(keys)
         .route("/certificates/node", post(certificates::sign_node))
         // Admins only: every other caller is refused by authorization.
         .route("/secret-keys/rotate", post(rotate_secret_key))

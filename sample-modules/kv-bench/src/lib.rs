@@ -2,6 +2,10 @@
 //! `bench` through `wasi:keyvalue`, each measured in the guest, and prints
 //! `set p50 p99 get p50 p99` in nanoseconds (benches/src/bin/kv-bench.rs
 //! runs it beside the same operations called natively).
+//!
+//! `kv-bench increment N [BUCKET]`: N atomic increments of key `count` in
+//! BUCKET (default `counters`), and prints `increment p50 p99 last` (the
+//! fleet's shared-counter test and the cluster backend's bench).
 
 wit_bindgen::generate!({
     path: "../../host-api/wit",
@@ -10,7 +14,7 @@ wit_bindgen::generate!({
 });
 
 use std::time::Instant;
-use wasi::keyvalue::store;
+use wasi::keyvalue::{atomics, store};
 
 struct Bench;
 
@@ -24,7 +28,12 @@ fn percentiles(mut ns: Vec<u64>) -> (u64, u64) {
 
 impl exports::wasi::cli::run::Guest for Bench {
     fn run() -> Result<(), ()> {
-        let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+        let args: Vec<String> = std::env::args().collect();
+        if args.get(1).map(String::as_str) == Some("increment") {
+            let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+            return increments(n, args.get(3).map_or("counters", String::as_str));
+        }
+        let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
         let bucket = store::open("bench").map_err(|e| eprintln!("open: {e:?}"))?;
         let value = vec![b'v'; 100];
         let mut sets = Vec::with_capacity(n);
@@ -48,4 +57,18 @@ impl exports::wasi::cli::run::Guest for Bench {
         println!("set {s50} {s99} get {g50} {g99}");
         Ok(())
     }
+}
+
+fn increments(n: usize, bucket: &str) -> Result<(), ()> {
+    let bucket = store::open(bucket).map_err(|e| eprintln!("open: {e:?}"))?;
+    let mut times = Vec::with_capacity(n);
+    let mut last = 0;
+    for _ in 0..n {
+        let started = Instant::now();
+        last = atomics::increment(&bucket, "count", 1).map_err(|e| eprintln!("increment: {e:?}"))?;
+        times.push(started.elapsed().as_nanos() as u64);
+    }
+    let (p50, p99) = percentiles(times);
+    println!("increment {p50} {p99} {last}");
+    Ok(())
 }
