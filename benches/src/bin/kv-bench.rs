@@ -1,14 +1,21 @@
-//! `kv-bench [MODULES_DIR] [N] [ROUNDS]`: `wasi:keyvalue` get/set latency of
-//! the `node` backend as a guest sees it (the `kv-bench` component, run by
-//! Flotilla's runtime, timing each call inside the guest), beside the same
-//! operations called natively on the same backend (`NodeKv`, no Wasm) and
-//! on SQLite directly (rusqlite, same schema and pragmas) — alternated,
-//! round by round, each on a fresh store file. Prints the median over the
-//! rounds of each side's p50 and p99, in microseconds, and the ratios.
+//! `kv-bench [MODULES_DIR] [N] [ROUNDS]`: `wasi:keyvalue` get/set latency as
+//! a guest sees it (the `kv-bench` component, run by Flotilla's runtime,
+//! timing each call inside the guest), for both backends, beside the same
+//! operations called natively (no Wasm):
+//!
+//! - `node`: the guest on `SqliteKv`, `SqliteKv` itself, and SQLite directly
+//!   (rusqlite, same schema and pragmas), each round on a fresh store file;
+//! - `cluster`: the guest on `ClusterKv`, and `ClusterKv` itself, against a
+//!   real `flotilla server` (target/release/flotilla, started here on
+//!   loopback in a temporary folder) reached over TLS with the admin token.
+//!
+//! All five alternate, round by round. Prints the median over the rounds
+//! of each side's p50 and p99, in microseconds, and the ratios.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use flotilla_agent::kv_cluster::ClusterKv;
 use flotilla_agent::runtime::host_api::keyvalue::{Backend, BucketGrant, KeyValueCtx};
 use flotilla_agent::runtime::host_api::HostCtx;
 use flotilla_agent::runtime::{CaptureBuffer, RunSpec, Runtime, RuntimeConfig, Stdio};
@@ -39,7 +46,7 @@ fn sample(sets: Vec<u64>, gets: Vec<u64>) -> Sample {
     [s50, s99, g50, g99]
 }
 
-fn native(kv: &NodeKv, n: usize) -> Sample {
+fn native(kv: &dyn Backend, n: usize) -> Sample {
     let value = vec![b'v'; 100];
     let quota = 1 << 30;
     let sets = timed(n, |i| {
@@ -81,7 +88,13 @@ fn sqlite(path: &std::path::Path, n: usize) -> Sample {
     sample(sets, gets)
 }
 
-fn guest(runtime: &Arc<Runtime>, module: &std::path::Path, kv: Arc<NodeKv>, n: usize) -> Sample {
+fn guest(
+    tokio: &tokio::runtime::Runtime,
+    runtime: &Arc<Runtime>,
+    module: &std::path::Path,
+    kv: Arc<dyn Backend>,
+    n: usize,
+) -> Sample {
     let loaded = runtime.load_file(module).expect("kv-bench.component.wasm");
     let out = CaptureBuffer::new(4096);
     let bucket = BucketGrant {
@@ -101,10 +114,6 @@ fn guest(runtime: &Arc<Runtime>, module: &std::path::Path, kv: Arc<NodeKv>, n: u
         },
         ..RunSpec::default()
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
     let outcome = tokio.block_on(loaded.run(spec)).expect("run");
     let text = String::from_utf8_lossy(&out.contents()).to_string();
     let numbers: Vec<u64> = text
@@ -120,6 +129,73 @@ fn median(mut values: Vec<u64>) -> u64 {
     values[values.len() / 2]
 }
 
+/// A `flotilla server` on loopback in a temporary folder, killed on drop.
+struct Server {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    base: String,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let flotilla = std::env::current_exe()
+            .expect("exe")
+            .with_file_name("flotilla");
+        let child = std::process::Command::new(&flotilla)
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("FLOTILLA_CONFIG", dir.path().join("config.yaml"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{}: {e} (cargo build --release first)", flotilla.display())
+            });
+        let token = dir.path().join("data/admin-token");
+        let started = Instant::now();
+        while !token.exists() {
+            assert!(started.elapsed().as_secs() < 30, "the server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            dir,
+            base: format!("https://127.0.0.1:{port}"),
+        }
+    }
+
+    fn client(&self) -> flotilla_client::Client {
+        let read = |name: &str| {
+            std::fs::read_to_string(self.dir.path().join("data").join(name)).expect(name)
+        };
+        flotilla_client::Client::new(
+            &self.base,
+            flotilla_client::Credentials {
+                ca_pem: read("pki/ca.crt"),
+                token: Some(read("admin-token").trim().to_string()),
+                identity: None,
+            },
+        )
+        .expect("client")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let modules = args
@@ -133,14 +209,24 @@ fn main() {
         ..RuntimeConfig::default()
     })
     .expect("runtime");
-    // Warm-up: compile the component, touch SQLite once.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let server = Server::start();
+    let cluster: Arc<dyn Backend> = Arc::new(ClusterKv::new(server.client()));
+    // Native calls of the cluster backend wait on the runtime from here.
+    let _entered = tokio.enter();
+    // Warm-up: compile the component, touch SQLite once, connect.
     let warm = tempfile::tempdir().expect("tmp");
     let kv = Arc::new(NodeKv::open(&warm.path().join("kv.db"), "bench store").expect("kv"));
-    guest(&runtime, &module, kv.clone(), 100);
-    native(&kv, 100);
+    guest(&tokio, &runtime, &module, kv.clone(), 100);
+    native(kv.as_ref(), 100);
     sqlite(&warm.path().join("raw.db"), 100);
+    guest(&tokio, &runtime, &module, cluster.clone(), 100);
+    native(cluster.as_ref(), 100);
 
-    let mut results: [Vec<Sample>; 3] = Default::default();
+    let mut results: [Vec<Sample>; 5] = Default::default();
     for _ in 0..rounds {
         let dir = tempfile::tempdir().expect("tmp");
         let fresh = || {
@@ -152,14 +238,18 @@ fn main() {
                 .expect("kv"),
             )
         };
-        results[0].push(guest(&runtime, &module, fresh(), n));
-        results[1].push(native(&fresh(), n));
+        results[0].push(guest(&tokio, &runtime, &module, fresh(), n));
+        results[1].push(native(fresh().as_ref(), n));
         results[2].push(sqlite(&dir.path().join(format!("{}.db", rand_name())), n));
+        results[3].push(guest(&tokio, &runtime, &module, cluster.clone(), n));
+        results[4].push(native(cluster.as_ref(), n));
     }
     let names = [
-        "guest (wasi:keyvalue, node)",
-        "native NodeKv",
+        "guest, node backend",
+        "native SqliteKv (node)",
         "SQLite (rusqlite)",
+        "guest, cluster backend",
+        "native ClusterKv (API)",
     ];
     let medians: Vec<[u64; 4]> = results
         .iter()
@@ -182,9 +272,14 @@ fn main() {
     }
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     println!(
-        "guest / native SQLite: set p50 {:.2}x, get p50 {:.2}x",
+        "node: guest / native SQLite: set p50 {:.2}x, get p50 {:.2}x",
         ratio(medians[0][0], medians[2][0]),
         ratio(medians[0][2], medians[2][2])
+    );
+    println!(
+        "cluster: guest / native ClusterKv: set p50 {:.2}x, get p50 {:.2}x",
+        ratio(medians[3][0], medians[4][0]),
+        ratio(medians[3][2], medians[4][2])
     );
 }
 
