@@ -26,6 +26,7 @@ pub mod config_files;
 pub mod config_refs;
 pub mod credentials;
 pub mod disk_budget;
+pub mod disk_pressure;
 pub mod endpoints;
 pub mod guest_threads;
 pub mod host_paths;

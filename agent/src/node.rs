@@ -64,6 +64,8 @@ pub struct AgentConfig {
     /// Where this node's port listens (`host:port`), published in the
     /// node's status for the control plane and other nodes to dial.
     pub node_address: String,
+    /// Free disk below which the node reports `DiskPressure`.
+    pub disk_pressure_below: crate::disk_pressure::Threshold,
 }
 
 /// Memory and CPU of this machine.
@@ -274,6 +276,7 @@ impl Agent {
             self.ctx.client.clone(),
             self.config.clone(),
             self.epoch_tx.clone(),
+            self.ctx.reporter.clone(),
         ));
         let restored = self.journal.load();
         let journal = self.journal.writer();
@@ -563,9 +566,20 @@ fn agent_id(data_dir: &std::path::Path) -> String {
 pub async fn send_heartbeat(
     client: &Client,
     config: &AgentConfig,
-) -> Result<u64, flotilla_client::ClientError> {
+) -> Result<Heartbeat, flotilla_client::ClientError> {
     let path = format!("{}/{}", collection_path("nodes", None), config.node_name);
+    let space = crate::disk_pressure::DiskSpace::of(&config.data_dir);
+    if let Err(e) = &space {
+        tracing::warn!(
+            "cannot measure the free space of {}: {e}",
+            config.data_dir.display()
+        );
+    }
+    let space = space.ok();
+    let disk_pressure = space.is_some_and(|s| s.under(config.disk_pressure_below));
     let status = NodeStatus {
+        disk_pressure,
+        disk_available_bytes: space.map_or(0, |s| s.available),
         capacity_memory_bytes: config.capacity_memory_bytes,
         capacity_cpu_millis: config.capacity_cpu_millis,
         capacity_instances: config.max_instances,
@@ -594,7 +608,22 @@ pub async fn send_heartbeat(
         }
         other => other,
     }?;
-    Ok(stored["spec"]["epoch"].as_u64().unwrap_or(0))
+    Ok(Heartbeat {
+        epoch: stored["spec"]["epoch"].as_u64().unwrap_or(0),
+        disk_pressure,
+        disk_available_bytes: space.map_or(0, |s| s.available),
+    })
+}
+
+/// What a heartbeat learnt and reported.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// The node's fencing epoch, as stored.
+    pub epoch: u64,
+    /// Whether the node reported `DiskPressure`.
+    pub disk_pressure: bool,
+    /// Free bytes of the data folder's file system (0: unknown).
+    pub disk_available_bytes: u64,
 }
 
 /// The node's labels: the operator's, and its name under [`HOSTNAME_LABEL`].
@@ -607,15 +636,54 @@ fn node_labels(config: &AgentConfig) -> BTreeMap<String, String> {
 }
 
 /// Renews the node's status every [`HEARTBEAT_EVERY`] and passes on its
-/// fencing epoch.
-async fn heartbeat(client: Client, config: AgentConfig, epoch: tokio::sync::watch::Sender<u64>) {
+/// fencing epoch; records an Event when disk pressure starts and ends (as
+/// the kubelet's `NodeHasDiskPressure` / `NodeHasNoDiskPressure`).
+async fn heartbeat(
+    client: Client,
+    config: AgentConfig,
+    epoch: tokio::sync::watch::Sender<u64>,
+    reporter: Reporter,
+) {
+    let mut pressure = false;
     loop {
         match send_heartbeat(&client, &config).await {
-            Ok(e) => raise(&epoch, e),
+            Ok(beat) => {
+                raise(&epoch, beat.epoch);
+                if beat.disk_pressure != pressure {
+                    pressure = beat.disk_pressure;
+                    disk_pressure_event(&reporter, &config, beat);
+                }
+            }
             Err(e) => tracing::warn!("heartbeat of {}: {e}", config.node_name),
         }
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
+}
+
+fn disk_pressure_event(reporter: &Reporter, config: &AgentConfig, beat: Heartbeat) {
+    let free = format!(
+        "{} MiB free in {}",
+        beat.disk_available_bytes >> 20,
+        config.data_dir.display()
+    );
+    let (severity, reason, message) = if beat.disk_pressure {
+        (
+            crate::report::Severity::Warning,
+            "NodeHasDiskPressure",
+            format!(
+                "{free}, below --disk-pressure-below ({}): nothing new is placed here until space is freed (remove unused modules, logs or volumes)",
+                config.disk_pressure_below
+            ),
+        )
+    } else {
+        (
+            crate::report::Severity::Normal,
+            "NodeHasNoDiskPressure",
+            format!("{free}: the node takes new instances again"),
+        )
+    };
+    tracing::warn!("{reason}: {message}");
+    reporter.node_event(severity, reason, message);
 }
 
 /// Raises the held epoch to `epoch` (never lowers it); wakes the agent loop

@@ -88,10 +88,21 @@ impl Reporter {
     /// Queues an event, to be sent once (the server folds repeats into one
     /// Event with a count).
     pub fn event(&self, about: &ObjectRef, severity: Severity, reason: &str, message: String) {
+        self.queue(about, &about.namespace, severity, reason, message);
+    }
+
+    fn queue(
+        &self,
+        about: &ObjectRef,
+        namespace: &str,
+        severity: Severity,
+        reason: &str,
+        message: String,
+    ) {
         let event = serde_json::json!({
             "apiVersion": flotilla_spec::meta::API_VERSION,
             "kind": "Event",
-            "metadata": {"name": format!("{}.{:016x}", about.name, rand::random::<u64>()), "namespace": about.namespace},
+            "metadata": {"name": format!("{}.{:016x}", about.name, rand::random::<u64>()), "namespace": namespace},
             "spec": EventSpec {
                 involved_object: about.clone(),
                 kind: match severity { Severity::Normal => "Normal", Severity::Warning => "Warning" }.into(),
@@ -102,10 +113,22 @@ impl Reporter {
                 ..EventSpec::default()
             },
         });
-        let path = collection_path("events", Some(&about.namespace));
+        let path = collection_path("events", Some(namespace));
         if self.events.try_send((path, event)).is_err() {
             tracing::debug!("event dropped: {EVENT_QUEUE} already waiting");
         }
+    }
+
+    /// Queues an event about this node (kept in namespace `default`, as
+    /// Kubernetes keeps node events).
+    pub fn node_event(&self, severity: Severity, reason: &str, message: String) {
+        let node = self.source.trim_start_matches("agent/").to_string();
+        let about = ObjectRef {
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: node,
+        };
+        self.queue(&about, "default", severity, reason, message);
     }
 
     /// Sends queued events in order, forever.

@@ -71,6 +71,11 @@ pub struct AgentArgs {
     /// folder always are); repeatable.
     #[arg(long = "protect-path", value_name = "DIR")]
     protect_path: Vec<PathBuf>,
+    /// Free disk (under --data-dir) below which the node reports
+    /// DiskPressure and takes no new instances: a size (1Gi) or a
+    /// percentage of the disk (10%, the kubelet's default).
+    #[arg(long, default_value = "1Gi", value_name = "SIZE|PERCENT")]
+    disk_pressure_below: flotilla_agent::disk_pressure::Threshold,
 }
 
 /// What the node's ingress allows a client.
@@ -277,6 +282,7 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path,
         module_cache_bytes: args.module_cache_size,
+        disk_pressure_below: args.disk_pressure_below,
         // A control plane on the same host keeps its store and tokens here.
         protected_paths: std::iter::once(crate::server::default_data_dir())
             .chain(args.protect_path)
@@ -290,9 +296,9 @@ pub async fn main(args: AgentArgs) -> Result<()> {
     let joined = send_heartbeat(&client, &config).await;
     let mut agent = build(config)?;
     match joined {
-        Ok(epoch) => {
+        Ok(beat) => {
             // Known before the journal is restored: stale bindings never start.
-            agent.hold_epoch(epoch);
+            agent.hold_epoch(beat.epoch);
             eprintln!("agent {name} joined {}", args.server);
         }
         Err(e @ flotilla_client::ClientError::Unreachable { .. }) => {

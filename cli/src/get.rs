@@ -249,14 +249,16 @@ fn rows(
                     let ready = s["ready"].as_bool().unwrap_or(false);
                     let name = text(&n["metadata"]["name"]);
                     let (memory, cpu, count) = allocated.get(&name).copied().unwrap_or_default();
-                    let status = match (ready, n["spec"]["unschedulable"].as_bool()) {
-                        (true, Some(true)) => "Ready,SchedulingDisabled",
-                        (true, _) => "Ready",
-                        (false, _) => "NotReady",
-                    };
+                    let mut status = vec![if ready { "Ready" } else { "NotReady" }];
+                    if n["spec"]["unschedulable"].as_bool() == Some(true) {
+                        status.push("SchedulingDisabled");
+                    }
+                    if s["diskPressure"].as_bool() == Some(true) {
+                        status.push("DiskPressure");
+                    }
                     vec![
                         name,
-                        status.to_string(),
+                        status.join(","),
                         format!("{cpu}m/{}m", s["capacityCpuMillis"].as_u64().unwrap_or(0)),
                         format!(
                             "{}/{}",

@@ -48,6 +48,11 @@ pub struct UpArgs {
     /// least recently used ones not running are removed past it.
     #[arg(long, default_value = "1Gi", value_parser = crate::agent::parse_memory)]
     module_cache_size: u64,
+    /// Free disk (under --data-dir) below which the node reports
+    /// DiskPressure and takes no new instances: a size (1Gi) or a
+    /// percentage of the disk (10%).
+    #[arg(long, default_value = "1Gi", value_name = "SIZE|PERCENT")]
+    disk_pressure_below: flotilla_agent::disk_pressure::Threshold,
     #[command(flatten)]
     tls: crate::server::TlsArgs,
 }
@@ -91,6 +96,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         ingress_limits: args.ingress_limits.limits(),
         allowed_host_paths: args.allow_host_path.clone(),
         module_cache_bytes: args.module_cache_size,
+        disk_pressure_below: args.disk_pressure_below,
         protected_paths: vec![args.data_dir.clone()],
     })?;
     agent.serve(ingress, ingress_tls, node_port);

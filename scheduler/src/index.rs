@@ -51,8 +51,9 @@ impl Bounds {
     };
 
     fn leaf(node: &Node) -> Self {
-        // Only fit and score matter for a plain node: Ready, schedulable, untainted.
-        if !node.ready || node.unschedulable || !node.taints.is_empty() {
+        // Only fit and score matter for a plain node: Ready, schedulable,
+        // untainted, with room on its disk.
+        if !node.ready || node.unschedulable || node.disk_pressure || !node.taints.is_empty() {
             return Self::EMPTY;
         }
         let (allocated, allocatable) = (node.allocated, node.allocatable);

@@ -39,6 +39,10 @@ pub struct Taint {
     pub value: String,
 }
 
+/// The taint a node under disk pressure carries, as Kubernetes'
+/// `node.kubernetes.io/disk-pressure`: tolerate it to be placed there anyway.
+pub const DISK_PRESSURE_TAINT: &str = "node.flotilla.dev/disk-pressure";
+
 /// A toleration: `value: None` tolerates every value of the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toleration {
@@ -65,6 +69,9 @@ pub struct Node {
     pub ready: bool,
     /// Cordoned.
     pub unschedulable: bool,
+    /// Free disk below the node's threshold (the kubelet's `DiskPressure`):
+    /// only instances tolerating [`DISK_PRESSURE_TAINT`] go there.
+    pub disk_pressure: bool,
     /// Digests of modules whose compiled artefact the node holds.
     pub cached_modules: BTreeSet<String>,
     /// Most instances the node can hold at once (its runtime's slots, as a
@@ -152,6 +159,7 @@ pub type SpreadCounts = HashMap<(String, String), u32>;
 enum Reject {
     NotReady,
     Unschedulable,
+    DiskPressure,
     Selector,
     Taint,
     Memory,
@@ -165,6 +173,7 @@ impl Reject {
         match self {
             Reject::NotReady => "node not ready",
             Reject::Unschedulable => "node unschedulable",
+            Reject::DiskPressure => "node has disk pressure",
             Reject::Selector => "node selector mismatch",
             Reject::Taint => "untolerated taint",
             Reject::Memory => "insufficient memory",
@@ -184,6 +193,9 @@ fn filter(node: &Node, pod: &Pending, skew_ok: impl Fn(&Node) -> bool) -> Option
     }
     if node.unschedulable {
         return Some(Reject::Unschedulable);
+    }
+    if node.disk_pressure && !pod.tolerations.iter().any(|t| t.key == DISK_PRESSURE_TAINT) {
+        return Some(Reject::DiskPressure);
     }
     if !pod
         .node_selector

@@ -20,6 +20,7 @@ fn node_strategy(i: usize) -> impl Strategy<Value = Node> {
         prop::bool::weighted(0.2),
         any::<bool>(),
         (prop::sample::select(vec![0u32, 1, 2, 3, 8]), 0u32..=2),
+        prop::bool::weighted(0.1),
     )
         .prop_map(
             move |(
@@ -34,6 +35,7 @@ fn node_strategy(i: usize) -> impl Strategy<Value = Node> {
                 tainted,
                 cached,
                 (max_instances, instances),
+                disk_pressure,
             )| {
                 let memory = mem_mi << 20;
                 let mut labels = BTreeMap::from([("zone".to_string(), zone.to_string())]);
@@ -58,6 +60,7 @@ fn node_strategy(i: usize) -> impl Strategy<Value = Node> {
                     },
                     ready,
                     unschedulable: cordoned,
+                    disk_pressure,
                     cached_modules: if cached {
                         BTreeSet::from(["m1".to_string()])
                     } else {
@@ -131,6 +134,11 @@ fn pending() -> impl Strategy<Value = Vec<Pending>> {
 fn passes(node: &Node, pod: &Pending) -> bool {
     node.ready
         && !node.unschedulable
+        && (!node.disk_pressure
+            || pod
+                .tolerations
+                .iter()
+                .any(|t| t.key == flotilla_scheduler::DISK_PRESSURE_TAINT))
         && pod
             .node_selector
             .iter()

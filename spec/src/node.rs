@@ -64,4 +64,16 @@ pub struct NodeStatus {
     /// logs for the control plane, requests forwarded by other nodes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node_address: String,
+    /// The kubelet's `DiskPressure` condition: free disk under the agent's
+    /// data folder is below its threshold, so nothing new is placed here.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disk_pressure: bool,
+    /// Free bytes of the file system under the agent's data folder (0:
+    /// not measured).
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub disk_available_bytes: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }

@@ -17,6 +17,11 @@ impl Drop for Agent {
 }
 
 pub fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
+    agent_with(c, name, token, memory, &[])
+}
+
+/// [`agent`], with more flags.
+pub fn agent_with(c: &Cluster, name: &str, token: &str, memory: &str, extra: &[&str]) -> Agent {
     let token_file = c.dir.path().join(format!("token-{name}"));
     std::fs::write(&token_file, token).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
@@ -34,6 +39,7 @@ pub fn agent(c: &Cluster, name: &str, token: &str, memory: &str) -> Agent {
             "--data-dir",
         ])
         .arg(c.dir.path().join(format!("agent-{name}")))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(agent_log(c, name))
         .env("FLOTILLA_LOG", "info")
@@ -607,4 +613,80 @@ fn modules_kept_in_an_older_store_move_to_the_module_folder() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "0");
     assert!(c.log().contains("moved 1 modules"), "{}", c.log());
+}
+
+#[test]
+fn a_node_short_of_disk_reports_disk_pressure_and_takes_nothing_new() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = agent(&c, "edge-a", join.trim(), "256Mi");
+    // Any disk with a used block is under 100% free.
+    let _b = agent_with(
+        &c,
+        "edge-b",
+        join.trim(),
+        "256Mi",
+        &["--disk-pressure-below", "100%"],
+    );
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        ready_nodes(&c) == 2
+    });
+    let table = c.ok(&["get", "nodes"]);
+    let row = |node: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("edge-b").contains("Ready,DiskPressure"), "{table}");
+    assert!(!row("edge-a").contains("DiskPressure"), "{table}");
+    c.wait_until("an Event says why", Duration::from_secs(15), || {
+        c.items("events").iter().any(|e| {
+            e["spec"]["reason"] == "NodeHasDiskPressure"
+                && e["spec"]["involvedObject"]["name"] == "edge-b"
+                && e["spec"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("--disk-pressure-below"))
+        })
+    });
+
+    // Spread would use both nodes: everything goes to edge-a.
+    let manifest = c.manifest(
+        "small.yaml",
+        &SMALL
+            .replace("replicas: 4", "replicas: 2")
+            .replace("resources:", "placement: {strategy: spread}\n  resources:"),
+    );
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("2 instances run", Duration::from_secs(15), || {
+        in_phase(&c.items("instances"), "Running").len() == 2
+    });
+    for i in c.items("instances") {
+        assert_eq!(i["spec"]["nodeName"], "edge-a", "{i:#}");
+    }
+    // Pinned to edge-b, an instance waits, saying why.
+    let pinned = c.manifest(
+        "pinned.yaml",
+        &SMALL
+            .replace("name: small", "name: pinned")
+            .replace("replicas: 4", "replicas: 1")
+            .replace(
+                "resources:",
+                "nodeSelector: {flotilla.dev/hostname: edge-b}\n  resources:",
+            ),
+    );
+    c.ok(&["apply", "-f", pinned.to_str().unwrap()]);
+    c.wait_until(
+        "the pinned instance says why it waits",
+        Duration::from_secs(15),
+        || {
+            c.items("instances").iter().any(|i| {
+                i["spec"]["workload"] == "pinned"
+                    && i["status"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("1 node has disk pressure"))
+            })
+        },
+    );
 }

@@ -60,6 +60,7 @@ pub fn pass(
                 taints: Vec::new(),
                 ready: *ready,
                 unschedulable: n.spec.unschedulable,
+                disk_pressure: status.disk_pressure,
                 cached_modules: Default::default(),
                 max_instances: status.capacity_instances,
                 instances: 0,
