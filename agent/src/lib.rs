@@ -40,6 +40,7 @@ pub mod node;
 pub mod node_port;
 pub mod outbound;
 pub mod peers;
+pub mod persistent;
 pub mod report;
 pub mod restart_budget;
 pub mod runtime;

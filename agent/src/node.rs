@@ -272,6 +272,11 @@ impl Agent {
                 .clone()
                 .renew_forever(self.ctx.client.clone()),
         );
+        tokio::spawn(crate::persistent::keep(
+            self.ctx.client.clone(),
+            self.config.node_name.clone(),
+            self.ctx.volumes.clone(),
+        ));
         tokio::spawn(heartbeat(
             self.ctx.client.clone(),
             self.config.clone(),

@@ -166,7 +166,8 @@ impl Reporter {
                 );
                 match self.client.replace(&path, &object).await {
                     Ok(_) => {}
-                    Err(e) if e.code() == Some(404) => {} // deleted meanwhile
+                    // Deleted meanwhile (409: and made again under its name).
+                    Err(e) if matches!(e.code(), Some(404 | 409)) => {}
                     Err(e) => {
                         tracing::debug!("status of {key} not sent yet: {e}");
                         failed = true;

@@ -1,11 +1,14 @@
-//! An instance's `emptyDir` volumes: folders of its own, made before its
+//! An instance's volumes. `emptyDir`: folders of its own, made before its
 //! first run, kept across its restarts, removed with it (the
 //! [`InstanceVolumes`] guard) — on the node's disk under the agent's data
 //! folder, or with `medium: Memory` in memory-backed storage (`/dev/shm`).
-//! Each `sizeLimit` is measured (bytes and files, links not followed)
-//! every [`MEASURE_EVERY`] while the instance runs; past it the instance is
-//! stopped (`VolumeQuotaExceeded`), as the kubelet evicts a pod over its
-//! `emptyDir.sizeLimit`.
+//! `persistent`: the folder of the replica's `Volume` object
+//! (`<data>/persistent/<namespace>/<volume>-<workload>-<ordinal>`), kept
+//! across instances, rollouts and agent restarts, removed only when the
+//! `Volume` is (see `persistent`). Each `sizeLimit` and `size` is measured
+//! (bytes and files, links not followed) every [`MEASURE_EVERY`] while the
+//! instance runs; past it the instance is stopped (`VolumeQuotaExceeded`),
+//! as the kubelet evicts a pod over its `emptyDir.sizeLimit`.
 //!
 //! What the guest sees of a volume is a WASI preopen: nothing else of the
 //! node's files, and neither `..` nor a symlink leads out of it.
@@ -19,13 +22,24 @@ use flotilla_spec::workload::Volume;
 /// How often sized volumes are measured.
 pub const MEASURE_EVERY: Duration = Duration::from_secs(2);
 
-/// Where one node keeps instances' `emptyDir` volumes.
+/// Where one node keeps instances' volumes.
 #[derive(Debug, Clone)]
 pub struct VolumeDirs {
-    /// On the node's disk.
+    /// `emptyDir` on the node's disk.
     pub disk: PathBuf,
-    /// In memory (`medium: Memory`).
+    /// `emptyDir` in memory (`medium: Memory`).
     pub memory: PathBuf,
+    /// `persistent`: one folder per `Volume` object held here.
+    pub persistent: PathBuf,
+}
+
+/// Which replica an instance is, for its persistent volumes.
+#[derive(Debug, Clone, Copy)]
+pub struct Replica<'a> {
+    /// Its workload.
+    pub workload: &'a str,
+    /// Its ordinal, if it is a stateful replica.
+    pub ordinal: Option<u32>,
 }
 
 impl VolumeDirs {
@@ -35,6 +49,7 @@ impl VolumeDirs {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
         Self {
+            persistent: data_dir.join("persistent"),
             disk: data_dir.join("volumes"),
             memory: PathBuf::from(format!(
                 "/dev/shm/flotilla-volumes-{}",
@@ -50,17 +65,43 @@ impl VolumeDirs {
         crate::config_files::fresh_private_dir(&self.memory)
     }
 
-    /// Makes the `emptyDir` volumes of `volumes` for instance `folder` (its
-    /// name and uid) in `namespace`: the guard that removes them, and each
-    /// one's name and folder.
+    /// The folder of persistent volume `name` (a `Volume` object's) in
+    /// `namespace`.
+    pub fn persistent_dir(&self, namespace: &str, name: &str) -> PathBuf {
+        self.persistent.join(namespace).join(name)
+    }
+
+    /// Makes the volumes of `volumes` for instance `folder` (its name and
+    /// uid) of `replica` in `namespace`: the guard that removes the
+    /// `emptyDir` ones, and each one's name and folder.
     pub fn make(
         &self,
         namespace: &str,
         folder: &str,
+        replica: Replica<'_>,
         volumes: &[Volume],
     ) -> Result<InstanceVolumes, String> {
         let mut made = InstanceVolumes::default();
         for volume in volumes {
+            if let Some(persistent) = &volume.persistent {
+                let ordinal = replica.ordinal.ok_or_else(|| {
+                    format!(
+                        "volume {} is persistent, but this instance has no ordinal (label {}): it was made by an older control plane; delete it and the workload makes it again",
+                        volume.name,
+                        flotilla_spec::workload::ORDINAL_LABEL
+                    )
+                })?;
+                let name =
+                    flotilla_spec::volume::volume_name(&volume.name, replica.workload, ordinal);
+                let dir = self.persistent_dir(namespace, &name);
+                crate::config_files::private_dir(&dir)?;
+                made.dirs.push(VolumeDir {
+                    name: volume.name.clone(),
+                    path: dir,
+                    limit: flotilla_spec::parse_memory_bytes(&persistent.size).ok(),
+                });
+                continue;
+            }
             let Some(empty) = &volume.empty_dir else {
                 continue;
             };
@@ -94,7 +135,7 @@ impl VolumeDirs {
     }
 }
 
-/// One `emptyDir` of an instance.
+/// One `emptyDir` or `persistent` volume of an instance.
 #[derive(Debug, Clone)]
 pub struct VolumeDir {
     /// The volume's name.
@@ -105,7 +146,7 @@ pub struct VolumeDir {
     pub limit: Option<u64>,
 }
 
-/// One instance's `emptyDir` volumes; removed when dropped.
+/// One instance's volumes; its `emptyDir` ones are removed when dropped.
 #[derive(Debug, Default)]
 pub struct InstanceVolumes {
     roots: Vec<PathBuf>,
@@ -231,8 +272,25 @@ mod tests {
                 }),
                 ..Volume::default()
             },
+            Volume {
+                name: "data".into(),
+                persistent: Some(flotilla_spec::workload::PersistentVolume {
+                    size: "1Mi".into(),
+                    ..Default::default()
+                }),
+                ..Volume::default()
+            },
         ];
-        let made = dirs.make("default", "web-1-uid", &volumes).unwrap();
+        let replica = Replica {
+            workload: "web",
+            ordinal: Some(1),
+        };
+        let made = dirs
+            .make("default", "web-1-uid", replica, &volumes)
+            .unwrap();
+        let kept = made.dirs[2].path.clone();
+        assert_eq!(kept, dirs.persistent.join("default/data-web-1"));
+        std::fs::write(kept.join("state"), b"1").unwrap();
         let scratch = made.dirs[0].path.clone();
         assert!(made.dirs[1].path.starts_with("/dev/shm"));
         std::fs::create_dir(scratch.join("sub")).unwrap();
@@ -253,6 +311,18 @@ mod tests {
         );
         drop(made);
         assert!(!scratch.exists());
+        assert!(
+            kept.join("state").exists(),
+            "a persistent volume outlives it"
+        );
+        let orphan = Replica {
+            workload: "web",
+            ordinal: None,
+        };
+        let why = dirs
+            .make("default", "web-x-uid", orphan, &volumes[2..])
+            .unwrap_err();
+        assert!(why.contains("no ordinal"), "{why}");
         let _ = std::fs::remove_dir_all(&dirs.memory);
     }
 }

@@ -279,6 +279,34 @@ fn rows(
             vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],
             items.iter().map(revision_row).collect(),
         ),
+        CliKind::Volume => (
+            vec![
+                "NAME", "WORKLOAD", "NODE", "SIZE", "USED", "FILES", "RECLAIM", "AGE",
+            ],
+            items
+                .iter()
+                .map(|v| {
+                    let (spec, status) = (&v["spec"], &v["status"]);
+                    vec![
+                        text(&v["metadata"]["name"]),
+                        text(&spec["workload"]),
+                        text(&spec["nodeName"]),
+                        text(&spec["size"]),
+                        status["usedBytes"]
+                            .as_u64()
+                            .map_or("<unknown>".into(), format_memory_bytes),
+                        status["files"]
+                            .as_u64()
+                            .map_or("<unknown>".into(), |n| n.to_string()),
+                        spec["reclaimPolicy"]
+                            .as_str()
+                            .unwrap_or("Delete")
+                            .to_string(),
+                        age(&v["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         CliKind::Config => (
             vec!["NAME", "DATA", "AGE"],
             items

@@ -12,6 +12,7 @@ pub enum CliKind {
     Revision,
     Config,
     Secret,
+    Volume,
 }
 
 impl CliKind {
@@ -24,8 +25,9 @@ impl CliKind {
             "revision" | "revisions" | "rev" => CliKind::Revision,
             "config" | "configs" | "cfg" => CliKind::Config,
             "secret" | "secrets" => CliKind::Secret,
+            "volume" | "volumes" | "vol" => CliKind::Volume,
             other => {
-                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs or secrets)")
+                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs, secrets or volumes)")
             }
         })
     }
@@ -40,6 +42,7 @@ impl CliKind {
             CliKind::Revision => "Revision",
             CliKind::Config => "Config",
             CliKind::Secret => "Secret",
+            CliKind::Volume => "Volume",
         }
     }
 
@@ -52,6 +55,7 @@ impl CliKind {
             CliKind::Revision => "revisions",
             CliKind::Config => "configs",
             CliKind::Secret => "secrets",
+            CliKind::Volume => "volumes",
         }
     }
 

@@ -22,6 +22,7 @@ pub mod revision;
 pub mod strategy;
 pub mod token;
 pub mod validate;
+pub mod volume;
 pub mod workload;
 
 pub use quantity::{parse_cpu_millis, parse_duration, parse_memory_bytes, QuantityError};

@@ -517,10 +517,26 @@ fn check_volumes(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
                 errors.add(format!("{path}.hostPath.path"), "give an absolute path");
             }
         }
-        if volume.persistent.is_some() {
+        if let Some(persistent) = &volume.persistent {
+            if !matches!(crate::parse_memory_bytes(&persistent.size), Ok(n) if n > 0) {
+                errors.add(
+                    format!("{path}.persistent.size"),
+                    format!("{:?} is not a size above zero (e.g. 1Gi)", persistent.size),
+                );
+            }
+            if spec.strategy.kind == crate::strategy::StrategyKind::Canary {
+                errors.add(
+                    format!("{path}.persistent"),
+                    "a canary runs a second copy of replicas, but a persistent volume belongs to one replica: use strategy RollingUpdate (replicas are replaced one at a time) or Recreate",
+                );
+            }
+        }
+    }
+    if let Some(after) = &spec.persistent_volume_reclaim_after {
+        if crate::parse_duration(after).is_err() {
             errors.add(
-                format!("{path}.persistent"),
-                "persistent volumes are not available yet: use emptyDir (kept across restarts of an instance) or hostPath",
+                "spec.persistentVolumeReclaimAfter",
+                format!("{after:?} is not a duration (e.g. 10m)"),
             );
         }
     }

@@ -121,9 +121,35 @@ pub struct WorkloadSpec {
     /// else is reachable (default deny).
     #[serde(default, skip_serializing_if = "Grants::is_empty")]
     pub grants: Grants,
+    /// With persistent volumes: how long a replica waits for the node
+    /// holding its volume before it is made again elsewhere with an empty
+    /// one (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_reclaim_after: Option<String>,
 }
 
 impl WorkloadSpec {
+    /// Whether its replicas are stateful: any persistent volume gives each
+    /// a stable identity and a volume of its own.
+    pub fn is_stateful(&self) -> bool {
+        self.volumes.iter().any(|v| v.persistent.is_some())
+    }
+
+    /// Its persistent volumes.
+    pub fn persistent_volumes(&self) -> impl Iterator<Item = (&Volume, &PersistentVolume)> {
+        self.volumes
+            .iter()
+            .filter_map(|v| v.persistent.as_ref().map(|p| (v, p)))
+    }
+
+    /// How long a replica waits for its volume's node.
+    pub fn reclaim_after(&self) -> std::time::Duration {
+        self.persistent_volume_reclaim_after
+            .as_deref()
+            .and_then(|d| crate::parse_duration(d).ok())
+            .unwrap_or(std::time::Duration::from_secs(600))
+    }
+
     /// Whether an instance made from `self` is what `other` asks for:
     /// every field an instance is made from is equal. The replica count and
     /// how a rollout proceeds are not among them — scaling keeps the
@@ -144,6 +170,7 @@ impl WorkloadSpec {
             min_ready_seconds: _,
             paused: _,
             revision_history_limit: _,
+            persistent_volume_reclaim_after: _,
             args,
             env,
             env_from,
@@ -264,6 +291,7 @@ impl WorkloadSpec {
     pub fn template(&self) -> WorkloadSpec {
         WorkloadSpec {
             replicas: one(),
+            persistent_volume_reclaim_after: None,
             strategy: Strategy::default(),
             progress_deadline_seconds: DEFAULT_PROGRESS_DEADLINE_SECONDS,
             min_ready_seconds: 0,
@@ -284,6 +312,7 @@ impl WorkloadSpec {
             min_ready_seconds: self.min_ready_seconds,
             paused: self.paused,
             revision_history_limit: self.revision_history_limit,
+            persistent_volume_reclaim_after: self.persistent_volume_reclaim_after.clone(),
             ..template.clone()
         }
     }
@@ -579,7 +608,8 @@ pub struct Volume {
     /// A folder of the node (only under the node's `--allow-host-path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<HostPathVolume>,
-    /// A volume per replica that outlives it (not available yet: refused).
+    /// A volume per replica that outlives it: the replicas get stable
+    /// identities (`NAME-0`…), each bound to the node holding its volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent: Option<PersistentVolume>,
 }
@@ -612,9 +642,36 @@ pub struct HostPathVolume {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PersistentVolume {
-    /// Its size.
+    /// Its size: most bytes it may hold (past it the replica is stopped,
+    /// `VolumeQuotaExceeded`).
     pub size: String,
+    /// What deleting the workload does to it.
+    #[serde(default, skip_serializing_if = "ReclaimPolicy::is_delete")]
+    pub reclaim_policy: ReclaimPolicy,
 }
+
+/// What becomes of a persistent volume when its workload is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReclaimPolicy {
+    /// Deleted with it (the default).
+    #[default]
+    Delete,
+    /// Kept (and its data, on its node) until deleted by hand.
+    Retain,
+}
+
+impl ReclaimPolicy {
+    fn is_delete(&self) -> bool {
+        *self == ReclaimPolicy::Delete
+    }
+}
+
+/// The label carrying a stateful replica's ordinal (`NAME-<ordinal>`).
+pub const ORDINAL_LABEL: &str = "flotilla.dev/ordinal";
+
+/// How long a persistent volume's node may be gone before its replica is
+/// made again elsewhere, empty, unless `persistentVolumeReclaimAfter` says.
+pub const DEFAULT_RECLAIM_AFTER: &str = "10m";
 
 /// `spec.volumeMounts[]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,12 @@
-//! `emptyDir` volumes on real processes: kept across a crash-restart of
+//! Volumes on real processes. `emptyDir`: kept across a crash-restart of
 //! their instance and gone with it; confined (no `..` or symlink out); a
 //! volume written past its `sizeLimit` stops the instance with
 //! `VolumeQuotaExceeded`; a `hostPath` only under an allowed prefix.
+//! `persistent`: stable replicas (`db-0`…) that return to the node holding
+//! their volume across a rollout and an agent restart, a link out of the
+//! volume denied, a replica made again elsewhere (an Event says the data is
+//! lost) once its node is gone past `persistentVolumeReclaimAfter`, and the
+//! volumes deleted with the workload.
 
 use std::time::Duration;
 
@@ -155,7 +160,7 @@ spec:
     });
     let message = failed["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("--allow-host-path"), "{failed}");
-    // Persistent volumes are refused at admission, saying so.
+    // A persistent volume of no size is refused at admission, saying so.
     let refused = c.cli(&[
         "apply",
         "-f",
@@ -167,7 +172,7 @@ kind: Workload
 metadata: {name: keeper}
 spec:
   module: {source: "file:MODULES/fs.wasm"}
-  volumes: [{name: data, persistent: {size: 1Gi}}]
+  volumes: [{name: data, persistent: {size: lots}}]
   volumeMounts: [{name: data, mountPath: /data}]
 "#,
         )
@@ -175,5 +180,161 @@ spec:
         .unwrap(),
     ]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("spec.volumes[0].persistent"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("spec.volumes[0].persistent.size"));
+}
+
+const STATEFUL: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: db}
+spec:
+  module: {source: "file:MODULES/fs.wasm"}
+  args: ["/data", "10", "600000"]
+  replicas: 2
+  placement: {strategy: spread}
+  resources: {requests: {memory: 100Mi, cpu: 100m}}
+  persistentVolumeReclaimAfter: 3s
+  volumes: [{name: data, persistent: {size: 1Mi}}]
+  volumeMounts: [{name: data, mountPath: /data}]
+"#;
+
+/// `db-N`'s node, once it runs (with `args`).
+fn running_on(c: &Cluster, ordinal: u32, args: &str) -> String {
+    let name = format!("db-{ordinal}");
+    let mut node = String::new();
+    c.wait_until(
+        &format!("{name} runs {args}"),
+        Duration::from_secs(60),
+        || {
+            c.items("instances").iter().any(|i| {
+                node = i["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                i["metadata"]["name"] == name.as_str()
+                    && i["status"]["phase"] == "Running"
+                    && i["spec"]["template"]["args"].to_string().contains(args)
+            })
+        },
+    );
+    node
+}
+
+fn log_of(c: &Cluster, instance: &str) -> String {
+    String::from_utf8_lossy(&c.cli(&["logs", "db", "--instance", instance]).stdout).to_string()
+}
+
+#[test]
+fn a_persistent_volume_stays_with_its_replica_across_rollouts_and_agent_restarts() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let join = join.trim();
+    let mut agents = std::collections::HashMap::new();
+    for name in ["edge-a", "edge-b"] {
+        agents.insert(name, crate::fleet::agent(&c, name, join, "256Mi"));
+    }
+    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+        crate::cluster::ready_nodes(&c) == 2
+    });
+    c.apply("db.yaml", STATEFUL);
+    // Stable identities, one volume each, bound where each first ran.
+    let node0 = running_on(&c, 0, "600000");
+    let node1 = running_on(&c, 1, "600000");
+    assert_ne!(node0, node1, "spread over both nodes");
+    let volumes = c.ok(&["get", "volumes"]);
+    assert!(
+        volumes
+            .lines()
+            .any(|l| l.starts_with("data-db-0") && l.contains(&node0)),
+        "{volumes}"
+    );
+    // Data put in db-0's volume, and a link that points out of it.
+    let dir = |node: &str, volume: &str| {
+        flotilla_agent::volumes::VolumeDirs::of(&c.dir.path().join(format!("agent-{node}")))
+            .persistent_dir("default", volume)
+    };
+    let volume0 = dir(&node0, "data-db-0");
+    std::fs::write(volume0.join("marker.txt"), "kept\n").unwrap();
+    std::os::unix::fs::symlink("/etc", volume0.join("escape-link")).unwrap();
+
+    // A rollout replaces db-0 in place, on its node, with its data.
+    c.apply("db.yaml", &STATEFUL.replace("600000", "600001"));
+    assert_eq!(
+        running_on(&c, 0, "600001"),
+        node0,
+        "back to its volume's node"
+    );
+    assert_eq!(running_on(&c, 1, "600001"), node1);
+    c.wait_until(
+        "the new db-0 read the old data",
+        Duration::from_secs(30),
+        || log_of(&c, "db-0").contains(r#"read /data/marker.txt: "kept""#),
+    );
+    let said = log_of(&c, "db-0");
+    assert!(
+        said.contains("escape /data/escape-link/passwd: denied"),
+        "{said}"
+    );
+    assert!(!said.contains("ALLOWED"), "{said}");
+
+    // Its agent restarted: the data is still there for db-0.
+    std::fs::write(volume0.join("marker.txt"), "still kept\n").unwrap();
+    drop(agents.remove(node0.as_str()));
+    let node0_name: &'static str = if node0 == "edge-a" {
+        "edge-a"
+    } else {
+        "edge-b"
+    };
+    agents.insert(
+        node0_name,
+        crate::fleet::agent(&c, node0_name, join, "256Mi"),
+    );
+    c.wait_until("db-0 read its data again", Duration::from_secs(60), || {
+        log_of(&c, "db-0").contains(r#"read /data/marker.txt: "still kept""#)
+    });
+    assert_eq!(running_on(&c, 0, "600001"), node0);
+    c.wait_until("usage is reported", Duration::from_secs(40), || {
+        c.ok(&["get", "volumes"])
+            .lines()
+            .any(|l| l.starts_with("data-db-0") && !l.contains("<unknown>"))
+    });
+
+    // db-1's node gone for longer than persistentVolumeReclaimAfter: made
+    // again on the other node, with an empty volume, and an Event says so.
+    let node1_name: &'static str = if node1 == "edge-a" {
+        "edge-a"
+    } else {
+        "edge-b"
+    };
+    drop(agents.remove(node1_name));
+    c.wait_until(
+        "an Event says db-1's data is lost",
+        Duration::from_secs(60),
+        || {
+            c.items("events").iter().any(|e| {
+                e["spec"]["reason"] == "VolumeLost"
+                    && e["spec"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("db-1") && m.contains(&node1))
+            })
+        },
+    );
+    assert_eq!(
+        running_on(&c, 1, "600001"),
+        node0,
+        "made again on the node left"
+    );
+    let volumes = c.ok(&["get", "volumes"]);
+    assert!(
+        volumes
+            .lines()
+            .any(|l| l.starts_with("data-db-1") && l.contains(&node0)),
+        "{volumes}"
+    );
+
+    // Deleting the workload deletes its volumes.
+    c.ok(&["delete", "workload", "db"]);
+    c.wait_until("the volumes are deleted", Duration::from_secs(20), || {
+        c.items("volumes").is_empty()
+    });
 }

@@ -111,7 +111,15 @@ pub(crate) async fn prepare(ctx: &NodeContext, life: &mut Lifecycle) -> Option<P
             return None;
         }
     };
-    let volumes = match ctx.volumes.make(ns, &folder, &template.volumes) {
+    let replica = crate::volumes::Replica {
+        workload: &instance.spec.workload,
+        ordinal: instance
+            .metadata
+            .labels
+            .get(flotilla_spec::workload::ORDINAL_LABEL)
+            .and_then(|o| o.parse().ok()),
+    };
+    let volumes = match ctx.volumes.make(ns, &folder, replica, &template.volumes) {
         Ok(volumes) => volumes,
         Err(message) => {
             life.fail("VolumeNotMade", message);

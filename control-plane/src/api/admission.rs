@@ -95,6 +95,9 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             secret.normalise().map_err(ApiError::invalid)?;
             to_value(&secret)?
         }
+        Kind::Volume => {
+            to_value(&typed::<flotilla_spec::volume::VolumeObject>(1, body).map_err(shape)?)?
+        }
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {
             return Err(ApiError::method_not_allowed(
@@ -245,6 +248,22 @@ pub fn for_status(
     stored: &Value,
 ) -> Result<(Value, Option<u64>), ApiError> {
     let expected = resource_version(&body)?;
+    // A status about an object that was deleted and made again under the
+    // same name (a stateful replica `NAME-0`) is not about this one.
+    let (given_uid, stored_uid) = (
+        body["metadata"]["uid"].as_str().unwrap_or_default(),
+        stored["metadata"]["uid"].as_str().unwrap_or_default(),
+    );
+    if !given_uid.is_empty() && !stored_uid.is_empty() && given_uid != stored_uid {
+        return Err(ApiError {
+            code: axum::http::StatusCode::CONFLICT,
+            reason: "Conflict",
+            message: format!(
+                "{} {namespace}/{name} with uid {given_uid} is gone: the object of that name now is another (uid {stored_uid})",
+                kind.name()
+            ),
+        });
+    }
     let submitted = normalise(kind, namespace, body)?;
     check_same_name(&submitted, name)?;
     if kind == Kind::Node {

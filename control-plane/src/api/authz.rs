@@ -5,7 +5,7 @@
 //! |---|---|
 //! | admin | everything |
 //! | view | read everything but tokens, secrets and key-value buckets |
-//! | node `n` | read all Nodes; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; use the `cluster` buckets they are granted; create Events about itself or its instances; renew its certificate |
+//! | node `n` | read all Nodes and Volumes, and write the status of the Volumes it holds; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; use the `cluster` buckets they are granted; create Events about itself or its instances; renew its certificate |
 //! | join token | get a node certificate, nothing else |
 //!
 //! A node never writes any spec: cordon, labels, taints and epochs belong
@@ -172,10 +172,24 @@ pub fn authorize(
     if target == Target::Public {
         return allow;
     }
-    if let Target::Object { plural, .. } = &target {
+    if let Target::Object {
+        plural,
+        subresource,
+        ..
+    } = &target
+    {
         if !read && Kind::from_plural(plural).ok() == Some(Kind::Revision) {
             return Err(ApiError::method_not_allowed(
                 "revisions are written by the workload controller only: change the workload instead (flotilla rollout undo brings an earlier revision back)",
+            ));
+        }
+        // Volumes: made by the binder, measured by their nodes, deleted by
+        // admins (which drops the data).
+        let volume_write_allowed = *method == Method::DELETE
+            || (*method == Method::PUT && subresource.as_deref() == Some("status"));
+        if !read && Kind::from_plural(plural).ok() == Some(Kind::Volume) && !volume_write_allowed {
+            return Err(ApiError::method_not_allowed(
+                "volumes are made by the scheduler when it first places a stateful replica: change the workload's spec.volumes instead (delete a volume to drop its data)",
             ));
         }
     }
@@ -276,8 +290,18 @@ fn authorize_node(
     };
     match (kind, name, subresource) {
         // Lists and watches: a node's own objects whole, others projected.
-        (Kind::Node, None, None) if read => allow(View::Full),
+        (Kind::Node | Kind::Volume, None, None) if read => allow(View::Full),
         (Kind::Instance | Kind::Workload, None, None) if read => allow(View::Node(node.into())),
+        (Kind::Volume, Some(n), Some("status")) if *method == Method::PUT => {
+            let ns = namespace.unwrap_or_default();
+            if on_node(store, kind, ns, n, node)? {
+                allow(View::Full)
+            } else {
+                deny(format!(
+                    "node {node} may report only the volumes it holds; {ns}/{n} is not one"
+                ))
+            }
+        }
         (Kind::Node, None, None) if *method == Method::POST => {
             Ok(Decision::AllowIfBody(BodyCheck::OwnNode(node.into())))
         }
@@ -300,10 +324,7 @@ fn authorize_node(
                 || (*method == Method::PUT && sub == Some("status")) =>
         {
             let ns = namespace.unwrap_or_default();
-            let bound = store
-                .get("Instance", ns, n)?
-                .is_some_and(|i| i["spec"]["nodeName"].as_str() == Some(node));
-            if bound {
+            if on_node(store, kind, ns, n, node)? {
                 allow(View::Full)
             } else {
                 deny(format!(
@@ -369,6 +390,20 @@ fn serves_tls(store: &dyn Store, ns: &str, name: &str) -> Result<bool, ApiError>
                 .as_array()
                 .is_some_and(|tls| tls.iter().any(|t| t["secretName"].as_str() == Some(name)))
     }))
+}
+
+/// Whether object `ns/name` of `kind` (an Instance, a Volume) names `node`
+/// in its `spec.nodeName`.
+fn on_node(
+    store: &dyn Store,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    node: &str,
+) -> Result<bool, ApiError> {
+    Ok(store
+        .get(kind.name(), ns, name)?
+        .is_some_and(|o| o["spec"]["nodeName"].as_str() == Some(node)))
 }
 
 /// Whether a workload spec grants `bucket` on the `cluster` backend.

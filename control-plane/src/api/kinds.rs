@@ -23,6 +23,9 @@ pub enum Kind {
     /// Secret values (namespaced; sealed at rest; admins only, and nodes
     /// for what their instances use).
     Secret,
+    /// Persistent volumes of stateful replicas (namespaced; made by the
+    /// binder; their nodes report usage; admins may delete them).
+    Volume,
 }
 
 impl Kind {
@@ -37,9 +40,10 @@ impl Kind {
             "revisions" => Kind::Revision,
             "configs" => Kind::Config,
             "secrets" => Kind::Secret,
+            "volumes" => Kind::Volume,
             other => {
                 return Err(ApiError::not_found(format!(
-                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets)"
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets, volumes)"
                 )))
             }
         })
@@ -56,6 +60,7 @@ impl Kind {
             Kind::Revision => "Revision",
             Kind::Config => "Config",
             Kind::Secret => "Secret",
+            Kind::Volume => "Volume",
         }
     }
 
@@ -70,6 +75,7 @@ impl Kind {
             Kind::Revision => "revisions",
             Kind::Config => "configs",
             Kind::Secret => "secrets",
+            Kind::Volume => "volumes",
         }
     }
 

@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use flotilla_scheduler as scheduler;
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, Phase};
-use flotilla_spec::node::Node;
+use flotilla_spec::node::{Node, HOSTNAME_LABEL};
 use flotilla_spec::workload::PlacementStrategy;
 use serde_json::Value;
 
 use super::cache::Cache;
 use super::events::{event, record, Severity};
+use super::volumes::{self, Pin};
 use crate::store::{Store, StoreError};
 
 /// What an instance reserves on its node.
@@ -94,14 +95,20 @@ pub fn pass(
         .filter(|(_, i)| i.spec.node_name.is_empty())
         .map(|(value, i)| (value.clone(), i))
         .collect();
-    let pending: Vec<scheduler::Pending> = unbound
-        .iter()
-        .map(|(_, i)| {
+    let now = std::time::SystemTime::now();
+    let mut pending = Vec::with_capacity(unbound.len());
+    for (_, i) in &unbound {
+        // A stateful replica goes back to the node holding its volumes.
+        let mut node_selector = i.spec.template.node_selector.clone();
+        if let Pin::Node(node) = volumes::pin(store, i, nodes, now)? {
+            node_selector.insert(HOSTNAME_LABEL.to_string(), node);
+        }
+        pending.push({
             let (memory, cpu) = requests(i);
             scheduler::Pending {
                 id: format!("{}/{}", i.metadata.namespace, i.metadata.name),
                 requests: scheduler::Resources { memory, cpu },
-                node_selector: i.spec.template.node_selector.clone(),
+                node_selector,
                 // Spreading wins over locality: the nodes that have the
                 // module cached are mostly those running the workload's other
                 // replicas (and, mid-rollout, its old ones).
@@ -112,8 +119,8 @@ pub fn pass(
                 strategy: strategy_of(i),
                 ..Default::default()
             }
-        })
-        .collect();
+        });
+    }
     let decisions = scheduler::schedule(&mut snapshot, &pending, strategy, &mut Default::default());
     let epochs: HashMap<&str, u64> = nodes
         .iter()
@@ -133,16 +140,19 @@ pub fn pass(
                 value["spec"]["nodeName"] = node.clone().into();
                 value["spec"]["epoch"] = epochs.get(node.as_str()).copied().unwrap_or(0).into();
                 match store.update("Instance", &ns, &name, value, expected) {
-                    Ok(_) => record(
-                        store,
-                        &event(
-                            about,
-                            Severity::Normal,
-                            "Scheduled",
-                            format!("Assigned {ns}/{name} to {node}"),
-                            "scheduler",
-                        ),
-                    )?,
+                    Ok(_) => {
+                        volumes::bind(store, instance, &node)?;
+                        record(
+                            store,
+                            &event(
+                                about,
+                                Severity::Normal,
+                                "Scheduled",
+                                format!("Assigned {ns}/{name} to {node}"),
+                                "scheduler",
+                            ),
+                        )?
+                    }
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }

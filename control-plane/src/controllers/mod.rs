@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod queue;
 pub mod revisions;
 pub mod rollout;
+pub mod volumes;
 pub mod workloads;
 
 use std::sync::Arc;

@@ -99,6 +99,10 @@ pub fn step(
     least_useful_first(&mut current, gate);
     least_useful_first(&mut outdated, gate);
     let mut step = Step::default();
+    if spec.is_stateful() {
+        // A StatefulSet scales down from its highest ordinal.
+        current.sort_by_key(|i| std::cmp::Reverse(super::workloads::ordinal(i)));
+    }
     if current.len() > wanted {
         step.delete = names(&current[..current.len() - wanted], "ScaledDown");
         current.drain(..current.len() - wanted);
@@ -129,8 +133,13 @@ pub fn step(
         StrategyKind::RollingUpdate | StrategyKind::Canary => {
             // Validated at admission; a stored object from before that is
             // rolled one at a time rather than not at all.
-            let (surge, unavailable) =
-                rolling_bounds(&spec.strategy, spec.replicas).unwrap_or((0, 1));
+            let (surge, unavailable) = if spec.is_stateful() {
+                // A replica and its volume are one: the old one goes before
+                // the new one comes, one at a time (as a StatefulSet).
+                (0, 1)
+            } else {
+                rolling_bounds(&spec.strategy, spec.replicas).unwrap_or((0, 1))
+            };
             let (surge, unavailable) = (surge as usize, unavailable as usize);
             let total = current.len() + outdated.len();
             step.create = (wanted - current.len()).min((wanted + surge).saturating_sub(total));

@@ -7,7 +7,9 @@ use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::{Instance, InstanceSpec};
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, OwnerReference, API_VERSION};
 use flotilla_spec::strategy::{StrategyKind, PROMOTE_ANNOTATION};
-use flotilla_spec::workload::{CanaryStatus, Condition, Execution, Workload, WorkloadStatus};
+use flotilla_spec::workload::{
+    CanaryStatus, Condition, Execution, Workload, WorkloadStatus, ORDINAL_LABEL,
+};
 
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -232,6 +234,7 @@ pub fn reconcile<'a>(
         }];
     }
     let mut actions = Vec::new();
+    let mut ordinals = free_ordinals(updated.iter().chain(&old).copied());
     // Paused mid-rollout: more of the version it was paused at (the newest
     // outdated instance's template), not of the new one.
     if let Some(model) = outdated.iter().max_by(|a, b| {
@@ -249,7 +252,10 @@ pub fn reconcile<'a>(
                     .labels
                     .insert(TEMPLATE_HASH_LABEL.into(), hash.clone());
             }
-            actions.push(Action::Create(Box::new(instance)));
+            actions.push(Action::Create(Box::new(with_ordinal(
+                instance,
+                &mut ordinals,
+            ))));
         }
     }
     for (name, reason) in &step.delete {
@@ -262,7 +268,10 @@ pub fn reconcile<'a>(
             .metadata
             .labels
             .insert(TEMPLATE_HASH_LABEL.into(), revision.hash.clone());
-        actions.push(Action::Create(Box::new(instance)));
+        actions.push(Action::Create(Box::new(with_ordinal(
+            instance,
+            &mut ordinals,
+        ))));
     }
     status.conditions = vec![
         available_condition(&previous, status.available_replicas, wanted, now),
@@ -566,6 +575,33 @@ fn condition(
     }
 }
 
+/// The ordinals a stateful workload's new instances take, lowest first:
+/// those no instance it keeps holds (as a StatefulSet's `NAME-0`…).
+fn free_ordinals<'a>(kept: impl Iterator<Item = &'a Instance>) -> impl Iterator<Item = u32> {
+    let held: std::collections::BTreeSet<u32> = kept.filter_map(ordinal).collect();
+    (0..).filter(move |o| !held.contains(o))
+}
+
+/// A stateful instance's ordinal.
+pub fn ordinal(instance: &Instance) -> Option<u32> {
+    instance.metadata.labels.get(ORDINAL_LABEL)?.parse().ok()
+}
+
+/// Names a stateful workload's new instance after its ordinal.
+fn with_ordinal(mut instance: Instance, ordinals: &mut impl Iterator<Item = u32>) -> Instance {
+    if !instance.spec.template.is_stateful() {
+        return instance;
+    }
+    if let Some(ordinal) = ordinals.next() {
+        instance.metadata.name = format!("{}-{ordinal}", instance.spec.workload);
+        instance
+            .metadata
+            .labels
+            .insert(ORDINAL_LABEL.into(), ordinal.to_string());
+    }
+    instance
+}
+
 fn new_instance(workload: &Workload) -> Instance {
     let alphabet = flotilla_spec::instance::NAME_SUFFIX_ALPHABET;
     let suffix: String = (0..flotilla_spec::instance::NAME_SUFFIX_LEN)
@@ -631,6 +667,7 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
     }
     let Some(workload) = workload else {
         super::revisions::forget(store, &key.0, &key.1)?;
+        super::volumes::release(store, &key.0, &key.1)?;
         return Ok(true);
     };
     let digest = super::config_values::digest(store, workload)?;

@@ -1,0 +1,172 @@
+//! Persistent volumes of stateful replicas, for the binder: a replica
+//! whose `Volume` objects exist goes back to the node holding them; one
+//! whose node has been gone longer than `persistentVolumeReclaimAfter`
+//! has them dropped (an Event says the data is lost) and is placed afresh;
+//! a replica placed the first time gets them, bound to its node. A
+//! workload deleted takes its volumes along unless they are `Retain`.
+
+use std::time::{Duration, SystemTime};
+
+use flotilla_spec::event::ObjectRef;
+use flotilla_spec::instance::Instance;
+use flotilla_spec::meta::{now_rfc3339, parse_rfc3339, API_VERSION};
+use flotilla_spec::node::Node;
+use flotilla_spec::volume::volume_name;
+use flotilla_spec::workload::{ReclaimPolicy, ORDINAL_LABEL};
+use serde_json::json;
+
+use super::events::{event, record, Severity};
+use super::workloads::{ordinal, WORKLOAD_LABEL};
+use crate::store::{Store, StoreError};
+
+/// Where a stateful replica may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Anywhere (it has no volumes yet, or they were reclaimed).
+    Free,
+    /// Only to this node, which holds its volumes.
+    Node(String),
+}
+
+/// The names of the replica's volumes.
+fn names(instance: &Instance, ordinal: u32) -> Vec<String> {
+    instance
+        .spec
+        .template
+        .persistent_volumes()
+        .map(|(v, _)| volume_name(&v.name, &instance.spec.workload, ordinal))
+        .collect()
+}
+
+/// How long `node` has been silent (its last heartbeat), if it exists.
+fn silent_for(node: Option<&(Node, bool)>, now: SystemTime) -> Option<Duration> {
+    let (node, ready) = node?;
+    if *ready {
+        return Some(Duration::ZERO);
+    }
+    let last = node.status.as_ref()?.last_heartbeat.as_str();
+    Some(
+        parse_rfc3339(last)
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or(Duration::MAX),
+    )
+}
+
+/// Where an unbound stateful replica may go; drops its volumes when their
+/// node has been gone for longer than the workload allows.
+pub fn pin(
+    store: &dyn Store,
+    instance: &Instance,
+    nodes: &[(Node, bool)],
+    now: SystemTime,
+) -> Result<Pin, StoreError> {
+    let Some(ordinal) = ordinal(instance).filter(|_| instance.spec.template.is_stateful()) else {
+        return Ok(Pin::Free);
+    };
+    let ns = &instance.metadata.namespace;
+    let mut held = None;
+    for name in names(instance, ordinal) {
+        if let Some(volume) = store.get("Volume", ns, &name)? {
+            held = Some(
+                volume["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            break;
+        }
+    }
+    let Some(node) = held else {
+        return Ok(Pin::Free);
+    };
+    let silent = silent_for(nodes.iter().find(|(n, _)| n.metadata.name == node), now);
+    let reclaim_after = instance.spec.template.reclaim_after();
+    if silent.is_some_and(|s| s <= reclaim_after) {
+        return Ok(Pin::Node(node));
+    }
+    // Gone for good: the replica is made again elsewhere, empty.
+    for name in names(instance, ordinal) {
+        match store.delete("Volume", ns, &name) {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let gone = match silent {
+        Some(s) => format!("has not been heard from for {}s", s.as_secs()),
+        None => "no longer exists".to_string(),
+    };
+    record(
+        store,
+        &event(
+            ObjectRef {
+                kind: "Workload".into(),
+                namespace: ns.clone(),
+                name: instance.spec.workload.clone(),
+            },
+            Severity::Warning,
+            "VolumeLost",
+            format!(
+                "node {node}, which held the volumes of replica {}-{ordinal}, {gone} (persistentVolumeReclaimAfter {}s): the replica is made again elsewhere with empty volumes; the data on {node} is lost",
+                instance.spec.workload,
+                reclaim_after.as_secs()
+            ),
+            "scheduler",
+        ),
+    )?;
+    Ok(Pin::Free)
+}
+
+/// Makes the volumes a stateful replica placed on `node` does not have yet.
+pub fn bind(store: &dyn Store, instance: &Instance, node: &str) -> Result<(), StoreError> {
+    let Some(ordinal) = ordinal(instance).filter(|_| instance.spec.template.is_stateful()) else {
+        return Ok(());
+    };
+    let ns = &instance.metadata.namespace;
+    let workload = &instance.spec.workload;
+    for (volume, persistent) in instance.spec.template.persistent_volumes() {
+        let name = volume_name(&volume.name, workload, ordinal);
+        let object = json!({
+            "apiVersion": API_VERSION,
+            "kind": "Volume",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": now_rfc3339(),
+                "labels": {WORKLOAD_LABEL: workload, ORDINAL_LABEL: ordinal.to_string()},
+            },
+            "spec": {
+                "workload": workload,
+                "volume": volume.name,
+                "ordinal": ordinal,
+                "size": persistent.size,
+                "nodeName": node,
+                "reclaimPolicy": persistent.reclaim_policy,
+            },
+        });
+        match store.create("Volume", ns, &name, object) {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the volumes of deleted workload `ns/workload` but those it
+/// asked to retain.
+pub fn release(store: &dyn Store, ns: &str, workload: &str) -> Result<(), StoreError> {
+    for volume in store.list("Volume", Some(ns))?.items {
+        let spec = &volume["spec"];
+        let retained = serde_json::from_value::<ReclaimPolicy>(spec["reclaimPolicy"].clone())
+            .is_ok_and(|p| p == ReclaimPolicy::Retain);
+        if spec["workload"].as_str() != Some(workload) || retained {
+            continue;
+        }
+        let name = volume["metadata"]["name"].as_str().unwrap_or_default();
+        match store.delete("Volume", ns, name) {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
