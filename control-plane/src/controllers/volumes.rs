@@ -170,3 +170,94 @@ pub fn release(store: &dyn Store, ns: &str, workload: &str) -> Result<(), StoreE
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use flotilla_spec::workload::{PersistentVolume, Volume, WorkloadSpec};
+
+    fn replica(ordinal: u32, policy: ReclaimPolicy) -> Instance {
+        let mut instance = Instance::default();
+        instance.metadata.namespace = "default".into();
+        instance.metadata.name = format!("db-{ordinal}");
+        instance
+            .metadata
+            .labels
+            .insert(ORDINAL_LABEL.into(), ordinal.to_string());
+        instance.spec.workload = "db".into();
+        instance.spec.template = WorkloadSpec {
+            volumes: vec![Volume {
+                name: "data".into(),
+                persistent: Some(PersistentVolume {
+                    size: "1Mi".into(),
+                    reclaim_policy: policy,
+                }),
+                ..Volume::default()
+            }],
+            persistent_volume_reclaim_after: Some("1m".into()),
+            ..WorkloadSpec::default()
+        };
+        instance
+    }
+
+    #[test]
+    fn volumes_pin_their_replica_until_reclaimed_and_go_with_the_workload_unless_retained() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let now = SystemTime::now();
+        let (first, second) = (
+            replica(0, ReclaimPolicy::Delete),
+            replica(1, ReclaimPolicy::Retain),
+        );
+        assert_eq!(
+            pin(&store, &first, &[], now).unwrap(),
+            Pin::Free,
+            "no volume yet"
+        );
+        bind(&store, &first, "edge-a").unwrap();
+        bind(&store, &second, "edge-b").unwrap();
+        let mut node = Node::default();
+        node.metadata.name = "edge-a".into();
+        let ready = [(node.clone(), true)];
+        assert_eq!(
+            pin(&store, &first, &ready, now).unwrap(),
+            Pin::Node("edge-a".into())
+        );
+        // Silent for 30 s of the 1m allowed: still waited for.
+        node.status = Some(flotilla_spec::node::NodeStatus {
+            last_heartbeat: flotilla_spec::meta::rfc3339(now - Duration::from_secs(30)),
+            ..Default::default()
+        });
+        let silent = [(node.clone(), false)];
+        assert_eq!(
+            pin(&store, &first, &silent, now).unwrap(),
+            Pin::Node("edge-a".into())
+        );
+        // Past it: reclaimed, placed afresh, the data declared lost.
+        let later = now + Duration::from_secs(60);
+        assert_eq!(pin(&store, &first, &silent, later).unwrap(), Pin::Free);
+        assert!(store
+            .get("Volume", "default", "data-db-0")
+            .unwrap()
+            .is_none());
+        let events = store.list("Event", Some("default")).unwrap().items;
+        assert!(events.iter().any(|e| e["spec"]["reason"] == "VolumeLost"));
+        // A node that no longer exists: reclaimed at once.
+        assert_eq!(pin(&store, &second, &[], now).unwrap(), Pin::Free);
+        bind(&store, &first, "edge-a").unwrap();
+        bind(&store, &second, "edge-b").unwrap();
+        release(&store, "default", "db").unwrap();
+        assert!(store
+            .get("Volume", "default", "data-db-0")
+            .unwrap()
+            .is_none());
+        assert!(
+            store
+                .get("Volume", "default", "data-db-1")
+                .unwrap()
+                .is_some(),
+            "Retain keeps it"
+        );
+    }
+}
