@@ -129,6 +129,7 @@ fn run(args: RunArgs) -> Result<i32> {
         stdout: stdio(&stdout),
         stderr: stdio(&stderr),
         stdin: None,
+        usage: None,
         host: HostCtx {
             granted: if args.config.is_empty() {
                 Default::default()

@@ -87,6 +87,7 @@ pub(crate) fn run_spec(template: &WorkloadSpec, name: &str, values: &InstanceVal
         stdout: Stdio::Null,
         stderr: Stdio::Null,
         stdin: None,
+        usage: None,
     }
 }
 

@@ -42,9 +42,19 @@ pub(crate) struct CpuMeter {
     total_ns: AtomicU64,
     /// Thread CPU time when the current poll began (0 when not polling).
     poll_started_ns: AtomicU64,
+    /// Where completed polls are added too, across runs (metrics).
+    usage: Option<Arc<super::Usage>>,
 }
 
 impl CpuMeter {
+    /// A meter that also adds to `usage`.
+    pub(crate) fn counting_into(usage: Option<Arc<super::Usage>>) -> Self {
+        Self {
+            usage,
+            ..Self::default()
+        }
+    }
+
     /// CPU time so far, including the poll in progress when called from
     /// inside it (as the epoch callback is).
     pub(crate) fn used_ns(&self) -> u64 {
@@ -86,6 +96,9 @@ impl<F: Future> Future for Metered<F> {
         let spent = thread_cpu_ns().saturating_sub(start);
         self.meter.poll_started_ns.store(0, Ordering::Relaxed);
         self.meter.total_ns.fetch_add(spent, Ordering::Relaxed);
+        if let Some(usage) = &self.meter.usage {
+            usage.add_cpu(spent);
+        }
         result
     }
 }

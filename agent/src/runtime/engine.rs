@@ -177,7 +177,7 @@ fn defined_imports(engine: &Engine, linker: &Linker<CoreState>) -> HashSet<(Stri
         engine,
         CoreState {
             wasi: wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
-            limits: super::state::InstanceLimits::new(None, None),
+            limits: super::state::InstanceLimits::new(None, None, None),
             host: Default::default(),
         },
     );

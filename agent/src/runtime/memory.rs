@@ -21,14 +21,29 @@ pub(crate) struct MemoryLimiter {
     peak: usize,
     /// What the first refused growth ran into, in words.
     refusal: Option<String>,
+    /// Where the bytes in use are published (metrics).
+    usage: Option<std::sync::Arc<super::Usage>>,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        // The run's memories and tables go with its store.
+        if let Some(usage) = &self.usage {
+            usage.set_memory(0);
+        }
+    }
 }
 
 impl MemoryLimiter {
-    /// A limiter with an optional budget in bytes.
-    pub(crate) fn new(limit: Option<u64>) -> Self {
+    /// A limiter with an optional budget in bytes, publishing the bytes in
+    /// use to `usage`.
+    pub(crate) fn new(limit: Option<u64>, usage: Option<std::sync::Arc<super::Usage>>) -> Self {
         Self {
             limit: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
-            ..Self::default()
+            in_use: 0,
+            peak: 0,
+            refusal: None,
+            usage,
         }
     }
 
@@ -57,6 +72,9 @@ impl MemoryLimiter {
         }
         self.in_use = next;
         self.peak = self.peak.max(next);
+        if let Some(usage) = &self.usage {
+            usage.set_memory(next as u64);
+        }
         true
     }
 }
@@ -111,17 +129,21 @@ mod tests {
 
     #[test]
     fn counts_all_memories_against_one_budget() {
-        let mut l = MemoryLimiter::new(Some(100));
+        let usage = std::sync::Arc::new(super::super::Usage::default());
+        let mut l = MemoryLimiter::new(Some(100), Some(usage.clone()));
         assert!(l.grow(0, 60));
         assert!(l.grow(0, 40));
+        assert_eq!(usage.memory_bytes(), 100, "published as it grows");
         assert!(!l.grow(60, 61));
         assert!(l.refusal().unwrap().contains("memory limit of 100 bytes"));
         assert_eq!(l.peak(), 100);
+        drop(l);
+        assert_eq!(usage.memory_bytes(), 0, "gone with the run");
     }
 
     #[test]
     fn a_growth_past_a_maximum_is_a_refusal_that_names_it() {
-        let mut l = MemoryLimiter::new(None);
+        let mut l = MemoryLimiter::new(None, None);
         assert!(!l.table_growing(10, 30_000, Some(20_000)).unwrap());
         let why = l.refusal().unwrap().to_string();
         assert!(

@@ -21,6 +21,7 @@ mod proxy;
 mod run;
 mod state;
 mod stdin;
+mod usage;
 mod wagi;
 
 pub use engine::{lower_thread_priority, Runtime, RuntimeConfig};
@@ -34,3 +35,4 @@ pub use outcome::{ExitReason, Outcome};
 pub use output::{CaptureBuffer, LogWriter, Stdio};
 pub use run::{Limits, Preopen, RunSpec};
 pub use stdin::Stdin;
+pub use usage::Usage;

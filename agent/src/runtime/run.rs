@@ -61,6 +61,9 @@ pub struct RunSpec {
     pub host: flotilla_host_api::HostCtx,
     /// What the guest reads on stdin (nothing when `None`).
     pub stdin: Option<super::Stdin>,
+    /// Where its CPU time, throttling and memory are added up across runs
+    /// (the node's metrics), if anywhere.
+    pub usage: Option<std::sync::Arc<super::Usage>>,
 }
 
 /// Names the environment's variables, never their values (they may be
@@ -105,7 +108,11 @@ impl LoadedModule {
         self.check_grants(&spec.host.granted)?;
         let mut wasi = self.wasi_builder(&spec)?;
         let _running = self.runtime.ticker.enter();
-        let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis);
+        let limits = InstanceLimits::new(
+            spec.limits.memory_bytes,
+            spec.limits.cpu_millis,
+            spec.usage.clone(),
+        );
         let meter = limits.cpu.clone();
         let engine = &self.runtime.engine;
         let timeout = spec.limits.timeout;
@@ -138,7 +145,7 @@ impl LoadedModule {
         // A start function may loop: keep epochs advancing.
         let _running = self.runtime.ticker.enter();
         let mut wasi = WasiCtxBuilder::new();
-        let instance_limits = InstanceLimits::new(limits.memory_bytes, limits.cpu_millis);
+        let instance_limits = InstanceLimits::new(limits.memory_bytes, limits.cpu_millis, None);
         let result = match &self.prepared {
             Prepared::Core(pre) => {
                 let mut store = CoreState::new_store(engine, &mut wasi, instance_limits);

@@ -18,14 +18,23 @@ pub(crate) struct InstanceLimits {
     pub memory: MemoryLimiter,
     pub cpu: Arc<CpuMeter>,
     pub quota: Option<CpuQuota>,
+    /// Where the run's usage is published (metrics).
+    pub usage: Option<Arc<super::Usage>>,
 }
 
 impl InstanceLimits {
-    pub(crate) fn new(memory_bytes: Option<u64>, cpu_millis: Option<u64>) -> Self {
+    /// Limits of `memory_bytes` and `cpu_millis`; what the run uses is
+    /// added to `usage` as well.
+    pub(crate) fn new(
+        memory_bytes: Option<u64>,
+        cpu_millis: Option<u64>,
+        usage: Option<Arc<super::Usage>>,
+    ) -> Self {
         Self {
-            memory: MemoryLimiter::new(memory_bytes),
-            cpu: Arc::new(CpuMeter::default()),
+            memory: MemoryLimiter::new(memory_bytes, usage.clone()),
+            cpu: Arc::new(CpuMeter::counting_into(usage.clone())),
             quota: cpu_millis.map(CpuQuota::new),
+            usage,
         }
     }
 }
@@ -144,6 +153,9 @@ fn apply_limits<T: Limited>(store: &mut Store<T>) {
         let limits = ctx.data_mut().limits();
         let used = limits.cpu.used_ns();
         let pause = limits.quota.as_mut().and_then(|quota| quota.charge(used));
+        if let (Some(pause), Some(usage)) = (pause, &limits.usage) {
+            usage.add_throttled(pause);
+        }
         Ok(match pause {
             Some(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
             None => UpdateDeadline::Yield(1),
