@@ -66,6 +66,14 @@ impl ClusterKv {
         request: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, KvError> {
         self.wait(bucket, request)?.map_err(|e| match e {
+            // Refused by authorization (not a quota): the guest's
+            // `access-denied`.
+            ClientError::Api { code: 403, message, .. }
+                if !KvError::Other(message.clone()).is_quota_exceeded() =>
+            {
+                tracing::warn!("bucket {bucket}: {message}");
+                KvError::AccessDenied
+            }
             ClientError::Api { message, .. } => KvError::Other(message),
             e => KvError::Other(format!(
                 "bucket {bucket} is kept by the control plane, which this node cannot reach now: {e}"

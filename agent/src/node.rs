@@ -494,23 +494,41 @@ impl Agent {
             );
         }
         let wanted = wanted.cloned();
+        let (ns, name) = k.split_once('/').unwrap_or(("", k));
+        let (logs, ns, name) = (self.ctx.logs.clone(), ns.to_string(), name.to_string());
+        // Stopped, then (a stateful replica made again under its name: the
+        // same name, another uid) the new one starts only once the old one
+        // is gone, so the two never share its volume or its log.
+        let mut stopping = None;
         if let Some(r) = self.running.remove(k) {
             r.task.abort();
-            let (ns, name) = k.split_once('/').unwrap_or(("", k));
-            self.ctx.reporter.forget(ns, name);
+            self.ctx.reporter.forget(&ns, &name);
+            tracing::info!("stopped instance {k}");
+            stopping = Some(r.task);
+        }
+        match wanted {
+            Some(instance) => {
+                let uid = instance.metadata.uid.clone();
+                let ctx = self.ctx.clone();
+                let task = tokio::spawn(async move {
+                    if let Some(old) = stopping {
+                        let _ = old.await;
+                        logs.remove(&ns, &name);
+                    }
+                    supervise(ctx, instance).await
+                });
+                self.running.insert(k.to_string(), Running { uid, task });
+            }
             // Remove the logs once the task has really stopped, or a run
             // starting at this moment could recreate them.
-            let (logs, ns, name) = (self.ctx.logs.clone(), ns.to_string(), name.to_string());
-            tokio::spawn(async move {
-                let _ = r.task.await;
-                logs.remove(&ns, &name);
-            });
-            tracing::info!("stopped instance {k}");
-        }
-        if let Some(instance) = wanted {
-            let uid = instance.metadata.uid.clone();
-            let task = tokio::spawn(supervise(self.ctx.clone(), instance));
-            self.running.insert(k.to_string(), Running { uid, task });
+            None => {
+                if let Some(old) = stopping {
+                    tokio::spawn(async move {
+                        let _ = old.await;
+                        logs.remove(&ns, &name);
+                    });
+                }
+            }
         }
         true
     }

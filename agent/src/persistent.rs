@@ -5,7 +5,6 @@
 //! reclaimed onto another node after this one was away too long).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use flotilla_client::{collection_path, Client, ClientError};
@@ -43,9 +42,9 @@ pub async fn sweep(client: &Client, node: &str, dirs: &VolumeDirs) -> Result<(),
             Some(((ns, name), v))
         })
         .collect();
-    let root = dirs.persistent.clone();
     let held: Vec<(String, String)> = mine.keys().cloned().collect();
-    let removed = tokio::task::spawn_blocking(move || remove_unheld(&root, &held))
+    let swept = dirs.clone();
+    let removed = tokio::task::spawn_blocking(move || remove_unheld(&swept, &held))
         .await
         .unwrap_or_default();
     for gone in removed {
@@ -81,11 +80,12 @@ pub async fn sweep(client: &Client, node: &str, dirs: &VolumeDirs) -> Result<(),
     Ok(())
 }
 
-/// Removes the folders under `root` (`<namespace>/<name>`) that are not in
-/// `held` and older than [`GRACE`]; what it removed.
-fn remove_unheld(root: &Path, held: &[(String, String)]) -> Vec<String> {
+/// Removes the persistent folders (`<namespace>/<name>`) that are not in
+/// `held`, not mounted by an instance, and older than [`GRACE`]; what it
+/// removed.
+fn remove_unheld(dirs: &VolumeDirs, held: &[(String, String)]) -> Vec<String> {
     let mut removed = Vec::new();
-    let Ok(namespaces) = std::fs::read_dir(root) else {
+    let Ok(namespaces) = std::fs::read_dir(&dirs.persistent) else {
         return removed;
     };
     for ns in namespaces.flatten() {
@@ -95,7 +95,9 @@ fn remove_unheld(root: &Path, held: &[(String, String)]) -> Vec<String> {
         let ns_name = ns.file_name().to_string_lossy().into_owned();
         for volume in volumes.flatten() {
             let name = volume.file_name().to_string_lossy().into_owned();
-            if held.iter().any(|(n, v)| *n == ns_name && *v == name) {
+            if held.iter().any(|(n, v)| *n == ns_name && *v == name)
+                || dirs.is_mounted(&volume.path())
+            {
                 continue;
             }
             let young = volume
@@ -110,4 +112,52 @@ fn remove_unheld(root: &Path, held: &[(String, String)]) -> Vec<String> {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn the_sweep_removes_only_old_folders_no_volume_holds_and_no_instance_mounts() {
+        let data = tempfile::tempdir().unwrap();
+        let dirs = VolumeDirs::of(data.path());
+        let made = |name: &str, age: Duration| {
+            let dir = dirs.persistent_dir("default", name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::File::open(&dir)
+                .unwrap()
+                .set_modified(SystemTime::now() - age)
+                .unwrap();
+            dir
+        };
+        let old = Duration::from_secs(120);
+        let held = made("data.held-0", old);
+        let orphan = made("data.gone-0", old);
+        let young = made("data.new-0", Duration::ZERO);
+        let volumes = [flotilla_spec::workload::Volume {
+            name: "data".into(),
+            persistent: Some(Default::default()),
+            ..Default::default()
+        }];
+        let replica = crate::volumes::Replica {
+            workload: "used",
+            ordinal: Some(0),
+        };
+        let in_use = dirs
+            .make("default", "used-0-uid", replica, &volumes)
+            .unwrap();
+        let used = in_use.dirs[0].path.clone();
+        std::fs::File::open(&used)
+            .unwrap()
+            .set_modified(SystemTime::now() - old)
+            .unwrap();
+        let removed = remove_unheld(&dirs, &[("default".into(), "data.held-0".into())]);
+        assert_eq!(removed, ["default/data.gone-0"]);
+        assert!(held.exists() && young.exists() && used.exists() && !orphan.exists());
+        drop(in_use);
+        let removed = remove_unheld(&dirs, &[("default".into(), "data.held-0".into())]);
+        assert_eq!(removed, ["default/data.used-0"], "unmounted, it goes");
+    }
 }

@@ -3,7 +3,7 @@
 //! [`InstanceVolumes`] guard) — on the node's disk under the agent's data
 //! folder, or with `medium: Memory` in memory-backed storage (`/dev/shm`).
 //! `persistent`: the folder of the replica's `Volume` object
-//! (`<data>/persistent/<namespace>/<volume>-<workload>-<ordinal>`), kept
+//! (`<data>/persistent/<namespace>/<volume>.<workload>-<ordinal>`), kept
 //! across instances, rollouts and agent restarts, removed only when the
 //! `Volume` is (see `persistent`). Each `sizeLimit` and `size` is measured
 //! (bytes and files, links not followed) every [`MEASURE_EVERY`] while the
@@ -31,6 +31,9 @@ pub struct VolumeDirs {
     pub memory: PathBuf,
     /// `persistent`: one folder per `Volume` object held here.
     pub persistent: PathBuf,
+    /// Persistent folders instances have mounted now, with how many: the
+    /// sweep never removes these.
+    mounted: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, usize>>>,
 }
 
 /// Which replica an instance is, for its persistent volumes.
@@ -49,6 +52,7 @@ impl VolumeDirs {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
         Self {
+            mounted: Default::default(),
             persistent: data_dir.join("persistent"),
             disk: data_dir.join("volumes"),
             memory: PathBuf::from(format!(
@@ -63,6 +67,12 @@ impl VolumeDirs {
     pub fn clear(&self) -> Result<(), String> {
         crate::config_files::fresh_private_dir(&self.disk)?;
         crate::config_files::fresh_private_dir(&self.memory)
+    }
+
+    /// Whether an instance has persistent folder `dir` mounted.
+    pub fn is_mounted(&self, dir: &Path) -> bool {
+        let mounted = self.mounted.lock().unwrap_or_else(|e| e.into_inner());
+        mounted.contains_key(dir)
     }
 
     /// The folder of persistent volume `name` (a `Volume` object's) in
@@ -94,11 +104,21 @@ impl VolumeDirs {
                 let name =
                     flotilla_spec::volume::volume_name(&volume.name, replica.workload, ordinal);
                 let dir = self.persistent_dir(namespace, &name);
+                // Marked mounted before it exists: the sweep never takes it.
+                *self
+                    .mounted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(dir.clone())
+                    .or_default() += 1;
+                made.mounted = Some(self.mounted.clone());
+                made.held.push(dir.clone());
                 crate::config_files::private_dir(&dir)?;
                 made.dirs.push(VolumeDir {
                     name: volume.name.clone(),
                     path: dir,
                     limit: flotilla_spec::parse_memory_bytes(&persistent.size).ok(),
+                    limit_field: "persistent.size",
                 });
                 continue;
             }
@@ -129,6 +149,7 @@ impl VolumeDirs {
                 name: volume.name.clone(),
                 path: dir,
                 limit,
+                limit_field: "emptyDir.sizeLimit",
             });
         }
         Ok(made)
@@ -142,22 +163,38 @@ pub struct VolumeDir {
     pub name: String,
     /// Its folder.
     pub path: PathBuf,
-    /// Its `sizeLimit` in bytes.
+    /// Its `sizeLimit` (or `size`) in bytes.
     pub limit: Option<u64>,
+    /// Which field sets the limit, for messages.
+    pub limit_field: &'static str,
 }
 
-/// One instance's volumes; its `emptyDir` ones are removed when dropped.
+/// One instance's volumes; its `emptyDir` ones are removed when dropped,
+/// its persistent ones no longer marked mounted.
 #[derive(Debug, Default)]
 pub struct InstanceVolumes {
     roots: Vec<PathBuf>,
     /// Each volume.
     pub dirs: Vec<VolumeDir>,
+    held: Vec<PathBuf>,
+    mounted: Option<std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, usize>>>>,
 }
 
 impl Drop for InstanceVolumes {
     fn drop(&mut self) {
         for root in &self.roots {
             let _ = std::fs::remove_dir_all(root);
+        }
+        if let Some(mounted) = &self.mounted {
+            let mut mounted = mounted.lock().unwrap_or_else(|e| e.into_inner());
+            for dir in &self.held {
+                if let Some(count) = mounted.get_mut(dir) {
+                    *count -= 1;
+                    if *count == 0 {
+                        mounted.remove(dir);
+                    }
+                }
+            }
         }
     }
 }
@@ -219,8 +256,8 @@ impl InstanceVolumes {
                 let limit = volume.limit?;
                 (bytes > limit).then(|| {
                     format!(
-                        "volume {} holds {bytes} bytes in {files} entries, over its sizeLimit of {limit} bytes: the instance is stopped (raise emptyDir.sizeLimit, or have the guest write less)",
-                        volume.name
+                        "volume {} holds {bytes} bytes in {files} entries, over its {} of {limit} bytes: the instance is stopped (raise {}, or have the guest write less)",
+                        volume.name, volume.limit_field, volume.limit_field
                     )
                 })
             })
@@ -289,7 +326,8 @@ mod tests {
             .make("default", "web-1-uid", replica, &volumes)
             .unwrap();
         let kept = made.dirs[2].path.clone();
-        assert_eq!(kept, dirs.persistent.join("default/data-web-1"));
+        assert_eq!(kept, dirs.persistent.join("default/data.web-1"));
+        assert!(dirs.is_mounted(&kept));
         std::fs::write(kept.join("state"), b"1").unwrap();
         let scratch = made.dirs[0].path.clone();
         assert!(made.dirs[1].path.starts_with("/dev/shm"));

@@ -1,6 +1,6 @@
 //! `Volume`: one persistent volume of one replica of a stateful workload
 //! (as a Kubernetes PersistentVolumeClaim of a StatefulSet, named
-//! `<volume>-<workload>-<ordinal>`). Made by the scheduler's binder when it
+//! `<volume>.<workload>-<ordinal>`). Made by the scheduler's binder when it
 //! first places the replica, bound to that node (`spec.nodeName`) from then
 //! on; its node's agent keeps the data and reports the usage.
 
@@ -12,9 +12,11 @@ use crate::workload::ReclaimPolicy;
 /// A Volume resource.
 pub type VolumeObject = Resource<VolumeSpec, VolumeStatus>;
 
-/// The name of the volume `volume` of replica `ordinal` of `workload`.
+/// The name of the volume `volume` of replica `ordinal` of `workload`. A
+/// volume's name is a DNS label (no dot), so the dot tells where it ends:
+/// no two (volume, workload) pairs share a name.
 pub fn volume_name(volume: &str, workload: &str, ordinal: u32) -> String {
-    format!("{volume}-{workload}-{ordinal}")
+    format!("{volume}.{workload}-{ordinal}")
 }
 
 /// What a volume is, and where.

@@ -245,7 +245,7 @@ fn a_persistent_volume_stays_with_its_replica_across_rollouts_and_agent_restarts
     assert!(
         volumes
             .lines()
-            .any(|l| l.starts_with("data-db-0") && l.contains(&node0)),
+            .any(|l| l.starts_with("data.db-0") && l.contains(&node0)),
         "{volumes}"
     );
     // Data put in db-0's volume, and a link that points out of it.
@@ -253,7 +253,7 @@ fn a_persistent_volume_stays_with_its_replica_across_rollouts_and_agent_restarts
         flotilla_agent::volumes::VolumeDirs::of(&c.dir.path().join(format!("agent-{node}")))
             .persistent_dir("default", volume)
     };
-    let volume0 = dir(&node0, "data-db-0");
+    let volume0 = dir(&node0, "data.db-0");
     std::fs::write(volume0.join("marker.txt"), "kept\n").unwrap();
     std::os::unix::fs::symlink("/etc", volume0.join("escape-link")).unwrap();
 
@@ -296,7 +296,7 @@ fn a_persistent_volume_stays_with_its_replica_across_rollouts_and_agent_restarts
     c.wait_until("usage is reported", Duration::from_secs(40), || {
         c.ok(&["get", "volumes"])
             .lines()
-            .any(|l| l.starts_with("data-db-0") && !l.contains("<unknown>"))
+            .any(|l| l.starts_with("data.db-0") && !l.contains("<unknown>"))
     });
 
     // db-1's node gone for longer than persistentVolumeReclaimAfter: made
@@ -328,7 +328,7 @@ fn a_persistent_volume_stays_with_its_replica_across_rollouts_and_agent_restarts
     assert!(
         volumes
             .lines()
-            .any(|l| l.starts_with("data-db-1") && l.contains(&node0)),
+            .any(|l| l.starts_with("data.db-1") && l.contains(&node0)),
         "{volumes}"
     );
 

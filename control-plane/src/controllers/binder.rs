@@ -38,6 +38,7 @@ pub fn pass(
     store: &dyn Store,
     cache: &Cache,
     nodes: &[(Node, bool)],
+    silences: &HashMap<String, std::time::Duration>,
     strategy: scheduler::Strategy,
 ) -> Result<(), StoreError> {
     let instances = || cache.instances.decoded();
@@ -95,12 +96,11 @@ pub fn pass(
         .filter(|(_, i)| i.spec.node_name.is_empty())
         .map(|(value, i)| (value.clone(), i))
         .collect();
-    let now = std::time::SystemTime::now();
     let mut pending = Vec::with_capacity(unbound.len());
     for (_, i) in &unbound {
         // A stateful replica goes back to the node holding its volumes.
         let mut node_selector = i.spec.template.node_selector.clone();
-        if let Pin::Node(node) = volumes::pin(store, i, nodes, now)? {
+        if let Pin::Node(node) = volumes::pin(store, i, silences)? {
             node_selector.insert(HOSTNAME_LABEL.to_string(), node);
         }
         pending.push({
@@ -139,20 +139,23 @@ pub fn pass(
             scheduler::Decision::Place { node, .. } => {
                 value["spec"]["nodeName"] = node.clone().into();
                 value["spec"]["epoch"] = epochs.get(node.as_str()).copied().unwrap_or(0).into();
+                // Its volumes first: a replica never runs without them (if
+                // the binding then loses a race, they pin it here).
+                if let Err(e) = volumes::bind(store, instance, &node) {
+                    tracing::warn!("instance {ns}/{name}: {e}");
+                    continue;
+                }
                 match store.update("Instance", &ns, &name, value, expected) {
-                    Ok(_) => {
-                        volumes::bind(store, instance, &node)?;
-                        record(
-                            store,
-                            &event(
-                                about,
-                                Severity::Normal,
-                                "Scheduled",
-                                format!("Assigned {ns}/{name} to {node}"),
-                                "scheduler",
-                            ),
-                        )?
-                    }
+                    Ok(_) => record(
+                        store,
+                        &event(
+                            about,
+                            Severity::Normal,
+                            "Scheduled",
+                            format!("Assigned {ns}/{name} to {node}"),
+                            "scheduler",
+                        ),
+                    )?,
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }

@@ -174,7 +174,8 @@ impl Controllers {
         }
         match self.lifecycle.pass(store, &self.cache) {
             Ok(nodes) => {
-                if let Err(e) = binder::pass(store, &self.cache, &nodes, self.strategy) {
+                let silences = self.lifecycle.silences();
+                if let Err(e) = binder::pass(store, &self.cache, &nodes, &silences, self.strategy) {
                     tracing::warn!("binder: {e}");
                 }
             }

@@ -59,6 +59,16 @@ impl NodeLifecycle {
         !seen.0.is_empty() && now.duration_since(seen.1) <= self.grace
     }
 
+    /// How long each known node has gone without renewing its lease, on
+    /// this controller's clock (from its first sighting after a restart).
+    pub fn silences(&self) -> HashMap<String, Duration> {
+        let now = Instant::now();
+        self.renewals
+            .iter()
+            .map(|(name, (_, seen))| (name.clone(), now.duration_since(*seen)))
+            .collect()
+    }
+
     /// One pass: judges every lease, marks lost nodes NotReady, fences and
     /// evicts their instances. Returns every node with its readiness.
     pub fn pass(

@@ -5,12 +5,12 @@
 //! a replica placed the first time gets them, bound to its node. A
 //! workload deleted takes its volumes along unless they are `Retain`.
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use flotilla_spec::event::ObjectRef;
 use flotilla_spec::instance::Instance;
-use flotilla_spec::meta::{now_rfc3339, parse_rfc3339, API_VERSION};
-use flotilla_spec::node::Node;
+use flotilla_spec::meta::{now_rfc3339, API_VERSION};
 use flotilla_spec::volume::volume_name;
 use flotilla_spec::workload::{ReclaimPolicy, ORDINAL_LABEL};
 use serde_json::json;
@@ -38,27 +38,15 @@ fn names(instance: &Instance, ordinal: u32) -> Vec<String> {
         .collect()
 }
 
-/// How long `node` has been silent (its last heartbeat), if it exists.
-fn silent_for(node: Option<&(Node, bool)>, now: SystemTime) -> Option<Duration> {
-    let (node, ready) = node?;
-    if *ready {
-        return Some(Duration::ZERO);
-    }
-    let last = node.status.as_ref()?.last_heartbeat.as_str();
-    Some(
-        parse_rfc3339(last)
-            .and_then(|t| now.duration_since(t).ok())
-            .unwrap_or(Duration::MAX),
-    )
-}
-
 /// Where an unbound stateful replica may go; drops its volumes when their
-/// node has been gone for longer than the workload allows.
+/// node has been gone for longer than the workload allows. `silences`:
+/// how long each node has gone without renewing its lease, on the
+/// node-lifecycle controller's own clock (agents' clocks may be off; a
+/// node missing from it no longer exists).
 pub fn pin(
     store: &dyn Store,
     instance: &Instance,
-    nodes: &[(Node, bool)],
-    now: SystemTime,
+    silences: &HashMap<String, Duration>,
 ) -> Result<Pin, StoreError> {
     let Some(ordinal) = ordinal(instance).filter(|_| instance.spec.template.is_stateful()) else {
         return Ok(Pin::Free);
@@ -79,7 +67,7 @@ pub fn pin(
     let Some(node) = held else {
         return Ok(Pin::Free);
     };
-    let silent = silent_for(nodes.iter().find(|(n, _)| n.metadata.name == node), now);
+    let silent = silences.get(&node).copied();
     let reclaim_after = instance.spec.template.reclaim_after();
     if silent.is_some_and(|s| s <= reclaim_after) {
         return Ok(Pin::Node(node));
@@ -145,7 +133,20 @@ pub fn bind(store: &dyn Store, instance: &Instance, node: &str) -> Result<(), St
             },
         });
         match store.create("Volume", ns, &name, object) {
-            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                // Made by an earlier pass for this replica, on this node
+                // (pinned there); anything else is not this replica's.
+                let existing = store.get("Volume", ns, &name)?.unwrap_or_default();
+                let ours = existing["spec"]["workload"].as_str() == Some(workload)
+                    && existing["spec"]["nodeName"].as_str() == Some(node);
+                if !ours {
+                    return Err(StoreError::Backend(format!(
+                        "volume {ns}/{name} exists for workload {} on node {}, not for {workload} on {node}: delete it (flotilla delete volume {name} -n {ns}) if its data is not needed",
+                        existing["spec"]["workload"], existing["spec"]["nodeName"]
+                    )));
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -205,56 +206,52 @@ mod tests {
     fn volumes_pin_their_replica_until_reclaimed_and_go_with_the_workload_unless_retained() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-        let now = SystemTime::now();
         let (first, second) = (
             replica(0, ReclaimPolicy::Delete),
             replica(1, ReclaimPolicy::Retain),
         );
+        let silences =
+            |secs: u64| HashMap::from([("edge-a".to_string(), Duration::from_secs(secs))]);
         assert_eq!(
-            pin(&store, &first, &[], now).unwrap(),
+            pin(&store, &first, &silences(0)).unwrap(),
             Pin::Free,
             "no volume yet"
         );
         bind(&store, &first, "edge-a").unwrap();
+        bind(&store, &first, "edge-a").unwrap();
         bind(&store, &second, "edge-b").unwrap();
-        let mut node = Node::default();
-        node.metadata.name = "edge-a".into();
-        let ready = [(node.clone(), true)];
+        // Another node for the same volume: refused, saying what to do.
+        let e = bind(&store, &first, "edge-b").unwrap_err().to_string();
+        assert!(e.contains("flotilla delete volume data.db-0"), "{e}");
         assert_eq!(
-            pin(&store, &first, &ready, now).unwrap(),
+            pin(&store, &first, &silences(0)).unwrap(),
             Pin::Node("edge-a".into())
         );
         // Silent for 30 s of the 1m allowed: still waited for.
-        node.status = Some(flotilla_spec::node::NodeStatus {
-            last_heartbeat: flotilla_spec::meta::rfc3339(now - Duration::from_secs(30)),
-            ..Default::default()
-        });
-        let silent = [(node.clone(), false)];
         assert_eq!(
-            pin(&store, &first, &silent, now).unwrap(),
+            pin(&store, &first, &silences(30)).unwrap(),
             Pin::Node("edge-a".into())
         );
         // Past it: reclaimed, placed afresh, the data declared lost.
-        let later = now + Duration::from_secs(60);
-        assert_eq!(pin(&store, &first, &silent, later).unwrap(), Pin::Free);
+        assert_eq!(pin(&store, &first, &silences(61)).unwrap(), Pin::Free);
         assert!(store
-            .get("Volume", "default", "data-db-0")
+            .get("Volume", "default", "data.db-0")
             .unwrap()
             .is_none());
         let events = store.list("Event", Some("default")).unwrap().items;
         assert!(events.iter().any(|e| e["spec"]["reason"] == "VolumeLost"));
         // A node that no longer exists: reclaimed at once.
-        assert_eq!(pin(&store, &second, &[], now).unwrap(), Pin::Free);
+        assert_eq!(pin(&store, &second, &HashMap::new()).unwrap(), Pin::Free);
         bind(&store, &first, "edge-a").unwrap();
         bind(&store, &second, "edge-b").unwrap();
         release(&store, "default", "db").unwrap();
         assert!(store
-            .get("Volume", "default", "data-db-0")
+            .get("Volume", "default", "data.db-0")
             .unwrap()
             .is_none());
         assert!(
             store
-                .get("Volume", "default", "data-db-1")
+                .get("Volume", "default", "data.db-1")
                 .unwrap()
                 .is_some(),
             "Retain keeps it"
