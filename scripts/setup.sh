@@ -2,10 +2,10 @@
 # Installs what building and testing Flotilla needs on a Debian 12 machine:
 # the Debian Rust toolchain with a std source for wasm32-wasip1 guests
 # (see ../shared/guest-toolchain.md), lld, wasi-libc, and the tools the
-# benchmarks compare against, and iproute2 (`ip netns`: the multi-host
-# tests). Idempotent: skips apt when all are present.
+# benchmarks compare against, iproute2 (`ip netns`: the multi-host
+# tests) and prometheus (the metrics test scrapes a cluster with it). Idempotent: skips apt when all are present.
 set -euo pipefail
-packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk iproute2)
+packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk iproute2 prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -36,6 +36,7 @@ pub mod instance;
 pub mod journal;
 pub mod kv_cluster;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod node_port;
 pub mod outbound;

@@ -169,6 +169,11 @@ impl Agent {
             .map(Arc::new)
             .inspect_err(|e| tracing::error!("{e}")),
             cluster_kv: Arc::new(crate::kv_cluster::ClusterKv::new(client.clone())),
+            metrics: Arc::new(crate::metrics::NodeMetrics::new(
+                &config.node_name,
+                config.capacity_memory_bytes,
+                config.capacity_cpu_millis,
+            )),
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
             client,
@@ -248,6 +253,7 @@ impl Agent {
             credentials: self.config.credentials.clone(),
             logs: self.ctx.logs.clone(),
             ingress: router.clone(),
+            metrics: self.ctx.metrics.clone(),
         });
         tokio::spawn(port.serve(node_port));
         if let Some(listener) = ingress {

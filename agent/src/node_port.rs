@@ -2,8 +2,9 @@
 //! public ingress, over TLS with client certificates required — only
 //! certificates the cluster CA issued get in:
 //!
-//! - `GET {LOGS_PATH}{namespace}/{instance}` — instance logs, for the
-//!   control plane's certificate only;
+//! - `GET {LOGS_PATH}{namespace}/{instance}` — instance logs, and
+//!   `GET {METRICS_PATH}` — the node's metrics, for the control plane's
+//!   certificate only;
 //! - any other request, from another node's certificate only, carrying
 //!   `x-flotilla-workload`: a request that node's ingress routed to a
 //!   replica here (served locally, never routed again).
@@ -21,7 +22,7 @@ use crate::credentials::NodeCredentials;
 use crate::ingress::{Ingress, WORKLOAD_HEADER};
 use crate::logs::LogDir;
 use crate::runtime::{plain_response, ResponseBody};
-use flotilla_spec::node::LOGS_PATH;
+use flotilla_spec::node::{LOGS_PATH, METRICS_PATH};
 use flotilla_trust::names::Peer;
 
 /// Connections the node port serves at once.
@@ -40,6 +41,8 @@ pub struct NodePort {
     pub logs: LogDir,
     /// The ingress, for requests forwarded by other nodes.
     pub ingress: Arc<Ingress>,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 impl NodePort {
@@ -105,12 +108,24 @@ impl NodePort {
             .remove(WORKLOAD_HEADER)
             .and_then(|w| w.to_str().ok().map(str::to_string));
         let logs = request.uri().path().starts_with(LOGS_PATH);
+        let metrics = request.uri().path() == METRICS_PATH;
         let workload = match (&peer, workload) {
             // Whatever its path: another node routed it to a workload here.
             (Some(Peer::Node(_)), Some(workload)) => workload,
             (Some(Peer::ControlPlane), _) if logs => return self.serve_log(&request),
-            (_, _) if logs => {
-                return plain_response(403, "logs are for the control plane's certificate\n".into())
+            (Some(Peer::ControlPlane), _) if metrics => {
+                let mut response = plain_response(200, self.metrics.encode());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                return response;
+            }
+            (_, _) if logs || metrics => {
+                return plain_response(
+                    403,
+                    "logs and metrics are for the control plane's certificate\n".into(),
+                )
             }
             (Some(Peer::Node(_)), None) => {
                 return plain_response(

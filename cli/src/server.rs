@@ -315,6 +315,7 @@ impl ControlPlane {
             event_rate: Default::default(),
             blobs: self.blobs.clone(),
             kv: self.kv.clone(),
+            metrics: Default::default(),
             node_tls: self.trust.node_client_config()?,
             trust: self.trust.clone(),
         });

@@ -8,6 +8,9 @@ use crate::meta::Resource;
 /// certificate): `{LOGS_PATH}{namespace}/{instance}[?follow=true&previous=true]`.
 pub const LOGS_PATH: &str = "/.flotilla/logs/";
 
+/// Where a node port serves the node's metrics to the control plane.
+pub const METRICS_PATH: &str = "/.flotilla/metrics";
+
 /// The label every node carries with its own name (as Kubernetes'
 /// `kubernetes.io/hostname`), for node selectors.
 pub const HOSTNAME_LABEL: &str = "flotilla.dev/hostname";

@@ -7,6 +7,7 @@ mod config;
 mod fleet;
 mod http;
 mod keyvalue;
+mod metrics;
 mod netns;
 mod openapi;
 mod rollouts;

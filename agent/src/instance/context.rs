@@ -44,6 +44,8 @@ pub struct NodeContext {
     pub volumes: crate::volumes::VolumeDirs,
     /// The `node` backend of key-value buckets (or why it cannot open).
     pub kv: Result<Arc<flotilla_kv::SqliteKv>, String>,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
     /// The `cluster` backend: the control plane's buckets.
     pub cluster_kv: Arc<crate::kv_cluster::ClusterKv>,
 }

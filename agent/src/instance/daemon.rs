@@ -24,8 +24,20 @@ pub(crate) async fn run(ctx: Arc<NodeContext>, mut life: Lifecycle, prepared: Pr
     let backoff = BackoffTimes::of(template);
     let policy = template.restart_policy.policy;
     let mut consecutive = 0u32;
+    let tracking = ctx.metrics.track(
+        ns,
+        name,
+        &instance.spec.workload,
+        template
+            .resources
+            .limits
+            .memory
+            .as_deref()
+            .and_then(|m| flotilla_spec::parse_memory_bytes(m).ok()),
+    );
     loop {
         let mut spec = run_spec(template, &instance.spec.workload, &prepared.values);
+        spec.usage = Some(tracking.usage.clone());
         // Checked again before every run, and the resolved paths granted.
         match granted_dirs(&ctx, template) {
             Ok(resolved) => {
@@ -127,6 +139,7 @@ pub(crate) async fn run(ctx: Arc<NodeContext>, mut life: Lifecycle, prepared: Pr
             }
         };
         let reason = ended.reason.clone();
+        tracking.ended(&reason);
         let completed = exit == ExitReason::Completed;
         if let Some(log) = &log {
             log.note(&format!("[flotilla] run ended: {reason} {}", ended.message));

@@ -27,7 +27,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// GETs `path` from `node`'s node port at `address` over TLS: the node
 /// must present the certificate the CA issued to *that* node (whatever
 /// address it reported), and the control plane presents its own.
-async fn dial_node(
+pub(super) async fn dial_node(
     s: &ApiState,
     node: &str,
     address: &str,

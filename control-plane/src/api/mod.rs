@@ -11,6 +11,7 @@
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log  (?follow, ?previous)
 //! POST|GET|PUT|DELETE /apis/flotilla.dev/v1/nodes[/{name}[/status]]   (cluster-scoped)
 //! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
+//! GET    /metrics, /apis/flotilla.dev/v1/nodes/{name}/metrics  Prometheus text ([`metrics`])
 //! GET|PUT|DELETE /kv/v1/namespaces/{ns}/buckets/{bucket}/keys/{key}  cluster buckets ([`buckets`])
 //! ```
 //!
@@ -29,6 +30,7 @@ mod error;
 mod event_rate;
 mod kinds;
 mod logs;
+pub mod metrics;
 mod objects;
 pub mod serve;
 mod streams;
@@ -77,6 +79,8 @@ pub struct ApiState {
     pub blobs: Arc<crate::store::BlobStore>,
     /// The `cluster` key-value buckets.
     pub kv: Arc<dyn flotilla_kv::Backend>,
+    /// The API server's metrics.
+    pub metrics: metrics::ApiMetrics,
 }
 
 /// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.
@@ -132,6 +136,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log",
             get(logs::get),
         )
+        .route(
+            "/apis/flotilla.dev/v1/nodes/{name}/metrics",
+            get(metrics::node),
+        )
+        .route("/metrics", get(metrics::server))
         .layer(DefaultBodyLimit::max(MAX_OBJECT_BYTES));
     let blobs = Router::new()
         .route(
@@ -170,6 +179,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_credential,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
         ))
         .route("/healthz", get(|| async { "ok" }))
         .route("/cacerts", get(certificates::ca))

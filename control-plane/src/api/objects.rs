@@ -565,6 +565,7 @@ mod tests {
             event_rate: Default::default(),
             blobs: Arc::new(crate::store::BlobStore::open(&dir.join("blobs")).unwrap()),
             kv: Arc::new(flotilla_kv::SqliteKv::open(&dir.join("kv.db"), "test").unwrap()),
+            metrics: Default::default(),
             node_tls: trust.node_client_config().unwrap(),
             trust: Arc::new(trust),
         })

@@ -1,0 +1,259 @@
+//! The node's metrics, in the Prometheus text format (`prometheus-client`),
+//! served on the node port to the control plane, which serves them at
+//! `GET /apis/flotilla.dev/v1/nodes/{node}/metrics` (behind a token).
+//!
+//! Per instance, named like cAdvisor's so dashboards translate, with
+//! `namespace`, `workload`, `instance` and `node` labels:
+//! `flotilla_instance_cpu_usage_seconds_total`,
+//! `flotilla_instance_cpu_throttled_seconds_total` (time held back by the
+//! CPU quota), `flotilla_instance_memory_bytes` (linear memories and tables
+//! of the run under way), `flotilla_instance_memory_limit_bytes`,
+//! `flotilla_instance_restarts_total{reason}` (runs ended, by reason).
+//! Per node: capacity and how many instances it tracks.
+//!
+//! Numbers are read when scraped from each instance's [`Usage`], which the
+//! runtime keeps current; an instance's entry lives as long as its task
+//! (the [`Tracking`] guard), so the map is bounded by what the node runs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::runtime::Usage;
+
+type Labels = Vec<(String, String)>;
+
+struct Tracked {
+    namespace: String,
+    workload: String,
+    instance: String,
+    usage: Arc<Usage>,
+    memory_limit: Option<u64>,
+    ended: BTreeMap<String, u64>,
+}
+
+/// What the node reports about itself and its instances.
+pub struct NodeMetrics {
+    node: String,
+    capacity_memory_bytes: u64,
+    capacity_cpu_millis: u64,
+    instances: Mutex<BTreeMap<u64, Tracked>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for NodeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeMetrics({})", self.node)
+    }
+}
+
+/// One instance's entry; removed when dropped.
+pub struct Tracking {
+    metrics: Arc<NodeMetrics>,
+    id: u64,
+    /// Where the runtime adds up the instance's usage.
+    pub usage: Arc<Usage>,
+}
+
+impl Tracking {
+    /// Counts a run of the instance that ended for `reason`.
+    pub fn ended(&self, reason: &str) {
+        let mut instances = self.metrics.lock();
+        if let Some(tracked) = instances.get_mut(&self.id) {
+            // Reasons are the runtime's few words, never the guest's.
+            *tracked.ended.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        self.metrics.lock().remove(&self.id);
+    }
+}
+
+impl NodeMetrics {
+    /// The metrics of node `node` with this capacity.
+    pub fn new(node: &str, capacity_memory_bytes: u64, capacity_cpu_millis: u64) -> Self {
+        Self {
+            node: node.to_string(),
+            capacity_memory_bytes,
+            capacity_cpu_millis,
+            instances: Mutex::default(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Tracked>> {
+        self.instances.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts tracking instance `namespace/instance` of `workload`.
+    pub fn track(
+        self: &Arc<Self>,
+        namespace: &str,
+        instance: &str,
+        workload: &str,
+        memory_limit: Option<u64>,
+    ) -> Tracking {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let usage = Arc::new(Usage::default());
+        self.lock().insert(
+            id,
+            Tracked {
+                namespace: namespace.to_string(),
+                workload: workload.to_string(),
+                instance: instance.to_string(),
+                usage: usage.clone(),
+                memory_limit,
+                ended: BTreeMap::new(),
+            },
+        );
+        Tracking {
+            metrics: self.clone(),
+            id,
+            usage,
+        }
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut registry = Registry::default();
+        let cpu = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let throttled = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let memory = Family::<Labels, Gauge<i64>>::default();
+        let limit = Family::<Labels, Gauge<i64>>::default();
+        let ended = Family::<Labels, Counter>::default();
+        let node = vec![("node".to_string(), self.node.clone())];
+        let tracked = {
+            let instances = self.lock();
+            for t in instances.values() {
+                let labels: Labels = vec![
+                    ("namespace".into(), t.namespace.clone()),
+                    ("workload".into(), t.workload.clone()),
+                    ("instance".into(), t.instance.clone()),
+                    ("node".into(), self.node.clone()),
+                ];
+                cpu.get_or_create(&labels).inc_by(t.usage.cpu_seconds());
+                throttled
+                    .get_or_create(&labels)
+                    .inc_by(t.usage.throttled_seconds());
+                memory
+                    .get_or_create(&labels)
+                    .set(i64::try_from(t.usage.memory_bytes()).unwrap_or(i64::MAX));
+                if let Some(bytes) = t.memory_limit {
+                    limit
+                        .get_or_create(&labels)
+                        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                }
+                for (reason, count) in &t.ended {
+                    let mut with_reason = labels.clone();
+                    with_reason.push(("reason".into(), reason.clone()));
+                    ended.get_or_create(&with_reason).inc_by(*count);
+                }
+            }
+            instances.len()
+        };
+        registry.register(
+            "flotilla_instance_cpu_usage_seconds",
+            "CPU time the instance's runs used (guest code and its host calls)",
+            cpu,
+        );
+        registry.register(
+            "flotilla_instance_cpu_throttled_seconds",
+            "Time the instance's runs were held back by their CPU quota",
+            throttled,
+        );
+        registry.register(
+            "flotilla_instance_memory_bytes",
+            "Linear memories and tables of the instance's run under way",
+            memory,
+        );
+        registry.register(
+            "flotilla_instance_memory_limit_bytes",
+            "The instance's memory limit",
+            limit,
+        );
+        registry.register(
+            "flotilla_instance_restarts",
+            "Runs of the instance that ended, by reason (Completed, Error, Trap, OOMKilled, DeadlineExceeded, Unhealthy)",
+            ended,
+        );
+        let gauge = |value: u64| {
+            let family = Family::<Labels, Gauge<i64>>::default();
+            family
+                .get_or_create(&node)
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+            family
+        };
+        registry.register(
+            "flotilla_node_capacity_memory_bytes",
+            "Memory the node offers",
+            gauge(self.capacity_memory_bytes),
+        );
+        registry.register(
+            "flotilla_node_capacity_cpu_millicores",
+            "CPU the node offers, in millicores",
+            gauge(self.capacity_cpu_millis),
+        );
+        registry.register(
+            "flotilla_node_instances",
+            "Instances the node runs (daemons and http replicas)",
+            gauge(tracked as u64),
+        );
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_appear_with_their_usage_and_go_with_their_guard() {
+        let metrics = Arc::new(NodeMetrics::new("edge-a", 1 << 30, 2000));
+        let tracking = metrics.track("default", "spin-x1", "spin", Some(64 << 20));
+        tracking.ended("Error");
+        tracking.ended("Error");
+        let text = metrics.encode();
+        let labels = r#"namespace="default",workload="spin",instance="spin-x1",node="edge-a""#;
+        assert!(
+            text.contains(&format!(
+                "flotilla_instance_cpu_usage_seconds_total{{{labels}}} 0.0"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "flotilla_instance_memory_limit_bytes{{{labels}}} 67108864"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "flotilla_instance_restarts_total{{{labels},reason=\"Error\"}} 2"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("flotilla_node_instances{node=\"edge-a\"} 1"),
+            "{text}"
+        );
+        drop(tracking);
+        let text = metrics.encode();
+        assert!(!text.contains("spin-x1"), "{text}");
+        assert!(
+            text.contains("flotilla_node_instances{node=\"edge-a\"} 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Metrics, in the Prometheus text format (`prometheus-client`):
+//!
+//! - `GET /metrics`: the API server's own — request duration by verb,
+//!   resource and code (`flotilla_apiserver_request_duration_seconds`), and
+//!   the objects stored, by kind;
+//! - `GET /apis/flotilla.dev/v1/nodes/{node}/metrics`: a node's (its
+//!   instances' CPU, throttling, memory and restarts), read from its node
+//!   port over mutual TLS, as the Kubernetes API server proxies a kubelet's.
+//!
+//! Both need a credential: an admin or `view` token (nodes are refused).
+//! A Prometheus scrape job sends one with `authorization: {credentials_file: …}`
+//! (see the README).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::authz::Target;
+use super::{ApiError, ApiState};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Largest metrics page taken from a node (a node with 10,000 instances
+/// writes about 10 MB).
+const MAX_NODE_METRICS_BYTES: usize = 64 << 20;
+
+/// The API server's own metrics.
+pub struct ApiMetrics {
+    requests: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        fn histogram() -> Histogram {
+            // 0.5 ms to 16 s.
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        }
+        Self {
+            requests: Family::new_with_constructor(histogram),
+        }
+    }
+}
+
+/// The `resource` label of a path: a kind's plural, or a route's name —
+/// never anything a caller chose freely (bounded cardinality).
+fn resource_of(path: &str) -> String {
+    match Target::parse(path) {
+        Target::Object { plural, .. } => match super::Kind::from_plural(&plural) {
+            Ok(kind) => kind.plural().to_string(),
+            Err(_) => "unknown".into(),
+        },
+        Target::Blob(_) => "blobs".into(),
+        Target::Bucket { .. } => "buckets".into(),
+        Target::NodeCertificate => "certificates".into(),
+        Target::Public => "public".into(),
+        Target::Unknown => "other".into(),
+    }
+}
+
+/// Times every request (a middleware): duration until the response's
+/// headers (a watch or a follow counts its start only).
+pub async fn observe(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let verb = request.method().as_str().to_string();
+    let resource = resource_of(request.uri().path());
+    let response = next.run(request).await;
+    let labels = vec![
+        ("verb", verb),
+        ("resource", resource),
+        ("code", response.status().as_u16().to_string()),
+    ];
+    state
+        .metrics
+        .requests
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn text(body: String) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /metrics`.
+pub async fn server(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        let kinds = [
+            "Workload", "Instance", "Node", "Revision", "Config", "Secret", "Volume",
+        ];
+        kinds
+            .iter()
+            .map(|kind| Ok((*kind, store.list(kind, None)?.items.len())))
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let objects = Family::<Labels, Gauge<i64>>::default();
+    for (kind, count) in counts {
+        objects
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let mut registry = Registry::default();
+    registry.register(
+        "flotilla_apiserver_request_duration_seconds",
+        "API requests by verb, resource and code: time to the response's headers",
+        state.metrics.requests.clone(),
+    );
+    registry.register("flotilla_objects", "Objects stored, by kind", objects);
+    let mut body = String::new();
+    let _ = encode(&mut body, &registry);
+    Ok(text(body))
+}
+
+/// `GET /apis/flotilla.dev/v1/nodes/{node}/metrics`.
+pub async fn node(
+    State(state): State<Arc<ApiState>>,
+    Path(node): Path<String>,
+) -> Result<Response, ApiError> {
+    let address = state
+        .store
+        .get("Node", "", &node)?
+        .ok_or_else(|| ApiError::not_found(format!("nodes {node:?} not found")))?["status"]
+        ["nodeAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if address.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "node {node} has not reported its node port yet, so its metrics cannot be read; is its agent running?"
+        )));
+    }
+    let unreachable = |e: String| ApiError {
+        code: StatusCode::BAD_GATEWAY,
+        reason: "NodeUnreachable",
+        message: format!("cannot read the metrics of node {node} at {address}: {e}"),
+    };
+    let response =
+        super::logs::dial_node(&state, &node, &address, flotilla_spec::node::METRICS_PATH)
+            .await
+            .map_err(unreachable)?;
+    if !response.status().is_success() {
+        return Err(unreachable(format!("it answered {}", response.status())));
+    }
+    let limited = http_body_util::Limited::new(response.into_body(), MAX_NODE_METRICS_BYTES);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| unreachable(format!("{e} (more than {MAX_NODE_METRICS_BYTES} bytes?)")))?
+        .to_bytes();
+    Ok(text(String::from_utf8_lossy(&bytes).into_owned()))
+}

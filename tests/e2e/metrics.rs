@@ -1,0 +1,188 @@
+//! Metrics scraped by a real Prometheus (Debian's `prometheus`, started here
+//! on loopback with a generated config, the scrape authorized by a `view`
+//! token): PromQL through its HTTP API returns the CPU, memory and restart
+//! series of running workloads, and `rate(cpu)` of a spinning guest held to
+//! 250m reads about 0.25. A node refuses its metrics to anyone but the
+//! control plane; the API refuses them without a token.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{free_port, Cluster, Who};
+
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const WORKLOADS: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: spin}
+spec:
+  module: {source: "file:MODULES/spinner.wasm"}
+  resources: {limits: {cpu: 250m, memory: 16Mi}}
+---
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: crasher}
+spec:
+  module: {source: "file:MODULES/exit-code.wasm"}
+  args: ["3"]
+  restartPolicy: {backoff: {initial: 100ms, max: 200ms}}
+"#;
+
+/// The first sample's value of a PromQL query, once it has one.
+fn query(port: u16, promql: &str) -> Option<f64> {
+    let path = format!(
+        "/api/v1/query?query={}",
+        percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let address = format!("127.0.0.1:{port}");
+    // Not listening yet: no answer.
+    std::net::TcpStream::connect(&address).ok()?;
+    let (status, body) = crate::http::request(&address, "GET", "127.0.0.1", &path, "");
+    if status != 200 {
+        return None;
+    }
+    let answer: Value = serde_json::from_str(&body).ok()?;
+    answer["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn prometheus_scrapes_cpu_memory_and_restarts_and_a_250m_spinner_reads_a_quarter_core() {
+    let Ok(prometheus) = which("prometheus") else {
+        eprintln!("skipped: no prometheus binary (scripts/setup.sh installs Debian's)");
+        return;
+    };
+    let c = Cluster::start();
+    c.apply("workloads.yaml", WORKLOADS);
+    let view = c.ok(&["token", "create", "--role", "view"]);
+    let token_file = c.dir.path().join("view-token");
+    std::fs::write(&token_file, view.trim()).unwrap();
+    let ca = c.data_dir().join("pki/ca.crt");
+    let target = format!("127.0.0.1:{}", c.port);
+    let job = |name: &str, path: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    metrics_path: {path}\n    scrape_interval: 1s\n    tls_config: {{ca_file: {}, server_name: localhost}}\n    authorization: {{credentials_file: {}}}\n    static_configs: [{{targets: ['{target}']}}]\n",
+            ca.display(),
+            token_file.display()
+        )
+    };
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n{}{}",
+        job("flotilla", "/metrics"),
+        job("node-1", "/apis/flotilla.dev/v1/nodes/node-1/metrics")
+    );
+    let config_file = c.dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(c.dir.path().join("prometheus.log")).unwrap();
+    let _prometheus = Prometheus(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                c.dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let spin = r#"{workload="spin",namespace="default",node="node-1"}"#;
+    // A quarter core, measured over 10 s of scrapes once the spinner has
+    // run for 20 (the quota is a token bucket: over any window past its
+    // start the guest gets just its share).
+    c.wait_until(
+        "Prometheus has 20 s of the spinner",
+        Duration::from_secs(90),
+        || {
+            query(
+                port,
+                &format!("count_over_time(flotilla_instance_cpu_usage_seconds_total{spin}[20s])"),
+            )
+            .is_some_and(|n| n >= 18.0)
+        },
+    );
+    let rate = query(
+        port,
+        &format!("rate(flotilla_instance_cpu_usage_seconds_total{spin}[10s])"),
+    );
+    let throttled = query(
+        port,
+        &format!("rate(flotilla_instance_cpu_throttled_seconds_total{spin}[10s])"),
+    );
+    assert!(
+        throttled.is_some_and(|t| t > 0.3),
+        "held back most of the time: {throttled:?}"
+    );
+    let rate = rate.unwrap();
+    eprintln!("spinner at 250m: cpu rate {rate:.3} over 10 s");
+    assert!((0.2..=0.3).contains(&rate), "rate {rate}, wanted ≈ 0.25");
+    let memory = query(port, &format!("flotilla_instance_memory_bytes{spin}")).unwrap();
+    assert!(memory > 0.0, "{memory}");
+    assert_eq!(
+        query(port, &format!("flotilla_instance_memory_limit_bytes{spin}")),
+        Some(16.0 * 1024.0 * 1024.0)
+    );
+    c.wait_until(
+        "the crasher's restarts are counted",
+        Duration::from_secs(30),
+        || {
+            query(
+                port,
+                r#"flotilla_instance_restarts_total{workload="crasher",reason="Error"}"#,
+            )
+            .is_some_and(|n| n >= 2.0)
+        },
+    );
+    assert!(
+        query(
+            port,
+            r#"flotilla_apiserver_request_duration_seconds_count{resource="workloads",verb="POST"}"#
+        )
+        .is_some_and(|n| n >= 1.0)
+            || query(
+                port,
+                r#"sum(flotilla_apiserver_request_duration_seconds_count)"#
+            )
+            .is_some_and(|n| n > 0.0)
+    );
+    assert_eq!(
+        query(
+            port,
+            r#"flotilla_node_capacity_cpu_millicores{node="node-1"}"#
+        )
+        .map(|v| v > 0.0),
+        Some(true)
+    );
+
+    // Without a token, or with a node's certificate: refused.
+    let path = "/apis/flotilla.dev/v1/nodes/node-1/metrics";
+    assert_eq!(c.raw("GET", path, &Who::Nobody, "").0, 401);
+    let node = flotilla_trust::Identity::load(&c.data_dir().join("agent/pki"), "node")
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.raw("GET", "/metrics", &Who::Node(&node), "").0, 403);
+    assert_eq!(c.raw("GET", path, &Who::Token(view.trim()), "").0, 200);
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
