@@ -187,7 +187,9 @@ pub async fn credentials(
         match NodeCredentials::obtain(server, token, node, data_dir).await {
             Ok(credentials) => return Ok(credentials),
             Err(e) if e.is_transient() => {
-                eprintln!("agent {node}: cannot join yet: {e}; retrying in {wait:?}");
+                crate::notice::say(format!(
+                    "agent {node}: cannot join yet: {e}; retrying in {wait:?}"
+                ));
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(5));
             }
@@ -299,10 +301,12 @@ pub async fn main(args: AgentArgs) -> Result<()> {
         Ok(beat) => {
             // Known before the journal is restored: stale bindings never start.
             agent.hold_epoch(beat.epoch);
-            eprintln!("agent {name} joined {}", args.server);
+            crate::notice::say(format!("agent {name} joined {}", args.server));
         }
         Err(e @ flotilla_client::ClientError::Unreachable { .. }) => {
-            eprintln!("agent {name}: {e}; running the journaled instances and retrying");
+            crate::notice::say(format!(
+                "agent {name}: {e}; running the journaled instances and retrying"
+            ));
         }
         Err(e) => bail!("cannot join {}: {e}", args.server),
     }

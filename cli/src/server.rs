@@ -215,10 +215,10 @@ fn move_blobs_out_of_the_store(store: &dyn Store, blobs: &BlobStore) -> Result<(
         store.delete_blob(digest)?;
     }
     if !digests.is_empty() {
-        eprintln!(
+        crate::notice::say(format!(
             "moved {} modules from the store to the module folder",
             digests.len()
-        );
+        ));
     }
     Ok(())
 }
@@ -290,7 +290,7 @@ impl ControlPlane {
             certificate_authority: trust.ca_pem().to_string(),
             token: admin_token.clone(),
         })?;
-        eprintln!("client config written to {}", path.display());
+        crate::notice::say(format!("client config written to {}", path.display()));
         Ok(Self {
             listener,
             store,
@@ -333,11 +333,11 @@ impl ControlPlane {
 
 pub async fn main(args: ServerArgs) -> Result<()> {
     let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls).await?;
-    eprintln!(
+    crate::notice::say(format!(
         "flotilla server is up: API {}; agents join with: flotilla agent --server {} --token-file {} (copy that file to the node; `flotilla token create` makes more)",
         cp.url,
         cp.url,
         args.data_dir.join("join-token").display()
-    );
+    ));
     cp.serve(args.strategy.into(), args.node_grace).await
 }

@@ -101,11 +101,11 @@ pub async fn main(args: UpArgs) -> Result<()> {
     })?;
     agent.serve(ingress, ingress_tls, node_port);
     tokio::spawn(agent.run());
-    eprintln!(
+    crate::notice::say(format!(
         "flotilla is up: API {url}, HTTP ingress {}, node {node_name}, data in {}",
         args.ingress,
         args.data_dir.display()
-    );
-    eprintln!("try: flotilla apply -f examples/ticker.yaml");
+    ));
+    crate::notice::say("try: flotilla apply -f examples/ticker.yaml");
     control_plane.await?
 }

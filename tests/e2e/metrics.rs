@@ -186,3 +186,37 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn logs_are_json_lines_on_request_and_never_carry_colour_codes_in_files() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _json = crate::fleet::agent_with(
+        &c,
+        "json-a",
+        join.trim(),
+        "256Mi",
+        &["--log-format", "json"],
+    );
+    let _text = crate::fleet::agent(&c, "text-b", join.trim(), "256Mi");
+    c.wait_until("both nodes are Ready", Duration::from_secs(15), || {
+        crate::cluster::ready_nodes(&c) == 2
+    });
+    let mut lines = Vec::new();
+    c.wait_until("the json agent logged", Duration::from_secs(15), || {
+        lines = crate::fleet::read_agent_log(&c, "json-a")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        !lines.is_empty()
+    });
+    for line in &lines {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"].is_object(),
+            "{line}"
+        );
+    }
+    let text = crate::fleet::read_agent_log(&c, "text-b");
+    assert!(!text.is_empty() && !text.contains('\u{1b}'), "{text:?}");
+}
