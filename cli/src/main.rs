@@ -22,6 +22,7 @@ mod rollout;
 mod run;
 mod server;
 mod token;
+mod top;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,8 @@ enum Command {
     Secrets(create::SecretsArgs),
     /// Read and write the cluster's key-value buckets: get, put, delete, list, increment.
     Kv(kv::KvArgs),
+    /// Show CPU (millicores) and memory of nodes, instances or workloads.
+    Top(top::TopArgs),
 }
 
 fn main() {
@@ -143,6 +146,7 @@ fn main() {
             Command::Create(args) => create::main(args).await,
             Command::Secrets(args) => create::secrets(args).await,
             Command::Kv(args) => kv::main(args).await,
+            Command::Top(args) => top::main(args).await,
         }
     });
     if let Err(e) = result {

@@ -252,6 +252,15 @@ impl Client {
             .await
     }
 
+    /// GET a path as text (metrics).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        self.send(self.http().get(format!("{}{path}", self.base)))
+            .await?
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// Lists a collection (`query` like `fieldSelector=spec.nodeName=n1`).
     pub async fn list(&self, path: &str, query: &str) -> Result<ObjectList, ClientError> {
         let url = if query.is_empty() {

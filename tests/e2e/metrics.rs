@@ -220,3 +220,34 @@ fn logs_are_json_lines_on_request_and_never_carry_colour_codes_in_files() {
     let text = crate::fleet::read_agent_log(&c, "text-b");
     assert!(!text.is_empty() && !text.contains('\u{1b}'), "{text:?}");
 }
+
+#[test]
+fn top_shows_a_250m_spinner_at_about_250_millicores() {
+    let c = Cluster::start();
+    c.apply("workloads.yaml", WORKLOADS);
+    c.wait_until("the spinner runs", Duration::from_secs(30), || {
+        c.items("instances")
+            .iter()
+            .any(|i| i["spec"]["workload"] == "spin" && i["status"]["phase"] == "Running")
+    });
+    // Past its first period's burst, a second's use is its quota.
+    std::thread::sleep(Duration::from_secs(1));
+    let millicores = |table: &str, name: &str| -> Option<u64> {
+        let row = table.lines().find(|l| l.trim_start().starts_with(name))?;
+        row.split_whitespace()
+            .find_map(|cell| cell.strip_suffix('m')?.parse().ok())
+    };
+    let instances = c.ok(&["top", "instances"]);
+    let spin = millicores(&instances, "spin-").unwrap_or_else(|| panic!("{instances}"));
+    assert!((180..=320).contains(&spin), "{instances}");
+    assert!(instances.contains("node-1"), "{instances}");
+    let workloads = c.ok(&["top", "workloads"]);
+    assert!(
+        millicores(&workloads, "spin").is_some_and(|m| (180..=320).contains(&m)),
+        "{workloads}"
+    );
+    let nodes = c.ok(&["top", "nodes"]);
+    assert!(nodes.contains("node-1") && nodes.contains('%'), "{nodes}");
+    let elsewhere = c.ok(&["top", "instances", "-n", "other"]);
+    assert!(!elsewhere.contains("spin-"), "{elsewhere}");
+}
