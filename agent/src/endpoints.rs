@@ -68,6 +68,25 @@ pub struct RequestCounts {
     pub served: AtomicU64,
     /// Those answered with a 5xx.
     pub server_errors: AtomicU64,
+    /// How many of each status code (at most the few hundred codes there
+    /// are).
+    pub codes: Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+impl RequestCounts {
+    /// Counts one answer with `status`.
+    pub fn answered(&self, status: http::StatusCode) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        if status.is_server_error() {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        *self
+            .codes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status.as_u16())
+            .or_default() += 1;
+    }
 }
 
 /// The registry.
@@ -122,6 +141,14 @@ impl LocalEndpoints {
             workload,
             replica,
         }
+    }
+
+    /// Every local replica, by workload (`namespace/name`).
+    pub fn all(&self) -> Vec<(WorkloadKey, Arc<Replica>)> {
+        self.lock()
+            .iter()
+            .flat_map(|(workload, list)| list.iter().map(|r| (workload.clone(), r.clone())))
+            .collect()
     }
 
     /// Every local replica of `workload`.

@@ -707,10 +707,7 @@ where
         Ok(served) => served,
         Err(refused) => return refused,
     };
-    replica.counts.served.fetch_add(1, Ordering::Relaxed);
-    if served.response.status().is_server_error() {
-        replica.counts.server_errors.fetch_add(1, Ordering::Relaxed);
-    }
+    replica.counts.answered(served.response.status());
     if let Some(failure) = &served.failure {
         if let Some(log) = &spec.log {
             let detail = failure.trap.clone().or_else(|| failure.message.clone());

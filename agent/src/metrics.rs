@@ -8,7 +8,8 @@
 //! `flotilla_instance_cpu_throttled_seconds_total` (time held back by the
 //! CPU quota), `flotilla_instance_memory_bytes` (linear memories and tables
 //! of the run under way), `flotilla_instance_memory_limit_bytes`,
-//! `flotilla_instance_restarts_total{reason}` (runs ended, by reason).
+//! `flotilla_instance_restarts_total{reason}` (runs ended, by reason); per
+//! http replica `flotilla_http_requests_total{code}`.
 //! Per node: capacity and how many instances it tracks.
 //!
 //! Numbers are read when scraped from each instance's [`Usage`], which the
@@ -41,6 +42,8 @@ struct Tracked {
 /// What the node reports about itself and its instances.
 pub struct NodeMetrics {
     node: String,
+    /// The node's http replicas, for their request counts.
+    endpoints: Arc<crate::endpoints::LocalEndpoints>,
     capacity_memory_bytes: u64,
     capacity_cpu_millis: u64,
     instances: Mutex<BTreeMap<u64, Tracked>>,
@@ -79,10 +82,17 @@ impl Drop for Tracking {
 }
 
 impl NodeMetrics {
-    /// The metrics of node `node` with this capacity.
-    pub fn new(node: &str, capacity_memory_bytes: u64, capacity_cpu_millis: u64) -> Self {
+    /// The metrics of node `node` with this capacity, serving the http
+    /// replicas of `endpoints`.
+    pub fn new(
+        node: &str,
+        capacity_memory_bytes: u64,
+        capacity_cpu_millis: u64,
+        endpoints: Arc<crate::endpoints::LocalEndpoints>,
+    ) -> Self {
         Self {
             node: node.to_string(),
+            endpoints,
             capacity_memory_bytes,
             capacity_cpu_millis,
             instances: Mutex::default(),
@@ -185,6 +195,31 @@ impl NodeMetrics {
             "Runs of the instance that ended, by reason (Completed, Error, Trap, OOMKilled, DeadlineExceeded, Unhealthy)",
             ended,
         );
+        let requests = Family::<Labels, Counter>::default();
+        for (workload, replica) in self.endpoints.all() {
+            let (namespace, workload) = workload.split_once('/').unwrap_or(("", &workload));
+            let codes = replica
+                .counts
+                .codes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for (code, count) in codes {
+                let labels: Labels = vec![
+                    ("namespace".into(), namespace.to_string()),
+                    ("workload".into(), workload.to_string()),
+                    ("instance".into(), replica.instance.clone()),
+                    ("node".into(), self.node.clone()),
+                    ("code".into(), code.to_string()),
+                ];
+                requests.get_or_create(&labels).inc_by(count);
+            }
+        }
+        registry.register(
+            "flotilla_http_requests",
+            "Requests an http replica answered, by status code",
+            requests,
+        );
         let gauge = |value: u64| {
             let family = Family::<Labels, Gauge<i64>>::default();
             family
@@ -220,7 +255,7 @@ mod tests {
 
     #[test]
     fn instances_appear_with_their_usage_and_go_with_their_guard() {
-        let metrics = Arc::new(NodeMetrics::new("edge-a", 1 << 30, 2000));
+        let metrics = Arc::new(NodeMetrics::new("edge-a", 1 << 30, 2000, Arc::default()));
         let tracking = metrics.track("default", "spin-x1", "spin", Some(64 << 20));
         tracking.ended("Error");
         tracking.ended("Error");

@@ -139,6 +139,7 @@ impl Agent {
                 None
             }
         };
+        let endpoints = Arc::new(crate::endpoints::LocalEndpoints::default());
         let ctx = Arc::new(NodeContext {
             guests: guest_threads.as_ref().and_then(|t| t.handle()),
             restarts: crate::restart_budget::RestartBudget::new(config.max_restarts_per_second),
@@ -173,6 +174,7 @@ impl Agent {
                 &config.node_name,
                 config.capacity_memory_bytes,
                 config.capacity_cpu_millis,
+                endpoints.clone(),
             )),
             runtime,
             reporter: Reporter::new(client.clone(), &config.node_name),
@@ -182,7 +184,7 @@ impl Agent {
             modules_dir: config.data_dir.join("modules"),
             compiled_dir: config.data_dir.join("compiled"),
             module_cache_bytes: config.module_cache_bytes,
-            endpoints: Arc::default(),
+            endpoints,
             ingress: std::sync::OnceLock::new(),
             host_paths: crate::host_paths::HostPathPolicy {
                 allowed: config.allowed_host_paths.clone(),

@@ -250,4 +250,43 @@ fn top_shows_a_250m_spinner_at_about_250_millicores() {
     assert!(nodes.contains("node-1") && nodes.contains('%'), "{nodes}");
     let elsewhere = c.ok(&["top", "instances", "-n", "other"]);
     assert!(!elsewhere.contains("spin-"), "{elsewhere}");
+
+    // An http replica's answers, by status code, in the node's metrics.
+    c.apply(
+        "hello.yaml",
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: hello}
+spec:
+  module: {source: "file:MODULES/http-hello.component.wasm"}
+  execution: http
+  routes: [{host: hello.local, pathPrefix: /}]
+"#,
+    );
+    crate::http::ready(&c, "hello", 1);
+    let ingress = crate::http::ingress_of(&c, "node-1");
+    for _ in 0..3 {
+        assert_eq!(
+            crate::http::request(&ingress, "GET", "hello.local", "/", "").0,
+            200
+        );
+    }
+    let (code, text) = c.raw(
+        "GET",
+        "/apis/flotilla.dev/v1/nodes/node-1/metrics",
+        &Who::Token(&c.token()),
+        "",
+    );
+    assert_eq!(code, 200, "{text}");
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("flotilla_http_requests_total") && l.contains(r#"workload="hello""#)
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(r#"code="200""#) && line.ends_with(" 3"),
+        "{line}"
+    );
 }
