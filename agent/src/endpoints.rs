@@ -71,11 +71,17 @@ pub struct RequestCounts {
     /// How many of each status code (at most the few hundred codes there
     /// are).
     pub codes: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// How long answers took (until the response's head), if measured:
+    /// the node's metrics hold it.
+    pub duration: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl RequestCounts {
-    /// Counts one answer with `status`.
-    pub fn answered(&self, status: http::StatusCode) {
+    /// Counts one answer with `status`, given after `took`.
+    pub fn answered(&self, status: http::StatusCode, took: std::time::Duration) {
+        if let Some(duration) = &self.duration {
+            duration.observe(took.as_secs_f64());
+        }
         self.served.fetch_add(1, Ordering::Relaxed);
         if status.is_server_error() {
             self.server_errors.fetch_add(1, Ordering::Relaxed);

@@ -680,6 +680,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let counted = Counted::start(&replica.outstanding);
+    let started = std::time::Instant::now();
     let spec = replica.spec.get();
     let served = match tokio::time::timeout(slot_wait, replica.slots.acquire()).await {
         Ok(Ok(_slot)) => Ok(replica.module.serve(request, &spec).await),
@@ -707,7 +708,9 @@ where
         Ok(served) => served,
         Err(refused) => return refused,
     };
-    replica.counts.answered(served.response.status());
+    replica
+        .counts
+        .answered(served.response.status(), started.elapsed());
     if let Some(failure) = &served.failure {
         if let Some(log) = &spec.log {
             let detail = failure.trap.clone().or_else(|| failure.message.clone());

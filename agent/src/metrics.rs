@@ -9,7 +9,8 @@
 //! CPU quota), `flotilla_instance_memory_bytes` (linear memories and tables
 //! of the run under way), `flotilla_instance_memory_limit_bytes`,
 //! `flotilla_instance_restarts_total{reason}` (runs ended, by reason); per
-//! http replica `flotilla_http_requests_total{code}`.
+//! http replica `flotilla_http_requests_total{code}` and
+//! `flotilla_http_request_duration_seconds` (a histogram).
 //! Per node: capacity and how many instances it tracks.
 //!
 //! Numbers are read when scraped from each instance's [`Usage`], which the
@@ -24,6 +25,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::runtime::Usage;
@@ -48,6 +50,29 @@ pub struct NodeMetrics {
     capacity_cpu_millis: u64,
     instances: Mutex<BTreeMap<u64, Tracked>>,
     next: AtomicU64,
+    /// Request durations of the http replicas, kept across scrapes (each
+    /// replica's entry removed with it: [`Timing`]).
+    durations: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms to 32 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// An http replica's request-duration histogram; its series goes when this
+/// is dropped.
+pub struct Timing {
+    metrics: Arc<NodeMetrics>,
+    labels: Labels,
+    /// Where its requests are observed.
+    pub histogram: Histogram,
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        self.metrics.durations.remove(&self.labels);
+    }
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -97,6 +122,28 @@ impl NodeMetrics {
             capacity_cpu_millis,
             instances: Mutex::default(),
             next: AtomicU64::new(0),
+            durations: Family::new_with_constructor(duration_histogram),
+        }
+    }
+
+    /// The request-duration histogram of http replica `instance`.
+    pub fn time_requests(
+        self: &Arc<Self>,
+        namespace: &str,
+        workload: &str,
+        instance: &str,
+    ) -> Timing {
+        let labels: Labels = vec![
+            ("namespace".into(), namespace.to_string()),
+            ("workload".into(), workload.to_string()),
+            ("instance".into(), instance.to_string()),
+            ("node".into(), self.node.clone()),
+        ];
+        let histogram = self.durations.get_or_create(&labels).clone();
+        Timing {
+            metrics: self.clone(),
+            labels,
+            histogram,
         }
     }
 
@@ -219,6 +266,11 @@ impl NodeMetrics {
             "flotilla_http_requests",
             "Requests an http replica answered, by status code",
             requests,
+        );
+        registry.register(
+            "flotilla_http_request_duration_seconds",
+            "How long an http replica took to answer (until the response's head)",
+            self.durations.clone(),
         );
         let gauge = |value: u64| {
             let family = Family::<Labels, Gauge<i64>>::default();

@@ -92,7 +92,11 @@ pub(crate) async fn serve(ctx: Arc<NodeContext>, mut life: Lifecycle, mut prepar
         .get(flotilla_spec::revision::TEMPLATE_HASH_LABEL)
         .cloned()
         .unwrap_or_default();
-    let counts = Arc::new(RequestCounts::default());
+    let timing = ctx.metrics.time_requests(ns, &instance.spec.workload, name);
+    let counts = Arc::new(RequestCounts {
+        duration: Some(timing.histogram.clone()),
+        ..RequestCounts::default()
+    });
     let shared = SharedSpec::new(spec);
     let register = || {
         let replica = Replica {
