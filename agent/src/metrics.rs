@@ -32,6 +32,16 @@ use crate::runtime::Usage;
 
 type Labels = Vec<(String, String)>;
 
+/// A label value as the text format needs it: `prometheus-client` writes
+/// values as they are, so a name holding `"`, `\` or a newline (an
+/// Instance's `spec.workload` is not checked at admission) would break the
+/// whole page.
+fn value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 struct Tracked {
     namespace: String,
     workload: String,
@@ -134,10 +144,10 @@ impl NodeMetrics {
         instance: &str,
     ) -> Timing {
         let labels: Labels = vec![
-            ("namespace".into(), namespace.to_string()),
-            ("workload".into(), workload.to_string()),
-            ("instance".into(), instance.to_string()),
-            ("node".into(), self.node.clone()),
+            ("namespace".into(), value(namespace)),
+            ("workload".into(), value(workload)),
+            ("instance".into(), value(instance)),
+            ("node".into(), value(&self.node)),
         ];
         let histogram = self.durations.get_or_create(&labels).clone();
         Timing {
@@ -187,15 +197,15 @@ impl NodeMetrics {
         let memory = Family::<Labels, Gauge<i64>>::default();
         let limit = Family::<Labels, Gauge<i64>>::default();
         let ended = Family::<Labels, Counter>::default();
-        let node = vec![("node".to_string(), self.node.clone())];
+        let node = vec![("node".to_string(), value(&self.node))];
         let tracked = {
             let instances = self.lock();
             for t in instances.values() {
                 let labels: Labels = vec![
-                    ("namespace".into(), t.namespace.clone()),
-                    ("workload".into(), t.workload.clone()),
-                    ("instance".into(), t.instance.clone()),
-                    ("node".into(), self.node.clone()),
+                    ("namespace".into(), value(&t.namespace)),
+                    ("workload".into(), value(&t.workload)),
+                    ("instance".into(), value(&t.instance)),
+                    ("node".into(), value(&self.node)),
                 ];
                 cpu.get_or_create(&labels).inc_by(t.usage.cpu_seconds());
                 throttled
@@ -211,7 +221,7 @@ impl NodeMetrics {
                 }
                 for (reason, count) in &t.ended {
                     let mut with_reason = labels.clone();
-                    with_reason.push(("reason".into(), reason.clone()));
+                    with_reason.push(("reason".into(), value(reason)));
                     ended.get_or_create(&with_reason).inc_by(*count);
                 }
             }
@@ -253,10 +263,10 @@ impl NodeMetrics {
                 .clone();
             for (code, count) in codes {
                 let labels: Labels = vec![
-                    ("namespace".into(), namespace.to_string()),
-                    ("workload".into(), workload.to_string()),
-                    ("instance".into(), replica.instance.clone()),
-                    ("node".into(), self.node.clone()),
+                    ("namespace".into(), value(namespace)),
+                    ("workload".into(), value(workload)),
+                    ("instance".into(), value(&replica.instance)),
+                    ("node".into(), value(&self.node)),
                     ("code".into(), code.to_string()),
                 ];
                 requests.get_or_create(&labels).inc_by(count);
@@ -335,6 +345,10 @@ mod tests {
             text.contains("flotilla_node_instances{node=\"edge-a\"} 1"),
             "{text}"
         );
+        let odd = metrics.track("default", "x", "a\"b\\c\nd", None);
+        let text = metrics.encode();
+        assert!(text.contains(r#"workload="a\"b\\c\nd""#), "{text}");
+        drop(odd);
         drop(tracking);
         let text = metrics.encode();
         assert!(!text.contains("spin-x1"), "{text}");

@@ -139,8 +139,14 @@ pub async fn main(args: TopArgs) -> Result<()> {
         let (after, capacity) = parse(&after);
         let (mut cpu, mut mem) = (0.0, 0.0);
         for (key, now) in after {
-            let used =
-                now.cpu_seconds - before.get(&key).map_or(now.cpu_seconds, |b| b.cpu_seconds);
+            // A counter that went back is a new instance under the name:
+            // all it used is within the window.
+            let since = before.get(&key).map_or(0.0, |b| b.cpu_seconds);
+            let used = if now.cpu_seconds >= since {
+                now.cpu_seconds - since
+            } else {
+                now.cpu_seconds
+            };
             cpu += used;
             mem += now.memory_bytes;
             instances.push((key, now, used));
