@@ -69,7 +69,7 @@ impl ClusterKv {
             // Refused by authorization (not a quota): the guest's
             // `access-denied`.
             ClientError::Api { code: 403, message, .. }
-                if !KvError::Other(message.clone()).is_quota_exceeded() =>
+                if !flotilla_kv::is_quota_message(&message) =>
             {
                 tracing::warn!("bucket {bucket}: {message}");
                 KvError::AccessDenied

@@ -54,8 +54,14 @@ impl KvError {
 
     /// Whether it is a [`KvError::quota_exceeded`].
     pub fn is_quota_exceeded(&self) -> bool {
-        matches!(self, KvError::Other(m) if m.starts_with("quota-exceeded"))
+        matches!(self, KvError::Other(m) if is_quota_message(m))
     }
+}
+
+/// Whether `message` is the words of a [`KvError::quota_exceeded`] (as
+/// the bucket API passes it on).
+pub fn is_quota_message(message: &str) -> bool {
+    message.starts_with("quota-exceeded")
 }
 
 /// Where buckets live. `bucket` is the backend's id of a bucket (unique

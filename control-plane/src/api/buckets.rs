@@ -33,16 +33,12 @@ impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         match e {
             KvError::Invalid(m) => ApiError::bad_request(m),
-            KvError::Other(m) if e_is_quota(&m) => ApiError::forbidden(m),
+            KvError::Other(m) if flotilla_kv::is_quota_message(&m) => ApiError::forbidden(m),
             KvError::NoSuchStore => ApiError::not_found("no such bucket"),
             KvError::AccessDenied => ApiError::forbidden("the bucket is not granted"),
             KvError::Other(m) => ApiError::internal(m),
         }
     }
-}
-
-fn e_is_quota(message: &str) -> bool {
-    KvError::Other(message.to_string()).is_quota_exceeded()
 }
 
 /// The bucket's quota: the largest its namespace's workloads grant it.
