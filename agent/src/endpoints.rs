@@ -68,6 +68,9 @@ pub struct RequestCounts {
     pub served: AtomicU64,
     /// Those answered with a 5xx.
     pub server_errors: AtomicU64,
+    /// Fresh instances made to answer them (a request refused before it
+    /// got a slot made none).
+    pub instances_created: AtomicU64,
     /// How many of each status code (at most the few hundred codes there
     /// are).
     pub codes: Mutex<std::collections::BTreeMap<u16, u64>>,

@@ -683,7 +683,13 @@ where
     let started = std::time::Instant::now();
     let spec = replica.spec.get();
     let served = match tokio::time::timeout(slot_wait, replica.slots.acquire()).await {
-        Ok(Ok(_slot)) => Ok(replica.module.serve(request, &spec).await),
+        Ok(Ok(_slot)) => {
+            replica
+                .counts
+                .instances_created
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(replica.module.serve(request, &spec).await)
+        }
         Ok(Err(_)) => Err(plain_response(
             503,
             format!("replica {} stopped\n", replica.instance),

@@ -253,8 +253,21 @@ impl NodeMetrics {
             ended,
         );
         let requests = Family::<Labels, Counter>::default();
+        let created = Family::<Labels, Counter>::default();
         for (workload, replica) in self.endpoints.all() {
             let (namespace, workload) = workload.split_once('/').unwrap_or(("", &workload));
+            let labels: Labels = vec![
+                ("namespace".into(), value(namespace)),
+                ("workload".into(), value(workload)),
+                ("instance".into(), value(&replica.instance)),
+                ("node".into(), value(&self.node)),
+            ];
+            created.get_or_create(&labels).inc_by(
+                replica
+                    .counts
+                    .instances_created
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
             let codes = replica
                 .counts
                 .codes
@@ -276,6 +289,11 @@ impl NodeMetrics {
             "flotilla_http_requests",
             "Requests an http replica answered, by status code",
             requests,
+        );
+        registry.register(
+            "flotilla_http_instances_created",
+            "Fresh Wasm instances an http replica made, one per request it took",
+            created,
         );
         registry.register(
             "flotilla_http_request_duration_seconds",

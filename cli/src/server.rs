@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::os::unix::fs::PermissionsExt;
 
+use flotilla_control_plane::api::usage::{self, UsageHistory};
 use flotilla_control_plane::api::{router, serve, ApiState, Role, Tokens};
 use flotilla_control_plane::controllers;
 use flotilla_control_plane::store::{BlobStore, SealedStore, SqliteStore, Store};
@@ -41,6 +42,25 @@ pub struct ServerArgs {
     pub node_grace: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+/// The dashboard's graphs.
+#[derive(Args, Clone)]
+pub struct DashboardArgs {
+    /// How often the server reads every node's metrics for the dashboard's
+    /// graphs of the last 15 minutes (at least 1s).
+    #[arg(long, default_value = "15s", value_parser = parse_usage_interval)]
+    pub usage_interval: Duration,
+}
+
+fn parse_usage_interval(text: &str) -> Result<Duration, String> {
+    let interval = flotilla_spec::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) || interval > Duration::from_secs(300) {
+        return Err(format!("{text}: choose between 1s and 5m"));
+    }
+    Ok(interval)
 }
 
 /// The API's certificates.
@@ -304,7 +324,12 @@ impl ControlPlane {
     }
 
     /// Runs the controllers and serves the API until Ctrl-C.
-    pub async fn serve(self, strategy: Strategy, node_grace: Duration) -> Result<()> {
+    pub async fn serve(
+        self,
+        strategy: Strategy,
+        node_grace: Duration,
+        dashboard: DashboardArgs,
+    ) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
             tokens: Tokens::new(vec![
@@ -316,10 +341,12 @@ impl ControlPlane {
             blobs: self.blobs.clone(),
             kv: self.kv.clone(),
             metrics: Default::default(),
+            usage: UsageHistory::new(dashboard.usage_interval),
             node_tls: self.trust.node_client_config()?,
             trust: self.trust.clone(),
         });
         let tls = self.trust.api_config()?;
+        tokio::spawn(usage::sample_forever(state.clone()));
         tokio::spawn(controllers::run(
             self.store, self.blobs, node_grace, strategy,
         ));
@@ -339,5 +366,6 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         cp.url,
         args.data_dir.join("join-token").display()
     ));
-    cp.serve(args.strategy.into(), args.node_grace).await
+    cp.serve(args.strategy.into(), args.node_grace, args.dashboard)
+        .await
 }

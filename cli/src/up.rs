@@ -55,6 +55,8 @@ pub struct UpArgs {
     disk_pressure_below: flotilla_agent::disk_pressure::Threshold,
     #[command(flatten)]
     tls: crate::server::TlsArgs,
+    #[command(flatten)]
+    dashboard: crate::server::DashboardArgs,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
@@ -80,6 +82,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
     let control_plane = tokio::spawn(cp.serve(
         flotilla_scheduler::Strategy::Binpack,
         crate::server::NODE_GRACE,
+        args.dashboard.clone(),
     ));
     let agent = crate::agent::build(AgentConfig {
         server: url.clone(),

@@ -8,9 +8,11 @@
 //!   concurrency, `?watch=true` streams);
 //! - [`trust`]: the cluster CA and the control plane's certificates;
 //! - [`controllers`]: level-triggered loops that drive stored state toward the
-//!   desired state (workloads → instances, instances → nodes).
+//!   desired state (workloads → instances, instances → nodes);
+//! - [`telemetry`]: the scheduler's and the store's measurements.
 
 pub mod api;
 pub mod controllers;
 pub mod store;
+pub mod telemetry;
 pub mod trust;

@@ -101,7 +101,7 @@ impl ClusterTrust {
         Ok(Arc::new(tls::server_config(
             &self.serving,
             ClientAuth::Optional(self.ca_pem()),
-            &[b"http/1.1"],
+            &[b"h2", b"http/1.1"],
         )?))
     }
 

@@ -4,6 +4,7 @@
 mod chaos;
 mod cluster;
 mod config;
+mod dashboard;
 mod fleet;
 mod http;
 mod keyvalue;

@@ -286,4 +286,54 @@ spec:
         line.contains(r#"code="200""#) && line.ends_with(" 3"),
         "{line}"
     );
+    // One fresh instance per request, and the replica's usage is theirs.
+    let value_of = |name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(r#"workload="hello""#))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    assert_eq!(
+        value_of("flotilla_http_instances_created_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        value_of("flotilla_instance_cpu_usage_seconds_total").is_some_and(|s| s > 0.0),
+        "{text}"
+    );
+
+    // The server's own view of the node and of its scheduler and store.
+    let (code, text) = c.raw("GET", "/metrics", &Who::Token(&c.token()), "");
+    assert_eq!(code, 200, "{text}");
+    let number = |prefix: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // The spinner's 250m (requests default to limits); the others ask none.
+    assert_eq!(
+        number(r#"flotilla_node_allocated_cpu_millicores{node="node-1"}"#),
+        250.0
+    );
+    assert!(number(r#"flotilla_node_instances_by_phase{node="node-1",phase="Running"}"#) >= 2.0);
+    let age = number(r#"flotilla_node_heartbeat_age_seconds{node="node-1"}"#);
+    assert!((0.0..10.0).contains(&age), "heartbeat {age} s ago");
+    let scheduled = number(r#"flotilla_scheduler_decisions_total{result="scheduled"}"#);
+    assert!(
+        scheduled >= 3.0,
+        "spin, crasher and hello placed: {scheduled}"
+    );
+    assert!(number("flotilla_scheduler_round_duration_seconds_count") >= 1.0);
+    assert!(
+        number(r#"flotilla_store_operation_duration_seconds_count{operation="update"}"#) >= 1.0
+    );
+    assert!(
+        number("flotilla_apiserver_open_streams") >= 1.0,
+        "the agent's watches"
+    );
 }

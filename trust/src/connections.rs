@@ -33,6 +33,15 @@ impl<K: Hash + Eq + Clone> PerKey<K> {
         }
     }
 
+    /// Held now, all keys together.
+    pub fn total(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
     /// Counts one more for `key`, `None` if it holds `cap` already.
     pub fn hold(&self, key: K) -> Option<Held<K>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());

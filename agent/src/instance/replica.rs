@@ -78,12 +78,18 @@ pub(crate) async fn serve(ctx: Arc<NodeContext>, mut life: Lifecycle, mut prepar
             about: about.clone(),
         }) as Arc<dyn crate::runtime::Outbound>
     });
+    // Every request's instance adds its CPU time and memory to the
+    // replica's usage (the node's metrics), while the replica lives.
+    let tracking = ctx
+        .metrics
+        .track(ns, name, &instance.spec.workload, limits.memory_bytes);
     let spec = HandlerSpec {
         env: run.env,
         host,
         dirs: prepared.preopens.clone(),
         limits,
         log: log.clone(),
+        usage: Some(tracking.usage.clone()),
     };
     let workload = format!("{ns}/{}", instance.spec.workload);
     let template_hash = instance

@@ -22,14 +22,6 @@ use super::cache::CompileCache;
 use super::state::{ComponentState, CoreState};
 use super::RuntimeError;
 
-/// Most elements one table may have (the pool's per-table slot). A table
-/// element costs 8 bytes of the instance's memory budget, so the workload's
-/// memory limit binds long before this for any limit under 8 MiB × 16; the
-/// cap only keeps the pool's reservation bounded (tables × this × 8 bytes of
-/// address space, committed as used). wasmtime's own default is 20,000,
-/// which refused ordinary programs' function tables whatever their limit.
-pub const TABLE_ELEMENTS_CAP: usize = 1 << 20;
-
 /// How the engine is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -90,7 +82,7 @@ impl Runtime {
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
-            .table_elements(TABLE_ELEMENTS_CAP)
+            .table_elements(super::memory::TABLE_ELEMENTS_CAP)
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)

@@ -26,6 +26,9 @@ pub struct HandlerSpec {
     /// `wasi:config/store` values, where outgoing requests go (none:
     /// refused).
     pub host: flotilla_host_api::HostCtx,
+    /// Where every request's CPU time and memory are added up (the
+    /// replica's metrics), if anywhere.
+    pub usage: Option<std::sync::Arc<super::Usage>>,
 }
 
 /// A response, and how the guest's run ended when it did not end well.

@@ -4,7 +4,7 @@
 //! A growth past the budget is *refused* (`memory.grow` returns -1 inside the
 //! guest, `malloc` returns NULL), it does not trap: a guest may handle it. So
 //! is a growth past a memory's or table's maximum — the module's own, or the
-//! engine's per-slot cap (`engine::TABLE_ELEMENTS_CAP`, the pool's memory slot
+//! engine's per-slot cap (`TABLE_ELEMENTS_CAP`, the pool's memory slot
 //! size). When the guest then dies anyway, the run is classified `OOMKilled`
 //! and its message names the limit that refused (see `outcome`).
 
@@ -12,6 +12,14 @@ use wasmtime::ResourceLimiter;
 
 /// Each table element is one pointer in wasmtime.
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// Most elements one table may have (the pool's per-table slot). A table
+/// element costs 8 bytes of the instance's memory budget, so the workload's
+/// memory limit binds long before this for any limit under 8 MiB × 16; the
+/// cap only keeps the pool's reservation bounded (tables × this × 8 bytes of
+/// address space, committed as used). wasmtime's own default is 20,000,
+/// which refused ordinary programs' function tables whatever their limit.
+pub const TABLE_ELEMENTS_CAP: usize = 1 << 20;
 
 /// Tracks and caps the bytes of an instance's memories and tables.
 #[derive(Debug, Default)]
@@ -29,7 +37,7 @@ impl Drop for MemoryLimiter {
     fn drop(&mut self) {
         // The run's memories and tables go with its store.
         if let Some(usage) = &self.usage {
-            usage.set_memory(0);
+            usage.change_memory(self.in_use as u64, 0);
         }
     }
 }
@@ -70,11 +78,11 @@ impl MemoryLimiter {
                 "a growth to {next} bytes of memories and tables passed the memory limit of {limit} bytes (resources.limits.memory)"
             ));
         }
+        if let Some(usage) = &self.usage {
+            usage.change_memory(self.in_use as u64, next as u64);
+        }
         self.in_use = next;
         self.peak = self.peak.max(next);
-        if let Some(usage) = &self.usage {
-            usage.set_memory(next as u64);
-        }
         true
     }
 }
@@ -103,7 +111,7 @@ impl ResourceLimiter for MemoryLimiter {
         if let Some(maximum) = maximum.filter(|&m| desired > m) {
             return Ok(self.refuse(format!(
                 "a table growth to {desired} elements passed its maximum of {maximum} elements (the module's own maximum, or the node's per-table cap of {} elements)",
-                super::engine::TABLE_ELEMENTS_CAP
+                TABLE_ELEMENTS_CAP
             )));
         }
         Ok(self.grow(

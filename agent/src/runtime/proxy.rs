@@ -51,7 +51,11 @@ where
         wasi.stdout(super::output::AppendStream(log.clone()));
         wasi.stderr(super::output::AppendStream(log.clone()));
     }
-    let limits = InstanceLimits::new(spec.limits.memory_bytes, spec.limits.cpu_millis, None);
+    let limits = InstanceLimits::new(
+        spec.limits.memory_bytes,
+        spec.limits.cpu_millis,
+        spec.usage.clone(),
+    );
     let meter = limits.cpu.clone();
     let mut store = ComponentState::new_store(&module.runtime.engine, &mut wasi, limits);
     store.data_mut().host = spec.host.clone();

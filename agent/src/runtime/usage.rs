@@ -26,7 +26,7 @@ impl Usage {
         self.throttled_ns.load(Ordering::Relaxed) as f64 / 1e9
     }
 
-    /// Bytes of linear memory and tables of the run under way (0 between
+    /// Bytes of linear memory and tables of the runs under way (0 between
     /// runs).
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes.load(Ordering::Relaxed)
@@ -41,7 +41,19 @@ impl Usage {
         self.throttled_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    pub(crate) fn set_memory(&self, bytes: u64) {
-        self.memory_bytes.store(bytes, Ordering::Relaxed);
+    /// One run's memory went from `before` to `after` bytes: runs at once
+    /// (an http replica's requests) add up.
+    pub(crate) fn change_memory(&self, before: u64, after: u64) {
+        if after >= before {
+            self.memory_bytes
+                .fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            // Never below zero, whatever the order of concurrent updates.
+            let _ = self
+                .memory_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                    Some(now.saturating_sub(before - after))
+                });
+        }
     }
 }

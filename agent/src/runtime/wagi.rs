@@ -51,6 +51,7 @@ where
         stderr: spec.log.clone().map_or(Stdio::Null, Stdio::Log),
         stdin: Some(stdin.clone()),
         dirs: spec.dirs.clone(),
+        usage: spec.usage.clone(),
         ..RunSpec::default()
     };
     let outcome = module.run(run).await;

@@ -11,6 +11,7 @@
 //! A Prometheus scrape job sends one with `authorization: {credentials_file: …}`
 //! (see the README).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use serde_json::Value;
 
 use super::authz::Target;
 use super::{ApiError, ApiState};
@@ -102,25 +104,119 @@ fn text(body: String) -> Response {
         .into_response()
 }
 
+/// What `/metrics` reads from the store on each scrape.
+struct Stored {
+    counts: Vec<(&'static str, usize)>,
+    nodes: Vec<Value>,
+    instances: Vec<Value>,
+}
+
+fn read_stored(store: &dyn crate::store::Store) -> Result<Stored, crate::store::StoreError> {
+    let kinds = [
+        "Workload", "Instance", "Node", "Revision", "Config", "Secret", "Volume",
+    ];
+    let mut counts = Vec::new();
+    let (mut nodes, mut instances) = (Vec::new(), Vec::new());
+    for kind in kinds {
+        let items = store.list(kind, None)?.items;
+        counts.push((kind, items.len()));
+        match kind {
+            "Node" => nodes = items,
+            "Instance" => instances = items,
+            _ => {}
+        }
+    }
+    Ok(Stored {
+        counts,
+        nodes,
+        instances,
+    })
+}
+
+fn gauge_family() -> Family<Labels, Gauge<f64, AtomicU64>> {
+    Family::default()
+}
+
+/// Per node, from the store: what the scheduler has placed there (the
+/// requests of its unfinished instances), its instances by phase, and how
+/// long ago it last heartbeat.
+fn node_families(stored: &Stored, registry: &mut Registry) {
+    let (cpu, memory, phases, heartbeat) = (
+        gauge_family(),
+        gauge_family(),
+        gauge_family(),
+        gauge_family(),
+    );
+    let now = std::time::SystemTime::now();
+    for node in &stored.nodes {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let labels = vec![("node", name.to_string())];
+        cpu.get_or_create(&labels).set(0.0);
+        memory.get_or_create(&labels).set(0.0);
+        let beat = node["status"]["lastHeartbeat"].as_str().unwrap_or_default();
+        if let Some(at) = flotilla_spec::meta::parse_rfc3339(beat) {
+            let age = now.duration_since(at).unwrap_or_default();
+            heartbeat.get_or_create(&labels).set(age.as_secs_f64());
+        }
+    }
+    for instance in &stored.instances {
+        let Ok(i) = serde_json::from_value::<flotilla_spec::instance::Instance>(instance.clone())
+        else {
+            continue;
+        };
+        if i.spec.node_name.is_empty() {
+            continue;
+        }
+        let labels = vec![("node", i.spec.node_name.clone())];
+        let phase = i.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        phases
+            .get_or_create(&vec![
+                ("node", i.spec.node_name.clone()),
+                ("phase", phase.to_string()),
+            ])
+            .inc();
+        if !matches!(
+            phase,
+            flotilla_spec::instance::Phase::Succeeded | flotilla_spec::instance::Phase::Failed
+        ) {
+            let (bytes, millis) = i.spec.template.resources.requests.memory_and_cpu();
+            cpu.get_or_create(&labels).inc_by(millis as f64);
+            memory.get_or_create(&labels).inc_by(bytes as f64);
+        }
+    }
+    registry.register(
+        "flotilla_node_allocated_cpu_millicores",
+        "CPU requested by the unfinished instances bound to the node",
+        cpu,
+    );
+    registry.register(
+        "flotilla_node_allocated_memory_bytes",
+        "Memory requested by the unfinished instances bound to the node",
+        memory,
+    );
+    registry.register(
+        "flotilla_node_instances_by_phase",
+        "Instances bound to the node, by phase",
+        phases,
+    );
+    registry.register(
+        "flotilla_node_heartbeat_age_seconds",
+        "Time since the node's last heartbeat, as the control plane saw it",
+        heartbeat,
+    );
+}
+
 /// `GET /metrics`.
 pub async fn server(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let counts = tokio::task::spawn_blocking(move || {
-        let kinds = [
-            "Workload", "Instance", "Node", "Revision", "Config", "Secret", "Volume",
-        ];
-        kinds
-            .iter()
-            .map(|kind| Ok((*kind, store.list(kind, None)?.items.len())))
-            .collect::<Result<Vec<_>, crate::store::StoreError>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let stored = tokio::task::spawn_blocking(move || read_stored(store.as_ref()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     let objects = Family::<Labels, Gauge<i64>>::default();
-    for (kind, count) in counts {
+    for (kind, count) in &stored.counts {
         objects
             .get_or_create(&vec![("kind", kind.to_string())])
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+            .set(i64::try_from(*count).unwrap_or(i64::MAX));
     }
     let mut registry = Registry::default();
     registry.register(
@@ -128,7 +224,16 @@ pub async fn server(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
         "API requests by verb, resource and code: time to the response's headers",
         state.metrics.requests.clone(),
     );
+    let streams = Gauge::<i64>::default();
+    streams.set(i64::try_from(state.streams.open()).unwrap_or(i64::MAX));
+    registry.register(
+        "flotilla_apiserver_open_streams",
+        "Watches and log follows open now",
+        streams,
+    );
     registry.register("flotilla_objects", "Objects stored, by kind", objects);
+    node_families(&stored, &mut registry);
+    crate::telemetry::register(&mut registry);
     let mut body = String::new();
     let _ = encode(&mut body, &registry);
     Ok(text(body))
@@ -139,9 +244,15 @@ pub async fn node(
     State(state): State<Arc<ApiState>>,
     Path(node): Path<String>,
 ) -> Result<Response, ApiError> {
+    Ok(text(read_node(&state, &node).await?))
+}
+
+/// A node's metrics page, read from its node port (at most
+/// [`MAX_NODE_METRICS_BYTES`]).
+pub(super) async fn read_node(state: &ApiState, node: &str) -> Result<String, ApiError> {
     let address = state
         .store
-        .get("Node", "", &node)?
+        .get("Node", "", node)?
         .ok_or_else(|| ApiError::not_found(format!("nodes {node:?} not found")))?["status"]
         ["nodeAddress"]
         .as_str()
@@ -157,10 +268,9 @@ pub async fn node(
         reason: "NodeUnreachable",
         message: format!("cannot read the metrics of node {node} at {address}: {e}"),
     };
-    let response =
-        super::logs::dial_node(&state, &node, &address, flotilla_spec::node::METRICS_PATH)
-            .await
-            .map_err(unreachable)?;
+    let response = super::logs::dial_node(state, node, &address, flotilla_spec::node::METRICS_PATH)
+        .await
+        .map_err(unreachable)?;
     if !response.status().is_success() {
         return Err(unreachable(format!("it answered {}", response.status())));
     }
@@ -170,5 +280,5 @@ pub async fn node(
         .await
         .map_err(|e| unreachable(format!("{e} (more than {MAX_NODE_METRICS_BYTES} bytes?)")))?
         .to_bytes();
-    Ok(text(String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -12,6 +12,8 @@
 //! POST|GET|PUT|DELETE /apis/flotilla.dev/v1/nodes[/{name}[/status]]   (cluster-scoped)
 //! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
 //! GET    /metrics, /apis/flotilla.dev/v1/nodes/{name}/metrics  Prometheus text ([`metrics`])
+//! GET    /apis/flotilla.dev/v1/namespaces/{ns}/workloads/{name}/usage  last 15 minutes ([`usage`])
+//! GET    /ui/                                                  the dashboard ([`ui`]; its assets need no auth)
 //! GET|PUT|DELETE /kv/v1/namespaces/{ns}/buckets/{bucket}/keys/{key}  cluster buckets ([`buckets`])
 //! ```
 //!
@@ -35,6 +37,8 @@ mod objects;
 pub mod serve;
 mod streams;
 mod tokens;
+pub mod ui;
+pub mod usage;
 mod watch;
 
 use std::sync::Arc;
@@ -81,6 +85,8 @@ pub struct ApiState {
     pub kv: Arc<dyn flotilla_kv::Backend>,
     /// The API server's metrics.
     pub metrics: metrics::ApiMetrics,
+    /// Workloads' recent usage, for the dashboard ([`usage`]).
+    pub usage: usage::UsageHistory,
 }
 
 /// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.
@@ -140,6 +146,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/apis/flotilla.dev/v1/nodes/{name}/metrics",
             get(metrics::node),
         )
+        .route(
+            "/apis/flotilla.dev/v1/namespaces/{ns}/workloads/{name}/usage",
+            get(usage::get),
+        )
         .route("/metrics", get(metrics::server))
         .layer(DefaultBodyLimit::max(MAX_OBJECT_BYTES));
     let blobs = Router::new()
@@ -184,6 +194,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             metrics::observe,
         ))
+        .merge(ui::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/cacerts", get(certificates::ca))
         .route(

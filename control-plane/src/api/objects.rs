@@ -566,6 +566,7 @@ mod tests {
             blobs: Arc::new(crate::store::BlobStore::open(&dir.join("blobs")).unwrap()),
             kv: Arc::new(flotilla_kv::SqliteKv::open(&dir.join("kv.db"), "test").unwrap()),
             metrics: Default::default(),
+            usage: crate::api::usage::UsageHistory::new(crate::api::usage::DEFAULT_INTERVAL),
             node_tls: trust.node_client_config().unwrap(),
             trust: Arc::new(trust),
         })

@@ -11,7 +11,8 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use flotilla_trust::names::Peer;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
@@ -23,6 +24,12 @@ const MAX_CONNECTIONS: usize = 4096;
 const MAX_CONNECTIONS_PER_PEER: usize = 512;
 /// Longest wait for a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests one HTTP/2 connection may have under way at once (watches and
+/// follows are capped per client besides, by the stream limiter).
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// How often an idle HTTP/2 connection is pinged (a dead peer's streams
+/// are then let go).
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` over TLS until `shutdown` completes.
 pub async fn serve(
@@ -77,9 +84,20 @@ pub async fn serve(
                     .insert::<Option<Peer>>(peer.clone());
                 router.clone().call(request)
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
+            // HTTP/2 for clients that offer it (browsers: the dashboard
+            // holds several watches at once, more than HTTP/1.1's six
+            // connections per site allow), HTTP/1.1 for the rest.
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(HEADER_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .keep_alive_interval(Some(KEEPALIVE_EVERY));
+            if let Err(e) = builder
                 .serve_connection(TokioIo::new(session), service)
                 .await
             {

@@ -38,6 +38,11 @@ impl StreamLimiter {
     fn hold(&self, client: &str) -> Option<Held<String>> {
         self.0.hold(client.to_string())
     }
+
+    /// Streams open now, all clients together.
+    pub fn open(&self) -> usize {
+        self.0.total()
+    }
 }
 
 /// Whether a request asks for a long-lived response: its query decoded the

@@ -1,8 +1,10 @@
 //! `?watch=true`: a stream of newline-delimited JSON events
 //! (`{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{…}}`), replayed
 //! from the change log after `resourceVersion` (or, without one, every
-//! current object as ADDED first), then live. A BOOKMARK every 15 s carries
-//! the latest revision and proves the stream is alive.
+//! current object as ADDED first, then a BOOKMARK annotated
+//! `flotilla.dev/initial-events-end` at the list's revision), then live. A
+//! BOOKMARK every 15 s carries the latest revision and proves the stream is
+//! alive.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use crate::store::{Store, StoreError};
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
 const CHANGES_PER_READ: usize = 500;
+/// The annotation of the BOOKMARK that follows a watch's initial list.
+pub const INITIAL_EVENTS_END: &str = "flotilla.dev/initial-events-end";
 
 /// Which objects a list or watch returns.
 #[derive(Debug, Clone)]
@@ -138,6 +142,11 @@ impl WatchState {
                         self.pending
                             .push_back(json!({"type": "ADDED", "object": object}));
                     }
+                    // Where the list ends, at once (as Kubernetes' initial
+                    // events end): a client that resumes from it replays
+                    // nothing it already has.
+                    self.pending
+                        .push_back(self.bookmark(listing.revision, true));
                     self.revision = Some(listing.revision);
                 }
                 Err(e) => self.fail(e),
@@ -161,13 +170,20 @@ impl WatchState {
             Ok(_) => match tokio::time::timeout(BOOKMARK_EVERY, self.wake.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => self.done = true,
-                Err(_) => self
-                    .pending
-                    .push_back(json!({"type": "BOOKMARK", "object": {
-                    "kind": self.filter.kind.name(), "apiVersion": flotilla_spec::meta::API_VERSION,
-                    "metadata": {"resourceVersion": revision.to_string()}}})),
+                Err(_) => self.pending.push_back(self.bookmark(revision, false)),
             },
         }
+    }
+
+    /// A BOOKMARK at `revision`; `initial`: the one that ends the list.
+    fn bookmark(&self, revision: u64, initial: bool) -> Value {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial {
+            metadata["annotations"] = json!({INITIAL_EVENTS_END: "true"});
+        }
+        json!({"type": "BOOKMARK", "object": {
+            "kind": self.filter.kind.name(), "apiVersion": flotilla_spec::meta::API_VERSION,
+            "metadata": metadata}})
     }
 
     fn fail(&mut self, e: StoreError) {

@@ -121,7 +121,11 @@ pub fn pass(
             }
         });
     }
+    let started = std::time::Instant::now();
     let decisions = scheduler::schedule(&mut snapshot, &pending, strategy, &mut Default::default());
+    if !pending.is_empty() {
+        crate::telemetry::scheduling_round(started);
+    }
     let epochs: HashMap<&str, u64> = nodes
         .iter()
         .map(|(n, _)| (n.metadata.name.as_str(), n.spec.epoch))
@@ -137,6 +141,7 @@ pub fn pass(
         };
         match decision {
             scheduler::Decision::Place { node, .. } => {
+                crate::telemetry::scheduled(true);
                 value["spec"]["nodeName"] = node.clone().into();
                 value["spec"]["epoch"] = epochs.get(node.as_str()).copied().unwrap_or(0).into();
                 // Its volumes first: a replica never runs without them (if
@@ -161,6 +166,7 @@ pub fn pass(
                 }
             }
             scheduler::Decision::Unschedulable { reason, .. } => {
+                crate::telemetry::scheduled(false);
                 // Say it once per distinct reason, not on every pass.
                 if value["status"]["message"].as_str() != Some(reason.as_str()) {
                     value["status"]["phase"] = "Pending".into();

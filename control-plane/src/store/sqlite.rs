@@ -221,6 +221,7 @@ fn stored_revision(
 
 impl Store for SqliteStore {
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        let _timer = crate::telemetry::time_store("get");
         let db = self.conn();
         stored_body(&db, kind, namespace, name)?
             .as_deref()
@@ -229,6 +230,7 @@ impl Store for SqliteStore {
     }
 
     fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Listing, StoreError> {
+        let _timer = crate::telemetry::time_store("list");
         let db = self.conn();
         let revision = read_meta(&db, "revision")?;
         let mut stmt = db
@@ -253,6 +255,7 @@ impl Store for SqliteStore {
         name: &str,
         object: Value,
     ) -> Result<Value, StoreError> {
+        let _timer = crate::telemetry::time_store("create");
         let change = self.write(|tx, revision| {
             if stored_revision(tx, kind, namespace, name)?.is_some() {
                 return Err(StoreError::AlreadyExists {
@@ -282,6 +285,7 @@ impl Store for SqliteStore {
         object: Value,
         expected: Option<u64>,
     ) -> Result<Value, StoreError> {
+        let _timer = crate::telemetry::time_store("update");
         let change = self.write(|tx, revision| {
             let current = stored_revision(tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
             if let Some(given) = expected {
@@ -309,6 +313,7 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Value, StoreError> {
+        let _timer = crate::telemetry::time_store("delete");
         let change = self.write(|tx, revision| {
             let body = stored_body(tx, kind, namespace, name)?
                 .ok_or_else(|| not_found(kind, namespace, name))?;
@@ -330,6 +335,7 @@ impl Store for SqliteStore {
     }
 
     fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let _timer = crate::telemetry::time_store("changes");
         {
             let recent = self.recent();
             // Served from memory when the cache holds every change after `revision`.
