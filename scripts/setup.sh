@@ -4,9 +4,10 @@
 # (see ../shared/guest-toolchain.md), lld, wasi-libc, and the tools the
 # benchmarks compare against, iproute2 (`ip netns`: the multi-host
 # tests), prometheus (the metrics test scrapes a cluster with it) and
-# chromium (the dashboard's browser test). Idempotent: skips apt when all are present.
+# chromium (the dashboard's browser test), docker-registry (the OCI
+# tests run one on loopback). Idempotent: skips apt when all are present.
 set -euo pipefail
-packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk iproute2 prometheus chromium)
+packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk iproute2 prometheus chromium docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

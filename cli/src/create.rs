@@ -7,7 +7,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use flotilla_spec::config::{
-    base64_encode, check_key, Config, Secret, OPAQUE, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE,
+    base64_encode, check_key, Config, Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE, OPAQUE,
+    TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE,
 };
 use flotilla_spec::meta::{ObjectMeta, API_VERSION};
 
@@ -54,6 +55,26 @@ enum SecretKind {
         /// The certificate's private key (PEM).
         #[arg(long)]
         key: std::path::PathBuf,
+    },
+    /// Credentials for a registry of oci:// modules (type
+    /// kubernetes.io/dockerconfigjson; name it in a workload's
+    /// imagePullSecrets). Only the control plane reads it.
+    DockerRegistry {
+        /// The Secret's name.
+        name: String,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The registry, host[:port].
+        #[arg(long)]
+        docker_server: String,
+        /// The user name.
+        #[arg(long)]
+        docker_username: String,
+        /// The password; read from standard input when not given (never
+        /// leave it in the shell history).
+        #[arg(long)]
+        docker_password: Option<String>,
     },
 }
 
@@ -179,25 +200,39 @@ pub async fn main(args: CreateArgs) -> Result<()> {
             // Refused here, as kubectl does, rather than by every ingress.
             flotilla_agent::ingress_tls::certified_key(&cert_pem, &key_pem)
                 .map_err(|e| anyhow::anyhow!("{} and {}: {e}", cert.display(), key.display()))?;
-            let mut secret = Secret {
-                api_version: API_VERSION.into(),
-                kind: "Secret".into(),
-                metadata: ObjectMeta {
-                    name: name.clone(),
-                    namespace: namespace.clone(),
-                    ..ObjectMeta::default()
+            let object = typed_secret(
+                &name,
+                &namespace,
+                TLS_SECRET_TYPE,
+                [(TLS_CERT_KEY, &cert_pem[..]), (TLS_KEY_KEY, &key_pem[..])],
+            )?;
+            (CliKind::Secret, namespace, name, object)
+        }
+        CreateCommand::Secret {
+            kind:
+                SecretKind::DockerRegistry {
+                    name,
+                    namespace,
+                    docker_server,
+                    docker_username,
+                    docker_password,
                 },
-                secret_type: TLS_SECRET_TYPE.into(),
-                ..Secret::default()
+        } => {
+            let password = match docker_password {
+                Some(password) => password,
+                None => crate::push::password_from_stdin()?,
             };
-            secret
-                .data
-                .insert(TLS_CERT_KEY.into(), base64_encode(&cert_pem));
-            secret
-                .data
-                .insert(TLS_KEY_KEY.into(), base64_encode(&key_pem));
-            secret.normalise().map_err(anyhow::Error::msg)?;
-            let object = serde_json::to_value(&secret)?;
+            let config = flotilla_oci::Credentials {
+                username: docker_username,
+                password,
+            }
+            .to_docker_config(&docker_server);
+            let object = typed_secret(
+                &name,
+                &namespace,
+                DOCKER_CONFIG_SECRET_TYPE,
+                [(DOCKER_CONFIG_KEY, config.as_bytes())],
+            )?;
             (CliKind::Secret, namespace, name, object)
         }
     };
@@ -206,6 +241,31 @@ pub async fn main(args: CreateArgs) -> Result<()> {
         .await?;
     println!("{}.flotilla.dev/{name} created", kind.name().to_lowercase());
     Ok(())
+}
+
+/// A Secret of a well-known `secret_type`, with these values, checked.
+fn typed_secret<'a>(
+    name: &str,
+    namespace: &str,
+    secret_type: &str,
+    values: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<serde_json::Value> {
+    let mut secret = Secret {
+        api_version: API_VERSION.into(),
+        kind: "Secret".into(),
+        metadata: ObjectMeta {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            ..ObjectMeta::default()
+        },
+        secret_type: secret_type.into(),
+        ..Secret::default()
+    };
+    for (key, value) in values {
+        secret.data.insert(key.into(), base64_encode(value));
+    }
+    secret.normalise().map_err(anyhow::Error::msg)?;
+    Ok(serde_json::to_value(&secret)?)
 }
 
 #[derive(Args)]

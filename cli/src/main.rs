@@ -18,6 +18,7 @@ mod kv;
 mod logs;
 mod notice;
 mod patch;
+mod push;
 mod rollout;
 mod run;
 mod server;
@@ -83,6 +84,10 @@ enum Command {
     Kv(kv::KvArgs),
     /// Show CPU (millicores) and memory of nodes, instances or workloads.
     Top(top::TopArgs),
+    /// Push a module to an OCI registry (the Wasm artifact layout).
+    Push(push::PushArgs),
+    /// Fetch a module from an OCI registry, its digest checked.
+    Pull(push::PullArgs),
 }
 
 fn main() {
@@ -113,6 +118,9 @@ fn main() {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+    // One TLS implementation for every client in the process (the API's,
+    // and the registries' that oci-client makes).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let command = match cli.command {
         Command::Run(args) => std::process::exit(run::main(args)),
         other => other,
@@ -147,6 +155,8 @@ fn main() {
             Command::Secrets(args) => create::secrets(args).await,
             Command::Kv(args) => kv::main(args).await,
             Command::Top(args) => top::main(args).await,
+            Command::Push(args) => push::push(args).await,
+            Command::Pull(args) => push::pull(args).await,
         }
     });
     if let Err(e) = result {

@@ -44,6 +44,17 @@ pub struct ServerArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+}
+
+/// How the control plane reaches registries for oci:// modules.
+#[derive(Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// A registry (host:port) to speak plain HTTP to; repeatable. Those on
+    /// loopback always are; all others get HTTPS.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// The dashboard's graphs.
@@ -329,6 +340,7 @@ impl ControlPlane {
         strategy: Strategy,
         node_grace: Duration,
         dashboard: DashboardArgs,
+        registries: RegistryArgs,
     ) -> Result<()> {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
@@ -342,6 +354,7 @@ impl ControlPlane {
             kv: self.kv.clone(),
             metrics: Default::default(),
             usage: UsageHistory::new(dashboard.usage_interval),
+            insecure_registries: registries.insecure_registries,
             node_tls: self.trust.node_client_config()?,
             trust: self.trust.clone(),
         });
@@ -366,6 +379,11 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         cp.url,
         args.data_dir.join("join-token").display()
     ));
-    cp.serve(args.strategy.into(), args.node_grace, args.dashboard)
-        .await
+    cp.serve(
+        args.strategy.into(),
+        args.node_grace,
+        args.dashboard,
+        args.registries,
+    )
+    .await
 }

@@ -57,6 +57,8 @@ pub struct UpArgs {
     tls: crate::server::TlsArgs,
     #[command(flatten)]
     dashboard: crate::server::DashboardArgs,
+    #[command(flatten)]
+    registries: crate::server::RegistryArgs,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
@@ -83,6 +85,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         flotilla_scheduler::Strategy::Binpack,
         crate::server::NODE_GRACE,
         args.dashboard.clone(),
+        args.registries.clone(),
     ));
     let agent = crate::agent::build(AgentConfig {
         server: url.clone(),

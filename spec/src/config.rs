@@ -20,6 +20,10 @@ pub const OPAQUE: &str = "Opaque";
 /// The type of a Secret holding a certificate and its key, for HTTPS at
 /// the ingress (as Kubernetes' `kubernetes.io/tls`).
 pub const TLS_SECRET_TYPE: &str = "flotilla.dev/tls";
+/// The type of a Secret holding registry credentials (as Kubernetes').
+pub const DOCKER_CONFIG_SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
+/// A registry Secret's one key: a Docker `config.json` (`{"auths": …}`).
+pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
 /// A TLS Secret's certificate chain (PEM).
 pub const TLS_CERT_KEY: &str = "tls.crt";
 /// A TLS Secret's private key (PEM).
@@ -171,6 +175,13 @@ impl Secret {
         }
         if self.secret_type.is_empty() || self.secret_type.len() > 253 {
             return Err("type: give one of 1-253 characters (Opaque by default)".into());
+        }
+        if self.secret_type == DOCKER_CONFIG_SECRET_TYPE
+            && !self.data.contains_key(DOCKER_CONFIG_KEY)
+        {
+            return Err(format!(
+                "a {DOCKER_CONFIG_SECRET_TYPE} secret has the key {DOCKER_CONFIG_KEY} (a Docker config.json with \"auths\"); it is missing (flotilla create secret docker-registry NAME --docker-server … --docker-username … --docker-password …)"
+            ));
         }
         if self.secret_type == TLS_SECRET_TYPE {
             for key in [TLS_CERT_KEY, TLS_KEY_KEY] {

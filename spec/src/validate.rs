@@ -249,6 +249,9 @@ fn is_plain_relative(path: &str) -> bool {
 
 /// `files`: absolute guest paths, one source each, item paths that stay
 /// inside the mount.
+/// Most `imagePullSecrets` a workload may name.
+const MAX_PULL_SECRETS: usize = 8;
+
 fn check_files(files: &[crate::workload::FileMount], errors: &mut Collector) {
     if files.len() > MAX_FILE_MOUNTS {
         errors.add("spec.files", format!("at most {MAX_FILE_MOUNTS} mounts"));
@@ -616,14 +619,50 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     check_meta(&w.metadata, &mut errors);
     let spec = &w.spec;
     match (&spec.module.source, &spec.module.sha256) {
-        (None, None) => errors.add("spec.module", "give a source (file:PATH) or a sha256"),
-        (Some(source), _) if !source.starts_with("file:") => errors.add(
-            "spec.module.source",
-            format!(
-                "{source:?} is not a supported source (use file:PATH, relative to the manifest)"
-            ),
+        (None, None) => errors.add(
+            "spec.module",
+            "give a source (file:PATH or oci://REGISTRY/REPOSITORY:TAG) or a sha256",
         ),
+        (Some(source), _)
+            if !(source.starts_with("file:") || source.starts_with("oci://"))
+                || source.len() > 1024
+                || source.chars().any(char::is_whitespace) =>
+        {
+            errors.add(
+                "spec.module.source",
+                format!(
+                    "{source:?} is not a supported source (use file:PATH, relative to the manifest, or oci://REGISTRY/REPOSITORY:TAG)"
+                ),
+            )
+        }
         _ => {}
+    }
+    if let Some(resolved) = &spec.module.resolved {
+        let oci = spec
+            .module
+            .source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("oci://"));
+        if !oci || !resolved.starts_with("oci://") || !resolved.contains("@sha256:") {
+            errors.add(
+                "spec.module.resolved",
+                "is set by the server for oci:// sources only; leave it out",
+            );
+        }
+    }
+    if spec.image_pull_secrets.len() > MAX_PULL_SECRETS {
+        errors.add(
+            "spec.imagePullSecrets",
+            format!("at most {MAX_PULL_SECRETS}"),
+        );
+    }
+    for (n, secret) in spec.image_pull_secrets.iter().enumerate() {
+        if secret.name.is_empty() || secret.name.len() > 253 {
+            errors.add(
+                format!("spec.imagePullSecrets[{n}].name"),
+                "give the name of a Secret in the workload's namespace",
+            );
+        }
     }
     if let Some(digest) = &spec.module.sha256 {
         if digest.len() != 64

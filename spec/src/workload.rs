@@ -51,6 +51,12 @@ pub struct WorkloadSpec {
     /// How many old Revisions to keep (10 when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<u32>,
+    /// Secrets (type `kubernetes.io/dockerconfigjson`) holding credentials
+    /// for the registry of an `oci://` module, as Kubernetes'
+    /// `imagePullSecrets`: read by the control plane when it pulls, never
+    /// part of what instances (and so nodes) see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<PullSecret>,
     /// When `flotilla rollout restart` last asked for every instance to be
     /// replaced (RFC 3339): part of the template, so a change is a rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +176,7 @@ impl WorkloadSpec {
             min_ready_seconds: _,
             paused: _,
             revision_history_limit: _,
+            image_pull_secrets: _,
             persistent_volume_reclaim_after: _,
             args,
             env,
@@ -297,6 +304,7 @@ impl WorkloadSpec {
             min_ready_seconds: 0,
             paused: false,
             revision_history_limit: None,
+            image_pull_secrets: Vec::new(),
             ..self.clone()
         }
     }
@@ -313,6 +321,7 @@ impl WorkloadSpec {
             paused: self.paused,
             revision_history_limit: self.revision_history_limit,
             persistent_volume_reclaim_after: self.persistent_volume_reclaim_after.clone(),
+            image_pull_secrets: self.image_pull_secrets.clone(),
             ..template.clone()
         }
     }
@@ -552,12 +561,20 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModuleSource {
-    /// `file:PATH` (relative to the manifest's folder).
+    /// `file:PATH` (relative to the manifest's folder), or
+    /// `oci://REGISTRY/REPOSITORY:TAG` / `…@sha256:DIGEST` (pulled by the
+    /// control plane at admission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Hex sha256 of the module's bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// For an `oci://` source, set by the server: the source as it was
+    /// resolved, pinned to its manifest's digest
+    /// (`oci://REGISTRY/REPOSITORY:TAG@sha256:…`). A tag that moves later
+    /// changes nothing until the workload is applied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
 }
 
 /// `spec.files[]`: the values of a Config or a Secret as files in a
@@ -729,6 +746,14 @@ impl EnvFromSource {
             .or(self.secret_ref.as_ref())
             .is_some_and(|r| r.optional)
     }
+}
+
+/// A Secret with registry credentials, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullSecret {
+    /// The Secret's name, in the workload's namespace.
+    pub name: String,
 }
 
 /// A whole Config or Secret, by name.

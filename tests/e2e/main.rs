@@ -11,6 +11,7 @@ mod keyvalue;
 mod metrics;
 mod netns;
 mod openapi;
+mod registry;
 mod rollouts;
 mod support;
 mod trust;

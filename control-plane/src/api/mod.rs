@@ -14,6 +14,9 @@
 //! GET    /metrics, /apis/flotilla.dev/v1/nodes/{name}/metrics  Prometheus text ([`metrics`])
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/workloads/{name}/usage  last 15 minutes ([`usage`])
 //! GET    /ui/                                                  the dashboard ([`ui`]; its assets need no auth)
+//!
+//! A Workload with an `oci://` module is resolved and pulled at admission
+//! ([`oci`]).
 //! GET|PUT|DELETE /kv/v1/namespaces/{ns}/buckets/{bucket}/keys/{key}  cluster buckets ([`buckets`])
 //! ```
 //!
@@ -34,6 +37,7 @@ mod kinds;
 mod logs;
 pub mod metrics;
 mod objects;
+mod oci;
 pub mod serve;
 mod streams;
 mod tokens;
@@ -87,6 +91,9 @@ pub struct ApiState {
     pub metrics: metrics::ApiMetrics,
     /// Workloads' recent usage, for the dashboard ([`usage`]).
     pub usage: usage::UsageHistory,
+    /// Registries (`host:port`) spoken to over plain HTTP besides those on
+    /// loopback ([`oci`]).
+    pub insecure_registries: Vec<String>,
 }
 
 /// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.

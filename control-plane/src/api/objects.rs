@@ -146,7 +146,8 @@ async fn get_one(state: Arc<ApiState>, kind: Kind, namespace: String, name: Stri
 }
 
 async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes) -> ApiResult {
-    let object = for_create(kind, &namespace, parse_body(&body)?, &state.blobs)?;
+    let body = super::oci::resolve_module(&state, kind, &namespace, parse_body(&body)?).await?;
+    let object = for_create(kind, &namespace, body, &state.blobs)?;
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -232,7 +233,10 @@ async fn write(
     body: Bytes,
     how: Write,
 ) -> ApiResult {
-    let body = parse_body(&body)?;
+    let mut body = parse_body(&body)?;
+    if matches!(how, Write::Replace) {
+        body = super::oci::resolve_module(&state, kind, &namespace, body).await?;
+    }
     let mut attempt = 0;
     loop {
         let stored = state
@@ -252,6 +256,7 @@ async fn write(
                     meta.remove("resourceVersion");
                 }
                 merge_patch(&mut patched, &body);
+                let patched = super::oci::resolve_module(&state, kind, &namespace, patched).await?;
                 for_replace(kind, &namespace, &name, patched, &stored, &state.blobs)?
             }
         };
@@ -567,6 +572,7 @@ mod tests {
             kv: Arc::new(flotilla_kv::SqliteKv::open(&dir.join("kv.db"), "test").unwrap()),
             metrics: Default::default(),
             usage: crate::api::usage::UsageHistory::new(crate::api::usage::DEFAULT_INTERVAL),
+            insecure_registries: Vec::new(),
             node_tls: trust.node_client_config().unwrap(),
             trust: Arc::new(trust),
         })

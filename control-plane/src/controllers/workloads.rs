@@ -8,7 +8,7 @@ use flotilla_spec::instance::{Instance, InstanceSpec};
 use flotilla_spec::meta::{now_rfc3339, ObjectMeta, OwnerReference, API_VERSION};
 use flotilla_spec::strategy::{StrategyKind, PROMOTE_ANNOTATION};
 use flotilla_spec::workload::{
-    CanaryStatus, Condition, Execution, Workload, WorkloadStatus, ORDINAL_LABEL,
+    CanaryStatus, Condition, Execution, Workload, WorkloadSpec, WorkloadStatus, ORDINAL_LABEL,
 };
 
 use std::collections::HashSet;
@@ -627,7 +627,12 @@ fn new_instance(workload: &Workload) -> Instance {
             workload: workload.metadata.name.clone(),
             node_name: String::new(),
             epoch: 0,
-            template: workload.spec.clone(),
+            // Registry credentials are the control plane's business: what
+            // a node runs does not even name them.
+            template: WorkloadSpec {
+                image_pull_secrets: Vec::new(),
+                ..workload.spec.clone()
+            },
             config_digest: String::new(),
         },
         status: None,

@@ -1,0 +1,196 @@
+//! `flotilla push FILE oci://…` and `flotilla pull oci://… [-o FILE]`:
+//! modules to and from OCI registries in the Wasm artifact layout (what
+//! `wkg`, `wash` and `oras` read and write), with progress bars; a
+//! dropped connection is taken up again where it stopped.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use flotilla_oci::layout::{ANNOTATION_SOURCE, ANNOTATION_VERSION};
+use flotilla_oci::{Credentials, ModuleRef, Registry};
+
+/// How to sign in to the registry.
+#[derive(Args)]
+pub struct Login {
+    /// The registry user (or set FLOTILLA_REGISTRY_USERNAME).
+    #[arg(long, env = "FLOTILLA_REGISTRY_USERNAME")]
+    username: Option<String>,
+    /// Read the registry password from standard input (else
+    /// FLOTILLA_REGISTRY_PASSWORD).
+    #[arg(long)]
+    password_stdin: bool,
+    /// Speak plain HTTP to the registry (registries on loopback always are).
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl Login {
+    fn registry(&self, reference: &ModuleRef) -> Result<Registry> {
+        let credentials = match &self.username {
+            None => None,
+            Some(username) => {
+                let password = if self.password_stdin {
+                    password_from_stdin()?
+                } else {
+                    std::env::var("FLOTILLA_REGISTRY_PASSWORD").context(
+                        "--username needs a password: --password-stdin, or FLOTILLA_REGISTRY_PASSWORD",
+                    )?
+                };
+                Some(Credentials {
+                    username: username.clone(),
+                    password,
+                })
+            }
+        };
+        let insecure = if self.insecure {
+            vec![reference.registry().to_string()]
+        } else {
+            Vec::new()
+        };
+        Ok(Registry::new(reference, credentials, &insecure))
+    }
+}
+
+/// A password, the first line of standard input.
+pub fn password_from_stdin() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .context("reading the password from standard input")?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        bail!("no password on standard input (echo \"$PASSWORD\" | flotilla …)");
+    }
+    Ok(password)
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The module: a .wasm core module or component.
+    file: PathBuf,
+    /// Where it goes: oci://REGISTRY/REPOSITORY:TAG.
+    reference: String,
+    /// Where its source code lives (annotation org.opencontainers.image.source).
+    #[arg(long)]
+    source: Option<String>,
+    /// Its version (annotation org.opencontainers.image.version); the tag
+    /// by default.
+    #[arg(long)]
+    version: Option<String>,
+    #[command(flatten)]
+    login: Login,
+}
+
+fn bar(total: u64, verb: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{verb} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} {{msg}}"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+pub async fn push(args: PushArgs) -> Result<()> {
+    let reference = ModuleRef::parse(&args.reference)?;
+    if reference.tag().is_none() || reference.digest().is_some() {
+        bail!(
+            "push to a tag: oci://{}/{}:TAG",
+            reference.registry(),
+            reference.repository()
+        );
+    }
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut annotations = BTreeMap::new();
+    if let Some(source) = args.source {
+        annotations.insert(ANNOTATION_SOURCE.to_string(), source);
+    }
+    let version = args
+        .version
+        .or_else(|| reference.tag().map(str::to_string))
+        .unwrap_or_default();
+    annotations.insert(ANNOTATION_VERSION.to_string(), version);
+    let registry = args.login.registry(&reference)?;
+    let progress = bar(bytes.len() as u64, "push");
+    progress.enable_steady_tick(std::time::Duration::from_millis(200));
+    let digest = registry
+        .push(&bytes, annotations, &flotilla_spec::meta::now_rfc3339())
+        .await;
+    match digest {
+        Ok(digest) => {
+            progress.set_position(bytes.len() as u64);
+            progress.finish_with_message("done");
+            println!("{reference}@{digest}");
+            Ok(())
+        }
+        Err(e) => {
+            progress.abandon_with_message("failed");
+            Err(e.into())
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// What to fetch: oci://REGISTRY/REPOSITORY:TAG or …@sha256:DIGEST.
+    reference: String,
+    /// Where to write it (REPOSITORY's last part .wasm by default).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    login: Login,
+}
+
+pub async fn pull(args: PullArgs) -> Result<()> {
+    let reference = ModuleRef::parse(&args.reference)?;
+    let registry = args.login.registry(&reference)?;
+    let resolved = registry.resolve(u64::MAX).await?;
+    let progress = bar(resolved.size(), "pull");
+    let pulled = registry
+        .pull(&resolved, &mut |done, _| progress.set_position(done))
+        .await;
+    let pulled = match pulled {
+        Ok(pulled) => {
+            progress.finish_with_message("verified");
+            pulled
+        }
+        Err(e) => {
+            progress.abandon_with_message("failed");
+            return Err(e.into());
+        }
+    };
+    let output = args.output.unwrap_or_else(|| {
+        let name = reference
+            .repository()
+            .rsplit('/')
+            .next()
+            .unwrap_or("module");
+        PathBuf::from(format!("{name}.wasm"))
+    });
+    // Whole or not at all: written beside, then renamed.
+    let folder = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(folder)
+        .with_context(|| format!("writing into {}", folder.display()))?;
+    std::io::Write::write_all(&mut file, &pulled.bytes)?;
+    file.persist(&output)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "{} ({} bytes) from {}@{}",
+        output.display(),
+        pulled.bytes.len(),
+        reference,
+        resolved.manifest_digest
+    );
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Modules from OCI registries, at admission: a Workload whose
+//! `spec.module.source` is `oci://…` has it resolved to the manifest's
+//! digest (a tag is read once, here) and the module pulled into the blob
+//! store, so nodes fetch it from the control plane as any other module and
+//! never need a route to the registry, nor its credentials.
+//!
+//! The stored workload names what was resolved: `spec.module.sha256` (the
+//! module's bytes) and `spec.module.resolved` (the source pinned to its
+//! manifest digest). A write that keeps the source keeps the pin; applying
+//! the manifest again resolves the tag again (a moved tag is then a new
+//! revision, never a silent change). Credentials come from the workload's
+//! `imagePullSecrets` (Secrets of type `kubernetes.io/dockerconfigjson`),
+//! read here and nowhere else.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use flotilla_oci::{Credentials, ModuleRef, OciError, Registry};
+use flotilla_spec::config::{Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE};
+
+use super::{ApiError, ApiState, Kind, MAX_BLOB_BYTES};
+
+/// Whether `resolved` was resolved from `source` (the same tag, or the
+/// same digest).
+fn pinned_from(source: &str, resolved: &str) -> bool {
+    resolved == source
+        || resolved
+            .strip_prefix(source)
+            .is_some_and(|rest| rest.starts_with("@sha256:"))
+}
+
+fn refused(e: OciError) -> ApiError {
+    match e {
+        OciError::Registry { .. } => ApiError {
+            code: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "RegistryUnavailable",
+            message: format!("spec.module.source: {e}; the registry must be reachable from the control plane (nodes never talk to it): retry when it is"),
+        },
+        e => ApiError::invalid(format!("spec.module.source: {e}")),
+    }
+}
+
+/// The credentials the workload's pull secrets hold for `registry`.
+fn credentials(
+    state: &ApiState,
+    namespace: &str,
+    object: &Value,
+    registry: &str,
+) -> Result<Option<Credentials>, ApiError> {
+    let names = object["spec"]["imagePullSecrets"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s["name"].as_str())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for name in names {
+        let Some(stored) = state.store.get("Secret", namespace, name)? else {
+            return Err(ApiError::invalid(format!(
+                "spec.imagePullSecrets: no Secret {name:?} in namespace {namespace:?} (flotilla create secret docker-registry {name} --docker-server {registry} --docker-username … --docker-password …)"
+            )));
+        };
+        let secret: Secret = serde_json::from_value(stored).map_err(|_| {
+            ApiError::invalid(format!(
+                "spec.imagePullSecrets: Secret {name:?} does not decode"
+            ))
+        })?;
+        if secret.secret_type != DOCKER_CONFIG_SECRET_TYPE {
+            return Err(ApiError::invalid(format!(
+                "spec.imagePullSecrets: Secret {name:?} is of type {:?}, not {DOCKER_CONFIG_SECRET_TYPE}",
+                secret.secret_type
+            )));
+        }
+        let config = secret.value(DOCKER_CONFIG_KEY).unwrap_or_default();
+        match Credentials::from_docker_config(&config, registry) {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            Err(why) => {
+                return Err(ApiError::invalid(format!(
+                    "spec.imagePullSecrets: Secret {name:?}'s {DOCKER_CONFIG_KEY} {why}"
+                )))
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves and pulls the module of a Workload with an `oci://` source
+/// (other objects and sources pass as they are).
+pub async fn resolve_module(
+    state: &ApiState,
+    kind: Kind,
+    namespace: &str,
+    mut object: Value,
+) -> Result<Value, ApiError> {
+    if kind != Kind::Workload {
+        return Ok(object);
+    }
+    let module = &object["spec"]["module"];
+    let Some(source) = module["source"].as_str().filter(|s| ModuleRef::is_oci(s)) else {
+        return Ok(object);
+    };
+    let source = source.to_string();
+    let reference = ModuleRef::parse(&source).map_err(refused)?;
+    // Written back as stored (a status write, a patch of other fields):
+    // the pin holds.
+    if let (Some(resolved), Some(sha256)) = (module["resolved"].as_str(), module["sha256"].as_str())
+    {
+        if pinned_from(&reference.to_string(), resolved) && state.blobs.has(sha256) {
+            return Ok(object);
+        }
+    }
+    let given = module["sha256"].as_str().map(str::to_string);
+    let credentials = credentials(state, namespace, &object, reference.registry())?;
+    let registry = Registry::new(&reference, credentials, &state.insecure_registries);
+    let resolved = registry
+        .resolve(MAX_BLOB_BYTES as u64)
+        .await
+        .map_err(refused)?;
+    if given.as_deref().is_some_and(|g| g != resolved.sha256()) {
+        return Err(ApiError::invalid(format!(
+            "spec.module.sha256: {source} holds a module with sha256 {}, not the {} given; leave sha256 out for oci:// sources",
+            resolved.sha256(),
+            given.unwrap_or_default()
+        )));
+    }
+    if !state.blobs.has(resolved.sha256()) {
+        let started = std::time::Instant::now();
+        let pulled = registry
+            .pull(&resolved, &mut |_, _| {})
+            .await
+            .map_err(refused)?;
+        let (blobs, digest) = (state.blobs.clone(), resolved.sha256().to_string());
+        tokio::task::spawn_blocking(move || blobs.put_bytes(&digest, &pulled.bytes))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("cannot keep the pulled module: {e}")))?;
+        let took = started.elapsed();
+        if pulled.resumed > 0 {
+            // A link worth looking at: say it where operators look.
+            tracing::warn!(
+                "pulled {source} ({} bytes, manifest {}) in {took:?}, its transfer taken up again {} times after dropped connections",
+                resolved.size(),
+                resolved.manifest_digest,
+                pulled.resumed
+            );
+        } else {
+            tracing::info!(
+                "pulled {source} ({} bytes, manifest {}) in {took:?}",
+                resolved.size(),
+                resolved.manifest_digest
+            );
+        }
+    }
+    object["spec"]["module"]["sha256"] = resolved.sha256().into();
+    object["spec"]["module"]["resolved"] = reference
+        .pinned(&resolved.manifest_digest)
+        .to_string()
+        .into();
+    Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_holds_only_for_the_source_it_was_resolved_from() {
+        let digest = format!("@sha256:{}", "a".repeat(64));
+        let tag = "oci://localhost:5000/app:v1";
+        assert!(pinned_from(tag, &format!("{tag}{digest}")));
+        assert!(!pinned_from(
+            "oci://localhost:5000/app:v2",
+            &format!("{tag}{digest}")
+        ));
+        assert!(!pinned_from(
+            "oci://localhost:5000/app",
+            &format!("{tag}{digest}")
+        ));
+        let by_digest = format!("oci://localhost:5000/app{digest}");
+        assert!(pinned_from(&by_digest, &by_digest));
+    }
+}

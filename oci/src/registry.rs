@@ -1,0 +1,335 @@
+//! Talking to a registry (`oci-client`): resolve a reference to the digest
+//! of its manifest, pull the module it holds — its digest checked, resumed
+//! from where it stopped when a connection drops — and push one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use sha2::{Digest, Sha256};
+
+use crate::layout::{self, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+use crate::{Credentials, ModuleRef, OciError};
+
+/// Attempts at a transfer before giving up (each failure waits longer).
+const ATTEMPTS: u32 = 6;
+/// The first wait after a failure; doubled each time.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+
+/// What a reference resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The manifest's digest (`sha256:…`): what the tag pointed at.
+    pub manifest_digest: String,
+    /// The module's layer.
+    pub layer: OciDescriptor,
+    /// The manifest's annotations (source, version, creation time…).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Resolved {
+    /// The module's sha256, hex (the blob store's key).
+    pub fn sha256(&self) -> &str {
+        self.layer
+            .digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&self.layer.digest)
+    }
+
+    /// The module's size in bytes.
+    pub fn size(&self) -> u64 {
+        u64::try_from(self.layer.size).unwrap_or_default()
+    }
+}
+
+/// A pulled module.
+#[derive(Debug)]
+pub struct Pulled {
+    /// Its bytes, their digest checked.
+    pub bytes: Vec<u8>,
+    /// How many times the transfer was taken up again.
+    pub resumed: u32,
+}
+
+/// One registry, as one reference names it.
+pub struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+    reference: ModuleRef,
+}
+
+impl Registry {
+    /// A client for `reference`'s registry: plain HTTP on loopback or when
+    /// the registry is in `insecure` (`host:port`), HTTPS otherwise.
+    pub fn new(
+        reference: &ModuleRef,
+        credentials: Option<Credentials>,
+        insecure: &[String],
+    ) -> Self {
+        let registry = reference.registry().to_string();
+        let protocol = if reference.is_loopback() || insecure.contains(&registry) {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..ClientConfig::default()
+        });
+        let auth = credentials.map_or(RegistryAuth::Anonymous, |c| {
+            RegistryAuth::Basic(c.username, c.password)
+        });
+        Self {
+            client,
+            auth,
+            reference: reference.clone(),
+        }
+    }
+
+    fn error(&self, e: OciDistributionError) -> OciError {
+        let reference = self.reference.to_string();
+        let message = e.to_string();
+        match e {
+            OciDistributionError::AuthenticationFailure(_)
+            | OciDistributionError::UnauthorizedError { .. } => {
+                OciError::Unauthorized { reference, message }
+            }
+            OciDistributionError::ImageManifestNotFoundError(_) => {
+                OciError::NotFound { reference, message }
+            }
+            OciDistributionError::ServerError {
+                code: 401 | 403, ..
+            } => OciError::Unauthorized { reference, message },
+            OciDistributionError::ServerError { code: 404, .. } => {
+                OciError::NotFound { reference, message }
+            }
+            OciDistributionError::RegistryError { ref envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::Unauthorized
+                            | oci_client::errors::OciErrorCode::Denied
+                    )
+                }) =>
+            {
+                OciError::Unauthorized { reference, message }
+            }
+            OciDistributionError::RegistryError { ref envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::ManifestUnknown
+                            | oci_client::errors::OciErrorCode::NameUnknown
+                            | oci_client::errors::OciErrorCode::BlobUnknown
+                    )
+                }) =>
+            {
+                OciError::NotFound { reference, message }
+            }
+            _ => OciError::Registry { reference, message },
+        }
+    }
+
+    /// The manifest `reference` names now (a tag resolved to its digest),
+    /// checked to be a Wasm module of at most `max_bytes`.
+    pub async fn resolve(&self, max_bytes: u64) -> Result<Resolved, OciError> {
+        let (manifest, digest) = self
+            .retrying(|| {
+                self.client
+                    .pull_image_manifest(&self.reference.0, &self.auth)
+            })
+            .await?;
+        if let Some(wanted) = self.reference.digest() {
+            if wanted != digest {
+                return Err(OciError::DigestMismatch {
+                    reference: self.reference.to_string(),
+                    expected: wanted.to_string(),
+                    actual: digest.trim_start_matches("sha256:").to_string(),
+                });
+            }
+        }
+        let layer = layout::module_layer(&self.reference, &manifest, max_bytes)?;
+        Ok(Resolved {
+            manifest_digest: digest,
+            layer,
+            annotations: manifest.annotations.unwrap_or_default(),
+        })
+    }
+
+    /// Runs `call` until it succeeds, fails for good (refused, not found)
+    /// or has failed [`ATTEMPTS`] times.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, OciError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut wait = FIRST_RETRY;
+        let mut attempt = 1;
+        loop {
+            match call().await.map_err(|e| self.error(e)) {
+                Ok(value) => return Ok(value),
+                Err(e @ OciError::Registry { .. }) if attempt < ATTEMPTS => {
+                    tracing::info!("{e}; trying again in {wait:?}");
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// The module `resolved` names, `progress(done, total)` told as bytes
+    /// arrive. A dropped connection is taken up again from the byte it
+    /// stopped at (a Range request); the whole is checked against the
+    /// manifest's digest before it is returned.
+    pub async fn pull(
+        &self,
+        resolved: &Resolved,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<Pulled, OciError> {
+        let total = resolved.size();
+        let mut bytes: Vec<u8> =
+            Vec::with_capacity(usize::try_from(total.min(64 << 20)).unwrap_or(0));
+        let mut resumed = 0;
+        let mut wait = FIRST_RETRY;
+        let mut failures = 0;
+        loop {
+            let offset = bytes.len() as u64;
+            let failure = match self
+                .client
+                .pull_blob_stream_partial(&self.reference.0, &resolved.layer, offset, None)
+                .await
+            {
+                Ok(response) => {
+                    let stream = match response {
+                        BlobResponse::Partial(stream) => stream,
+                        // The registry sent it all again: start over.
+                        BlobResponse::Full(stream) => {
+                            bytes.clear();
+                            stream
+                        }
+                    };
+                    let mut stream = stream.stream;
+                    let mut failure = None;
+                    while let Some(chunk) = stream.next().await {
+                        match chunk {
+                            Ok(chunk) => {
+                                if bytes.len() as u64 + chunk.len() as u64 > total {
+                                    // More than the manifest says: not the module it names.
+                                    return Err(self.mismatch(resolved, &bytes));
+                                }
+                                bytes.extend_from_slice(&chunk);
+                                progress(bytes.len() as u64, total);
+                            }
+                            Err(e) => {
+                                failure = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    match failure {
+                        // A verifying stream objects at the end: ours decides.
+                        _ if bytes.len() as u64 == total => break,
+                        Some(failure) => failure,
+                        None => format!("the transfer ended at byte {} of {total}", bytes.len()),
+                    }
+                }
+                Err(e) => match self.error(e) {
+                    e @ OciError::Registry { .. } => e.to_string(),
+                    e => return Err(e),
+                },
+            };
+            // Progress made since the last failure earns fresh attempts.
+            if bytes.len() as u64 > offset {
+                failures = 0;
+                wait = FIRST_RETRY;
+            }
+            failures += 1;
+            if failures >= ATTEMPTS {
+                return Err(OciError::Registry {
+                    reference: self.reference.to_string(),
+                    message: format!(
+                        "pulling the module failed {ATTEMPTS} times in a row at byte {} of {total}: {failure}",
+                        bytes.len()
+                    ),
+                });
+            }
+            tracing::info!(
+                "{}: {failure}; taking it up again from byte {} in {wait:?}",
+                self.reference,
+                bytes.len()
+            );
+            resumed += 1;
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != resolved.sha256() {
+            return Err(self.mismatch(resolved, &bytes));
+        }
+        Ok(Pulled { bytes, resumed })
+    }
+
+    fn mismatch(&self, resolved: &Resolved, bytes: &[u8]) -> OciError {
+        OciError::DigestMismatch {
+            reference: self.reference.to_string(),
+            expected: resolved.layer.digest.clone(),
+            actual: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    /// Pushes `bytes` as a Wasm module artifact with `annotations` (a
+    /// failed push is tried again whole: blobs the registry has are not
+    /// sent twice); the manifest's digest.
+    pub async fn push(
+        &self,
+        bytes: &[u8],
+        mut annotations: BTreeMap<String, String>,
+        created: &str,
+    ) -> Result<String, OciError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(OciError::NotWasm {
+                reference: self.reference.to_string(),
+                why: "the file does not start with the \\0asm magic bytes".into(),
+            });
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let config =
+            serde_json::to_vec(&layout::config_for(bytes, &digest, created)).map_err(|e| {
+                OciError::Registry {
+                    reference: self.reference.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        annotations
+            .entry(layout::ANNOTATION_CREATED.to_string())
+            .or_insert_with(|| created.to_string());
+        let layers = vec![ImageLayer::new(
+            bytes.to_vec(),
+            WASM_LAYER_MEDIA_TYPE.to_string(),
+            None,
+        )];
+        let config = Config::new(config, WASM_CONFIG_MEDIA_TYPE.to_string(), None);
+        let manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+        self.retrying(|| {
+            self.client.push(
+                &self.reference.0,
+                &layers,
+                config.clone(),
+                &self.auth,
+                Some(manifest.clone()),
+            )
+        })
+        .await?;
+        let resolved = self.resolve(u64::MAX).await?;
+        Ok(resolved.manifest_digest)
+    }
+}
