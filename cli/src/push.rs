@@ -52,7 +52,7 @@ impl Login {
         } else {
             Vec::new()
         };
-        Ok(Registry::new(reference, credentials, &insecure))
+        Ok(Registry::new(reference, credentials, &insecure)?)
     }
 }
 
@@ -148,10 +148,14 @@ pub struct PullArgs {
     login: Login,
 }
 
+/// Largest module `flotilla pull` takes (it is held in memory to be
+/// checked before it is written).
+const MAX_PULL_BYTES: u64 = 1 << 30;
+
 pub async fn pull(args: PullArgs) -> Result<()> {
     let reference = ModuleRef::parse(&args.reference)?;
     let registry = args.login.registry(&reference)?;
-    let resolved = registry.resolve(u64::MAX).await?;
+    let resolved = registry.resolve(MAX_PULL_BYTES).await?;
     let progress = bar(resolved.size(), "pull");
     let pulled = registry
         .pull(&resolved, &mut |done, _| progress.set_position(done))

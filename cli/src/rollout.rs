@@ -291,13 +291,15 @@ async fn history(target: &Target) -> Result<()> {
 
 /// Fields of a revision's template that are not part of it (how a rollout
 /// proceeds, how many replicas): an undo leaves them as they are.
-const NOT_TEMPLATE: [&str; 6] = [
+const NOT_TEMPLATE: [&str; 8] = [
     "replicas",
     "strategy",
     "progressDeadlineSeconds",
     "minReadySeconds",
     "paused",
     "revisionHistoryLimit",
+    "imagePullSecrets",
+    "persistentVolumeReclaimAfter",
 ];
 
 async fn undo(args: &UndoArgs) -> Result<()> {

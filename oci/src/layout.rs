@@ -86,6 +86,13 @@ pub fn module_layer(
             layer.digest
         )));
     }
+    // Other places to fetch it from would be hosts the registry chose,
+    // reached without it: never.
+    if layer.urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
+        return Err(not_wasm(
+            "its layer names other URLs to fetch it from (a foreign layer); Flotilla fetches modules from the registry only".into(),
+        ));
+    }
     let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
     if size > max_bytes {
         return Err(not_wasm(format!(

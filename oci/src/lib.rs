@@ -64,7 +64,18 @@ pub enum OciError {
         /// The digest of what arrived (hex).
         actual: String,
     },
-    /// Any other failure to talk to the registry.
+    /// The registry answered something that cannot be used (not a
+    /// manifest, an unknown media type, a protocol error): trying again
+    /// will not help.
+    #[error("{reference}: the registry's answer cannot be used: {message}")]
+    Unusable {
+        /// What was asked for.
+        reference: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The registry could not be reached, or failed for now (a network
+    /// error, a 5xx, too many requests): worth trying again.
     #[error("{reference}: {message}")]
     Registry {
         /// What was asked for.

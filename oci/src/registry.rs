@@ -18,6 +18,8 @@ use crate::{Credentials, ModuleRef, OciError};
 
 /// Attempts at a transfer before giving up (each failure waits longer).
 const ATTEMPTS: u32 = 6;
+/// Longest registry message kept in an error.
+const MAX_MESSAGE: usize = 1024;
 /// The first wait after a failure; doubled each time.
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 
@@ -70,32 +72,45 @@ impl Registry {
         reference: &ModuleRef,
         credentials: Option<Credentials>,
         insecure: &[String],
-    ) -> Self {
+    ) -> Result<Self, OciError> {
         let registry = reference.registry().to_string();
         let protocol = if reference.is_loopback() || insecure.contains(&registry) {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         };
-        let client = Client::new(ClientConfig {
+        let client = Client::try_from(ClientConfig {
             protocol,
             connect_timeout: Some(Duration::from_secs(10)),
             read_timeout: Some(Duration::from_secs(60)),
             ..ClientConfig::default()
-        });
+        })
+        .map_err(|e| OciError::Registry {
+            reference: reference.to_string(),
+            message: format!("cannot make an HTTP client: {e}"),
+        })?;
         let auth = credentials.map_or(RegistryAuth::Anonymous, |c| {
             RegistryAuth::Basic(c.username, c.password)
         });
-        Self {
+        Ok(Self {
             client,
             auth,
             reference: reference.clone(),
-        }
+        })
     }
 
     fn error(&self, e: OciDistributionError) -> OciError {
         let reference = self.reference.to_string();
-        let message = e.to_string();
+        // A registry's error bodies are its to choose: kept short.
+        let mut message = e.to_string();
+        if message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
         match e {
             OciDistributionError::AuthenticationFailure(_)
             | OciDistributionError::UnauthorizedError { .. } => {
@@ -133,7 +148,21 @@ impl Registry {
             {
                 OciError::NotFound { reference, message }
             }
-            _ => OciError::Registry { reference, message },
+            // Worth another try: the network, a registry failing for now.
+            OciDistributionError::RequestError(_)
+            | OciDistributionError::IoError(_)
+            | OciDistributionError::ServerError {
+                code: 429 | 500..=599,
+                ..
+            } => OciError::Registry { reference, message },
+            OciDistributionError::RegistryError { ref envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(e.code, oci_client::errors::OciErrorCode::Toomanyrequests)
+                }) =>
+            {
+                OciError::Registry { reference, message }
+            }
+            _ => OciError::Unusable { reference, message },
         }
     }
 
@@ -286,9 +315,9 @@ impl Registry {
         }
     }
 
-    /// Pushes `bytes` as a Wasm module artifact with `annotations` (a
-    /// failed push is tried again whole: blobs the registry has are not
-    /// sent twice); the manifest's digest.
+    /// Pushes `bytes` as a Wasm module artifact with `annotations` (a push
+    /// that fails for now is tried again whole); the digest of the manifest
+    /// the tag then names.
     pub async fn push(
         &self,
         bytes: &[u8],

@@ -61,6 +61,10 @@ impl Registry {
                 ])
                 .output()
                 .unwrap();
+            assert!(
+                hash.status.success(),
+                "bcrypt via python3's crypt: {hash:?}"
+            );
             let hash = String::from_utf8(hash.stdout).unwrap();
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, format!("{name}:{}\n", hash.trim())).unwrap();
@@ -344,6 +348,46 @@ fn modules_from_a_registry_are_pinned_pulled_by_the_control_plane_and_checked() 
             == 1,
         "{history}"
     );
+    // Applied once more, the tag where it was: nothing changes; the same
+    // bytes pushed again (a new manifest) roll nothing out either.
+    let resolved = stored_module(&c, "ticker")["resolved"].clone();
+    c.ok(&["apply", "-f", manifest_file.to_str().unwrap()]);
+    c.ok(&["push", hello.to_str().unwrap(), &at("apps/ticker:v1")]);
+    c.ok(&["apply", "-f", manifest_file.to_str().unwrap()]);
+    assert_eq!(stored_module(&c, "ticker")["resolved"], resolved);
+    let revisions = c.ok(&["rollout", "history", "workload/ticker"]);
+    assert!(
+        !revisions.lines().any(|l| l.trim_start().starts_with('3')),
+        "{revisions}"
+    );
+    // A patch of the source resolves the new one (a digest here).
+    let back = format!("{}@{manifest_digest}", at("apps/ticker"));
+    c.ok(&[
+        "patch",
+        "workload",
+        "ticker",
+        "-p",
+        &json!({"spec": {"module": {"source": back}}}).to_string(),
+    ]);
+    assert_eq!(stored_module(&c, "ticker")["sha256"], sha256.as_str());
+    // A caller cannot name a digest and have it believed: the registry is
+    // asked, and what it holds is what is stored.
+    let forged = c.manifest(
+        "forged.yaml",
+        &format!(
+            "{}  # forged\n",
+            workload("forged", &at("apps/ticker:v1"), "").replace(
+                &format!("source: \"{}\"", at("apps/ticker:v1")),
+                &format!(
+                    "source: \"{}\", sha256: {sha256}, resolved: \"{}@{manifest_digest}\"",
+                    at("apps/ticker:v1"),
+                    at("apps/ticker:v1")
+                )
+            )
+        ),
+    );
+    c.ok(&["apply", "-f", forged.to_str().unwrap()]);
+    assert_eq!(stored_module(&c, "forged")["sha256"], hello_sha.as_str());
 
     // An artifact in the standard layout made without Flotilla (plain
     // registry API calls), applied by digest, runs as it is.
@@ -438,7 +482,7 @@ fn modules_from_a_registry_are_pinned_pulled_by_the_control_plane_and_checked() 
     );
     assert_eq!(
         stored_module(&c, "ticker")["sha256"],
-        hello_sha.as_str(),
+        sha256.as_str(),
         "unchanged"
     );
 }
@@ -568,6 +612,9 @@ fn cli_with_stdin(c: &Cluster, args: &[&str], input: &str) -> std::process::Outp
 struct CuttingProxy {
     port: u16,
     cuts: Arc<AtomicU32>,
+    /// Requests for the path after the cut that asked for a range from a
+    /// byte past 0 (a resumed transfer, not a new one).
+    resumed: Arc<AtomicU32>,
 }
 
 impl CuttingProxy {
@@ -575,14 +622,17 @@ impl CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cuts = Arc::new(AtomicU32::new(0));
+        let resumed = Arc::new(AtomicU32::new(0));
         let armed = Arc::new(AtomicBool::new(true));
         let counted = cuts.clone();
+        let resumes = resumed.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
                 let (cut_path, armed, cuts) = (cut_path.clone(), armed.clone(), counted.clone());
+                let resumes = resumes.clone();
                 let cutting = Arc::new(AtomicBool::new(false));
                 let (mut from_client, mut to_server) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
@@ -593,8 +643,20 @@ impl CuttingProxy {
                         if n == 0 {
                             break;
                         }
-                        let text = String::from_utf8_lossy(&buffer[..n]);
-                        if text.starts_with("GET ")
+                        let text = String::from_utf8_lossy(&buffer[..n]).to_lowercase();
+                        let from_byte = text
+                            .split("range: bytes=")
+                            .nth(1)
+                            .and_then(|r| r.split('-').next())
+                            .and_then(|n| n.trim().parse::<u64>().ok());
+                        if text.starts_with("get ")
+                            && text.contains(&cut_path)
+                            && !armed.load(Ordering::SeqCst)
+                            && from_byte.is_some_and(|b| b > 0)
+                        {
+                            resumes.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if text.starts_with("get ")
                             && text.contains(&cut_path)
                             && armed.swap(false, Ordering::SeqCst)
                         {
@@ -629,7 +691,11 @@ impl CuttingProxy {
                 });
             }
         });
-        Self { port, cuts }
+        Self {
+            port,
+            cuts,
+            resumed,
+        }
     }
 }
 
@@ -683,6 +749,11 @@ fn a_pull_whose_connection_drops_is_taken_up_where_it_stopped() {
         proxy.cuts.load(Ordering::SeqCst),
         1,
         "the transfer was cut once"
+    );
+    assert_eq!(
+        proxy.resumed.load(Ordering::SeqCst),
+        1,
+        "taken up with a Range request from where it stopped"
     );
     assert_eq!(
         stored_module(&c, "big")["sha256"],

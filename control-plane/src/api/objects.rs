@@ -146,7 +146,19 @@ async fn get_one(state: Arc<ApiState>, kind: Kind, namespace: String, name: Stri
 }
 
 async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes) -> ApiResult {
-    let body = super::oci::resolve_module(&state, kind, &namespace, parse_body(&body)?).await?;
+    let body = parse_body(&body)?;
+    // Said before any registry is asked (an apply tries a create first).
+    if let Some(name) = body["metadata"]["name"].as_str() {
+        if state.store.get(kind.name(), &namespace, name)?.is_some() {
+            return Err(crate::store::StoreError::AlreadyExists {
+                kind: kind.name().into(),
+                namespace: namespace.clone(),
+                name: name.into(),
+            }
+            .into());
+        }
+    }
+    let body = super::oci::resolve_module(&state, kind, &namespace, body, None).await?;
     let object = for_create(kind, &namespace, body, &state.blobs)?;
     let name = object["metadata"]["name"]
         .as_str()
@@ -233,10 +245,7 @@ async fn write(
     body: Bytes,
     how: Write,
 ) -> ApiResult {
-    let mut body = parse_body(&body)?;
-    if matches!(how, Write::Replace) {
-        body = super::oci::resolve_module(&state, kind, &namespace, body).await?;
-    }
+    let body = parse_body(&body)?;
     let mut attempt = 0;
     loop {
         let stored = state
@@ -246,7 +255,15 @@ async fn write(
         let (object, expected) = match how {
             Write::Status => for_status(kind, &namespace, &name, body.clone(), &stored)?,
             Write::Replace => {
-                for_replace(kind, &namespace, &name, body.clone(), &stored, &state.blobs)?
+                let body = super::oci::resolve_module(
+                    &state,
+                    kind,
+                    &namespace,
+                    body.clone(),
+                    Some(&stored),
+                )
+                .await?;
+                for_replace(kind, &namespace, &name, body, &stored, &state.blobs)?
             }
             Write::MergePatch => {
                 let mut patched = stored.clone();
@@ -256,7 +273,9 @@ async fn write(
                     meta.remove("resourceVersion");
                 }
                 merge_patch(&mut patched, &body);
-                let patched = super::oci::resolve_module(&state, kind, &namespace, patched).await?;
+                let patched =
+                    super::oci::resolve_module(&state, kind, &namespace, patched, Some(&stored))
+                        .await?;
                 for_replace(kind, &namespace, &name, patched, &stored, &state.blobs)?
             }
         };

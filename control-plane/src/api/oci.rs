@@ -12,6 +12,8 @@
 //! `imagePullSecrets` (Secrets of type `kubernetes.io/dockerconfigjson`),
 //! read here and nowhere else.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use serde_json::Value;
 
@@ -19,6 +21,10 @@ use flotilla_oci::{Credentials, ModuleRef, OciError, Registry};
 use flotilla_spec::config::{Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE};
 
 use super::{ApiError, ApiState, Kind, MAX_BLOB_BYTES};
+
+/// Pulls under way at once: each holds its module in memory (up to
+/// [`MAX_BLOB_BYTES`]) until it is stored, so applies that race are queued.
+static PULLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Whether `resolved` was resolved from `source` (the same tag, or the
 /// same digest).
@@ -31,6 +37,11 @@ fn pinned_from(source: &str, resolved: &str) -> bool {
 
 fn refused(e: OciError) -> ApiError {
     match e {
+        OciError::Unusable { .. } => ApiError {
+            code: StatusCode::BAD_GATEWAY,
+            reason: "RegistryAnswerUnusable",
+            message: format!("spec.module.source: {e}"),
+        },
         OciError::Registry { .. } => ApiError {
             code: StatusCode::SERVICE_UNAVAILABLE,
             reason: "RegistryUnavailable",
@@ -86,79 +97,146 @@ fn credentials(
     Ok(None)
 }
 
+/// How long one resolution and pull may take in all.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an apply waits for one of the [`PULLS`] turns.
+const TURN_WAIT: Duration = Duration::from_secs(60);
+
+fn module_field<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object["spec"]["module"][field].as_str()
+}
+
 /// Resolves and pulls the module of a Workload with an `oci://` source
-/// (other objects and sources pass as they are).
+/// (other objects and sources pass as they are). `stored`: the workload as
+/// stored, for a write to an existing one.
 pub async fn resolve_module(
     state: &ApiState,
     kind: Kind,
     namespace: &str,
     mut object: Value,
+    stored: Option<&Value>,
 ) -> Result<Value, ApiError> {
     if kind != Kind::Workload {
         return Ok(object);
     }
-    let module = &object["spec"]["module"];
-    let Some(source) = module["source"].as_str().filter(|s| ModuleRef::is_oci(s)) else {
+    let Some(source) = module_field(&object, "source").filter(|s| ModuleRef::is_oci(s)) else {
         return Ok(object);
     };
     let source = source.to_string();
     let reference = ModuleRef::parse(&source).map_err(refused)?;
-    // Written back as stored (a status write, a patch of other fields):
-    // the pin holds.
-    if let (Some(resolved), Some(sha256)) = (module["resolved"].as_str(), module["sha256"].as_str())
-    {
-        if pinned_from(&reference.to_string(), resolved) && state.blobs.has(sha256) {
-            return Ok(object);
-        }
-    }
-    let given = module["sha256"].as_str().map(str::to_string);
+    // A pin counts only as the server stored it: the same source, resolved
+    // digest and module as the stored workload (a caller cannot name a
+    // digest and have it believed).
+    let same =
+        |field: &str| stored.map(|s| module_field(s, field)) == Some(module_field(&object, field));
+    let pin = (same("source") && same("resolved") && same("sha256"))
+        .then(|| {
+            Some((
+                module_field(&object, "resolved")?,
+                module_field(&object, "sha256")?,
+            ))
+        })
+        .flatten()
+        .filter(|(resolved, _)| pinned_from(&reference.to_string(), resolved))
+        .map(|(r, s)| (r.to_string(), s.to_string()));
+    let target = match &pin {
+        Some((_, sha256)) if state.blobs.has(sha256) => return Ok(object),
+        // The module went missing from the blob store: fetched again by the
+        // pinned digest, never by what the tag names now.
+        Some((resolved, _)) => ModuleRef::parse(resolved).map_err(refused)?,
+        None => reference.clone(),
+    };
+    // A sha256 the caller wrote (no resolution beside it) is what to expect.
+    let given = module_field(&object, "resolved")
+        .is_none()
+        .then(|| module_field(&object, "sha256").map(str::to_string))
+        .flatten();
     let credentials = credentials(state, namespace, &object, reference.registry())?;
-    let registry = Registry::new(&reference, credentials, &state.insecure_registries);
-    let resolved = registry
-        .resolve(MAX_BLOB_BYTES as u64)
-        .await
-        .map_err(refused)?;
-    if given.as_deref().is_some_and(|g| g != resolved.sha256()) {
-        return Err(ApiError::invalid(format!(
-            "spec.module.sha256: {source} holds a module with sha256 {}, not the {} given; leave sha256 out for oci:// sources",
-            resolved.sha256(),
-            given.unwrap_or_default()
-        )));
-    }
-    if !state.blobs.has(resolved.sha256()) {
-        let started = std::time::Instant::now();
-        let pulled = registry
-            .pull(&resolved, &mut |_, _| {})
+    let registry =
+        Registry::new(&target, credentials, &state.insecure_registries).map_err(refused)?;
+    let work = async {
+        let resolved = registry
+            .resolve(MAX_BLOB_BYTES as u64)
             .await
             .map_err(refused)?;
-        let (blobs, digest) = (state.blobs.clone(), resolved.sha256().to_string());
-        tokio::task::spawn_blocking(move || blobs.put_bytes(&digest, &pulled.bytes))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("cannot keep the pulled module: {e}")))?;
-        let took = started.elapsed();
-        if pulled.resumed > 0 {
-            // A link worth looking at: say it where operators look.
-            tracing::warn!(
-                "pulled {source} ({} bytes, manifest {}) in {took:?}, its transfer taken up again {} times after dropped connections",
-                resolved.size(),
-                resolved.manifest_digest,
-                pulled.resumed
-            );
-        } else {
-            tracing::info!(
-                "pulled {source} ({} bytes, manifest {}) in {took:?}",
-                resolved.size(),
-                resolved.manifest_digest
-            );
+        if given.as_deref().is_some_and(|g| g != resolved.sha256()) {
+            return Err(ApiError::invalid(format!(
+                "spec.module.sha256: {source} holds a module with sha256 {}, not the {} given; leave sha256 out for oci:// sources",
+                resolved.sha256(),
+                given.clone().unwrap_or_default()
+            )));
         }
-    }
+        let _turn = tokio::time::timeout(TURN_WAIT, PULLS.acquire())
+            .await
+            .map_err(|_| ApiError {
+                code: StatusCode::SERVICE_UNAVAILABLE,
+                reason: "TooManyPulls",
+                message: format!("spec.module.source: {source}: the control plane has been pulling other modules for {TURN_WAIT:?}; retry"),
+            })?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        if !state.blobs.has(resolved.sha256()) {
+            pull_into_blobs(state, &registry, &resolved, &source).await?;
+        }
+        Ok(resolved)
+    };
+    let resolved = tokio::time::timeout(PULL_TIMEOUT, work)
+        .await
+        .map_err(|_| ApiError {
+            code: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "RegistryUnavailable",
+            message: format!("spec.module.source: {source}: resolving and pulling took longer than {PULL_TIMEOUT:?}; is the registry slow or stalled? retry"),
+        })??;
+    // The same bytes as stored (a tag pushed again with the same module):
+    // the stored pin stays, so nothing rolls out for nothing.
+    let keep = stored
+        .filter(|s| {
+            module_field(s, "source") == Some(source.as_str())
+                && module_field(s, "sha256") == Some(resolved.sha256())
+        })
+        .and_then(|s| module_field(s, "resolved"))
+        .filter(|r| pinned_from(&reference.to_string(), r))
+        .map(str::to_string);
     object["spec"]["module"]["sha256"] = resolved.sha256().into();
-    object["spec"]["module"]["resolved"] = reference
-        .pinned(&resolved.manifest_digest)
-        .to_string()
+    object["spec"]["module"]["resolved"] = keep
+        .unwrap_or_else(|| reference.pinned(&resolved.manifest_digest).to_string())
         .into();
     Ok(object)
+}
+
+/// Pulls the module into the blob store.
+async fn pull_into_blobs(
+    state: &ApiState,
+    registry: &Registry,
+    resolved: &flotilla_oci::Resolved,
+    source: &str,
+) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    let pulled = registry
+        .pull(resolved, &mut |_, _| {})
+        .await
+        .map_err(refused)?;
+    let (blobs, digest) = (state.blobs.clone(), resolved.sha256().to_string());
+    let resumed = pulled.resumed;
+    tokio::task::spawn_blocking(move || blobs.put_bytes(&digest, &pulled.bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("cannot keep the pulled module: {e}")))?;
+    let took = started.elapsed();
+    if resumed > 0 {
+        // A link worth looking at: say it where operators look.
+        tracing::warn!(
+            "pulled {source} ({} bytes, manifest {}) in {took:?}, its transfer taken up again {resumed} times after dropped connections",
+            resolved.size(),
+            resolved.manifest_digest,
+        );
+    } else {
+        tracing::info!(
+            "pulled {source} ({} bytes, manifest {}) in {took:?}",
+            resolved.size(),
+            resolved.manifest_digest
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
