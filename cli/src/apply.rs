@@ -123,33 +123,53 @@ async fn update(
 
 pub async fn main(args: ApplyArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let mut workloads = Vec::new();
+    let (mut workloads, mut policies) = (Vec::new(), Vec::new());
     for (label, dir, text) in read_inputs(&args.files)? {
         for manifest in parse_manifests(&text).with_context(|| format!("in {label}"))? {
-            let Manifest::Workload(w) = manifest;
-            workloads.push((dir.clone(), w));
+            match manifest {
+                Manifest::Workload(w) => workloads.push((dir.clone(), w)),
+                Manifest::ModulePolicy(p) => policies.push(p),
+            }
         }
     }
-    if workloads.is_empty() {
+    if workloads.is_empty() && policies.is_empty() {
         bail!("no objects found in {}", args.files.join(", "));
+    }
+    // Policies first: the workloads beside them are checked against them.
+    for policy in policies {
+        let name = policy.metadata.name.clone();
+        let collection = CliKind::ModulePolicy.collection(None);
+        create_or_update(&client, "modulepolicy", &collection, &name, &policy).await?;
     }
     for (dir, mut workload) in workloads {
         upload_module(&client, &mut workload, &dir).await?;
         let ns = workload.metadata.namespace.clone();
         let name = workload.metadata.name.clone();
         let collection = CliKind::Workload.collection(Some(&ns));
-        let mut value = serde_json::to_value(&workload)?;
-        match client.create(&collection, &value).await {
-            Ok(_) => println!("workload.flotilla.dev/{name} created"),
-            Err(e) if e.code() == Some(409) => {
-                let path = format!("{collection}/{name}");
-                let outcome = update(&client, &path, &mut value)
-                    .await
-                    .with_context(|| format!("workload {name}"))?;
-                println!("workload.flotilla.dev/{name} {outcome}");
-            }
-            Err(e) => return Err(e).with_context(|| format!("workload {name}")),
+        create_or_update(&client, "workload", &collection, &name, &workload).await?;
+    }
+    Ok(())
+}
+
+/// Creates the object, or, when it exists, updates it (as kubectl apply).
+async fn create_or_update(
+    client: &flotilla_client::Client,
+    kind: &str,
+    collection: &str,
+    name: &str,
+    object: &impl serde::Serialize,
+) -> Result<()> {
+    let mut value = serde_json::to_value(object)?;
+    match client.create(collection, &value).await {
+        Ok(_) => println!("{kind}.flotilla.dev/{name} created"),
+        Err(e) if e.code() == Some(409) => {
+            let path = format!("{collection}/{name}");
+            let outcome = update(client, &path, &mut value)
+                .await
+                .with_context(|| format!("{kind} {name}"))?;
+            println!("{kind}.flotilla.dev/{name} {outcome}");
         }
+        Err(e) => return Err(e).with_context(|| format!("{kind} {name}")),
     }
     Ok(())
 }

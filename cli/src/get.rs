@@ -279,6 +279,31 @@ fn rows(
             vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],
             items.iter().map(revision_row).collect(),
         ),
+        CliKind::ModulePolicy => (
+            vec!["NAME", "NAMESPACES", "REQUIRE", "KEYS", "REGISTRIES", "AGE"],
+            items
+                .iter()
+                .map(|p| {
+                    let spec = &p["spec"];
+                    let list = |v: &Value| {
+                        v.as_array().map_or("<all>".to_string(), |a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                    };
+                    vec![
+                        text(&p["metadata"]["name"]),
+                        list(&spec["namespaces"]),
+                        spec["require"].as_str().unwrap_or("-").to_string(),
+                        spec["keys"].as_array().map_or(0, Vec::len).to_string(),
+                        list(&spec["registries"]),
+                        age(&p["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         CliKind::Volume => (
             vec![
                 "NAME", "WORKLOAD", "NODE", "SIZE", "USED", "FILES", "RECLAIM", "AGE",

@@ -13,6 +13,7 @@ pub enum CliKind {
     Config,
     Secret,
     Volume,
+    ModulePolicy,
 }
 
 impl CliKind {
@@ -26,8 +27,9 @@ impl CliKind {
             "config" | "configs" | "cfg" => CliKind::Config,
             "secret" | "secrets" => CliKind::Secret,
             "volume" | "volumes" | "vol" => CliKind::Volume,
+            "modulepolicy" | "modulepolicies" | "mp" => CliKind::ModulePolicy,
             other => {
-                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs, secrets or volumes)")
+                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs, secrets, volumes or modulepolicies)")
             }
         })
     }
@@ -43,6 +45,7 @@ impl CliKind {
             CliKind::Config => "Config",
             CliKind::Secret => "Secret",
             CliKind::Volume => "Volume",
+            CliKind::ModulePolicy => "ModulePolicy",
         }
     }
 
@@ -56,11 +59,12 @@ impl CliKind {
             CliKind::Config => "configs",
             CliKind::Secret => "secrets",
             CliKind::Volume => "volumes",
+            CliKind::ModulePolicy => "modulepolicies",
         }
     }
 
     pub fn namespaced(self) -> bool {
-        self != CliKind::Node
+        !matches!(self, CliKind::Node | CliKind::ModulePolicy)
     }
 
     /// The collection path: one namespace, all (`None`), or cluster-scoped.

@@ -88,6 +88,8 @@ enum Command {
     Push(push::PushArgs),
     /// Fetch a module from an OCI registry, its digest checked.
     Pull(push::PullArgs),
+    /// Sign a module in an OCI registry with a key (cosign-compatible).
+    Sign(push::SignArgs),
 }
 
 fn main() {
@@ -162,6 +164,7 @@ fn main() {
             Command::Top(args) => top::main(args).await,
             Command::Push(args) => push::push(args).await,
             Command::Pull(args) => push::pull(args).await,
+            Command::Sign(args) => push::sign(args).await,
         }
     });
     if let Err(e) = result {

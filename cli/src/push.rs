@@ -1,4 +1,5 @@
-//! `flotilla push FILE oci://…` and `flotilla pull oci://… [-o FILE]`:
+//! `flotilla push FILE oci://…`, `flotilla pull oci://… [-o FILE]` and
+//! `flotilla sign oci://… --key KEY`:
 //! modules to and from OCI registries in the Wasm artifact layout (what
 //! `wkg`, `wash` and `oras` read and write), with progress bars; a
 //! dropped connection is taken up again where it stopped.
@@ -194,6 +195,41 @@ pub async fn pull(args: PullArgs) -> Result<()> {
         output.display(),
         pulled.bytes.len(),
         reference,
+        resolved.manifest_digest
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// What to sign: oci://REGISTRY/REPOSITORY:TAG or …@sha256:DIGEST (the
+    /// manifest it names now is what is signed).
+    reference: String,
+    /// The private key: PEM, PKCS#8, ECDSA P-256 (`openssl genpkey
+    /// -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`; its
+    /// public half, `openssl pkey -in key.pem -pubout`, goes in a
+    /// ModulePolicy).
+    #[arg(long)]
+    key: PathBuf,
+    #[command(flatten)]
+    login: Login,
+}
+
+/// `flotilla sign`: a cosign-compatible signature of the manifest the
+/// reference names, pushed as its `sha256-….sig` tag.
+pub async fn sign(args: SignArgs) -> Result<()> {
+    let reference = ModuleRef::parse(&args.reference)?;
+    let pem = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let key = flotilla_oci::signature::PrivateKey::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.key.display()))?;
+    let registry = args.login.registry(&reference)?;
+    let resolved = registry.resolve(u64::MAX).await?;
+    let tag = registry
+        .push_signature(&resolved.manifest_digest, &key)
+        .await?;
+    println!(
+        "signed {reference}@{} (signature at tag {tag})",
         resolved.manifest_digest
     );
     Ok(())

@@ -9,7 +9,8 @@
 //! - [`layout`]: the media types, the config, and checking a manifest;
 //! - [`registry`]: resolving a tag to its digest, pulling a module (its
 //!   digest verified, resumed after a dropped connection, with progress)
-//!   and pushing one.
+//!   and pushing one;
+//! - [`signature`]: cosign-compatible signatures made with a key.
 //!
 //! Registries on loopback addresses, and those named as insecure, are
 //! spoken to over plain HTTP (as Docker treats `localhost`); all others
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod layout;
 pub mod reference;
 pub mod registry;
+pub mod signature;
 
 pub use credentials::Credentials;
 pub use reference::ModuleRef;
@@ -52,6 +54,16 @@ pub enum OciError {
         /// What was asked for.
         reference: String,
         /// What is wrong with it.
+        why: String,
+    },
+    /// A policy wants a signature and none holds.
+    #[error("{reference}: refused by ModulePolicy {policy}: {why}")]
+    Unsigned {
+        /// What was asked for.
+        reference: String,
+        /// The policy that wants it signed.
+        policy: String,
+        /// What was (not) found.
         why: String,
     },
     /// The bytes that arrived are not those the manifest names.

@@ -14,6 +14,7 @@ use oci_client::Client;
 use sha2::{Digest, Sha256};
 
 use crate::layout::{self, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+use crate::signature::{self, PrivateKey, PublicKey, SIGNATURE_ANNOTATION, SIGNATURE_MEDIA_TYPE};
 use crate::{Credentials, ModuleRef, OciError};
 
 /// Attempts at a transfer before giving up (each failure waits longer).
@@ -360,5 +361,123 @@ impl Registry {
         .await?;
         let resolved = self.resolve(u64::MAX).await?;
         Ok(resolved.manifest_digest)
+    }
+
+    /// The reference of the signatures of manifest `digest`.
+    fn signatures_of(&self, digest: &str) -> oci_client::Reference {
+        oci_client::Reference::with_tag(
+            self.reference.0.registry().to_string(),
+            self.reference.repository().to_string(),
+            signature::signature_tag(digest),
+        )
+    }
+
+    /// Signs manifest `digest` with `key` (pushed as its `sha256-….sig`
+    /// tag, replacing signatures pushed there before); that tag.
+    pub async fn push_signature(&self, digest: &str, key: &PrivateKey) -> Result<String, OciError> {
+        let place = format!(
+            "{}/{}",
+            self.reference.registry(),
+            self.reference.repository()
+        );
+        let payload = signature::payload(&place, digest);
+        let annotations = BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), key.sign(&payload))]);
+        let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(&payload)));
+        let layers = vec![ImageLayer::new(
+            payload,
+            SIGNATURE_MEDIA_TYPE.to_string(),
+            Some(annotations),
+        )];
+        // cosign's config for a signature image.
+        let config = serde_json::json!({
+            "architecture": "", "os": "", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        })
+        .to_string()
+        .into_bytes();
+        let config = Config::new(
+            config,
+            oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
+            None,
+        );
+        let manifest = OciImageManifest::build(&layers, &config, None);
+        let target = self.signatures_of(digest);
+        self.retrying(|| {
+            self.client.push(
+                &target,
+                &layers,
+                config.clone(),
+                &self.auth,
+                Some(manifest.clone()),
+            )
+        })
+        .await?;
+        Ok(target.tag().unwrap_or_default().to_string())
+    }
+
+    /// Checks that manifest `digest` carries a signature by one of `keys`
+    /// (`policy` names who asks, for the refusal).
+    pub async fn verify_signature(
+        &self,
+        digest: &str,
+        keys: &[PublicKey],
+        policy: &str,
+    ) -> Result<(), OciError> {
+        let unsigned = |why: String| OciError::Unsigned {
+            reference: self.reference.to_string(),
+            policy: policy.to_string(),
+            why,
+        };
+        let target = self.signatures_of(digest);
+        let tag = target.tag().unwrap_or_default().to_string();
+        let manifest = match self
+            .retrying(|| self.client.pull_image_manifest(&target, &self.auth))
+            .await
+        {
+            Ok((manifest, _)) => manifest,
+            Err(OciError::NotFound { .. }) => {
+                return Err(unsigned(format!(
+                    "the module is not signed (no {tag} in its repository; sign it with flotilla sign or cosign sign --key)"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut seen = 0;
+        for layer in manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
+        {
+            let Some(signature) = layer
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+            else {
+                continue;
+            };
+            if usize::try_from(layer.size).map_or(true, |size| size > signature::MAX_PAYLOAD_BYTES)
+            {
+                continue;
+            }
+            seen += 1;
+            let mut payload = Vec::new();
+            self.client
+                .pull_blob(&target, layer, &mut payload)
+                .await
+                .map_err(|e| self.error(e))?;
+            if payload.len() > signature::MAX_PAYLOAD_BYTES
+                || format!("sha256:{}", hex::encode(Sha256::digest(&payload))) != layer.digest
+            {
+                continue;
+            }
+            if signature::payload_names(&payload, digest)
+                && keys.iter().any(|key| key.verifies(&payload, signature))
+            {
+                return Ok(());
+            }
+        }
+        Err(unsigned(format!(
+            "none of the {seen} signatures under {tag} is by a key of the policy for this manifest"
+        )))
     }
 }

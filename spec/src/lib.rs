@@ -17,6 +17,7 @@ pub mod instance;
 pub mod manifest;
 pub mod meta;
 pub mod node;
+pub mod policy;
 pub mod quantity;
 pub mod revision;
 pub mod strategy;

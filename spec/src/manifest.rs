@@ -50,9 +50,14 @@ pub enum ManifestError {
 
 /// A resource users may submit.
 #[derive(Debug, Clone, PartialEq)]
+// Few and short-lived (one per document applied): boxing the workload
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Manifest {
     /// A Workload.
     Workload(Workload),
+    /// A ModulePolicy (cluster-scoped).
+    ModulePolicy(crate::policy::ModulePolicy),
 }
 
 /// Parses every document in `text` (YAML or JSON), checking shape and values.
@@ -103,6 +108,11 @@ pub fn parse_one(index: usize, value: serde_json::Value) -> Result<Manifest, Man
             })?;
             Ok(Manifest::Workload(workload))
         }
+        "ModulePolicy" => {
+            let policy: crate::policy::ModulePolicy = typed(index, value)?;
+            policy.spec.validate().map_err(kind_error)?;
+            Ok(Manifest::ModulePolicy(policy))
+        }
         "Instance" | "Node" | "Event" => Err(kind_error(
             "Instances, Nodes and Events are made by Flotilla itself; apply a Workload instead"
                 .into(),
@@ -146,7 +156,9 @@ spec:
     #[test]
     fn the_issue_example_parses() {
         let docs = parse_manifests(TICKER).unwrap();
-        let Manifest::Workload(w) = &docs[0];
+        let Manifest::Workload(w) = &docs[0] else {
+            panic!("not a workload")
+        };
         assert_eq!(w.spec.replicas, 3);
         assert_eq!(w.spec.resources.limits.memory.as_deref(), Some("32Mi"));
     }
@@ -159,7 +171,9 @@ spec:
         );
         assert_eq!(parse_manifests(&two).unwrap().len(), 2);
         let json = r#"{"apiVersion":"flotilla.dev/v1","kind":"Workload","metadata":{"name":"j"},"spec":{"module":{"source":"file:x.wasm"}}}"#;
-        let Manifest::Workload(w) = &parse_manifests(json).unwrap()[0];
+        let Manifest::Workload(w) = &parse_manifests(json).unwrap()[0] else {
+            panic!("not a workload")
+        };
         assert_eq!(
             (w.metadata.namespace.as_str(), w.spec.replicas),
             ("default", 1)
@@ -209,7 +223,9 @@ spec:
         assert!(e.contains("at most 32"), "{e}");
         let ok = parse("  envFrom: [{secretRef: {name: db, optional: true}, prefix: DB_}]\n  config: {from: [{configRef: app}, {secretRef: db}]}")
             .unwrap();
-        let crate::manifest::Manifest::Workload(w) = &ok[0];
+        let crate::manifest::Manifest::Workload(w) = &ok[0] else {
+            panic!("not a workload")
+        };
         assert_eq!(w.spec.references("Secret"), ["db"]);
         assert_eq!(w.spec.references("Config"), ["app"]);
         assert_eq!(

@@ -764,3 +764,104 @@ fn a_pull_whose_connection_drops_is_taken_up_where_it_stopped() {
         running(&c, "big").len() == 1
     });
 }
+
+/// A P-256 key pair as PEM: (PKCS#8 private key, public key).
+fn key_pair() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    (key.serialize_pem(), key.public_key_pem())
+}
+
+#[test]
+fn a_module_policy_admits_signed_modules_from_its_registries_only() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let c = Cluster::start();
+    let at = |repo: &str| format!("oci://{}/{repo}", registry.address());
+    let sleeper = crate::support::sample("sleeper.wasm");
+    for repo in ["signed/app:v1", "unsigned/app:v1", "forged/app:v1"] {
+        c.ok(&["push", sleeper.to_str().unwrap(), &at(repo)]);
+    }
+    let (private, public) = key_pair();
+    let (other_private, _) = key_pair();
+    let key = c.dir.path().join("key.pem");
+    let other = c.dir.path().join("other.pem");
+    std::fs::write(&key, &private).unwrap();
+    std::fs::write(&other, &other_private).unwrap();
+    let signed = c.ok(&["sign", &at("signed/app:v1"), "--key", key.to_str().unwrap()]);
+    assert!(signed.contains("signature at tag sha256-"), "{signed}");
+    c.ok(&[
+        "sign",
+        &at("forged/app:v1"),
+        "--key",
+        other.to_str().unwrap(),
+    ]);
+
+    // What the registry holds is cosign's layout.
+    let (_, head, _) = registry.call(
+        "GET",
+        "/v2/signed/app/manifests/v1",
+        &[("Accept", MANIFEST_TYPES)],
+        b"",
+    );
+    let digest = header(&head, "docker-content-digest").unwrap();
+    let (status, _, body) = registry.call(
+        "GET",
+        &format!(
+            "/v2/signed/app/manifests/{}.sig",
+            digest.replacen(':', "-", 1)
+        ),
+        &[("Accept", MANIFEST_TYPES)],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let signature: Value = serde_json::from_slice(&body).unwrap();
+    let layer = &signature["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    assert!(layer["annotations"]["dev.cosignproject.cosign/signature"].is_string());
+
+    let policy = format!(
+        "apiVersion: flotilla.dev/v1\nkind: ModulePolicy\nmetadata: {{name: signed-only}}\nspec:\n  require: signed\n  registries: [\"{}\"]\n  keys:\n  - |\n{}",
+        registry.address(),
+        public
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    );
+    let applied = c.apply("policy.yaml", &policy);
+    assert!(
+        applied.contains("modulepolicy.flotilla.dev/signed-only created"),
+        "{applied}"
+    );
+    assert!(c.ok(&["get", "modulepolicies"]).contains("signed-only"));
+
+    let refused = |name: &str, source: &str| -> String {
+        let file = c.manifest(&format!("{name}.yaml"), &workload(name, source, ""));
+        let out = c.cli(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name} was admitted");
+        assert!(!c.cli(&["get", "workload", name]).status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = refused("unsigned", &at("unsigned/app:v1"));
+    assert!(
+        said.contains("ModulePolicy signed-only") && said.contains("not signed"),
+        "{said}"
+    );
+    let said = refused("forged", &at("forged/app:v1"));
+    assert!(said.contains("none of the 1 signatures"), "{said}");
+    let said = refused("uploaded", "file:MODULES/sleeper.wasm");
+    assert!(
+        said.contains("come from a registry and be signed"),
+        "{said}"
+    );
+    let said = refused("elsewhere", "oci://localhost:1/other/app:v1");
+    assert!(said.contains("allows modules from"), "{said}");
+
+    c.apply("signed.yaml", &workload("signed", &at("signed/app:v1"), ""));
+    c.wait_until("the signed module runs", Duration::from_secs(30), || {
+        running(&c, "signed").len() == 1
+    });
+}

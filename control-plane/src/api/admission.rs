@@ -60,6 +60,11 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
                 w.spec.resources.default_requests_to_limits();
                 to_value(&w)?
             }
+            Manifest::ModulePolicy(_) => {
+                return Err(ApiError::invalid(
+                    "kind: a ModulePolicy is posted to /apis/flotilla.dev/v1/modulepolicies, not as a workload",
+                ))
+            }
         },
         Kind::Instance => to_value(&typed::<Instance>(1, body).map_err(shape)?)?,
         Kind::Node => {
@@ -97,6 +102,15 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
         }
         Kind::Volume => {
             to_value(&typed::<flotilla_spec::volume::VolumeObject>(1, body).map_err(shape)?)?
+        }
+        Kind::ModulePolicy => {
+            let policy = typed::<flotilla_spec::policy::ModulePolicy>(1, body).map_err(shape)?;
+            policy.spec.validate().map_err(ApiError::invalid)?;
+            for (n, key) in policy.spec.keys.iter().enumerate() {
+                flotilla_oci::signature::PublicKey::from_pem(key)
+                    .map_err(|e| ApiError::invalid(format!("spec.keys[{n}]: {e}")))?;
+            }
+            to_value(&policy)?
         }
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {

@@ -26,6 +26,8 @@ pub enum Kind {
     /// Persistent volumes of stateful replicas (namespaced; made by the
     /// binder; their nodes report usage; admins may delete them).
     Volume,
+    /// Which modules workloads may run (cluster-scoped; admins write).
+    ModulePolicy,
 }
 
 impl Kind {
@@ -41,9 +43,10 @@ impl Kind {
             "configs" => Kind::Config,
             "secrets" => Kind::Secret,
             "volumes" => Kind::Volume,
+            "modulepolicies" => Kind::ModulePolicy,
             other => {
                 return Err(ApiError::not_found(format!(
-                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets, volumes)"
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets, volumes, modulepolicies)"
                 )))
             }
         })
@@ -61,6 +64,7 @@ impl Kind {
             Kind::Config => "Config",
             Kind::Secret => "Secret",
             Kind::Volume => "Volume",
+            Kind::ModulePolicy => "ModulePolicy",
         }
     }
 
@@ -76,11 +80,12 @@ impl Kind {
             Kind::Config => "configs",
             Kind::Secret => "secrets",
             Kind::Volume => "volumes",
+            Kind::ModulePolicy => "modulepolicies",
         }
     }
 
     /// Whether objects live in namespaces.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Token)
+        !matches!(self, Kind::Node | Kind::Token | Kind::ModulePolicy)
     }
 }

@@ -11,14 +11,22 @@
 //! revision, never a silent change). Credentials come from the workload's
 //! `imagePullSecrets` (Secrets of type `kubernetes.io/dockerconfigjson`),
 //! read here and nowhere else.
+//!
+//! `ModulePolicy` objects that apply to the namespace are enforced when a
+//! module is resolved: its registry among the allowed ones, and, with
+//! `require: signed`, a cosign-compatible signature of its manifest by one
+//! of the policy's keys (checked before the module is pulled). Uploaded
+//! (`file:`) modules are refused under such a policy.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::Value;
 
+use flotilla_oci::signature::PublicKey;
 use flotilla_oci::{Credentials, ModuleRef, OciError, Registry};
 use flotilla_spec::config::{Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE};
+use flotilla_spec::policy::{ModulePolicy, ModulePolicySpec};
 
 use super::{ApiError, ApiState, Kind, MAX_BLOB_BYTES};
 
@@ -106,6 +114,22 @@ fn module_field<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object["spec"]["module"][field].as_str()
 }
 
+/// The ModulePolicies that apply in `namespace`, by name.
+fn policies_for(
+    state: &ApiState,
+    namespace: &str,
+) -> Result<Vec<(String, ModulePolicySpec)>, ApiError> {
+    Ok(state
+        .store
+        .list("ModulePolicy", None)?
+        .items
+        .into_iter()
+        .filter_map(|p| serde_json::from_value::<ModulePolicy>(p).ok())
+        .filter(|p| p.spec.applies_to(namespace))
+        .map(|p| (p.metadata.name, p.spec))
+        .collect())
+}
+
 /// Resolves and pulls the module of a Workload with an `oci://` source
 /// (other objects and sources pass as they are). `stored`: the workload as
 /// stored, for a write to an existing one.
@@ -119,11 +143,31 @@ pub async fn resolve_module(
     if kind != Kind::Workload {
         return Ok(object);
     }
+    let policies = policies_for(state, namespace)?;
     let Some(source) = module_field(&object, "source").filter(|s| ModuleRef::is_oci(s)) else {
+        // An uploaded module has no registry to come from nor a signature.
+        if let Some((name, _)) = policies
+            .iter()
+            .find(|(_, p)| p.require.is_some() || !p.registries.is_empty())
+        {
+            return Err(ApiError::invalid(format!(
+                "spec.module: ModulePolicy {name} wants modules in namespace {namespace} to come from a registry{}; an uploaded module cannot be checked: flotilla push it, sign it (flotilla sign), and name it as oci://…",
+                if policies.iter().any(|(_, p)| p.require.is_some()) { " and be signed" } else { "" }
+            )));
+        }
         return Ok(object);
     };
     let source = source.to_string();
     let reference = ModuleRef::parse(&source).map_err(refused)?;
+    if let Some((name, policy)) = policies
+        .iter()
+        .find(|(_, p)| !p.allows(reference.registry(), reference.repository()))
+    {
+        return Err(ApiError::invalid(format!(
+            "spec.module.source: ModulePolicy {name} allows modules from {} only, not {source}",
+            policy.registries.join(", ")
+        )));
+    }
     // A pin counts only as the server stored it: the same source, resolved
     // digest and module as the stored workload (a caller cannot name a
     // digest and have it believed).
@@ -159,6 +203,18 @@ pub async fn resolve_module(
             .resolve(MAX_BLOB_BYTES as u64)
             .await
             .map_err(refused)?;
+        // Signed, where a policy wants it: before anything is pulled.
+        for (name, policy) in policies.iter().filter(|(_, p)| p.require.is_some()) {
+            let keys = policy
+                .keys
+                .iter()
+                .filter_map(|k| PublicKey::from_pem(k).ok())
+                .collect::<Vec<_>>();
+            registry
+                .verify_signature(&resolved.manifest_digest, &keys, name)
+                .await
+                .map_err(refused)?;
+        }
         if given.as_deref().is_some_and(|g| g != resolved.sha256()) {
             return Err(ApiError::invalid(format!(
                 "spec.module.sha256: {source} holds a module with sha256 {}, not the {} given; leave sha256 out for oci:// sources",
