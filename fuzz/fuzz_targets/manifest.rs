@@ -9,10 +9,16 @@ fuzz_target!(|text: &str| {
         return;
     };
     for manifest in manifests {
-        let flotilla_spec::manifest::Manifest::Workload(workload) = manifest;
-        let json = serde_json::to_string(&workload).expect("a parsed workload serialises");
+        let json = match manifest {
+            flotilla_spec::manifest::Manifest::Workload(workload) => {
+                serde_json::to_string(&workload).expect("a parsed workload serialises")
+            }
+            flotilla_spec::manifest::Manifest::ModulePolicy(policy) => {
+                serde_json::to_string(&policy).expect("a parsed policy serialises")
+            }
+        };
         let again = flotilla_spec::manifest::parse_manifests(&json)
-            .unwrap_or_else(|e| panic!("a parsed workload parses again: {e}\n{json}"));
+            .unwrap_or_else(|e| panic!("a parsed manifest parses again: {e}\n{json}"));
         assert_eq!(again.len(), 1);
     }
 });

@@ -50,9 +50,14 @@ impl ModuleRef {
         source.starts_with(SCHEME)
     }
 
-    /// `host[:port]`.
+    /// `host[:port]`, as connected to (`docker.io` is `index.docker.io`).
     pub fn registry(&self) -> &str {
         self.0.resolve_registry()
+    }
+
+    /// `host[:port]`, as the reference names it (what policies match).
+    pub fn named_registry(&self) -> &str {
+        self.0.registry()
     }
 
     /// The repository within the registry.

@@ -372,46 +372,60 @@ impl Registry {
         )
     }
 
-    /// Signs manifest `digest` with `key` (pushed as its `sha256-….sig`
-    /// tag, replacing signatures pushed there before); that tag.
+    /// Signs manifest `digest` with `key`: a layer added to its
+    /// `sha256-….sig` manifest (signatures already there, by other keys or
+    /// by cosign, are kept, as cosign keeps them); that tag.
     pub async fn push_signature(&self, digest: &str, key: &PrivateKey) -> Result<String, OciError> {
         let place = format!(
             "{}/{}",
-            self.reference.registry(),
+            self.reference.named_registry(),
             self.reference.repository()
         );
         let payload = signature::payload(&place, digest);
-        let annotations = BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), key.sign(&payload))]);
-        let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(&payload)));
-        let layers = vec![ImageLayer::new(
-            payload,
-            SIGNATURE_MEDIA_TYPE.to_string(),
-            Some(annotations),
-        )];
+        let signed = key.sign(&payload);
+        let layer = OciDescriptor {
+            media_type: SIGNATURE_MEDIA_TYPE.to_string(),
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(&payload))),
+            size: i64::try_from(payload.len()).unwrap_or(i64::MAX),
+            annotations: Some(BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), signed)])),
+            ..Default::default()
+        };
+        let target = self.signatures_of(digest);
+        let mut layers = match self
+            .retrying(|| self.client.pull_image_manifest(&target, &self.auth))
+            .await
+        {
+            Ok((manifest, _)) => manifest.layers,
+            Err(OciError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        // The payload is the same for every signer: the signature tells
+        // them apart (ECDSA here is deterministic, RFC 6979, so signing
+        // twice with one key adds nothing).
+        layers.retain(|l| !(l.digest == layer.digest && l.annotations == layer.annotations));
+        layers.push(layer);
         // cosign's config for a signature image.
+        let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
         let config = serde_json::json!({
             "architecture": "", "os": "", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         })
         .to_string()
         .into_bytes();
-        let config = Config::new(
-            config,
-            oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string(),
-            None,
-        );
-        let manifest = OciImageManifest::build(&layers, &config, None);
-        let target = self.signatures_of(digest);
-        self.retrying(|| {
-            self.client.push(
-                &target,
-                &layers,
-                config.clone(),
-                &self.auth,
-                Some(manifest.clone()),
-            )
-        })
-        .await?;
+        let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
+        let payload_digest = layers.last().map(|l| l.digest.clone()).unwrap_or_default();
+        self.retrying(|| self.client.push_blob(&target, &payload, &payload_digest))
+            .await?;
+        self.retrying(|| self.client.push_blob(&target, &config, &config_digest))
+            .await?;
+        let mut manifest = OciImageManifest::default();
+        manifest.config.media_type = oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string();
+        manifest.config.digest = config_digest;
+        manifest.config.size = i64::try_from(config.len()).unwrap_or(i64::MAX);
+        manifest.layers = layers;
+        let manifest = oci_client::manifest::OciManifest::Image(manifest);
+        self.retrying(|| self.client.push_manifest(&target, &manifest))
+            .await?;
         Ok(target.tag().unwrap_or_default().to_string())
     }
 
@@ -447,6 +461,7 @@ impl Registry {
             .layers
             .iter()
             .filter(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
+            .take(signature::MAX_SIGNATURES)
         {
             let Some(signature) = layer
                 .annotations
@@ -460,13 +475,25 @@ impl Registry {
                 continue;
             }
             seen += 1;
+            // Read no more than the payload may be, whatever is sent; a
+            // layer that cannot be read is one signature fewer.
+            let Ok(mut stream) = self.client.pull_blob_stream(&target, layer).await else {
+                continue;
+            };
             let mut payload = Vec::new();
-            self.client
-                .pull_blob(&target, layer, &mut payload)
-                .await
-                .map_err(|e| self.error(e))?;
-            if payload.len() > signature::MAX_PAYLOAD_BYTES
-                || format!("sha256:{}", hex::encode(Sha256::digest(&payload))) != layer.digest
+            let mut whole = true;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) if payload.len() + chunk.len() <= signature::MAX_PAYLOAD_BYTES => {
+                        payload.extend_from_slice(&chunk)
+                    }
+                    _ => {
+                        whole = false;
+                        break;
+                    }
+                }
+            }
+            if !whole || format!("sha256:{}", hex::encode(Sha256::digest(&payload))) != layer.digest
             {
                 continue;
             }
@@ -477,7 +504,8 @@ impl Registry {
             }
         }
         Err(unsigned(format!(
-            "none of the {seen} signatures under {tag} is by a key of the policy for this manifest"
+            "none of the {seen} signatures under {tag} is by a key of the policy for this manifest: sign it with the private half of one of the policy's keys (flotilla sign {} --key KEY)",
+            self.reference
         )))
     }
 }

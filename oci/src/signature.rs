@@ -26,6 +26,8 @@ pub const SIGNATURE_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Largest payload read (they are a few hundred bytes).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Most signatures of one manifest looked at.
+pub const MAX_SIGNATURES: usize = 16;
 const PAYLOAD_TYPE: &str = "cosign container image signature";
 
 /// The tag under which manifest `digest`'s signatures live.

@@ -133,6 +133,11 @@ impl Registry {
         http_call(&self.address(), method, path, headers, body)
     }
 
+    /// GET of a manifest (an OCI image manifest): status, head, body.
+    fn manifest(&self, path: &str) -> (u16, String, Vec<u8>) {
+        self.call("GET", path, &[("Accept", MANIFEST_TYPES)], b"")
+    }
+
     /// Uploads a blob (monolithic: POST then PUT ?digest=), its digest.
     fn put_blob(&self, repository: &str, bytes: &[u8]) -> String {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
@@ -254,12 +259,7 @@ fn modules_from_a_registry_are_pinned_pulled_by_the_control_plane_and_checked() 
         "https://example.invalid/ticker",
     ]);
     assert!(pushed.contains("@sha256:"), "{pushed}");
-    let (status, head, manifest) = registry.call(
-        "GET",
-        "/v2/apps/ticker/manifests/v1",
-        &[("Accept", MANIFEST_TYPES)],
-        b"",
-    );
+    let (status, head, manifest) = registry.manifest("/v2/apps/ticker/manifests/v1");
     assert_eq!(status, 200, "{head}");
     let manifest: Value = serde_json::from_slice(&manifest).unwrap();
     let manifest_digest = header(&head, "docker-content-digest").unwrap();
@@ -798,22 +798,12 @@ fn a_module_policy_admits_signed_modules_from_its_registries_only() {
     ]);
 
     // What the registry holds is cosign's layout.
-    let (_, head, _) = registry.call(
-        "GET",
-        "/v2/signed/app/manifests/v1",
-        &[("Accept", MANIFEST_TYPES)],
-        b"",
-    );
+    let (_, head, _) = registry.manifest("/v2/signed/app/manifests/v1");
     let digest = header(&head, "docker-content-digest").unwrap();
-    let (status, _, body) = registry.call(
-        "GET",
-        &format!(
-            "/v2/signed/app/manifests/{}.sig",
-            digest.replacen(':', "-", 1)
-        ),
-        &[("Accept", MANIFEST_TYPES)],
-        b"",
-    );
+    let (status, _, body) = registry.manifest(&format!(
+        "/v2/signed/app/manifests/{}.sig",
+        digest.replacen(':', "-", 1)
+    ));
     assert_eq!(status, 200);
     let signature: Value = serde_json::from_slice(&body).unwrap();
     let layer = &signature["layers"][0];
@@ -822,6 +812,9 @@ fn a_module_policy_admits_signed_modules_from_its_registries_only() {
         "application/vnd.dev.cosign.simplesigning.v1+json"
     );
     assert!(layer["annotations"]["dev.cosignproject.cosign/signature"].is_string());
+
+    // Admitted before any policy, from an unsigned module.
+    c.apply("early.yaml", &workload("early", &at("unsigned/app:v1"), ""));
 
     let policy = format!(
         "apiVersion: flotilla.dev/v1\nkind: ModulePolicy\nmetadata: {{name: signed-only}}\nspec:\n  require: signed\n  registries: [\"{}\"]\n  keys:\n  - |\n{}",
@@ -859,6 +852,41 @@ fn a_module_policy_admits_signed_modules_from_its_registries_only() {
     );
     let said = refused("elsewhere", "oci://localhost:1/other/app:v1");
     assert!(said.contains("allows modules from"), "{said}");
+    // The workload admitted before the policy: its next write is checked.
+    let out = c.cli(&["scale", "workload", "early", "--replicas", "2"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("not signed"),
+        "{said}"
+    );
+    // A signature copied to another module's tag names the first module:
+    // worth nothing there.
+    let hello = crate::support::sample("hello.wasm");
+    c.ok(&["push", hello.to_str().unwrap(), &at("signed/app:v2")]);
+    let (_, head, _) = registry.manifest("/v2/signed/app/manifests/v2");
+    let v2 = header(&head, "docker-content-digest").unwrap();
+    let (status, head, _) = registry.call(
+        "PUT",
+        &format!("/v2/signed/app/manifests/{}.sig", v2.replacen(':', "-", 1)),
+        &[("Content-Type", MANIFEST_TYPES)],
+        &body,
+    );
+    assert_eq!(status, 201, "{head}");
+    let said = refused("replayed", &at("signed/app:v2"));
+    assert!(said.contains("none of the 1 signatures"), "{said}");
+    // A second signer adds to the signatures; the first still holds.
+    c.ok(&[
+        "sign",
+        &at("signed/app:v1"),
+        "--key",
+        other.to_str().unwrap(),
+    ]);
+    let (_, _, both) = registry.manifest(&format!(
+        "/v2/signed/app/manifests/{}.sig",
+        digest.replacen(':', "-", 1)
+    ));
+    let both: Value = serde_json::from_slice(&both).unwrap();
+    assert_eq!(both["layers"].as_array().map(Vec::len), Some(2), "{both}");
 
     c.apply("signed.yaml", &workload("signed", &at("signed/app:v1"), ""));
     c.wait_until("the signed module runs", Duration::from_secs(30), || {

@@ -114,20 +114,48 @@ fn module_field<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object["spec"]["module"][field].as_str()
 }
 
-/// The ModulePolicies that apply in `namespace`, by name.
+/// The ModulePolicies that apply in `namespace`, by name. One that does
+/// not decode refuses everything (a policy is never skipped).
 fn policies_for(
     state: &ApiState,
     namespace: &str,
 ) -> Result<Vec<(String, ModulePolicySpec)>, ApiError> {
-    Ok(state
-        .store
-        .list("ModulePolicy", None)?
-        .items
-        .into_iter()
-        .filter_map(|p| serde_json::from_value::<ModulePolicy>(p).ok())
-        .filter(|p| p.spec.applies_to(namespace))
-        .map(|p| (p.metadata.name, p.spec))
-        .collect())
+    let mut policies = Vec::new();
+    for stored in state.store.list("ModulePolicy", None)?.items {
+        let name = stored["metadata"]["name"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let policy = serde_json::from_value::<ModulePolicy>(stored).map_err(|_| {
+            ApiError::internal(format!(
+                "ModulePolicy {name} cannot be read by this server, so no module is admitted; fix or delete it (flotilla delete modulepolicy {name})"
+            ))
+        })?;
+        if policy.spec.applies_to(namespace) {
+            policies.push((name, policy.spec));
+        }
+    }
+    Ok(policies)
+}
+
+/// Checks manifest `digest` against every policy that wants it signed.
+async fn verify_signatures(
+    registry: &Registry,
+    digest: &str,
+    policies: &[(String, ModulePolicySpec)],
+) -> Result<(), ApiError> {
+    for (name, policy) in policies.iter().filter(|(_, p)| p.require.is_some()) {
+        let keys = policy
+            .keys
+            .iter()
+            .filter_map(|k| PublicKey::from_pem(k).ok())
+            .collect::<Vec<_>>();
+        registry
+            .verify_signature(digest, &keys, name)
+            .await
+            .map_err(refused)?;
+    }
+    Ok(())
 }
 
 /// Resolves and pulls the module of a Workload with an `oci://` source
@@ -161,7 +189,7 @@ pub async fn resolve_module(
     let reference = ModuleRef::parse(&source).map_err(refused)?;
     if let Some((name, policy)) = policies
         .iter()
-        .find(|(_, p)| !p.allows(reference.registry(), reference.repository()))
+        .find(|(_, p)| !p.allows(reference.named_registry(), reference.repository()))
     {
         return Err(ApiError::invalid(format!(
             "spec.module.source: ModulePolicy {name} allows modules from {} only, not {source}",
@@ -183,8 +211,20 @@ pub async fn resolve_module(
         .flatten()
         .filter(|(resolved, _)| pinned_from(&reference.to_string(), resolved))
         .map(|(r, s)| (r.to_string(), s.to_string()));
+    let signed_policies = policies.iter().any(|(_, p)| p.require.is_some());
     let target = match &pin {
-        Some((_, sha256)) if state.blobs.has(sha256) => return Ok(object),
+        Some((_, sha256)) if state.blobs.has(sha256) && !signed_policies => return Ok(object),
+        // Kept as pinned, but a policy wants it signed: checked again
+        // (a module admitted before the policy, a key since removed).
+        Some((resolved, sha256)) if state.blobs.has(sha256) => {
+            let pinned = ModuleRef::parse(resolved).map_err(refused)?;
+            let digest = pinned.digest().unwrap_or_default().to_string();
+            let credentials = credentials(state, namespace, &object, reference.registry())?;
+            let registry =
+                Registry::new(&pinned, credentials, &state.insecure_registries).map_err(refused)?;
+            verify_signatures(&registry, &digest, &policies).await?;
+            return Ok(object);
+        }
         // The module went missing from the blob store: fetched again by the
         // pinned digest, never by what the tag names now.
         Some((resolved, _)) => ModuleRef::parse(resolved).map_err(refused)?,
@@ -204,17 +244,7 @@ pub async fn resolve_module(
             .await
             .map_err(refused)?;
         // Signed, where a policy wants it: before anything is pulled.
-        for (name, policy) in policies.iter().filter(|(_, p)| p.require.is_some()) {
-            let keys = policy
-                .keys
-                .iter()
-                .filter_map(|k| PublicKey::from_pem(k).ok())
-                .collect::<Vec<_>>();
-            registry
-                .verify_signature(&resolved.manifest_digest, &keys, name)
-                .await
-                .map_err(refused)?;
-        }
+        verify_signatures(&registry, &resolved.manifest_digest, &policies).await?;
         if given.as_deref().is_some_and(|g| g != resolved.sha256()) {
             return Err(ApiError::invalid(format!(
                 "spec.module.sha256: {source} holds a module with sha256 {}, not the {} given; leave sha256 out for oci:// sources",
