@@ -743,7 +743,12 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                 // Going back to the same template changes nothing: the
                 // failing change was of Config or Secret values.
                 .filter(|t| !t.same_template(&workload.spec));
-            let Some(template) = template else {
+            // Not past today's ModulePolicies: a rollback skips admission.
+            let refusal = match &template {
+                Some(t) => super::module_policy::rollback_refusal(store, ns, &t.module)?,
+                None => None,
+            };
+            let Some(template) = template.filter(|_| refusal.is_none()) else {
                 // Its revision is gone: nothing to go back to; the failure
                 // is said, the instances stay as they are.
                 let mut failed = (*status).clone();
@@ -755,9 +760,14 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                     .filter(|c| c.kind == "Progressing")
                 {
                     c.reason = "RollbackImpossible".into();
-                    c.message = format!(
-                        "the rollout failed ({reason}) and there is no template to go back to (revision {to} is gone, or only Config/Secret values changed): fix them, or `flotilla rollout undo --to-revision N`"
-                    );
+                    c.message = match &refusal {
+                        Some(why) => format!(
+                            "the rollout failed ({reason}) and revision {to} is not put back by itself: {why}; fix the new version, or `flotilla rollout undo --to-revision N` (checked at admission)"
+                        ),
+                        None => format!(
+                            "the rollout failed ({reason}) and there is no template to go back to (revision {to} is gone, or only Config/Secret values changed): fix them, or `flotilla rollout undo --to-revision N`"
+                        ),
+                    };
                 }
                 return apply(store, workload, Action::SetStatus(failed));
             };
