@@ -22,6 +22,7 @@ mod push;
 mod rollout;
 mod run;
 mod server;
+mod store_choice;
 mod token;
 mod top;
 mod up;

@@ -13,12 +13,13 @@ use std::os::unix::fs::PermissionsExt;
 use flotilla_control_plane::api::usage::{self, UsageHistory};
 use flotilla_control_plane::api::{router, serve, ApiState, Role, Tokens};
 use flotilla_control_plane::controllers;
-use flotilla_control_plane::store::{BlobStore, SealedStore, SqliteStore, Store};
+use flotilla_control_plane::store::{BlobStore, Store};
 use flotilla_control_plane::trust::{Brought, ClusterTrust};
 use flotilla_scheduler::Strategy;
 use flotilla_trust::JoinToken;
 
 use crate::config::{self, ClientConfig};
+use crate::store_choice::{Opened, StoreArgs};
 
 /// How long a node may miss heartbeats before it is not Ready, by default.
 pub const NODE_GRACE: Duration = Duration::from_secs(5);
@@ -46,6 +47,8 @@ pub struct ServerArgs {
     pub dashboard: DashboardArgs,
     #[command(flatten)]
     pub registries: RegistryArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// How the control plane reaches registries for oci:// modules.
@@ -222,7 +225,7 @@ fn join_token_file(data_dir: &Path, ca_hash: &str) -> Result<JoinToken> {
 
 /// Creates `path` owner-only if it does not exist, and makes it so if it
 /// does (SQLite gives its journal files the database file's mode).
-fn private_file(path: &Path) -> Result<()> {
+pub fn private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .create(true)
@@ -257,7 +260,7 @@ fn move_blobs_out_of_the_store(store: &dyn Store, blobs: &BlobStore) -> Result<(
 /// A bound, not yet serving, control plane.
 pub struct ControlPlane {
     listener: tokio::net::TcpListener,
-    store: Arc<SealedStore<SqliteStore>>,
+    store: Opened,
     blobs: Arc<BlobStore>,
     /// The `cluster` key-value buckets.
     kv: Arc<flotilla_kv::SqliteKv>,
@@ -274,7 +277,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Opens the store, creates the tokens, binds the API address and
     /// writes the admin client config.
-    pub async fn bind(data_dir: &Path, listen: SocketAddr, tls: &TlsArgs) -> Result<Self> {
+    pub async fn bind(
+        data_dir: &Path,
+        listen: SocketAddr,
+        tls: &TlsArgs,
+        store_args: &StoreArgs,
+    ) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         // The store, tokens and keys are the cluster: owner only.
@@ -289,13 +297,14 @@ impl ControlPlane {
             )
             .context("setting up the cluster's certificates")?,
         );
-        let store_path = data_dir.join("store.db");
-        private_file(&store_path)?;
-        // Secrets are sealed before they reach the store file.
-        let store = Arc::new(SealedStore::new(
-            SqliteStore::open(&store_path)?,
-            &data_dir.join("pki/secret-keys"),
-        )?);
+        // Secrets are sealed before they reach the store.
+        let (store, blobs) = store_args.open(data_dir, &data_dir.join("blobs"))?;
+        match &store {
+            Opened::Sqlite(sqlite) => move_blobs_out_of_the_store(sqlite.as_ref(), &blobs)?,
+            Opened::Etcd(etcd) => {
+                crate::store_choice::check_same_cluster(etcd.as_ref(), &trust.authority.hash())?
+            }
+        }
         // Guests' `cluster` buckets: beside the objects, in a file of their
         // own (a burst of increments does not queue behind object writes).
         let kv_path = data_dir.join("keyvalue.db");
@@ -304,12 +313,6 @@ impl ControlPlane {
             flotilla_kv::SqliteKv::open(&kv_path, "the control plane's key-value store")
                 .map_err(anyhow::Error::msg)?,
         );
-        let blob_dir = data_dir.join("blobs");
-        let blobs = Arc::new(
-            BlobStore::open(&blob_dir)
-                .with_context(|| format!("opening the module folder {}", blob_dir.display()))?,
-        );
-        move_blobs_out_of_the_store(store.as_ref(), &blobs)?;
         let admin_token = token_file(data_dir, "admin-token")?;
         let join_token = join_token_file(data_dir, &trust.authority.hash())?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
@@ -341,9 +344,10 @@ impl ControlPlane {
         node_grace: Duration,
         dashboard: DashboardArgs,
         registries: RegistryArgs,
+        leading: Leading,
     ) -> Result<()> {
         let state = Arc::new(ApiState {
-            store: self.store.clone(),
+            store: self.store.store(),
             tokens: Tokens::new(vec![
                 (self.admin_token, Role::Admin),
                 (self.join_token.secret, Role::Join),
@@ -360,9 +364,17 @@ impl ControlPlane {
         });
         let tls = self.trust.api_config()?;
         tokio::spawn(usage::sample_forever(state.clone()));
-        tokio::spawn(controllers::run(
-            self.store, self.blobs, node_grace, strategy,
-        ));
+        match self.store {
+            Opened::Sqlite(store) => {
+                tokio::spawn(controllers::run(store, self.blobs, node_grace, strategy));
+            }
+            Opened::Etcd(store) => {
+                let identity = format!("{} (pid {})", self.url, std::process::id());
+                tokio::spawn(lead(
+                    store, self.blobs, identity, node_grace, strategy, leading,
+                ));
+            }
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -371,8 +383,42 @@ impl ControlPlane {
     }
 }
 
+/// How the leader's term runs on an etcd store.
+#[derive(Clone, Copy)]
+pub struct Leading {
+    /// The leader lease's TTL.
+    pub lease: Duration,
+    /// How often the leader compacts etcd.
+    pub compaction: Duration,
+}
+
+/// Runs the controllers (and etcd's compaction) whenever this server leads,
+/// with writes fenced by its lease.
+async fn lead(
+    store: Arc<
+        flotilla_control_plane::store::SealedStore<flotilla_control_plane::store::EtcdStore>,
+    >,
+    blobs: Arc<BlobStore>,
+    identity: String,
+    node_grace: Duration,
+    strategy: Strategy,
+    leading: Leading,
+) {
+    let etcd = store.inner().clone();
+    flotilla_control_plane::leader::lead(etcd.clone(), identity, leading.lease, |lease| {
+        let fenced: Arc<dyn Store> = Arc::new(store.over(etcd.fenced(lease)));
+        let compaction =
+            flotilla_control_plane::store::etcd::compact_forever(etcd.clone(), leading.compaction);
+        let controllers = controllers::run(fenced, blobs.clone(), node_grace, strategy);
+        async move {
+            tokio::join!(controllers, compaction);
+        }
+    })
+    .await
+}
+
 pub async fn main(args: ServerArgs) -> Result<()> {
-    let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls).await?;
+    let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls, &args.store).await?;
     crate::notice::say(format!(
         "flotilla server is up: API {}; agents join with: flotilla agent --server {} --token-file {} (copy that file to the node; `flotilla token create` makes more)",
         cp.url,
@@ -384,6 +430,10 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         args.node_grace,
         args.dashboard,
         args.registries,
+        Leading {
+            lease: args.store.leader_lease,
+            compaction: args.store.etcd_compaction_interval,
+        },
     )
     .await
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -62,7 +63,13 @@ pub struct UpArgs {
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
-    let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls).await?;
+    let cp = ControlPlane::bind(
+        &args.data_dir,
+        args.listen,
+        &args.tls,
+        &crate::store_choice::StoreArgs::default(),
+    )
+    .await?;
     let ingress = crate::agent::bind_ingress(&args.ingress).await?;
     let node_port = crate::agent::bind_node_port(None, &ingress).await?;
     let ingress_tls = crate::agent::bind_ingress_tls(args.ingress_tls.as_deref()).await?;
@@ -86,6 +93,10 @@ pub async fn main(args: UpArgs) -> Result<()> {
         crate::server::NODE_GRACE,
         args.dashboard.clone(),
         args.registries.clone(),
+        crate::server::Leading {
+            lease: Duration::from_secs(4),
+            compaction: Duration::from_secs(300),
+        },
     ));
     let agent = crate::agent::build(AgentConfig {
         server: url.clone(),

@@ -1,8 +1,10 @@
 //! The Flotilla control plane.
 //!
 //! - [`store`]: where objects live — a [`store::Store`] trait with an embedded
-//!   SQLite backend keeping every object, a revision log for watches, and a
+//!   SQLite backend keeping every object and a revision log for watches, an
+//!   etcd backend for control planes of several servers, and a
 //!   content-addressed blob store for modules;
+//! - [`leader`]: which server's controllers run when several share etcd;
 //! - [`api`]: the REST API over TLS (Kubernetes-shaped paths, bearer tokens
 //!   and node certificates, authorization by route and verb, optimistic
 //!   concurrency, `?watch=true` streams);
@@ -13,6 +15,7 @@
 
 pub mod api;
 pub mod controllers;
+pub mod leader;
 pub mod store;
 pub mod telemetry;
 pub mod trust;

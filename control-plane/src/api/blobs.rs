@@ -48,6 +48,11 @@ pub async fn put(
                 reason: "RequestEntityTooLarge",
                 message: format!("{e}: modules are at most {max} bytes"),
             },
+            BlobError::Mirror(_) => ApiError {
+                code: StatusCode::SERVICE_UNAVAILABLE,
+                reason: "StoreUnavailable",
+                message: format!("{e}; upload it again when the store is back"),
+            },
             BlobError::Io { .. } => ApiError {
                 code: StatusCode::INSUFFICIENT_STORAGE,
                 reason: "InsufficientStorage",
@@ -66,6 +71,10 @@ pub async fn get(
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
+    // Fills the folder from the shared store when only it has the module.
+    let blobs = s.blobs.clone();
+    let wanted = digest.clone();
+    let _ = tokio::task::spawn_blocking(move || blobs.has(&wanted)).await;
     let file = match tokio::fs::File::open(s.blobs.path(&digest)).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

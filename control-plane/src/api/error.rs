@@ -85,6 +85,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
             StoreError::Gone(_) => (StatusCode::GONE, "Expired"),
             StoreError::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
+            StoreError::Unavailable(_) | StoreError::Fenced(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "StoreUnavailable")
+            }
             StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
         Self {

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -29,6 +30,9 @@ pub enum BlobError {
         /// The digest of the bytes.
         actual: String,
     },
+    /// The shared store (etcd) did not take it.
+    #[error("cannot keep the module in the shared store: {0}")]
+    Mirror(String),
     /// The upload broke off.
     #[error("the upload broke off: {0}")]
     Body(String),
@@ -44,10 +48,33 @@ pub enum BlobError {
     },
 }
 
+/// Somewhere else every module is kept too, so that other control-plane
+/// servers can serve it (an etcd store's [`super::etcd::EtcdBlobs`]); the
+/// folder is then this server's cache of it.
+pub trait BlobMirror: Send + Sync {
+    /// Keeps the module at `path` (already verified) under `digest`.
+    fn store(&self, digest: &str, path: &Path) -> Result<(), String>;
+    /// Writes the module into `into` if the mirror has it; whether it did.
+    fn fetch(&self, digest: &str, into: &Path) -> Result<bool, String>;
+    /// Forgets a module.
+    fn remove(&self, digest: &str) -> Result<(), String>;
+    /// Every module it keeps.
+    fn digests(&self) -> Result<Vec<String>, String>;
+}
+
 /// The blob folder.
-#[derive(Debug)]
 pub struct BlobStore {
     dir: PathBuf,
+    mirror: Option<Arc<dyn BlobMirror>>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStore")
+            .field("dir", &self.dir)
+            .field("mirrored", &self.mirror.is_some())
+            .finish()
+    }
 }
 
 impl BlobStore {
@@ -61,6 +88,25 @@ impl BlobStore {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
+            mirror: None,
+        })
+    }
+
+    /// Keeps every module in `mirror` too, and fills the folder from it.
+    pub fn with_mirror(mut self, mirror: Arc<dyn BlobMirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
+    }
+
+    /// Keeps a module just written in the mirror; one the mirror could not
+    /// take is removed here too, so that the upload fails as a whole and is
+    /// made again (a module only one server has would fail the others).
+    fn mirror_stored(&self, digest: &str) -> Result<(), String> {
+        let Some(mirror) = &self.mirror else {
+            return Ok(());
+        };
+        mirror.store(digest, &self.path(digest)).inspect_err(|_| {
+            let _ = std::fs::remove_file(self.path(digest));
         })
     }
 
@@ -69,9 +115,22 @@ impl BlobStore {
         self.dir.join(digest)
     }
 
-    /// Whether the blob is stored.
+    /// Whether the blob is stored (fetched from the mirror into the folder
+    /// if only the mirror has it).
     pub fn has(&self, digest: &str) -> bool {
-        self.path(digest).is_file()
+        if self.path(digest).is_file() {
+            return true;
+        }
+        let Some(mirror) = &self.mirror else {
+            return false;
+        };
+        match mirror.fetch(digest, &self.path(digest)) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("fetching module {digest} from the shared store: {e}");
+                false
+            }
+        }
     }
 
     /// Stores `chunks` under `digest` if they hash to it and stay within
@@ -112,7 +171,21 @@ impl BlobStore {
         tmp_path
             .persist(self.path(digest))
             .map_err(|e| io(e.error))?;
-        self.sync_dir().map_err(io)
+        self.sync_dir().map_err(io)?;
+        let mirrored = {
+            let digest = digest.to_string();
+            let this = self.mirror.clone().map(|m| (m, self.path(&digest)));
+            tokio::task::spawn_blocking(move || match this {
+                Some((mirror, path)) => mirror.store(&digest, &path).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&path);
+                }),
+                None => Ok(()),
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+        };
+        mirrored.map_err(BlobError::Mirror)
     }
 
     /// Stores whole bytes (the one-time move out of the SQLite store).
@@ -122,7 +195,8 @@ impl BlobStore {
         tmp.as_file().sync_all()?;
         tmp.persist(self.path(digest)).map_err(|e| e.error)?;
         // Durable before the caller drops the only other copy.
-        self.sync_dir()
+        self.sync_dir()?;
+        self.mirror_stored(digest).map_err(std::io::Error::other)
     }
 
     /// Marks a blob as just referenced (an upload of it again, or an
@@ -172,6 +246,27 @@ impl BlobStore {
                 tracing::info!("removed module {name}: nothing has named it for {grace:?}");
                 present.remove(&name);
                 removed += 1;
+                if let Some(mirror) = &self.mirror {
+                    mirror.remove(&name).map_err(std::io::Error::other)?;
+                }
+            }
+        }
+        // Modules only the mirror has (uploaded through another server).
+        if let Some(mirror) = &self.mirror {
+            for name in mirror.digests().map_err(std::io::Error::other)? {
+                if referenced.contains(&name) || self.path(&name).is_file() {
+                    continue;
+                }
+                let since = *unreferenced
+                    .entry(name.clone())
+                    .or_insert_with(Instant::now);
+                present.insert(name.clone());
+                if since.elapsed() >= grace {
+                    mirror.remove(&name).map_err(std::io::Error::other)?;
+                    tracing::info!("removed module {name}: nothing has named it for {grace:?}");
+                    present.remove(&name);
+                    removed += 1;
+                }
             }
         }
         unreferenced.retain(|digest, _| present.contains(digest));

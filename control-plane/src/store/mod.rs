@@ -8,10 +8,12 @@
 //! the API layer above.
 
 pub mod blobs;
+pub mod etcd;
 pub mod sealed;
 mod sqlite;
 
 pub use blobs::{BlobError, BlobStore};
+pub use etcd::{EtcdStore, EtcdTarget};
 pub use sealed::SealedStore;
 pub use sqlite::SqliteStore;
 
@@ -71,6 +73,12 @@ pub enum StoreError {
     /// The disk under the store is full (nothing was written).
     #[error("the control plane's disk is full ({0}): nothing was stored; free space in its data folder and retry")]
     Full(String),
+    /// The store cannot be reached, or cannot decide (etcd without quorum).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A write by controllers that no longer lead (their lease was lost).
+    #[error("{0}")]
+    Fenced(String),
     /// The backend failed.
     #[error("store backend: {0}")]
     Backend(String),

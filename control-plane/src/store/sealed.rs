@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -239,7 +239,7 @@ fn identity(object: &Value) -> String {
 /// their way out.
 pub struct SealedStore<S> {
     inner: S,
-    keys: RwLock<Keyring>,
+    keys: Arc<RwLock<Keyring>>,
 }
 
 impl<S: Store> SealedStore<S> {
@@ -247,8 +247,22 @@ impl<S: Store> SealedStore<S> {
     pub fn new(inner: S, key_dir: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             inner,
-            keys: RwLock::new(Keyring::load_or_create(key_dir)?),
+            keys: Arc::new(RwLock::new(Keyring::load_or_create(key_dir)?)),
         })
+    }
+
+    /// The store it seals for.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// `other`, sealed with the same keys (a rotation seen by both): the
+    /// leader's fenced handle on the same store.
+    pub fn over<T: Store>(&self, other: T) -> SealedStore<T> {
+        SealedStore {
+            inner: other,
+            keys: self.keys.clone(),
+        }
     }
 
     fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
