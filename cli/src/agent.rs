@@ -12,7 +12,9 @@ use flotilla_agent::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The control plane's URL (https://host:port).
+    /// The control plane's URL (https://host:port), or several servers of
+    /// one control plane, comma-separated: the agent moves to the next when
+    /// one cannot be reached.
     #[arg(long)]
     server: String,
     /// A file holding the join token (the server's <data-dir>/join-token,

@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 pub struct ClientConfig {
     /// API server URL, e.g. `https://127.0.0.1:7443`.
     pub server: String,
+    /// More servers of the same control plane (one on etcd): a request
+    /// that cannot reach one goes to the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
     /// The cluster CA certificate (PEM): the only one trusted.
     #[serde(default)]
     pub certificate_authority: String,
@@ -61,6 +65,47 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     Ok(flotilla_trust::write_private(path, bytes)?)
 }
 
+/// Every server the config names, comma-separated (`$FLOTILLA_SERVER`, a
+/// comma-separated list, replaces them).
+pub fn server_list(config: &ClientConfig) -> String {
+    if let Ok(servers) = std::env::var("FLOTILLA_SERVER") {
+        if !servers.trim().is_empty() {
+            return servers;
+        }
+    }
+    let mut all = vec![config.server.clone()];
+    all.extend(
+        config
+            .servers
+            .iter()
+            .filter(|s| **s != config.server)
+            .cloned(),
+    );
+    all.join(",")
+}
+
+/// The config a server writes on start: its own URL, keeping the other
+/// servers of the same control plane an existing config lists (same CA and
+/// token) when `shared` (several servers on one etcd).
+pub fn for_server(url: &str, ca_pem: &str, token: &str, shared: bool) -> ClientConfig {
+    let mut servers = Vec::new();
+    if let Ok(old) = load() {
+        if shared && old.certificate_authority == ca_pem && old.token == token {
+            servers = std::iter::once(old.server)
+                .chain(old.servers)
+                .filter(|s| s != url)
+                .collect();
+            servers.dedup();
+        }
+    }
+    ClientConfig {
+        server: url.to_string(),
+        servers,
+        certificate_authority: ca_pem.to_string(),
+        token: token.to_string(),
+    }
+}
+
 /// A client for the configured server.
 pub fn client() -> Result<flotilla_client::Client> {
     let config = load()?;
@@ -71,7 +116,7 @@ pub fn client() -> Result<flotilla_client::Client> {
         );
     }
     Ok(flotilla_client::Client::new(
-        &config.server,
+        &server_list(&config),
         flotilla_client::Credentials {
             ca_pem: config.certificate_authority,
             token: Some(config.token),

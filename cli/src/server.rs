@@ -18,7 +18,7 @@ use flotilla_control_plane::trust::{Brought, ClusterTrust};
 use flotilla_scheduler::Strategy;
 use flotilla_trust::JoinToken;
 
-use crate::config::{self, ClientConfig};
+use crate::config;
 use crate::store_choice::{Opened, StoreArgs};
 
 /// How long a node may miss heartbeats before it is not Ready, by default.
@@ -319,11 +319,13 @@ impl ControlPlane {
             format!("cannot listen on {listen}: is another flotilla running? (choose another address with --listen)")
         })?;
         let url = serve::url_of(listener.local_addr()?);
-        let path = config::save(&ClientConfig {
-            server: url.clone(),
-            certificate_authority: trust.ca_pem().to_string(),
-            token: admin_token.clone(),
-        })?;
+        let shared = matches!(store, Opened::Etcd(_));
+        let path = config::save(&config::for_server(
+            &url,
+            trust.ca_pem(),
+            &admin_token,
+            shared,
+        ))?;
         crate::notice::say(format!("client config written to {}", path.display()));
         Ok(Self {
             listener,

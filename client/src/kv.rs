@@ -52,7 +52,7 @@ impl Client {
         bucket: &str,
         key: &str,
     ) -> Result<Option<(Vec<u8>, String)>, ClientError> {
-        let url = format!("{}{}", self.base, key_path(namespace, bucket, key));
+        let url = format!("{}{}", self.base(), key_path(namespace, bucket, key));
         let response = match self.send(self.http().get(url)).await {
             Ok(response) => response,
             Err(ClientError::Api {
@@ -79,7 +79,7 @@ impl Client {
         value: Vec<u8>,
         precondition: &Precondition,
     ) -> Result<(), ClientError> {
-        let url = format!("{}{}", self.base, key_path(namespace, bucket, key));
+        let url = format!("{}{}", self.base(), key_path(namespace, bucket, key));
         let mut request = self.http().put(url).body(value);
         request = match precondition {
             Precondition::None => request,
@@ -96,7 +96,7 @@ impl Client {
         bucket: &str,
         key: &str,
     ) -> Result<(), ClientError> {
-        let url = format!("{}{}", self.base, key_path(namespace, bucket, key));
+        let url = format!("{}{}", self.base(), key_path(namespace, bucket, key));
         self.send(self.http().delete(url)).await.map(drop)
     }
 
@@ -108,7 +108,7 @@ impl Client {
         after: Option<&str>,
         limit: usize,
     ) -> Result<KeyPage, ClientError> {
-        let url = format!("{}{}/keys", self.base, bucket_path(namespace, bucket));
+        let url = format!("{}{}/keys", self.base(), bucket_path(namespace, bucket));
         let mut query = vec![("limit", limit.to_string())];
         if let Some(after) = after {
             query.push(("after", after.to_string()));
@@ -126,7 +126,7 @@ impl Client {
     ) -> Result<u64, ClientError> {
         let url = format!(
             "{}{}/increment",
-            self.base,
+            self.base(),
             key_path(namespace, bucket, key)
         );
         let answer: serde_json::Value = self
@@ -148,7 +148,7 @@ impl Client {
         bucket: &str,
         batch: &Batch,
     ) -> Result<BatchValues, ClientError> {
-        let url = format!("{}{}/batch", self.base, bucket_path(namespace, bucket));
+        let url = format!("{}{}/batch", self.base(), bucket_path(namespace, bucket));
         self.json(self.http().post(url).json(batch)).await
     }
 }

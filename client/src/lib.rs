@@ -7,6 +7,7 @@
 
 pub mod kv;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -85,13 +86,37 @@ pub struct Credentials {
     pub identity: Option<Identity>,
 }
 
-/// A connection to one API server.
+/// A connection to the API: one server, or several of one control plane
+/// (`https://a:7443,https://b:7443`). A request that cannot connect to the
+/// server in use goes to the next one at once (nothing was sent, so any
+/// request may), and the client stays with the one that answered; the
+/// caller's own retries pace a control plane that is down altogether.
 #[derive(Clone)]
 pub struct Client {
     http: Arc<RwLock<reqwest::Client>>,
-    base: String,
+    servers: Arc<[String]>,
+    /// Index into `servers` of the one in use (shared by clones).
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     ca_pem: String,
+}
+
+/// The servers in `list` (comma-separated URLs), each checked to be HTTPS.
+pub fn servers_of(list: &str) -> Result<Vec<String>, ClientError> {
+    let servers: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.is_empty() {
+        return Err(ClientError::Tls("no server address given".into()));
+    }
+    if let Some(plain) = servers.iter().find(|s| !s.starts_with("https://")) {
+        return Err(ClientError::Tls(format!(
+            "{plain}: Flotilla servers speak HTTPS only (use https://)"
+        )));
+    }
+    Ok(servers)
 }
 
 fn http_client(ca_pem: &str, identity: Option<&Identity>) -> Result<reqwest::Client, ClientError> {
@@ -108,7 +133,18 @@ fn http_client(ca_pem: &str, identity: Option<&Identity>) -> Result<reqwest::Cli
 /// Fetches the CA certificate a server presents at `/cacerts`, without
 /// trusting it (nothing secret is sent): the caller compares its hash
 /// with what a join token pins before it trusts it.
-pub async fn fetch_ca(base: &str) -> Result<String, ClientError> {
+pub async fn fetch_ca(servers: &str) -> Result<String, ClientError> {
+    let mut last = None;
+    for base in servers_of(servers)? {
+        match fetch_ca_from(&base).await {
+            Err(e @ ClientError::Unreachable { .. }) => last = Some(e),
+            answered => return answered,
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Tls("no server address given".into())))
+}
+
+async fn fetch_ca_from(base: &str) -> Result<String, ClientError> {
     let tls =
         flotilla_trust::tls::first_contact_config().map_err(|e| ClientError::Tls(e.to_string()))?;
     let http = reqwest::Client::builder()
@@ -164,17 +200,13 @@ pub fn collection_path(plural: &str, namespace: Option<&str>) -> String {
 
 impl Client {
     /// A client of the server at `base` (e.g. `https://127.0.0.1:7443`).
-    pub fn new(base: &str, credentials: Credentials) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("https://") {
-            return Err(ClientError::Tls(format!(
-                "{base}: Flotilla servers speak HTTPS only (use https://)"
-            )));
-        }
+    pub fn new(servers: &str, credentials: Credentials) -> Result<Self, ClientError> {
+        let servers = servers_of(servers)?;
         let http = http_client(&credentials.ca_pem, credentials.identity.as_ref())?;
         Ok(Self {
             http: Arc::new(RwLock::new(http)),
-            base,
+            servers: servers.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             token: credentials.token.filter(|t| !t.is_empty()),
             ca_pem: credentials.ca_pem,
         })
@@ -192,16 +224,67 @@ impl Client {
         self.http.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The server URL.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The URL of the server in use.
+    pub fn base(&self) -> String {
+        let at = self.current.load(Ordering::Relaxed) % self.servers.len();
+        self.servers[at].clone()
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
         ClientError::Unreachable {
-            url: self.base.clone(),
+            url: self.base(),
             message: error_chain(&e),
         }
+    }
+
+    /// Sends `request` to the server in use, and on a failure to connect
+    /// to each of the others in turn.
+    async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = self
+            .authorized(request)
+            .build()
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let first = self.current.load(Ordering::Relaxed);
+        let mut failure = None;
+        for step in 0..self.servers.len() {
+            let at = (first + step) % self.servers.len();
+            // A streamed body cannot be sent twice: one try.
+            let Some(mut attempt) = request.try_clone() else {
+                return self
+                    .http()
+                    .execute(request)
+                    .await
+                    .map_err(|e| self.unreachable(e));
+            };
+            if let Ok(origin) = reqwest::Url::parse(&self.servers[at]) {
+                let url = attempt.url_mut();
+                let _ = url.set_scheme(origin.scheme());
+                let _ = url.set_host(origin.host_str());
+                let _ = url.set_port(origin.port());
+            }
+            match self.http().execute(attempt).await {
+                Err(e) if e.is_connect() => {
+                    failure = Some(ClientError::Unreachable {
+                        url: self.servers[at].clone(),
+                        message: error_chain(&e),
+                    });
+                }
+                Err(e) => return Err(self.unreachable(e)),
+                Ok(response) => {
+                    if at != first % self.servers.len() {
+                        self.current.store(at, Ordering::Relaxed);
+                    }
+                    return Ok(response);
+                }
+            }
+        }
+        // All down: the next call starts with the next server.
+        self.current
+            .store((first + 1) % self.servers.len(), Ordering::Relaxed);
+        Err(failure.unwrap_or_else(|| ClientError::Tls("no server address given".into())))
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -215,11 +298,7 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let response = self
-            .authorized(request)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = self.execute(request).await?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -248,13 +327,13 @@ impl Client {
 
     /// GET a path as JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.json(self.http().get(format!("{}{path}", self.base)))
+        self.json(self.http().get(format!("{}{path}", self.base())))
             .await
     }
 
     /// GET a path as text (metrics).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        self.send(self.http().get(format!("{}{path}", self.base)))
+        self.send(self.http().get(format!("{}{path}", self.base())))
             .await?
             .text()
             .await
@@ -264,9 +343,9 @@ impl Client {
     /// Lists a collection (`query` like `fieldSelector=spec.nodeName=n1`).
     pub async fn list(&self, path: &str, query: &str) -> Result<ObjectList, ClientError> {
         let url = if query.is_empty() {
-            format!("{}{path}", self.base)
+            format!("{}{path}", self.base())
         } else {
-            format!("{}{path}?{query}", self.base)
+            format!("{}{path}?{query}", self.base())
         };
         let list: Value = self.json(self.http().get(url)).await?;
         Ok(ObjectList {
@@ -282,7 +361,7 @@ impl Client {
     pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, ClientError> {
         self.json(
             self.http()
-                .post(format!("{}{collection}", self.base))
+                .post(format!("{}{collection}", self.base()))
                 .json(object),
         )
         .await
@@ -290,15 +369,19 @@ impl Client {
 
     /// PUT an object (or its `/status`).
     pub async fn replace(&self, path: &str, object: &Value) -> Result<Value, ClientError> {
-        self.json(self.http().put(format!("{}{path}", self.base)).json(object))
-            .await
+        self.json(
+            self.http()
+                .put(format!("{}{path}", self.base()))
+                .json(object),
+        )
+        .await
     }
 
     /// PATCH an object with a JSON merge patch (RFC 7386).
     pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
         self.json(
             self.http()
-                .patch(format!("{}{path}", self.base))
+                .patch(format!("{}{path}", self.base()))
                 .header("content-type", "application/merge-patch+json")
                 .json(patch),
         )
@@ -307,26 +390,24 @@ impl Client {
 
     /// DELETE an object.
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        self.json(self.http().delete(format!("{}{path}", self.base)))
+        self.json(self.http().delete(format!("{}{path}", self.base())))
             .await
     }
 
     /// Uploads a module to the blob store.
     pub async fn put_blob(&self, digest: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
         let head = self
-            .authorized(
+            .execute(
                 self.http()
-                    .head(format!("{}/blobs/sha256/{digest}", self.base)),
+                    .head(format!("{}/blobs/sha256/{digest}", self.base())),
             )
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .await?;
         if head.status().is_success() {
             return Ok(());
         }
         self.send(
             self.http()
-                .put(format!("{}/blobs/sha256/{digest}", self.base))
+                .put(format!("{}/blobs/sha256/{digest}", self.base()))
                 .body(bytes),
         )
         .await
@@ -338,7 +419,7 @@ impl Client {
         let response = self
             .send(
                 self.http()
-                    .get(format!("{}/blobs/sha256/{digest}", self.base)),
+                    .get(format!("{}/blobs/sha256/{digest}", self.base())),
             )
             .await?;
         response
@@ -354,9 +435,9 @@ impl Client {
         path: &str,
     ) -> Result<impl Stream<Item = Result<Vec<u8>, ClientError>>, ClientError> {
         let response = self
-            .send(self.http().get(format!("{}{path}", self.base)))
+            .send(self.http().get(format!("{}{path}", self.base())))
             .await?;
-        let base = self.base.clone();
+        let base = self.base();
         Ok(response.bytes_stream().map(move |chunk| {
             chunk
                 .map(|b| b.to_vec())
@@ -375,13 +456,16 @@ impl Client {
         query: &str,
         revision: &str,
     ) -> Result<impl Stream<Item = Result<WatchEvent, ClientError>>, ClientError> {
-        let mut url = format!("{}{path}?watch=true&resourceVersion={revision}", self.base);
+        let mut url = format!(
+            "{}{path}?watch=true&resourceVersion={revision}",
+            self.base()
+        );
         if !query.is_empty() {
             url.push('&');
             url.push_str(query);
         }
         let response = self.send(self.http().get(url)).await?;
-        let base = self.base.clone();
+        let base = self.base();
         let lines = futures_util::stream::unfold(
             (response.bytes_stream(), Vec::<u8>::new()),
             move |(mut body, mut buffer)| {
