@@ -5,9 +5,11 @@
 # benchmarks compare against, iproute2 (`ip netns`: the multi-host
 # tests), prometheus (the metrics test scrapes a cluster with it) and
 # chromium (the dashboard's browser test), docker-registry (the OCI
-# tests run one on loopback). Idempotent: skips apt when all are present.
+# tests run one on loopback), etcd-server and etcd-client (the HA tests run
+# three members), protobuf-compiler (etcd-client's gRPC code is generated at
+# build time). Idempotent: skips apt when all are present.
 set -euo pipefail
-packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk iproute2 prometheus chromium docker-registry)
+packages=(rustc-web cargo-web rust-web-src wasi-libc lld-22 hyperfine runc busybox-static curl wrk iproute2 prometheus chromium docker-registry etcd-server etcd-client protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

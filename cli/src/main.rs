@@ -16,6 +16,7 @@ mod get;
 mod kinds;
 mod kv;
 mod logs;
+mod migrate;
 mod notice;
 mod patch;
 mod push;
@@ -55,6 +56,8 @@ enum Command {
     Up(up::UpArgs),
     /// Start the control plane alone (API, store, controllers).
     Server(server::ServerArgs),
+    /// Copy a single server's SQLite store (objects and modules) into etcd.
+    Migrate(migrate::MigrateArgs),
     /// Join this machine to a control plane as a node.
     Agent(agent::AgentArgs),
     /// Create or update objects from manifests.
@@ -148,6 +151,7 @@ fn main() {
             Command::Run(_) => unreachable!("handled above"),
             Command::Up(args) => up::main(args).await,
             Command::Server(args) => server::main(args).await,
+            Command::Migrate(args) => migrate::main(args),
             Command::Agent(args) => agent::main(args).await,
             Command::Apply(args) => apply::main(args).await,
             Command::Get(args) => get::get(args).await,

@@ -40,6 +40,31 @@ impl Cluster {
         Self::start_with_args("server", extra)
     }
 
+    /// Another `flotilla server` of `first`'s control plane (one on etcd):
+    /// its data folder starts with a copy of `first`'s CA, Secret keys and
+    /// tokens, as an operator copies them.
+    pub fn start_server_sharing(first: &Cluster, extra: &[&str]) -> Self {
+        let mut cluster = Self {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+            command: "server",
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        std::fs::create_dir_all(cluster.data_dir()).unwrap();
+        for copied in ["pki", "admin-token", "join-token"] {
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(first.data_dir().join(copied))
+                .arg(cluster.data_dir())
+                .status()
+                .unwrap();
+            assert!(status.success(), "copying {copied}");
+        }
+        cluster.launch();
+        cluster
+    }
+
     /// `flotilla up` with more arguments.
     pub fn start_up_with(extra: &[&str]) -> Self {
         Self::start_with_args("up", extra)

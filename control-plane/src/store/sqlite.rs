@@ -73,6 +73,20 @@ impl SqliteStore {
         })
     }
 
+    /// Every kind the store holds objects of (for copying it elsewhere).
+    pub fn kinds(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.conn();
+        let mut statement = db
+            .prepare("SELECT DISTINCT kind FROM objects ORDER BY kind")
+            .map_err(backend)?;
+        let kinds = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(kinds)
+    }
+
     fn recent(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Change>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -45,10 +45,13 @@ impl EtcdBlobs {
     }
 
     fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-        let mut kv = self.shared.client.kv_client();
+        let kv = self.shared.client.kv_client();
         let mut response = self
             .shared
-            .block(async move { kv.get(key, None).await })
+            .block(move || {
+                let (mut kv, key) = (kv.clone(), key.clone());
+                async move { kv.get(key, None).await }
+            })
             .map_err(|e| e.to_string())?;
         Ok(response
             .take_kvs()
@@ -58,9 +61,12 @@ impl EtcdBlobs {
     }
 
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
-        let mut kv = self.shared.client.kv_client();
+        let kv = self.shared.client.kv_client();
         self.shared
-            .block(async move { kv.put(key, value, None).await })
+            .block(move || {
+                let (mut kv, key, value) = (kv.clone(), key.clone(), value.clone());
+                async move { kv.put(key, value, None).await }
+            })
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -129,11 +135,14 @@ impl BlobMirror for EtcdBlobs {
 
     fn remove(&self, digest: &str) -> Result<(), String> {
         let prefix = self.shared.key(&format!("b/{digest}/"));
-        let mut kv = self.shared.client.kv_client();
+        let kv = self.shared.client.kv_client();
         self.shared
-            .block(async move {
-                kv.delete(prefix, Some(DeleteOptions::new().with_prefix()))
-                    .await
+            .block(move || {
+                let (mut kv, prefix) = (kv.clone(), prefix.clone());
+                async move {
+                    kv.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                        .await
+                }
             })
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -141,15 +150,18 @@ impl BlobMirror for EtcdBlobs {
 
     fn digests(&self) -> Result<Vec<String>, String> {
         let prefix = self.shared.key("b/");
-        let mut kv = self.shared.client.kv_client();
+        let kv = self.shared.client.kv_client();
         let mut response = self
             .shared
-            .block(async move {
-                kv.get(
-                    prefix,
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                )
-                .await
+            .block(move || {
+                let (mut kv, prefix) = (kv.clone(), prefix.clone());
+                async move {
+                    kv.get(
+                        prefix,
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    )
+                    .await
+                }
             })
             .map_err(|e| e.to_string())?;
         let strip = String::from_utf8_lossy(&self.shared.key("b/")).into_owned();

@@ -129,16 +129,30 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs `work` on the store's runtime and waits for it.
-    pub(crate) fn block<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Runs the request `work` makes on the store's runtime and waits for
+    /// it. A request that failed for a passing reason (its member is down:
+    /// the client spreads requests over the members, and notices a dead one
+    /// only by trying; or etcd is electing a leader) is made again, to the
+    /// same or another member, until [`REQUEST_TIMEOUT`]: losing a
+    /// minority of members is not seen.
+    pub(crate) fn block<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
     {
         let outcome = wait(&self.runtime, async move {
-            match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
-                Ok(outcome) => outcome.map_err(Failure::Etcd),
-                Err(_) => Err(Failure::TimedOut),
+            let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+            let mut pause = Duration::from_millis(20);
+            loop {
+                match tokio::time::timeout_at(deadline, work()).await {
+                    Err(_) => return Err(Failure::TimedOut),
+                    Ok(Err(e)) if passing(&e) && tokio::time::Instant::now() + pause < deadline => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                    Ok(outcome) => return outcome.map_err(Failure::Etcd),
+                }
             }
         });
         match outcome {
@@ -186,6 +200,25 @@ fn wait<T: Send + 'static>(
         let _ = tx.send(work.await);
     });
     rx.recv().ok()
+}
+
+/// Whether a request failed for a reason that passes (a member down, an
+/// election under way) and may be made again: reads are safe to repeat,
+/// and every write is a compare-and-swap transaction, so a repeated write
+/// that had in fact been applied is refused rather than applied twice (and
+/// [`EtcdStore::create`] and [`EtcdStore::update`] recognise their own
+/// bytes).
+fn passing(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable
+                && ["connect", "leader changed", "no leader", "timed out"]
+                    .iter()
+                    .any(|m| status.message().contains(m))
+        }
+        _ => false,
+    }
 }
 
 enum Failure {
@@ -289,10 +322,13 @@ impl EtcdStore {
     /// Compacts etcd's history up to `revision` (watchers older than that
     /// get 410 Gone and list again).
     pub fn compact(&self, revision: u64) -> Result<(), StoreError> {
-        let mut kv = self.shared.client.kv_client();
-        self.shared.block(async move {
-            kv.compact(revision as i64, None).await?;
-            Ok(())
+        let kv = self.shared.client.kv_client();
+        self.shared.block(move || {
+            let mut kv = kv.clone();
+            async move {
+                kv.compact(revision as i64, None).await?;
+                Ok(())
+            }
         })
     }
 
@@ -311,8 +347,11 @@ impl EtcdStore {
             TxnOp::get(key, None),
             TxnOp::get(self.leader_key(), None),
         ]);
-        let mut kv = self.shared.client.kv_client();
-        let response = self.shared.block(async move { kv.txn(txn).await })?;
+        let kv = self.shared.client.kv_client();
+        let response = self.shared.block(move || {
+            let (mut kv, txn) = (kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })?;
         let revision = response.header().map(|h| h.revision() as u64).unwrap_or(0);
         let mut responses = response.op_responses().into_iter();
         if response.succeeded() {
@@ -342,11 +381,10 @@ impl EtcdStore {
     /// Waits until the watch cache has seen `revision` (bounded).
     fn settle(&self, revision: u64) {
         let mut notify = self.notify.clone();
-        let _ = self.shared.block(async move {
+        let _ = wait(&self.shared.runtime, async move {
             let _ =
                 tokio::time::timeout(READ_YOUR_WRITE, notify.wait_for(|seen| *seen >= revision))
                     .await;
-            Ok(())
         });
     }
 }
@@ -426,8 +464,11 @@ impl Store for EtcdStore {
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
         let _timer = crate::telemetry::time_store("get");
         let key = self.shared.object_key(kind, namespace, name);
-        let mut kv = self.shared.client.kv_client();
-        let mut response = self.shared.block(async move { kv.get(key, None).await })?;
+        let kv = self.shared.client.kv_client();
+        let mut response = self.shared.block(move || {
+            let (mut kv, key) = (kv.clone(), key.clone());
+            async move { kv.get(key, None).await }
+        })?;
         match response.take_kvs().into_iter().next() {
             Some(found) => Ok(Some(stamped(found.value(), found.mod_revision() as u64)?)),
             None => Ok(None),
@@ -441,10 +482,13 @@ impl Store for EtcdStore {
             None => format!("{}o/{kind}/", self.shared.prefix),
         };
         let kv = self.shared.client.kv_client();
-        let mut response = self.shared.block(async move {
-            kv.max_decoding_message_size(usize::MAX)
-                .get(prefix, Some(GetOptions::new().with_prefix()))
-                .await
+        let mut response = self.shared.block(move || {
+            let (kv, prefix) = (kv.clone(), prefix.clone());
+            async move {
+                kv.max_decoding_message_size(usize::MAX)
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
         })?;
         let revision = response.header().map(|h| h.revision() as u64).unwrap_or(0);
         let items = response
@@ -469,6 +513,12 @@ impl Store for EtcdStore {
         let op = TxnOp::put(key.clone(), bytes.clone(), None);
         match self.transact(key, vec![compare], op)? {
             Transacted::Done { revision, .. } => {
+                self.settle(revision);
+                stamped(&bytes, revision)
+            }
+            // Our own write, made again after an answer was lost.
+            Transacted::Refused(Some(current)) if current.value() == bytes.as_slice() => {
+                let revision = current.mod_revision() as u64;
                 self.settle(revision);
                 stamped(&bytes, revision)
             }
@@ -498,6 +548,15 @@ impl Store for EtcdStore {
                 stamped(&bytes, revision)
             }
             Transacted::Refused(None) => Err(not_found(kind, namespace, name)),
+            // Our own write, made again after an answer was lost.
+            Transacted::Refused(Some(current))
+                if current.value() == bytes.as_slice()
+                    && expected.is_some_and(|e| current.mod_revision() as u64 > e) =>
+            {
+                let revision = current.mod_revision() as u64;
+                self.settle(revision);
+                stamped(&bytes, revision)
+            }
             Transacted::Refused(Some(current)) => Err(StoreError::Conflict {
                 kind: kind.into(),
                 namespace: namespace.into(),
@@ -534,10 +593,13 @@ impl Store for EtcdStore {
 
     fn revision(&self) -> Result<u64, StoreError> {
         let key = self.shared.key("o/");
-        let mut kv = self.shared.client.kv_client();
-        let response = self.shared.block(async move {
-            kv.get(key, Some(GetOptions::new().with_prefix().with_count_only()))
-                .await
+        let kv = self.shared.client.kv_client();
+        let response = self.shared.block(move || {
+            let (mut kv, key) = (kv.clone(), key.clone());
+            async move {
+                kv.get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                    .await
+            }
         })?;
         Ok(response.header().map(|h| h.revision() as u64).unwrap_or(0))
     }

@@ -1,0 +1,425 @@
+//! A control plane of several servers on real etcd members: the leader
+//! killed while a client writes, etcd members lost one and two at a time,
+//! a watch resumed past a compaction, and a single server's store migrated
+//! into etcd.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::cluster::*;
+use crate::etcd::Etcd;
+use crate::fleet::Agent;
+
+const SLEEPERS: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: sleepers}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  replicas: 3
+  args: ["3600"]
+  resources: {requests: {memory: 16Mi, cpu: 10m}}
+"#;
+
+/// An agent that knows every server.
+fn agent(first: &Cluster, servers: &str, name: &str) -> Agent {
+    let token_file = first.dir.path().join(format!("token-{name}"));
+    std::fs::copy(first.data_dir().join("join-token"), &token_file).unwrap();
+    let log = std::fs::File::create(first.dir.path().join(format!("agent-{name}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["agent", "--server", servers, "--token-file"])
+        .arg(&token_file)
+        .args(["--name", name, "--ingress", "127.0.0.1:0", "--data-dir"])
+        .arg(first.dir.path().join(format!("agent-{name}")))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .env("FLOTILLA_LOG", "info")
+        .spawn()
+        .unwrap();
+    Agent(child)
+}
+
+fn servers_of(servers: &[&Cluster]) -> String {
+    let all: Vec<String> = servers.iter().map(|s| s.base()).collect();
+    all.join(",")
+}
+
+/// A config naming every server, for the CLI.
+fn shared_config(first: &Cluster, servers: &[&Cluster]) -> std::path::PathBuf {
+    let path = first.dir.path().join("all-servers.yaml");
+    let text = std::fs::read_to_string(first.config()).unwrap();
+    let mut config: Value = serde_yaml_ng::from_str(&text).unwrap();
+    config["servers"] = servers.iter().map(|s| s.base()).collect::<Vec<_>>().into();
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .env("FLOTILLA_CONFIG", config)
+        .output()
+        .unwrap()
+}
+
+fn running(c: &Cluster, workload: &str) -> usize {
+    c.items("instances")
+        .iter()
+        .filter(|i| i["spec"]["workload"] == workload && i["status"]["phase"] == "Running")
+        .count()
+}
+
+/// The URL of the server whose controllers lead (from the leader key).
+fn leader(etcd: &Etcd, prefix: &str) -> Option<String> {
+    let out = etcd.ctl(&["get", &format!("/{prefix}/leader"), "--print-value-only"]);
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    value
+        .split(' ')
+        .next()
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+#[test]
+fn killing_the_leading_server_loses_no_acknowledged_write_and_another_leads_within_5s() {
+    let Some(etcd) = Etcd::start(3) else { return };
+    let store = etcd.url("ha");
+    let args = ["--store", store.as_str(), "--leader-lease", "2s"];
+    let first = Cluster::start_server_with(&args);
+    let second = Cluster::start_server_sharing(&first, &args);
+    let third = Cluster::start_server_sharing(&first, &args);
+    let servers = [&first, &second, &third];
+    let list = servers_of(&servers);
+    let _agents: Vec<Agent> = (1..=3)
+        .map(|i| agent(&first, &list, &format!("node-{i}")))
+        .collect();
+    first.wait_until("three nodes Ready", Duration::from_secs(30), || {
+        ready_nodes(&first) == 3
+    });
+    // An upload through one server, run by agents of all three.
+    first.apply("sleepers.yaml", SLEEPERS);
+    first.wait_until("3 sleepers run", Duration::from_secs(30), || {
+        running(&first, "sleepers") == 3
+    });
+    let leading = leader(&etcd, "ha").expect("a leader");
+    let (victim, rest): (Vec<&Cluster>, Vec<&Cluster>) =
+        servers.iter().partition(|s| s.base() == leading);
+    assert_eq!(
+        victim.len(),
+        1,
+        "the leader {leading} is one of the servers"
+    );
+    let survivor = rest[0];
+
+    // A client writing continuously through any server.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = flotilla_client::Client::new(
+        &list,
+        flotilla_client::Credentials {
+            ca_pem: first.ca_pem(),
+            token: Some(first.token()),
+            identity: None,
+        },
+    )
+    .unwrap();
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, acknowledged, stop) = (client.clone(), acknowledged.clone(), stop.clone());
+        let handle = runtime.handle().clone();
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("ack-{i}");
+                let object = json!({"apiVersion": "flotilla.dev/v1", "kind": "Config",
+                    "metadata": {"name": name, "namespace": "default"}, "data": {"i": i.to_string()}});
+                let path = "/apis/flotilla.dev/v1/namespaces/default/configs";
+                match handle.block_on(client.create(path, &object)) {
+                    Ok(_) => acknowledged.lock().unwrap().push(name),
+                    Err(_) => refused += 1,
+                }
+            }
+            refused
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY of the cast: the victim is one of ours; kill -9 by pid.
+    let killed_at = Instant::now();
+    let pid = victim[0].pid();
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut took = None;
+    while killed_at.elapsed() < Duration::from_secs(15) {
+        if let Some(now) = leader(&etcd, "ha").filter(|l| *l != leading) {
+            took = Some((killed_at.elapsed(), now));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (took, new_leader) = took.expect("another server leads");
+    eprintln!("{new_leader} leads {took:?} after the leader was killed");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // The workloads converge under the new leader: scaled, and bound.
+    let config = shared_config(&first, &servers);
+    let scaled = cli(
+        &config,
+        &["scale", "workload", "sleepers", "--replicas", "6"],
+    );
+    assert!(
+        scaled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scaled.stderr)
+    );
+    survivor.wait_until("6 sleepers run", Duration::from_secs(30), || {
+        running(survivor, "sleepers") == 6
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let refused = writer.join().unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    eprintln!(
+        "{} writes acknowledged, {refused} refused",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() > 20,
+        "the writer wrote on: {}",
+        acknowledged.len()
+    );
+    // Every acknowledged write is there, read through a surviving server.
+    let stored: std::collections::HashSet<String> = survivor
+        .items("configs")
+        .iter()
+        .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(*n))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
+
+#[test]
+fn one_etcd_member_lost_is_invisible_two_give_a_503_naming_etcd_and_nothing_is_lost() {
+    let Some(mut etcd) = Etcd::start(3) else {
+        return;
+    };
+    let store = etcd.url("quorum");
+    let mut c = Cluster::start_server_with(&["--store", &store, "--leader-lease", "2s"]);
+    let _agent = agent(&c, &c.base(), "node-1");
+    c.apply("sleepers.yaml", SLEEPERS);
+    c.wait_until("3 sleepers run", Duration::from_secs(30), || {
+        running(&c, "sleepers") == 3
+    });
+    let before: Vec<String> = names(&c.items("instances"));
+
+    etcd.kill(0);
+    let config = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"flotilla.dev/v1","kind":"Config","metadata":{{"name":"{name}"}},"data":{{"a":"b"}}}}"#
+        )
+    };
+    let path = "/apis/flotilla.dev/v1/namespaces/default/configs";
+    let token = c.token();
+    // Not seen: every write and read succeeds at once.
+    for i in 0..10 {
+        let name = format!("with-two-{i}");
+        let (code, body) = c.raw("POST", path, &Who::Token(&token), &config(&name));
+        assert_eq!(code, 201, "{body}");
+        let (code, body) = c.raw("GET", &format!("{path}/{name}"), &Who::Token(&token), "");
+        assert_eq!(code, 200, "{body}");
+    }
+    assert_eq!(running(&c, "sleepers"), 3);
+
+    etcd.kill(1);
+    let started = Instant::now();
+    let (code, body) = loop {
+        let (code, body) = c.raw("POST", path, &Who::Token(&token), &config("with-one"));
+        if code != 201 || started.elapsed() > Duration::from_secs(20) {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("etcd") && body.contains("majority"), "{body}");
+    let (code, body) = c.raw("GET", path, &Who::Token(&token), "");
+    assert_eq!(code, 503, "reads too: {body}");
+    // The node keeps its instances running meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(c.alive(), "the server stays up");
+
+    etcd.launch(0);
+    etcd.launch(1);
+    etcd.wait_healthy(Duration::from_secs(30));
+    c.wait_until("the API answers again", Duration::from_secs(30), || {
+        c.raw("GET", path, &Who::Token(&token), "").0 == 200
+    });
+    let stored = names(&c.items("configs"));
+    assert!(stored.contains(&"with-two-9".to_string()), "{stored:?}");
+    c.wait_until("the same 3 instances run", Duration::from_secs(30), || {
+        running(&c, "sleepers") == 3
+    });
+    let after = names(&c.items("instances"));
+    assert_eq!(before, after, "no instance was replaced");
+    let restarts: u64 = c
+        .items("instances")
+        .iter()
+        .map(|i| i["status"]["restarts"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(restarts, 0);
+}
+
+#[test]
+fn a_watch_from_before_a_compaction_gets_410_and_agents_and_the_cli_recover() {
+    let Some(etcd) = Etcd::start(1) else { return };
+    let store = etcd.url("compact");
+    let mut c = Cluster::start_server_with(&[
+        "--store",
+        &store,
+        "--leader-lease",
+        "2s",
+        "--etcd-compaction-interval",
+        "1s",
+    ]);
+    let _agent = agent(&c, &c.base(), "node-1");
+    c.apply("sleepers.yaml", SLEEPERS);
+    c.wait_until("3 sleepers run", Duration::from_secs(30), || {
+        running(&c, "sleepers") == 3
+    });
+    let token = c.token();
+    let configs = "/apis/flotilla.dev/v1/namespaces/default/configs";
+    let (code, body) = c.raw("GET", configs, &Who::Token(&token), "");
+    assert_eq!(code, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let old = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..5 {
+        c.ok(&[
+            "create",
+            "config",
+            &format!("c{i}"),
+            "--from-literal",
+            "a=b",
+        ]);
+    }
+    // Compacted past `old` by the leader (each period compacts up to the
+    // revision of the one before).
+    etcd_compacted_past(&etcd, &old);
+    // A server starting now cannot replay what was compacted.
+    c.kill();
+    c.launch();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let first = runtime.block_on(async {
+        use futures_util::StreamExt;
+        let client = c.client(&token);
+        let events = client.watch(configs, "", &old).await.unwrap();
+        let mut events = std::pin::pin!(events);
+        events.next().await.unwrap().unwrap()
+    });
+    assert_eq!(first.kind, "ERROR", "{:?}", first.object);
+    assert_eq!(first.object["code"], 410, "{:?}", first.object);
+    assert!(
+        first.object["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("list again"),
+        "{:?}",
+        first.object
+    );
+    // The agent lists again by itself: a change reaches it.
+    c.ok(&["scale", "workload", "sleepers", "--replicas", "4"]);
+    c.wait_until("4 sleepers run", Duration::from_secs(30), || {
+        running(&c, "sleepers") == 4
+    });
+}
+
+/// Waits until etcd refuses to read at revision `old` (compacted).
+fn etcd_compacted_past(etcd: &Etcd, old: &str) {
+    let started = Instant::now();
+    loop {
+        let out = etcd.ctl(&[
+            "get",
+            "/compact/",
+            "--prefix",
+            "--keys-only",
+            &format!("--rev={old}"),
+        ]);
+        if String::from_utf8_lossy(&out.stderr).contains("compacted") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "etcd was not compacted past {old}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_single_servers_store_migrates_into_etcd_with_its_secrets_and_modules() {
+    let Some(etcd) = Etcd::start(1) else { return };
+    let mut c = Cluster::start_server();
+    c.apply("sleepers.yaml", SLEEPERS);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal",
+        "password=hunter2",
+    ]);
+    let uid = c.items("workloads")[0]["metadata"]["uid"].clone();
+    c.kill();
+    let store = etcd.url("migrated");
+    let db = c.data_dir().join("store.db");
+    let out = c.cli(&[
+        "migrate",
+        "--from",
+        &format!("sqlite:{}", db.display()),
+        "--to",
+        &store,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("modules"), "{said}");
+    // Into a prefix that holds objects: refused, nothing overwritten.
+    let again = c.cli(&[
+        "migrate",
+        "--from",
+        &format!("sqlite:{}", db.display()),
+        "--to",
+        &store,
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty prefix"));
+
+    // The same server on etcd, with a fresh blob folder: modules come from etcd.
+    std::fs::remove_dir_all(c.data_dir().join("blobs")).unwrap();
+    std::fs::remove_file(&db).unwrap();
+    let mut on_etcd = Cluster::start_server_sharing(&c, &["--store", &store]);
+    assert_eq!(on_etcd.items("workloads")[0]["metadata"]["uid"], uid);
+    let secret = on_etcd.ok(&["get", "secret", "db", "-o", "json"]);
+    assert!(secret.contains("password"), "{secret}");
+    let _agent = agent(&on_etcd, &on_etcd.base(), "node-1");
+    on_etcd.wait_until("the migrated sleepers run", Duration::from_secs(30), || {
+        running(&on_etcd, "sleepers") == 3
+    });
+    on_etcd.kill();
+}
