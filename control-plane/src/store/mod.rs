@@ -8,6 +8,8 @@
 //! the API layer above.
 
 pub mod blobs;
+#[cfg(test)]
+mod conformance;
 pub mod etcd;
 pub mod sealed;
 mod sqlite;
