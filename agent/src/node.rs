@@ -131,7 +131,8 @@ impl Agent {
         }) {
             tracing::warn!("cannot make {} private: {e}", config.data_dir.display());
         }
-        let client = Client::new(&config.server, config.credentials.client_credentials())?;
+        let client = Client::new(&config.server, config.credentials.client_credentials())?
+            .with_timeout(flotilla_client::AGENT_REQUEST_TIMEOUT);
         let guest_threads = match crate::guest_threads::GuestThreads::start() {
             Ok(threads) => Some(threads),
             Err(e) => {

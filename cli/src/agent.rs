@@ -296,7 +296,8 @@ pub async fn main(args: AgentArgs) -> Result<()> {
     // holds. An unreachable server is not fatal: the agent is offline-first
     // and brings back its journaled instances while it retries.
     let client =
-        flotilla_client::Client::new(&config.server, config.credentials.client_credentials())?;
+        flotilla_client::Client::new(&config.server, config.credentials.client_credentials())?
+            .with_timeout(flotilla_client::AGENT_REQUEST_TIMEOUT);
     let joined = send_heartbeat(&client, &config).await;
     let mut agent = build(config)?;
     match joined {

@@ -91,11 +91,11 @@ pub fn for_server(url: &str, ca_pem: &str, token: &str, shared: bool) -> ClientC
     let mut servers = Vec::new();
     if let Ok(old) = load() {
         if shared && old.certificate_authority == ca_pem && old.token == token {
-            servers = std::iter::once(old.server)
-                .chain(old.servers)
-                .filter(|s| s != url)
-                .collect();
-            servers.dedup();
+            for server in std::iter::once(old.server).chain(old.servers) {
+                if server != url && !servers.contains(&server) {
+                    servers.push(server);
+                }
+            }
         }
     }
     ClientConfig {

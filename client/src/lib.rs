@@ -99,7 +99,17 @@ pub struct Client {
     current: Arc<AtomicUsize>,
     token: Option<String>,
     ca_pem: String,
+    /// How long a request (not a stream) may take, if bounded.
+    timeout: Option<Duration>,
 }
+
+/// How long an agent's requests may take (heartbeats every second: a hung
+/// one must give way to the next server, not hold the node's lease).
+pub const AGENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A watch stream silent this long is taken as dead (the server sends a
+/// BOOKMARK every 5 s): a stopped or cut-off server leaves it open.
+pub const WATCH_IDLE: Duration = Duration::from_secs(16);
 
 /// The servers in `list` (comma-separated URLs), each checked to be HTTPS.
 pub fn servers_of(list: &str) -> Result<Vec<String>, ClientError> {
@@ -209,7 +219,34 @@ impl Client {
             current: Arc::new(AtomicUsize::new(0)),
             token: credentials.token.filter(|t| !t.is_empty()),
             ca_pem: credentials.ca_pem,
+            timeout: None,
         })
+    }
+
+    /// Bounds every request but streams and module transfers: one that
+    /// takes longer fails as unreachable, and the next request goes to the
+    /// next server (a stopped server accepts connections and never
+    /// answers). For agents, whose heartbeats must not hang.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    fn bounded(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
+        }
+    }
+
+    /// The next request goes to the next server.
+    fn move_on(&self, from: usize) {
+        let _ = self.current.compare_exchange(
+            from,
+            (from + 1) % self.servers.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Presents `identity` from now on (a renewed node certificate); the
@@ -265,6 +302,11 @@ impl Client {
                 let _ = url.set_host(origin.host_str());
                 let _ = url.set_port(origin.port());
             }
+            let reads = matches!(
+                *request.method(),
+                reqwest::Method::GET | reqwest::Method::HEAD
+            );
+            let last = step + 1 == self.servers.len();
             match self.http().execute(attempt).await {
                 Err(e) if e.is_connect() => {
                     failure = Some(ClientError::Unreachable {
@@ -272,7 +314,22 @@ impl Client {
                         message: error_chain(&e),
                     });
                 }
-                Err(e) => return Err(self.unreachable(e)),
+                Err(e) => {
+                    if e.is_timeout() {
+                        self.move_on(at);
+                    }
+                    return Err(ClientError::Unreachable {
+                        url: self.servers[at].clone(),
+                        message: error_chain(&e),
+                    });
+                }
+                // A server cut off from its store: a read may find another
+                // that is not (a write is left to the caller: it may have
+                // been applied).
+                Ok(response)
+                    if reads
+                        && !last
+                        && response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {}
                 Ok(response) => {
                     if at != first % self.servers.len() {
                         self.current.store(at, Ordering::Relaxed);
@@ -318,7 +375,7 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        self.send(request)
+        self.send(self.bounded(request))
             .await?
             .json()
             .await
@@ -333,7 +390,7 @@ impl Client {
 
     /// GET a path as text (metrics).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        self.send(self.http().get(format!("{}{path}", self.base())))
+        self.send(self.bounded(self.http().get(format!("{}{path}", self.base()))))
             .await?
             .text()
             .await
@@ -466,10 +523,13 @@ impl Client {
         }
         let response = self.send(self.http().get(url)).await?;
         let base = self.base();
+        let at = self.current.load(Ordering::Relaxed) % self.servers.len();
+        let client = self.clone();
         let lines = futures_util::stream::unfold(
             (response.bytes_stream(), Vec::<u8>::new()),
             move |(mut body, mut buffer)| {
                 let base = base.clone();
+                let client = client.clone();
                 async move {
                     loop {
                         if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
@@ -478,16 +538,24 @@ impl Client {
                                 .map_err(|e| ClientError::Decode(e.to_string()));
                             return Some((event, (body, buffer)));
                         }
-                        match body.next().await {
-                            Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                            Some(Err(e)) => {
+                        match tokio::time::timeout(WATCH_IDLE, body.next()).await {
+                            Ok(Some(Ok(chunk))) => buffer.extend_from_slice(&chunk),
+                            Ok(Some(Err(e))) => {
                                 let error = ClientError::Unreachable {
                                     url: base.clone(),
                                     message: e.to_string(),
                                 };
                                 return Some((Err(error), (body, Vec::new())));
                             }
-                            None => return None,
+                            Ok(None) => return None,
+                            Err(_) => {
+                                client.move_on(at);
+                                let error = ClientError::Unreachable {
+                                    url: base.clone(),
+                                    message: format!("the watch was silent for {WATCH_IDLE:?} (the server sends a bookmark every 5 s): taken as dead"),
+                                };
+                                return Some((Err(error), (body, Vec::new())));
+                            }
                         }
                     }
                 }

@@ -129,11 +129,14 @@ async fn keep(store: &EtcdStore, lease: i64, ttl: Duration) -> String {
         if left.is_zero() {
             return format!("the lease was not renewed for {deadline:?}");
         }
+        // The lease runs from when the renewal was asked for, not from when
+        // its answer came: a late answer must not stretch the lead.
+        let asked = Instant::now();
         if let Err(e) = keeper.keep_alive().await {
             return format!("cannot renew the lease: {e}");
         }
         match tokio::time::timeout(left, answers.message()).await {
-            Ok(Ok(Some(answer))) if answer.ttl() > 0 => last_renewed = Instant::now(),
+            Ok(Ok(Some(answer))) if answer.ttl() > 0 => last_renewed = asked,
             Ok(Ok(Some(_))) => return "etcd let the lease expire".into(),
             Ok(Ok(None)) => return "the lease's renewal stream ended".into(),
             Ok(Err(e)) => return format!("cannot renew the lease: {e}"),

@@ -423,3 +423,57 @@ fn a_single_servers_store_migrates_into_etcd_with_its_secrets_and_modules() {
     });
     on_etcd.kill();
 }
+
+#[test]
+fn a_leader_paused_past_its_lease_is_fenced_and_steps_down_without_doubling_instances() {
+    let Some(etcd) = Etcd::start(1) else { return };
+    let store = etcd.url("fence");
+    let args = ["--store", store.as_str(), "--leader-lease", "2s"];
+    let first = Cluster::start_server_with(&args);
+    let second = Cluster::start_server_sharing(&first, &args);
+    let servers = [&first, &second];
+    let _agent = agent(&first, &servers_of(&servers), "node-1");
+    first.apply("sleepers.yaml", SLEEPERS);
+    first.wait_until("3 sleepers run", Duration::from_secs(30), || {
+        running(&first, "sleepers") == 3
+    });
+    let leading = leader(&etcd, "fence").expect("a leader");
+    let (paused, other) = if first.base() == leading {
+        (&first, &second)
+    } else {
+        (&second, &first)
+    };
+    let pid = paused.pid().to_string();
+    // Stopped, not killed: it wakes later believing nothing happened.
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    other.wait_until("the other server leads", Duration::from_secs(10), || {
+        leader(&etcd, "fence").is_some_and(|l| l == other.base())
+    });
+    other.ok(&["scale", "workload", "sleepers", "--replicas", "5"]);
+    other.wait_until("5 sleepers run", Duration::from_secs(30), || {
+        running(other, "sleepers") == 5
+    });
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // It notices it no longer leads, and none of its stale writes land.
+    paused.wait_until(
+        "the paused server steps down",
+        Duration::from_secs(15),
+        || paused.log().contains("no longer leads"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let instances: Vec<Value> = other
+        .items("instances")
+        .into_iter()
+        .filter(|i| i["spec"]["workload"] == "sleepers")
+        .collect();
+    assert_eq!(instances.len(), 5, "{:?}", names(&instances));
+    assert_eq!(leader(&etcd, "fence"), Some(other.base()));
+}

@@ -74,7 +74,17 @@ pub async fn get(
     // Fills the folder from the shared store when only it has the module.
     let blobs = s.blobs.clone();
     let wanted = digest.clone();
-    let _ = tokio::task::spawn_blocking(move || blobs.has(&wanted)).await;
+    match tokio::task::spawn_blocking(move || blobs.materialize(&wanted)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Err(ApiError {
+                code: StatusCode::SERVICE_UNAVAILABLE,
+                reason: "StoreUnavailable",
+                message: format!("module {digest}: {e}; retry when the store is back"),
+            })
+        }
+        Err(e) => return Err(ApiError::internal(e.to_string())),
+    }
     let file = match tokio::fs::File::open(s.blobs.path(&digest)).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

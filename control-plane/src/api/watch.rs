@@ -3,7 +3,7 @@
 //! from the change log after `resourceVersion` (or, without one, every
 //! current object as ADDED first, then a BOOKMARK annotated
 //! `flotilla.dev/initial-events-end` at the list's revision), then live. A
-//! BOOKMARK every 15 s carries the latest revision and proves the stream is
+//! BOOKMARK every 5 s carries the latest revision and proves the stream is
 //! alive.
 
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +18,9 @@ use super::authz::{project, View};
 use super::{ApiError, Kind};
 use crate::store::{Store, StoreError};
 
-const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+/// (Clients take a stream silent for three of these as dead: a server
+/// stopped or cut off leaves the connection open.)
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 const CHANGES_PER_READ: usize = 500;
 /// The annotation of the BOOKMARK that follows a watch's initial list.
 pub const INITIAL_EVENTS_END: &str = "flotilla.dev/initial-events-end";

@@ -54,6 +54,8 @@ pub enum BlobError {
 pub trait BlobMirror: Send + Sync {
     /// Keeps the module at `path` (already verified) under `digest`.
     fn store(&self, digest: &str, path: &Path) -> Result<(), String>;
+    /// Whether it keeps a module (whole).
+    fn contains(&self, digest: &str) -> Result<bool, String>;
     /// Writes the module into `into` if the mirror has it; whether it did.
     fn fetch(&self, digest: &str, into: &Path) -> Result<bool, String>;
     /// Forgets a module.
@@ -115,8 +117,8 @@ impl BlobStore {
         self.dir.join(digest)
     }
 
-    /// Whether the blob is stored (fetched from the mirror into the folder
-    /// if only the mirror has it).
+    /// Whether the blob is stored, here or in the mirror (asked, not
+    /// fetched).
     pub fn has(&self, digest: &str) -> bool {
         if self.path(digest).is_file() {
             return true;
@@ -124,12 +126,24 @@ impl BlobStore {
         let Some(mirror) = &self.mirror else {
             return false;
         };
-        match mirror.fetch(digest, &self.path(digest)) {
+        match mirror.contains(digest) {
             Ok(found) => found,
             Err(e) => {
-                tracing::warn!("fetching module {digest} from the shared store: {e}");
+                tracing::warn!("asking the shared store for module {digest}: {e}");
                 false
             }
+        }
+    }
+
+    /// Makes sure the blob is in the folder, fetching it from the mirror if
+    /// only the mirror has it (blocking: call it off the async workers).
+    pub fn materialize(&self, digest: &str) -> Result<bool, String> {
+        if self.path(digest).is_file() {
+            return Ok(true);
+        }
+        match &self.mirror {
+            Some(mirror) => mirror.fetch(digest, &self.path(digest)),
+            None => Ok(false),
         }
     }
 

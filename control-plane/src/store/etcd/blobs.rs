@@ -106,6 +106,10 @@ impl BlobMirror for EtcdBlobs {
         self.put(self.meta_key(digest), meta)
     }
 
+    fn contains(&self, digest: &str) -> Result<bool, String> {
+        Ok(self.get(self.meta_key(digest))?.is_some())
+    }
+
     fn fetch(&self, digest: &str, into: &Path) -> Result<bool, String> {
         let Some(meta) = self.get(self.meta_key(digest))? else {
             return Ok(false);
@@ -170,10 +174,13 @@ impl BlobMirror for EtcdBlobs {
             .iter()
             .filter_map(|kv| {
                 let key = std::str::from_utf8(kv.key()).ok()?;
-                key.strip_prefix(&strip)?
-                    .strip_suffix("/meta")
-                    .map(str::to_string)
+                // Chunks of an upload that broke off (no meta) count too,
+                // so that they are collected.
+                let digest = key.strip_prefix(&strip)?.split('/').next()?;
+                Some(digest.to_string())
             })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect())
     }
 }

@@ -199,7 +199,16 @@ fn wait<T: Send + 'static>(
     runtime.spawn(async move {
         let _ = tx.send(work.await);
     });
-    rx.recv().ok()
+    // On a worker of the server's runtime, its other tasks move to other
+    // workers while this one waits (a lost quorum must not freeze the API's
+    // health checks and streams).
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(|| rx.recv().ok())
+    } else {
+        rx.recv().ok()
+    }
 }
 
 /// Whether a request failed for a reason that passes (a member down, an
@@ -235,6 +244,11 @@ pub struct EtcdStore {
     /// lost its lease cannot write any more (see [`crate::leader`]).
     fence: Option<i64>,
     notify: tokio::sync::watch::Receiver<u64>,
+    /// For a fenced handle (the controllers'): the newest revision it
+    /// wrote. Its reads of changes wait until the watch cache has it, so
+    /// the controllers never act on a view without their own last writes
+    /// (they would create the instances they just created again).
+    written: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl EtcdStore {
@@ -255,7 +269,10 @@ impl EtcdStore {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the majority answers "no leader" (and
+            // its watches end) rather than serving a stale, silent view.
+            .with_require_leader(true);
         let scheme = match &target.tls {
             Some(tls) => {
                 let mut config = etcd_client::TlsOptions::new()
@@ -288,6 +305,7 @@ impl EtcdStore {
             }),
             fence: None,
             notify,
+            written: None,
         })
     }
 
@@ -296,6 +314,7 @@ impl EtcdStore {
     pub fn fenced(&self, lease: i64) -> Self {
         Self {
             fence: Some(lease),
+            written: Some(Default::default()),
             ..self.clone()
         }
     }
@@ -380,6 +399,9 @@ impl EtcdStore {
 
     /// Waits until the watch cache has seen `revision` (bounded).
     fn settle(&self, revision: u64) {
+        if let Some(written) = &self.written {
+            written.fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut notify = self.notify.clone();
         let _ = wait(&self.shared.runtime, async move {
             let _ =
@@ -440,7 +462,12 @@ fn body(mut object: Value) -> Result<Vec<u8>, StoreError> {
 pub(crate) fn stamped(value: &[u8], revision: u64) -> Result<Value, StoreError> {
     let mut object: Value = serde_json::from_slice(value)
         .map_err(|e| StoreError::Backend(format!("an object in etcd does not decode: {e}")))?;
-    object["metadata"]["resourceVersion"] = revision.to_string().into();
+    let meta = object
+        .as_object_mut()
+        .and_then(|o| o.get_mut("metadata"))
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| StoreError::Backend("an object in etcd has no metadata".into()))?;
+    meta.insert("resourceVersion".into(), revision.to_string().into());
     Ok(object)
 }
 
@@ -491,11 +518,23 @@ impl Store for EtcdStore {
             }
         })?;
         let revision = response.header().map(|h| h.revision() as u64).unwrap_or(0);
-        let items = response
+        let mut items = response
             .take_kvs()
             .iter()
             .map(|kv| stamped(kv.value(), kv.mod_revision() as u64))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        // By namespace, then name (key order would put `team-a` before
+        // `team`, as `-` sorts before `/`).
+        items.sort_by(|a, b| {
+            let key = |o: &Value| {
+                let meta = &o["metadata"];
+                (
+                    meta["namespace"].as_str().unwrap_or_default().to_string(),
+                    meta["name"].as_str().unwrap_or_default().to_string(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
         Ok(Listing { items, revision })
     }
 
@@ -588,6 +627,19 @@ impl Store for EtcdStore {
 
     fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         let _timer = crate::telemetry::time_store("changes");
+        let written = self
+            .written
+            .as_ref()
+            .map_or(0, |w| w.load(std::sync::atomic::Ordering::Relaxed));
+        if *self.notify.borrow() < written {
+            self.settle(written);
+            if *self.notify.borrow() < written {
+                return Err(StoreError::Unavailable(format!(
+                    "this server's watch of {} is behind its own writes (revision {written}): waiting for it",
+                    self.shared.describe
+                )));
+            }
+        }
         self.shared.cache.since(revision, limit)
     }
 

@@ -102,6 +102,10 @@ impl WatchCache {
         notify: &tokio::sync::watch::Sender<u64>,
         next: &mut Option<u64>,
     ) -> Result<(), etcd_client::Error> {
+        // A cache starting afresh holds from `from` on only once etcd has
+        // said it can replay that far (until then `since` is Unavailable,
+        // not an empty answer for revisions that may be compacted).
+        let fresh = next.is_none();
         let from = match *next {
             Some(from) => from,
             None => {
@@ -115,9 +119,7 @@ impl WatchCache {
                     .header()
                     .map(|h| h.revision() as u64)
                     .unwrap_or(0);
-                let from = now.saturating_sub(HISTORY).max(1);
-                self.restart_at(from);
-                from
+                now.saturating_sub(HISTORY).max(1)
             }
         };
         let options = WatchOptions::new()
@@ -138,7 +140,13 @@ impl WatchCache {
                 );
                 self.restart_at(compacted);
                 *next = Some(compacted);
+                // Waiting watchers look again (and get 410 Gone).
+                notify.send_modify(|_| {});
                 return Ok(());
+            }
+            if fresh && response.created() {
+                self.restart_at(from);
+                notify.send_modify(|_| {});
             }
             if response.canceled() {
                 return Err(etcd_client::Error::WatchError(format!(
@@ -182,7 +190,8 @@ impl WatchCache {
         if held
             .changes
             .back()
-            .is_some_and(|c| c.revision >= change.revision)
+            // Several changes may share a revision (a delete of a range).
+            .is_some_and(|c| c.revision > change.revision)
         {
             return;
         }
