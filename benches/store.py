@@ -175,7 +175,10 @@ def watch_round(server, tag, n):
 
     def read():
         while not done.is_set():
-            line = response.readline()
+            try:
+                line = response.readline()
+            except OSError:  # closed, or idle past the socket timeout once done
+                return
             if not line:
                 return
             try:

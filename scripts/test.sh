@@ -19,5 +19,7 @@ scripts/build-sample-modules.sh
 cargo fmt --all --check
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked
+# The end-to-end suites again, with the control plane on etcd.
+scripts/e2e-on-etcd.sh
 # The fuzz targets, briefly (scripts/fuzz.sh 600 for a longer run).
 scripts/fuzz.sh 20

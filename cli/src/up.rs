@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -60,16 +59,14 @@ pub struct UpArgs {
     dashboard: crate::server::DashboardArgs,
     #[command(flatten)]
     registries: crate::server::RegistryArgs,
+    /// The store: SQLite in the data folder unless `--store etcd://…` (as
+    /// for `flotilla server`).
+    #[command(flatten)]
+    store: crate::store_choice::StoreArgs,
 }
 
 pub async fn main(args: UpArgs) -> Result<()> {
-    let cp = ControlPlane::bind(
-        &args.data_dir,
-        args.listen,
-        &args.tls,
-        &crate::store_choice::StoreArgs::default(),
-    )
-    .await?;
+    let cp = ControlPlane::bind(&args.data_dir, args.listen, &args.tls, &args.store).await?;
     let ingress = crate::agent::bind_ingress(&args.ingress).await?;
     let node_port = crate::agent::bind_node_port(None, &ingress).await?;
     let ingress_tls = crate::agent::bind_ingress_tls(args.ingress_tls.as_deref()).await?;
@@ -94,8 +91,8 @@ pub async fn main(args: UpArgs) -> Result<()> {
         args.dashboard.clone(),
         args.registries.clone(),
         crate::server::Leading {
-            lease: Duration::from_secs(4),
-            compaction: Duration::from_secs(300),
+            lease: args.store.leader_lease,
+            compaction: args.store.etcd_compaction_interval,
         },
     ));
     let agent = crate::agent::build(AgentConfig {

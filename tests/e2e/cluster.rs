@@ -75,12 +75,26 @@ impl Cluster {
     }
 
     fn start_with_args(command: &'static str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        // The suites run again on etcd (scripts/e2e-on-etcd.sh): each
+        // cluster under a prefix of its own on the member that script runs.
+        if let Ok(endpoint) = std::env::var("FLOTILLA_E2E_ETCD") {
+            if !extra.iter().any(|a| a == "--store") {
+                let prefix: String = dir
+                    .path()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().replace('.', ""))
+                    .unwrap_or_default();
+                extra.extend(["--store".into(), format!("etcd://{endpoint}/{prefix}")]);
+            }
+        }
         let mut cluster = Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             port: free_port(),
             child: None,
             command,
-            extra: extra.iter().map(|a| a.to_string()).collect(),
+            extra,
         };
         cluster.launch();
         cluster
