@@ -263,7 +263,7 @@ pub struct ControlPlane {
     store: Opened,
     blobs: Arc<BlobStore>,
     /// The `cluster` key-value buckets.
-    kv: Arc<flotilla_kv::SqliteKv>,
+    kv: Arc<dyn flotilla_kv::Backend>,
     /// `https://addr` of the API.
     pub url: String,
     /// The admin token.
@@ -306,13 +306,21 @@ impl ControlPlane {
             }
         }
         // Guests' `cluster` buckets: beside the objects, in a file of their
-        // own (a burst of increments does not queue behind object writes).
-        let kv_path = data_dir.join("keyvalue.db");
-        private_file(&kv_path)?;
-        let kv = Arc::new(
-            flotilla_kv::SqliteKv::open(&kv_path, "the control plane's key-value store")
-                .map_err(anyhow::Error::msg)?,
-        );
+        // own (a burst of increments does not queue behind object writes);
+        // in etcd when the servers share it.
+        let kv: Arc<dyn flotilla_kv::Backend> = match &store {
+            Opened::Sqlite(_) => {
+                let kv_path = data_dir.join("keyvalue.db");
+                private_file(&kv_path)?;
+                Arc::new(
+                    flotilla_kv::SqliteKv::open(&kv_path, "the control plane's key-value store")
+                        .map_err(anyhow::Error::msg)?,
+                )
+            }
+            Opened::Etcd(etcd) => Arc::new(flotilla_control_plane::store::etcd::EtcdKv::new(
+                etcd.inner(),
+            )),
+        };
         let admin_token = token_file(data_dir, "admin-token")?;
         let join_token = join_token_file(data_dir, &trust.authority.hash())?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {

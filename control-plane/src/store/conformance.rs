@@ -105,10 +105,56 @@ fn check(store: &dyn Store) {
     );
 }
 
+/// The contract of `cluster` buckets, on an empty one.
+fn check_kv(kv: &dyn flotilla_kv::Backend) {
+    use flotilla_kv::digest;
+    let b = "ns/b";
+    kv.set_many(
+        b,
+        &[
+            ("a".into(), b"12345".to_vec()),
+            ("b/c".into(), b"x".to_vec()),
+        ],
+        20,
+    )
+    .unwrap();
+    assert_eq!(kv.get(b, "a").unwrap(), Some(b"12345".to_vec()));
+    assert_eq!(kv.get("ns/other", "a").unwrap(), None);
+    // a(1)+12345(5) + b/c(3)+x(1) = 10 of 20: 11 more do not fit.
+    let refused = kv
+        .set_many(b, &[("big".into(), vec![0; 8])], 20)
+        .unwrap_err();
+    assert!(refused.is_quota_exceeded(), "{refused}");
+    assert_eq!(kv.get(b, "big").unwrap(), None, "all or nothing");
+    // Replacing a value counts its difference only.
+    kv.set_many(b, &[("a".into(), b"1234567890".to_vec())], 20)
+        .unwrap();
+    assert_eq!(kv.increment(b, "n", 5, 20).unwrap(), 5);
+    assert_eq!(kv.increment(b, "n", 2, 20).unwrap(), 7);
+    assert!(matches!(kv.increment(b, "a", 1, 20), Ok(1234567891)));
+    assert!(matches!(
+        kv.increment(b, "b/c", 1, 20),
+        Err(flotilla_kv::KvError::Invalid(_))
+    ));
+    assert!(!kv.compare_and_swap(b, "n", None, b"9", 20).unwrap());
+    assert!(kv
+        .compare_and_swap(b, "n", Some(digest(b"7")), b"9", 20)
+        .unwrap());
+    assert!(kv.compare_and_swap(b, "new", None, b"1", 30).unwrap());
+    assert_eq!(kv.list_keys(b, None, 10).unwrap(), ["a", "b/c", "n", "new"]);
+    assert_eq!(kv.list_keys(b, Some("b/c"), 1).unwrap(), ["n"]);
+    kv.delete_many(b, &["a".into(), "n".into(), "missing".into()])
+        .unwrap();
+    assert_eq!(kv.list_keys(b, None, 10).unwrap(), ["b/c", "new"]);
+    // Deleting gave the bytes back: 4 + 4 used, 12 more fit in 20.
+    kv.set_many(b, &[("c".into(), vec![1; 11])], 20).unwrap();
+}
+
 #[test]
 fn the_sqlite_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     check(&SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    check_kv(&flotilla_kv::SqliteKv::open(&dir.path().join("kv.db"), "test").unwrap());
 }
 
 #[test]
@@ -170,6 +216,7 @@ fn the_etcd_store_keeps_the_contract() {
         std::thread::sleep(Duration::from_millis(50));
     }
     check(&store);
+    check_kv(&super::etcd::EtcdKv::new(&store));
     // Fenced by a lease that does not hold the leader key: refused.
     let fenced = store.fenced(12345);
     assert!(matches!(

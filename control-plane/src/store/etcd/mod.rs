@@ -18,9 +18,11 @@
 //! and the caller's thread waits, as it would for SQLite's disk.
 
 pub mod blobs;
+pub mod kv;
 mod watch_cache;
 
 pub use blobs::EtcdBlobs;
+pub use kv::EtcdKv;
 
 use std::future::Future;
 use std::sync::Arc;

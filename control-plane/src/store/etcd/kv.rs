@@ -1,0 +1,320 @@
+//! The guests' `cluster` key-value buckets on etcd, so that every server of
+//! a control plane on etcd answers for the same buckets (a file per server
+//! would give each agent the answers of the server it happens to talk to).
+//!
+//! A value is the key `kv/BUCKET/KEY`; a bucket's usage (its keys' and
+//! values' bytes, what its quota bounds) is `kvusage/BUCKET`. Every write
+//! reads what it changes, plans, and commits in one transaction that holds
+//! only if none of the keys it read (usage included) changed meanwhile —
+//! otherwise it reads and plans again — so the quota is checked in the same
+//! transaction as the write, as in the SQLite store. etcd bounds the
+//! operations of one transaction (`--max-txn-ops`, 128 by default): a batch
+//! larger than that needs etcd started with a larger one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use flotilla_kv::{Backend, KvError};
+
+use super::{EtcdStore, Shared};
+
+/// How many times a write is planned again when others keep changing its keys.
+const ATTEMPTS: usize = 32;
+
+/// `cluster` buckets in etcd.
+pub struct EtcdKv {
+    shared: Arc<Shared>,
+}
+
+/// What a write read: each key's value and mod revision (0: absent).
+struct Read {
+    usage: u64,
+    usage_revision: i64,
+    values: HashMap<String, (Option<Vec<u8>>, i64)>,
+}
+
+impl Read {
+    fn size_of(&self, key: &str) -> u64 {
+        match self.values.get(key) {
+            Some((Some(value), _)) => (key.len() + value.len()) as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// What a write does to a key.
+enum Change {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+impl EtcdKv {
+    /// Buckets under the prefix of `store`.
+    pub fn new(store: &EtcdStore) -> Self {
+        Self {
+            shared: store.shared().clone(),
+        }
+    }
+
+    fn key(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.shared.key(&format!("kv/{bucket}/{key}"))
+    }
+
+    fn usage_key(&self, bucket: &str) -> Vec<u8> {
+        self.shared.key(&format!("kvusage/{bucket}"))
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> KvError {
+        let message = e.to_string();
+        if message.contains("too many operations in txn request") {
+            return KvError::Other(format!(
+                "{message}: a batch this large needs etcd started with a larger --max-txn-ops"
+            ));
+        }
+        KvError::Other(format!("the cluster's key-value store: {message}"))
+    }
+
+    fn get_one(&self, key: Vec<u8>) -> Result<(Option<Vec<u8>>, i64), KvError> {
+        let kv = self.shared.client.kv_client();
+        let mut response = self
+            .shared
+            .block(move || {
+                let (mut kv, key) = (kv.clone(), key.clone());
+                async move { kv.get(key, None).await }
+            })
+            .map_err(|e| self.failed(e))?;
+        Ok(match response.take_kvs().into_iter().next() {
+            Some(found) => {
+                let revision = found.mod_revision();
+                (Some(found.into_key_value().1), revision)
+            }
+            None => (None, 0),
+        })
+    }
+
+    fn read(&self, bucket: &str, keys: &[String]) -> Result<Read, KvError> {
+        let (usage, usage_revision) = self.get_one(self.usage_key(bucket))?;
+        let usage = usage
+            .and_then(|u| String::from_utf8(u).ok())
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(0);
+        let mut values = HashMap::new();
+        for key in keys {
+            values.insert(key.clone(), self.get_one(self.key(bucket, key))?);
+        }
+        Ok(Read {
+            usage,
+            usage_revision,
+            values,
+        })
+    }
+
+    /// Reads `keys`, asks `plan` what to change (and what to answer), and
+    /// commits it only over what was read.
+    fn transact<T>(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        plan: impl Fn(&Read) -> Result<(Vec<Change>, T), KvError>,
+    ) -> Result<T, KvError> {
+        for _ in 0..ATTEMPTS {
+            let read = self.read(bucket, keys)?;
+            let (changes, answer) = plan(&read)?;
+            if changes.is_empty() {
+                return Ok(answer);
+            }
+            let mut usage = read.usage;
+            let mut ops = Vec::new();
+            for change in &changes {
+                match change {
+                    Change::Put(key, value) => {
+                        usage =
+                            usage - read.size_of(key).min(usage) + (key.len() + value.len()) as u64;
+                        ops.push(TxnOp::put(self.key(bucket, key), value.clone(), None));
+                    }
+                    Change::Delete(key) => {
+                        usage -= read.size_of(key).min(usage);
+                        ops.push(TxnOp::delete(self.key(bucket, key), None));
+                    }
+                }
+            }
+            ops.push(TxnOp::put(self.usage_key(bucket), usage.to_string(), None));
+            let mut compares = vec![Compare::mod_revision(
+                self.usage_key(bucket),
+                CompareOp::Equal,
+                read.usage_revision,
+            )];
+            for (key, (_, revision)) in &read.values {
+                compares.push(Compare::mod_revision(
+                    self.key(bucket, key),
+                    CompareOp::Equal,
+                    *revision,
+                ));
+            }
+            let txn = Txn::new().when(compares).and_then(ops);
+            let kv = self.shared.client.kv_client();
+            let response = self
+                .shared
+                .block(move || {
+                    let (mut kv, txn) = (kv.clone(), txn.clone());
+                    async move { kv.txn(txn).await }
+                })
+                .map_err(|e| self.failed(e))?;
+            if response.succeeded() {
+                return Ok(answer);
+            }
+        }
+        Err(KvError::Other(format!(
+            "bucket {bucket}: other writers kept changing the same keys ({ATTEMPTS} attempts); retry"
+        )))
+    }
+
+    /// Puts `pairs` within `quota`, given what was read.
+    fn puts(
+        read: &Read,
+        bucket: &str,
+        pairs: &[(String, Vec<u8>)],
+        quota: u64,
+    ) -> Result<Vec<Change>, KvError> {
+        let mut total = read.usage;
+        for (key, value) in pairs {
+            let before = read.size_of(key);
+            let after = (key.len() + value.len()) as u64;
+            if after > before && total - before.min(total) + after > quota {
+                return Err(KvError::quota_exceeded(
+                    bucket,
+                    total,
+                    after - before,
+                    quota,
+                ));
+            }
+            total = total - before.min(total) + after;
+        }
+        Ok(pairs
+            .iter()
+            .map(|(k, v)| Change::Put(k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl Backend for EtcdKv {
+    fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.get_one(self.key(bucket, key))?.0)
+    }
+
+    fn set_many(
+        &self,
+        bucket: &str,
+        pairs: &[(String, Vec<u8>)],
+        quota: u64,
+    ) -> Result<(), KvError> {
+        // A key named twice: its last value counts (as in SQLite).
+        let mut last: Vec<(String, Vec<u8>)> = Vec::new();
+        for (key, value) in pairs {
+            last.retain(|(k, _)| k != key);
+            last.push((key.clone(), value.clone()));
+        }
+        let keys: Vec<String> = last.iter().map(|(k, _)| k.clone()).collect();
+        self.transact(bucket, &keys, |read| {
+            Ok((Self::puts(read, bucket, &last, quota)?, ()))
+        })
+    }
+
+    fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), KvError> {
+        let mut unique = keys.to_vec();
+        unique.sort();
+        unique.dedup();
+        self.transact(bucket, &unique, |read| {
+            let present = unique
+                .iter()
+                .filter(|k| read.size_of(k) > 0)
+                .map(|k| Change::Delete(k.clone()))
+                .collect();
+            Ok((present, ()))
+        })
+    }
+
+    fn list_keys(
+        &self,
+        bucket: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError> {
+        let prefix = self.key(bucket, "");
+        let mut start = prefix.clone();
+        if let Some(after) = after {
+            // Strictly after: the smallest key greater than `after`.
+            start.extend_from_slice(after.as_bytes());
+            start.push(0);
+        }
+        // The end of the prefix's range: its last byte plus one (`/` → `0`).
+        let mut end = prefix.clone();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let kv = self.shared.client.kv_client();
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_keys_only()
+            .with_limit(limit as i64);
+        let mut response = self
+            .shared
+            .block(move || {
+                let (mut kv, start, options) = (kv.clone(), start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .map_err(|e| self.failed(e))?;
+        Ok(response
+            .take_kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = kv.key().strip_prefix(prefix.as_slice())?;
+                String::from_utf8(key.to_vec()).ok()
+            })
+            .collect())
+    }
+
+    fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError> {
+        self.transact(bucket, &[key.to_string()], |read| {
+            let current = match &read.values.get(key).and_then(|(v, _)| v.clone()) {
+                None => 0,
+                Some(bytes) => std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        KvError::Invalid(format!(
+                            "the value of {key:?} is not a decimal number, so it cannot be incremented"
+                        ))
+                    })?,
+            };
+            let next = current.checked_add(delta).ok_or_else(|| {
+                KvError::Invalid(format!("incrementing {key:?} by {delta} overflows a u64"))
+            })?;
+            let pair = [(key.to_string(), next.to_string().into_bytes())];
+            Ok((Self::puts(read, bucket, &pair, quota)?, next))
+        })
+    }
+
+    fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<[u8; 32]>,
+        value: &[u8],
+        quota: u64,
+    ) -> Result<bool, KvError> {
+        self.transact(bucket, &[key.to_string()], |read| {
+            let current = read
+                .values
+                .get(key)
+                .and_then(|(v, _)| v.as_deref())
+                .map(flotilla_kv::digest);
+            if current != expected {
+                return Ok((Vec::new(), false));
+            }
+            let pair = [(key.to_string(), value.to_vec())];
+            Ok((Self::puts(read, bucket, &pair, quota)?, true))
+        })
+    }
+}
