@@ -108,6 +108,25 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// What `increment` stores: the decimal number at `key` (0 when absent)
+/// plus `delta`.
+pub fn incremented(key: &str, current: Option<&[u8]>, delta: u64) -> Result<u64, KvError> {
+    let current = match current {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                KvError::Invalid(format!(
+                    "the value of {key:?} is not a decimal number, so it cannot be incremented"
+                ))
+            })?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or_else(|| KvError::Invalid(format!("incrementing {key:?} by {delta} overflows a u64")))
+}
+
 /// The SHA-256 of a value: what [`Backend::compare_and_swap`] compares, and
 /// the API's `ETag`.
 pub fn digest(value: &[u8]) -> [u8; 32] {

@@ -223,21 +223,12 @@ impl Backend for SqliteKv {
 
     fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError> {
         self.with(|tx| {
-            let current = match tx.value(bucket, key)? {
-                None => 0,
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        KvError::Invalid(format!(
-                            "the value of {key:?} is not a decimal number, so it cannot be incremented"
-                        ))
-                    })?,
-            };
-            let next = current.checked_add(delta).ok_or_else(|| {
-                KvError::Invalid(format!("incrementing {key:?} by {delta} overflows a u64"))
-            })?;
-            tx.put(bucket, &[(key.to_string(), next.to_string().into_bytes())], quota)?;
+            let next = crate::incremented(key, tx.value(bucket, key)?.as_deref(), delta)?;
+            tx.put(
+                bucket,
+                &[(key.to_string(), next.to_string().into_bytes())],
+                quota,
+            )?;
             Ok(next)
         })
     }

@@ -45,19 +45,7 @@ impl EtcdBlobs {
     }
 
     fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-        let kv = self.shared.client.kv_client();
-        let mut response = self
-            .shared
-            .block(move || {
-                let (mut kv, key) = (kv.clone(), key.clone());
-                async move { kv.get(key, None).await }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(response
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(|kv| kv.into_key_value().1))
+        Ok(self.shared.value(key).map_err(|e| e.to_string())?.0)
     }
 
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {

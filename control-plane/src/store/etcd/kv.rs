@@ -76,21 +76,7 @@ impl EtcdKv {
     }
 
     fn get_one(&self, key: Vec<u8>) -> Result<(Option<Vec<u8>>, i64), KvError> {
-        let kv = self.shared.client.kv_client();
-        let mut response = self
-            .shared
-            .block(move || {
-                let (mut kv, key) = (kv.clone(), key.clone());
-                async move { kv.get(key, None).await }
-            })
-            .map_err(|e| self.failed(e))?;
-        Ok(match response.take_kvs().into_iter().next() {
-            Some(found) => {
-                let revision = found.mod_revision();
-                (Some(found.into_key_value().1), revision)
-            }
-            None => (None, 0),
-        })
+        self.shared.value(key).map_err(|e| self.failed(e))
     }
 
     fn read(&self, bucket: &str, keys: &[String]) -> Result<Read, KvError> {
@@ -277,20 +263,8 @@ impl Backend for EtcdKv {
 
     fn increment(&self, bucket: &str, key: &str, delta: u64, quota: u64) -> Result<u64, KvError> {
         self.transact(bucket, &[key.to_string()], |read| {
-            let current = match &read.values.get(key).and_then(|(v, _)| v.clone()) {
-                None => 0,
-                Some(bytes) => std::str::from_utf8(bytes)
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        KvError::Invalid(format!(
-                            "the value of {key:?} is not a decimal number, so it cannot be incremented"
-                        ))
-                    })?,
-            };
-            let next = current.checked_add(delta).ok_or_else(|| {
-                KvError::Invalid(format!("incrementing {key:?} by {delta} overflows a u64"))
-            })?;
+            let current = read.values.get(key).and_then(|(v, _)| v.as_deref());
+            let next = flotilla_kv::incremented(key, current, delta)?;
             let pair = [(key.to_string(), next.to_string().into_bytes())];
             Ok((Self::puts(read, bucket, &pair, quota)?, next))
         })

@@ -188,6 +188,22 @@ impl Shared {
     pub(crate) fn key(&self, suffix: &str) -> Vec<u8> {
         format!("{}{suffix}", self.prefix).into_bytes()
     }
+
+    /// One key's value and mod revision (`None` and 0 when absent).
+    pub(crate) fn value(&self, key: Vec<u8>) -> Result<(Option<Vec<u8>>, i64), StoreError> {
+        let kv = self.client.kv_client();
+        let mut response = self.block(move || {
+            let (mut kv, key) = (kv.clone(), key.clone());
+            async move { kv.get(key, None).await }
+        })?;
+        Ok(match response.take_kvs().into_iter().next() {
+            Some(found) => {
+                let revision = found.mod_revision();
+                (Some(found.into_key_value().1), revision)
+            }
+            None => (None, 0),
+        })
+    }
 }
 
 /// Runs `work` on `runtime` and blocks this thread until it is done (from
