@@ -24,6 +24,9 @@ use crate::runtime::Runtime;
 /// Longest delay before a change of assignments reaches the journal.
 const JOURNAL_FLUSH_EVERY: Duration = Duration::from_millis(250);
 
+/// How long one heartbeat may take before the next goes to another server.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How often the node heartbeats.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
@@ -678,7 +681,21 @@ async fn heartbeat(
 ) {
     let mut pressure = false;
     loop {
-        match send_heartbeat(&client, &config).await {
+        // A server that accepts and never answers (stopped, cut off) must
+        // not hold the lease past the node grace: the next beat goes to the
+        // next server.
+        let beat =
+            match tokio::time::timeout(HEARTBEAT_TIMEOUT, send_heartbeat(&client, &config)).await {
+                Ok(beat) => beat,
+                Err(_) => {
+                    client.next_server();
+                    Err(flotilla_client::ClientError::Unreachable {
+                        url: client.base(),
+                        message: format!("no answer within {HEARTBEAT_TIMEOUT:?}"),
+                    })
+                }
+            };
+        match beat {
             Ok(beat) => {
                 raise(&epoch, beat.epoch);
                 if beat.disk_pressure != pressure {

@@ -103,9 +103,9 @@ pub struct Client {
     timeout: Option<Duration>,
 }
 
-/// How long an agent's requests may take (heartbeats every second: a hung
-/// one must give way to the next server, not hold the node's lease).
-pub const AGENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an agent's requests may take (a whole list of a large fleet
+/// included); heartbeats have a shorter bound of their own.
+pub const AGENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A watch stream silent this long is taken as dead (the server sends a
 /// BOOKMARK every 5 s): a stopped or cut-off server leaves it open.
@@ -237,6 +237,12 @@ impl Client {
             Some(timeout) => request.timeout(timeout),
             None => request,
         }
+    }
+
+    /// The next request goes to the next server (the one in use has
+    /// stopped answering).
+    pub fn next_server(&self) {
+        self.move_on(self.current.load(Ordering::Relaxed) % self.servers.len());
     }
 
     /// The next request goes to the next server.

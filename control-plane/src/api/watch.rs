@@ -113,6 +113,10 @@ struct WatchState {
     pending: VecDeque<Value>,
     wake: tokio::sync::watch::Receiver<u64>,
     done: bool,
+    /// When the last line went out: a BOOKMARK is due [`BOOKMARK_EVERY`]
+    /// after it, whether or not the store changed meanwhile (changes this
+    /// watch filters out must not starve it of bookmarks).
+    last_sent: tokio::time::Instant,
 }
 
 fn event_line(event: &Value) -> Bytes {
@@ -130,6 +134,13 @@ fn error_event(e: StoreError) -> Value {
 impl WatchState {
     /// Fills `pending` with the next events, waiting for changes if none.
     async fn fill(&mut self) {
+        self.fill_events().await;
+        if !self.pending.is_empty() {
+            self.last_sent = tokio::time::Instant::now();
+        }
+    }
+
+    async fn fill_events(&mut self) {
         let Some(revision) = self.revision else {
             match self
                 .store
@@ -168,12 +179,20 @@ impl WatchState {
                             .push_back(json!({"type": change.change, "object": object}));
                     }
                 }
+                if self.pending.is_empty() && self.last_sent.elapsed() >= BOOKMARK_EVERY {
+                    let at = self.revision.unwrap_or(revision);
+                    self.pending.push_back(self.bookmark(at, false));
+                }
             }
-            Ok(_) => match tokio::time::timeout(BOOKMARK_EVERY, self.wake.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => self.done = true,
-                Err(_) => self.pending.push_back(self.bookmark(revision, false)),
-            },
+            Ok(_) => {
+                match tokio::time::timeout_at(self.last_sent + BOOKMARK_EVERY, self.wake.changed())
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => self.done = true,
+                    Err(_) => self.pending.push_back(self.bookmark(revision, false)),
+                }
+            }
         }
     }
 
@@ -203,6 +222,7 @@ pub fn watch(store: Arc<dyn Store>, filter: Filter, from: Option<u64>) -> Respon
         revision: from,
         pending: VecDeque::new(),
         wake,
+        last_sent: tokio::time::Instant::now(),
         done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut state| async move {

@@ -19,8 +19,8 @@ use flotilla_kv::{Backend, KvError};
 
 use super::{EtcdStore, Shared};
 
-/// How many times a write is planned again when others keep changing its keys.
-const ATTEMPTS: usize = 32;
+/// How long a write keeps planning again while others change its bucket.
+const PERSISTENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `cluster` buckets in etcd.
 pub struct EtcdKv {
@@ -31,6 +31,8 @@ pub struct EtcdKv {
 struct Read {
     usage: u64,
     usage_revision: i64,
+    /// The write that last set the usage (see [`EtcdKv::transact`]).
+    writer: String,
     values: HashMap<String, (Option<Vec<u8>>, i64)>,
 }
 
@@ -72,6 +74,11 @@ impl EtcdKv {
                 "{message}: a batch this large needs etcd started with a larger --max-txn-ops"
             ));
         }
+        if message.contains("request is too large") {
+            return KvError::Other(format!(
+                "{message}: a batch this large needs etcd started with a larger --max-request-bytes (1.5 MiB by default); or write fewer values at once"
+            ));
+        }
         KvError::Other(format!("the cluster's key-value store: {message}"))
     }
 
@@ -80,11 +87,14 @@ impl EtcdKv {
     }
 
     fn read(&self, bucket: &str, keys: &[String]) -> Result<Read, KvError> {
-        let (usage, usage_revision) = self.get_one(self.usage_key(bucket))?;
-        let usage = usage
+        let (stored, usage_revision) = self.get_one(self.usage_key(bucket))?;
+        // "BYTES WRITER": the usage, and which write set it.
+        let stored = stored
             .and_then(|u| String::from_utf8(u).ok())
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(0);
+            .unwrap_or_default();
+        let mut fields = stored.split_whitespace();
+        let usage = fields.next().and_then(|u| u.parse().ok()).unwrap_or(0);
+        let writer = fields.next().unwrap_or_default().to_string();
         let mut values = HashMap::new();
         for key in keys {
             values.insert(key.clone(), self.get_one(self.key(bucket, key))?);
@@ -92,24 +102,33 @@ impl EtcdKv {
         Ok(Read {
             usage,
             usage_revision,
+            writer,
             values,
         })
     }
 
     /// Reads `keys`, asks `plan` what to change (and what to answer), and
-    /// commits it only over what was read.
+    /// commits it only over what was read, again (after a pause) while
+    /// other writes to the bucket get in between. Each attempt signs the
+    /// usage it writes: an attempt whose answer was lost (and that the
+    /// store sent again, to be refused) is recognised as done by its
+    /// signature, so an increment is never applied twice nor a swap that
+    /// happened reported as failed.
     fn transact<T>(
         &self,
         bucket: &str,
         keys: &[String],
         plan: impl Fn(&Read) -> Result<(Vec<Change>, T), KvError>,
     ) -> Result<T, KvError> {
-        for _ in 0..ATTEMPTS {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(1);
+        while started.elapsed() < PERSISTENCE {
             let read = self.read(bucket, keys)?;
             let (changes, answer) = plan(&read)?;
             if changes.is_empty() {
                 return Ok(answer);
             }
+            let signature = hex::encode(rand::random::<[u8; 12]>());
             let mut usage = read.usage;
             let mut ops = Vec::new();
             for change in &changes {
@@ -125,7 +144,11 @@ impl EtcdKv {
                     }
                 }
             }
-            ops.push(TxnOp::put(self.usage_key(bucket), usage.to_string(), None));
+            ops.push(TxnOp::put(
+                self.usage_key(bucket),
+                format!("{usage} {signature}"),
+                None,
+            ));
             let mut compares = vec![Compare::mod_revision(
                 self.usage_key(bucket),
                 CompareOp::Equal,
@@ -147,12 +170,16 @@ impl EtcdKv {
                     async move { kv.txn(txn).await }
                 })
                 .map_err(|e| self.failed(e))?;
-            if response.succeeded() {
+            if response.succeeded() || self.read(bucket, &[])?.writer == signature {
                 return Ok(answer);
             }
+            // Others got in between: again, after a pause that grows (and
+            // differs between writers, so that they stop colliding).
+            std::thread::sleep(pause.mul_f64(0.5 + rand::random::<f64>()));
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
         }
         Err(KvError::Other(format!(
-            "bucket {bucket}: other writers kept changing the same keys ({ATTEMPTS} attempts); retry"
+            "bucket {bucket}: other writers kept changing it for {PERSISTENCE:?}; retry"
         )))
     }
 
