@@ -14,7 +14,9 @@ etcd --name e2e --data-dir "$dir/data" \
   --initial-cluster "e2e=http://127.0.0.1:$peer" --quota-backend-bytes $((4 << 30)) \
   > "$dir/etcd.log" 2>&1 &
 etcd_pid=$!
-trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$dir"' EXIT
+# (Each step may fail without failing the script: under `set -e` a `wait`
+# for the killed etcd would otherwise make the script's status 143.)
+trap 'kill $etcd_pid 2>/dev/null || true; wait $etcd_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do
   etcdctl --endpoints "127.0.0.1:$client" endpoint health >/dev/null 2>&1 && break
   sleep 0.1
