@@ -108,6 +108,41 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// The usage of `bucket` once `pairs` are written in order over what it
+/// holds now (`used` bytes; `size_of` gives a key's stored size, key and
+/// value), or the quota error of the first pair that would pass `quota`
+/// (a write that does not grow a key always passes).
+pub fn usage_after(
+    bucket: &str,
+    used: u64,
+    pairs: &[(String, Vec<u8>)],
+    quota: u64,
+    mut size_of: impl FnMut(&str) -> Result<u64, KvError>,
+) -> Result<u64, KvError> {
+    let mut total = used;
+    // A key named twice: its earlier value in this batch is what the later
+    // one replaces.
+    let mut written: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (key, value) in pairs {
+        let before = match written.get(key.as_str()) {
+            Some(size) => *size,
+            None => size_of(key)?,
+        };
+        let after = (key.len() + value.len()) as u64;
+        if after > before && total - before.min(total) + after > quota {
+            return Err(KvError::quota_exceeded(
+                bucket,
+                total,
+                after - before,
+                quota,
+            ));
+        }
+        total = total - before.min(total) + after;
+        written.insert(key, after);
+    }
+    Ok(total)
+}
+
 /// What `increment` stores: the decimal number at `key` (0 when absent)
 /// plus `delta`.
 pub fn incremented(key: &str, current: Option<&[u8]>, delta: u64) -> Result<u64, KvError> {

@@ -103,19 +103,10 @@ impl Tx<'_> {
 
     /// Writes `pairs` into `bucket` within `quota`.
     fn put(&self, bucket: &str, pairs: &[(String, Vec<u8>)], quota: u64) -> Result<(), KvError> {
-        let mut total = self.used(bucket)?;
+        let total = crate::usage_after(bucket, self.used(bucket)?, pairs, quota, |key| {
+            self.size_of(bucket, key)
+        })?;
         for (key, value) in pairs {
-            let before = self.size_of(bucket, key)?;
-            let after = (key.len() + value.len()) as u64;
-            if after > before && total - before.min(total) + after > quota {
-                return Err(KvError::quota_exceeded(
-                    bucket,
-                    total,
-                    after - before,
-                    quota,
-                ));
-            }
-            total = total - before.min(total) + after;
             self.tx
                 .execute(
                     "INSERT INTO kv (bucket, key, value) VALUES (?1, ?2, ?3)

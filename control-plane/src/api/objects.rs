@@ -150,12 +150,9 @@ async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes
     // Said before any registry is asked (an apply tries a create first).
     if let Some(name) = body["metadata"]["name"].as_str() {
         if state.store.get(kind.name(), &namespace, name)?.is_some() {
-            return Err(crate::store::StoreError::AlreadyExists {
-                kind: kind.name().into(),
-                namespace: namespace.clone(),
-                name: name.into(),
-            }
-            .into());
+            return Err(
+                crate::store::StoreError::already_exists(kind.name(), &namespace, name).into(),
+            );
         }
     }
     let body = super::oci::resolve_module(&state, kind, &namespace, body, None).await?;

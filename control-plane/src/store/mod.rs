@@ -86,6 +86,26 @@ pub enum StoreError {
     Backend(String),
 }
 
+impl StoreError {
+    /// [`StoreError::AlreadyExists`] of an object.
+    pub fn already_exists(kind: &str, namespace: &str, name: &str) -> Self {
+        Self::AlreadyExists {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// [`StoreError::NotFound`] of an object.
+    pub fn not_found(kind: &str, namespace: &str, name: &str) -> Self {
+        Self::NotFound {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

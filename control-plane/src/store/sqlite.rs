@@ -147,14 +147,6 @@ impl SqliteStore {
     }
 }
 
-fn not_found(kind: &str, namespace: &str, name: &str) -> StoreError {
-    StoreError::NotFound {
-        kind: kind.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    }
-}
-
 /// The log entry of a write.
 fn change(revision: u64, kind: &str, namespace: &str, change: ChangeType, object: Value) -> Change {
     Change {
@@ -272,11 +264,7 @@ impl Store for SqliteStore {
         let _timer = crate::telemetry::time_store("create");
         let change = self.write(|tx, revision| {
             if stored_revision(tx, kind, namespace, name)?.is_some() {
-                return Err(StoreError::AlreadyExists {
-                    kind: kind.into(),
-                    namespace: namespace.into(),
-                    name: name.into(),
-                });
+                return Err(StoreError::already_exists(kind, namespace, name));
             }
             let object = stamp(object, revision);
             tx.prepare_cached(
@@ -301,7 +289,7 @@ impl Store for SqliteStore {
     ) -> Result<Value, StoreError> {
         let _timer = crate::telemetry::time_store("update");
         let change = self.write(|tx, revision| {
-            let current = stored_revision(tx, kind, namespace, name)?.ok_or_else(|| not_found(kind, namespace, name))?;
+            let current = stored_revision(tx, kind, namespace, name)?.ok_or_else(|| StoreError::not_found(kind, namespace, name))?;
             if let Some(given) = expected {
                 if given != current {
                     return Err(StoreError::Conflict {
@@ -330,7 +318,7 @@ impl Store for SqliteStore {
         let _timer = crate::telemetry::time_store("delete");
         let change = self.write(|tx, revision| {
             let body = stored_body(tx, kind, namespace, name)?
-                .ok_or_else(|| not_found(kind, namespace, name))?;
+                .ok_or_else(|| StoreError::not_found(kind, namespace, name))?;
             tx.prepare_cached(
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             )

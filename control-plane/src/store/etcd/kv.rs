@@ -190,20 +190,13 @@ impl EtcdKv {
         pairs: &[(String, Vec<u8>)],
         quota: u64,
     ) -> Result<Vec<Change>, KvError> {
-        let mut total = read.usage;
-        for (key, value) in pairs {
-            let before = read.size_of(key);
-            let after = (key.len() + value.len()) as u64;
-            if after > before && total - before.min(total) + after > quota {
-                return Err(KvError::quota_exceeded(
-                    bucket,
-                    total,
-                    after - before,
-                    quota,
-                ));
-            }
-            total = total - before.min(total) + after;
-        }
+        flotilla_kv::usage_after(
+            bucket,
+            read.usage,
+            pairs,
+            quota,
+            |key| Ok(read.size_of(key)),
+        )?;
         Ok(pairs
             .iter()
             .map(|(k, v)| Change::Put(k.clone(), v.clone()))

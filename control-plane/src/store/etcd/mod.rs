@@ -489,22 +489,6 @@ pub(crate) fn stamped(value: &[u8], revision: u64) -> Result<Value, StoreError> 
     Ok(object)
 }
 
-fn exists(kind: &str, namespace: &str, name: &str) -> StoreError {
-    StoreError::AlreadyExists {
-        kind: kind.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    }
-}
-
-fn not_found(kind: &str, namespace: &str, name: &str) -> StoreError {
-    StoreError::NotFound {
-        kind: kind.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    }
-}
-
 impl Store for EtcdStore {
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
         let _timer = crate::telemetry::time_store("get");
@@ -579,7 +563,7 @@ impl Store for EtcdStore {
                 self.settle(revision);
                 stamped(&bytes, revision)
             }
-            Transacted::Refused(_) => Err(exists(kind, namespace, name)),
+            Transacted::Refused(_) => Err(StoreError::already_exists(kind, namespace, name)),
         }
     }
 
@@ -604,7 +588,7 @@ impl Store for EtcdStore {
                 self.settle(revision);
                 stamped(&bytes, revision)
             }
-            Transacted::Refused(None) => Err(not_found(kind, namespace, name)),
+            Transacted::Refused(None) => Err(StoreError::not_found(kind, namespace, name)),
             // Our own write, made again after an answer was lost.
             Transacted::Refused(Some(current))
                 if current.value() == bytes.as_slice()
@@ -638,7 +622,7 @@ impl Store for EtcdStore {
                 stamped(previous.value(), revision)
             }
             Transacted::Done { previous: None, .. } | Transacted::Refused(_) => {
-                Err(not_found(kind, namespace, name))
+                Err(StoreError::not_found(kind, namespace, name))
             }
         }
     }
