@@ -3,6 +3,7 @@
 
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::{ModuleRef, OciError};
 
@@ -100,6 +101,58 @@ pub fn module_layer(
         )));
     }
     Ok((*layer).clone())
+}
+
+/// Largest manifest read (real ones are a few hundred bytes).
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
+/// Largest config blob read.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// A manifest's exact bytes, checked to be a Wasm artifact.
+#[derive(Debug, Clone)]
+pub struct ParsedManifest {
+    /// `sha256:…` of its bytes.
+    pub digest: String,
+    /// Its config's descriptor.
+    pub config: OciDescriptor,
+    /// The module's layer.
+    pub layer: OciDescriptor,
+}
+
+/// Parses manifest `bytes`, which `reference` names: a Wasm artifact whose
+/// module has at most `max_bytes`, and the manifest `reference` pins, if it
+/// pins one.
+pub fn parse_manifest(
+    reference: &ModuleRef,
+    bytes: &[u8],
+    max_bytes: u64,
+) -> Result<ParsedManifest, OciError> {
+    let unusable = |message: String| OciError::Unusable {
+        reference: reference.to_string(),
+        message,
+    };
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(unusable(format!(
+            "its manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have",
+            bytes.len()
+        )));
+    }
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    if let Some(wanted) = reference.digest().filter(|wanted| *wanted != digest) {
+        return Err(OciError::DigestMismatch {
+            reference: reference.to_string(),
+            expected: wanted.to_string(),
+            actual: digest.trim_start_matches("sha256:").to_string(),
+        });
+    }
+    let manifest: OciImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| unusable(format!("its manifest is not an OCI image manifest: {e}")))?;
+    let layer = module_layer(reference, &manifest, max_bytes)?;
+    Ok(ParsedManifest {
+        digest,
+        config: manifest.config,
+        layer,
+    })
 }
 
 #[cfg(test)]

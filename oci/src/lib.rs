@@ -10,12 +10,15 @@
 //! - [`registry`]: resolving a tag to its digest, pulling a module (its
 //!   digest verified, resumed after a dropped connection, with progress)
 //!   and pushing one;
-//! - [`signature`]: cosign-compatible signatures made with a key.
+//! - [`signature`]: cosign-compatible signatures made with a key;
+//! - [`bundle`]: modules and signatures in one file (an OCI image layout
+//!   in a tar file), for control planes without a registry.
 //!
 //! Registries on loopback addresses, and those named as insecure, are
 //! spoken to over plain HTTP (as Docker treats `localhost`); all others
 //! over HTTPS.
 
+pub mod bundle;
 pub mod credentials;
 pub mod layout;
 pub mod reference;
@@ -24,7 +27,7 @@ pub mod signature;
 
 pub use credentials::Credentials;
 pub use reference::ModuleRef;
-pub use registry::{Pulled, Registry, Resolved};
+pub use registry::{Exported, Pulled, Registry, Resolved};
 
 /// What can go wrong between Flotilla and a registry.
 #[derive(Debug, thiserror::Error)]

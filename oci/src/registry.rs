@@ -14,7 +14,7 @@ use oci_client::Client;
 use sha2::{Digest, Sha256};
 
 use crate::layout::{self, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
-use crate::signature::{self, PrivateKey, PublicKey, SIGNATURE_ANNOTATION, SIGNATURE_MEDIA_TYPE};
+use crate::signature::{self, PrivateKey, PublicKey, Signed, SIGNATURE_MEDIA_TYPE};
 use crate::{Credentials, ModuleRef, OciError};
 
 /// Attempts at a transfer before giving up (each failure waits longer).
@@ -381,52 +381,116 @@ impl Registry {
             self.reference.named_registry(),
             self.reference.repository()
         );
-        let payload = signature::payload(&place, digest);
-        let signed = key.sign(&payload);
-        let layer = OciDescriptor {
-            media_type: SIGNATURE_MEDIA_TYPE.to_string(),
-            digest: format!("sha256:{}", hex::encode(Sha256::digest(&payload))),
-            size: i64::try_from(payload.len()).unwrap_or(i64::MAX),
-            annotations: Some(BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), signed)])),
-            ..Default::default()
-        };
+        let signed = Signed::by(key, &place, digest);
+        let layer = signed.layer();
         let target = self.signatures_of(digest);
-        let mut layers = match self
-            .retrying(|| self.client.pull_image_manifest(&target, &self.auth))
-            .await
-        {
-            Ok((manifest, _)) => manifest.layers,
-            Err(OciError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e),
+        let mut layers = match self.signature_manifest(&target).await? {
+            Some(manifest) => manifest.layers,
+            None => Vec::new(),
         };
         // The payload is the same for every signer: the signature tells
         // them apart (ECDSA here is deterministic, RFC 6979, so signing
         // twice with one key adds nothing).
         layers.retain(|l| !(l.digest == layer.digest && l.annotations == layer.annotations));
-        layers.push(layer);
-        // cosign's config for a signature image.
-        let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
-        let config = serde_json::json!({
-            "architecture": "", "os": "", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        layers.push(layer.clone());
+        let config = signature::manifest_config(&layers);
+        let manifest = signature::manifest(layers, &config);
+        self.retrying(|| {
+            self.client
+                .push_blob(&target, &signed.payload, &layer.digest)
         })
-        .to_string()
-        .into_bytes();
-        let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
-        let payload_digest = layers.last().map(|l| l.digest.clone()).unwrap_or_default();
-        self.retrying(|| self.client.push_blob(&target, &payload, &payload_digest))
-            .await?;
-        self.retrying(|| self.client.push_blob(&target, &config, &config_digest))
-            .await?;
-        let mut manifest = OciImageManifest::default();
-        manifest.config.media_type = oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string();
-        manifest.config.digest = config_digest;
-        manifest.config.size = i64::try_from(config.len()).unwrap_or(i64::MAX);
-        manifest.layers = layers;
+        .await?;
+        self.retrying(|| {
+            self.client
+                .push_blob(&target, &config, &manifest.config.digest)
+        })
+        .await?;
         let manifest = oci_client::manifest::OciManifest::Image(manifest);
         self.retrying(|| self.client.push_manifest(&target, &manifest))
             .await?;
         Ok(target.tag().unwrap_or_default().to_string())
+    }
+
+    /// The signature manifest at `target`, if there is one.
+    async fn signature_manifest(
+        &self,
+        target: &oci_client::Reference,
+    ) -> Result<Option<OciImageManifest>, OciError> {
+        match self
+            .retrying(|| self.client.pull_image_manifest(target, &self.auth))
+            .await
+        {
+            Ok((manifest, _)) => Ok(Some(manifest)),
+            Err(OciError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The signatures of manifest `digest` in the registry (`None`: it has
+    /// no signature manifest). A payload that cannot be read is one
+    /// signature fewer.
+    pub async fn signatures(&self, digest: &str) -> Result<Option<Vec<Signed>>, OciError> {
+        let target = self.signatures_of(digest);
+        let Some(manifest) = self.signature_manifest(&target).await? else {
+            return Ok(None);
+        };
+        let mut payloads = Vec::new();
+        for layer in manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
+            .take(signature::MAX_SIGNATURES)
+            .filter(|l| usize::try_from(l.size).is_ok_and(|n| n <= signature::MAX_PAYLOAD_BYTES))
+        {
+            if let Ok(payload) = self
+                .small_blob(&target, layer, signature::MAX_PAYLOAD_BYTES)
+                .await
+            {
+                payloads.push((layer.digest.clone(), payload));
+            }
+        }
+        Ok(Some(signature::from_layers(&manifest.layers, |layer| {
+            payloads
+                .iter()
+                .find(|(digest, _)| *digest == layer.digest)
+                .map(|(_, payload)| payload.clone())
+        })))
+    }
+
+    /// A blob of at most `max` bytes, read whole (no more than `max` is
+    /// read, whatever is sent) and checked against its digest.
+    async fn small_blob(
+        &self,
+        target: &oci_client::Reference,
+        layer: &OciDescriptor,
+        max: usize,
+    ) -> Result<Vec<u8>, OciError> {
+        let unusable = |message: String| OciError::Unusable {
+            reference: self.reference.to_string(),
+            message,
+        };
+        let mut stream = self
+            .retrying(|| self.client.pull_blob_stream(target, layer))
+            .await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| unusable(format!("reading blob {}: {e}", layer.digest)))?;
+            if bytes.len() + chunk.len() > max {
+                return Err(unusable(format!(
+                    "blob {} is larger than the {max} bytes such a blob may be",
+                    layer.digest
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) != layer.digest {
+            return Err(unusable(format!(
+                "blob {} arrived with another digest: damaged or tampered with",
+                layer.digest
+            )));
+        }
+        Ok(bytes)
     }
 
     /// Checks that manifest `digest` carries a signature by one of `keys`
@@ -437,75 +501,65 @@ impl Registry {
         keys: &[PublicKey],
         policy: &str,
     ) -> Result<(), OciError> {
-        let unsigned = |why: String| OciError::Unsigned {
-            reference: self.reference.to_string(),
-            policy: policy.to_string(),
-            why,
-        };
-        let target = self.signatures_of(digest);
-        let tag = target.tag().unwrap_or_default().to_string();
-        let manifest = match self
-            .retrying(|| self.client.pull_image_manifest(&target, &self.auth))
-            .await
-        {
-            Ok((manifest, _)) => manifest,
-            Err(OciError::NotFound { .. }) => {
-                return Err(unsigned(format!(
-                    "the module is not signed (no {tag} in its repository; sign it with flotilla sign or cosign sign --key)"
-                )))
-            }
-            Err(e) => return Err(e),
-        };
-        let mut seen = 0;
-        for layer in manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
-            .take(signature::MAX_SIGNATURES)
-        {
-            let Some(signature) = layer
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
-            else {
-                continue;
-            };
-            if usize::try_from(layer.size).map_or(true, |size| size > signature::MAX_PAYLOAD_BYTES)
-            {
-                continue;
-            }
-            seen += 1;
-            // Read no more than the payload may be, whatever is sent; a
-            // layer that cannot be read is one signature fewer.
-            let Ok(mut stream) = self.client.pull_blob_stream(&target, layer).await else {
-                continue;
-            };
-            let mut payload = Vec::new();
-            let mut whole = true;
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(chunk) if payload.len() + chunk.len() <= signature::MAX_PAYLOAD_BYTES => {
-                        payload.extend_from_slice(&chunk)
-                    }
-                    _ => {
-                        whole = false;
-                        break;
-                    }
-                }
-            }
-            if !whole || format!("sha256:{}", hex::encode(Sha256::digest(&payload))) != layer.digest
-            {
-                continue;
-            }
-            if signature::payload_names(&payload, digest)
-                && keys.iter().any(|key| key.verifies(&payload, signature))
-            {
-                return Ok(());
-            }
-        }
-        Err(unsigned(format!(
-            "none of the {seen} signatures under {tag} is by a key of the policy for this manifest: sign it with the private half of one of the policy's keys (flotilla sign {} --key KEY)",
-            self.reference
-        )))
+        let signatures = self.signatures(digest).await?;
+        signature::verify(
+            &self.reference.to_string(),
+            policy,
+            digest,
+            signatures.as_deref(),
+            keys,
+        )
     }
+
+    /// Everything a bundle holds of the module `reference` names now: the
+    /// manifest's exact bytes, its config, the module (at most
+    /// `max_bytes`, its digest checked), and the manifest's signatures.
+    pub async fn export(
+        &self,
+        max_bytes: u64,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<Exported, OciError> {
+        let (manifest, _) = self
+            .retrying(|| {
+                self.client.pull_manifest_raw(
+                    &self.reference.0,
+                    &self.auth,
+                    &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+                )
+            })
+            .await?;
+        let parsed = layout::parse_manifest(&self.reference, &manifest, max_bytes)?;
+        let resolved = Resolved {
+            manifest_digest: parsed.digest.clone(),
+            layer: parsed.layer.clone(),
+            annotations: BTreeMap::new(),
+        };
+        let config = self
+            .small_blob(&self.reference.0, &parsed.config, layout::MAX_CONFIG_BYTES)
+            .await?;
+        let module = self.pull(&resolved, progress).await?.bytes;
+        let signatures = self.signatures(&parsed.digest).await?.unwrap_or_default();
+        Ok(Exported {
+            manifest_digest: parsed.digest,
+            manifest,
+            config,
+            module,
+            signatures,
+        })
+    }
+}
+
+/// One module as a bundle holds it (see [`Registry::export`]).
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// `sha256:…` of `manifest`.
+    pub manifest_digest: String,
+    /// The manifest's exact bytes.
+    pub manifest: Vec<u8>,
+    /// The config blob.
+    pub config: Vec<u8>,
+    /// The module.
+    pub module: Vec<u8>,
+    /// The manifest's signatures.
+    pub signatures: Vec<Signed>,
 }

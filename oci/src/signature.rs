@@ -15,10 +15,15 @@
 //! `cosign generate-key-pair` writes as `cosign.pub`).
 
 use base64::Engine;
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+use crate::OciError;
 
 /// The media type of a signature layer.
 pub const SIGNATURE_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -56,6 +61,136 @@ pub fn payload_names(payload: &[u8], digest: &str) -> bool {
         p["critical"]["type"] == PAYLOAD_TYPE
             && p["critical"]["image"]["docker-manifest-digest"] == digest
     })
+}
+
+/// One signature as cosign stores it: a payload and, from the layer's
+/// annotation, its signature (base64 of DER).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The simple-signing payload.
+    pub payload: Vec<u8>,
+    /// Its signature, base64 of DER.
+    pub signature: String,
+}
+
+impl Signed {
+    /// `key`'s signature of manifest `digest` in repository `place`
+    /// (`REGISTRY/REPOSITORY`).
+    pub fn by(key: &PrivateKey, place: &str, digest: &str) -> Self {
+        let payload = payload(place, digest);
+        let signature = key.sign(&payload);
+        Self { payload, signature }
+    }
+
+    /// Its layer in a signature manifest.
+    pub fn layer(&self) -> OciDescriptor {
+        OciDescriptor {
+            media_type: SIGNATURE_MEDIA_TYPE.to_string(),
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(&self.payload))),
+            size: i64::try_from(self.payload.len()).unwrap_or(i64::MAX),
+            annotations: Some(BTreeMap::from([(
+                SIGNATURE_ANNOTATION.to_string(),
+                self.signature.clone(),
+            )])),
+            ..Default::default()
+        }
+    }
+}
+
+/// The config blob cosign writes for a signature manifest of `layers`.
+pub fn manifest_config(layers: &[OciDescriptor]) -> Vec<u8> {
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
+    json!({
+        "architecture": "", "os": "", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A signature manifest of `layers` with `config` (from [`manifest_config`]).
+pub fn manifest(layers: Vec<OciDescriptor>, config: &[u8]) -> OciImageManifest {
+    let mut manifest = OciImageManifest::default();
+    manifest.config.media_type = oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.to_string();
+    manifest.config.digest = format!("sha256:{}", hex::encode(Sha256::digest(config)));
+    manifest.config.size = i64::try_from(config.len()).unwrap_or(i64::MAX);
+    manifest.layers = layers;
+    manifest
+}
+
+/// The signatures that `layers` of a signature manifest carry, each
+/// payload read by `read` (`None` for one that cannot be read): at most
+/// [`MAX_SIGNATURES`], each payload checked against its layer's digest and
+/// no larger than [`MAX_PAYLOAD_BYTES`]. One that fails is one signature
+/// fewer.
+pub fn from_layers<'a>(
+    layers: impl IntoIterator<Item = &'a OciDescriptor>,
+    mut read: impl FnMut(&OciDescriptor) -> Option<Vec<u8>>,
+) -> Vec<Signed> {
+    let mut found = Vec::new();
+    for layer in layers
+        .into_iter()
+        .filter(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
+        .take(MAX_SIGNATURES)
+    {
+        let Some(signature) = layer
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+        else {
+            continue;
+        };
+        if usize::try_from(layer.size).map_or(true, |size| size > MAX_PAYLOAD_BYTES) {
+            continue;
+        }
+        let Some(payload) = read(layer) else {
+            continue;
+        };
+        if payload.len() > MAX_PAYLOAD_BYTES
+            || format!("sha256:{}", hex::encode(Sha256::digest(&payload))) != layer.digest
+        {
+            continue;
+        }
+        found.push(Signed {
+            payload,
+            signature: signature.clone(),
+        });
+    }
+    found
+}
+
+/// Checks that one of `signatures` (`None`: the module has no signature
+/// manifest at all) signs manifest `digest` of `reference` with one of
+/// `keys`; `policy` names who asks, for the refusal.
+pub fn verify(
+    reference: &str,
+    policy: &str,
+    digest: &str,
+    signatures: Option<&[Signed]>,
+    keys: &[PublicKey],
+) -> Result<(), OciError> {
+    let unsigned = |why: String| OciError::Unsigned {
+        reference: reference.to_string(),
+        policy: policy.to_string(),
+        why,
+    };
+    let Some(signatures) = signatures else {
+        return Err(unsigned(format!(
+            "the module is not signed (no {} in its repository; sign it with flotilla sign or cosign sign --key)",
+            signature_tag(digest)
+        )));
+    };
+    if signatures.iter().take(MAX_SIGNATURES).any(|s| {
+        payload_names(&s.payload, digest)
+            && keys.iter().any(|k| k.verifies(&s.payload, &s.signature))
+    }) {
+        return Ok(());
+    }
+    Err(unsigned(format!(
+        "none of the {} signatures under {} is by a key of the policy for this manifest: sign it with the private half of one of the policy's keys (flotilla sign {reference} --key KEY)",
+        signatures.len(),
+        signature_tag(digest)
+    )))
 }
 
 /// A key that signatures are checked with.

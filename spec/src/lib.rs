@@ -5,7 +5,7 @@
 //!   `metadata`, `spec`, `status`);
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
-//!   and Secret);
+//!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule);
 //! - [`validate`]: semantic checks with field paths and hints;
 //! - [`manifest`]: YAML/JSON documents → typed, validated resources.
 //!
@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod event;
+pub mod imported;
 pub mod instance;
 pub mod manifest;
 pub mod meta;
