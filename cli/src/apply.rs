@@ -152,7 +152,7 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
 }
 
 /// Creates the object, or, when it exists, updates it (as kubectl apply).
-async fn create_or_update(
+pub async fn create_or_update(
     client: &flotilla_client::Client,
     kind: &str,
     collection: &str,

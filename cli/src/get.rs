@@ -304,6 +304,26 @@ fn rows(
                 })
                 .collect(),
         ),
+        CliKind::ImportedModule => (
+            vec!["NAME", "REFERENCE", "MANIFEST", "SIZE", "SIGNATURES", "AGE"],
+            items
+                .iter()
+                .map(|m| {
+                    let digest = text(&m["status"]["manifestDigest"]);
+                    vec![
+                        text(&m["metadata"]["name"]),
+                        text(&m["spec"]["reference"]),
+                        digest.chars().take(19).collect(),
+                        format_memory_bytes(m["status"]["size"].as_u64().unwrap_or(0)),
+                        m["spec"]["signatures"]
+                            .as_array()
+                            .map_or(0, Vec::len)
+                            .to_string(),
+                        age(&m["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         CliKind::Volume => (
             vec![
                 "NAME", "WORKLOAD", "NODE", "SIZE", "USED", "FILES", "RECLAIM", "AGE",

@@ -14,6 +14,7 @@ pub enum CliKind {
     Secret,
     Volume,
     ModulePolicy,
+    ImportedModule,
 }
 
 impl CliKind {
@@ -28,8 +29,9 @@ impl CliKind {
             "secret" | "secrets" => CliKind::Secret,
             "volume" | "volumes" | "vol" => CliKind::Volume,
             "modulepolicy" | "modulepolicies" | "mp" => CliKind::ModulePolicy,
+            "importedmodule" | "importedmodules" | "im" => CliKind::ImportedModule,
             other => {
-                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs, secrets, volumes or modulepolicies)")
+                bail!("unknown resource type {other:?} (use workloads, instances, nodes, events, revisions, configs, secrets, volumes, modulepolicies or importedmodules)")
             }
         })
     }
@@ -46,6 +48,7 @@ impl CliKind {
             CliKind::Secret => "Secret",
             CliKind::Volume => "Volume",
             CliKind::ModulePolicy => "ModulePolicy",
+            CliKind::ImportedModule => "ImportedModule",
         }
     }
 
@@ -60,11 +63,15 @@ impl CliKind {
             CliKind::Secret => "secrets",
             CliKind::Volume => "volumes",
             CliKind::ModulePolicy => "modulepolicies",
+            CliKind::ImportedModule => "importedmodules",
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, CliKind::Node | CliKind::ModulePolicy)
+        !matches!(
+            self,
+            CliKind::Node | CliKind::ModulePolicy | CliKind::ImportedModule
+        )
     }
 
     /// The collection path: one namespace, all (`None`), or cluster-scoped.

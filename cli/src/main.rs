@@ -10,6 +10,7 @@
 
 mod agent;
 mod apply;
+mod bundle;
 mod config;
 mod create;
 mod get;
@@ -92,8 +93,12 @@ enum Command {
     Push(push::PushArgs),
     /// Fetch a module from an OCI registry, its digest checked.
     Pull(push::PullArgs),
-    /// Sign a module in an OCI registry with a key (cosign-compatible).
+    /// Sign a module in an OCI registry, or the modules of a bundle, with a
+    /// key (cosign-compatible).
     Sign(push::SignArgs),
+    /// Carry modules and their signatures to a control plane without a
+    /// registry: export from registries into a file, import into a cluster.
+    Bundle(bundle::BundleArgs),
 }
 
 fn main() {
@@ -170,6 +175,7 @@ fn main() {
             Command::Push(args) => push::push(args).await,
             Command::Pull(args) => push::pull(args).await,
             Command::Sign(args) => push::sign(args).await,
+            Command::Bundle(args) => bundle::main(args).await,
         }
     });
     if let Err(e) = result {

@@ -1,5 +1,5 @@
 //! `flotilla push FILE oci://…`, `flotilla pull oci://… [-o FILE]` and
-//! `flotilla sign oci://… --key KEY`:
+//! `flotilla sign oci://…|BUNDLE --key KEY`:
 //! modules to and from OCI registries in the Wasm artifact layout (what
 //! `wkg`, `wash` and `oras` read and write), with progress bars; a
 //! dropped connection is taken up again where it stopped.
@@ -31,8 +31,13 @@ pub struct Login {
 }
 
 impl Login {
-    fn registry(&self, reference: &ModuleRef) -> Result<Registry> {
-        let credentials = match &self.username {
+    pub fn registry(&self, reference: &ModuleRef) -> Result<Registry> {
+        self.registry_with(reference, self.credentials()?)
+    }
+
+    /// The credentials asked for (standard input is read once).
+    pub fn credentials(&self) -> Result<Option<Credentials>> {
+        Ok(match &self.username {
             None => None,
             Some(username) => {
                 let password = if self.password_stdin {
@@ -47,7 +52,15 @@ impl Login {
                     password,
                 })
             }
-        };
+        })
+    }
+
+    /// A client for `reference`'s registry with `credentials`.
+    pub fn registry_with(
+        &self,
+        reference: &ModuleRef,
+        credentials: Option<Credentials>,
+    ) -> Result<Registry> {
         let insecure = if self.insecure {
             vec![reference.registry().to_string()]
         } else {
@@ -88,7 +101,7 @@ pub struct PushArgs {
     login: Login,
 }
 
-fn bar(total: u64, verb: &str) -> ProgressBar {
+pub fn bar(total: u64, verb: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template(&format!(
         "{verb} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} {{msg}}"
@@ -151,7 +164,7 @@ pub struct PullArgs {
 
 /// Largest module `flotilla pull` takes (it is held in memory to be
 /// checked before it is written).
-const MAX_PULL_BYTES: u64 = 1 << 30;
+pub const MAX_PULL_BYTES: u64 = 1 << 30;
 
 pub async fn pull(args: PullArgs) -> Result<()> {
     let reference = ModuleRef::parse(&args.reference)?;
@@ -203,7 +216,8 @@ pub async fn pull(args: PullArgs) -> Result<()> {
 #[derive(Args)]
 pub struct SignArgs {
     /// What to sign: oci://REGISTRY/REPOSITORY:TAG or …@sha256:DIGEST (the
-    /// manifest it names now is what is signed).
+    /// manifest it names now is what is signed), or a bundle file from
+    /// `flotilla bundle export` (every module in it is signed, in place).
     reference: String,
     /// The private key: PEM, PKCS#8, ECDSA P-256 (`openssl genpkey
     /// -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`; its
@@ -218,11 +232,18 @@ pub struct SignArgs {
 /// `flotilla sign`: a cosign-compatible signature of the manifest the
 /// reference names, pushed as its `sha256-….sig` tag.
 pub async fn sign(args: SignArgs) -> Result<()> {
-    let reference = ModuleRef::parse(&args.reference)?;
     let pem = std::fs::read_to_string(&args.key)
         .with_context(|| format!("reading {}", args.key.display()))?;
     let key = flotilla_oci::signature::PrivateKey::from_pem(&pem)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.key.display()))?;
+    if !ModuleRef::is_oci(&args.reference) {
+        // A bundle: signed where it lies, with no registry.
+        let path = PathBuf::from(&args.reference);
+        let signed = flotilla_oci::bundle::sign(&path, &key)?;
+        println!("signed {signed} modules in {}", path.display());
+        return Ok(());
+    }
+    let reference = ModuleRef::parse(&args.reference)?;
     let registry = args.login.registry(&reference)?;
     let resolved = registry.resolve(u64::MAX).await?;
     let tag = registry

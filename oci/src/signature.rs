@@ -176,7 +176,7 @@ pub fn verify(
     };
     let Some(signatures) = signatures else {
         return Err(unsigned(format!(
-            "the module is not signed (no {} in its repository; sign it with flotilla sign or cosign sign --key)",
+            "the module is not signed (no signature manifest {} in its repository or bundle; sign it with flotilla sign or cosign sign --key)",
             signature_tag(digest)
         )));
     };

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `flotilla` binary, real guest modules built by
 //! `scripts/build-sample-modules.sh`, real files.
 
+mod bundle;
 mod chaos;
 mod cluster;
 mod config;

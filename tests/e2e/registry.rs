@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::cluster::{free_port, Cluster, Who};
 
 /// A `docker-registry` on loopback, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -35,7 +35,7 @@ impl Drop for Registry {
 
 impl Registry {
     /// Started, with basic auth for `user` when given.
-    fn start(user: Option<(&str, &str)>) -> Option<Self> {
+    pub(crate) fn start(user: Option<(&str, &str)>) -> Option<Self> {
         if !Path::new("/usr/bin/docker-registry").exists() {
             if std::env::var_os("CI").is_some() {
                 panic!("no /usr/bin/docker-registry (scripts/setup.sh installs it)");
@@ -107,7 +107,7 @@ impl Registry {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -118,12 +118,12 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// One plain registry API call: status, headers and body.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -134,7 +134,7 @@ impl Registry {
     }
 
     /// GET of a manifest (an OCI image manifest): status, head, body.
-    fn manifest(&self, path: &str) -> (u16, String, Vec<u8>) {
+    pub(crate) fn manifest(&self, path: &str) -> (u16, String, Vec<u8>) {
         self.call("GET", path, &[("Accept", MANIFEST_TYPES)], b"")
     }
 
@@ -174,7 +174,7 @@ impl Registry {
     }
 }
 
-fn header(head: &str, name: &str) -> Option<String> {
+pub(crate) fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let (key, value) = l.split_once(':')?;
         key.eq_ignore_ascii_case(name)
@@ -220,20 +220,20 @@ fn http_call(
     (status, head, body)
 }
 
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn workload(name: &str, source: &str, extra: &str) -> String {
+pub(crate) fn workload(name: &str, source: &str, extra: &str) -> String {
     format!(
         "apiVersion: flotilla.dev/v1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  module: {{source: \"{source}\"}}\n  args: [\"200\"]\n{extra}"
     )
 }
 
-fn stored_module(c: &Cluster, name: &str) -> Value {
+pub(crate) fn stored_module(c: &Cluster, name: &str) -> Value {
     let w: Value = serde_json::from_str(&c.ok(&["get", "workload", name, "-o", "json"])).unwrap();
     w["spec"]["module"].clone()
 }
 
-fn running(c: &Cluster, workload: &str) -> Vec<Value> {
+pub(crate) fn running(c: &Cluster, workload: &str) -> Vec<Value> {
     c.items("instances")
         .into_iter()
         .filter(|i| i["spec"]["workload"] == workload && i["status"]["phase"] == "Running")
@@ -589,7 +589,7 @@ fn registry_credentials_stay_on_the_control_plane() {
 }
 
 /// The CLI with `input` on its standard input.
-fn cli_with_stdin(c: &Cluster, args: &[&str], input: &str) -> std::process::Output {
+pub(crate) fn cli_with_stdin(c: &Cluster, args: &[&str], input: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(args)
         .env("FLOTILLA_CONFIG", c.config())
@@ -766,7 +766,7 @@ fn a_pull_whose_connection_drops_is_taken_up_where_it_stopped() {
 }
 
 /// A P-256 key pair as PEM: (PKCS#8 private key, public key).
-fn key_pair() -> (String, String) {
+pub(crate) fn key_pair() -> (String, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     (key.serialize_pem(), key.public_key_pem())
 }

@@ -112,6 +112,7 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             }
             to_value(&policy)?
         }
+        Kind::ImportedModule => super::imported::admit(body)?,
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {
             return Err(ApiError::method_not_allowed(
@@ -158,8 +159,19 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
     serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// The module a Workload names must already be in the blob store.
+/// The module a Workload or an ImportedModule names must already be in
+/// the blob store.
 fn check_module(kind: Kind, value: &Value, blobs: &BlobStore) -> Result<(), ApiError> {
+    if kind == Kind::ImportedModule {
+        let digest = value["status"]["sha256"].as_str().unwrap_or_default();
+        if blobs.has(digest) {
+            blobs.touch(digest);
+            return Ok(());
+        }
+        return Err(ApiError::invalid(format!(
+            "spec.manifest: its module (sha256 {digest}) has not been uploaded: PUT it to /blobs/sha256/{digest} first (flotilla bundle import does)"
+        )));
+    }
     if kind != Kind::Workload {
         return Ok(());
     }
@@ -224,8 +236,12 @@ pub fn for_replace(
     } else {
         generation
     });
-    // Status is written through /status only.
-    match stored.get("status") {
+    // Status is written through /status only (an ImportedModule's is the
+    // server's reading of its spec, made again above).
+    match stored
+        .get("status")
+        .filter(|_| kind != Kind::ImportedModule)
+    {
         Some(status) => value["status"] = status.clone(),
         None => {
             if let Some(o) = value.as_object_mut() {
@@ -261,6 +277,11 @@ pub fn for_status(
     body: Value,
     stored: &Value,
 ) -> Result<(Value, Option<u64>), ApiError> {
+    if kind == Kind::ImportedModule {
+        return Err(ApiError::method_not_allowed(
+            "an ImportedModule's status is the server's reading of its manifest: import the bundle again instead",
+        ));
+    }
     let expected = resource_version(&body)?;
     // A status about an object that was deleted and made again under the
     // same name (a stateful replica `NAME-0`) is not about this one.

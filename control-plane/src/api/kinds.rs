@@ -28,6 +28,9 @@ pub enum Kind {
     Volume,
     /// Which modules workloads may run (cluster-scoped; admins write).
     ModulePolicy,
+    /// Modules imported from bundles, by reference (cluster-scoped; admins
+    /// write).
+    ImportedModule,
 }
 
 impl Kind {
@@ -44,9 +47,10 @@ impl Kind {
             "secrets" => Kind::Secret,
             "volumes" => Kind::Volume,
             "modulepolicies" => Kind::ModulePolicy,
+            "importedmodules" => Kind::ImportedModule,
             other => {
                 return Err(ApiError::not_found(format!(
-                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets, volumes, modulepolicies)"
+                    "the server has no resource type {other:?} (it serves workloads, instances, events, nodes, tokens, revisions, configs, secrets, volumes, modulepolicies, importedmodules)"
                 )))
             }
         })
@@ -65,6 +69,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::Volume => "Volume",
             Kind::ModulePolicy => "ModulePolicy",
+            Kind::ImportedModule => super::imported::KIND,
         }
     }
 
@@ -81,11 +86,15 @@ impl Kind {
             Kind::Secret => "secrets",
             Kind::Volume => "volumes",
             Kind::ModulePolicy => "modulepolicies",
+            Kind::ImportedModule => "importedmodules",
         }
     }
 
     /// Whether objects live in namespaces.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Token | Kind::ModulePolicy)
+        !matches!(
+            self,
+            Kind::Node | Kind::Token | Kind::ModulePolicy | Kind::ImportedModule
+        )
     }
 }

@@ -33,6 +33,7 @@ mod buckets;
 mod certificates;
 mod error;
 mod event_rate;
+mod imported;
 mod kinds;
 mod logs;
 pub mod metrics;

@@ -12,6 +12,10 @@
 //! `imagePullSecrets` (Secrets of type `kubernetes.io/dockerconfigjson`),
 //! read here and nowhere else.
 //!
+//! A reference imported from a bundle (an `ImportedModule`, see
+//! [`super::imported`]) is resolved from it, before any registry is asked:
+//! a control plane without a registry runs such modules.
+//!
 //! `ModulePolicy` objects that apply to the namespace are enforced when a
 //! module is resolved: its registry among the allowed ones, and, with
 //! `require: signed`, a cosign-compatible signature of its manifest by one
@@ -23,12 +27,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use flotilla_oci::signature::PublicKey;
+use flotilla_oci::signature::{self, PublicKey};
 use flotilla_oci::{Credentials, ModuleRef, OciError, Registry};
 use flotilla_spec::config::{Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE};
 use flotilla_spec::policy::{ModulePolicy, ModulePolicySpec};
 
-use super::{ApiError, ApiState, Kind, MAX_BLOB_BYTES};
+use super::{imported, ApiError, ApiState, Kind, MAX_BLOB_BYTES};
 
 /// Pulls under way at once: each holds its module in memory (up to
 /// [`MAX_BLOB_BYTES`]) until it is stored, so applies that race are queued.
@@ -138,24 +142,80 @@ fn policies_for(
     Ok(policies)
 }
 
-/// Checks manifest `digest` against every policy that wants it signed.
+/// Where a module's manifest and signatures are read from.
+enum Origin<'a> {
+    /// Its registry.
+    Registry(&'a Registry),
+    /// What was imported from a bundle (no registry is asked).
+    Imported(&'a imported::Found),
+}
+
+/// Checks manifest `digest` of `reference` against every policy that
+/// wants it signed.
 async fn verify_signatures(
-    registry: &Registry,
+    origin: &Origin<'_>,
+    reference: &str,
     digest: &str,
     policies: &[(String, ModulePolicySpec)],
 ) -> Result<(), ApiError> {
-    for (name, policy) in policies.iter().filter(|(_, p)| p.require.is_some()) {
+    let wanting: Vec<_> = policies
+        .iter()
+        .filter(|(_, p)| p.require.is_some())
+        .collect();
+    if wanting.is_empty() {
+        return Ok(());
+    }
+    let signatures = match origin {
+        Origin::Registry(registry) => registry.signatures(digest).await.map_err(refused)?,
+        Origin::Imported(found) => Some(found.signatures.clone()).filter(|found| !found.is_empty()),
+    };
+    for (name, policy) in wanting {
         let keys = policy
             .keys
             .iter()
             .filter_map(|k| PublicKey::from_pem(k).ok())
             .collect::<Vec<_>>();
-        registry
-            .verify_signature(digest, &keys, name)
-            .await
+        signature::verify(reference, name, digest, signatures.as_deref(), &keys)
             .map_err(refused)?;
     }
     Ok(())
+}
+
+/// Refuses a module other than the one a caller's `spec.module.sha256`
+/// (`given`) named.
+fn check_given(given: Option<&str>, actual: &str, source: &str) -> Result<(), ApiError> {
+    match given {
+        Some(given) if given != actual => Err(ApiError::invalid(format!(
+            "spec.module.sha256: {source} holds a module with sha256 {actual}, not the {given} given; leave sha256 out for oci:// sources"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What an ImportedModule says `source` resolves to; its module must be
+/// in the blob store, and signed where a policy wants it.
+async fn resolve_imported(
+    state: &ApiState,
+    found: &imported::Found,
+    source: &str,
+    given: Option<&str>,
+    policies: &[(String, ModulePolicySpec)],
+) -> Result<flotilla_oci::Resolved, ApiError> {
+    let digest = &found.manifest.digest;
+    verify_signatures(&Origin::Imported(found), source, digest, policies).await?;
+    let resolved = flotilla_oci::Resolved {
+        manifest_digest: digest.clone(),
+        layer: found.manifest.layer.clone(),
+        annotations: Default::default(),
+    };
+    check_given(given, resolved.sha256(), source)?;
+    if !state.blobs.has(resolved.sha256()) {
+        return Err(ApiError::invalid(format!(
+            "spec.module.source: {source} was imported from a bundle, but its module (sha256 {}) is no longer in the blob store: import the bundle again (flotilla bundle import)",
+            resolved.sha256()
+        )));
+    }
+    Ok(resolved)
 }
 
 /// Resolves and pulls the module of a Workload with an `oci://` source
@@ -165,7 +225,7 @@ pub async fn resolve_module(
     state: &ApiState,
     kind: Kind,
     namespace: &str,
-    mut object: Value,
+    object: Value,
     stored: Option<&Value>,
 ) -> Result<Value, ApiError> {
     if kind != Kind::Workload {
@@ -219,10 +279,14 @@ pub async fn resolve_module(
         Some((resolved, sha256)) if state.blobs.has(sha256) => {
             let pinned = ModuleRef::parse(resolved).map_err(refused)?;
             let digest = pinned.digest().unwrap_or_default().to_string();
+            if let Some(found) = imported::find(state.store.as_ref(), &pinned)? {
+                verify_signatures(&Origin::Imported(&found), &source, &digest, &policies).await?;
+                return Ok(object);
+            }
             let credentials = credentials(state, namespace, &object, reference.registry())?;
             let registry =
                 Registry::new(&pinned, credentials, &state.insecure_registries).map_err(refused)?;
-            verify_signatures(&registry, &digest, &policies).await?;
+            verify_signatures(&Origin::Registry(&registry), &source, &digest, &policies).await?;
             return Ok(object);
         }
         // The module went missing from the blob store: fetched again by the
@@ -235,6 +299,12 @@ pub async fn resolve_module(
         .is_none()
         .then(|| module_field(&object, "sha256").map(str::to_string))
         .flatten();
+    // Imported from a bundle: resolved here, without any registry.
+    if let Some(found) = imported::find(state.store.as_ref(), &target)? {
+        let resolved =
+            resolve_imported(state, &found, &source, given.as_deref(), &policies).await?;
+        return Ok(pin_to(object, stored, &source, &reference, &resolved));
+    }
     let credentials = credentials(state, namespace, &object, reference.registry())?;
     let registry =
         Registry::new(&target, credentials, &state.insecure_registries).map_err(refused)?;
@@ -244,14 +314,14 @@ pub async fn resolve_module(
             .await
             .map_err(refused)?;
         // Signed, where a policy wants it: before anything is pulled.
-        verify_signatures(&registry, &resolved.manifest_digest, &policies).await?;
-        if given.as_deref().is_some_and(|g| g != resolved.sha256()) {
-            return Err(ApiError::invalid(format!(
-                "spec.module.sha256: {source} holds a module with sha256 {}, not the {} given; leave sha256 out for oci:// sources",
-                resolved.sha256(),
-                given.clone().unwrap_or_default()
-            )));
-        }
+        verify_signatures(
+            &Origin::Registry(&registry),
+            &source,
+            &resolved.manifest_digest,
+            &policies,
+        )
+        .await?;
+        check_given(given.as_deref(), resolved.sha256(), &source)?;
         let _turn = tokio::time::timeout(TURN_WAIT, PULLS.acquire())
             .await
             .map_err(|_| ApiError {
@@ -263,7 +333,7 @@ pub async fn resolve_module(
         if !state.blobs.has(resolved.sha256()) {
             pull_into_blobs(state, &registry, &resolved, &source).await?;
         }
-        Ok(resolved)
+        Ok::<_, ApiError>(resolved)
     };
     let resolved = tokio::time::timeout(PULL_TIMEOUT, work)
         .await
@@ -272,11 +342,22 @@ pub async fn resolve_module(
             reason: "RegistryUnavailable",
             message: format!("spec.module.source: {source}: resolving and pulling took longer than {PULL_TIMEOUT:?}; is the registry slow or stalled? retry"),
         })??;
+    Ok(pin_to(object, stored, &source, &reference, &resolved))
+}
+
+/// `object` with its module pinned to what `source` resolved to.
+fn pin_to(
+    mut object: Value,
+    stored: Option<&Value>,
+    source: &str,
+    reference: &ModuleRef,
+    resolved: &flotilla_oci::Resolved,
+) -> Value {
     // The same bytes as stored (a tag pushed again with the same module):
     // the stored pin stays, so nothing rolls out for nothing.
     let keep = stored
         .filter(|s| {
-            module_field(s, "source") == Some(source.as_str())
+            module_field(s, "source") == Some(source)
                 && module_field(s, "sha256") == Some(resolved.sha256())
         })
         .and_then(|s| module_field(s, "resolved"))
@@ -286,7 +367,7 @@ pub async fn resolve_module(
     object["spec"]["module"]["resolved"] = keep
         .unwrap_or_else(|| reference.pinned(&resolved.manifest_digest).to_string())
         .into();
-    Ok(object)
+    object
 }
 
 /// Pulls the module into the blob store.

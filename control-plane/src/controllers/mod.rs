@@ -57,8 +57,8 @@ const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 /// before the apply that names it; a rollback may want it back).
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 
-/// Removes modules no Workload, Instance or Revision names any more (see
-/// [`BLOB_GRACE`]).
+/// Removes modules no Workload, Instance, Revision or ImportedModule names
+/// any more (see [`BLOB_GRACE`]).
 fn collect_blobs(
     store: &dyn Store,
     cache: &cache::Cache,
@@ -79,6 +79,12 @@ fn collect_blobs(
         .chain(instances)
         .filter_map(|module| module["sha256"].as_str().map(str::to_string))
         .collect();
+    // An imported module waits for the workloads that will name it.
+    for imported in store.list("ImportedModule", None)?.items {
+        if let Some(digest) = imported["status"]["sha256"].as_str() {
+            referenced.insert(digest.to_string());
+        }
+    }
     // A revision's module stays too: `rollout undo` may bring it back.
     for revision in store.list("Revision", None)?.items {
         if let Some(digest) = revision["spec"]["template"]["module"]["sha256"].as_str() {
