@@ -68,7 +68,7 @@ pub async fn main(args: BundleArgs) -> Result<()> {
 }
 
 /// A file written beside `path`, to be renamed over it when whole.
-fn beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+pub fn beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

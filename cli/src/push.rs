@@ -162,28 +162,13 @@ pub struct PullArgs {
     login: Login,
 }
 
-/// Largest module `flotilla pull` takes (it is held in memory to be
-/// checked before it is written).
+/// Largest module `flotilla pull` and `flotilla bundle export` take.
 pub const MAX_PULL_BYTES: u64 = 1 << 30;
 
 pub async fn pull(args: PullArgs) -> Result<()> {
     let reference = ModuleRef::parse(&args.reference)?;
     let registry = args.login.registry(&reference)?;
     let resolved = registry.resolve(MAX_PULL_BYTES).await?;
-    let progress = bar(resolved.size(), "pull");
-    let pulled = registry
-        .pull(&resolved, &mut |done, _| progress.set_position(done))
-        .await;
-    let pulled = match pulled {
-        Ok(pulled) => {
-            progress.finish_with_message("verified");
-            pulled
-        }
-        Err(e) => {
-            progress.abandon_with_message("failed");
-            return Err(e.into());
-        }
-    };
     let output = args.output.unwrap_or_else(|| {
         let name = reference
             .repository()
@@ -192,21 +177,31 @@ pub async fn pull(args: PullArgs) -> Result<()> {
             .unwrap_or("module");
         PathBuf::from(format!("{name}.wasm"))
     });
-    // Whole or not at all: written beside, then renamed.
-    let folder = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(folder)
-        .with_context(|| format!("writing into {}", folder.display()))?;
-    std::io::Write::write_all(&mut file, &pulled.bytes)?;
-    file.persist(&output)
+    // Whole and verified, or not at all: written beside as it arrives,
+    // then renamed.
+    let incoming = crate::bundle::beside(&output)?;
+    let mut file = tokio::fs::File::from_std(incoming.reopen()?);
+    let progress = bar(resolved.size(), "pull");
+    let pulled = registry
+        .pull_to(&resolved, &mut file, &mut |done, _| progress.set_position(done))
+        .await;
+    match pulled {
+        Ok(_) => progress.finish_with_message("verified"),
+        Err(e) => {
+            progress.abandon_with_message("failed");
+            return Err(e.into());
+        }
+    };
+    tokio::io::AsyncWriteExt::flush(&mut file).await?;
+    file.sync_all().await?;
+    incoming
+        .persist(&output)
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", output.display()))?;
     println!(
         "{} ({} bytes) from {}@{}",
         output.display(),
-        pulled.bytes.len(),
+        resolved.size(),
         reference,
         resolved.manifest_digest
     );

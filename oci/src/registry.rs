@@ -59,6 +59,40 @@ pub struct Pulled {
     pub resumed: u32,
 }
 
+/// Where a pull writes a module as it arrives: memory, or a file (so a
+/// large module is never held whole).
+#[allow(async_fn_in_trait)] // used with concrete sinks only
+pub trait Sink {
+    /// Drops what was written (the registry sent the module whole again).
+    async fn restart(&mut self) -> std::io::Result<()>;
+    /// Writes the next bytes.
+    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    async fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+
+    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Sink for tokio::fs::File {
+    async fn restart(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncSeekExt;
+        self.set_len(0).await?;
+        self.seek(std::io::SeekFrom::Start(0)).await.map(drop)
+    }
+
+    async fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(self, bytes).await
+    }
+}
+
 /// One registry, as one reference names it.
 pub struct Registry {
     client: Client,
@@ -216,23 +250,41 @@ impl Registry {
         }
     }
 
-    /// The module `resolved` names, `progress(done, total)` told as bytes
-    /// arrive. A dropped connection is taken up again from the byte it
-    /// stopped at (a Range request); the whole is checked against the
-    /// manifest's digest before it is returned.
+    /// The module `resolved` names, in memory (see [`Registry::pull_to`]).
     pub async fn pull(
         &self,
         resolved: &Resolved,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<Pulled, OciError> {
-        let total = resolved.size();
         let mut bytes: Vec<u8> =
-            Vec::with_capacity(usize::try_from(total.min(64 << 20)).unwrap_or(0));
+            Vec::with_capacity(usize::try_from(resolved.size().min(64 << 20)).unwrap_or(0));
+        let resumed = self.pull_to(resolved, &mut bytes, progress).await?;
+        Ok(Pulled { bytes, resumed })
+    }
+
+    /// Writes the module `resolved` names into `sink` as it arrives,
+    /// hashing it on the way, `progress(done, total)` told as bytes arrive.
+    /// A dropped connection is taken up again from the byte it stopped at
+    /// (a Range request); the whole is checked against the manifest's
+    /// digest before this returns. How many times it was taken up again.
+    pub async fn pull_to<S: Sink>(
+        &self,
+        resolved: &Resolved,
+        sink: &mut S,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<u32, OciError> {
+        let total = resolved.size();
+        let sink_failed = |e: std::io::Error| OciError::Registry {
+            reference: self.reference.to_string(),
+            message: format!("cannot keep the module as it arrives: {e}"),
+        };
+        let mut hasher = Sha256::new();
+        let mut done = 0u64;
         let mut resumed = 0;
         let mut wait = FIRST_RETRY;
         let mut failures = 0;
         loop {
-            let offset = bytes.len() as u64;
+            let offset = done;
             let failure = match self
                 .client
                 .pull_blob_stream_partial(&self.reference.0, &resolved.layer, offset, None)
@@ -243,7 +295,9 @@ impl Registry {
                         BlobResponse::Partial(stream) => stream,
                         // The registry sent it all again: start over.
                         BlobResponse::Full(stream) => {
-                            bytes.clear();
+                            sink.restart().await.map_err(sink_failed)?;
+                            hasher = Sha256::new();
+                            done = 0;
                             stream
                         }
                     };
@@ -252,12 +306,20 @@ impl Registry {
                     while let Some(chunk) = stream.next().await {
                         match chunk {
                             Ok(chunk) => {
-                                if bytes.len() as u64 + chunk.len() as u64 > total {
+                                if done + chunk.len() as u64 > total {
                                     // More than the manifest says: not the module it names.
-                                    return Err(self.mismatch(resolved, &bytes));
+                                    return Err(OciError::DigestMismatch {
+                                        reference: self.reference.to_string(),
+                                        expected: resolved.layer.digest.clone(),
+                                        actual: hex::encode(
+                                            hasher.clone().chain_update(&chunk).finalize(),
+                                        ),
+                                    });
                                 }
-                                bytes.extend_from_slice(&chunk);
-                                progress(bytes.len() as u64, total);
+                                sink.append(&chunk).await.map_err(sink_failed)?;
+                                hasher.update(&chunk);
+                                done += chunk.len() as u64;
+                                progress(done, total);
                             }
                             Err(e) => {
                                 failure = Some(e.to_string());
@@ -267,9 +329,9 @@ impl Registry {
                     }
                     match failure {
                         // A verifying stream objects at the end: ours decides.
-                        _ if bytes.len() as u64 == total => break,
+                        _ if done == total => break,
                         Some(failure) => failure,
-                        None => format!("the transfer ended at byte {} of {total}", bytes.len()),
+                        None => format!("the transfer ended at byte {done} of {total}"),
                     }
                 }
                 Err(e) => match self.error(e) {
@@ -278,7 +340,7 @@ impl Registry {
                 },
             };
             // Progress made since the last failure earns fresh attempts.
-            if bytes.len() as u64 > offset {
+            if done > offset {
                 failures = 0;
                 wait = FIRST_RETRY;
             }
@@ -287,33 +349,27 @@ impl Registry {
                 return Err(OciError::Registry {
                     reference: self.reference.to_string(),
                     message: format!(
-                        "pulling the module failed {ATTEMPTS} times in a row at byte {} of {total}: {failure}",
-                        bytes.len()
+                        "pulling the module failed {ATTEMPTS} times in a row at byte {done} of {total}: {failure}"
                     ),
                 });
             }
             tracing::info!(
-                "{}: {failure}; taking it up again from byte {} in {wait:?}",
+                "{}: {failure}; taking it up again from byte {done} in {wait:?}",
                 self.reference,
-                bytes.len()
             );
             resumed += 1;
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let actual = hex::encode(hasher.finalize());
         if actual != resolved.sha256() {
-            return Err(self.mismatch(resolved, &bytes));
+            return Err(OciError::DigestMismatch {
+                reference: self.reference.to_string(),
+                expected: resolved.layer.digest.clone(),
+                actual,
+            });
         }
-        Ok(Pulled { bytes, resumed })
-    }
-
-    fn mismatch(&self, resolved: &Resolved, bytes: &[u8]) -> OciError {
-        OciError::DigestMismatch {
-            reference: self.reference.to_string(),
-            expected: resolved.layer.digest.clone(),
-            actual: hex::encode(Sha256::digest(bytes)),
-        }
+        Ok(resumed)
     }
 
     /// Pushes `bytes` as a Wasm module artifact with `annotations` (a push

@@ -34,8 +34,9 @@ use flotilla_spec::policy::{ModulePolicy, ModulePolicySpec};
 
 use super::{imported, ApiError, ApiState, Kind, MAX_BLOB_BYTES};
 
-/// Pulls under way at once: each holds its module in memory (up to
-/// [`MAX_BLOB_BYTES`]) until it is stored, so applies that race are queued.
+/// Pulls under way at once (each writes its module, up to
+/// [`MAX_BLOB_BYTES`], into the blob folder as it arrives), so applies
+/// that race share the link and the disk in turns.
 static PULLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Whether `resolved` was resolved from `source` (the same tag, or the
@@ -370,7 +371,8 @@ fn pin_to(
     object
 }
 
-/// Pulls the module into the blob store.
+/// Pulls the module into the blob store, written to a file as it arrives
+/// (never held whole in memory) and kept once its digest is checked.
 async fn pull_into_blobs(
     state: &ApiState,
     registry: &Registry,
@@ -378,16 +380,23 @@ async fn pull_into_blobs(
     source: &str,
 ) -> Result<(), ApiError> {
     let started = std::time::Instant::now();
-    let pulled = registry
-        .pull(resolved, &mut |_, _| {})
+    let cannot_keep =
+        |e: std::io::Error| ApiError::internal(format!("cannot keep the pulled module: {e}"));
+    let incoming = state.blobs.incoming().map_err(cannot_keep)?;
+    let mut file = tokio::fs::File::from_std(incoming.reopen().map_err(cannot_keep)?);
+    let resumed = registry
+        .pull_to(resolved, &mut file, &mut |_, _| {})
         .await
         .map_err(refused)?;
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(cannot_keep)?;
+    drop(file);
     let (blobs, digest) = (state.blobs.clone(), resolved.sha256().to_string());
-    let resumed = pulled.resumed;
-    tokio::task::spawn_blocking(move || blobs.put_bytes(&digest, &pulled.bytes))
+    tokio::task::spawn_blocking(move || blobs.adopt(&digest, incoming))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("cannot keep the pulled module: {e}")))?;
+        .map_err(cannot_keep)?;
     let took = started.elapsed();
     if resumed > 0 {
         // A link worth looking at: say it where operators look.

@@ -204,10 +204,23 @@ impl BlobStore {
 
     /// Stores whole bytes (the one-time move out of the SQLite store).
     pub fn put_bytes(&self, digest: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let mut tmp = self.incoming()?;
         std::io::Write::write_all(&mut tmp, bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path(digest)).map_err(|e| e.error)?;
+        self.adopt(digest, tmp)
+    }
+
+    /// A file in the blob folder to write a module into as it arrives (a
+    /// pull from a registry), kept by [`BlobStore::adopt`] once verified.
+    pub fn incoming(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        tempfile::NamedTempFile::new_in(&self.dir)
+    }
+
+    /// Keeps `file` (from [`BlobStore::incoming`]), whose bytes the caller
+    /// checked to hash to `digest`, as that blob: durable, and in the
+    /// mirror (blocking).
+    pub fn adopt(&self, digest: &str, file: tempfile::NamedTempFile) -> std::io::Result<()> {
+        file.as_file().sync_all()?;
+        file.persist(self.path(digest)).map_err(|e| e.error)?;
         // Durable before the caller drops the only other copy.
         self.sync_dir()?;
         self.mirror_stored(digest).map_err(std::io::Error::other)
