@@ -23,6 +23,9 @@ use flotilla_spec::imported::name_for;
 use crate::kinds::CliKind;
 use crate::push::{bar, Login, MAX_PULL_BYTES};
 
+/// Largest module the control plane takes in an upload.
+const MAX_UPLOAD_BYTES: u64 = flotilla_control_plane::api::MAX_BLOB_BYTES as u64;
+
 #[derive(Args)]
 pub struct BundleArgs {
     #[command(subcommand)]
@@ -133,10 +136,50 @@ async fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Records `entry` as the ImportedModule of `reference`.
+async fn record(
+    client: &flotilla_client::Client,
+    reference: &str,
+    entry: &flotilla_oci::bundle::Entry,
+) -> Result<()> {
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut object = json!({
+        "apiVersion": flotilla_spec::meta::API_VERSION,
+        "kind": "ImportedModule",
+        "metadata": {"name": name_for(reference)},
+        "spec": {
+            "reference": reference,
+            "manifest": base64.encode(&entry.manifest),
+            "signatures": entry.signatures.iter().map(|s| json!({
+                "payload": base64.encode(&s.payload),
+                "signature": s.signature,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    // As the server stores it (an empty list left out), so importing
+    // again is "unchanged".
+    if entry.signatures.is_empty() {
+        if let Some(spec) = object["spec"].as_object_mut() {
+            spec.remove("signatures");
+        }
+    }
+    let collection = CliKind::ImportedModule.collection(None);
+    crate::apply::create_or_update(
+        client,
+        "importedmodule",
+        &collection,
+        &name_for(reference),
+        &object,
+    )
+    .await
+}
+
 async fn import(args: ImportArgs) -> Result<()> {
     let (file, repository) = (args.file.clone(), args.repository.clone());
-    let mut bundle =
-        tokio::task::spawn_blocking(move || Bundle::open(&file, repository.as_deref())).await??;
+    let mut bundle = tokio::task::spawn_blocking(move || {
+        Bundle::open(&file, repository.as_deref(), MAX_UPLOAD_BYTES)
+    })
+    .await??;
     if bundle.entries.is_empty() {
         bail!(
             "{}: its index.json names no Wasm module",
@@ -144,7 +187,6 @@ async fn import(args: ImportArgs) -> Result<()> {
         );
     }
     let client = crate::config::client()?;
-    let collection = CliKind::ImportedModule.collection(None);
     let entries = std::mem::take(&mut bundle.entries);
     for entry in &entries {
         let module = bundle.module(entry)?;
@@ -153,36 +195,18 @@ async fn import(args: ImportArgs) -> Result<()> {
             .put_blob(sha256, module)
             .await
             .with_context(|| format!("uploading the module of {}", entry.reference))?;
-        let base64 = base64::engine::general_purpose::STANDARD;
         let reference = entry.reference.to_string();
-        let mut object = json!({
-            "apiVersion": flotilla_spec::meta::API_VERSION,
-            "kind": "ImportedModule",
-            "metadata": {"name": name_for(&reference)},
-            "spec": {
-                "reference": reference,
-                "manifest": base64.encode(&entry.manifest),
-                "signatures": entry.signatures.iter().map(|s| json!({
-                    "payload": base64.encode(&s.payload),
-                    "signature": s.signature,
-                })).collect::<Vec<_>>(),
-            },
-        });
-        // As the server stores it (an empty list left out), so importing
-        // again is "unchanged".
-        if entry.signatures.is_empty() {
-            if let Some(spec) = object["spec"].as_object_mut() {
-                spec.remove("signatures");
-            }
+        record(&client, &reference, entry).await?;
+        // By digest too, so that workloads pinned to this manifest stay
+        // checkable (their signatures found) after a later bundle moves
+        // the tag.
+        let by_digest = entry
+            .reference
+            .at_digest(&entry.manifest_digest)
+            .to_string();
+        if by_digest != reference {
+            record(&client, &by_digest, entry).await?;
         }
-        crate::apply::create_or_update(
-            &client,
-            "importedmodule",
-            &collection,
-            &name_for(&reference),
-            &object,
-        )
-        .await?;
         println!(
             "  {reference} → {} ({} signature(s))",
             entry.manifest_digest,

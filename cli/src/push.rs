@@ -183,7 +183,9 @@ pub async fn pull(args: PullArgs) -> Result<()> {
     let mut file = tokio::fs::File::from_std(incoming.reopen()?);
     let progress = bar(resolved.size(), "pull");
     let pulled = registry
-        .pull_to(&resolved, &mut file, &mut |done, _| progress.set_position(done))
+        .pull_to(&resolved, &mut file, &mut |done, _| {
+            progress.set_position(done)
+        })
         .await;
     match pulled {
         Ok(_) => progress.finish_with_message("verified"),
@@ -234,7 +236,7 @@ pub async fn sign(args: SignArgs) -> Result<()> {
     if !ModuleRef::is_oci(&args.reference) {
         // A bundle: signed where it lies, with no registry.
         let path = PathBuf::from(&args.reference);
-        let signed = flotilla_oci::bundle::sign(&path, &key)?;
+        let signed = flotilla_oci::bundle::sign(&path, &key, MAX_PULL_BYTES)?;
         println!("signed {signed} modules in {}", path.display());
         return Ok(());
     }

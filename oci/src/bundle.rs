@@ -32,10 +32,12 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const IMAGE_NAME: &str = "io.containerd.image.name";
 /// Most entries a bundle may hold.
 const MAX_ENTRIES: usize = 100_000;
-/// Blobs up to this size (manifests, configs, signature payloads,
-/// `index.json`) are kept in memory while a bundle is read; larger ones
-/// are read from the file when wanted.
-const SMALL_BLOB: u64 = 1 << 20;
+/// Most manifests `index.json` may name.
+const MAX_DESCRIPTORS: usize = 10_000;
+/// Blobs up to this size (manifests, configs, signature payloads) are kept
+/// in memory while a bundle is read; larger ones (modules) are read from
+/// the file when wanted. What a manifest or config may be, no more.
+const SMALL_BLOB: u64 = MAX_MANIFEST_BYTES as u64;
 /// Most bytes of small blobs kept in memory in all.
 const MAX_SMALL_BYTES: u64 = 64 << 20;
 
@@ -68,6 +70,8 @@ pub struct BundledModule {
 pub struct Writer<W: Write> {
     tar: tar::Builder<W>,
     written: HashSet<String>,
+    /// The references (and signature manifests) in the index so far.
+    named: HashSet<String>,
     index: Vec<Value>,
 }
 
@@ -77,6 +81,7 @@ impl<W: Write> Writer<W> {
         Self {
             tar: tar::Builder::new(out),
             written: HashSet::new(),
+            named: HashSet::new(),
             index: Vec::new(),
         }
     }
@@ -98,32 +103,45 @@ impl<W: Write> Writer<W> {
         Ok(format!("sha256:{hex}"))
     }
 
-    fn entry(&mut self, manifest: &[u8], digest: String, name: String, tag: String) {
+    /// Names `manifest` in the index as `name` (`REGISTRY/REPO:TAG` or
+    /// `…@DIGEST`), with its `tag` if it has one.
+    fn entry(&mut self, manifest: &[u8], digest: String, name: String, tag: Option<&str>) {
+        let mut annotations = json!({IMAGE_NAME: name});
+        if let Some(tag) = tag {
+            annotations[REF_NAME] = tag.into();
+        }
+        self.named.insert(name);
         self.index.push(json!({
             "mediaType": OCI_IMAGE_MEDIA_TYPE,
             "digest": digest,
             "size": manifest.len(),
-            "annotations": {IMAGE_NAME: name, REF_NAME: tag},
+            "annotations": annotations,
         }));
     }
 
-    /// Adds `module`, and a signature manifest if it has signatures.
+    /// Adds `module`, and a signature manifest if it has signatures (one
+    /// per manifest: two tags of one manifest share it).
     pub fn add(&mut self, module: &BundledModule) -> std::io::Result<()> {
         let reference = &module.reference;
         let place = format!("{}/{}", reference.named_registry(), reference.repository());
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&module.manifest)));
+        let name = match reference.tag() {
+            Some(tag) => format!("{place}:{tag}"),
+            None => format!("{place}@{digest}"),
+        };
+        if self.named.contains(&name) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{reference} is in the bundle already"),
+            ));
+        }
         self.blob(&module.config)?;
         self.blob(&module.module)?;
-        let digest = self.blob(&module.manifest)?;
-        let tag = reference
-            .tag()
-            .map_or_else(|| digest.clone(), str::to_string);
-        self.entry(
-            &module.manifest,
-            digest.clone(),
-            format!("{place}:{tag}"),
-            tag,
-        );
-        if module.signatures.is_empty() {
+        self.blob(&module.manifest)?;
+        self.entry(&module.manifest, digest.clone(), name, reference.tag());
+        let tag = signature::signature_tag(&digest);
+        let signatures_name = format!("{place}:{tag}");
+        if module.signatures.is_empty() || self.named.contains(&signatures_name) {
             return Ok(());
         }
         let mut layers = Vec::new();
@@ -135,8 +153,7 @@ impl<W: Write> Writer<W> {
         self.blob(&config)?;
         let manifest = serde_json::to_vec(&signature::manifest(layers, &config))?;
         let manifest_digest = self.blob(&manifest)?;
-        let tag = signature::signature_tag(&digest);
-        self.entry(&manifest, manifest_digest, format!("{place}:{tag}"), tag);
+        self.entry(&manifest, manifest_digest, signatures_name, Some(&tag));
         Ok(())
     }
 
@@ -188,10 +205,15 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Opens the bundle at `path`. `repository` (`oci://REGISTRY/REPO`)
-    /// names the modules of a layout whose `index.json` gives tags only (as
-    /// `oras copy --to-oci-layout` writes for one repository).
-    pub fn open(path: &Path, repository: Option<&str>) -> Result<Self, BundleError> {
+    /// Opens the bundle at `path`, whose modules may have at most
+    /// `max_module_bytes`. `repository` (`oci://REGISTRY/REPO`) names the
+    /// modules of a layout whose `index.json` gives tags only (as `oras
+    /// copy --to-oci-layout` writes for one repository).
+    pub fn open(
+        path: &Path,
+        repository: Option<&str>,
+        max_module_bytes: u64,
+    ) -> Result<Self, BundleError> {
         let bad = |why: String| BundleError {
             path: path.display().to_string(),
             why,
@@ -202,7 +224,9 @@ impl Bundle {
         let mut small_bytes = 0;
         let mut large = HashMap::new();
         let (mut index, mut layout_file) = (None, None);
-        for (n, entry) in archive.entries().map_err(io)?.enumerate() {
+        // Raw: extension headers (long names, pax) are entries like any
+        // other, never read whole; a layout's names are short.
+        for (n, entry) in archive.entries().map_err(io)?.raw(true).enumerate() {
             if n >= MAX_ENTRIES {
                 return Err(bad(format!(
                     "more than {MAX_ENTRIES} entries: not a bundle of modules"
@@ -243,7 +267,12 @@ impl Bundle {
                         )));
                     }
                     let offset = entry.raw_file_position();
-                    let keep = size <= SMALL_BLOB && small_bytes + size <= MAX_SMALL_BYTES;
+                    let keep = size <= SMALL_BLOB;
+                    if keep && small_bytes + size > MAX_SMALL_BYTES {
+                        return Err(bad(format!(
+                            "holds more than {MAX_SMALL_BYTES} bytes of manifests, configs and signatures: not a bundle of modules"
+                        )));
+                    }
                     let mut hasher = Sha256::new();
                     let mut kept = Vec::new();
                     let mut buffer = vec![0; 64 * 1024];
@@ -286,7 +315,7 @@ impl Bundle {
         let index = index.ok_or_else(|| bad("has no index.json".into()))?;
         let index: Value = serde_json::from_slice(&index)
             .map_err(|e| bad(format!("its index.json is not JSON: {e}")))?;
-        let entries = entries(&index, &small, &large, repository).map_err(bad)?;
+        let entries = entries(&index, &small, &large, repository, max_module_bytes).map_err(bad)?;
         Ok(Self {
             path: path.to_path_buf(),
             file: File::open(path).map_err(io)?,
@@ -324,9 +353,14 @@ impl Bundle {
 }
 
 /// Adds `key`'s signature to every module in the bundle at `path` (the
-/// file is replaced whole, or not at all); how many modules it signed.
-pub fn sign(path: &Path, key: &signature::PrivateKey) -> Result<usize, BundleError> {
-    let mut bundle = Bundle::open(path, None)?;
+/// file is replaced whole, or not at all; modules of at most
+/// `max_module_bytes`); how many modules it signed.
+pub fn sign(
+    path: &Path,
+    key: &signature::PrivateKey,
+    max_module_bytes: u64,
+) -> Result<usize, BundleError> {
+    let mut bundle = Bundle::open(path, None, max_module_bytes)?;
     let bad = |why: String| BundleError {
         path: path.display().to_string(),
         why,
@@ -395,6 +429,7 @@ fn entries(
     small: &HashMap<String, Vec<u8>>,
     large: &HashMap<String, Span>,
     repository: Option<&str>,
+    max_module_bytes: u64,
 ) -> Result<Vec<Entry>, String> {
     let blob = |digest: &str| -> Result<&Vec<u8>, String> {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -411,6 +446,12 @@ fn entries(
     let descriptors = index["manifests"]
         .as_array()
         .ok_or("its index.json lists no manifests")?;
+    if descriptors.len() > MAX_DESCRIPTORS {
+        return Err(format!(
+            "its index.json names {} manifests, more than the {MAX_DESCRIPTORS} read",
+            descriptors.len()
+        ));
+    }
     // Signature manifests by the repository and the manifest they sign.
     let mut signatures: BTreeMap<(String, String), Vec<Signed>> = BTreeMap::new();
     let mut modules = Vec::new();
@@ -441,10 +482,14 @@ fn entries(
                 .map_err(|e| format!("signature manifest {digest} does not decode: {e}"))?;
             let found =
                 signature::from_layers(&manifest.layers, |layer| blob(&layer.digest).ok().cloned());
-            signatures
+            let known = signatures
                 .entry((place, format!("sha256:{target}")))
-                .or_default()
-                .extend(found);
+                .or_default();
+            for signed in found {
+                if known.len() < signature::MAX_SIGNATURES && !known.contains(&signed) {
+                    known.push(signed);
+                }
+            }
             continue;
         }
         modules.push((reference, place, bytes.clone()));
@@ -455,8 +500,8 @@ fn entries(
         if !seen.insert(reference.to_string()) {
             return Err(format!("index.json names {reference} twice"));
         }
-        let parsed =
-            layout::parse_manifest(&reference, &manifest, u64::MAX).map_err(|e| e.to_string())?;
+        let parsed = layout::parse_manifest(&reference, &manifest, max_module_bytes)
+            .map_err(|e| e.to_string())?;
         let config = blob(&parsed.config.digest)?.clone();
         let hex = parsed.layer.digest.trim_start_matches("sha256:");
         let held = large
@@ -522,6 +567,20 @@ mod tests {
         }
     }
 
+    /// One file of a bundle, read with tar's own reader.
+    fn member(path: &Path, name: &str) -> Vec<u8> {
+        let mut archive = tar::Archive::new(File::open(path).unwrap());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().to_str() == Some(name) {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                return bytes;
+            }
+        }
+        panic!("no {name}")
+    }
+
     fn write(path: &Path, modules: &[BundledModule]) {
         let mut writer = Writer::new(File::create(path).unwrap());
         for m in modules {
@@ -541,7 +600,7 @@ mod tests {
             &path,
             &[small.clone(), module("oci://r.example/team/b:v2", &big)],
         );
-        let mut bundle = Bundle::open(&path, None).unwrap();
+        let mut bundle = Bundle::open(&path, None, u64::MAX).unwrap();
         assert_eq!(bundle.entries.len(), 2);
         let [a, b] = [bundle.entries[0].clone(), bundle.entries[1].clone()];
         assert_eq!(a.reference.to_string(), "oci://r.example/a:v1");
@@ -551,19 +610,29 @@ mod tests {
         assert_eq!(bundle.module(&b).unwrap(), big);
 
         let key = PrivateKey::from_pem(KEY).unwrap();
-        assert_eq!(sign(&path, &key).unwrap(), 2);
-        assert_eq!(sign(&path, &key).unwrap(), 2, "signing again adds nothing");
-        let mut bundle = Bundle::open(&path, None).unwrap();
+        assert_eq!(sign(&path, &key, u64::MAX).unwrap(), 2);
+        assert_eq!(sign(&path, &key, u64::MAX).unwrap(), 2);
+        let mut bundle = Bundle::open(&path, None, u64::MAX).unwrap();
         let b = bundle.entries[1].clone();
+        // Signing again added nothing.
+        assert_eq!(bundle.entries[0].signatures.len(), 1);
         assert_eq!(b.signatures.len(), 1);
-        signature::verify(
-            "b",
-            "p",
-            &b.manifest_digest,
-            Some(&b.signatures),
-            &[key.public()],
-        )
-        .unwrap();
+        let index: Value = serde_json::from_slice(&member(&path, "index.json")).unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 4);
+        let verify = |place: &str| {
+            signature::verify(
+                "b",
+                "p",
+                &b.manifest_digest,
+                Some(&b.signatures),
+                &[key.public()],
+                Some(&[place.to_string()]),
+            )
+        };
+        verify("r.example/team/b").unwrap();
+        // A signature names the repository it was made for.
+        let e = verify("r.example/other").unwrap_err().to_string();
+        assert!(e.contains("names its repository (r.example/other)"), "{e}");
         assert!(signature::payload_names(
             &b.signatures[0].payload,
             &b.manifest_digest
@@ -585,7 +654,10 @@ mod tests {
         bytes[at] ^= 1;
         let tampered = dir.path().join("t.tar");
         std::fs::write(&tampered, &bytes).unwrap();
-        let e = Bundle::open(&tampered, None).err().unwrap().to_string();
+        let e = Bundle::open(&tampered, None, u64::MAX)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("damaged or tampered with"), "{e}");
 
         // A layout made by hand with a tag only, and no module blob.
@@ -609,15 +681,18 @@ mod tests {
         add("index.json", &serde_json::to_vec(&index).unwrap());
         let layout = dir.path().join("l.tar");
         std::fs::write(&layout, tar.into_inner().unwrap()).unwrap();
-        let e = Bundle::open(&layout, None).err().unwrap().to_string();
+        let e = Bundle::open(&layout, None, u64::MAX)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("--repository"), "{e}");
-        let e = Bundle::open(&layout, Some("oci://r.example/a"))
+        let e = Bundle::open(&layout, Some("oci://r.example/a"), u64::MAX)
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("does not hold its module"), "{e}");
 
-        let e = Bundle::open(&dir.path().join("none.tar"), None)
+        let e = Bundle::open(&dir.path().join("none.tar"), None, u64::MAX)
             .err()
             .unwrap()
             .to_string();

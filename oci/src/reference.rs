@@ -89,6 +89,15 @@ impl ModuleRef {
         })
     }
 
+    /// The same repository at manifest `digest`, with no tag.
+    pub fn at_digest(&self, digest: &str) -> Self {
+        Self(Reference::with_digest(
+            self.0.registry().to_string(),
+            self.0.repository().to_string(),
+            digest.to_string(),
+        ))
+    }
+
     /// Whether the registry is on this machine (spoken to over plain HTTP).
     pub fn is_loopback(&self) -> bool {
         // (References cannot name IPv6 literals.)

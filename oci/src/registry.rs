@@ -564,6 +564,7 @@ impl Registry {
             digest,
             signatures.as_deref(),
             keys,
+            None,
         )
     }
 

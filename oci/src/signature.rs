@@ -55,6 +55,15 @@ pub fn payload(repository: &str, digest: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The repository (`REGISTRY/REPOSITORY`) a signing payload names.
+pub fn payload_identity(payload: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(payload).ok().and_then(|p| {
+        p["critical"]["identity"]["docker-reference"]
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
 /// Whether `payload` is a signing payload for manifest `digest`.
 pub fn payload_names(payload: &[u8], digest: &str) -> bool {
     serde_json::from_slice::<Value>(payload).is_ok_and(|p| {
@@ -161,13 +170,18 @@ pub fn from_layers<'a>(
 
 /// Checks that one of `signatures` (`None`: the module has no signature
 /// manifest at all) signs manifest `digest` of `reference` with one of
-/// `keys`; `policy` names who asks, for the refusal.
+/// `keys`; `policy` names who asks, for the refusal. With `identities`,
+/// the signature must also name one of these repositories
+/// (`REGISTRY/REPOSITORY`): where no registry vouches for which repository
+/// a manifest is in (a bundle), a signature made for one repository is not
+/// taken for another.
 pub fn verify(
     reference: &str,
     policy: &str,
     digest: &str,
     signatures: Option<&[Signed]>,
     keys: &[PublicKey],
+    identities: Option<&[String]>,
 ) -> Result<(), OciError> {
     let unsigned = |why: String| OciError::Unsigned {
         reference: reference.to_string(),
@@ -180,16 +194,26 @@ pub fn verify(
             signature_tag(digest)
         )));
     };
+    let named = |s: &Signed| {
+        identities.is_none_or(|places| {
+            payload_identity(&s.payload).is_some_and(|place| places.contains(&place))
+        })
+    };
     if signatures.iter().take(MAX_SIGNATURES).any(|s| {
         payload_names(&s.payload, digest)
+            && named(s)
             && keys.iter().any(|k| k.verifies(&s.payload, &s.signature))
     }) {
         return Ok(());
     }
     Err(unsigned(format!(
-        "none of the {} signatures under {} is by a key of the policy for this manifest: sign it with the private half of one of the policy's keys (flotilla sign {reference} --key KEY)",
+        "none of the {} signatures under {} is by a key of the policy for this manifest{}: sign it with the private half of one of the policy's keys (flotilla sign {reference} --key KEY)",
         signatures.len(),
-        signature_tag(digest)
+        signature_tag(digest),
+        match identities {
+            Some(places) => format!(" and names its repository ({})", places.join(" or ")),
+            None => String::new(),
+        }
     )))
 }
 

@@ -74,7 +74,7 @@ pub fn name_for(reference: &str) -> String {
     readable.truncate(40);
     let readable = readable.trim_end_matches('-');
     let hash = hex::encode(Sha256::digest(reference.as_bytes()));
-    format!("{readable}-{}", &hash[..10])
+    format!("{readable}-{}", &hash[..16])
 }
 
 #[cfg(test)]

@@ -206,7 +206,8 @@ fn a_bundle_carries_signed_modules_to_a_control_plane_without_a_registry() {
     );
     // Importing again changes nothing.
     let again = c.ok(&["bundle", "import", bundle.to_str().unwrap()]);
-    assert_eq!(again.matches(" unchanged").count(), 2, "{again}");
+    // (Each module is recorded by tag and by digest.)
+    assert_eq!(again.matches(" unchanged").count(), 4, "{again}");
 
     c.apply("policy.yaml", &policy("signed-only", &public));
     // By tag: resolved from the import, pinned to its manifest, running.
@@ -251,6 +252,72 @@ fn a_bundle_carries_signed_modules_to_a_control_plane_without_a_registry() {
     assert_eq!(
         stored_module(&c, "plain")["sha256"],
         hex::encode(Sha256::digest(std::fs::read(&hello).unwrap()))
+    );
+
+    // A signature names the repository it was made for: the signed module
+    // relabelled as another repository in its bundle is refused there.
+    let unpacked = c.dir.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let tar = |args: &[&str]| {
+        let out = Command::new("tar").args(args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    tar(&[
+        "-xf",
+        bundle.to_str().unwrap(),
+        "-C",
+        unpacked.to_str().unwrap(),
+    ]);
+    let index = std::fs::read_to_string(unpacked.join("index.json")).unwrap();
+    std::fs::write(
+        unpacked.join("index.json"),
+        index.replace("/signed/app:", "/forged/app:"),
+    )
+    .unwrap();
+    let relabelled = c.dir.path().join("relabelled.tar");
+    tar(&[
+        "-cf",
+        relabelled.to_str().unwrap(),
+        "-C",
+        unpacked.to_str().unwrap(),
+        ".",
+    ]);
+    c.ok(&["bundle", "import", relabelled.to_str().unwrap()]);
+    let said = refused(&c, "forged", &workload("forged", &at("forged/app:v1"), ""));
+    assert!(said.contains("names its repository"), "{said}");
+
+    // A later bundle moves the tag: the running workload keeps its pinned
+    // module, and its next write is still checked (signatures found by
+    // digest) without any registry.
+    registry.run();
+    let mut args = vec!["push", hello.to_str().unwrap(), signed_ref.as_str()];
+    args.extend(login);
+    assert!(cli_with_stdin(&c, &args, "s3cret\n").status.success());
+    let mut args = vec!["sign", signed_ref.as_str(), "--key", key.to_str().unwrap()];
+    args.extend(login);
+    assert!(cli_with_stdin(&c, &args, "s3cret\n").status.success());
+    let later = c.dir.path().join("later.tar");
+    let mut args = vec![
+        "bundle",
+        "export",
+        signed_ref.as_str(),
+        "-o",
+        later.to_str().unwrap(),
+    ];
+    args.extend(login);
+    assert!(cli_with_stdin(&c, &args, "s3cret\n").status.success());
+    registry.stop();
+    let moved = c.ok(&["bundle", "import", later.to_str().unwrap()]);
+    assert!(
+        moved.contains(" configured") && !moved.contains(&signed_manifest),
+        "{moved}"
+    );
+    c.ok(&["scale", "workload", "signed", "--replicas", "2"]);
+    assert_eq!(stored_module(&c, "signed"), module_spec);
+    c.wait_until(
+        "both replicas run the pinned module",
+        Duration::from_secs(30),
+        || running(&c, "signed").len() == 2,
     );
 }
 

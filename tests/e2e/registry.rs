@@ -85,7 +85,7 @@ impl Registry {
         Some(registry)
     }
 
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
         self.child = Some(
             Command::new("/usr/bin/docker-registry")

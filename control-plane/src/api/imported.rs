@@ -29,6 +29,9 @@ pub struct Found {
     pub manifest: ParsedManifest,
     /// Its manifest's signatures.
     pub signatures: Vec<Signed>,
+    /// The repository it claims to be from (`REGISTRY/REPOSITORY`, as
+    /// named and as connected to): what its signatures must name.
+    pub identities: Vec<String>,
 }
 
 fn base64(field: &str, text: &str, max: usize) -> Result<Vec<u8>, ApiError> {
@@ -84,11 +87,21 @@ fn decode(module: &ImportedModule) -> Result<(ModuleRef, Found), ApiError> {
             signature: signed.signature.clone(),
         });
     }
+    let mut identities = vec![format!(
+        "{}/{}",
+        reference.named_registry(),
+        reference.repository()
+    )];
+    let connected = format!("{}/{}", reference.registry(), reference.repository());
+    if !identities.contains(&connected) {
+        identities.push(connected);
+    }
     Ok((
         reference,
         Found {
             manifest,
             signatures,
+            identities,
         },
     ))
 }
@@ -151,7 +164,17 @@ pub fn find(store: &dyn Store, reference: &ModuleRef) -> Result<Option<Found>, A
             continue;
         }
         // Checked again as admitted: the stored status is not what counts.
-        let (_, found) = decode(&module)?;
+        let found = match decode(&module) {
+            Ok((_, found)) => found,
+            Err(e) => {
+                tracing::warn!(
+                    "ImportedModule {} cannot be used, so {reference} is not resolved from it: {}; import its bundle again",
+                    module.metadata.name,
+                    e.message
+                );
+                continue;
+            }
+        };
         if reference
             .digest()
             .is_some_and(|d| d != found.manifest.digest)

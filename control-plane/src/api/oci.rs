@@ -170,14 +170,27 @@ async fn verify_signatures(
         Origin::Registry(registry) => registry.signatures(digest).await.map_err(refused)?,
         Origin::Imported(found) => Some(found.signatures.clone()).filter(|found| !found.is_empty()),
     };
+    // No registry vouches for the repository an import claims: the
+    // signature must name it.
+    let identities = match origin {
+        Origin::Registry(_) => None,
+        Origin::Imported(found) => Some(found.identities.as_slice()),
+    };
     for (name, policy) in wanting {
         let keys = policy
             .keys
             .iter()
             .filter_map(|k| PublicKey::from_pem(k).ok())
             .collect::<Vec<_>>();
-        signature::verify(reference, name, digest, signatures.as_deref(), &keys)
-            .map_err(refused)?;
+        signature::verify(
+            reference,
+            name,
+            digest,
+            signatures.as_deref(),
+            &keys,
+            identities,
+        )
+        .map_err(refused)?;
     }
     Ok(())
 }
