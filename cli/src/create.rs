@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use flotilla_spec::config::{
-    base64_encode, check_key, Config, Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE, OPAQUE,
-    TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE,
+    base64_encode, check_key, Config, Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE,
+    NAMESPACE_PULL_SECRET_LABEL, OPAQUE, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE,
 };
 use flotilla_spec::meta::{ObjectMeta, API_VERSION};
 
@@ -75,6 +75,11 @@ enum SecretKind {
         /// leave it in the shell history).
         #[arg(long)]
         docker_password: Option<String>,
+        /// Use it for every workload of the namespace that names no pull
+        /// secret for this registry (labels it
+        /// flotilla.dev/namespace-pull-secret=true).
+        #[arg(long)]
+        for_namespace: bool,
     },
 }
 
@@ -216,6 +221,7 @@ pub async fn main(args: CreateArgs) -> Result<()> {
                     docker_server,
                     docker_username,
                     docker_password,
+                    for_namespace,
                 },
         } => {
             let password = match docker_password {
@@ -227,12 +233,15 @@ pub async fn main(args: CreateArgs) -> Result<()> {
                 password,
             }
             .to_docker_config(&docker_server);
-            let object = typed_secret(
+            let mut object = typed_secret(
                 &name,
                 &namespace,
                 DOCKER_CONFIG_SECRET_TYPE,
                 [(DOCKER_CONFIG_KEY, config.as_bytes())],
             )?;
+            if for_namespace {
+                object["metadata"]["labels"][NAMESPACE_PULL_SECRET_LABEL] = "true".into();
+            }
             (CliKind::Secret, namespace, name, object)
         }
     };

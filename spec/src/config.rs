@@ -22,6 +22,11 @@ pub const OPAQUE: &str = "Opaque";
 pub const TLS_SECRET_TYPE: &str = "flotilla.dev/tls";
 /// The type of a Secret holding registry credentials (as Kubernetes').
 pub const DOCKER_CONFIG_SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
+/// The label (value `"true"`) that makes a `kubernetes.io/dockerconfigjson`
+/// Secret the pull secret of every workload in its namespace, after the
+/// workload's own `imagePullSecrets` (what the `imagePullSecrets` of a
+/// Kubernetes namespace's default ServiceAccount do).
+pub const NAMESPACE_PULL_SECRET_LABEL: &str = "flotilla.dev/namespace-pull-secret";
 /// A registry Secret's one key: a Docker `config.json` (`{"auths": …}`).
 pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
 /// A TLS Secret's certificate chain (PEM).

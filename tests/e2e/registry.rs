@@ -559,6 +559,32 @@ fn registry_credentials_stay_on_the_control_plane() {
         || running(&c, "ticker").len() == 1,
     );
 
+    // A namespace's pull secret serves its workloads that name none.
+    let created = cli_with_stdin(
+        &c,
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "nscred",
+            "--docker-server",
+            &registry.address(),
+            "--docker-username",
+            "ci",
+            "--for-namespace",
+        ],
+        PASSWORD,
+    );
+    assert!(created.status.success(), "{created:?}");
+    c.apply("bare.yaml", &workload("bare", &source, ""));
+    c.wait_until(
+        "the workload without a pull secret runs",
+        Duration::from_secs(30),
+        || running(&c, "bare").len() == 1,
+    );
+    let instance = running(&c, "bare")[0].to_string();
+    assert!(!instance.contains("nscred"), "{instance}");
+
     // The node can read neither the secret nor its name in what it runs.
     let node = flotilla_trust::Identity::load(&c.dir.path().join("agent-edge/pki"), "node")
         .unwrap()

@@ -10,7 +10,9 @@
 //! the manifest again resolves the tag again (a moved tag is then a new
 //! revision, never a silent change). Credentials come from the workload's
 //! `imagePullSecrets` (Secrets of type `kubernetes.io/dockerconfigjson`),
-//! read here and nowhere else.
+//! then from its namespace's pull secrets (such Secrets labelled
+//! `flotilla.dev/namespace-pull-secret: "true"`), read here and nowhere
+//! else.
 //!
 //! A reference imported from a bundle (an `ImportedModule`, see
 //! [`super::imported`]) is resolved from it, before any registry is asked:
@@ -29,7 +31,9 @@ use serde_json::Value;
 
 use flotilla_oci::signature::{self, PublicKey};
 use flotilla_oci::{Credentials, ModuleRef, OciError, Registry};
-use flotilla_spec::config::{Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE};
+use flotilla_spec::config::{
+    Secret, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE, NAMESPACE_PULL_SECRET_LABEL,
+};
 use flotilla_spec::policy::{ModulePolicy, ModulePolicySpec};
 
 use super::{imported, ApiError, ApiState, Kind, MAX_BLOB_BYTES};
@@ -64,8 +68,46 @@ fn refused(e: OciError) -> ApiError {
     }
 }
 
-/// The credentials the workload's pull secrets hold for `registry`.
+/// The credentials for `registry`: from the workload's pull secrets, else
+/// from its namespace's (Secrets labelled [`NAMESPACE_PULL_SECRET_LABEL`],
+/// by name).
 fn credentials(
+    state: &ApiState,
+    namespace: &str,
+    object: &Value,
+    registry: &str,
+) -> Result<Option<Credentials>, ApiError> {
+    if let Some(found) = workload_credentials(state, namespace, object, registry)? {
+        return Ok(Some(found));
+    }
+    for stored in state.store.list("Secret", Some(namespace))?.items {
+        if stored["metadata"]["labels"][NAMESPACE_PULL_SECRET_LABEL] != "true"
+            || stored["type"] != DOCKER_CONFIG_SECRET_TYPE
+        {
+            continue;
+        }
+        let name = stored["metadata"]["name"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let config = serde_json::from_value::<Secret>(stored)
+            .ok()
+            .and_then(|s| s.value(DOCKER_CONFIG_KEY))
+            .unwrap_or_default();
+        match Credentials::from_docker_config(&config, registry) {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            // One namespace secret that cannot be read does not stop others.
+            Err(why) => tracing::warn!(
+                "namespace pull secret {namespace}/{name}'s {DOCKER_CONFIG_KEY} {why}; skipped"
+            ),
+        }
+    }
+    Ok(None)
+}
+
+/// The credentials the workload's own pull secrets hold for `registry`.
+fn workload_credentials(
     state: &ApiState,
     namespace: &str,
     object: &Value,
