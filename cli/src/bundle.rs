@@ -21,7 +21,7 @@ use flotilla_oci::ModuleRef;
 use flotilla_spec::imported::name_for;
 
 use crate::kinds::CliKind;
-use crate::push::{bar, Login, MAX_PULL_BYTES};
+use crate::push::{bar, Login};
 
 /// Largest module the control plane takes in an upload.
 const MAX_UPLOAD_BYTES: u64 = flotilla_control_plane::api::MAX_BLOB_BYTES as u64;
@@ -94,7 +94,7 @@ async fn export(args: ExportArgs) -> Result<()> {
         let registry = args.login.registry_with(reference, credentials.clone())?;
         let progress = bar(0, &format!("{reference}"));
         let exported = registry
-            .export(MAX_PULL_BYTES, &mut |done, total| {
+            .export(MAX_UPLOAD_BYTES, &mut |done, total| {
                 progress.set_length(total);
                 progress.set_position(done);
             })

@@ -240,7 +240,18 @@ impl Bundle {
                 .trim_start_matches("./")
                 .to_string();
             let size = entry.size();
-            let regular = entry.header().entry_type().is_file();
+            let kind = entry.header().entry_type();
+            // Extension headers (pax, as `tar --format=posix` and bsdtar
+            // write them; GNU long names) come as entries of their own, named
+            // after the file they describe: not blobs, and not read.
+            if kind.is_pax_local_extensions()
+                || kind.is_pax_global_extensions()
+                || kind.is_gnu_longname()
+                || kind.is_gnu_longlink()
+            {
+                continue;
+            }
+            let regular = kind.is_file();
             match name.as_str() {
                 "index.json" | "oci-layout" if regular => {
                     if size > SMALL_BLOB {
@@ -614,11 +625,27 @@ mod tests {
         assert_eq!(sign(&path, &key, u64::MAX).unwrap(), 2);
         let mut bundle = Bundle::open(&path, None, u64::MAX).unwrap();
         let b = bundle.entries[1].clone();
-        // Signing again added nothing.
+        // Signing again added nothing: one layer in each signature manifest.
         assert_eq!(bundle.entries[0].signatures.len(), 1);
         assert_eq!(b.signatures.len(), 1);
         let index: Value = serde_json::from_slice(&member(&path, "index.json")).unwrap();
-        assert_eq!(index["manifests"].as_array().unwrap().len(), 4);
+        let manifests = index["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 4);
+        for signatures in manifests.iter().filter(|m| {
+            m["annotations"][REF_NAME]
+                .as_str()
+                .is_some_and(|t| t.ends_with(".sig"))
+        }) {
+            let digest = signatures["digest"].as_str().unwrap();
+            let manifest: Value =
+                serde_json::from_slice(&member(&path, &format!("blobs/sha256/{}", &digest[7..])))
+                    .unwrap();
+            assert_eq!(
+                manifest["layers"].as_array().unwrap().len(),
+                1,
+                "{manifest}"
+            );
+        }
         let verify = |place: &str| {
             signature::verify(
                 "b",
@@ -691,6 +718,41 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("does not hold its module"), "{e}");
+
+        // Pax extension headers before a blob (tar --format=posix, bsdtar)
+        // are passed over.
+        let mut tar = tar::Builder::new(Vec::new());
+        let m = module("oci://r.example/a:v1", body);
+        let mut add = |name: &str, data: &[u8]| {
+            // Named as GNU tar --format=posix names them: DIR/PaxHeaders/FILE.
+            let (folder, file) = name.rsplit_once('/').unwrap_or((".", name));
+            let record = b"13 mtime=1.5\n";
+            let mut pax = tar::Header::new_ustar();
+            pax.set_entry_type(tar::EntryType::XHeader);
+            pax.set_size(record.len() as u64);
+            tar.append_data(&mut pax, format!("{folder}/PaxHeaders/{file}"), &record[..])
+                .unwrap();
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            tar.append_data(&mut h, name, data).unwrap();
+        };
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        for blob in [&m.manifest, &m.config, &m.module] {
+            add(
+                &format!("blobs/sha256/{}", hex::encode(Sha256::digest(blob))),
+                blob,
+            );
+        }
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": OCI_IMAGE_MEDIA_TYPE,
+            "digest": format!("sha256:{}", hex::encode(Sha256::digest(&m.manifest))),
+            "size": m.manifest.len(), "annotations": {IMAGE_NAME: "r.example/a:v1"}}]});
+        add("index.json", &serde_json::to_vec(&index).unwrap());
+        let posix = dir.path().join("posix.tar");
+        std::fs::write(&posix, tar.into_inner().unwrap()).unwrap();
+        let mut bundle = Bundle::open(&posix, None, u64::MAX).unwrap();
+        let entry = bundle.entries[0].clone();
+        assert_eq!(bundle.module(&entry).unwrap(), body);
 
         let e = Bundle::open(&dir.path().join("none.tar"), None, u64::MAX)
             .err()

@@ -137,12 +137,21 @@ pub fn admit(value: Value) -> Result<Value, ApiError> {
 /// tag, or, for a reference pinned to a digest, any import of that
 /// manifest in the same repository.
 pub fn find(store: &dyn Store, reference: &ModuleRef) -> Result<Option<Found>, ApiError> {
-    let candidates = match reference.digest() {
-        None => store
+    let by_name = |reference: &ModuleRef| -> Result<Vec<Value>, ApiError> {
+        Ok(store
             .get(KIND, "", &name_for(&reference.to_string()))?
             .into_iter()
-            .collect(),
-        Some(_) => store.list(KIND, None)?.items,
+            .collect())
+    };
+    let candidates = match reference.digest() {
+        None => by_name(reference)?,
+        // The manifest's own record first (import writes one per digest),
+        // then any tag's record of it.
+        Some(digest) => {
+            let mut candidates = by_name(&reference.at_digest(digest))?;
+            candidates.extend(store.list(KIND, None)?.items);
+            candidates
+        }
     };
     for stored in candidates {
         let Ok(module) = serde_json::from_value::<ImportedModule>(stored) else {
