@@ -559,24 +559,38 @@ fn registry_credentials_stay_on_the_control_plane() {
         || running(&c, "ticker").len() == 1,
     );
 
-    // A namespace's pull secret serves its workloads that name none.
-    let created = cli_with_stdin(
-        &c,
-        &[
-            "create",
-            "secret",
-            "docker-registry",
-            "nscred",
-            "--docker-server",
-            &registry.address(),
-            "--docker-username",
-            "ci",
-            "--for-namespace",
-        ],
-        PASSWORD,
+    // A namespace's pull secret serves its workloads that name none, and
+    // no other namespace's.
+    let namespace_secret = |name: &str, namespace: &str| {
+        let created = cli_with_stdin(
+            &c,
+            &[
+                "create",
+                "secret",
+                "docker-registry",
+                name,
+                "-n",
+                namespace,
+                "--docker-server",
+                &registry.address(),
+                "--docker-username",
+                "ci",
+                "--for-namespace",
+            ],
+            PASSWORD,
+        );
+        assert!(created.status.success(), "{created:?}");
+    };
+    namespace_secret("elsewhere", "other");
+    let bare = c.manifest("bare.yaml", &workload("bare", &source, ""));
+    let out = c.cli(&["apply", "-f", bare.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("refused access"),
+        "{said}"
     );
-    assert!(created.status.success(), "{created:?}");
-    c.apply("bare.yaml", &workload("bare", &source, ""));
+    namespace_secret("nscred", "default");
+    c.ok(&["apply", "-f", bare.to_str().unwrap()]);
     c.wait_until(
         "the workload without a pull secret runs",
         Duration::from_secs(30),
