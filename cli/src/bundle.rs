@@ -9,14 +9,14 @@
 //! the control plane then resolves `oci://` sources, signatures checked
 //! against its ModulePolicies, without asking any registry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use flotilla_oci::bundle::{Bundle, BundledModule, Writer};
+use flotilla_oci::bundle::{Bundle, FileWriter};
 use flotilla_oci::ModuleRef;
 use flotilla_spec::imported::name_for;
 
@@ -70,24 +70,14 @@ pub async fn main(args: BundleArgs) -> Result<()> {
     }
 }
 
-/// A file written beside `path`, to be renamed over it when whole.
-pub fn beside(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    tempfile::NamedTempFile::new_in(folder)
-        .with_context(|| format!("writing into {}", folder.display()))
-}
-
 async fn export(args: ExportArgs) -> Result<()> {
     let references = args
         .references
         .iter()
         .map(|r| ModuleRef::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
-    let out = beside(&args.output)?;
-    let mut writer = Writer::new(std::io::BufWriter::new(out));
+    let mut writer = FileWriter::beside(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     let mut signatures = 0;
     let credentials = args.login.credentials()?;
     for reference in &references {
@@ -111,22 +101,11 @@ async fn export(args: ExportArgs) -> Result<()> {
         };
         signatures += exported.signatures.len();
         writer
-            .add(&BundledModule {
-                reference: reference.clone(),
-                manifest: exported.manifest,
-                config: exported.config,
-                module: exported.module,
-                signatures: exported.signatures,
-            })
+            .add(&exported)
             .with_context(|| format!("writing {}", args.output.display()))?;
     }
-    let out = writer
-        .finish()
-        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    out.as_file().sync_all()?;
-    out.persist(&args.output)
-        .map_err(|e| e.error)
+    writer
+        .persist(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!(
         "{}: {} module(s), {signatures} signature(s)",

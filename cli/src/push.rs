@@ -165,6 +165,16 @@ pub struct PullArgs {
 /// Largest module `flotilla pull` and `flotilla bundle export` take.
 pub const MAX_PULL_BYTES: u64 = 1 << 30;
 
+/// A file written beside `path`, to be renamed over it when whole.
+fn beside(path: &std::path::Path) -> Result<tempfile::NamedTempFile> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tempfile::NamedTempFile::new_in(folder)
+        .with_context(|| format!("writing into {}", folder.display()))
+}
+
 pub async fn pull(args: PullArgs) -> Result<()> {
     let reference = ModuleRef::parse(&args.reference)?;
     let registry = args.login.registry(&reference)?;
@@ -179,7 +189,7 @@ pub async fn pull(args: PullArgs) -> Result<()> {
     });
     // Whole and verified, or not at all: written beside as it arrives,
     // then renamed.
-    let incoming = crate::bundle::beside(&output)?;
+    let incoming = beside(&output)?;
     let mut file = tokio::fs::File::from_std(incoming.reopen()?);
     let progress = bar(resolved.size(), "pull");
     let pulled = registry

@@ -170,6 +170,30 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// A bundle written beside the file it is to become.
+pub type FileWriter = Writer<std::io::BufWriter<tempfile::NamedTempFile>>;
+
+impl FileWriter {
+    /// A bundle for `path`, written beside it until [`FileWriter::persist`].
+    pub fn beside(path: &Path) -> std::io::Result<Self> {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Ok(Self::new(std::io::BufWriter::new(
+            tempfile::NamedTempFile::new_in(folder)?,
+        )))
+    }
+
+    /// Finishes the bundle and puts it in place of `path`, durable and
+    /// whole (on failure `path` is left as it was).
+    pub fn persist(self, path: &Path) -> std::io::Result<()> {
+        let out = self.finish()?.into_inner().map_err(|e| e.into_error())?;
+        out.as_file().sync_all()?;
+        out.persist(path).map(drop).map_err(|e| e.error)
+    }
+}
+
 /// One module found in a bundle, checked.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -376,13 +400,8 @@ pub fn sign(
         path: path.display().to_string(),
         why,
     };
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let out = tempfile::NamedTempFile::new_in(folder)
-        .map_err(|e| bad(format!("cannot write beside it: {e}")))?;
-    let mut writer = Writer::new(std::io::BufWriter::new(out));
+    let mut writer =
+        FileWriter::beside(path).map_err(|e| bad(format!("cannot write beside it: {e}")))?;
     let entries = std::mem::take(&mut bundle.entries);
     for entry in &entries {
         let reference = &entry.reference;
@@ -403,15 +422,9 @@ pub fn sign(
             .add(&module)
             .map_err(|e| bad(format!("cannot be written: {e}")))?;
     }
-    let out = writer
-        .finish()
-        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+    writer
+        .persist(path)
         .map_err(|e| bad(format!("cannot be written: {e}")))?;
-    out.as_file()
-        .sync_all()
-        .map_err(|e| bad(format!("cannot be written: {e}")))?;
-    out.persist(path)
-        .map_err(|e| bad(format!("cannot be replaced: {}", e.error)))?;
     Ok(entries.len())
 }
 

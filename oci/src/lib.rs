@@ -27,7 +27,7 @@ pub mod signature;
 
 pub use credentials::Credentials;
 pub use reference::ModuleRef;
-pub use registry::{Exported, Pulled, Registry, Resolved};
+pub use registry::{Pulled, Registry, Resolved};
 
 /// What can go wrong between Flotilla and a registry.
 #[derive(Debug, thiserror::Error)]

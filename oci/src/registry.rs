@@ -13,6 +13,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use sha2::{Digest, Sha256};
 
+use crate::bundle::BundledModule;
 use crate::layout::{self, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
 use crate::signature::{self, PrivateKey, PublicKey, Signed, SIGNATURE_MEDIA_TYPE};
 use crate::{Credentials, ModuleRef, OciError};
@@ -575,7 +576,7 @@ impl Registry {
         &self,
         max_bytes: u64,
         progress: &mut (dyn FnMut(u64, u64) + Send),
-    ) -> Result<Exported, OciError> {
+    ) -> Result<BundledModule, OciError> {
         let (manifest, _) = self
             .retrying(|| {
                 self.client.pull_manifest_raw(
@@ -596,27 +597,12 @@ impl Registry {
             .await?;
         let module = self.pull(&resolved, progress).await?.bytes;
         let signatures = self.signatures(&parsed.digest).await?.unwrap_or_default();
-        Ok(Exported {
-            manifest_digest: parsed.digest,
+        Ok(BundledModule {
+            reference: self.reference.clone(),
             manifest,
             config,
             module,
             signatures,
         })
     }
-}
-
-/// One module as a bundle holds it (see [`Registry::export`]).
-#[derive(Debug, Clone)]
-pub struct Exported {
-    /// `sha256:…` of `manifest`.
-    pub manifest_digest: String,
-    /// The manifest's exact bytes.
-    pub manifest: Vec<u8>,
-    /// The config blob.
-    pub config: Vec<u8>,
-    /// The module.
-    pub module: Vec<u8>,
-    /// The manifest's signatures.
-    pub signatures: Vec<Signed>,
 }
