@@ -35,6 +35,8 @@ show get instances -o wide
 show get nodes
 show logs ticker
 show describe workload crasher
+echo; echo "\$ flotilla dashboard"
+"$flotilla" dashboard --ttl 8h || echo "(exit code $?)"
 echo
 echo "flotilla is up (FLOTILLA_CONFIG=$FLOTILLA_CONFIG). Try, in another shell:"
 echo "  export FLOTILLA_CONFIG=$FLOTILLA_CONFIG; $flotilla get instances; $flotilla logs ticker -f"

@@ -29,4 +29,6 @@ filters=("$@")
   --skip fleet::modules_kept_in_an_older_store_move_to_the_module_folder
   --skip fleet::an_instance_the_agent_cannot_read_is_reported_and_what_runs_keeps_running
   --skip trust::the_api_speaks_tls_only)
-FLOTILLA_E2E_ETCD="127.0.0.1:$client" cargo test --release --locked -p flotilla --test e2e -- "${filters[@]}"
+# --workspace (not -p flotilla): the same feature set as test.sh's build, so
+# nothing is rebuilt and the binary tested is the one just built.
+FLOTILLA_E2E_ETCD="127.0.0.1:$client" cargo test --release --locked --workspace --no-fail-fast --test e2e -- "${filters[@]}"

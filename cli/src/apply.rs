@@ -10,7 +10,7 @@ use flotilla_spec::manifest::{parse_manifests, Manifest};
 use flotilla_spec::workload::Workload;
 use sha2::{Digest, Sha256};
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 
 #[derive(Args)]
 pub struct ApplyArgs {
@@ -138,14 +138,14 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
     // Policies first: the workloads beside them are checked against them.
     for policy in policies {
         let name = policy.metadata.name.clone();
-        let collection = CliKind::ModulePolicy.collection(None);
+        let collection = Kind::ModulePolicy.collection(None);
         create_or_update(&client, "modulepolicy", &collection, &name, &policy).await?;
     }
     for (dir, mut workload) in workloads {
         upload_module(&client, &mut workload, &dir).await?;
         let ns = workload.metadata.namespace.clone();
         let name = workload.metadata.name.clone();
-        let collection = CliKind::Workload.collection(Some(&ns));
+        let collection = Kind::Workload.collection(Some(&ns));
         create_or_update(&client, "workload", &collection, &name, &workload).await?;
     }
     Ok(())

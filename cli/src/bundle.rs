@@ -20,7 +20,7 @@ use flotilla_oci::bundle::{Bundle, FileWriter};
 use flotilla_oci::ModuleRef;
 use flotilla_spec::imported::name_for;
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 use crate::push::{bar, Login};
 
 /// Largest module the control plane takes in an upload.
@@ -142,7 +142,7 @@ async fn record(
             spec.remove("signatures");
         }
     }
-    let collection = CliKind::ImportedModule.collection(None);
+    let collection = Kind::ImportedModule.collection(None);
     crate::apply::create_or_update(
         client,
         "importedmodule",

@@ -12,7 +12,7 @@ use flotilla_spec::config::{
 };
 use flotilla_spec::meta::{ObjectMeta, API_VERSION};
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 
 #[derive(Args)]
 pub struct CreateArgs {
@@ -165,7 +165,7 @@ pub async fn main(args: CreateArgs) -> Result<()> {
             }
             config.validate().map_err(anyhow::Error::msg)?;
             let object = serde_json::to_value(&config)?;
-            (CliKind::Config, values.namespace, values.name, object)
+            (Kind::Config, values.namespace, values.name, object)
         }
         CreateCommand::Secret {
             kind:
@@ -187,7 +187,7 @@ pub async fn main(args: CreateArgs) -> Result<()> {
             }
             secret.normalise().map_err(anyhow::Error::msg)?;
             let object = serde_json::to_value(&secret)?;
-            (CliKind::Secret, values.namespace, values.name, object)
+            (Kind::Secret, values.namespace, values.name, object)
         }
         CreateCommand::Secret {
             kind:
@@ -211,7 +211,7 @@ pub async fn main(args: CreateArgs) -> Result<()> {
                 TLS_SECRET_TYPE,
                 [(TLS_CERT_KEY, &cert_pem[..]), (TLS_KEY_KEY, &key_pem[..])],
             )?;
-            (CliKind::Secret, namespace, name, object)
+            (Kind::Secret, namespace, name, object)
         }
         CreateCommand::Secret {
             kind:
@@ -242,7 +242,7 @@ pub async fn main(args: CreateArgs) -> Result<()> {
             if for_namespace {
                 object["metadata"]["labels"][NAMESPACE_PULL_SECRET_LABEL] = "true".into();
             }
-            (CliKind::Secret, namespace, name, object)
+            (Kind::Secret, namespace, name, object)
         }
     };
     client

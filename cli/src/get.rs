@@ -8,10 +8,10 @@ use clap::{Args, ValueEnum};
 use comfy_table::{presets::NOTHING, Table};
 use flotilla_spec::instance::Instance;
 use flotilla_spec::meta::parse_rfc3339;
-use flotilla_spec::quantity::format_memory_bytes;
+use flotilla_spec::quantity::{format_memory_bytes, format_memory_in_unit_of};
 use serde_json::Value;
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -22,7 +22,7 @@ pub enum Format {
 
 #[derive(Args)]
 pub struct GetArgs {
-    /// workloads, instances, nodes or events.
+    #[arg(help = crate::kinds::help())]
     kind: String,
     /// One object's name (default: all).
     name: Option<String>,
@@ -42,7 +42,7 @@ pub struct GetArgs {
 
 #[derive(Args)]
 pub struct NameArgs {
-    /// workloads, instances, nodes or events.
+    #[arg(help = crate::kinds::help())]
     kind: String,
     /// The object's name.
     name: String,
@@ -98,6 +98,23 @@ fn revision_row(r: &Value) -> Vec<String> {
     ]
 }
 
+/// A Token as `get tokens` and `token list` show it (never its secret:
+/// the API has only its hash).
+pub fn token_row(t: &Value) -> Vec<String> {
+    let spec = &t["spec"];
+    let expires = match spec["expires"].as_str() {
+        Some(e) if !e.is_empty() => e.to_string(),
+        _ => "never".to_string(),
+    };
+    vec![
+        text(&t["metadata"]["name"]),
+        text(&spec["role"]),
+        expires,
+        age(&t["metadata"]["creationTimestamp"]),
+        spec["description"].as_str().unwrap_or_default().to_string(),
+    ]
+}
+
 /// What a revision changed, as `rollout history` and `get revisions` show it.
 pub fn change(spec: &Value) -> String {
     match spec["change"].as_str() {
@@ -129,7 +146,7 @@ type Allocated = HashMap<String, (u64, u64, usize)>;
 async fn allocated(client: &flotilla_client::Client) -> Result<Allocated> {
     let mut sums = Allocated::new();
     for item in client
-        .list(&CliKind::Instance.collection(None), "")
+        .list(&Kind::Instance.collection(None), "")
         .await?
         .items
     {
@@ -149,18 +166,26 @@ async fn allocated(client: &flotilla_client::Client) -> Result<Allocated> {
 }
 
 fn rows(
-    kind: CliKind,
+    kind: Kind,
     items: &[Value],
     wide: bool,
     all_ns: bool,
     allocated: &Allocated,
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let (mut headers, mut rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
-        CliKind::Workload => (
+        Kind::Workload => (
             if wide {
-                vec!["NAME", "READY", "AGE", "MODULE", "LIMITS"]
+                vec![
+                    "NAME",
+                    "READY",
+                    "UP-TO-DATE",
+                    "AVAILABLE",
+                    "AGE",
+                    "MODULE",
+                    "LIMITS",
+                ]
             } else {
-                vec!["NAME", "READY", "AGE"]
+                vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
             },
             items
                 .iter()
@@ -172,6 +197,14 @@ fn rows(
                             w["status"]["readyReplicas"].as_u64().unwrap_or(0),
                             w["spec"]["replicas"].as_u64().unwrap_or(0)
                         ),
+                        w["status"]["updatedReplicas"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .to_string(),
+                        w["status"]["availableReplicas"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .to_string(),
                         age(&w["metadata"]["creationTimestamp"]),
                     ];
                     if wide {
@@ -188,7 +221,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Instance => (
+        Kind::Instance => (
             if wide {
                 vec![
                     "NAME",
@@ -231,7 +264,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Node => (
+        Kind::Node => (
             vec![
                 "NAME",
                 "STATUS",
@@ -260,11 +293,10 @@ fn rows(
                         name,
                         status.join(","),
                         format!("{cpu}m/{}m", s["capacityCpuMillis"].as_u64().unwrap_or(0)),
-                        format!(
-                            "{}/{}",
-                            format_memory_bytes(memory),
-                            format_memory_bytes(s["capacityMemoryBytes"].as_u64().unwrap_or(0))
-                        ),
+                        {
+                            let capacity = s["capacityMemoryBytes"].as_u64().unwrap_or(0);
+                            format_memory_in_unit_of(&[memory, capacity], capacity).join("/")
+                        },
                         match s["capacityInstances"].as_u64() {
                             Some(capacity) => format!("{count}/{capacity}"),
                             None => count.to_string(),
@@ -275,11 +307,15 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Revision => (
+        Kind::Token => (
+            vec!["ID", "ROLE", "EXPIRES", "AGE", "DESCRIPTION"],
+            items.iter().map(token_row).collect(),
+        ),
+        Kind::Revision => (
             vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],
             items.iter().map(revision_row).collect(),
         ),
-        CliKind::ModulePolicy => (
+        Kind::ModulePolicy => (
             vec!["NAME", "NAMESPACES", "REQUIRE", "KEYS", "REGISTRIES", "AGE"],
             items
                 .iter()
@@ -304,7 +340,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::ImportedModule => (
+        Kind::ImportedModule => (
             vec!["NAME", "REFERENCE", "MANIFEST", "SIZE", "SIGNATURES", "AGE"],
             items
                 .iter()
@@ -324,7 +360,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Volume => (
+        Kind::Volume => (
             vec![
                 "NAME", "WORKLOAD", "NODE", "SIZE", "USED", "FILES", "RECLAIM", "AGE",
             ],
@@ -352,7 +388,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Config => (
+        Kind::Config => (
             vec!["NAME", "DATA", "AGE"],
             items
                 .iter()
@@ -366,7 +402,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Secret => (
+        Kind::Secret => (
             vec!["NAME", "TYPE", "DATA", "AGE"],
             items
                 .iter()
@@ -380,7 +416,7 @@ fn rows(
                 })
                 .collect(),
         ),
-        CliKind::Event => {
+        Kind::Event => {
             let mut sorted: Vec<&Value> = items.iter().collect();
             // The store revision orders events exactly; timestamps have 1 s resolution.
             sorted.sort_by_key(|e| {
@@ -447,7 +483,7 @@ fn print_structured(value: &Value, format: Format) -> Result<()> {
 
 pub async fn get(args: GetArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let kind = CliKind::parse(&args.kind)?;
+    let kind = Kind::parse(&args.kind)?;
     let ns = (!args.all_namespaces).then_some(args.namespace.as_str());
     let collection = kind.collection(ns);
     let items = match &args.name {
@@ -461,7 +497,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
         ],
         None => client.list(&collection, "").await?.items,
     };
-    let items: Vec<Value> = if kind == CliKind::Secret && !args.show_values {
+    let items: Vec<Value> = if kind == Kind::Secret && !args.show_values {
         items.into_iter().map(hide_values).collect()
     } else {
         items
@@ -486,7 +522,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 eprintln!("No resources found{place}.");
                 return Ok(());
             }
-            let usage = if kind == CliKind::Node {
+            let usage = if kind == Kind::Node {
                 allocated(&client).await?
             } else {
                 Allocated::new()
@@ -521,7 +557,7 @@ fn hide_values(mut secret: Value) -> Value {
 
 pub async fn describe(args: NameArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let kind = CliKind::parse(&args.kind)?;
+    let kind = Kind::parse(&args.kind)?;
     let object = client
         .get(&format!(
             "{}/{}",
@@ -529,7 +565,7 @@ pub async fn describe(args: NameArgs) -> Result<()> {
             args.name
         ))
         .await?;
-    let object = if kind == CliKind::Secret {
+    let object = if kind == Kind::Secret {
         hide_values(object)
     } else {
         object
@@ -541,7 +577,7 @@ pub async fn describe(args: NameArgs) -> Result<()> {
     print!("{}", serde_yaml_ng::to_string(&shown)?);
     // Events about it (and, for a workload, about its instances).
     let events = client
-        .list(&CliKind::Event.collection(Some(&args.namespace)), "")
+        .list(&Kind::Event.collection(Some(&args.namespace)), "")
         .await?
         .items;
     let related: Vec<Value> = events
@@ -551,7 +587,7 @@ pub async fn describe(args: NameArgs) -> Result<()> {
             let name = about["name"].as_str().unwrap_or_default();
             let about_kind = about["kind"].as_str().unwrap_or_default();
             (name == args.name && about_kind == kind.name())
-                || (kind == CliKind::Workload
+                || (kind == Kind::Workload
                     && about_kind == "Instance"
                     && flotilla_spec::instance::is_named_for(&args.name, name))
         })
@@ -560,7 +596,7 @@ pub async fn describe(args: NameArgs) -> Result<()> {
     if related.is_empty() {
         println!("  <none>");
     } else {
-        let (headers, rows) = rows(CliKind::Event, &related, false, false, &Allocated::new());
+        let (headers, rows) = rows(Kind::Event, &related, false, false, &Allocated::new());
         for line in table(&headers, rows).lines() {
             println!("  {line}");
         }
@@ -570,7 +606,7 @@ pub async fn describe(args: NameArgs) -> Result<()> {
 
 pub async fn delete(args: NameArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let kind = CliKind::parse(&args.kind)?;
+    let kind = Kind::parse(&args.kind)?;
     client
         .delete(&format!(
             "{}/{}",

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use futures_util::StreamExt;
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 
 #[derive(Args)]
 pub struct LogsArgs {
@@ -30,7 +30,7 @@ pub struct LogsArgs {
 
 pub async fn main(args: LogsArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let instances = CliKind::Instance.collection(Some(&args.namespace));
+    let instances = Kind::Instance.collection(Some(&args.namespace));
     let instance = match &args.instance {
         Some(i) => i.clone(),
         None => match client.get(&format!("{instances}/{}", args.name)).await {

@@ -6,13 +6,15 @@
 //! - `server` and `agent`: the same, as separate processes (many nodes);
 //! - `apply`, `get`, `describe`, `delete`, `patch`, `scale`, `logs`, `events`: kubectl-like
 //!   commands against the server in the client config;
-//! - `token`: bearer tokens (join, view, admin).
+//! - `token`: bearer tokens (join, view, admin);
+//! - `dashboard`: the dashboard's address and a short-lived view token.
 
 mod agent;
 mod apply;
 mod bundle;
 mod config;
 mod create;
+mod dashboard;
 mod get;
 mod kinds;
 mod kv;
@@ -79,6 +81,8 @@ enum Command {
     Events(get::EventsArgs),
     /// Create, list and revoke bearer tokens (join, view, admin).
     Token(token::TokenArgs),
+    /// Print the dashboard's address and a short-lived view token to sign in with.
+    Dashboard(dashboard::DashboardArgs),
     /// Follow and steer a workload's rollout: status, pause, resume, restart.
     Rollout(rollout::RolloutArgs),
     /// Create a Config or a Secret from literals and files.
@@ -168,6 +172,7 @@ fn main() {
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,
+            Command::Dashboard(args) => dashboard::main(args).await,
             Command::Create(args) => create::main(args).await,
             Command::Secrets(args) => create::secrets(args).await,
             Command::Kv(args) => kv::main(args).await,

@@ -5,11 +5,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 
 #[derive(Args)]
 pub struct PatchArgs {
-    /// workloads or nodes.
+    #[arg(help = crate::kinds::help())]
     kind: String,
     /// The object's name.
     name: String,
@@ -37,7 +37,7 @@ pub struct ScaleArgs {
 
 async fn send(kind: &str, name: &str, namespace: &str, patch: &Value) -> Result<()> {
     let client = crate::config::client()?;
-    let kind = CliKind::parse(kind)?;
+    let kind = Kind::parse(kind)?;
     let path = format!("{}/{name}", kind.collection(Some(namespace)));
     client.merge_patch(&path, patch).await?;
     println!(

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::kinds::CliKind;
+use crate::kinds::{Collection, Kind};
 use flotilla_spec::strategy::PROMOTE_ANNOTATION;
 
 #[derive(Args)]
@@ -76,7 +76,7 @@ impl Target {
     fn name(&self) -> Result<&str> {
         let name = match self.workload.split_once('/') {
             Some((kind, name)) => {
-                if CliKind::parse(kind)? != CliKind::Workload {
+                if Kind::parse(kind)? != Kind::Workload {
                     bail!("rollouts are of workloads: use workload/NAME");
                 }
                 name
@@ -92,7 +92,7 @@ impl Target {
     fn path(&self) -> Result<String> {
         Ok(format!(
             "{}/{}",
-            CliKind::Workload.collection(Some(&self.namespace)),
+            Kind::Workload.collection(Some(&self.namespace)),
             self.name()?
         ))
     }
@@ -258,7 +258,7 @@ async fn revisions(
     );
     let mut revisions = client
         .list(
-            &CliKind::Revision.collection(Some(&target.namespace)),
+            &Kind::Revision.collection(Some(&target.namespace)),
             &selector,
         )
         .await?

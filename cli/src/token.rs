@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{presets::NOTHING, Table};
 use flotilla_client::collection_path;
 use flotilla_spec::meta::API_VERSION;
 use rustls::pki_types::pem::PemObject;
@@ -64,10 +63,6 @@ impl RoleArg {
     }
 }
 
-fn parse_ttl(text: &str) -> Result<Duration, String> {
-    flotilla_spec::parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// Six random characters of `[a-z0-9]`.
 fn token_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -76,24 +71,42 @@ fn token_id() -> String {
         .collect()
 }
 
+/// Creates a token with `role` ("join", "view" or "admin") that works for
+/// `ttl` (forever if `None`), and returns its bearer form `ID.SECRET`: the
+/// server keeps only the secret's sha256.
+pub async fn create_token(
+    client: &flotilla_client::Client,
+    role: &str,
+    ttl: Option<Duration>,
+    description: &str,
+) -> Result<String> {
+    let id = token_id();
+    let secret = hex::encode(rand::random::<[u8; 16]>());
+    let expires = ttl
+        .map(|ttl| humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string())
+        .unwrap_or_default();
+    let token = json!({
+        "apiVersion": API_VERSION, "kind": "Token", "metadata": {"name": id},
+        "spec": {"role": role, "secretSha256": hex::encode(Sha256::digest(secret.as_bytes())),
+                 "expires": expires, "description": description},
+    });
+    client
+        .create(&collection_path("tokens", None), &token)
+        .await?;
+    Ok(format!("{id}.{secret}"))
+}
+
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    flotilla_spec::parse_duration(text).map_err(|e| e.to_string())
+}
+
 pub async fn main(args: TokenArgs) -> Result<()> {
     let client = crate::config::client()?;
     let tokens = collection_path("tokens", None);
     match args.command {
         TokenCommand::Create(create) => {
-            let id = token_id();
-            let secret = hex::encode(rand::random::<[u8; 16]>());
-            let expires = create
-                .ttl
-                .map(|ttl| humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string())
-                .unwrap_or_default();
-            let token = json!({
-                "apiVersion": API_VERSION, "kind": "Token", "metadata": {"name": id},
-                "spec": {"role": create.role.name(), "secretSha256": hex::encode(Sha256::digest(secret.as_bytes())),
-                         "expires": expires, "description": create.description},
-            });
-            client.create(&tokens, &token).await?;
-            let bearer = format!("{id}.{secret}");
+            let bearer =
+                create_token(&client, create.role.name(), create.ttl, &create.description).await?;
             match create.role {
                 RoleArg::Join => {
                     let config = crate::config::load()?;
@@ -108,24 +121,8 @@ pub async fn main(args: TokenArgs) -> Result<()> {
         }
         TokenCommand::List => {
             let list = client.list(&tokens, "").await?;
-            let mut table = Table::new();
-            table.load_preset(NOTHING);
-            table.set_header(["ID", "ROLE", "EXPIRES", "AGE", "DESCRIPTION"]);
-            for item in &list.items {
-                let spec = &item["spec"];
-                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-                let expires = match text(&spec["expires"]) {
-                    e if e.is_empty() => "never".to_string(),
-                    e => e,
-                };
-                table.add_row([
-                    text(&item["metadata"]["name"]),
-                    text(&spec["role"]),
-                    expires,
-                    crate::get::age(&item["metadata"]["creationTimestamp"]),
-                    text(&spec["description"]),
-                ]);
-            }
+            let rows = list.items.iter().map(crate::get::token_row).collect();
+            let table = crate::get::table(&["ID", "ROLE", "EXPIRES", "AGE", "DESCRIPTION"], rows);
             if list.items.is_empty() {
                 println!(
                     "No tokens (the server's own admin and join tokens are in its data folder)."

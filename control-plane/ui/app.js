@@ -276,8 +276,27 @@ function allocations() {
   return byNode;
 }
 
-// The rollout's state, in the words of `flotilla rollout status`.
-function rollout(w) {
+// Instances that are failing, by how: crash-looping, failed for good, or
+// killed for their memory and not back yet.
+function failing(instances) {
+  const bad = instances.filter((i) => {
+    const st = i.status || {};
+    return st.phase === 'CrashLoopBackOff' || st.phase === 'Failed'
+      || (!st.ready && ((st.lastTermination || {}).reason === 'OOMKilled'));
+  });
+  if (bad.length === 0) return null;
+  const last = lastTermination(bad);
+  const phases = bad.map((i) => (i.status || {}).phase);
+  // OOMKilled says more than the phase it led to.
+  const state = last && last.reason === 'OOMKilled' ? 'OOMKilled'
+    : phases.includes('CrashLoopBackOff') ? 'CrashLoopBackOff' : 'Failed';
+  const why = terminationText(last) || (bad[0].status || {}).message || '';
+  return { state, text: `${bad.length} of ${instances.length} instances ${state}${why ? `: ${why}` : ''}` };
+}
+
+// The rollout's state, in the words of `flotilla rollout status`; a failing
+// instance outranks progress (a crash loop is not "Progressing").
+function rollout(w, instances) {
   const spec = w.spec || {};
   const status = w.status || {};
   const wanted = spec.replicas ?? 1;
@@ -292,6 +311,8 @@ function rollout(w) {
   if (['ProgressDeadlineExceeded', 'RolledBack', 'CanaryAnalysisFailed'].includes(progressing.reason)) {
     return { state: progressing.reason, text: progressing.message || '', share, level: 'bad' };
   }
+  const broken = failing(instances);
+  if (broken) return { state: broken.state, text: broken.text, share, level: 'bad' };
   const done = updated >= wanted && total <= updated && available >= updated;
   if (spec.paused && !done) return { state: 'Paused', text: `${updated} of ${wanted} updated`, share, level: 'warn' };
   if (status.canary) {
@@ -406,14 +427,14 @@ function fleetPage() {
           const name = w.metadata.name;
           const instances = instancesOf(ns, name);
           const restarts = instances.reduce((n, i) => n + ((i.status || {}).restarts || 0), 0);
-          const r = rollout(w);
+          const r = rollout(w, instances);
           const s = w.status || {};
           return h('tr', { 'data-workload': `${ns}/${name}` },
             h('td', {}, ns),
             h('td', {}, h('a', { href: workloadHref(ns, name) }, name)),
             h('td', { class: 'ready' }, `${s.readyReplicas || 0}/${(w.spec || {}).replicas ?? 1}`),
             h('td', { class: 'restarts' }, restarts),
-            h('td', { class: `rollout ${r.level}` }, bar(r.share, 1, r.state, r.level)),
+            h('td', { class: `rollout ${r.level}`, 'data-rollout': r.state, title: r.text }, bar(r.share, 1, r.state, r.level)),
             h('td', { class: 'message termination' }, terminationText(lastTermination(instances))));
         });
       workloads.replaceChildren(table(
@@ -565,7 +586,7 @@ function workloadPage(ns, name) {
         rolloutCard.replaceChildren(h('p', { class: 'muted' }, `No workload ${name} in namespace ${ns} (yet).`));
         return;
       }
-      const r = rollout(w);
+      const r = rollout(w, instancesOf(ns, name));
       const s = w.status || {};
       const module = (w.spec.module || {}).source || (w.spec.module || {}).sha256 || '';
       rolloutCard.replaceChildren(

@@ -6,6 +6,8 @@
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
 //!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule);
+//! - [`kinds`]: the table of every kind the API serves (names, plurals,
+//!   short names, scope);
 //! - [`validate`]: semantic checks with field paths and hints;
 //! - [`manifest`]: YAML/JSON documents → typed, validated resources.
 //!
@@ -15,6 +17,7 @@ pub mod config;
 pub mod event;
 pub mod imported;
 pub mod instance;
+pub mod kinds;
 pub mod manifest;
 pub mod meta;
 pub mod node;

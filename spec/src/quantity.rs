@@ -130,9 +130,46 @@ pub fn format_memory_bytes(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// Formats several byte counts in one binary unit, the largest that `scale`
+/// reaches (`0.08Gi`, `23.54Gi`): a table column reads in one unit, with
+/// at most two decimals.
+pub fn format_memory_in_unit_of(bytes: &[u64], scale: u64) -> Vec<String> {
+    let (suffix, unit) = MEMORY_SUFFIXES[..4]
+        .iter()
+        .rev()
+        .find(|(_, m)| scale >= *m)
+        .copied()
+        .unwrap_or(("", 1));
+    bytes
+        .iter()
+        .map(|b| {
+            if unit == 1 {
+                return b.to_string();
+            }
+            let text = format!("{:.2}", *b as f64 / unit as f64);
+            let text = text.trim_end_matches('0').trim_end_matches('.');
+            format!("{text}{suffix}")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_of_memory_reads_in_one_unit() {
+        assert_eq!(
+            format_memory_in_unit_of(&[80 << 20, 24683784 << 10], 24683784 << 10),
+            ["0.08Gi", "23.54Gi"]
+        );
+        assert_eq!(
+            format_memory_in_unit_of(&[0, 512 << 20], 512 << 20),
+            ["0Mi", "512Mi"]
+        );
+        assert_eq!(format_memory_in_unit_of(&[100, 900], 900), ["100", "900"]);
+        assert_eq!(format_memory_in_unit_of(&[3 << 30], 0), ["3221225472"]);
+    }
 
     #[test]
     fn memory_forms() {

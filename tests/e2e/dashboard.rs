@@ -145,7 +145,30 @@ fn the_dashboard_signs_in_follows_the_fleet_by_watch_and_refuses_a_wrong_token()
         .unwrap()
         .unwrap();
     assert_eq!(c.raw("GET", usage, &Who::Node(&node), "").0, 403);
-    let view = c.ok(&["token", "create", "--role", "view"]);
+    // `flotilla dashboard` names the page and makes a view token that
+    // expires by itself.
+    let shown = c.ok(&["dashboard", "--ttl", "1h"]);
+    assert!(
+        shown.contains(&format!("Dashboard: https://127.0.0.1:{}/ui/", c.port)),
+        "{shown}"
+    );
+    let view = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("Sign in with this view token"))
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let tokens = c.ok(&["token", "list"]);
+    let id = view.split('.').next().unwrap_or_default();
+    let row = tokens
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_default();
+    assert!(
+        !id.is_empty() && row.contains(" view ") && !row.contains("never"),
+        "{shown}\n{tokens}"
+    );
     // Markup in a message (users and guests write messages): the page
     // must show it as text.
     let injected = serde_json::json!({

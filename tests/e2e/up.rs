@@ -45,11 +45,43 @@ fn three_replicas_run_and_come_back_after_kill_9() {
     assert!(c
         .ok(&["apply", "-f", manifest.to_str().unwrap()])
         .contains("unchanged"));
-    let table = c.ok(&["get", "workloads"]);
-    c.wait_until("the workload reports 3/3", Duration::from_secs(10), || {
-        c.ok(&["get", "workloads"]).contains("3/3")
+    // kubectl's Deployment columns: READY, UP-TO-DATE, AVAILABLE.
+    c.wait_until("the workload reports 3/3", Duration::from_secs(20), || {
+        let table = c.ok(&["get", "workloads"]);
+        let row: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with("ticker "))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        row.get(1..4) == Some(&["3/3", "3", "3"][..])
     });
-    assert!(table.starts_with("NAME"), "{table}");
+    let table = c.ok(&["get", "workloads"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    // Memory in one unit per column, humanised (not `80Mi/24683784Ki`).
+    let nodes = c.ok(&["get", "nodes"]);
+    let memory = nodes
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().find(|f| f.contains("i/")))
+        .unwrap_or_default()
+        .to_string();
+    let units: Vec<String> = memory
+        .split('/')
+        .map(|q| {
+            q.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                .to_string()
+        })
+        .collect();
+    assert!(
+        units.len() == 2 && units[0] == units[1] && ["Mi", "Gi", "Ti"].contains(&units[0].as_str()),
+        "{nodes}"
+    );
     let before = names(&c.items("instances"));
     let logs = c.ok(&["logs", "ticker", "--instance", &before[0]]);
     assert!(logs.contains("tick 1"), "{logs}");

@@ -53,13 +53,21 @@ async function signIn(token) {
 }
 
 try {
-  step('a wrong token is refused');
+  step('the page loads with no console error');
   await page.goto(`${env.FLOTILLA_URL}/ui/`);
+  await page.waitForSelector('#sign-in:not([hidden])', { timeout: 10000 });
+  await page.waitForLoadState('networkidle');
+  if (problems.length) throw new Error(problems.join('\n'));
+
+  step('a wrong token is refused');
   await signIn('not-a-token');
   await page.waitForSelector('#sign-in-error:has-text("Signing in failed (401)")', { timeout: 10000 });
   if (await page.locator('#nodes').count() !== 0) throw new Error('the fleet is shown without a token');
   if (!(await page.isVisible('#sign-in'))) throw new Error('the sign-in form is gone after a refusal');
-  // The browser reports the refused request itself as a console error.
+  // The browser reports the refused request itself as a console error:
+  // that one, and nothing else.
+  const unexpected = problems.filter((p) => !p.includes('401'));
+  if (unexpected.length) throw new Error(unexpected.join('\n'));
   problems.length = 0;
 
   step('sign in with a view token');
@@ -93,6 +101,10 @@ try {
     return row && Number(row.querySelector('.restarts').textContent) >= 2
       && row.querySelector('.termination').textContent.includes('Error (exit 3)');
   }, null, { timeout: 60000 });
+  // In the failure colour, saying why: not a blue "Progressing".
+  await page.waitForSelector('tr[data-workload="default/crasher"] td.rollout.bad[data-rollout="CrashLoopBackOff"]', { timeout: 30000 });
+  const why = await crasher.locator('td.rollout').getAttribute('title');
+  if (!why.includes('Error (exit 3)')) throw new Error(`the rollout cell says ${why}`);
   console.log(`  ${(await crasher.innerText()).replace(/\s+/g, ' ')}`);
 
   step('a log line written by a guest appears live');
