@@ -48,13 +48,15 @@ impl Chaos {
         let net = match Network::create(tag) {
             Ok(net) => net,
             Err(e) => {
-                eprintln!("SKIPPED chaos: cannot make network namespaces here ({e}); run as root with iproute2");
+                crate::support::cannot_run(&format!(
+                    "chaos: cannot make network namespaces here ({e}); run as root with iproute2"
+                ));
                 return None;
             }
         };
         let data = net.dir.path().join("server-data");
         if let Err(e) = net.tmpfs(&data, "48m") {
-            eprintln!("SKIPPED chaos: cannot mount a tmpfs ({e}); run as root");
+            crate::support::cannot_run(&format!("chaos: cannot mount a tmpfs ({e}); run as root"));
             return None;
         }
         net.start_fleet(&data);

@@ -27,11 +27,7 @@ impl Etcd {
     /// installed, outside CI (CI installs it: there, its absence fails).
     pub fn start(n: usize) -> Option<Self> {
         if !Path::new(ETCD).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "no {ETCD}: scripts/setup.sh installs Debian's etcd-server"
-            );
-            eprintln!("skipped: no {ETCD} (scripts/setup.sh installs Debian's etcd-server)");
+            crate::support::cannot_run(&format!("no {ETCD} (Debian's etcd-server)"));
             return None;
         }
         let mut etcd = Self {

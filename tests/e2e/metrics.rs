@@ -61,7 +61,7 @@ fn query(port: u16, promql: &str) -> Option<f64> {
 #[test]
 fn prometheus_scrapes_cpu_memory_and_restarts_and_a_250m_spinner_reads_a_quarter_core() {
     let Ok(prometheus) = which("prometheus") else {
-        eprintln!("skipped: no prometheus binary (scripts/setup.sh installs Debian's)");
+        crate::support::cannot_run("no prometheus binary (Debian's prometheus)");
         return;
     };
     let c = Cluster::start();

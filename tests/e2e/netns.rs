@@ -330,7 +330,9 @@ fn a_fleet_across_network_namespaces_forwards_over_tls_and_keeps_outsiders_out()
     let network = match Network::create("n") {
         Ok(network) => network,
         Err(e) => {
-            eprintln!("SKIPPED a_fleet_across_network_namespaces…: cannot make network namespaces here ({e}); run as root with iproute2");
+            crate::support::cannot_run(&format!(
+                "cannot make network namespaces here ({e}); run as root with iproute2"
+            ));
             return;
         }
     };

@@ -31,7 +31,7 @@ fn the_api_describes_itself_and_schemathesis_finds_no_server_error() {
 
     let st = std::env::var("SCHEMATHESIS").unwrap_or_else(|_| "st".into());
     if Command::new(&st).arg("--version").output().is_err() {
-        eprintln!("SKIPPED schemathesis: `{st}` is not installed (scripts/setup.sh installs it)");
+        crate::support::cannot_run(&format!("schemathesis (`{st}`) is not installed"));
         return;
     }
     c.apply("hello.yaml", HELLO);

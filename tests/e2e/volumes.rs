@@ -265,10 +265,16 @@ fn a_persistent_volume_stays_with_its_replica_across_rollouts_and_agent_restarts
         "back to its volume's node"
     );
     assert_eq!(running_on(&c, 1, "600001"), node1);
+    // The guest prints the read, then the escape attempt: wait for both
+    // lines (the escape's outcome either way) before judging.
     c.wait_until(
-        "the new db-0 read the old data",
+        "the new db-0 read the old data and tried the link",
         Duration::from_secs(30),
-        || log_of(&c, "db-0").contains(r#"read /data/marker.txt: "kept""#),
+        || {
+            let said = log_of(&c, "db-0");
+            said.contains(r#"read /data/marker.txt: "kept""#)
+                && said.contains("escape /data/escape-link/passwd: ")
+        },
     );
     let said = log_of(&c, "db-0");
     assert!(

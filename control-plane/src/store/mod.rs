@@ -22,6 +22,22 @@ pub use sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Runs blocking store work (a SQLite transaction and its fsync, a wait
+/// for etcd). On a worker of a multi-threaded runtime, the worker's other
+/// tasks move to other workers meanwhile, so an API handler or controller
+/// waiting on the disk never stalls the streams, watches and health checks
+/// that share its worker. Elsewhere (a plain thread, a blocking task, a
+/// single-threaded runtime) it just runs.
+pub fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 /// The `metadata.resourceVersion` the store wrote on `object`: what a
 /// compare-and-swap update of it expects.
 pub fn revision_of(object: &Value) -> Option<u64> {

@@ -103,47 +103,49 @@ impl SqliteStore {
         &self,
         write: impl FnOnce(&Transaction, u64) -> Result<Change, StoreError>,
     ) -> Result<Change, StoreError> {
-        let mut db = self.conn();
-        let tx = db.transaction().map_err(backend)?;
-        let revision = read_meta(&tx, "revision")? + 1;
-        let change = write(&tx, revision)?;
-        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")
-            .and_then(|mut stmt| stmt.execute(params![revision as i64]))
-            .map_err(backend)?;
-        let mut log = tx
-            .prepare_cached(
-                "INSERT INTO changes (revision, kind, namespace, type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(backend)?;
-        log.execute(params![
-            revision as i64,
-            change.kind,
-            change.namespace,
-            change_type_name(change.change),
-            change.object.to_string()
-        ])
-        .map_err(backend)?;
-        drop(log);
-        if revision % 1000 == 0 && revision > CHANGE_LOG_KEEP {
-            let floor = revision - CHANGE_LOG_KEEP;
-            tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
-                .and_then(|mut stmt| stmt.execute(params![floor as i64]))
+        super::off_worker(|| {
+            let mut db = self.conn();
+            let tx = db.transaction().map_err(backend)?;
+            let revision = read_meta(&tx, "revision")? + 1;
+            let change = write(&tx, revision)?;
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")
+                .and_then(|mut stmt| stmt.execute(params![revision as i64]))
                 .map_err(backend)?;
-            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted'")
-                .and_then(|mut stmt| stmt.execute(params![floor as i64]))
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO changes (revision, kind, namespace, type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
                 .map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        // Still under the connection's lock: the cache keeps revision order.
-        let mut recent = self.recent();
-        recent.push_back(change.clone());
-        if recent.len() > WATCH_CACHE {
-            recent.pop_front();
-        }
-        drop(recent);
-        drop(db);
-        self.notify.send_replace(revision);
-        Ok(change)
+            log.execute(params![
+                revision as i64,
+                change.kind,
+                change.namespace,
+                change_type_name(change.change),
+                change.object.to_string()
+            ])
+            .map_err(backend)?;
+            drop(log);
+            if revision % 1000 == 0 && revision > CHANGE_LOG_KEEP {
+                let floor = revision - CHANGE_LOG_KEEP;
+                tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
+                    .and_then(|mut stmt| stmt.execute(params![floor as i64]))
+                    .map_err(backend)?;
+                tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted'")
+                    .and_then(|mut stmt| stmt.execute(params![floor as i64]))
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            // Still under the connection's lock: the cache keeps revision order.
+            let mut recent = self.recent();
+            recent.push_back(change.clone());
+            if recent.len() > WATCH_CACHE {
+                recent.pop_front();
+            }
+            drop(recent);
+            drop(db);
+            self.notify.send_replace(revision);
+            Ok(change)
+        })
     }
 }
 
@@ -227,31 +229,35 @@ fn stored_revision(
 
 impl Store for SqliteStore {
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
-        let _timer = crate::telemetry::time_store("get");
-        let db = self.conn();
-        stored_body(&db, kind, namespace, name)?
-            .as_deref()
-            .map(parse_body)
-            .transpose()
+        super::off_worker(|| {
+            let _timer = crate::telemetry::time_store("get");
+            let db = self.conn();
+            stored_body(&db, kind, namespace, name)?
+                .as_deref()
+                .map(parse_body)
+                .transpose()
+        })
     }
 
     fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Listing, StoreError> {
-        let _timer = crate::telemetry::time_store("list");
-        let db = self.conn();
-        let revision = read_meta(&db, "revision")?;
-        let mut stmt = db
-            .prepare_cached(
-                "SELECT body FROM objects WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2) ORDER BY namespace, name",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![kind, namespace], |r| r.get::<_, String>(0))
-            .map_err(backend)?;
-        let mut items = Vec::new();
-        for row in rows {
-            items.push(parse_body(&row.map_err(backend)?)?);
-        }
-        Ok(Listing { items, revision })
+        super::off_worker(|| {
+            let _timer = crate::telemetry::time_store("list");
+            let db = self.conn();
+            let revision = read_meta(&db, "revision")?;
+            let mut stmt = db
+                .prepare_cached(
+                    "SELECT body FROM objects WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2) ORDER BY namespace, name",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![kind, namespace], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut items = Vec::new();
+            for row in rows {
+                items.push(parse_body(&row.map_err(backend)?)?);
+            }
+            Ok(Listing { items, revision })
+        })
     }
 
     fn create(
@@ -337,52 +343,54 @@ impl Store for SqliteStore {
     }
 
     fn changes_since(&self, revision: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        let _timer = crate::telemetry::time_store("changes");
-        {
-            let recent = self.recent();
-            // Served from memory when the cache holds every change after `revision`.
-            if recent.front().is_some_and(|c| c.revision <= revision + 1) {
-                let start = recent.partition_point(|c| c.revision <= revision);
-                return Ok(recent.range(start..).take(limit).cloned().collect());
+        super::off_worker(|| {
+            let _timer = crate::telemetry::time_store("changes");
+            {
+                let recent = self.recent();
+                // Served from memory when the cache holds every change after `revision`.
+                if recent.front().is_some_and(|c| c.revision <= revision + 1) {
+                    let start = recent.partition_point(|c| c.revision <= revision);
+                    return Ok(recent.range(start..).take(limit).cloned().collect());
+                }
             }
-        }
-        let db = self.conn();
-        let compacted = read_meta(&db, "compacted")?;
-        if revision < compacted {
-            return Err(StoreError::Gone(revision));
-        }
-        let mut stmt = db
-            .prepare_cached(
-                "SELECT revision, kind, namespace, type, body FROM changes WHERE revision > ?1 ORDER BY revision LIMIT ?2",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![revision as i64, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
-            .map_err(backend)?;
-        let mut changes = Vec::new();
-        for row in rows {
-            let (revision, kind, namespace, change, body) = row.map_err(backend)?;
-            changes.push(Change {
-                revision: revision as u64,
-                kind,
-                namespace,
-                change: parse_change_type(&change),
-                object: parse_body(&body)?,
-            });
-        }
-        Ok(changes)
+            let db = self.conn();
+            let compacted = read_meta(&db, "compacted")?;
+            if revision < compacted {
+                return Err(StoreError::Gone(revision));
+            }
+            let mut stmt = db
+                .prepare_cached(
+                    "SELECT revision, kind, namespace, type, body FROM changes WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![revision as i64, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut changes = Vec::new();
+            for row in rows {
+                let (revision, kind, namespace, change, body) = row.map_err(backend)?;
+                changes.push(Change {
+                    revision: revision as u64,
+                    kind,
+                    namespace,
+                    change: parse_change_type(&change),
+                    object: parse_body(&body)?,
+                });
+            }
+            Ok(changes)
+        })
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
-        read_meta(&self.conn(), "revision")
+        super::off_worker(|| read_meta(&self.conn(), "revision"))
     }
 
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -390,52 +398,62 @@ impl Store for SqliteStore {
     }
 
     fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
-                params![digest, bytes],
-            )
-            .map(drop)
-            .map_err(backend)
+        super::off_worker(|| {
+            self.conn()
+                .execute(
+                    "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
+                    params![digest, bytes],
+                )
+                .map(drop)
+                .map_err(backend)
+        })
     }
 
     fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT bytes FROM blobs WHERE digest = ?1",
-                params![digest],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)
+        super::off_worker(|| {
+            self.conn()
+                .query_row(
+                    "SELECT bytes FROM blobs WHERE digest = ?1",
+                    params![digest],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)
+        })
     }
 
     fn blob_digests(&self) -> Result<Vec<String>, StoreError> {
-        let db = self.conn();
-        let mut stmt = db.prepare("SELECT digest FROM blobs").map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(backend)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        super::off_worker(|| {
+            let db = self.conn();
+            let mut stmt = db.prepare("SELECT digest FROM blobs").map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
     }
 
     fn delete_blob(&self, digest: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute("DELETE FROM blobs WHERE digest = ?1", params![digest])
-            .map(drop)
-            .map_err(backend)
+        super::off_worker(|| {
+            self.conn()
+                .execute("DELETE FROM blobs WHERE digest = ?1", params![digest])
+                .map(drop)
+                .map_err(backend)
+        })
     }
 
     fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT 1 FROM blobs WHERE digest = ?1",
-                params![digest],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|r| r.is_some())
-            .map_err(backend)
+        super::off_worker(|| {
+            self.conn()
+                .query_row(
+                    "SELECT 1 FROM blobs WHERE digest = ?1",
+                    params![digest],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|r| r.is_some())
+                .map_err(backend)
+        })
     }
 }
 

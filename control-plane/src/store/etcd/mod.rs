@@ -217,16 +217,8 @@ fn wait<T: Send + 'static>(
     runtime.spawn(async move {
         let _ = tx.send(work.await);
     });
-    // On a worker of the server's runtime, its other tasks move to other
-    // workers while this one waits (a lost quorum must not freeze the API's
-    // health checks and streams).
-    let on_worker = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if on_worker {
-        tokio::task::block_in_place(|| rx.recv().ok())
-    } else {
-        rx.recv().ok()
-    }
+    // A lost quorum must not freeze the API's health checks and streams.
+    super::off_worker(|| rx.recv().ok())
 }
 
 /// Whether a request failed for a reason that passes (a member down, an
