@@ -64,6 +64,9 @@ pub trait BlobMirror: Send + Sync {
     fn digests(&self) -> Result<Vec<String>, String>;
 }
 
+/// How the files of modules still arriving are named (never a digest).
+const INCOMING_PREFIX: &str = ".incoming-";
+
 /// The blob folder.
 pub struct BlobStore {
     dir: PathBuf,
@@ -88,10 +91,46 @@ impl BlobStore {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Self {
+        let store = Self {
             dir: dir.to_path_buf(),
             mirror: None,
-        })
+        };
+        store.sweep_incoming();
+        Ok(store)
+    }
+
+    /// Removes what uploads and pulls cut short by a killed server left
+    /// (up to the upload limit each): a live server's temporary files go
+    /// with their handles, so any found at start belong to a dead one.
+    fn sweep_incoming(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // `.tmp` is what earlier versions named them.
+            if !(name.starts_with(INCOMING_PREFIX) || name.starts_with(".tmp")) {
+                continue;
+            }
+            let size = entry.metadata().map_or(0, |m| m.len());
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    files += 1;
+                    bytes += size;
+                }
+                Err(e) => tracing::warn!(
+                    "cannot remove the unfinished module {}: {e}",
+                    entry.path().display()
+                ),
+            }
+        }
+        if files > 0 {
+            tracing::info!(
+                "removed {files} unfinished module file(s) ({bytes} bytes) left by an upload or pull that was cut short"
+            );
+        }
     }
 
     /// Keeps every module in `mirror` too, and fills the folder from it.
@@ -159,7 +198,7 @@ impl BlobStore {
             dir: self.dir.clone(),
             source,
         };
-        let tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
+        let tmp = self.incoming().map_err(io)?;
         let (file, tmp_path) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
@@ -212,7 +251,9 @@ impl BlobStore {
     /// A file in the blob folder to write a module into as it arrives (a
     /// pull from a registry), kept by [`BlobStore::adopt`] once verified.
     pub fn incoming(&self) -> std::io::Result<tempfile::NamedTempFile> {
-        tempfile::NamedTempFile::new_in(&self.dir)
+        tempfile::Builder::new()
+            .prefix(INCOMING_PREFIX)
+            .tempfile_in(&self.dir)
     }
 
     /// Keeps `file` (from [`BlobStore::incoming`]), whose bytes the caller
@@ -317,6 +358,26 @@ mod tests {
                 .map(|p| Ok(Bytes::from_static(p)))
                 .collect::<Vec<_>>(),
         )
+    }
+
+    #[test]
+    fn what_a_killed_server_left_half_written_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let digest = hex::encode(Sha256::digest(b"kept"));
+        blobs.put_bytes(&digest, b"kept").unwrap();
+        // A pull under way, then "killed": its file stays behind.
+        let (_, cut_short) = blobs.incoming().unwrap().keep().unwrap();
+        std::fs::write(&cut_short, b"half a module").unwrap();
+        std::fs::write(dir.path().join(".tmpAbC123"), b"older name").unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+        let reopened = BlobStore::open(dir.path()).unwrap();
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [digest.clone()]);
+        assert!(reopened.has(&digest));
     }
 
     #[tokio::test]
