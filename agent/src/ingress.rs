@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use flotilla_http::Drained;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -214,13 +214,23 @@ impl Ingress {
         let _permit = permit;
         let header_timeout = self.limits.header_timeout;
         let ingress = self;
-        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            let ingress = ingress.clone();
-            request
-                .headers_mut()
-                .insert("x-forwarded-proto", http::HeaderValue::from_static(scheme));
-            async move { Ok::<_, Infallible>(ingress.handle(request).await) }
-        });
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let ingress = ingress.clone();
+                // A body left unread (a 404, a 413, a guest that never reads its
+                // stdin) is drained, bounded, before the answer goes out: the
+                // client finishes sending and gets the answer, rather than a
+                // connection reset while it still writes.
+                let (mut request, leftover) = flotilla_http::drained(request);
+                request
+                    .headers_mut()
+                    .insert("x-forwarded-proto", http::HeaderValue::from_static(scheme));
+                async move {
+                    let response = ingress.handle(request).await;
+                    leftover.finish().await;
+                    Ok::<_, Infallible>(response)
+                }
+            });
         if let Err(e) = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(header_timeout)
@@ -232,7 +242,7 @@ impl Ingress {
         }
     }
 
-    async fn handle(&self, mut request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+    async fn handle(&self, mut request: http::Request<Drained>) -> http::Response<ResponseBody> {
         // An outside client cannot pick a workload without a route.
         for header in INTERNAL_HEADERS {
             request.headers_mut().remove(header);
@@ -288,7 +298,7 @@ impl Ingress {
     pub async fn serve_forwarded(
         &self,
         workload: &str,
-        mut request: http::Request<Incoming>,
+        mut request: http::Request<Drained>,
     ) -> http::Response<ResponseBody> {
         let path = request.uri().path().to_string();
         let hash = request
@@ -382,7 +392,7 @@ impl Ingress {
     async fn with_fallback(
         &self,
         workload: &str,
-        request: http::Request<Incoming>,
+        request: http::Request<Drained>,
         (targets, first): (&[Target], &Target),
         stable: &[Target],
     ) -> http::Response<ResponseBody> {

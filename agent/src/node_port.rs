@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
+use flotilla_http::Drained;
 use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -81,7 +81,13 @@ impl NodePort {
                 let service = hyper::service::service_fn(move |request| {
                     let port = port.clone();
                     let peer = peer.clone();
-                    async move { Ok::<_, std::convert::Infallible>(port.handle(peer, request).await) }
+                    // As the ingress: unread bodies drained before answers.
+                    let (request, leftover) = flotilla_http::drained(request);
+                    async move {
+                        let response = port.handle(peer, request).await;
+                        leftover.finish().await;
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder
@@ -101,7 +107,7 @@ impl NodePort {
     async fn handle(
         &self,
         peer: Option<Peer>,
-        mut request: http::Request<Incoming>,
+        mut request: http::Request<Drained>,
     ) -> http::Response<ResponseBody> {
         let workload = request
             .headers_mut()

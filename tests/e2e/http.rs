@@ -143,7 +143,7 @@ fn served_per_replica(c: &Cluster) -> Vec<u64> {
         .collect()
 }
 
-const WAGI: &str = r#"
+pub const WAGI: &str = r#"
 apiVersion: flotilla.dev/v1
 kind: Workload
 metadata: {name: wagi}

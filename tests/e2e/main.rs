@@ -6,6 +6,7 @@ mod chaos;
 mod cluster;
 mod config;
 mod dashboard;
+mod early_answers;
 mod etcd;
 mod fleet;
 mod ha;

@@ -77,12 +77,21 @@ pub async fn serve(
                 }
             };
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                // An early answer (401, 403, 413…) waits until the body the
+                // handler left unread is drained (bounded), so an HTTP/2
+                // client gets it whole rather than as a reset stream.
+                let (request, leftover) = flotilla_http::drained(request);
                 let mut request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(ConnectInfo(address));
                 request
                     .extensions_mut()
                     .insert::<Option<Peer>>(peer.clone());
-                router.clone().call(request)
+                let answer = router.clone().call(request);
+                async move {
+                    let response = answer.await;
+                    leftover.finish().await;
+                    response
+                }
             });
             // HTTP/2 for clients that offer it (browsers: the dashboard
             // holds several watches at once, more than HTTP/1.1's six

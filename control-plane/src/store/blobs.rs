@@ -376,7 +376,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left, [digest.clone()]);
+        assert_eq!(left, std::slice::from_ref(&digest));
         assert!(reopened.has(&digest));
     }
 
