@@ -206,9 +206,8 @@ impl ClusterView {
         let mut best: Option<(usize, &String)> = None;
         for (workload, http) in &state.routes {
             for route in &http.routes {
-                let len = route.path_prefix.len();
-                if route.host.eq_ignore_ascii_case(host)
-                    && path.starts_with(&route.path_prefix)
+                let len = route.specificity();
+                if route.serves(host, path)
                     && best.is_none_or(|(l, w)| len > l || (len == l && workload < w))
                 {
                     best = Some((len, workload));

@@ -205,14 +205,11 @@ impl LocalEndpoints {
                 continue;
             };
             for route in &replica.routes {
-                if route.host.eq_ignore_ascii_case(host)
-                    && path.starts_with(&route.path_prefix)
-                    && best.is_none_or(|(len, w)| {
-                        route.path_prefix.len() > len
-                            || (route.path_prefix.len() == len && workload < w)
-                    })
+                let len = route.specificity();
+                if route.serves(host, path)
+                    && best.is_none_or(|(l, w)| len > l || (len == l && workload < w))
                 {
-                    best = Some((route.path_prefix.len(), workload));
+                    best = Some((len, workload));
                 }
             }
         }

@@ -432,6 +432,28 @@ fn root_path() -> String {
     "/".into()
 }
 
+impl Route {
+    /// Whether this route serves `host` and `path`: the host in any case,
+    /// the prefix by whole path segments, as a Kubernetes Ingress's
+    /// `pathType: Prefix` (`/api` serves `/api` and `/api/v1`, never
+    /// `/apiary`; a trailing slash changes nothing).
+    pub fn serves(&self, host: &str, path: &str) -> bool {
+        if !self.host.eq_ignore_ascii_case(host) {
+            return false;
+        }
+        let prefix = self.path_prefix.trim_end_matches('/');
+        match path.strip_prefix(prefix) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// How specific the prefix is: the longest matching one wins.
+    pub fn specificity(&self) -> usize {
+        self.path_prefix.trim_end_matches('/').len()
+    }
+}
+
 /// `spec.tls[]`: a certificate for some of the routes' hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -1117,5 +1139,40 @@ mod defaulting {
             resources.requests.timeout, None,
             "a timeout is not a request"
         );
+    }
+}
+
+#[cfg(test)]
+mod routes {
+    use super::*;
+
+    #[test]
+    fn route_prefixes_match_whole_segments() {
+        let route = |prefix: &str| Route {
+            host: "Shop.Local".into(),
+            path_prefix: prefix.into(),
+        };
+        for (prefix, path, serves) in [
+            ("/", "/", true),
+            ("/", "/anything/at/all", true),
+            ("/api", "/api", true),
+            ("/api", "/api/", true),
+            ("/api", "/api/v1/items", true),
+            ("/api", "/apiary", false),
+            ("/api", "/ap", false),
+            ("/api/", "/api", true),
+            ("/api/", "/api/v1", true),
+            ("/api/", "/apiary", false),
+            ("/api/v1", "/api/v10", false),
+        ] {
+            assert_eq!(
+                route(prefix).serves("shop.local", path),
+                serves,
+                "{prefix} {path}"
+            );
+        }
+        assert!(!route("/").serves("other.local", "/"));
+        assert_eq!(route("/api/").specificity(), route("/api").specificity());
+        assert!(route("/api/v1").specificity() > route("/api").specificity());
     }
 }
