@@ -54,6 +54,9 @@ struct HttpWorkload {
     routes: Vec<Route>,
     tls: Vec<IngressTls>,
     split: Option<Arc<Split>>,
+    /// After an automatic rollback, the template it reverted to: the only
+    /// one that serves while the bad version's replicas stop.
+    rolled_back_to: Option<String>,
 }
 
 #[derive(Default)]
@@ -153,7 +156,16 @@ impl ClusterView {
                     sent: AtomicU64::new(0),
                 })
             });
-            (execution == Execution::Http).then_some(HttpWorkload { routes, tls, split })
+            let rolled_back_to = value["status"]["rolledBackTo"]
+                .as_str()
+                .filter(|h| !h.is_empty())
+                .map(str::to_string);
+            (execution == Execution::Http).then_some(HttpWorkload {
+                routes,
+                tls,
+                split,
+                rolled_back_to,
+            })
         });
     }
 
@@ -260,6 +272,12 @@ impl ClusterView {
     /// The canary split of `workload`'s requests, while it has a canary.
     pub fn split(&self, workload: &str) -> Option<Arc<Split>> {
         self.read().routes.get(workload)?.split.clone()
+    }
+
+    /// The template an automatic rollback of `workload` reverted to, while
+    /// the workload still asks for it.
+    pub fn rolled_back_to(&self, workload: &str) -> Option<String> {
+        self.read().routes.get(workload)?.rolled_back_to.clone()
     }
 
     /// The Ready replicas of `workload`, with the node port address of

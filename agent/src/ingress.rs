@@ -373,6 +373,13 @@ impl Ingress {
     fn targets(&self, workload: &str) -> (Vec<Target>, Option<Vec<Target>>) {
         let targets = self.all_targets(workload);
         let Some(split) = self.cluster.split(workload) else {
+            // Rolled back: the bad version's replicas, still Ready while
+            // they stop, get nothing (unless nothing else is left).
+            if let Some(hash) = self.cluster.rolled_back_to(workload) {
+                let (good, bad): (Vec<Target>, Vec<Target>) =
+                    targets.into_iter().partition(|t| t.template_hash() == hash);
+                return (if good.is_empty() { bad } else { good }, None);
+            }
             return (targets, None);
         };
         let (canary, stable): (Vec<Target>, Vec<Target>) = targets

@@ -517,8 +517,14 @@ pub fn project(view: &View, kind: Kind, object: Value) -> Value {
                 "spec": {"execution": spec["execution"], "routes": spec["routes"], "tls": spec["tls"]},
             });
             if !canary.is_null() {
-                reduced["status"] =
-                    json!({"canary": {"hash": canary["hash"], "weight": canary["weight"]}});
+                reduced["status"]["canary"] =
+                    json!({"hash": canary["hash"], "weight": canary["weight"]});
+            }
+            // After an automatic rollback, ingresses send nothing to the
+            // bad version's replicas while they are stopped.
+            let rolled_back_to = &object["status"]["rolledBackTo"];
+            if rolled_back_to.as_str().is_some_and(|h| !h.is_empty()) {
+                reduced["status"]["rolledBackTo"] = rolled_back_to.clone();
             }
             reduced
         }
