@@ -260,6 +260,22 @@ impl Cluster {
         split_answer(&answer)
     }
 
+    /// Waits for `get events` to say `text`: Events are written after the
+    /// status change they tell of, so reading them once right after that
+    /// change races the writer.
+    pub fn wait_for_event(&self, text: &str) -> String {
+        let mut events = String::new();
+        self.wait_until(
+            &format!("an event saying {text:?}"),
+            Duration::from_secs(20),
+            || {
+                events = self.ok(&["get", "events"]);
+                events.contains(text)
+            },
+        );
+        events
+    }
+
     pub fn wait_until(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
         while !done() {

@@ -491,7 +491,7 @@ spec:
         0,
         "{failed}"
     );
-    assert!(c.ok(&["get", "events"]).contains("CapabilityNotGranted"));
+    c.wait_for_event("CapabilityNotGranted");
 
     // An http component reads its environment (a Secret's value) through
     // wasi:cli/environment.

@@ -116,7 +116,7 @@ fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
             .iter()
             .any(|i| i["status"]["message"] == "0/2 nodes available: 2 insufficient memory")
     });
-    assert!(c.ok(&["get", "events"]).contains("FailedScheduling"));
+    c.wait_for_event("FailedScheduling");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         c.items("instances").len(),
@@ -252,7 +252,7 @@ fn instances_of_a_killed_agent_run_elsewhere_within_10_s() {
     );
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert!(c.ok(&["get", "events"]).contains("NodeNotReady"));
+    c.wait_for_event("NodeNotReady");
     assert!(c.ok(&["get", "nodes"]).contains("NotReady"));
     eprintln!("rescheduled after the agent was killed in {took:?}");
 }
@@ -403,7 +403,7 @@ fn a_restarted_agent_with_a_stale_journal_is_fenced() {
     let node: Value =
         serde_json::from_str(&c.ok(&["get", "nodes", "edge-a", "-o", "json"])).unwrap();
     assert!(node["spec"]["epoch"].as_u64() >= Some(1), "{node}");
-    assert!(c.ok(&["get", "events"]).contains("NodeNotReady"));
+    c.wait_for_event("NodeNotReady");
 
     // 1. edge-a comes back while the server is up: its heartbeat at join
     // tells it the epoch before the journal is restored; nothing stale starts.

@@ -379,10 +379,13 @@ fn a_failing_request_fails_alone() {
     assert_eq!(request(&ingress, "GET", "trap.local", "/", "").0, 200);
 
     // Failures are in the instance's log and its events.
-    let events = c.ok(&["get", "events"]);
-    assert!(
-        events.contains("Trap") || events.contains("OOMKilled"),
-        "{events}"
+    c.wait_until(
+        "an event telling of the trap",
+        Duration::from_secs(20),
+        || {
+            let events = c.ok(&["get", "events"]);
+            events.contains("Trap") || events.contains("OOMKilled")
+        },
     );
 }
 
@@ -658,7 +661,7 @@ fn a_failing_http_liveness_probe_restarts_the_replica() {
     c.wait_until("2 liveness restarts", Duration::from_secs(30), || {
         restarts() >= 2
     });
-    let events = c.ok(&["get", "events"]);
+    let events = c.wait_for_event("liveness probe failed");
     assert!(
         events.contains("Unhealthy") && events.contains("liveness probe failed"),
         "{events}"

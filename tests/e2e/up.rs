@@ -247,7 +247,7 @@ fn host_paths_are_granted_only_under_allowed_prefixes_and_never_the_data_folder(
         elsewhere.contains("spec.dirs[0].hostPath") && elsewhere.contains("--allow-host-path"),
         "{elsewhere}"
     );
-    assert!(c.ok(&["get", "events"]).contains("HostPathNotAllowed"));
+    c.wait_for_event("HostPathNotAllowed");
 }
 
 #[test]

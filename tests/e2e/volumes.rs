@@ -137,7 +137,7 @@ spec:
         stopped["status"]["lastTermination"]["reason"], "VolumeQuotaExceeded",
         "{stopped}"
     );
-    assert!(c.ok(&["get", "events"]).contains("VolumeQuotaExceeded"));
+    c.wait_for_event("VolumeQuotaExceeded");
 
     // A hostPath volume outside the node's allowed prefixes: refused.
     c.apply(
