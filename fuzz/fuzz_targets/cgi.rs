@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|out: &[u8]| {
     if let Ok(response) = flotilla_cgi::parse(out) {
-        assert!(out.ends_with(response.body()), "the body is the output's tail");
+        assert!(
+            out.ends_with(response.body()),
+            "the body is the output's tail"
+        );
         assert!(response.status().as_u16() >= 100);
     }
 });

@@ -25,7 +25,7 @@
 //! authorized by route and verb ([`authz`]). Errors are Kubernetes `Status`
 //! objects with the HTTP code.
 
-mod admission;
+pub mod admission;
 mod auth;
 pub mod authz;
 mod blobs;
@@ -36,6 +36,7 @@ mod event_rate;
 mod imported;
 mod kinds;
 mod logs;
+pub mod merge_patch;
 pub mod metrics;
 mod objects;
 mod oci;

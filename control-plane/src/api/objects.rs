@@ -170,27 +170,6 @@ async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-/// Applies an RFC 7386 JSON merge patch: objects merge key by key, `null`
-/// removes a key, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    if let Value::Object(fields) = target {
-        for (key, value) in patch {
-            if value.is_null() {
-                fields.remove(key);
-            } else {
-                merge_patch(fields.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-    }
-}
-
 async fn replace(
     state: Arc<ApiState>,
     kind: Kind,
@@ -269,7 +248,7 @@ async fn write(
                 if let Some(meta) = patched["metadata"].as_object_mut() {
                     meta.remove("resourceVersion");
                 }
-                merge_patch(&mut patched, &body);
+                super::merge_patch::apply(&mut patched, &body);
                 let patched =
                     super::oci::resolve_module(&state, kind, &namespace, patched, Some(&stored))
                         .await?;
@@ -690,18 +669,5 @@ mod tests {
         assert_eq!(stored["spec"]["epoch"], 7, "{stored}");
         assert_eq!(stored["spec"]["unschedulable"], true, "{stored}");
         assert_eq!(stored["status"]["lastHeartbeat"], "t1", "{stored}");
-    }
-
-    #[test]
-    fn merge_patch_merges_objects_and_null_removes() {
-        let mut target = json!({"spec": {"replicas": 3, "args": ["a"], "env": [1]}, "kind": "W"});
-        merge_patch(
-            &mut target,
-            &json!({"spec": {"replicas": 5, "args": ["b", "c"], "env": null}}),
-        );
-        assert_eq!(
-            target,
-            json!({"spec": {"replicas": 5, "args": ["b", "c"]}, "kind": "W"})
-        );
     }
 }
