@@ -1,7 +1,7 @@
 //! Real etcd members for a test (Debian's `etcd-server`): on loopback ports,
 //! in a temporary folder, killed when dropped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,56 @@ use crate::cluster::free_port;
 pub struct Etcd {
     pub dir: tempfile::TempDir,
     members: Vec<Member>,
+    tls: Option<Tls>,
+}
+
+/// The files of an etcd whose client port speaks TLS and asks for a client
+/// certificate (`--client-cert-auth`), all from a CA of the test's own.
+pub struct Tls {
+    /// The CA that signed etcd's certificate and the client's.
+    pub ca: PathBuf,
+    /// A client certificate etcd takes, and its key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+impl Tls {
+    fn write(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let leaf = |names: Vec<String>, file: &str| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(names)
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            (
+                write(&format!("{file}.crt"), &cert.pem()),
+                write(&format!("{file}.key"), &key.serialize_pem()),
+            )
+        };
+        let (server_cert, server_key) =
+            leaf(vec!["127.0.0.1".into(), "localhost".into()], "etcd-server");
+        let (cert, key) = leaf(vec!["flotilla".into()], "etcd-client");
+        Self {
+            ca: write("etcd-ca.crt", &ca_pem),
+            cert,
+            key,
+            server_cert,
+            server_key,
+        }
+    }
 }
 
 struct Member {
@@ -26,12 +76,30 @@ impl Etcd {
     /// Starts `n` members; `None` (with a message) where etcd is not
     /// installed, outside CI (CI installs it: there, its absence fails).
     pub fn start(n: usize) -> Option<Self> {
+        Self::start_with(n, false)
+    }
+
+    /// Starts one member whose client port speaks TLS only and takes only
+    /// clients with a certificate from its CA ([`Etcd::tls`]).
+    pub fn start_tls() -> Option<Self> {
+        Self::start_with(1, true)
+    }
+
+    /// The CA and client certificate of an etcd started with TLS.
+    pub fn tls(&self) -> &Tls {
+        self.tls.as_ref().expect("an etcd started with TLS")
+    }
+
+    fn start_with(n: usize, tls: bool) -> Option<Self> {
         if !Path::new(ETCD).exists() {
             crate::support::cannot_run(&format!("no {ETCD} (Debian's etcd-server)"));
             return None;
         }
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| Tls::write(dir.path()));
         let mut etcd = Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            tls,
             members: (0..n)
                 .map(|i| Member {
                     name: format!("m{i}"),
@@ -76,9 +144,21 @@ impl Etcd {
             .append(true)
             .open(self.dir.path().join(format!("{}.log", m.name)))
             .unwrap();
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new(ETCD)
+        let mut command = Command::new(ETCD);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &m.name, "--data-dir"])
             .arg(self.dir.path().join(&m.name))
             .args([
@@ -114,7 +194,17 @@ impl Etcd {
 
     /// `etcdctl` against every member.
     pub fn ctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("etcdctl")
+        let mut command = Command::new("etcdctl");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.cert)
+                .arg("--key")
+                .arg(&tls.key);
+        }
+        command
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.endpoints(), "--command-timeout", "3s"])
             .args(args)

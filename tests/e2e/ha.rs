@@ -477,3 +477,99 @@ fn a_leader_paused_past_its_lease_is_fenced_and_steps_down_without_doubling_inst
     assert_eq!(instances.len(), 5, "{:?}", names(&instances));
     assert_eq!(leader(&etcd, "fence"), Some(other.base()));
 }
+
+/// Runs `flotilla server` on `store` with `extra` until it exits (within
+/// 60 s: it must give up, not hang), and gives its log.
+fn server_refused(store: &str, extra: &[&std::ffi::OsStr]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!(
+                "the server neither connected nor gave up: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[test]
+fn a_server_speaks_tls_to_etcd_with_a_client_certificate_and_names_what_is_wrong_without_one() {
+    let Some(etcd) = Etcd::start_tls() else {
+        return;
+    };
+    let tls = etcd.tls();
+    let store = etcd.url("tls");
+    let ca = tls.ca.to_str().unwrap();
+    let (cert, key) = (tls.cert.to_str().unwrap(), tls.key.to_str().unwrap());
+
+    // Plain HTTP to a TLS port, TLS with no client certificate, and a CA
+    // that did not sign etcd's certificate: each refused, with its fix.
+    let plain = server_refused(&store, &[]);
+    assert!(plain.contains("pass --etcd-ca"), "{plain}");
+    let anonymous = server_refused(&store, &["--etcd-ca".as_ref(), tls.ca.as_os_str()]);
+    assert!(
+        anonymous.contains("--client-cert-auth")
+            && anonymous.contains("pass --etcd-cert and --etcd-key"),
+        "{anonymous}"
+    );
+    let stranger = etcd.dir.path().join("etcd-client.crt");
+    let unverified = server_refused(
+        &store,
+        &[
+            "--etcd-ca".as_ref(),
+            stranger.as_os_str(),
+            "--etcd-cert".as_ref(),
+            tls.cert.as_os_str(),
+            "--etcd-key".as_ref(),
+            tls.key.as_os_str(),
+        ],
+    );
+    assert!(
+        unverified.contains("not one --etcd-ca trusts"),
+        "{unverified}"
+    );
+
+    let c = Cluster::start_server_with(&[
+        "--store",
+        &store,
+        "--etcd-ca",
+        ca,
+        "--etcd-cert",
+        cert,
+        "--etcd-key",
+        key,
+    ]);
+    let _agent = agent(&c, &c.base(), "node-1");
+    c.apply("sleepers.yaml", SLEEPERS);
+    c.wait_until("3 sleepers run", Duration::from_secs(30), || {
+        running(&c, "sleepers") == 3
+    });
+    // What the API acknowledged is in etcd, over TLS.
+    let keys = etcd.ctl(&["get", "/tls/", "--prefix", "--keys-only"]);
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert!(keys.contains("sleepers"), "{keys}");
+}

@@ -17,6 +17,7 @@
 //! written for it): each call runs on a small runtime of the store's own
 //! and the caller's thread waits, as it would for SQLite's disk.
 
+mod advice;
 pub mod blobs;
 pub mod kv;
 mod watch_cache;
@@ -35,6 +36,7 @@ use etcd_client::{
 use serde_json::Value;
 
 use super::{Change, Listing, Store, StoreError};
+use advice::{advice, ClientTls};
 use watch_cache::WatchCache;
 
 /// How long one etcd request may take before the store is called
@@ -127,6 +129,7 @@ pub(crate) struct Shared {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) prefix: String,
     pub(crate) describe: String,
+    tls: ClientTls,
     cache: Arc<WatchCache>,
 }
 
@@ -176,8 +179,9 @@ impl Shared {
             ));
         }
         StoreError::Unavailable(format!(
-            "{} cannot be reached or has no quorum ({why}): start the etcd members that are down; the control plane answers again when a majority of them is back",
-            self.describe
+            "{} cannot be reached or has no quorum ({why}): {}",
+            self.describe,
+            advice(&why, self.tls)
         ))
     }
 
@@ -301,9 +305,20 @@ impl EtcdStore {
             .map(|e| format!("{scheme}://{e}"))
             .collect();
         let describe = target.describe();
+        let tls = match &target.tls {
+            None => ClientTls::Off,
+            Some(EtcdTls { identity: None, .. }) => ClientTls::Anonymous,
+            Some(_) => ClientTls::WithCertificate,
+        };
         let client = wait(runtime.handle(), Client::connect(endpoints, Some(options)))
             .ok_or_else(|| StoreError::Backend("the etcd client stopped".into()))?
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {describe}: {e}")))?;
+            .map_err(|e| {
+                let why = e.to_string();
+                StoreError::Unavailable(format!(
+                    "cannot connect to {describe} ({why}): {}",
+                    advice(&why, tls)
+                ))
+            })?;
         let (cache, notify) = WatchCache::start(runtime.handle(), client.clone(), &target.prefix);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -311,6 +326,7 @@ impl EtcdStore {
                 runtime: runtime.handle().clone(),
                 prefix: target.prefix.clone(),
                 describe,
+                tls,
                 cache,
             }),
             fence: None,
