@@ -10,6 +10,10 @@ use serde_json::Value;
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    /// The API's port: the kernel's choice at the first launch (it listens
+    /// on port 0 and says which in the client config it writes, so no
+    /// other process can take a port picked before it was bound), the same
+    /// one at every launch after.
     pub port: u16,
     child: Option<Child>,
     command: &'static str,
@@ -17,6 +21,10 @@ pub struct Cluster {
     extra: Vec<String>,
 }
 
+/// A port free now, for servers not ours that cannot listen on port 0
+/// and say where (etcd advertises its URLs, docker-registry and
+/// Prometheus print nothing to read back): another process may take it
+/// before they bind it, which their start-up waits then report.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -46,7 +54,7 @@ impl Cluster {
     pub fn start_server_sharing(first: &Cluster, extra: &[&str]) -> Self {
         let mut cluster = Self {
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port: 0,
             child: None,
             command: "server",
             extra: extra.iter().map(|a| a.to_string()).collect(),
@@ -91,7 +99,7 @@ impl Cluster {
         }
         let mut cluster = Self {
             dir,
-            port: free_port(),
+            port: 0,
             child: None,
             command,
             extra,
@@ -131,6 +139,16 @@ impl Cluster {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        if self.port == 0 {
+            let mut port = None;
+            self.wait_until("the server says its port", Duration::from_secs(20), || {
+                port = std::fs::read_to_string(self.config())
+                    .ok()
+                    .and_then(|c| port_in(&c));
+                port.is_some()
+            });
+            self.port = port.unwrap_or_default();
+        }
         self.wait_until("the API answers", Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && std::fs::read_to_string(self.config())
@@ -305,6 +323,14 @@ impl Cluster {
         std::fs::write(&path, body.replace("MODULES", modules.to_str().unwrap())).unwrap();
         path
     }
+}
+
+/// The port of the `server:` URL of a client config.
+fn port_in(config: &str) -> Option<u16> {
+    let config: Value = serde_yaml_ng::from_str(config).ok()?;
+    let url = config["server"].as_str()?;
+    let port = url.rsplit(':').next()?.trim_end_matches('/');
+    port.parse().ok().filter(|p| *p != 0)
 }
 
 impl Drop for Cluster {

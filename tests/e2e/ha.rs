@@ -1,5 +1,6 @@
 //! A control plane of several servers on real etcd members: the leader
-//! killed while a client writes, etcd members lost one and two at a time,
+//! killed while a client writes and during a rollout, etcd members lost
+//! one and two at a time,
 //! a watch resumed past a compaction, and a single server's store migrated
 //! into etcd.
 
@@ -13,6 +14,10 @@ use serde_json::{json, Value};
 use crate::cluster::*;
 use crate::etcd::Etcd;
 use crate::fleet::Agent;
+use crate::rollouts::rolled_out;
+/// Stateful replicas `db-0` and `db-1`, spread, each with a persistent
+/// volume on its node; the guest reads its volume, writes a file, sleeps.
+use crate::volumes::STATEFUL;
 
 const SLEEPERS: &str = r#"
 apiVersion: flotilla.dev/v1
@@ -84,22 +89,31 @@ fn leader(etcd: &Etcd, prefix: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-#[test]
-fn killing_the_leading_server_loses_no_acknowledged_write_and_another_leads_within_5s() {
-    let Some(etcd) = Etcd::start(3) else { return };
-    let store = etcd.url("ha");
+/// Three servers on `etcd` under `prefix` (with a 2 s leader lease) and
+/// `agents` agents (`node-1`…) that know all three, once their nodes are
+/// Ready.
+fn three_servers(etcd: &Etcd, prefix: &str, agents: usize) -> ([Cluster; 3], Vec<Agent>) {
+    let store = etcd.url(prefix);
     let args = ["--store", store.as_str(), "--leader-lease", "2s"];
     let first = Cluster::start_server_with(&args);
     let second = Cluster::start_server_sharing(&first, &args);
     let third = Cluster::start_server_sharing(&first, &args);
-    let servers = [&first, &second, &third];
-    let list = servers_of(&servers);
-    let _agents: Vec<Agent> = (1..=3)
+    let list = servers_of(&[&first, &second, &third]);
+    let agents: Vec<Agent> = (1..=agents)
         .map(|i| agent(&first, &list, &format!("node-{i}")))
         .collect();
-    first.wait_until("three nodes Ready", Duration::from_secs(30), || {
-        ready_nodes(&first) == 3
+    first.wait_until("every node Ready", Duration::from_secs(30), || {
+        ready_nodes(&first) == agents.len()
     });
+    ([first, second, third], agents)
+}
+
+#[test]
+fn killing_the_leading_server_loses_no_acknowledged_write_and_another_leads_within_5s() {
+    let Some(etcd) = Etcd::start(3) else { return };
+    let ([first, second, third], _agents) = three_servers(&etcd, "ha", 3);
+    let servers = [&first, &second, &third];
+    let list = servers_of(&servers);
     // An upload through one server, run by agents of all three.
     first.apply("sleepers.yaml", SLEEPERS);
     first.wait_until("3 sleepers run", Duration::from_secs(30), || {
@@ -209,6 +223,160 @@ fn killing_the_leading_server_loses_no_acknowledged_write_and_another_leads_with
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
+/// A rolling update of at least 4 × 2 s: one new instance at a time, each
+/// Ready 2 s before the next (time for the leader to die in the middle).
+const SLOW_ROLL: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: sleepers}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  replicas: 4
+  args: ["3600"]
+  minReadySeconds: 2
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  resources: {requests: {memory: 16Mi, cpu: 10m}}
+"#;
+
+/// The node each Running `db-N` is on, by name.
+fn db_nodes(c: &Cluster) -> Vec<(String, String)> {
+    c.items("instances")
+        .iter()
+        .filter(|i| i["spec"]["workload"] == "db" && i["status"]["phase"] == "Running")
+        .map(|i| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (text(&i["metadata"]["name"]), text(&i["spec"]["nodeName"]))
+        })
+        .collect()
+}
+
+#[test]
+fn killing_the_leader_during_a_rollout_finishes_it_and_never_moves_or_doubles_a_stateful_replica() {
+    let Some(etcd) = Etcd::start(3) else { return };
+    let ([first, second, third], _agents) = three_servers(&etcd, "roll", 2);
+    let servers = [&first, &second, &third];
+    first.apply("db.yaml", STATEFUL);
+    first.apply("sleepers.yaml", SLOW_ROLL);
+    let mut pinned = Vec::new();
+    first.wait_until("db-0 and db-1 run", Duration::from_secs(60), || {
+        pinned = db_nodes(&first);
+        pinned.len() == 2
+    });
+    pinned.sort();
+    rolled_out(&first, "sleepers", 4, Duration::from_secs(60));
+    let leading = leader(&etcd, "roll").expect("a leader");
+    let victim = *servers
+        .iter()
+        .find(|s| s.base() == leading)
+        .expect("the leader is one of the servers");
+    let survivor = *servers.iter().find(|s| s.base() != leading).unwrap();
+
+    // From now until the end, sampled through the survivor: a db-N Running
+    // anywhere but on the node holding its volume is a replica moved or
+    // run twice.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (stop, pinned) = (stop.clone(), pinned.clone());
+        let config = survivor.config();
+        std::thread::spawn(move || {
+            let mut samples = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+                    .args(["get", "instances", "-o", "json"])
+                    .env("FLOTILLA_CONFIG", &config)
+                    .output()
+                    .unwrap();
+                let listed: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                for i in listed["items"].as_array().into_iter().flatten() {
+                    if i["spec"]["workload"] != "db" || i["status"]["phase"] != "Running" {
+                        continue;
+                    }
+                    let (name, node) = (&i["metadata"]["name"], &i["spec"]["nodeName"]);
+                    assert!(
+                        pinned.iter().any(|(n, o)| n == name && o == node),
+                        "{name} Running on {node}, its volume is on {pinned:?}"
+                    );
+                }
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })
+    };
+
+    // New versions of both, acknowledged; the leader dies once the rolling
+    // update has begun and before it is done.
+    survivor.apply("db.yaml", &STATEFUL.replace("600000", "600001"));
+    survivor.apply("sleepers.yaml", &SLOW_ROLL.replace("3600", "3601"));
+    survivor.wait_until("the rollout is under way", Duration::from_secs(30), || {
+        let w: Value =
+            serde_json::from_str(&survivor.ok(&["get", "workloads", "sleepers", "-o", "json"]))
+                .unwrap_or_default();
+        w["status"]["updatedReplicas"]
+            .as_u64()
+            .is_some_and(|n| (1..4).contains(&n))
+    });
+    let killed_at = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-9", &victim.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    survivor.wait_until("another server leads", Duration::from_secs(5), || {
+        leader(&etcd, "roll").is_some_and(|l| l != leading)
+    });
+    // Both finish under the new leader, within a bound.
+    rolled_out(survivor, "sleepers", 4, Duration::from_secs(60));
+    survivor.wait_until(
+        "db-0 and db-1 run the new version",
+        Duration::from_secs(60),
+        || {
+            survivor
+                .items("instances")
+                .iter()
+                .filter(|i| i["spec"]["workload"] == "db" && i["status"]["phase"] == "Running")
+                .filter(|i| i["spec"]["template"]["args"].to_string().contains("600001"))
+                .count()
+                == 2
+        },
+    );
+    eprintln!(
+        "converged {:?} after the leader was killed",
+        killed_at.elapsed()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler
+        .join()
+        .expect("no stateful replica moved or ran twice");
+    assert!(samples > 10, "the sampler ran: {samples}");
+    let mut now = db_nodes(survivor);
+    now.sort();
+    assert_eq!(now, pinned, "each db-N is back on the node of its volume");
+    // Each replica's new run read what its old one wrote, on its own node,
+    // and only that node ever ran it (its log folder is only there).
+    for (name, node) in &pinned {
+        let said =
+            String::from_utf8_lossy(&survivor.cli(&["logs", "db", "--instance", name]).stdout)
+                .to_string();
+        assert!(
+            said.contains(r#"read /data/written-by-guest.txt: "hello from the guest""#),
+            "{name}: {said}"
+        );
+        for other in ["node-1", "node-2"] {
+            let ran_there = first
+                .dir
+                .path()
+                .join(format!("agent-{other}/logs/default/{name}"))
+                .exists();
+            assert_eq!(
+                ran_there,
+                other == node,
+                "{name} ran on {other}; its volume is on {node}"
+            );
+        }
+    }
+}
+
 #[test]
 fn one_etcd_member_lost_is_invisible_two_give_a_503_naming_etcd_and_nothing_is_lost() {
     let Some(mut etcd) = Etcd::start(3) else {
@@ -314,9 +482,13 @@ fn a_watch_from_before_a_compaction_gets_410_and_agents_and_the_cli_recover() {
             "a=b",
         ]);
     }
-    // Compacted past `old` by the leader (each period compacts up to the
-    // revision of the one before).
-    etcd_compacted_past(&etcd, &old);
+    // Compacted past the first change after `old` by the leader (each
+    // period compacts up to the revision of the one before). Not just past
+    // `old`: a watch from `old` asks for the changes after it, and a
+    // compaction to old+1 keeps them all, so that watch is still answered
+    // (an ADDED, not 410: a run here saw exactly that).
+    let first_change: u64 = old.parse::<u64>().unwrap() + 1;
+    etcd_compacted_past(&etcd, &first_change.to_string());
     // A server starting now cannot replay what was compacted.
     c.kill();
     c.launch();

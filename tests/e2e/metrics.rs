@@ -60,6 +60,8 @@ fn query(port: u16, promql: &str) -> Option<f64> {
 
 #[test]
 fn prometheus_scrapes_cpu_memory_and_restarts_and_a_250m_spinner_reads_a_quarter_core() {
+    // A CPU share is measured: not beside another timing test's spinners.
+    let _serial = crate::support::timing_lock();
     let Ok(prometheus) = which("prometheus") else {
         crate::support::cannot_run("no prometheus binary (Debian's prometheus)");
         return;
@@ -220,6 +222,8 @@ fn logs_are_json_lines_on_request_and_never_carry_colour_codes_in_files() {
 
 #[test]
 fn top_shows_a_250m_spinner_at_about_250_millicores() {
+    // A CPU share is measured: not beside another timing test's spinners.
+    let _serial = crate::support::timing_lock();
     let c = Cluster::start();
     c.apply("workloads.yaml", WORKLOADS);
     c.wait_until("the spinner runs", Duration::from_secs(30), || {

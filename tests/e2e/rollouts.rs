@@ -126,7 +126,7 @@ fn canary_at(c: &Cluster, name: &str, step: u64, weight: u64) {
 
 /// Waits until every one of `replicas` instances of `name` is of its
 /// current template and ready, and the workload says the rollout is done.
-fn rolled_out(c: &Cluster, name: &str, replicas: usize, limit: Duration) -> Value {
+pub(crate) fn rolled_out(c: &Cluster, name: &str, replicas: usize, limit: Duration) -> Value {
     let started = Instant::now();
     loop {
         let last = workload(c, name);

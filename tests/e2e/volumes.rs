@@ -183,7 +183,7 @@ spec:
     assert!(String::from_utf8_lossy(&refused.stderr).contains("spec.volumes[0].persistent.size"));
 }
 
-const STATEFUL: &str = r#"
+pub(crate) const STATEFUL: &str = r#"
 apiVersion: flotilla.dev/v1
 kind: Workload
 metadata: {name: db}
