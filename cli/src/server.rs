@@ -379,6 +379,12 @@ impl ControlPlane {
                 tokio::spawn(controllers::run(store, self.blobs, node_grace, strategy));
             }
             Opened::Etcd(store) => {
+                // Every server's folder is a cache of etcd's modules: each
+                // collects its own, leading or not.
+                tokio::spawn(controllers::module_gc::collect_cache_forever(
+                    store.clone(),
+                    self.blobs.clone(),
+                ));
                 let identity = format!("{} (pid {})", self.url, std::process::id());
                 tokio::spawn(lead(
                     store, self.blobs, identity, node_grace, strategy, leading,

@@ -97,6 +97,19 @@ fn early_answers_reach_http2_clients_whole() {
             }
         }
     }
+    // A module declared larger than the 256 MiB limit (a sparse file: no
+    // disk used): refused from its Content-Length, and the answer arrives
+    // whole though the client had far more to send than the server drains
+    // (16 MiB: the stream is then reset with NO_ERROR, after the answer).
+    let oversized = dir.path().join("oversized.wasm");
+    std::fs::File::create(&oversized)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let digest = format!("/blobs/sha256/{}", "ab".repeat(32));
+    let (code, status, _, stderr) =
+        curl(&c, "--http2", "PUT", &digest, Some(&admin), &oversized, &ca);
+    assert_eq!((code, status.as_str()), (0, "413"), "{stderr}");
     // The server is still well, and the connections it drained are gone.
     assert_eq!(c.raw("GET", "/healthz", &Who::Nobody, "").0, 200);
 }

@@ -523,6 +523,17 @@ fn a_node_sees_others_objects_only_as_routing_needs_and_cannot_move_itself() {
         "",
     );
     assert!(code == 200 && body.contains("hunter2"), "{body}");
+    // A body authorization must read (a node's own Event) past the object
+    // limit: 413, as anywhere else, not a 400.
+    let oversized = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    let (code, body) = c.raw(
+        "POST",
+        &format!("{NS}/events"),
+        &Who::Node(&id_b),
+        &oversized,
+    );
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("larger than"), "{body}");
     // Selectors are judged on what the node sees: no yes/no oracle on hidden fields.
     let digest = c.items("workloads")[0]["spec"]["module"]["sha256"]
         .as_str()

@@ -94,6 +94,10 @@ pub async fn require_credential(
                 .await
             {
                 Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return ApiError::too_large("an object", MAX_OBJECT_BYTES as u64)
+                        .into_response()
+                }
                 Err(e) => {
                     return ApiError::bad_request(format!("cannot read the request body: {e}"))
                         .into_response()

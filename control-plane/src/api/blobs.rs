@@ -30,24 +30,30 @@ fn check_digest(digest: &str) -> Result<(), ApiError> {
 pub async fn put(
     State(s): State<Arc<ApiState>>,
     Path(digest): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
+    let max = super::MAX_BLOB_BYTES as u64;
+    // Declared too large: refused before a byte is read (flotilla-http
+    // drains what the client sends meanwhile, up to its bound).
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::too_large("a module", max));
+    }
     if s.blobs.has(&digest) {
         // Uploaded again for an apply: keep it from a collection racing it.
         s.blobs.touch(&digest);
         return Ok(StatusCode::CREATED.into_response());
     }
-    let max = super::MAX_BLOB_BYTES as u64;
     s.blobs
         .put(&digest, body.into_data_stream(), max)
         .await
         .map_err(|e| match e {
-            BlobError::TooLarge { .. } => ApiError {
-                code: StatusCode::PAYLOAD_TOO_LARGE,
-                reason: "RequestEntityTooLarge",
-                message: format!("{e}: modules are at most {max} bytes"),
-            },
+            BlobError::TooLarge { .. } => ApiError::too_large("a module", max),
             BlobError::Mirror(_) => ApiError {
                 code: StatusCode::SERVICE_UNAVAILABLE,
                 reason: "StoreUnavailable",

@@ -27,6 +27,14 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 413: a body over `limit` bytes (`what` names the body).
+    pub fn too_large(what: &str, limit: u64) -> Self {
+        Self {
+            code: StatusCode::PAYLOAD_TOO_LARGE,
+            reason: "RequestEntityTooLarge",
+            message: format!("{what} is larger than {limit} bytes: send a smaller one"),
+        }
+    }
     /// 422.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {

@@ -12,6 +12,7 @@ pub mod binder;
 pub mod cache;
 pub mod config_values;
 pub mod events;
+pub mod module_gc;
 pub mod module_policy;
 pub mod nodes;
 pub mod queue;
@@ -52,49 +53,6 @@ pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 
 /// How often expired Events are deleted.
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
-
-/// How long a module no Workload or Instance names is kept (an upload comes
-/// before the apply that names it; a rollback may want it back).
-pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
-
-/// Removes modules no Workload, Instance, Revision or ImportedModule names
-/// any more (see [`BLOB_GRACE`]).
-fn collect_blobs(
-    store: &dyn Store,
-    cache: &cache::Cache,
-    blobs: &crate::store::BlobStore,
-    unreferenced: &mut std::collections::HashMap<String, Instant>,
-) -> Result<usize, StoreError> {
-    // From the stored JSON, so a module named by an object this version
-    // cannot decode is kept too.
-    let workloads = cache
-        .workloads
-        .entries()
-        .map(|e| &e.value["spec"]["module"]);
-    let instances = cache
-        .instances
-        .entries()
-        .map(|e| &e.value["spec"]["template"]["module"]);
-    let mut referenced: std::collections::HashSet<String> = workloads
-        .chain(instances)
-        .filter_map(|module| module["sha256"].as_str().map(str::to_string))
-        .collect();
-    // An imported module waits for the workloads that will name it.
-    for imported in store.list("ImportedModule", None)?.items {
-        if let Some(digest) = imported["status"]["sha256"].as_str() {
-            referenced.insert(digest.to_string());
-        }
-    }
-    // A revision's module stays too: `rollout undo` may bring it back.
-    for revision in store.list("Revision", None)?.items {
-        if let Some(digest) = revision["spec"]["template"]["module"]["sha256"].as_str() {
-            referenced.insert(digest.to_string());
-        }
-    }
-    blobs
-        .collect_garbage(&referenced, BLOB_GRACE, unreferenced)
-        .map_err(|e| StoreError::Backend(format!("module garbage collection: {e}")))
-}
 
 /// What the controllers keep from one pass to the next.
 struct Controllers {
@@ -193,7 +151,9 @@ impl Controllers {
             if let Err(e) = events::collect_garbage(store) {
                 tracing::warn!("event garbage collection: {e}");
             }
-            if let Err(e) = collect_blobs(store, &self.cache, &self.blobs, &mut self.unreferenced) {
+            if let Err(e) =
+                module_gc::collect(store, &self.cache, &self.blobs, &mut self.unreferenced)
+            {
                 tracing::warn!("{e}");
             }
         }

@@ -62,6 +62,22 @@ pub trait BlobMirror: Send + Sync {
     fn remove(&self, digest: &str) -> Result<(), String>;
     /// Every module it keeps.
     fn digests(&self) -> Result<Vec<String>, String>;
+    /// Notes that a module was just named again (by any server).
+    fn touch(&self, digest: &str) -> Result<(), String>;
+    /// When a module was last named again, if ever.
+    fn touched(&self, digest: &str) -> Result<Option<SystemTime>, String>;
+}
+
+/// What a collection of unreferenced modules removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collect {
+    /// The folder and the mirror: the one server that collects for all
+    /// (the leader on etcd, the only server on SQLite).
+    FolderAndMirror,
+    /// This server's folder only, a cache of the mirror: every other
+    /// server's, so that followers' disks do not fill with modules long
+    /// gone from every Workload.
+    Folder,
 }
 
 /// How the files of modules still arriving are named (never a digest).
@@ -276,18 +292,54 @@ impl BlobStore {
         {
             let _ = file.set_modified(SystemTime::now());
         }
+        // The mirror's copy is collected by the leader, perhaps another
+        // server: it must hear of this too (and get the module back if it
+        // collected it just before this server was asked for it).
+        let Some(mirror) = &self.mirror else {
+            return;
+        };
+        let kept = super::off_worker(|| {
+            if mirror.contains(digest)? {
+                mirror.touch(digest)
+            } else if self.path(digest).is_file() {
+                mirror.store(digest, &self.path(digest))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = kept {
+            tracing::warn!("telling the shared store that module {digest} is named again: {e}");
+        }
+    }
+
+    /// Whether `mirror` heard of `digest` being named within `grace` (an
+    /// answer it cannot give counts as yes: keep it).
+    fn touched_within(mirror: &dyn BlobMirror, digest: &str, grace: Duration) -> bool {
+        match mirror.touched(digest) {
+            Ok(Some(at)) => SystemTime::now()
+                .duration_since(at)
+                .map_or(true, |age| age < grace),
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 
     /// Removes every blob that no one has referenced for `grace`: absent
     /// from `referenced` on every pass for that long (`unreferenced` keeps
-    /// since when, across passes) and not touched within it either.
+    /// since when, across passes) and not touched within it either — from
+    /// the folder and, with [`Collect::FolderAndMirror`], the mirror.
     /// Returns how many went.
     pub fn collect_garbage(
         &self,
         referenced: &HashSet<String>,
         grace: Duration,
         unreferenced: &mut HashMap<String, Instant>,
+        scope: Collect,
     ) -> std::io::Result<usize> {
+        let mirror = match scope {
+            Collect::FolderAndMirror => self.mirror.as_ref(),
+            Collect::Folder => None,
+        };
         let now = SystemTime::now();
         let mut present = HashSet::new();
         let mut removed = 0;
@@ -309,18 +361,19 @@ impl BlobStore {
                 .unwrap_or_default();
             if since.elapsed() >= grace
                 && age >= grace
+                && !mirror.is_some_and(|m| Self::touched_within(m.as_ref(), &name, grace))
                 && std::fs::remove_file(entry.path()).is_ok()
             {
                 tracing::info!("removed module {name}: nothing has named it for {grace:?}");
                 present.remove(&name);
                 removed += 1;
-                if let Some(mirror) = &self.mirror {
+                if let Some(mirror) = mirror {
                     mirror.remove(&name).map_err(std::io::Error::other)?;
                 }
             }
         }
         // Modules only the mirror has (uploaded through another server).
-        if let Some(mirror) = &self.mirror {
+        if let Some(mirror) = mirror {
             for name in mirror.digests().map_err(std::io::Error::other)? {
                 if referenced.contains(&name) || self.path(&name).is_file() {
                     continue;
@@ -329,7 +382,8 @@ impl BlobStore {
                     .entry(name.clone())
                     .or_insert_with(Instant::now);
                 present.insert(name.clone());
-                if since.elapsed() >= grace {
+                if since.elapsed() >= grace && !Self::touched_within(mirror.as_ref(), &name, grace)
+                {
                     mirror.remove(&name).map_err(std::io::Error::other)?;
                     tracing::info!("removed module {name}: nothing has named it for {grace:?}");
                     present.remove(&name);
@@ -401,22 +455,145 @@ mod tests {
         // Referenced, or unreferenced for less than the grace: kept.
         let mut since = HashMap::new();
         let referenced = HashSet::from([digest.clone()]);
-        let kept = blobs.collect_garbage(&referenced, Duration::ZERO, &mut since);
+        let kept = blobs.collect_garbage(
+            &referenced,
+            Duration::ZERO,
+            &mut since,
+            Collect::FolderAndMirror,
+        );
         assert_eq!(kept.unwrap(), 0);
         assert!(since.is_empty());
         let grace = Duration::from_millis(300);
-        let young = blobs.collect_garbage(&HashSet::new(), grace, &mut since);
+        let young =
+            blobs.collect_garbage(&HashSet::new(), grace, &mut since, Collect::FolderAndMirror);
         assert_eq!(young.unwrap(), 0);
         assert_eq!(since.len(), 1, "unreferenced from now on");
         std::thread::sleep(grace);
         // Touched (named again by an admission) within the grace: kept.
         blobs.touch(&digest);
-        let touched = blobs.collect_garbage(&HashSet::new(), grace, &mut since);
+        let touched =
+            blobs.collect_garbage(&HashSet::new(), grace, &mut since, Collect::FolderAndMirror);
         assert_eq!(touched.unwrap(), 0);
         std::thread::sleep(grace);
-        let old = blobs.collect_garbage(&HashSet::new(), grace, &mut since);
+        let old =
+            blobs.collect_garbage(&HashSet::new(), grace, &mut since, Collect::FolderAndMirror);
         assert_eq!(old.unwrap(), 1);
         assert!(!blobs.has(&digest));
         assert!(since.is_empty());
+    }
+
+    /// A mirror in memory: the digests it keeps, and when each was touched.
+    #[derive(Default)]
+    struct Kept(
+        std::sync::Mutex<HashSet<String>>,
+        std::sync::Mutex<HashMap<String, SystemTime>>,
+    );
+
+    impl BlobMirror for Kept {
+        fn store(&self, digest: &str, _: &Path) -> Result<(), String> {
+            self.0.lock().unwrap().insert(digest.into());
+            Ok(())
+        }
+        fn contains(&self, digest: &str) -> Result<bool, String> {
+            Ok(self.0.lock().unwrap().contains(digest))
+        }
+        fn fetch(&self, _: &str, _: &Path) -> Result<bool, String> {
+            Ok(false)
+        }
+        fn remove(&self, digest: &str) -> Result<(), String> {
+            self.0.lock().unwrap().remove(digest);
+            Ok(())
+        }
+        fn digests(&self) -> Result<Vec<String>, String> {
+            Ok(self.0.lock().unwrap().iter().cloned().collect())
+        }
+        fn touch(&self, digest: &str) -> Result<(), String> {
+            self.1
+                .lock()
+                .unwrap()
+                .insert(digest.into(), SystemTime::now());
+            Ok(())
+        }
+        fn touched(&self, digest: &str) -> Result<Option<SystemTime>, String> {
+            Ok(self.1.lock().unwrap().get(digest).copied())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_collects_its_folder_and_leaves_the_mirror_to_the_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = Arc::new(Kept::default());
+        let blobs = BlobStore::open(dir.path())
+            .unwrap()
+            .with_mirror(mirror.clone());
+        let digest = hex::encode(Sha256::digest(b"old module"));
+        blobs
+            .put(&digest, chunks(&[b"old module"]), 100)
+            .await
+            .unwrap();
+        assert!(mirror.contains(&digest).unwrap());
+        let mut since = HashMap::new();
+        let none = HashSet::new();
+        let grace = Duration::from_millis(200);
+        assert_eq!(
+            blobs
+                .collect_garbage(&none, grace, &mut since, Collect::Folder)
+                .unwrap(),
+            0
+        );
+        std::thread::sleep(grace);
+        let removed = blobs.collect_garbage(&none, grace, &mut since, Collect::Folder);
+        assert_eq!(removed.unwrap(), 1);
+        assert!(!blobs.path(&digest).exists(), "gone from the folder");
+        assert!(mirror.contains(&digest).unwrap(), "kept in the mirror");
+        // Only the mirror has it now: a follower leaves it there, the
+        // leader removes it once its own grace has passed — unless another
+        // server was asked for it within the grace (a re-upload, an apply).
+        let mut leaders = HashMap::new();
+        assert_eq!(
+            blobs
+                .collect_garbage(&none, grace, &mut since, Collect::Folder)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            blobs
+                .collect_garbage(&none, grace, &mut leaders, Collect::FolderAndMirror)
+                .unwrap(),
+            0
+        );
+        std::thread::sleep(grace);
+        mirror.touch(&digest).unwrap();
+        assert_eq!(
+            blobs
+                .collect_garbage(&none, grace, &mut leaders, Collect::FolderAndMirror)
+                .unwrap(),
+            0
+        );
+        assert!(
+            mirror.contains(&digest).unwrap(),
+            "named again elsewhere: kept"
+        );
+        std::thread::sleep(grace);
+        assert_eq!(
+            blobs
+                .collect_garbage(&none, grace, &mut leaders, Collect::FolderAndMirror)
+                .unwrap(),
+            1
+        );
+        assert!(!mirror.contains(&digest).unwrap());
+        // Named again through a server whose folder still has it, after the
+        // leader collected etcd's copy: the copy is put back.
+        let other = tempfile::tempdir().unwrap();
+        let follower = BlobStore::open(other.path())
+            .unwrap()
+            .with_mirror(mirror.clone());
+        follower
+            .put(&digest, chunks(&[b"old module"]), 100)
+            .await
+            .unwrap();
+        mirror.remove(&digest).unwrap();
+        follower.touch(&digest);
+        assert!(mirror.contains(&digest).unwrap(), "put back");
     }
 }

@@ -14,7 +14,7 @@ pub mod etcd;
 pub mod sealed;
 mod sqlite;
 
-pub use blobs::{BlobError, BlobStore};
+pub use blobs::{BlobError, BlobStore, Collect};
 pub use etcd::{EtcdStore, EtcdTarget};
 pub use sealed::SealedStore;
 pub use sqlite::SqliteStore;

@@ -1,7 +1,8 @@
 //! Modules kept in etcd, so that any server can serve any module after any
 //! one server is lost: each module in chunks of [`CHUNK`] bytes under
 //! `b/DIGEST/c/NNNNNN`, then `b/DIGEST/meta` (written last: a module is
-//! there only once whole). Every server keeps the modules it has served in
+//! there only once whole); `b/DIGEST/touched` says when a server last saw
+//! it named again, so that the leader's collection keeps it. Every server keeps the modules it has served in
 //! its own blob folder as a cache, and fills it from etcd on a miss.
 //!
 //! Why etcd rather than replicating files among servers: it is the one
@@ -38,6 +39,11 @@ impl EtcdBlobs {
 
     fn meta_key(&self, digest: &str) -> Vec<u8> {
         self.shared.key(&format!("b/{digest}/meta"))
+    }
+
+    /// When a server last saw the module named again (unix seconds).
+    fn touched_key(&self, digest: &str) -> Vec<u8> {
+        self.shared.key(&format!("b/{digest}/touched"))
     }
 
     fn chunk_key(&self, digest: &str, index: usize) -> Vec<u8> {
@@ -138,6 +144,27 @@ impl BlobMirror for EtcdBlobs {
             })
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn touch(&self, digest: &str) -> Result<(), String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        self.put(self.touched_key(digest), now.to_string().into_bytes())
+    }
+
+    fn touched(&self, digest: &str) -> Result<Option<std::time::SystemTime>, String> {
+        let Some(value) = self.get(self.touched_key(digest))? else {
+            return Ok(None);
+        };
+        let seconds: u64 = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("module {digest} in etcd: a bad touch time"))?;
+        Ok(Some(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+        ))
     }
 
     fn digests(&self) -> Result<Vec<String>, String> {
