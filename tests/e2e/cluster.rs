@@ -118,6 +118,9 @@ impl Cluster {
 
     /// Starts (or restarts) `flotilla up` on the same data and port.
     pub fn launch(&mut self) {
+        // Waited for below as the sign this process is up: not the one the
+        // last process wrote (another process may hold the port meanwhile).
+        let _ = std::fs::remove_file(self.config());
         let log = std::fs::File::create(self.dir.path().join("up.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .arg(self.command)
@@ -149,11 +152,26 @@ impl Cluster {
             });
             self.port = port.unwrap_or_default();
         }
-        self.wait_until("the API answers", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        let started = Instant::now();
+        loop {
+            let up = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && std::fs::read_to_string(self.config())
-                    .is_ok_and(|c| c.contains(&format!(":{}", self.port)))
-        });
+                    .is_ok_and(|c| c.contains(&format!(":{}", self.port)));
+            if up {
+                break;
+            }
+            assert!(
+                self.alive(),
+                "the server exited while starting; its log:\n{}",
+                self.log()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "timed out after 20s waiting until the API answers; server log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         if self.command == "up" {
             // Its agent registers the node with its first heartbeat.
             self.wait_until("the node registers", Duration::from_secs(20), || {

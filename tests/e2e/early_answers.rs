@@ -98,18 +98,41 @@ fn early_answers_reach_http2_clients_whole() {
         }
     }
     // A module declared larger than the 256 MiB limit (a sparse file: no
-    // disk used): refused from its Content-Length, and the answer arrives
-    // whole though the client had far more to send than the server drains
-    // (16 MiB: the stream is then reset with NO_ERROR, after the answer).
+    // disk used), streamed (`-T`) at 8 MB/s: refused from its
+    // Content-Length, so the answer comes once the 16 MiB drain is read (2 s
+    // at that rate), not after the 256 MiB a streaming check would read
+    // first (32 s); and it arrives whole though the client had far more to
+    // send (the stream is reset with NO_ERROR after the answer).
     let oversized = dir.path().join("oversized.wasm");
     std::fs::File::create(&oversized)
         .unwrap()
         .set_len(300 << 20)
         .unwrap();
     let digest = format!("/blobs/sha256/{}", "ab".repeat(32));
-    let (code, status, _, stderr) =
-        curl(&c, "--http2", "PUT", &digest, Some(&admin), &oversized, &ca);
-    assert_eq!((code, status.as_str()), (0, "413"), "{stderr}");
+    let started = std::time::Instant::now();
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "--limit-rate", "8M", "--cacert"])
+        .arg(&ca)
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "-T"])
+        .arg(&oversized)
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .arg(format!("{}{digest}", c.base()))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "413"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "refused before the body was read, not after 256 MiB: took {took:?}"
+    );
     // The server is still well, and the connections it drained are gone.
     assert_eq!(c.raw("GET", "/healthz", &Who::Nobody, "").0, 200);
 }

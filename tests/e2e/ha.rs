@@ -1,6 +1,6 @@
 //! A control plane of several servers on real etcd members: the leader
-//! killed while a client writes and during a rollout, etcd members lost
-//! one and two at a time,
+//! killed while a client writes and during a rollout, a node's disk
+//! filled, etcd members lost one and two at a time,
 //! a watch resumed past a compaction, and a single server's store migrated
 //! into etcd.
 
@@ -32,6 +32,12 @@ spec:
 
 /// An agent that knows every server.
 fn agent(first: &Cluster, servers: &str, name: &str) -> Agent {
+    agent_with(first, servers, name, &[])
+}
+
+/// An agent that knows every server, with `extra` arguments; its data
+/// folder is `agent-NAME` in `first`'s folder.
+fn agent_with(first: &Cluster, servers: &str, name: &str, extra: &[&str]) -> Agent {
     let token_file = first.dir.path().join(format!("token-{name}"));
     std::fs::copy(first.data_dir().join("join-token"), &token_file).unwrap();
     let log = std::fs::File::create(first.dir.path().join(format!("agent-{name}.log"))).unwrap();
@@ -40,6 +46,7 @@ fn agent(first: &Cluster, servers: &str, name: &str) -> Agent {
         .arg(&token_file)
         .args(["--name", name, "--ingress", "127.0.0.1:0", "--data-dir"])
         .arg(first.dir.path().join(format!("agent-{name}")))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .env("FLOTILLA_LOG", "info")
@@ -255,7 +262,11 @@ fn killing_the_leader_during_a_rollout_finishes_it_and_never_moves_or_doubles_a_
     let Some(etcd) = Etcd::start(3) else { return };
     let ([first, second, third], _agents) = three_servers(&etcd, "roll", 2);
     let servers = [&first, &second, &third];
-    first.apply("db.yaml", STATEFUL);
+    // Each new db-N Ready 3 s before the next is replaced: the leader dies
+    // with this rollout under way too.
+    let slow_db = STATEFUL.replace("  replicas: 2\n", "  replicas: 2\n  minReadySeconds: 3\n");
+    assert_ne!(slow_db, STATEFUL);
+    first.apply("db.yaml", &slow_db);
     first.apply("sleepers.yaml", SLOW_ROLL);
     let mut pinned = Vec::new();
     first.wait_until("db-0 and db-1 run", Duration::from_secs(60), || {
@@ -279,34 +290,41 @@ fn killing_the_leader_during_a_rollout_finishes_it_and_never_moves_or_doubles_a_
         let (stop, pinned) = (stop.clone(), pinned.clone());
         let config = survivor.config();
         std::thread::spawn(move || {
+            // Counted only when the list was answered and showed db's
+            // replicas: a failed call checks nothing.
             let mut samples = 0;
             while !stop.load(Ordering::Relaxed) {
-                let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+                let Ok(out) = Command::new(env!("CARGO_BIN_EXE_flotilla"))
                     .args(["get", "instances", "-o", "json"])
                     .env("FLOTILLA_CONFIG", &config)
                     .output()
-                    .unwrap();
+                else {
+                    continue;
+                };
                 let listed: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                let mut seen = false;
                 for i in listed["items"].as_array().into_iter().flatten() {
                     if i["spec"]["workload"] != "db" || i["status"]["phase"] != "Running" {
                         continue;
                     }
                     let (name, node) = (&i["metadata"]["name"], &i["spec"]["nodeName"]);
-                    assert!(
-                        pinned.iter().any(|(n, o)| n == name && o == node),
-                        "{name} Running on {node}, its volume is on {pinned:?}"
-                    );
+                    if !pinned.iter().any(|(n, o)| n == name && o == node) {
+                        return Err(format!(
+                            "{name} Running on {node}, its volume is on {pinned:?}"
+                        ));
+                    }
+                    seen = true;
                 }
-                samples += 1;
+                samples += usize::from(out.status.success() && seen);
                 std::thread::sleep(Duration::from_millis(100));
             }
-            samples
+            Ok(samples)
         })
     };
 
     // New versions of both, acknowledged; the leader dies once the rolling
     // update has begun and before it is done.
-    survivor.apply("db.yaml", &STATEFUL.replace("600000", "600001"));
+    survivor.apply("db.yaml", &slow_db.replace("600000", "600001"));
     survivor.apply("sleepers.yaml", &SLOW_ROLL.replace("3600", "3601"));
     survivor.wait_until("the rollout is under way", Duration::from_secs(30), || {
         let w: Value =
@@ -316,13 +334,20 @@ fn killing_the_leader_during_a_rollout_finishes_it_and_never_moves_or_doubles_a_
             .as_u64()
             .is_some_and(|n| (1..4).contains(&n))
     });
+    let db: Value = serde_json::from_str(&survivor.ok(&["get", "workloads", "db", "-o", "json"]))
+        .unwrap_or_default();
     let killed_at = Instant::now();
     assert!(Command::new("kill")
         .args(["-9", &victim.pid().to_string()])
         .status()
         .unwrap()
         .success());
-    survivor.wait_until("another server leads", Duration::from_secs(5), || {
+    assert!(
+        db["status"]["updatedReplicas"].as_u64().unwrap_or(0) < 2,
+        "db's rollout was under way when the leader died: {}",
+        db["status"]
+    );
+    survivor.wait_until("another server leads", Duration::from_secs(10), || {
         leader(&etcd, "roll").is_some_and(|l| l != leading)
     });
     // Both finish under the new leader, within a bound.
@@ -347,13 +372,19 @@ fn killing_the_leader_during_a_rollout_finishes_it_and_never_moves_or_doubles_a_
     stop.store(true, Ordering::Relaxed);
     let samples = sampler
         .join()
+        .expect("the sampler ran")
         .expect("no stateful replica moved or ran twice");
-    assert!(samples > 10, "the sampler ran: {samples}");
+    assert!(
+        samples > 10,
+        "the sampler saw db's replicas {samples} times"
+    );
     let mut now = db_nodes(survivor);
     now.sort();
     assert_eq!(now, pinned, "each db-N is back on the node of its volume");
     // Each replica's new run read what its old one wrote, on its own node,
-    // and only that node ever ran it (its log folder is only there).
+    // and runs there only (an agent removes the log folder of an instance
+    // that leaves it, so this sees where it runs now, not every past run:
+    // the sampler above is what watched it all along).
     for (name, node) in &pinned {
         let said =
             String::from_utf8_lossy(&survivor.cli(&["logs", "db", "--instance", name]).stdout)
@@ -375,6 +406,126 @@ fn killing_the_leader_during_a_rollout_finishes_it_and_never_moves_or_doubles_a_
             );
         }
     }
+}
+
+/// The `get nodes` line of `node`.
+fn node_row(c: &Cluster, node: &str) -> String {
+    c.ok(&["get", "nodes"])
+        .lines()
+        .find(|l| l.starts_with(node))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// When each Running `db-N` started, by name.
+fn db_started(c: &Cluster) -> Vec<(String, String)> {
+    let mut started: Vec<(String, String)> = c
+        .items("instances")
+        .iter()
+        .filter(|i| i["spec"]["workload"] == "db" && i["status"]["phase"] == "Running")
+        .map(|i| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&i["metadata"]["name"]),
+                text(&i["status"]["startedAt"]),
+            )
+        })
+        .collect();
+    started.sort();
+    started
+}
+
+#[test]
+fn a_nodes_full_disk_is_disk_pressure_what_runs_there_runs_on_and_nothing_is_lost() {
+    let Some(etcd) = Etcd::start(3) else { return };
+    let ([first, second, third], mut agents) = three_servers(&etcd, "disk", 1);
+    let list = servers_of(&[&first, &second, &third]);
+    // node-2's data folder on a 64 MiB disk of its own.
+    let data = first.dir.path().join("agent-node-2");
+    let _disk = match crate::support::Tmpfs::mount(&data, "64m") {
+        Ok(disk) => disk,
+        Err(e) => {
+            crate::support::cannot_run(&format!("ha: cannot mount a tmpfs ({e}); run as root"));
+            return;
+        }
+    };
+    agents.push(agent_with(
+        &first,
+        &list,
+        "node-2",
+        &["--disk-pressure-below", "16Mi"],
+    ));
+    first.wait_until("two nodes Ready", Duration::from_secs(30), || {
+        ready_nodes(&first) == 2
+    });
+    first.apply("db.yaml", STATEFUL);
+    first.wait_until("db-0 and db-1 run", Duration::from_secs(60), || {
+        db_nodes(&first).len() == 2
+    });
+    let started = db_started(&first);
+    let volume_file = || {
+        files(&data)
+            .into_iter()
+            .find(|f| f.ends_with("written-by-guest.txt"))
+    };
+    first.wait_until(
+        "the replica on node-2 wrote its volume",
+        Duration::from_secs(30),
+        || volume_file().is_some(),
+    );
+
+    // The disk fills up (a runaway download, a log): writes fail there.
+    let filler = data.join("filler");
+    let full = {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        std::iter::repeat_with(|| file.write_all(&chunk))
+            .find(Result::is_err)
+            .and_then(Result::err)
+    };
+    assert!(full.is_some(), "the 64 MiB disk filled");
+    first.wait_until(
+        "node-2 reports DiskPressure",
+        Duration::from_secs(30),
+        || node_row(&first, "node-2").contains("DiskPressure"),
+    );
+    // New instances go to the other node; what runs on node-2 runs on, the
+    // same runs (not restarted), and its agent is up.
+    let survivor = &second;
+    survivor.apply("sleepers.yaml", SLEEPERS);
+    survivor.wait_until("3 sleepers run", Duration::from_secs(30), || {
+        running(survivor, "sleepers") == 3
+    });
+    for i in survivor.items("instances") {
+        if i["spec"]["workload"] == "sleepers" {
+            assert_eq!(i["spec"]["nodeName"], "node-1", "{i:#}");
+        }
+    }
+    assert_eq!(
+        db_started(survivor),
+        started,
+        "db-N kept running through the full disk"
+    );
+    assert!(
+        agents[1].0.try_wait().unwrap().is_none(),
+        "node-2's agent is up with its disk full"
+    );
+
+    // Space freed: the pressure clears, and nothing was lost.
+    std::fs::remove_file(&filler).unwrap();
+    survivor.wait_until(
+        "node-2's DiskPressure clears",
+        Duration::from_secs(30),
+        || {
+            let row = node_row(survivor, "node-2");
+            row.contains("Ready") && !row.contains("DiskPressure")
+        },
+    );
+    assert_eq!(db_started(survivor), started);
+    let kept = std::fs::read_to_string(volume_file().expect("the volume is still there")).unwrap();
+    assert_eq!(kept, "hello from the guest\n");
+    survivor.ok(&["create", "config", "after", "--from-literal", "a=b"]);
 }
 
 #[test]

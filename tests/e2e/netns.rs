@@ -17,7 +17,7 @@ pub struct Network {
     started: std::cell::RefCell<std::collections::HashMap<String, (String, Vec<String>)>>,
     pub dir: tempfile::TempDir,
     /// Unmounted when dropped.
-    mounts: std::cell::RefCell<Vec<PathBuf>>,
+    mounts: std::cell::RefCell<Vec<crate::support::Tmpfs>>,
 }
 
 const SUBNET: &str = "10.77.0";
@@ -152,22 +152,8 @@ impl Network {
 
     /// Mounts a tmpfs of `size` (e.g. `32m`) at `path`, until dropped.
     pub fn tmpfs(&self, path: &Path, size: &str) -> Result<(), String> {
-        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        self.mounts.borrow_mut().push(path.to_path_buf());
+        let mounted = crate::support::Tmpfs::mount(path, size)?;
+        self.mounts.borrow_mut().push(mounted);
         Ok(())
     }
 
@@ -289,9 +275,8 @@ impl Drop for Network {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for mount in self.mounts.get_mut().drain(..) {
-            let _ = Command::new("umount").arg("-l").arg(&mount).output();
-        }
+        // Unmounted after the processes using them are gone.
+        self.mounts.get_mut().clear();
         for (host, _) in HOSTS {
             let _ = ip(&["netns", "del", &self.ns(host)]);
         }

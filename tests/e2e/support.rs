@@ -102,3 +102,35 @@ pub fn run_json(module: &Path, flags: &[&str], guest_args: &[&str]) -> JsonRun {
 pub fn run_plain(args: &[&str]) -> Output {
     flotilla().args(args).output().expect("spawn flotilla")
 }
+
+/// A tmpfs mounted for a test (a small disk to fill), unmounted when
+/// dropped. Needs root.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `32m`) at `path`, creating it.
+    pub fn mount(path: &Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}

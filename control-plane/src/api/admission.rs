@@ -159,14 +159,21 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
     serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// Keeps a module an object names from a collection racing the write
+/// (on this server or, through the shared store, the leader's).
+fn touch(blobs: &BlobStore, digest: &str) -> Result<(), ApiError> {
+    blobs
+        .touch(digest, crate::controllers::module_gc::GRACE)
+        .map_err(|e| ApiError::store_unavailable(format!("{e}; retry when the store is back")))
+}
+
 /// The module a Workload or an ImportedModule names must already be in
 /// the blob store.
 fn check_module(kind: Kind, value: &Value, blobs: &BlobStore) -> Result<(), ApiError> {
     if kind == Kind::ImportedModule {
         let digest = value["status"]["sha256"].as_str().unwrap_or_default();
         if blobs.has(digest) {
-            blobs.touch(digest);
-            return Ok(());
+            return touch(blobs, digest);
         }
         return Err(ApiError::invalid(format!(
             "spec.manifest: its module (sha256 {digest}) has not been uploaded: PUT it to /blobs/sha256/{digest} first (flotilla bundle import does)"
@@ -176,10 +183,7 @@ fn check_module(kind: Kind, value: &Value, blobs: &BlobStore) -> Result<(), ApiE
         return Ok(());
     }
     match value["spec"]["module"]["sha256"].as_str() {
-        Some(digest) if blobs.has(digest) => {
-            blobs.touch(digest);
-            Ok(())
-        }
+        Some(digest) if blobs.has(digest) => touch(blobs, digest),
         Some(digest) => Err(ApiError::invalid(format!(
             "spec.module.sha256: no module with digest {digest} has been uploaded (PUT it to /blobs/sha256/{digest}; `flotilla apply` does this for file: sources)"
         ))),

@@ -26,6 +26,11 @@ fn check_digest(digest: &str) -> Result<(), ApiError> {
     }
 }
 
+/// 503: the shared store did not take what it must keep.
+fn mirror_unavailable(e: &BlobError) -> ApiError {
+    ApiError::store_unavailable(format!("{e}; upload it again when the store is back"))
+}
+
 /// PUT /blobs/sha256/{digest}: streamed to a file while hashed.
 pub async fn put(
     State(s): State<Arc<ApiState>>,
@@ -46,7 +51,9 @@ pub async fn put(
     }
     if s.blobs.has(&digest) {
         // Uploaded again for an apply: keep it from a collection racing it.
-        s.blobs.touch(&digest);
+        s.blobs
+            .touch(&digest, crate::controllers::module_gc::GRACE)
+            .map_err(|e| mirror_unavailable(&e))?;
         return Ok(StatusCode::CREATED.into_response());
     }
     s.blobs
@@ -54,11 +61,7 @@ pub async fn put(
         .await
         .map_err(|e| match e {
             BlobError::TooLarge { .. } => ApiError::too_large("a module", max),
-            BlobError::Mirror(_) => ApiError {
-                code: StatusCode::SERVICE_UNAVAILABLE,
-                reason: "StoreUnavailable",
-                message: format!("{e}; upload it again when the store is back"),
-            },
+            BlobError::Mirror(_) => mirror_unavailable(&e),
             BlobError::Io { .. } => ApiError {
                 code: StatusCode::INSUFFICIENT_STORAGE,
                 reason: "InsufficientStorage",
@@ -83,11 +86,9 @@ pub async fn get(
     match tokio::task::spawn_blocking(move || blobs.materialize(&wanted)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
-            return Err(ApiError {
-                code: StatusCode::SERVICE_UNAVAILABLE,
-                reason: "StoreUnavailable",
-                message: format!("module {digest}: {e}; retry when the store is back"),
-            })
+            return Err(ApiError::store_unavailable(format!(
+                "module {digest}: {e}; retry when the store is back"
+            )))
         }
         Err(e) => return Err(ApiError::internal(e.to_string())),
     }

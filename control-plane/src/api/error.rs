@@ -27,6 +27,15 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 503: the store (etcd, when the servers share it) did not answer or
+    /// did not take a write; `message` says what to retry.
+    pub fn store_unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "StoreUnavailable",
+            message: message.into(),
+        }
+    }
     /// 413: a body over `limit` bytes (`what` names the body).
     pub fn too_large(what: &str, limit: u64) -> Self {
         Self {

@@ -84,8 +84,10 @@ fn collect_cache(
 }
 
 /// Collects this server's folder every [`CACHE_EVERY`] for the life of
-/// the process (run by every server of an etcd control plane; on the
-/// leader it only repeats what its controllers do).
+/// the process (run by every server of an etcd control plane). On the
+/// leader it may remove a folder copy its controllers' pass would have
+/// kept for a recent touch through another server: harmless, etcd's copy
+/// stays and the folder is filled from it again on demand.
 pub async fn collect_cache_forever(store: Arc<dyn Store>, blobs: Arc<BlobStore>) {
     let mut unreferenced = HashMap::new();
     loop {

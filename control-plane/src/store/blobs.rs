@@ -58,14 +58,15 @@ pub trait BlobMirror: Send + Sync {
     fn contains(&self, digest: &str) -> Result<bool, String>;
     /// Writes the module into `into` if the mirror has it; whether it did.
     fn fetch(&self, digest: &str, into: &Path) -> Result<bool, String>;
-    /// Forgets a module.
-    fn remove(&self, digest: &str) -> Result<(), String>;
     /// Every module it keeps.
     fn digests(&self) -> Result<Vec<String>, String>;
-    /// Notes that a module was just named again (by any server).
-    fn touch(&self, digest: &str) -> Result<(), String>;
-    /// When a module was last named again, if ever.
-    fn touched(&self, digest: &str) -> Result<Option<SystemTime>, String>;
+    /// Notes that a module was just named again (by any server), so that
+    /// [`BlobMirror::remove_unless_touched`] keeps it for `keep_for`;
+    /// whether the mirror has the module (if not, nothing is noted).
+    fn touch(&self, digest: &str, keep_for: Duration) -> Result<bool, String>;
+    /// Forgets a module unless a touch of it still holds, at once (a touch
+    /// lands before or finds it gone); whether it did.
+    fn remove_unless_touched(&self, digest: &str) -> Result<bool, String>;
 }
 
 /// What a collection of unreferenced modules removes.
@@ -284,44 +285,34 @@ impl BlobStore {
     }
 
     /// Marks a blob as just referenced (an upload of it again, or an
-    /// admission that names it), so a collection racing that write keeps it.
-    pub fn touch(&self, digest: &str) {
+    /// admission that names it), so a collection racing that write keeps
+    /// it: this folder's copy by its modification time, the mirror's for
+    /// `grace` (the leader, perhaps another server, collects that one). A
+    /// module the mirror lost (collected just before this server was asked
+    /// for it) is put back from this folder. Blocks on the mirror.
+    pub fn touch(&self, digest: &str, grace: Duration) -> Result<(), BlobError> {
         if let Ok(file) = std::fs::File::options()
             .append(true)
             .open(self.path(digest))
         {
             let _ = file.set_modified(SystemTime::now());
         }
-        // The mirror's copy is collected by the leader, perhaps another
-        // server: it must hear of this too (and get the module back if it
-        // collected it just before this server was asked for it).
         let Some(mirror) = &self.mirror else {
-            return;
+            return Ok(());
         };
-        let kept = super::off_worker(|| {
-            if mirror.contains(digest)? {
-                mirror.touch(digest)
-            } else if self.path(digest).is_file() {
-                mirror.store(digest, &self.path(digest))
-            } else {
-                Ok(())
+        super::off_worker(|| {
+            if mirror.touch(digest, grace)? {
+                return Ok(());
             }
-        });
-        if let Err(e) = kept {
-            tracing::warn!("telling the shared store that module {digest} is named again: {e}");
-        }
-    }
-
-    /// Whether `mirror` heard of `digest` being named within `grace` (an
-    /// answer it cannot give counts as yes: keep it).
-    fn touched_within(mirror: &dyn BlobMirror, digest: &str, grace: Duration) -> bool {
-        match mirror.touched(digest) {
-            Ok(Some(at)) => SystemTime::now()
-                .duration_since(at)
-                .map_or(true, |age| age < grace),
-            Ok(None) => false,
-            Err(_) => true,
-        }
+            if !self.path(digest).is_file() {
+                return Err(format!(
+                    "module {digest} is in neither this server's folder nor the shared store: upload it again"
+                ));
+            }
+            mirror.store(digest, &self.path(digest))?;
+            mirror.touch(digest, grace).map(|_| ())
+        })
+        .map_err(BlobError::Mirror)
     }
 
     /// Removes every blob that no one has referenced for `grace`: absent
@@ -359,17 +350,23 @@ impl BlobStore {
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or_default();
-            if since.elapsed() >= grace
-                && age >= grace
-                && !mirror.is_some_and(|m| Self::touched_within(m.as_ref(), &name, grace))
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
+            if since.elapsed() < grace || age < grace {
+                continue;
+            }
+            // The mirror's copy first: named again through another server
+            // lately, both stay.
+            if let Some(mirror) = mirror {
+                if !mirror
+                    .remove_unless_touched(&name)
+                    .map_err(std::io::Error::other)?
+                {
+                    continue;
+                }
+            }
+            if std::fs::remove_file(entry.path()).is_ok() {
                 tracing::info!("removed module {name}: nothing has named it for {grace:?}");
                 present.remove(&name);
                 removed += 1;
-                if let Some(mirror) = mirror {
-                    mirror.remove(&name).map_err(std::io::Error::other)?;
-                }
             }
         }
         // Modules only the mirror has (uploaded through another server).
@@ -382,9 +379,11 @@ impl BlobStore {
                     .entry(name.clone())
                     .or_insert_with(Instant::now);
                 present.insert(name.clone());
-                if since.elapsed() >= grace && !Self::touched_within(mirror.as_ref(), &name, grace)
+                if since.elapsed() >= grace
+                    && mirror
+                        .remove_unless_touched(&name)
+                        .map_err(std::io::Error::other)?
                 {
-                    mirror.remove(&name).map_err(std::io::Error::other)?;
                     tracing::info!("removed module {name}: nothing has named it for {grace:?}");
                     present.remove(&name);
                     removed += 1;
@@ -470,7 +469,7 @@ mod tests {
         assert_eq!(since.len(), 1, "unreferenced from now on");
         std::thread::sleep(grace);
         // Touched (named again by an admission) within the grace: kept.
-        blobs.touch(&digest);
+        blobs.touch(&digest, grace).unwrap();
         let touched =
             blobs.collect_garbage(&HashSet::new(), grace, &mut since, Collect::FolderAndMirror);
         assert_eq!(touched.unwrap(), 0);
@@ -482,40 +481,58 @@ mod tests {
         assert!(since.is_empty());
     }
 
-    /// A mirror in memory: the digests it keeps, and when each was touched.
+    /// A mirror in memory: the digests it keeps, and until when a touch of
+    /// each holds.
     #[derive(Default)]
-    struct Kept(
-        std::sync::Mutex<HashSet<String>>,
-        std::sync::Mutex<HashMap<String, SystemTime>>,
-    );
+    struct Kept {
+        digests: std::sync::Mutex<HashSet<String>>,
+        touched: std::sync::Mutex<HashMap<String, Instant>>,
+    }
+
+    impl Kept {
+        fn has(&self, digest: &str) -> bool {
+            self.digests.lock().unwrap().contains(digest)
+        }
+        /// As the leader's collection on another server would.
+        fn lose(&self, digest: &str) {
+            self.digests.lock().unwrap().remove(digest);
+            self.touched.lock().unwrap().remove(digest);
+        }
+    }
 
     impl BlobMirror for Kept {
         fn store(&self, digest: &str, _: &Path) -> Result<(), String> {
-            self.0.lock().unwrap().insert(digest.into());
+            self.digests.lock().unwrap().insert(digest.into());
             Ok(())
         }
         fn contains(&self, digest: &str) -> Result<bool, String> {
-            Ok(self.0.lock().unwrap().contains(digest))
+            Ok(self.has(digest))
         }
         fn fetch(&self, _: &str, _: &Path) -> Result<bool, String> {
             Ok(false)
         }
-        fn remove(&self, digest: &str) -> Result<(), String> {
-            self.0.lock().unwrap().remove(digest);
-            Ok(())
-        }
         fn digests(&self) -> Result<Vec<String>, String> {
-            Ok(self.0.lock().unwrap().iter().cloned().collect())
+            Ok(self.digests.lock().unwrap().iter().cloned().collect())
         }
-        fn touch(&self, digest: &str) -> Result<(), String> {
-            self.1
+        fn touch(&self, digest: &str, keep_for: Duration) -> Result<bool, String> {
+            if !self.has(digest) {
+                return Ok(false);
+            }
+            let until = Instant::now() + keep_for;
+            self.touched.lock().unwrap().insert(digest.into(), until);
+            Ok(true)
+        }
+        fn remove_unless_touched(&self, digest: &str) -> Result<bool, String> {
+            let held = self
+                .touched
                 .lock()
                 .unwrap()
-                .insert(digest.into(), SystemTime::now());
-            Ok(())
-        }
-        fn touched(&self, digest: &str) -> Result<Option<SystemTime>, String> {
-            Ok(self.1.lock().unwrap().get(digest).copied())
+                .get(digest)
+                .is_some_and(|until| Instant::now() < *until);
+            if !held {
+                self.lose(digest);
+            }
+            Ok(!held)
         }
     }
 
@@ -531,69 +548,66 @@ mod tests {
             .put(&digest, chunks(&[b"old module"]), 100)
             .await
             .unwrap();
-        assert!(mirror.contains(&digest).unwrap());
-        let mut since = HashMap::new();
+        assert!(mirror.has(&digest));
         let none = HashSet::new();
-        let grace = Duration::from_millis(200);
-        assert_eq!(
+        // Wide enough that a pass delayed on a busy machine still falls
+        // inside it.
+        let grace = Duration::from_secs(1);
+        let mut followers = HashMap::new();
+        let follower_pass = |since: &mut HashMap<String, Instant>| {
             blobs
-                .collect_garbage(&none, grace, &mut since, Collect::Folder)
-                .unwrap(),
-            0
-        );
+                .collect_garbage(&none, grace, since, Collect::Folder)
+                .unwrap()
+        };
+        assert_eq!(follower_pass(&mut followers), 0);
         std::thread::sleep(grace);
-        let removed = blobs.collect_garbage(&none, grace, &mut since, Collect::Folder);
-        assert_eq!(removed.unwrap(), 1);
+        assert_eq!(follower_pass(&mut followers), 1);
         assert!(!blobs.path(&digest).exists(), "gone from the folder");
-        assert!(mirror.contains(&digest).unwrap(), "kept in the mirror");
-        // Only the mirror has it now: a follower leaves it there, the
-        // leader removes it once its own grace has passed — unless another
-        // server was asked for it within the grace (a re-upload, an apply).
-        let mut leaders = HashMap::new();
-        assert_eq!(
-            blobs
-                .collect_garbage(&none, grace, &mut since, Collect::Folder)
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            blobs
-                .collect_garbage(&none, grace, &mut leaders, Collect::FolderAndMirror)
-                .unwrap(),
-            0
-        );
-        std::thread::sleep(grace);
-        mirror.touch(&digest).unwrap();
-        assert_eq!(
-            blobs
-                .collect_garbage(&none, grace, &mut leaders, Collect::FolderAndMirror)
-                .unwrap(),
-            0
-        );
-        assert!(
-            mirror.contains(&digest).unwrap(),
-            "named again elsewhere: kept"
-        );
-        std::thread::sleep(grace);
-        assert_eq!(
-            blobs
-                .collect_garbage(&none, grace, &mut leaders, Collect::FolderAndMirror)
-                .unwrap(),
-            1
-        );
-        assert!(!mirror.contains(&digest).unwrap());
-        // Named again through a server whose folder still has it, after the
-        // leader collected etcd's copy: the copy is put back.
+        assert!(mirror.has(&digest), "kept in the mirror");
+        // Only the mirror has it now: a follower leaves it there.
+        assert_eq!(follower_pass(&mut followers), 0);
+        assert!(mirror.has(&digest));
+
+        // The leader, on another server, with the module in its folder.
         let other = tempfile::tempdir().unwrap();
-        let follower = BlobStore::open(other.path())
+        let leader = BlobStore::open(other.path())
             .unwrap()
             .with_mirror(mirror.clone());
-        follower
+        leader
             .put(&digest, chunks(&[b"old module"]), 100)
             .await
             .unwrap();
-        mirror.remove(&digest).unwrap();
-        follower.touch(&digest);
-        assert!(mirror.contains(&digest).unwrap(), "put back");
+        let mut leaders = HashMap::new();
+        let leader_pass = |since: &mut HashMap<String, Instant>| {
+            leader
+                .collect_garbage(&none, grace, since, Collect::FolderAndMirror)
+                .unwrap()
+        };
+        assert_eq!(leader_pass(&mut leaders), 0);
+        std::thread::sleep(grace);
+        // Named again through the first server (an apply) just before the
+        // leader's pass: both copies stay.
+        blobs.touch(&digest, grace).unwrap();
+        assert_eq!(leader_pass(&mut leaders), 0);
+        assert!(mirror.has(&digest), "named again elsewhere: kept");
+        assert!(leader.path(&digest).exists());
+        std::thread::sleep(grace);
+        assert_eq!(leader_pass(&mut leaders), 1);
+        assert!(!mirror.has(&digest) && !leader.path(&digest).exists());
+
+        // Named again through a server whose folder still has it, after the
+        // leader collected the mirror's copy: the copy is put back.
+        leader
+            .put(&digest, chunks(&[b"old module"]), 100)
+            .await
+            .unwrap();
+        mirror.lose(&digest);
+        leader.touch(&digest, grace).unwrap();
+        assert!(mirror.has(&digest), "put back");
+        // Named where neither has it: an error naming the fix, not a
+        // Workload admitted for a module no server can serve.
+        mirror.lose(&digest);
+        let missing = blobs.touch(&digest, grace).unwrap_err();
+        assert!(missing.to_string().contains("upload it again"), "{missing}");
     }
 }

@@ -1,8 +1,9 @@
 //! Modules kept in etcd, so that any server can serve any module after any
 //! one server is lost: each module in chunks of [`CHUNK`] bytes under
 //! `b/DIGEST/c/NNNNNN`, then `b/DIGEST/meta` (written last: a module is
-//! there only once whole); `b/DIGEST/touched` says when a server last saw
-//! it named again, so that the leader's collection keeps it. Every server keeps the modules it has served in
+//! there only once whole). `b/DIGEST/touched`, on a lease as long as the
+//! collection grace, is there while a server has lately seen the module
+//! named again: the leader's collection leaves such a module alone. Every server keeps the modules it has served in
 //! its own blob folder as a cache, and fills it from etcd on a miss.
 //!
 //! Why etcd rather than replicating files among servers: it is the one
@@ -15,7 +16,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use etcd_client::{DeleteOptions, GetOptions};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
 use sha2::{Digest, Sha256};
 
 use super::Shared;
@@ -41,7 +42,8 @@ impl EtcdBlobs {
         self.shared.key(&format!("b/{digest}/meta"))
     }
 
-    /// When a server last saw the module named again (unix seconds).
+    /// Present while a server's touch of the module holds (its lease's
+    /// time to live: the collection grace).
     fn touched_key(&self, digest: &str) -> Vec<u8> {
         self.shared.key(&format!("b/{digest}/touched"))
     }
@@ -131,40 +133,50 @@ impl BlobMirror for EtcdBlobs {
         Ok(true)
     }
 
-    fn remove(&self, digest: &str) -> Result<(), String> {
-        let prefix = self.shared.key(&format!("b/{digest}/"));
-        let kv = self.shared.client.kv_client();
+    fn touch(&self, digest: &str, keep_for: std::time::Duration) -> Result<bool, String> {
+        // The key lives as long as its lease: no clock of any server's is
+        // compared, and the leader's delete below sees it or it does not.
+        let (meta, touched) = (self.meta_key(digest), self.touched_key(digest));
+        let ttl = keep_for.as_secs().clamp(1, i64::MAX as u64) as i64;
+        let client = self.shared.client.clone();
         self.shared
             .block(move || {
-                let (mut kv, prefix) = (kv.clone(), prefix.clone());
+                let (mut client, meta, touched) = (client.clone(), meta.clone(), touched.clone());
                 async move {
-                    kv.delete(prefix, Some(DeleteOptions::new().with_prefix()))
-                        .await
+                    let lease = client.lease_grant(ttl, None).await?.id();
+                    let txn = Txn::new()
+                        .when(vec![Compare::version(meta, CompareOp::Greater, 0)])
+                        .and_then(vec![TxnOp::put(
+                            touched,
+                            "named again",
+                            Some(PutOptions::new().with_lease(lease)),
+                        )]);
+                    Ok(client.txn(txn).await?.succeeded())
                 }
             })
-            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
-    fn touch(&self, digest: &str) -> Result<(), String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs();
-        self.put(self.touched_key(digest), now.to_string().into_bytes())
-    }
-
-    fn touched(&self, digest: &str) -> Result<Option<std::time::SystemTime>, String> {
-        let Some(value) = self.get(self.touched_key(digest))? else {
-            return Ok(None);
-        };
-        let seconds: u64 = std::str::from_utf8(&value)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("module {digest} in etcd: a bad touch time"))?;
-        Ok(Some(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-        ))
+    fn remove_unless_touched(&self, digest: &str) -> Result<bool, String> {
+        let prefix = self.shared.key(&format!("b/{digest}/"));
+        let touched = self.touched_key(digest);
+        let kv = self.shared.client.kv_client();
+        self.shared
+            .block(move || {
+                let (mut kv, prefix, touched) = (kv.clone(), prefix.clone(), touched.clone());
+                async move {
+                    // One transaction: a touch either landed before it (and
+                    // the module stays) or finds the module gone.
+                    let txn = Txn::new()
+                        .when(vec![Compare::version(touched, CompareOp::Equal, 0)])
+                        .and_then(vec![TxnOp::delete(
+                            prefix,
+                            Some(DeleteOptions::new().with_prefix()),
+                        )]);
+                    Ok(kv.txn(txn).await?.succeeded())
+                }
+            })
+            .map_err(|e| e.to_string())
     }
 
     fn digests(&self) -> Result<Vec<String>, String> {
