@@ -123,16 +123,19 @@ async fn update(
 
 pub async fn main(args: ApplyArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let (mut workloads, mut policies) = (Vec::new(), Vec::new());
+    let (mut workloads, mut policies, mut roles, mut bindings) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (label, dir, text) in read_inputs(&args.files)? {
         for manifest in parse_manifests(&text).with_context(|| format!("in {label}"))? {
             match manifest {
                 Manifest::Workload(w) => workloads.push((dir.clone(), w)),
                 Manifest::ModulePolicy(p) => policies.push(p),
+                Manifest::Role(r) => roles.push(r),
+                Manifest::RoleBinding(b) => bindings.push(b),
             }
         }
     }
-    if workloads.is_empty() && policies.is_empty() {
+    if workloads.is_empty() && policies.is_empty() && roles.is_empty() && bindings.is_empty() {
         bail!("no objects found in {}", args.files.join(", "));
     }
     // Policies first: the workloads beside them are checked against them.
@@ -140,6 +143,17 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
         let name = policy.metadata.name.clone();
         let collection = Kind::ModulePolicy.collection(None);
         create_or_update(&client, "modulepolicy", &collection, &name, &policy).await?;
+    }
+    // Roles before the bindings that name them.
+    for role in roles {
+        let collection = Kind::Role.collection(Some(&role.metadata.namespace));
+        let name = role.metadata.name.clone();
+        create_or_update(&client, "role", &collection, &name, &role).await?;
+    }
+    for binding in bindings {
+        let collection = Kind::RoleBinding.collection(Some(&binding.metadata.namespace));
+        let name = binding.metadata.name.clone();
+        create_or_update(&client, "rolebinding", &collection, &name, &binding).await?;
     }
     for (dir, mut workload) in workloads {
         upload_module(&client, &mut workload, &dir).await?;

@@ -20,6 +20,7 @@ pub async fn main(args: DashboardArgs) -> Result<()> {
     let token = crate::token::create_token(
         &client,
         "view",
+        "",
         Some(args.ttl),
         "flotilla dashboard (read-only)",
     )

@@ -98,6 +98,9 @@ fn revision_row(r: &Value) -> Vec<String> {
     ]
 }
 
+/// The columns of [`token_row`].
+pub const TOKEN_COLUMNS: &[&str] = &["ID", "ROLE", "NAMESPACE", "EXPIRES", "AGE", "DESCRIPTION"];
+
 /// A Token as `get tokens` and `token list` show it (never its secret:
 /// the API has only its hash).
 pub fn token_row(t: &Value) -> Vec<String> {
@@ -109,6 +112,10 @@ pub fn token_row(t: &Value) -> Vec<String> {
     vec![
         text(&t["metadata"]["name"]),
         text(&spec["role"]),
+        match spec["namespace"].as_str() {
+            Some(ns) if !ns.is_empty() => ns.to_string(),
+            _ => "<cluster>".to_string(),
+        },
         expires,
         age(&t["metadata"]["creationTimestamp"]),
         spec["description"].as_str().unwrap_or_default().to_string(),
@@ -308,8 +315,66 @@ fn rows(
                 .collect(),
         ),
         Kind::Token => (
-            vec!["ID", "ROLE", "EXPIRES", "AGE", "DESCRIPTION"],
+            TOKEN_COLUMNS.to_vec(),
             items.iter().map(token_row).collect(),
+        ),
+        Kind::Role => (
+            vec!["NAME", "RULES", "AGE"],
+            items
+                .iter()
+                .map(|r| {
+                    let rules = r["spec"]["rules"]
+                        .as_array()
+                        .map_or(String::new(), |rules| {
+                            rules
+                                .iter()
+                                .map(|rule| {
+                                    let join = |v: &Value| {
+                                        v.as_array()
+                                            .into_iter()
+                                            .flatten()
+                                            .filter_map(Value::as_str)
+                                            .collect::<Vec<_>>()
+                                            .join(",")
+                                    };
+                                    format!("{} {}", join(&rule["verbs"]), join(&rule["resources"]))
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        });
+                    vec![
+                        text(&r["metadata"]["name"]),
+                        rules,
+                        age(&r["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
+        Kind::RoleBinding => (
+            vec!["NAME", "ROLE", "TOKENS", "AGE"],
+            items
+                .iter()
+                .map(|b| {
+                    let spec = &b["spec"];
+                    let tokens = spec["subjects"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s["name"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    vec![
+                        text(&b["metadata"]["name"]),
+                        format!(
+                            "{}/{}",
+                            text(&spec["roleRef"]["kind"]),
+                            text(&spec["roleRef"]["name"])
+                        ),
+                        tokens,
+                        age(&b["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
         ),
         Kind::Revision => (
             vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],

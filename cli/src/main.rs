@@ -11,6 +11,7 @@
 
 mod agent;
 mod apply;
+mod auth;
 mod bundle;
 mod config;
 mod create;
@@ -79,8 +80,11 @@ enum Command {
     Logs(logs::LogsArgs),
     /// List recent events.
     Events(get::EventsArgs),
-    /// Create, list and revoke bearer tokens (join, view, admin).
+    /// Create, list and revoke bearer tokens (join, view, edit, admin; for
+    /// the cluster or one namespace).
     Token(token::TokenArgs),
+    /// Ask what this client's token may do (auth can-i VERB KIND).
+    Auth(auth::AuthArgs),
     /// Print the dashboard's address and a short-lived view token to sign in with.
     Dashboard(dashboard::DashboardArgs),
     /// Follow and steer a workload's rollout: status, pause, resume, restart.
@@ -172,6 +176,11 @@ fn main() {
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,
+            Command::Auth(args) => match auth::main(args).await {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(e) => Err(e),
+            },
             Command::Dashboard(args) => dashboard::main(args).await,
             Command::Create(args) => create::main(args).await,
             Command::Secrets(args) => create::secrets(args).await,

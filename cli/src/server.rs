@@ -48,7 +48,45 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub registries: RegistryArgs,
     #[command(flatten)]
+    pub audit: AuditArgs,
+    #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// The audit log of writes and Secret reads.
+#[derive(Args, Clone, Default)]
+pub struct AuditArgs {
+    /// Record every write and every Secret read through the API here, as
+    /// JSON lines (Kubernetes' audit events at the Metadata level); off
+    /// when not given.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// Rotate the audit log past this size.
+    #[arg(long, default_value = "100Mi", value_parser = crate::agent::parse_memory)]
+    pub audit_log_max_size: u64,
+    /// How many rotated audit logs to keep (PATH.1 … PATH.N).
+    #[arg(long, default_value_t = 5)]
+    pub audit_log_max_backups: usize,
+}
+
+impl AuditArgs {
+    fn open(&self) -> Result<Option<flotilla_control_plane::api::audit::AuditLog>> {
+        let Some(path) = &self.audit_log else {
+            return Ok(None);
+        };
+        let log = flotilla_control_plane::api::audit::AuditLog::open(
+            path,
+            self.audit_log_max_size,
+            self.audit_log_max_backups,
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the audit log {} (--audit-log): is its folder writable?",
+                path.display()
+            )
+        })?;
+        Ok(Some(log))
+    }
 }
 
 /// How the control plane reaches registries for oci:// modules.
@@ -354,9 +392,11 @@ impl ControlPlane {
         node_grace: Duration,
         dashboard: DashboardArgs,
         registries: RegistryArgs,
+        audit: AuditArgs,
         leading: Leading,
     ) -> Result<()> {
         let state = Arc::new(ApiState {
+            audit: audit.open()?,
             store: self.store.store(),
             tokens: Tokens::new(vec![
                 (self.admin_token, Role::Admin),
@@ -446,6 +486,7 @@ pub async fn main(args: ServerArgs) -> Result<()> {
         args.node_grace,
         args.dashboard,
         args.registries,
+        args.audit,
         Leading {
             lease: args.store.leader_lease,
             compaction: args.store.etcd_compaction_interval,

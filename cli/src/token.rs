@@ -35,9 +35,15 @@ enum TokenCommand {
 
 #[derive(Args)]
 struct CreateArgs {
-    /// What it may do: join a node, read (view) or everything (admin).
+    /// What it may do: join a node, read (view), write a namespace's
+    /// workloads, configs, secrets and buckets (edit, with --namespace),
+    /// everything (admin), or nothing but what RoleBindings give it (none).
     #[arg(long, value_enum, default_value_t = RoleArg::Join)]
     role: RoleArg,
+    /// Hold the role in this namespace only (view, edit, admin), as
+    /// Kubernetes' namespaced roles; the whole cluster when not given.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
     /// How long it works (e.g. 24h); forever if not given.
     #[arg(long, value_parser = parse_ttl)]
     ttl: Option<Duration>,
@@ -50,7 +56,9 @@ struct CreateArgs {
 enum RoleArg {
     Join,
     View,
+    Edit,
     Admin,
+    None,
 }
 
 impl RoleArg {
@@ -58,7 +66,9 @@ impl RoleArg {
         match self {
             RoleArg::Join => "join",
             RoleArg::View => "view",
+            RoleArg::Edit => "edit",
             RoleArg::Admin => "admin",
+            RoleArg::None => "none",
         }
     }
 }
@@ -71,12 +81,14 @@ fn token_id() -> String {
         .collect()
 }
 
-/// Creates a token with `role` ("join", "view" or "admin") that works for
-/// `ttl` (forever if `None`), and returns its bearer form `ID.SECRET`: the
+/// Creates a token with `role` ("join", "view", "edit", "admin", "none"),
+/// held in `namespace` (the cluster if empty), that works for `ttl`
+/// (forever if `None`), and returns its bearer form `ID.SECRET`: the
 /// server keeps only the secret's sha256.
 pub async fn create_token(
     client: &flotilla_client::Client,
     role: &str,
+    namespace: &str,
     ttl: Option<Duration>,
     description: &str,
 ) -> Result<String> {
@@ -87,7 +99,8 @@ pub async fn create_token(
         .unwrap_or_default();
     let token = json!({
         "apiVersion": API_VERSION, "kind": "Token", "metadata": {"name": id},
-        "spec": {"role": role, "secretSha256": hex::encode(Sha256::digest(secret.as_bytes())),
+        "spec": {"role": role, "namespace": namespace,
+                 "secretSha256": hex::encode(Sha256::digest(secret.as_bytes())),
                  "expires": expires, "description": description},
     });
     client
@@ -105,8 +118,15 @@ pub async fn main(args: TokenArgs) -> Result<()> {
     let tokens = collection_path("tokens", None);
     match args.command {
         TokenCommand::Create(create) => {
-            let bearer =
-                create_token(&client, create.role.name(), create.ttl, &create.description).await?;
+            let namespace = create.namespace.unwrap_or_default();
+            let bearer = create_token(
+                &client,
+                create.role.name(),
+                &namespace,
+                create.ttl,
+                &create.description,
+            )
+            .await?;
             match create.role {
                 RoleArg::Join => {
                     let config = crate::config::load()?;
@@ -122,7 +142,7 @@ pub async fn main(args: TokenArgs) -> Result<()> {
         TokenCommand::List => {
             let list = client.list(&tokens, "").await?;
             let rows = list.items.iter().map(crate::get::token_row).collect();
-            let table = crate::get::table(&["ID", "ROLE", "EXPIRES", "AGE", "DESCRIPTION"], rows);
+            let table = crate::get::table(crate::get::TOKEN_COLUMNS, rows);
             if list.items.is_empty() {
                 println!(
                     "No tokens (the server's own admin and join tokens are in its data folder)."

@@ -59,6 +59,8 @@ pub struct UpArgs {
     dashboard: crate::server::DashboardArgs,
     #[command(flatten)]
     registries: crate::server::RegistryArgs,
+    #[command(flatten)]
+    audit: crate::server::AuditArgs,
     /// The store: SQLite in the data folder unless `--store etcd://…` (as
     /// for `flotilla server`).
     #[command(flatten)]
@@ -90,6 +92,7 @@ pub async fn main(args: UpArgs) -> Result<()> {
         crate::server::NODE_GRACE,
         args.dashboard.clone(),
         args.registries.clone(),
+        args.audit.clone(),
         crate::server::Leading {
             lease: args.store.leader_lease,
             compaction: args.store.etcd_compaction_interval,

@@ -121,9 +121,11 @@ function table(headings, rows, empty) {
 // ---- watches -------------------------------------------------------------
 
 function setConnection() {
-  const down = watches.filter((w) => !w.live).length;
+  const down = watches.filter((w) => !w.live && !w.forbidden).length;
+  const hidden = watches.filter((w) => w.forbidden).length;
+  const scope = hidden === 0 ? '' : ` (this token may not see ${watches.filter((w) => w.forbidden).map((w) => w.kind).join(', ')})`;
   document.getElementById('connection').textContent =
-    down === 0 ? 'live' : `reconnecting (${down} of ${watches.length} watches)…`;
+    (down === 0 ? 'live' : `reconnecting (${down} of ${watches.length} watches)…`) + scope;
 }
 
 // Lists then follows `path` into `map`: ADDED/MODIFIED/DELETED as they come,
@@ -132,7 +134,7 @@ function setConnection() {
 // re-list fills a fresh map, swapped in at the bookmark that ends the list,
 // so the tables never show an empty fleet meanwhile.
 function watch(path, map) {
-  const w = { live: false, controller: new AbortController() };
+  const w = { live: false, forbidden: null, kind: path.split('/').pop(), controller: new AbortController() };
   let version = '';
   let listing = null; // the fresh map while a list arrives
   const apply = (event) => {
@@ -167,8 +169,15 @@ function watch(path, map) {
         const response = await api(`${path}${separator}watch=true${resume}`, {
           signal: w.controller.signal,
         });
-        if (response.status === 401 || response.status === 403) {
+        if (response.status === 401) {
           signOut(`the server refused the token: ${await statusMessage(response)}`);
+          return;
+        }
+        // A namespaced token may not see every kind (nodes are
+        // cluster-scoped): that table stays empty, the rest goes on.
+        if (response.status === 403) {
+          w.forbidden = await statusMessage(response);
+          setConnection();
           return;
         }
         if (response.status === 410) { version = ''; continue; }
@@ -689,7 +698,9 @@ async function signIn(event) {
   event.preventDefault();
   const input = document.getElementById('token');
   token = input.value.trim();
-  const response = await api(`${API}/nodes`).catch((e) => ({ ok: false, status: 0, statusText: e.message, json: async () => ({}) }));
+  // Any token that may list workloads somewhere signs in (a namespaced
+  // one sees its namespaces only).
+  const response = await api(`${API}/workloads?limit=1`).catch((e) => ({ ok: false, status: 0, statusText: e.message, json: async () => ({}) }));
   if (!response.ok) {
     const why = await statusMessage(response);
     token = null;

@@ -48,7 +48,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let method = &METHODS[usize::from(*how) % METHODS.len()];
     let store: &dyn Store = store();
-    let Ok(decision) = authorize(&caller, method, path, store) else {
+    let Ok(decision) = authorize(&caller, method, path, false, store) else {
         return;
     };
     let target = Target::parse(path);

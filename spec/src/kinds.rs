@@ -36,6 +36,10 @@ pub enum Kind {
     /// Modules imported from bundles, by reference (cluster-scoped; admins
     /// write).
     ImportedModule,
+    /// Verbs × resources in one namespace ([`rbac`](crate::rbac)).
+    Role,
+    /// A role granted to tokens in one namespace.
+    RoleBinding,
 }
 
 /// What the table says of one kind.
@@ -123,6 +127,20 @@ pub const KINDS: &[KindInfo] = &[
         plural: "importedmodules",
         short: &["im"],
         namespaced: false,
+    },
+    KindInfo {
+        kind: Kind::Role,
+        name: "Role",
+        plural: "roles",
+        short: &[],
+        namespaced: true,
+    },
+    KindInfo {
+        kind: Kind::RoleBinding,
+        name: "RoleBinding",
+        plural: "rolebindings",
+        short: &["rb"],
+        namespaced: true,
     },
     KindInfo {
         kind: Kind::Token,
@@ -222,6 +240,8 @@ mod tests {
             Kind::Volume,
             Kind::ModulePolicy,
             Kind::ImportedModule,
+            Kind::Role,
+            Kind::RoleBinding,
         ];
         assert_eq!(all.len(), KINDS.len());
         for kind in all {

@@ -5,7 +5,8 @@
 //!   `metadata`, `spec`, `status`);
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
-//!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule);
+//!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule), [`rbac`] (Role, RoleBinding),
+//!   [`token`];
 //! - [`kinds`]: the table of every kind the API serves (names, plurals,
 //!   short names, scope);
 //! - [`validate`]: semantic checks with field paths and hints;
@@ -23,6 +24,7 @@ pub mod meta;
 pub mod node;
 pub mod policy;
 pub mod quantity;
+pub mod rbac;
 pub mod revision;
 pub mod strategy;
 pub mod token;

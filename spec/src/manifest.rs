@@ -58,6 +58,10 @@ pub enum Manifest {
     Workload(Workload),
     /// A ModulePolicy (cluster-scoped).
     ModulePolicy(crate::policy::ModulePolicy),
+    /// A Role (namespaced).
+    Role(crate::rbac::Role),
+    /// A RoleBinding (namespaced).
+    RoleBinding(crate::rbac::RoleBinding),
 }
 
 /// Parses every document in `text` (YAML or JSON), checking shape and values.
@@ -113,12 +117,28 @@ pub fn parse_one(index: usize, value: serde_json::Value) -> Result<Manifest, Man
             policy.spec.validate().map_err(kind_error)?;
             Ok(Manifest::ModulePolicy(policy))
         }
+        "Role" => {
+            let mut role: crate::rbac::Role = typed(index, value)?;
+            if role.metadata.namespace.is_empty() {
+                role.metadata.namespace = DEFAULT_NAMESPACE.to_string();
+            }
+            role.spec.validate().map_err(kind_error)?;
+            Ok(Manifest::Role(role))
+        }
+        "RoleBinding" => {
+            let mut binding: crate::rbac::RoleBinding = typed(index, value)?;
+            if binding.metadata.namespace.is_empty() {
+                binding.metadata.namespace = DEFAULT_NAMESPACE.to_string();
+            }
+            binding.spec.validate().map_err(kind_error)?;
+            Ok(Manifest::RoleBinding(binding))
+        }
         "Instance" | "Node" | "Event" => Err(kind_error(
             "Instances, Nodes and Events are made by Flotilla itself; apply a Workload instead"
                 .into(),
         )),
         other => Err(kind_error(format!(
-            "unknown kind {other:?} (this API serves: Workload, Instance, Node, Event)"
+            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role and RoleBinding; `flotilla create` makes Configs and Secrets)"
         ))),
     }
 }

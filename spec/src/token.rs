@@ -16,10 +16,30 @@ pub enum TokenRole {
     /// Join a node (then the node uses its own certificate).
     #[default]
     Join,
-    /// Read everything but tokens.
+    /// Read everything but tokens (in `namespace` only, if it names one:
+    /// the built-in namespaced `view`).
     View,
-    /// Everything.
+    /// Write workloads, configs, secrets and buckets of `namespace` (which
+    /// it must name).
+    Edit,
+    /// Everything (in `namespace` only, if it names one: the built-in
+    /// namespaced `admin`, which also manages its roles and bindings).
     Admin,
+    /// Nothing but what RoleBindings grant it.
+    None,
+}
+
+impl TokenRole {
+    /// Its name, as `--role` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenRole::Join => "join",
+            TokenRole::View => "view",
+            TokenRole::Edit => "edit",
+            TokenRole::Admin => "admin",
+            TokenRole::None => "none",
+        }
+    }
 }
 
 /// A token's record.
@@ -28,6 +48,10 @@ pub enum TokenRole {
 pub struct TokenSpec {
     /// What it may do.
     pub role: TokenRole,
+    /// The one namespace `role` holds in (view, edit, admin); the whole
+    /// cluster when empty (view, admin).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     /// Hex sha256 of the secret part.
     pub secret_sha256: String,
     /// When it stops working (RFC 3339); never if empty.
@@ -47,6 +71,22 @@ impl TokenSpec {
             return Err(
                 "spec.secretSha256: must be the 64 hex digits of the secret's sha256".into(),
             );
+        }
+        match (self.role, self.namespace.is_empty()) {
+            (TokenRole::Edit, true) => {
+                return Err("spec.namespace: the edit role holds in one namespace: name it (--namespace)".into())
+            }
+            (TokenRole::Join | TokenRole::None, false) => {
+                return Err(format!(
+                    "spec.namespace: a {} token holds no role in a namespace (RoleBindings grant a `none` token its roles)",
+                    self.role.name()
+                ))
+            }
+            _ => {}
+        }
+        if !self.namespace.is_empty() {
+            crate::validate::check_name(&self.namespace)
+                .map_err(|e| format!("spec.namespace: {e}"))?;
         }
         if !self.expires.is_empty() && crate::meta::parse_rfc3339(&self.expires).is_none() {
             return Err(format!(

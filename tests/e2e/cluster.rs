@@ -222,13 +222,7 @@ impl Cluster {
 
     /// Runs the CLI, expecting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "flotilla {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(self.cli(args), args)
     }
 
     /// `get KIND -o json` items.
@@ -341,6 +335,16 @@ impl Cluster {
         std::fs::write(&path, body.replace("MODULES", modules.to_str().unwrap())).unwrap();
         path
     }
+}
+
+/// The stdout of `flotilla args` that must have succeeded.
+pub fn succeeded(out: Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "flotilla {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The port of the `server:` URL of a client config.

@@ -18,6 +18,7 @@ mod openapi;
 mod registry;
 mod rollouts;
 mod support;
+mod tenancy;
 mod trust;
 mod volumes;
 

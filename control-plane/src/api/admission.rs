@@ -60,9 +60,9 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
                 w.spec.resources.default_requests_to_limits();
                 to_value(&w)?
             }
-            Manifest::ModulePolicy(_) => {
+            _ => {
                 return Err(ApiError::invalid(
-                    "kind: a ModulePolicy is posted to /apis/flotilla.dev/v1/modulepolicies, not as a workload",
+                    "kind: only Workloads are posted to workloads (ModulePolicies to modulepolicies, Roles to roles, RoleBindings to rolebindings)",
                 ))
             }
         },
@@ -113,6 +113,16 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             to_value(&policy)?
         }
         Kind::ImportedModule => super::imported::admit(body)?,
+        Kind::Role => {
+            let role = typed::<flotilla_spec::rbac::Role>(1, body).map_err(shape)?;
+            role.spec.validate().map_err(ApiError::invalid)?;
+            to_value(&role)?
+        }
+        Kind::RoleBinding => {
+            let binding = typed::<flotilla_spec::rbac::RoleBinding>(1, body).map_err(shape)?;
+            binding.spec.validate().map_err(ApiError::invalid)?;
+            to_value(&binding)?
+        }
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {
             return Err(ApiError::method_not_allowed(

@@ -14,6 +14,7 @@ use flotilla_trust::names::Peer;
 use http_body_util::BodyExt;
 
 use super::authz::{self, Caller, Decision, Target};
+use super::tokens::Bearer;
 use super::{ApiError, ApiState, MAX_OBJECT_BYTES};
 
 /// What a bearer token may do.
@@ -28,7 +29,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn caller(self) -> Caller {
+    /// The caller it makes.
+    pub(super) fn caller(self) -> Caller {
         match self {
             Role::Admin => Caller::Admin,
             Role::View => Caller::View,
@@ -51,15 +53,18 @@ pub fn bearer(request: &Request) -> Option<&str> {
 }
 
 /// Who the request comes from: 401 if nobody known.
-fn authenticate(state: &ApiState, request: &Request) -> Result<Caller, ApiError> {
+fn authenticate(state: &ApiState, request: &Request) -> Result<Bearer, ApiError> {
     if let Some(token) = bearer(request) {
-        return state.tokens.role_of(state.store.as_ref(), token)?.map(Role::caller).ok_or_else(|| {
+        return state.tokens.bearer_of(state.store.as_ref(), token)?.ok_or_else(|| {
             tracing::warn!("rejected a request to {} with an unknown token", request.uri().path());
             ApiError::unauthorized("the bearer token is not valid for this server: it is unknown, expired or revoked (check the token in your client config; `flotilla token list` shows the tokens)")
         });
     }
     match request.extensions().get::<Option<Peer>>().cloned().flatten() {
-        Some(Peer::Node(node)) => Ok(Caller::Node(node)),
+        Some(Peer::Node(node)) => Ok(Bearer {
+            caller: Caller::Node(node),
+            id: None,
+        }),
         _ => Err(ApiError::unauthorized(
             "this server requires a bearer token (Authorization: Bearer <token>) or a node certificate; the flotilla CLI reads the token from its client config",
         )),
@@ -67,24 +72,48 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Caller, ApiError>
 }
 
 /// Authenticates and authorizes every request but the public ones; passes
-/// the [`Caller`] and the list [`View`](authz::View) on to the handlers.
+/// the [`Caller`] and the list [`View`](authz::View) on to the handlers,
+/// and who it was to the audit log (in the response's extensions).
 pub async fn require_credential(
     State(state): State<Arc<ApiState>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
     if Target::parse(&path) == Target::Public {
         return next.run(request).await;
     }
-    let caller = match authenticate(&state, &request) {
-        Ok(caller) => caller,
+    let bearer = match authenticate(&state, &request) {
+        Ok(bearer) => bearer,
         Err(e) => return e.into_response(),
     };
-    let decision = match authz::authorize(&caller, request.method(), &path, state.store.as_ref()) {
-        Ok(decision) => decision,
-        Err(e) => return e.into_response(),
-    };
+    let who = super::audit::Who::of(&bearer.caller, bearer.id.as_deref());
+    let mut response = authorized(&state, request, next, bearer.caller, &path).await;
+    response.extensions_mut().insert(who);
+    response
+}
+
+/// Whether a request asks to watch (`?watch=true`).
+fn is_watch(request: &Request) -> bool {
+    request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+}
+
+async fn authorized(
+    state: &ApiState,
+    mut request: Request,
+    next: Next,
+    caller: Caller,
+    path: &str,
+) -> Response {
+    let watch = is_watch(&request);
+    let decision =
+        match authz::authorize(&caller, request.method(), path, watch, state.store.as_ref()) {
+            Ok(decision) => decision,
+            Err(e) => return e.into_response(),
+        };
     let view = match decision {
         Decision::Allow(view) => view,
         Decision::AllowIfBody(check) => {

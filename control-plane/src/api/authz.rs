@@ -7,6 +7,7 @@
 //! | view | read everything but tokens, secrets and key-value buckets |
 //! | node `n` | read all Nodes and Volumes, and write the status of the Volumes it holds; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; use the `cluster` buckets they are granted; create Events about itself or its instances; renew its certificate |
 //! | join token | get a node certificate, nothing else |
+//! | namespaced token | what its own role in its namespace and the RoleBindings naming it allow ([`rbac`](super::rbac)) |
 //!
 //! A node never writes any spec: cordon, labels, taints and epochs belong
 //! to the control plane and admins.
@@ -14,6 +15,7 @@
 use axum::http::Method;
 use serde_json::{json, Value};
 
+use super::rbac::{self, Member};
 use super::{ApiError, Kind};
 use crate::store::Store;
 
@@ -28,6 +30,8 @@ pub enum Caller {
     Node(String),
     /// A join token: good for getting a node certificate only.
     Joiner,
+    /// A token holding roles in namespaces only.
+    Member(Member),
 }
 
 impl Caller {
@@ -38,6 +42,7 @@ impl Caller {
             Caller::View => "view".into(),
             Caller::Node(n) => format!("system:node:{n}"),
             Caller::Joiner => "join-token".into(),
+            Caller::Member(m) => format!("token:{}", m.token),
         }
     }
 }
@@ -49,6 +54,8 @@ pub enum Target {
     Public,
     /// `POST /certificates/node`: join, or renew a node's certificate.
     NodeCertificate,
+    /// `POST /apis/flotilla.dev/v1/selfsubjectaccessreviews`: what may I do?
+    AccessReview,
     /// `/blobs/sha256/{digest}`.
     Blob(String),
     /// `/kv/v1/namespaces/{ns}/buckets/{bucket}/…`: a cluster bucket.
@@ -90,6 +97,7 @@ impl Target {
         match parts.as_slice() {
             ["healthz"] | ["cacerts"] | ["openapi.json"] => Target::Public,
             ["certificates", "node"] => Target::NodeCertificate,
+            ["apis", "flotilla.dev", "v1", "selfsubjectaccessreviews"] => Target::AccessReview,
             ["blobs", "sha256", digest] => Target::Blob((*digest).to_string()),
             ["kv", "v1", "namespaces", ns, "buckets", bucket, _, ..] => Target::Bucket {
                 namespace: (*ns).to_string(),
@@ -128,6 +136,9 @@ pub enum View {
     /// For node `n`: its own objects whole, others reduced to what routing
     /// needs (see [`project`]).
     Node(String),
+    /// Whole objects of these namespaces only (a namespaced token's list
+    /// of every namespace).
+    Namespaces(std::collections::BTreeSet<String>),
 }
 
 /// What a request may do once authorized.
@@ -151,6 +162,15 @@ pub enum BodyCheck {
         /// The namespace of the events collection.
         namespace: String,
     },
+    /// A Role or RoleBinding granting no more than `member` holds.
+    NoEscalation {
+        /// The writer.
+        member: Member,
+        /// Where.
+        namespace: String,
+        /// Role or RoleBinding.
+        kind: Kind,
+    },
 }
 
 fn forbidden(caller: &Caller, method: &Method, path: &str, why: &str) -> ApiError {
@@ -164,9 +184,14 @@ pub fn authorize(
     caller: &Caller,
     method: &Method,
     path: &str,
+    watch: bool,
     store: &dyn Store,
 ) -> Result<Decision, ApiError> {
     let target = Target::parse(path);
+    if target == Target::AccessReview && *method == Method::POST && *caller != Caller::Joiner {
+        // Anyone may ask what they may do.
+        return Ok(Decision::Allow(View::Full));
+    }
     let read = *method == Method::GET || *method == Method::HEAD;
     let allow = Ok(Decision::Allow(View::Full));
     if target == Target::Public {
@@ -232,6 +257,7 @@ pub fn authorize(
             )),
         },
         Caller::Node(node) => authorize_node(node, caller, method, path, &target, store),
+        Caller::Member(member) => rbac::authorize(member, method, watch, &target, store),
     }
 }
 
@@ -427,6 +453,11 @@ fn bound_instances(store: &dyn Store, node: &str) -> Result<Vec<Value>, ApiError
 /// Checks a node's create body (see [`BodyCheck`]).
 pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<(), ApiError> {
     match check {
+        BodyCheck::NoEscalation {
+            member,
+            namespace,
+            kind,
+        } => rbac::check_escalation(member, namespace, *kind, body, store),
         BodyCheck::OwnNode(node) => {
             if body["metadata"]["name"].as_str() != Some(node) {
                 return Err(ApiError::forbidden(format!(
@@ -493,6 +524,7 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
 /// grants, modules or logs.
 pub fn project(view: &View, kind: Kind, object: Value) -> Value {
     let View::Node(node) = view else {
+        // Whole, or (View::Namespaces) not at all: `Filter::admit` decides.
         return object;
     };
     let meta = &object["metadata"];

@@ -59,6 +59,12 @@ pub async fn sign_node(
         Caller::Node(_) | Caller::Admin => {}
         Caller::Joiner => refuse_held_name(&s, &node)?,
         Caller::View => return Err(ApiError::forbidden("the view role is read-only")),
+        Caller::Member(m) => {
+            return Err(ApiError::forbidden(format!(
+                "token {} holds roles in namespaces only: it cannot get node certificates",
+                m.token
+            )))
+        }
     }
     let certificate = s
         .trust

@@ -64,6 +64,7 @@ fn resource_of(path: &str) -> String {
         Target::Blob(_) => "blobs".into(),
         Target::Bucket { .. } => "buckets".into(),
         Target::NodeCertificate => "certificates".into(),
+        Target::AccessReview => "selfsubjectaccessreviews".into(),
         Target::Public => "public".into(),
         Target::Unknown => "other".into(),
     }
@@ -232,6 +233,24 @@ pub async fn server(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
         streams,
     );
     registry.register("flotilla_objects", "Objects stored, by kind", objects);
+    if let Some(audit) = &state.audit {
+        let counts = audit.counts();
+        let counter = |n: u64| {
+            let c = prometheus_client::metrics::counter::Counter::<u64>::default();
+            c.inc_by(n);
+            c
+        };
+        registry.register(
+            "flotilla_apiserver_audit_events",
+            "Audit log lines written (writes and Secret reads)",
+            counter(counts.written),
+        );
+        registry.register(
+            "flotilla_apiserver_audit_failed",
+            "Audit log lines the disk refused",
+            counter(counts.failed),
+        );
+    }
     node_families(&stored, &mut registry);
     crate::telemetry::register(&mut registry);
     let mut body = String::new();

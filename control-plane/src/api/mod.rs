@@ -14,6 +14,7 @@
 //! GET    /metrics, /apis/flotilla.dev/v1/nodes/{name}/metrics  Prometheus text ([`metrics`])
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/workloads/{name}/usage  last 15 minutes ([`usage`])
 //! GET    /ui/                                                  the dashboard ([`ui`]; its assets need no auth)
+//! POST   /apis/flotilla.dev/v1/selfsubjectaccessreviews        may I? ([`access_review`])
 //!
 //! A Workload with an `oci://` module is resolved and pulled at admission
 //! ([`oci`]).
@@ -22,10 +23,13 @@
 //!
 //! TLS only ([`serve`]). Every request but `/healthz` and `/cacerts` needs
 //! `Authorization: Bearer <token>` or a node certificate ([`auth`]), and is
-//! authorized by route and verb ([`authz`]). Errors are Kubernetes `Status`
+//! authorized by route and verb ([`authz`]; namespaced tokens by their
+//! roles, [`rbac`]); writes and Secret reads are recorded ([`audit`]). Errors are Kubernetes `Status`
 //! objects with the HTTP code.
 
+mod access_review;
 pub mod admission;
+pub mod audit;
 mod auth;
 pub mod authz;
 mod blobs;
@@ -40,6 +44,7 @@ pub mod merge_patch;
 pub mod metrics;
 mod objects;
 mod oci;
+pub mod rbac;
 pub mod serve;
 mod streams;
 mod tokens;
@@ -96,6 +101,8 @@ pub struct ApiState {
     /// Registries (`host:port`) spoken to over plain HTTP besides those on
     /// loopback ([`oci`]).
     pub insecure_registries: Vec<String>,
+    /// Where writes and Secret reads are recorded (`--audit-log`).
+    pub audit: Option<audit::AuditLog>,
 }
 
 /// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.
@@ -185,6 +192,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(blobs)
         .merge(keys)
         .route("/certificates/node", post(certificates::sign_node))
+        .route(
+            "/apis/flotilla.dev/v1/selfsubjectaccessreviews",
+            post(access_review::review),
+        )
         // Admins only: every other caller is refused by authorization.
         .route("/secret-keys/rotate", post(rotate_secret_key))
         .layer(axum::middleware::from_fn_with_state(
@@ -198,6 +209,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_credential,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -568,6 +568,7 @@ mod tests {
             metrics: Default::default(),
             usage: crate::api::usage::UsageHistory::new(crate::api::usage::DEFAULT_INTERVAL),
             insecure_registries: Vec::new(),
+            audit: None,
             node_tls: trust.node_client_config().unwrap(),
             trust: Arc::new(trust),
         })

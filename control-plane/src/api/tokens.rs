@@ -10,8 +10,22 @@ use flotilla_spec::meta::parse_rfc3339;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use flotilla_spec::rbac::BuiltinRole;
+use flotilla_spec::token::TokenSpec;
+
+use super::authz::Caller;
+use super::rbac::Member;
 use super::{ApiError, Role};
 use crate::store::Store;
+
+/// Who a token is: the caller it makes, and its id if it is a stored one
+/// (the server's own two tokens have none).
+pub struct Bearer {
+    /// What it may do.
+    pub caller: Caller,
+    /// Its id (`Token` name), for the audit log.
+    pub id: Option<String>,
+}
 
 /// The tokens a server accepts.
 #[derive(Default)]
@@ -25,8 +39,8 @@ impl Tokens {
         Self { bootstrap }
     }
 
-    /// The role of `token`, `None` if it is unknown, expired or revoked.
-    pub fn role_of(&self, store: &dyn Store, token: &str) -> Result<Option<Role>, ApiError> {
+    /// Who `token` is, `None` if it is unknown, expired or revoked.
+    pub fn bearer_of(&self, store: &dyn Store, token: &str) -> Result<Option<Bearer>, ApiError> {
         // Every bootstrap token is compared, whichever matches: no early exit.
         let mut found = None;
         for (known, role) in &self.bootstrap {
@@ -34,8 +48,11 @@ impl Tokens {
                 found = Some(*role);
             }
         }
-        if found.is_some() {
-            return Ok(found);
+        if let Some(role) = found {
+            return Ok(Some(Bearer {
+                caller: role.caller(),
+                id: None,
+            }));
         }
         let Some((id, secret)) = token.split_once('.') else {
             return Ok(None);
@@ -46,24 +63,46 @@ impl Tokens {
         let Some(stored) = store.get("Token", "", id)? else {
             return Ok(None);
         };
-        let spec = &stored["spec"];
-        let want = spec["secretSha256"].as_str().unwrap_or_default();
+        let Ok(spec) = serde_json::from_value::<TokenSpec>(stored["spec"].clone()) else {
+            return Ok(None);
+        };
+        let want = spec.secret_sha256.as_str();
         let have = hex::encode(Sha256::digest(secret.as_bytes()));
         if !bool::from(want.as_bytes().ct_eq(have.as_bytes())) {
             return Ok(None);
         }
-        if let Some(expires) = spec["expires"].as_str().filter(|e| !e.is_empty()) {
-            let expired = parse_rfc3339(expires).is_none_or(|t| t <= std::time::SystemTime::now());
+        if !spec.expires.is_empty() {
+            let expired =
+                parse_rfc3339(&spec.expires).is_none_or(|t| t <= std::time::SystemTime::now());
             if expired {
                 return Ok(None);
             }
         }
-        Ok(match spec["role"].as_str() {
-            Some("admin") => Some(Role::Admin),
-            Some("view") => Some(Role::View),
-            Some("join") => Some(Role::Join),
-            _ => None,
+        Ok(Some(Bearer {
+            caller: caller_of(id, &spec),
+            id: Some(id.to_string()),
+        }))
+    }
+}
+
+/// The caller a stored token makes: a cluster role, or a member of the
+/// namespaces its own role and RoleBindings give it.
+fn caller_of(id: &str, spec: &TokenSpec) -> Caller {
+    use flotilla_spec::token::TokenRole;
+    let member = |own: Option<BuiltinRole>| {
+        Caller::Member(Member {
+            token: id.to_string(),
+            own: own.map(|role| (role, spec.namespace.clone())),
         })
+    };
+    match (spec.role, spec.namespace.is_empty()) {
+        (TokenRole::Join, _) => Caller::Joiner,
+        (TokenRole::Admin, true) => Caller::Admin,
+        (TokenRole::View, true) => Caller::View,
+        (TokenRole::Admin, false) => member(Some(BuiltinRole::Admin)),
+        (TokenRole::View, false) => member(Some(BuiltinRole::View)),
+        (TokenRole::Edit, false) => member(Some(BuiltinRole::Edit)),
+        (TokenRole::Edit, true) | (TokenRole::None, _) => member(None),
     }
 }
 

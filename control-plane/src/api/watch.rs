@@ -84,6 +84,12 @@ impl Filter {
     /// judged on what the caller sees, so a selector on a field the view
     /// hides cannot tell the caller anything about it.
     pub fn admit(&self, object: Value) -> Option<Value> {
+        if let View::Namespaces(allowed) = &self.view {
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+            if !allowed.contains(namespace) {
+                return None;
+            }
+        }
         let seen = project(&self.view, self.kind, object);
         self.matches(&seen).then_some(seen)
     }

@@ -1,0 +1,311 @@
+//! Authorization of tokens that hold roles in namespaces only
+//! ([`Caller::Member`]): what the token's own namespaced role and every
+//! RoleBinding naming it grant, evaluated per request (a binding written
+//! now counts for the next request), default deny.
+//!
+//! A request is a verb on a resource in a namespace, as Kubernetes names
+//! them: `GET …/workloads/x` is `get workloads`, `GET …/workloads` `list`
+//! (or `watch` with `?watch=true`), `POST` `create`, `PUT` `update`,
+//! `PATCH` `patch`, `DELETE` `delete`; a subresource is `instances/log`;
+//! `/kv/v1/namespaces/{ns}/buckets/…` is `buckets` (`get` to read,
+//! `update` to write, `delete`). A list or watch of every namespace
+//! (`get -A`) is answered with the namespaces where the token may list
+//! that kind. Nothing cluster-scoped is ever allowed: nodes, tokens,
+//! policies, `/metrics`.
+//!
+//! A token cannot grant more than it holds (Kubernetes' escalation check):
+//! a Role it writes may list only what it may do itself in that namespace,
+//! and a RoleBinding it writes may bind only such a role.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::Method;
+use flotilla_spec::kinds::KINDS;
+use flotilla_spec::rbac::{
+    BuiltinRole, PolicyRule, RoleBindingSpec, RoleSpec, SUBRESOURCES, VERBS,
+};
+use serde_json::Value;
+
+use super::authz::{BodyCheck, Decision, Target, View};
+use super::{ApiError, Kind};
+use crate::store::Store;
+
+/// A token holding roles in namespaces only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The token's id.
+    pub token: String,
+    /// The built-in role the token itself holds, and where.
+    pub own: Option<(BuiltinRole, String)>,
+}
+
+/// What a member may do, by namespace.
+#[derive(Debug, Default)]
+pub struct Grants {
+    rules: BTreeMap<String, Vec<PolicyRule>>,
+    /// What grants them, for messages: `edit in team-a`.
+    sources: Vec<String>,
+}
+
+impl Grants {
+    /// The member's own role and every RoleBinding naming it.
+    pub fn of(member: &Member, store: &dyn Store) -> Result<Self, ApiError> {
+        let mut grants = Grants::default();
+        if let Some((role, namespace)) = &member.own {
+            grants.add(
+                namespace,
+                role.rules(),
+                format!("{} in {namespace}", role.name()),
+            );
+        }
+        for binding in store.list("RoleBinding", None)?.items {
+            let namespace = binding["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default();
+            let Ok(spec) = serde_json::from_value::<RoleBindingSpec>(binding["spec"].clone())
+            else {
+                continue;
+            };
+            if !spec.binds(&member.token) {
+                continue;
+            }
+            let Some(rules) = role_rules(store, namespace, &spec)? else {
+                continue;
+            };
+            grants.add(
+                namespace,
+                rules,
+                format!(
+                    "{} {} in {namespace}",
+                    spec.role_ref.kind, spec.role_ref.name
+                ),
+            );
+        }
+        Ok(grants)
+    }
+
+    fn add(&mut self, namespace: &str, rules: Vec<PolicyRule>, source: String) {
+        self.rules
+            .entry(namespace.to_string())
+            .or_default()
+            .extend(rules);
+        self.sources.push(source);
+    }
+
+    /// Whether `verb` on `resource` is allowed in `namespace`.
+    pub fn allows(&self, namespace: &str, verb: &str, resource: &str) -> bool {
+        self.rules
+            .get(namespace)
+            .is_some_and(|rules| rules.iter().any(|r| r.allows(verb, resource)))
+    }
+
+    /// The namespaces where `verb` on `resource` is allowed.
+    pub fn namespaces_allowing(&self, verb: &str, resource: &str) -> BTreeSet<String> {
+        self.rules
+            .keys()
+            .filter(|ns| self.allows(ns, verb, resource))
+            .cloned()
+            .collect()
+    }
+
+    /// What the member holds, for messages.
+    pub fn describe(&self) -> String {
+        if self.sources.is_empty() {
+            "it holds no role anywhere".into()
+        } else {
+            format!("it holds {}", self.sources.join(", "))
+        }
+    }
+
+    /// The first of `rules` (verb, resource) not allowed in `namespace`.
+    fn first_missing(&self, namespace: &str, rules: &[PolicyRule]) -> Option<(String, String)> {
+        let resources: Vec<&str> = KINDS
+            .iter()
+            .filter(|k| k.namespaced)
+            .map(|k| k.plural)
+            .chain(SUBRESOURCES.iter().copied())
+            .collect();
+        let expand = |list: &[String], all: &[&str]| -> Vec<String> {
+            if list.iter().any(|x| x == "*") {
+                all.iter().map(|s| s.to_string()).collect()
+            } else {
+                list.to_vec()
+            }
+        };
+        rules.iter().find_map(|rule| {
+            let verbs = expand(&rule.verbs, VERBS);
+            let resources = expand(&rule.resources, &resources);
+            verbs.iter().find_map(|verb| {
+                resources
+                    .iter()
+                    .find(|resource| !self.allows(namespace, verb, resource))
+                    .map(|resource| (verb.clone(), resource.clone()))
+            })
+        })
+    }
+}
+
+/// The rules a binding grants: a built-in role's, or its Role's (none if
+/// that Role does not exist, as in Kubernetes).
+fn role_rules(
+    store: &dyn Store,
+    namespace: &str,
+    spec: &RoleBindingSpec,
+) -> Result<Option<Vec<PolicyRule>>, ApiError> {
+    if spec.role_ref.kind == "ClusterRole" {
+        return Ok(BuiltinRole::parse(&spec.role_ref.name).map(BuiltinRole::rules));
+    }
+    let Some(role) = store.get("Role", namespace, &spec.role_ref.name)? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_value::<RoleSpec>(role["spec"].clone())
+        .ok()
+        .map(|r| r.rules))
+}
+
+/// The verb of a request on an object path.
+pub fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD if named => "get",
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+}
+
+/// Decides a member's request.
+pub fn authorize(
+    member: &Member,
+    method: &Method,
+    watch: bool,
+    target: &Target,
+    store: &dyn Store,
+) -> Result<Decision, ApiError> {
+    let grants = Grants::of(member, store)?;
+    let who = format!("token {}", member.token);
+    let refuse = |what: String| {
+        tracing::warn!("refused {what} to {who}");
+        Err(ApiError::forbidden(format!(
+            "{who} may not {what}: {} (an admin grants more with a RoleBinding in that namespace)",
+            grants.describe()
+        )))
+    };
+    match target {
+        Target::AccessReview if *method == Method::POST => Ok(Decision::Allow(View::Full)),
+        Target::Bucket { namespace, bucket } => {
+            let verb = match *method {
+                Method::GET | Method::HEAD => "get",
+                Method::DELETE => "delete",
+                _ => "update",
+            };
+            if grants.allows(namespace, verb, "buckets") {
+                Ok(Decision::Allow(View::Full))
+            } else {
+                refuse(format!("{verb} bucket {bucket} in namespace {namespace}"))
+            }
+        }
+        // Modules are uploaded (and checked for) by whoever deploys.
+        Target::Blob(_) => {
+            if grants.namespaces_allowing("create", "workloads").is_empty() {
+                refuse("read or upload modules (it may create workloads nowhere)".into())
+            } else {
+                Ok(Decision::Allow(View::Full))
+            }
+        }
+        Target::Object {
+            plural,
+            namespace,
+            name,
+            subresource,
+        } => {
+            let Ok(kind) = Kind::from_plural(plural) else {
+                return Err(ApiError::not_found(format!(
+                    "the server has no resource type {plural:?}"
+                )));
+            };
+            let verb = verb(method, name.is_some(), watch);
+            if !kind.namespaced() {
+                return refuse(format!(
+                    "{verb} {plural}: they are cluster-scoped, and a namespaced token reaches namespaced objects only"
+                ));
+            }
+            let resource = match subresource {
+                Some(sub) => format!("{plural}/{sub}"),
+                None => plural.clone(),
+            };
+            let Some(namespace) = namespace else {
+                // Every namespace: those where it may.
+                let allowed = grants.namespaces_allowing(verb, &resource);
+                if allowed.is_empty() || !matches!(verb, "list" | "watch") {
+                    return refuse(format!("{verb} {resource} in any namespace"));
+                }
+                return Ok(Decision::Allow(View::Namespaces(allowed)));
+            };
+            if !grants.allows(namespace, verb, &resource) {
+                return refuse(format!("{verb} {resource} in namespace {namespace}"));
+            }
+            if matches!(kind, Kind::Role | Kind::RoleBinding)
+                && matches!(verb, "create" | "update" | "patch")
+            {
+                return Ok(Decision::AllowIfBody(BodyCheck::NoEscalation {
+                    member: member.clone(),
+                    namespace: namespace.clone(),
+                    kind,
+                }));
+            }
+            Ok(Decision::Allow(View::Full))
+        }
+        Target::NodeCertificate => refuse("get a node certificate".into()),
+        _ => refuse(
+            "use this path: a namespaced token reaches namespaced objects only (/metrics is cluster-wide: a workload's own usage is under …/workloads/NAME/usage)"
+                .into(),
+        ),
+    }
+}
+
+/// Refuses a Role, or a RoleBinding's role, that grants more than the
+/// member holds in `namespace`. A patch is judged by the spec it sends,
+/// which must be whole (a merge patch replaces a Role's rules whole, and a
+/// binding's spec without its roleRef is refused).
+pub fn check_escalation(
+    member: &Member,
+    namespace: &str,
+    kind: Kind,
+    body: &Value,
+    store: &dyn Store,
+) -> Result<(), ApiError> {
+    let grants = Grants::of(member, store)?;
+    let invalid = |e: serde_json::Error| {
+        ApiError::invalid(format!(
+            "spec: not a {} a token may write (send the whole object): {e}",
+            kind.name()
+        ))
+    };
+    let rules = match kind {
+        Kind::Role => {
+            serde_json::from_value::<RoleSpec>(body["spec"].clone())
+                .map_err(invalid)?
+                .rules
+        }
+        _ => {
+            let spec =
+                serde_json::from_value::<RoleBindingSpec>(body["spec"].clone()).map_err(invalid)?;
+            role_rules(store, namespace, &spec)?.unwrap_or_default()
+        }
+    };
+    match grants.first_missing(namespace, &rules) {
+        None => Ok(()),
+        Some((verb, resource)) => {
+            tracing::warn!("refused an escalation to token {}", member.token);
+            Err(ApiError::forbidden(format!(
+                "token {} may not grant {verb} {resource} in namespace {namespace}: it does not hold it itself ({}); a role or binding may grant only what its writer holds",
+                member.token,
+                grants.describe()
+            )))
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Many teams on one fleet: tokens that hold roles in one namespace, Roles
+//! and RoleBindings, `auth can-i`, the refusal of a grant wider than its
+//! writer's, and the audit log — against a real `flotilla up`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::*;
+
+/// The CLI as `token` (a copy of the admin's client config with the token
+/// replaced).
+struct As {
+    config: PathBuf,
+}
+
+impl As {
+    fn new(c: &Cluster, token: &str, name: &str) -> Self {
+        let text = std::fs::read_to_string(c.config()).unwrap();
+        let replaced: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("token: ") {
+                    format!("token: {token}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = c.config().with_file_name(format!("client-as-{name}.yaml"));
+        std::fs::write(&config, replaced + "\n").unwrap();
+        Self { config }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(args)
+            .env("FLOTILLA_CONFIG", &self.config)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        succeeded(self.cli(args), args)
+    }
+
+    /// Runs a command that must be refused with 403 naming `namespace`.
+    fn refused(&self, args: &[&str], namespace: &str) -> String {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "flotilla {args:?} was allowed");
+        assert!(stderr.contains("may not"), "flotilla {args:?}: {stderr}");
+        assert!(
+            stderr.contains(namespace),
+            "flotilla {args:?} does not name {namespace}: {stderr}"
+        );
+        stderr
+    }
+}
+
+fn token(c: &Cluster, args: &[&str]) -> String {
+    let mut all = vec!["token", "create"];
+    all.extend_from_slice(args);
+    c.ok(&all).trim().to_string()
+}
+
+fn id(token: &str) -> &str {
+    token.split('.').next().unwrap()
+}
+
+/// A Role in team-a with `rules` (YAML flow style).
+fn role(name: &str, rules: &str) -> String {
+    format!(
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Role
+metadata: {{name: {name}, namespace: team-a}}
+spec:
+  rules: {rules}
+"#
+    )
+}
+
+/// A RoleBinding in team-a of `role` (`Role/NAME` or `ClusterRole/NAME`)
+/// to the token `token`.
+fn binding(name: &str, role: &str, token: &str) -> String {
+    let (kind, role) = role.split_once('/').unwrap();
+    format!(
+        r#"
+apiVersion: flotilla.dev/v1
+kind: RoleBinding
+metadata: {{name: {name}, namespace: team-a}}
+spec:
+  roleRef: {{kind: {kind}, name: {role}}}
+  subjects: [{{kind: Token, name: {}}}]
+"#,
+        id(token)
+    )
+}
+
+fn sleeper(name: &str, namespace: &str) -> String {
+    format!(
+        r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  module: {{source: "file:MODULES/sleeper.wasm"}}
+  args: ["100000"]
+  resources: {{limits: {{memory: 16Mi}}}}
+"#
+    )
+}
+
+fn running(c: &Cluster, namespace: &str, workload: &str) -> Vec<Value> {
+    let listing: Value =
+        serde_json::from_str(&c.ok(&["get", "instances", "-n", namespace, "-o", "json"])).unwrap();
+    listing["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| {
+            i["spec"]["workload"] == workload && i["status"]["phase"].as_str() == Some("Running")
+        })
+        .collect()
+}
+
+#[test]
+fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
+    let c = Cluster::start();
+    // team-b's things, made by the admin.
+    c.apply("b.yaml", &sleeper("other", "team-b"));
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "-n",
+        "team-b",
+        "--from-literal",
+        "password=hunter2",
+    ]);
+    c.ok(&["kv", "put", "shared", "k", "v", "-n", "team-b"]);
+    c.wait_until("team-b's replica runs", Duration::from_secs(30), || {
+        !running(&c, "team-b", "other").is_empty()
+    });
+    let b_instance = running(&c, "team-b", "other")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let edit_token = token(&c, &["--role", "edit", "--namespace", "team-a"]);
+    let tokens = c.ok(&["token", "list"]);
+    assert!(
+        tokens
+            .lines()
+            .any(|l| l.contains(id(&edit_token)) && l.contains("edit") && l.contains("team-a")),
+        "{tokens}"
+    );
+    let edit = As::new(&c, &edit_token, "edit");
+
+    // In team-a: apply, scale, logs, secrets, buckets.
+    let manifest = c.manifest("a.yaml", &sleeper("app", "team-a"));
+    edit.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    edit.ok(&[
+        "scale",
+        "workload",
+        "app",
+        "--replicas",
+        "2",
+        "-n",
+        "team-a",
+    ]);
+    c.wait_until("team-a's 2 replicas run", Duration::from_secs(30), || {
+        running(&c, "team-a", "app").len() == 2
+    });
+    let a_instance = running(&c, "team-a", "app")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    edit.ok(&["logs", &a_instance, "-n", "team-a"]);
+    edit.ok(&["get", "workload", "app", "-n", "team-a"]);
+    edit.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "team-a",
+        "--from-literal",
+        "k=v",
+    ]);
+    edit.ok(&["get", "secret", "s", "-n", "team-a"]);
+    edit.ok(&["kv", "put", "mine", "k", "v", "-n", "team-a"]);
+    assert_eq!(edit.ok(&["kv", "get", "mine", "k", "-n", "team-a"]), "v");
+    // Every namespace: team-a's only.
+    let all = edit.ok(&["get", "workloads", "-A"]);
+    assert!(all.contains("app") && !all.contains("other"), "{all}");
+    let events = edit.ok(&["get", "events", "-A"]);
+    assert!(
+        !events.contains("team-b") && !events.contains("other-"),
+        "{events}"
+    );
+
+    // In team-b: every verb refused, naming the namespace.
+    edit.refused(&["get", "workloads", "-n", "team-b"], "team-b");
+    edit.refused(&["get", "workload", "other", "-n", "team-b"], "team-b");
+    edit.refused(&["logs", &b_instance, "-n", "team-b"], "team-b");
+    edit.refused(&["get", "secret", "db", "-n", "team-b"], "team-b");
+    edit.refused(
+        &[
+            "scale",
+            "workload",
+            "other",
+            "--replicas",
+            "0",
+            "-n",
+            "team-b",
+        ],
+        "team-b",
+    );
+    edit.refused(&["delete", "workload", "other", "-n", "team-b"], "team-b");
+    edit.refused(&["kv", "get", "shared", "k", "-n", "team-b"], "team-b");
+    edit.refused(&["kv", "put", "shared", "k", "x", "-n", "team-b"], "team-b");
+    let manifest_b = c.manifest("b2.yaml", &sleeper("intruder", "team-b"));
+    edit.refused(&["apply", "-f", manifest_b.to_str().unwrap()], "team-b");
+    let base = "/apis/flotilla.dev/v1/namespaces/team-b";
+    for path in [
+        format!("{base}/workloads?watch=true"),
+        format!("{base}/workloads/other/usage"),
+        format!("{base}/events"),
+    ] {
+        let (code, body) = c.raw("GET", &path, &Who::Token(&edit_token), "");
+        assert_eq!(code, 403, "GET {path}: {body}");
+        assert!(
+            body.contains("team-b") && body.contains("edit in team-a"),
+            "{body}"
+        );
+    }
+    // Nothing cluster-scoped.
+    for path in [
+        "/metrics",
+        "/apis/flotilla.dev/v1/nodes",
+        "/apis/flotilla.dev/v1/tokens",
+    ] {
+        let (code, body) = c.raw("GET", path, &Who::Token(&edit_token), "");
+        assert_eq!(code, 403, "GET {path}: {body}");
+    }
+    // The admin sees that nothing changed in team-b.
+    assert_eq!(running(&c, "team-b", "other").len(), 1);
+    assert_eq!(c.ok(&["kv", "get", "shared", "k", "-n", "team-b"]), "v");
+    assert!(
+        c.cli(&["get", "workload", "intruder", "-n", "team-b"])
+            .status
+            .code()
+            != Some(0)
+    );
+
+    // A watch of every namespace shows team-a's objects only.
+    let request = format!(
+        "GET /apis/flotilla.dev/v1/workloads?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {edit_token}\r\n\r\n"
+    );
+    let (mut stream, head) = c.open_stream(&request, None);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut seen = head;
+    let mut buffer = [0u8; 4096];
+    let started = std::time::Instant::now();
+    while !seen.contains("initial-events-end") && started.elapsed() < Duration::from_secs(10) {
+        use std::io::Read;
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+        }
+    }
+    assert!(seen.contains("initial-events-end"), "{seen}");
+    assert!(
+        seen.contains("\"app\"") && !seen.contains("\"other\""),
+        "{seen}"
+    );
+
+    // can-i answers for the caller's own token.
+    assert_eq!(
+        edit.ok(&["auth", "can-i", "create", "workloads", "-n", "team-a"])
+            .trim(),
+        "yes"
+    );
+    let no = edit.cli(&["auth", "can-i", "list", "workloads", "-n", "team-b"]);
+    assert_eq!(no.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&no.stdout);
+    assert!(said.starts_with("no") && said.contains("team-b"), "{said}");
+    assert_eq!(c.ok(&["auth", "can-i", "delete", "nodes"]).trim(), "yes");
+
+    // view in team-a reads no Secret values until a Role grants them.
+    let view_token = token(&c, &["--role", "view", "--namespace", "team-a"]);
+    let view = As::new(&c, &view_token, "view");
+    view.ok(&["get", "workloads", "-n", "team-a"]);
+    view.refused(&["get", "secret", "s", "-n", "team-a"], "team-a");
+    view.refused(&["get", "secrets", "-n", "team-a"], "team-a");
+    view.refused(
+        &[
+            "scale",
+            "workload",
+            "app",
+            "--replicas",
+            "1",
+            "-n",
+            "team-a",
+        ],
+        "team-a",
+    );
+    let no = view.cli(&["auth", "can-i", "get", "secrets", "-n", "team-a"]);
+    assert_eq!(no.status.code(), Some(1));
+    c.apply(
+        "reader.yaml",
+        &(role("secret-reader", "[{verbs: [get], resources: [secrets]}]")
+            + "---"
+            + &binding("view-reads-secrets", "Role/secret-reader", &view_token)),
+    );
+    view.ok(&[
+        "get",
+        "secret",
+        "s",
+        "-n",
+        "team-a",
+        "-o",
+        "json",
+        "--show-values",
+    ]);
+    assert_eq!(
+        view.ok(&["auth", "can-i", "get", "secrets", "-n", "team-a"])
+            .trim(),
+        "yes"
+    );
+    // get, not list: the rule says so.
+    view.refused(&["get", "secrets", "-n", "team-a"], "team-a");
+    let roles = c.ok(&["get", "rolebindings", "-n", "team-a"]);
+    assert!(
+        roles.contains("Role/secret-reader") && roles.contains(id(&view_token)),
+        "{roles}"
+    );
+
+    // No grant wider than its writer's: a token that may write bindings
+    // (but not Secrets) cannot bind itself admin, nor write a wider Role.
+    let binder_token = token(&c, &["--role", "none"]);
+    let binder = As::new(&c, &binder_token, "binder");
+    c.apply(
+        "binder.yaml",
+        &(role(
+            "binder",
+            r#"[{verbs: ["*"], resources: [rolebindings, roles]}, {verbs: [get, list], resources: [workloads]}]"#,
+        ) + "---"
+            + &binding("binder", "Role/binder", &binder_token)),
+    );
+    binder.ok(&["get", "workloads", "-n", "team-a"]);
+    let escalate = c.manifest(
+        "escalate.yaml",
+        &binding("me-admin", "ClusterRole/admin", &binder_token),
+    );
+    let refusal = binder.refused(&["apply", "-f", escalate.to_str().unwrap()], "team-a");
+    assert!(refusal.contains("may not grant"), "{refusal}");
+    let wider = c.manifest(
+        "wider.yaml",
+        &role("wider", "[{verbs: [get], resources: [secrets]}]"),
+    );
+    let refusal = binder.refused(&["apply", "-f", wider.to_str().unwrap()], "team-a");
+    assert!(refusal.contains("get secrets"), "{refusal}");
+    binder.refused(&["get", "secret", "s", "-n", "team-a"], "team-a");
+    // What it holds it may grant.
+    let narrow = c.manifest(
+        "narrow.yaml",
+        &role("lister", "[{verbs: [list], resources: [workloads]}]"),
+    );
+    binder.ok(&["apply", "-f", narrow.to_str().unwrap()]);
+
+    // A namespaced admin manages its own namespace's bindings; an edit
+    // token does not.
+    let a_admin = As::new(
+        &c,
+        &token(&c, &["--role", "admin", "--namespace", "team-a"]),
+        "a-admin",
+    );
+    let bind_edit = c.manifest(
+        "bind-edit.yaml",
+        &binding("viewer-edits", "ClusterRole/edit", &view_token),
+    );
+    edit.refused(&["apply", "-f", bind_edit.to_str().unwrap()], "team-a");
+    a_admin.ok(&["apply", "-f", bind_edit.to_str().unwrap()]);
+    view.ok(&[
+        "scale",
+        "workload",
+        "app",
+        "--replicas",
+        "1",
+        "-n",
+        "team-a",
+    ]);
+    // Deleting the binding takes the grant away at once.
+    a_admin.ok(&["delete", "rolebinding", "viewer-edits", "-n", "team-a"]);
+    view.refused(
+        &[
+            "scale",
+            "workload",
+            "app",
+            "--replicas",
+            "2",
+            "-n",
+            "team-a",
+        ],
+        "team-a",
+    );
+}
+
+fn audit_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Whether a line records `verb` on `resource` (named `name`, or a
+/// collection with `None`) answered `code`, by `user`.
+fn has(
+    lines: &[Value],
+    verb: &str,
+    resource: &str,
+    name: Option<&str>,
+    code: u16,
+    user: &str,
+) -> bool {
+    lines.iter().any(|l| {
+        l["verb"] == verb
+            && l["objectRef"]["resource"] == resource
+            && l["objectRef"]["name"].as_str() == name
+            && l["responseStatus"]["code"] == code
+            && l["user"]["username"].as_str() == Some(user)
+    })
+}
+
+#[test]
+fn the_audit_log_records_writes_and_secret_reads_and_survives_a_restart() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("audit/api.log");
+    let mut c = Cluster::start_up_with(&["--audit-log", path.to_str().unwrap()]);
+    c.apply("w.yaml", &sleeper("audited", "default"));
+    c.ok(&["create", "secret", "generic", "pw", "--from-literal", "k=v"]);
+    c.ok(&["get", "secret", "pw"]);
+    c.ok(&["get", "workloads"]);
+    let edit_token = token(&c, &["--role", "edit", "--namespace", "team-a"]);
+    let edit = As::new(&c, &edit_token, "edit");
+    edit.refused(&["delete", "workload", "audited"], "default");
+    let user = format!("token:{}", id(&edit_token));
+    c.wait_until(
+        "the audit log has the refusal",
+        Duration::from_secs(10),
+        || {
+            has(
+                &audit_lines(&path),
+                "delete",
+                "workloads",
+                Some("audited"),
+                403,
+                &user,
+            )
+        },
+    );
+    let lines = audit_lines(&path);
+    assert!(
+        has(&lines, "create", "workloads", None, 201, "admin"),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&lines, "create", "secrets", None, 201, "admin"),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&lines, "get", "secrets", Some("pw"), 200, "admin"),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&lines, "create", "tokens", None, 201, "admin"),
+        "{lines:#?}"
+    );
+    let refusal = lines
+        .iter()
+        .find(|l| l["user"]["username"].as_str() == Some(user.as_str()))
+        .unwrap();
+    assert_eq!(refusal["user"]["groups"][0], "edit:team-a", "{refusal}");
+    assert_eq!(refusal["objectRef"]["namespace"], "default");
+    assert!(refusal["requestReceivedTimestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(refusal["sourceIPs"][0], "127.0.0.1");
+    // Reads of other kinds and the node's heartbeats are not recorded,
+    // nor any value.
+    assert!(!lines
+        .iter()
+        .any(|l| l["verb"] == "list" && l["objectRef"]["resource"] == "workloads"));
+    assert!(!lines.iter().any(|l| l["objectRef"]["resource"] == "nodes"
+        && l["objectRef"]["subresource"] == "status"
+        && l["responseStatus"]["code"] == 200));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("hunter") && !text.contains("\"k\":\"v\"") && !text.contains(&edit_token)
+    );
+    let (code, metrics) = c.raw("GET", "/metrics", &Who::Token(&c.token()), "");
+    assert_eq!(code, 200, "{metrics}");
+    let written: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flotilla_apiserver_audit_events_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no audit counter in {metrics}"));
+    assert!(written >= lines.len() as f64, "{written} < {}", lines.len());
+
+    // Across a restart: kept, and appended to.
+    let before = lines.len();
+    c.kill();
+    c.launch();
+    c.ok(&["delete", "workload", "audited"]);
+    c.wait_until(
+        "the delete is recorded after the restart",
+        Duration::from_secs(10),
+        || {
+            has(
+                &audit_lines(&path),
+                "delete",
+                "workloads",
+                Some("audited"),
+                200,
+                "admin",
+            )
+        },
+    );
+    let after = audit_lines(&path);
+    assert!(after.len() > before);
+    assert_eq!(
+        after[..before],
+        lines[..],
+        "the lines from before the restart are kept as they were"
+    );
+}
