@@ -375,6 +375,10 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
         &role("lister", "[{verbs: [list], resources: [workloads]}]"),
     );
     binder.ok(&["apply", "-f", narrow.to_str().unwrap()]);
+    // Nor bind a Role nobody has written yet (an admin might widen it later).
+    let early = c.manifest("early.yaml", &binding("early", "Role/ops", &binder_token));
+    let refusal = binder.refused(&["apply", "-f", early.to_str().unwrap()], "team-a");
+    assert!(refusal.contains("does not exist"), "{refusal}");
 
     // A namespaced admin manages its own namespace's bindings; an edit
     // token does not.

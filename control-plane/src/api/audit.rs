@@ -13,6 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -165,7 +166,12 @@ struct Rotating {
 
 impl Rotating {
     fn open(path: PathBuf, max_bytes: u64, backups: usize) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Token ids, Secret names and addresses: the server's own reading.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
         let size = file.metadata()?.len();
         Ok(Self {
             path,

@@ -294,7 +294,14 @@ pub fn check_escalation(
         _ => {
             let spec =
                 serde_json::from_value::<RoleBindingSpec>(body["spec"].clone()).map_err(invalid)?;
-            role_rules(store, namespace, &spec)?.unwrap_or_default()
+            // A binding of a Role not written yet would grant whatever an
+            // admin later puts in it: refused, as Kubernetes does.
+            role_rules(store, namespace, &spec)?.ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "token {} may not bind {} {} in namespace {namespace}: it does not exist (write the Role first)",
+                    member.token, spec.role_ref.kind, spec.role_ref.name
+                ))
+            })?
         }
     };
     match grants.first_missing(namespace, &rules) {
