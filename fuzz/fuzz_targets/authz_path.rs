@@ -40,10 +40,14 @@ fuzz_target!(|input: &[u8]| {
     let Ok(path) = std::str::from_utf8(path) else {
         return;
     };
-    let caller = match who % 4 {
+    let caller = match who % 5 {
         0 => Caller::Admin,
         1 => Caller::View,
         2 => Caller::Joiner,
+        3 => Caller::Member(flotilla_control_plane::api::rbac::Member {
+            token: "abc123".into(),
+            own: Some((flotilla_spec::rbac::BuiltinRole::Edit, "team-a".into())),
+        }),
         _ => Caller::Node("node-a".into()),
     };
     let method = &METHODS[usize::from(*how) % METHODS.len()];
@@ -58,6 +62,19 @@ fuzz_target!(|input: &[u8]| {
     }
     match caller {
         Caller::Admin => {}
+        // An edit token of team-a writes in team-a only (and uploads modules).
+        Caller::Member(_) => match &target {
+            Target::Object { namespace, .. } => assert_eq!(
+                namespace.as_deref(),
+                Some("team-a"),
+                "a team-a token may {method} {path}"
+            ),
+            Target::Bucket { namespace, .. } => {
+                assert_eq!(namespace, "team-a", "a team-a token may {method} {path}")
+            }
+            Target::Blob(_) | Target::AccessReview => {}
+            _ => panic!("a team-a token may {method} {path}"),
+        },
         Caller::View => panic!("a view token may {method} {path}"),
         Caller::Joiner => assert!(
             target == Target::NodeCertificate && *method == Method::POST,
