@@ -245,11 +245,7 @@ impl RoleBindingSpec {
                 ));
             }
             let id = &subject.name;
-            let token_id = id.len() == 6
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if !token_id {
+            if !crate::token::is_token_id(id) {
                 return Err(format!(
                     "spec.subjects[{n}].name: {id:?} is not a token id (6 of a-z, 0-9: `flotilla token list` shows them)"
                 ));

@@ -42,6 +42,14 @@ impl TokenRole {
     }
 }
 
+/// Whether `id` has a token id's shape: 6 of `[a-z0-9]`.
+pub fn is_token_id(id: &str) -> bool {
+    id.len() == 6
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 /// A token's record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -278,10 +278,7 @@ pub async fn record(State(state): State<Arc<ApiState>>, request: Request, next: 
     if !recorded(&method, &target) {
         return next.run(request).await;
     }
-    let watch = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let watch = super::auth::is_watch(&request);
     let source = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -94,7 +94,7 @@ pub async fn require_credential(
 }
 
 /// Whether a request asks to watch (`?watch=true`).
-fn is_watch(request: &Request) -> bool {
+pub(super) fn is_watch(request: &Request) -> bool {
     request
         .uri()
         .query()

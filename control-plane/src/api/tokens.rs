@@ -106,10 +106,4 @@ fn caller_of(id: &str, spec: &TokenSpec) -> Caller {
     }
 }
 
-/// Whether `id` has a token id's shape: 6 of `[a-z0-9]`.
-pub fn is_token_id(id: &str) -> bool {
-    id.len() == 6
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
+pub use flotilla_spec::token::is_token_id;
