@@ -14,6 +14,20 @@ cd "$root/fuzz"
 export RUSTC_BOOTSTRAP=1
 mkdir -p corpus/manifest
 cp "$root"/examples/*.yaml corpus/manifest/
+cat > corpus/manifest/role-and-binding.yaml <<'YAML'
+apiVersion: flotilla.dev/v1
+kind: Role
+metadata: {name: secret-reader, namespace: team-a}
+spec:
+  rules: [{verbs: [get, list], resources: [secrets, instances/log]}]
+---
+apiVersion: flotilla.dev/v1
+kind: RoleBinding
+metadata: {name: ci-reads-secrets, namespace: team-a}
+spec:
+  roleRef: {kind: Role, name: secret-reader}
+  subjects: [{kind: Token, name: 4k2j9x}]
+YAML
 mkdir -p corpus/cgi
 printf 'Content-Type: text/plain\r\nStatus: 201 Created\r\n\r\nmade\n' > corpus/cgi/status
 printf 'Location: /elsewhere\n\n' > corpus/cgi/redirect

@@ -16,6 +16,12 @@ fuzz_target!(|text: &str| {
             flotilla_spec::manifest::Manifest::ModulePolicy(policy) => {
                 serde_json::to_string(&policy).expect("a parsed policy serialises")
             }
+            flotilla_spec::manifest::Manifest::Role(role) => {
+                serde_json::to_string(&role).expect("a parsed role serialises")
+            }
+            flotilla_spec::manifest::Manifest::RoleBinding(binding) => {
+                serde_json::to_string(&binding).expect("a parsed binding serialises")
+            }
         };
         let again = flotilla_spec::manifest::parse_manifests(&json)
             .unwrap_or_else(|e| panic!("a parsed manifest parses again: {e}\n{json}"));
