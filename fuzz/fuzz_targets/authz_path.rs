@@ -64,11 +64,24 @@ fuzz_target!(|input: &[u8]| {
         Caller::Admin => {}
         // An edit token of team-a writes in team-a only (and uploads modules).
         Caller::Member(_) => match &target {
-            Target::Object { namespace, .. } => assert_eq!(
-                namespace.as_deref(),
-                Some("team-a"),
-                "a team-a token may {method} {path}"
-            ),
+            Target::Object {
+                namespace,
+                plural,
+                subresource,
+                ..
+            } => {
+                assert_eq!(
+                    namespace.as_deref(),
+                    Some("team-a"),
+                    "a team-a token may {method} {path}"
+                );
+                // Instances, volumes and statuses are the controllers'.
+                assert!(
+                    *method == Method::DELETE
+                        || subresource.is_none() && plural != "instances" && plural != "volumes",
+                    "a team-a token may {method} {path}"
+                );
+            }
             Target::Bucket { namespace, .. } => {
                 assert_eq!(namespace, "team-a", "a team-a token may {method} {path}")
             }

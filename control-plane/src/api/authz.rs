@@ -162,6 +162,13 @@ pub enum BodyCheck {
         /// The namespace of the events collection.
         namespace: String,
     },
+    /// A Workload of `member`'s reaching nothing outside `namespace`.
+    WorkloadReach {
+        /// The writer.
+        member: Member,
+        /// Where.
+        namespace: String,
+    },
     /// A Role or RoleBinding granting no more than `member` holds.
     NoEscalation {
         /// The writer.
@@ -458,6 +465,9 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
             namespace,
             kind,
         } => rbac::check_escalation(member, namespace, *kind, body, store),
+        BodyCheck::WorkloadReach { member, namespace } => {
+            rbac::check_workload_reach(member, namespace, body, store)
+        }
         BodyCheck::OwnNode(node) => {
             if body["metadata"]["name"].as_str() != Some(node) {
                 return Err(ApiError::forbidden(format!(

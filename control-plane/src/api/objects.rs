@@ -157,6 +157,9 @@ async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes
     }
     let body = super::oci::resolve_module(&state, kind, &namespace, body, None).await?;
     let object = for_create(kind, &namespace, body, &state.blobs)?;
+    if kind == Kind::Workload {
+        super::route_hosts::check(state.store.as_ref(), &namespace, &object, None)?;
+    }
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -255,6 +258,9 @@ async fn write(
                 for_replace(kind, &namespace, &name, patched, &stored, &state.blobs)?
             }
         };
+        if kind == Kind::Workload && !matches!(how, Write::Status) {
+            super::route_hosts::check(state.store.as_ref(), &namespace, &object, Some(&stored))?;
+        }
         let ours = expected.is_none();
         let expected = expected.or_else(|| crate::store::revision_of(&stored));
         match state

@@ -248,6 +248,21 @@ pub fn authorize(
             if !grants.allows(namespace, verb, &resource) {
                 return refuse(format!("{verb} {resource} in namespace {namespace}"));
             }
+            let writes = matches!(verb, "create" | "update" | "patch");
+            if writes && (subresource.is_some() || matches!(kind, Kind::Instance | Kind::Volume)) {
+                // Whatever a Role says: these are the controllers' and the
+                // nodes' to write (an instance names its node and its
+                // template, a status what happened), not a tenant's.
+                return refuse(format!(
+                    "{verb} {resource} in namespace {namespace}: instances, volumes and statuses are written by the controllers and the nodes (write the workload; delete an instance to restart it)"
+                ));
+            }
+            if kind == Kind::Workload && writes {
+                return Ok(Decision::AllowIfBody(BodyCheck::WorkloadReach {
+                    member: member.clone(),
+                    namespace: namespace.clone(),
+                }));
+            }
             if matches!(kind, Kind::Role | Kind::RoleBinding)
                 && matches!(verb, "create" | "update" | "patch")
             {
@@ -265,6 +280,55 @@ pub fn authorize(
                 .into(),
         ),
     }
+}
+
+/// Refuses a Workload (or a merge patch of one) that reaches outside its
+/// namespace: the node's own files (`hostPath` volumes, `spec.dirs`) or
+/// workloads of a namespace where the member may not even read workloads.
+/// (`grants.hosts` are the network's, as a pod's egress is in Kubernetes:
+/// what a node serves must authenticate its callers.) A merge patch
+/// replaces these lists whole, so what it adds is in the body.
+pub fn check_workload_reach(
+    member: &Member,
+    namespace: &str,
+    body: &Value,
+    store: &dyn Store,
+) -> Result<(), ApiError> {
+    let spec = &body["spec"];
+    let refuse = |what: String| {
+        tracing::warn!("refused a workload of token {}: {what}", member.token);
+        Err(ApiError::forbidden(format!(
+            "token {} may not deploy {what}",
+            member.token
+        )))
+    };
+    let list = |value: &Value| value.as_array().cloned().unwrap_or_default();
+    for (i, volume) in list(&spec["volumes"]).iter().enumerate() {
+        if !volume["hostPath"].is_null() {
+            return refuse(format!(
+                "a hostPath volume (spec.volumes[{i}]): it reaches the node's own files, outside any namespace; use emptyDir or persistent, or ask a cluster admin to deploy it"
+            ));
+        }
+    }
+    if !list(&spec["dirs"]).is_empty() {
+        return refuse(
+            "spec.dirs: they reach the node's own files, outside any namespace; use volumes (emptyDir or persistent), or ask a cluster admin to deploy it".into(),
+        );
+    }
+    let grants = Grants::of(member, store)?;
+    for (i, target) in list(&spec["grants"]["workloads"]).iter().enumerate() {
+        let target = target.as_str().unwrap_or_default();
+        let Some((other, _)) = target.split_once('/') else {
+            continue;
+        };
+        if other != namespace && !grants.allows(other, "get", "workloads") {
+            return refuse(format!(
+                "spec.grants.workloads[{i}] {target}: calls into namespace {other}, where it may not read workloads ({}); a RoleBinding there granting get workloads allows it",
+                grants.describe()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a Role, or a RoleBinding's role, that grants more than the
