@@ -148,7 +148,9 @@ impl BuiltinRole {
     pub fn rules(self) -> Vec<PolicyRule> {
         let readable: Vec<&str> = KINDS
             .iter()
-            .filter(|k| k.namespaced && k.kind != Kind::Secret)
+            .filter(|k| {
+                k.namespaced && !matches!(k.kind, Kind::Secret | Kind::Role | Kind::RoleBinding)
+            })
             .map(|k| k.plural)
             .chain(["instances/log", "workloads/usage"])
             .collect();

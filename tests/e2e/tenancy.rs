@@ -344,6 +344,25 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
     );
     // get, not list: the rule says so.
     view.refused(&["get", "secrets", "-n", "team-a"], "team-a");
+    // A batch is judged by what it does: reads with get, deletes with delete.
+    c.apply(
+        "bucket-reader.yaml",
+        &(role("bucket-reader", "[{verbs: [get], resources: [buckets]}]")
+            + "---"
+            + &binding("view-reads-buckets", "Role/bucket-reader", &view_token)),
+    );
+    let batch = "/kv/v1/namespaces/team-a/buckets/mine/batch";
+    let (code, body) = c.raw("POST", batch, &Who::Token(&view_token), r#"{"get": ["k"]}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = c.raw(
+        "POST",
+        batch,
+        &Who::Token(&view_token),
+        r#"{"delete": ["k"]}"#,
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("may not delete bucket mine"), "{body}");
+    assert_eq!(c.ok(&["kv", "get", "mine", "k", "-n", "team-a"]), "v");
     let roles = c.ok(&["get", "rolebindings", "-n", "team-a"]);
     assert!(
         roles.contains("Role/secret-reader") && roles.contains(id(&view_token)),
@@ -455,6 +474,19 @@ fn a_namespaced_tokens_workloads_reach_nothing_outside_their_namespace() {
         }
     };
 
+    // team-b's module is team-b's code: not read back by team-a's token
+    // (it may still ask whether it is there before uploading).
+    let shop: Value =
+        serde_json::from_str(&c.ok(&["get", "workload", "shop", "-n", "team-b", "-o", "json"]))
+            .unwrap();
+    let blob = format!(
+        "/blobs/sha256/{}",
+        shop["spec"]["module"]["sha256"].as_str().unwrap()
+    );
+    let (code, body) = c.raw("GET", &blob, &Who::Token(&edit_token), "");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("no workload it may read runs it"), "{body}");
+
     // team-b's host, in any case and with a longer prefix, is team-b's.
     refused(
         "steal.yaml",
@@ -535,6 +567,8 @@ spec:
         ),
     );
     succeeded(fine, &["apply", "fine.yaml"]);
+    // Its own workload runs that module now: it may read it.
+    assert_eq!(c.raw("GET", &blob, &Who::Token(&edit_token), "").0, 200);
     // The host rule binds everyone: not even an admin routes team-a's host
     // from team-b (a host has one owner).
     let out = c.cli(&[

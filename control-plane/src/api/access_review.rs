@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::Method;
 use axum::{Extension, Json};
 use flotilla_spec::rbac::VERBS;
+use flotilla_spec::validate::{check_name, check_object_name};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -48,6 +49,18 @@ struct Attributes {
 /// The request the attributes describe: a method, a path, and whether it
 /// watches.
 fn request_for(a: &Attributes) -> Result<(Method, String, bool), ApiError> {
+    // Each becomes one path segment: a `/` would ask about another path.
+    let field = |name: &str, value: &str, check: fn(&str) -> Result<(), String>| {
+        if value.is_empty() {
+            return Ok(());
+        }
+        check(value).map_err(|e| {
+            ApiError::invalid(format!("spec.resourceAttributes.{name}: {value:?}: {e}"))
+        })
+    };
+    field("namespace", &a.namespace, check_name)?;
+    field("name", &a.name, check_object_name)?;
+    field("subresource", &a.subresource, check_name)?;
     let method = match a.verb.as_str() {
         "get" | "list" | "watch" => Method::GET,
         "create" => Method::POST,
@@ -122,4 +135,45 @@ pub async fn review(
     answer["kind"] = json!("SelfSubjectAccessReview");
     answer["status"] = json!({"allowed": allowed, "reason": reason});
     Ok(Json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes(namespace: &str, name: &str, subresource: &str) -> Attributes {
+        Attributes {
+            verb: "get".into(),
+            resource: "workloads".into(),
+            subresource: subresource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_question_is_about_one_path_and_names_that_would_leave_it_are_refused() {
+        let (method, path, watch) = request_for(&attributes("team-a", "web", "")).unwrap();
+        assert_eq!(
+            (method, path.as_str(), watch),
+            (
+                Method::GET,
+                "/apis/flotilla.dev/v1/namespaces/team-a/workloads/web",
+                false
+            )
+        );
+        for bad in [
+            attributes("team-a/namespaces/team-b", "", ""),
+            attributes("team-a", "web/../x", ""),
+            attributes("team-a", "web", "status/x"),
+            attributes("team-a", "web?watch=true", ""),
+        ] {
+            let e = request_for(&bad).unwrap_err();
+            assert!(
+                e.message.contains("spec.resourceAttributes."),
+                "{}",
+                e.message
+            );
+        }
+    }
 }

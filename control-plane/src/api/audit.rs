@@ -256,7 +256,9 @@ fn object_ref(target: &Target) -> serde_json::Value {
             subresource,
         } => json!({"resource": plural, "namespace": namespace, "name": name,
                     "subresource": subresource}),
-        Target::Bucket { namespace, bucket } => {
+        Target::Bucket {
+            namespace, bucket, ..
+        } => {
             json!({"resource": "buckets", "namespace": namespace, "name": bucket})
         }
         Target::Blob(digest) => json!({"resource": "blobs", "name": digest}),

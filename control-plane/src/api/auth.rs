@@ -95,10 +95,7 @@ pub async fn require_credential(
 
 /// Whether a request asks to watch (`?watch=true`).
 pub(super) fn is_watch(request: &Request) -> bool {
-    request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+    super::request_flag(request, "watch")
 }
 
 async fn authorized(
@@ -118,14 +115,15 @@ async fn authorized(
         Decision::Allow(view) => view,
         Decision::AllowIfBody(check) => {
             let (parts, body) = request.into_parts();
-            let bytes = match http_body_util::Limited::new(body, MAX_OBJECT_BYTES)
-                .collect()
-                .await
-            {
+            // As much as the handler itself takes.
+            let limit = match check {
+                authz::BodyCheck::BucketBatch { .. } => super::buckets::MAX_BATCH_BODY_BYTES,
+                _ => MAX_OBJECT_BYTES,
+            };
+            let bytes = match http_body_util::Limited::new(body, limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return ApiError::too_large("an object", MAX_OBJECT_BYTES as u64)
-                        .into_response()
+                    return ApiError::too_large("the body", limit as u64).into_response()
                 }
                 Err(e) => {
                     return ApiError::bad_request(format!("cannot read the request body: {e}"))

@@ -64,6 +64,8 @@ pub enum Target {
         namespace: String,
         /// Its name.
         bucket: String,
+        /// `POST …/batch`: its verb is in the body (get, set or delete).
+        batch: bool,
     },
     /// `/apis/flotilla.dev/v1/[namespaces/{ns}/]{plural}[/{name}[/{sub}]]`.
     Object {
@@ -99,10 +101,13 @@ impl Target {
             ["certificates", "node"] => Target::NodeCertificate,
             ["apis", "flotilla.dev", "v1", "selfsubjectaccessreviews"] => Target::AccessReview,
             ["blobs", "sha256", digest] => Target::Blob((*digest).to_string()),
-            ["kv", "v1", "namespaces", ns, "buckets", bucket, _, ..] => Target::Bucket {
-                namespace: (*ns).to_string(),
-                bucket: (*bucket).to_string(),
-            },
+            ["kv", "v1", "namespaces", ns, "buckets", bucket, rest @ ..] if !rest.is_empty() => {
+                Target::Bucket {
+                    namespace: (*ns).to_string(),
+                    bucket: (*bucket).to_string(),
+                    batch: rest == ["batch"],
+                }
+            }
             ["apis", "flotilla.dev", "v1", "namespaces", ns, rest @ ..] if !rest.is_empty() => {
                 Self::object(Some(ns), rest)
             }
@@ -168,6 +173,16 @@ pub enum BodyCheck {
         member: Member,
         /// Where.
         namespace: String,
+    },
+    /// A bucket batch whose verb (get, set → update, delete) `member`
+    /// holds for buckets in `namespace`.
+    BucketBatch {
+        /// The caller.
+        member: Member,
+        /// The bucket's namespace.
+        namespace: String,
+        /// The bucket.
+        bucket: String,
     },
     /// A Role or RoleBinding granting no more than `member` holds.
     NoEscalation {
@@ -293,7 +308,9 @@ fn authorize_node(
                 ))
             };
         }
-        Target::Bucket { namespace, bucket } => {
+        Target::Bucket {
+            namespace, bucket, ..
+        } => {
             return if bound_instances(store, node)?.iter().any(|i| {
                 i["metadata"]["namespace"].as_str() == Some(namespace)
                     && grants_cluster_bucket(&i["spec"]["template"], bucket)
@@ -468,6 +485,11 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
         BodyCheck::WorkloadReach { member, namespace } => {
             rbac::check_workload_reach(member, namespace, body, store)
         }
+        BodyCheck::BucketBatch {
+            member,
+            namespace,
+            bucket,
+        } => rbac::check_bucket_batch(member, namespace, bucket, body, store),
         BodyCheck::OwnNode(node) => {
             if body["metadata"]["name"].as_str() != Some(node) {
                 return Err(ApiError::forbidden(format!(

@@ -111,6 +111,16 @@ fn query_flag(params: &std::collections::HashMap<String, String>, key: &str) -> 
     params.get(key).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// Whether a request's boolean query parameter is set, its query decoded
+/// as the handlers' `Query` extractor decodes it (`?%77atch=%74rue` is a
+/// watch too), so middleware and handler never disagree on what was asked.
+fn request_flag(request: &axum::extract::Request, key: &str) -> bool {
+    let query = request.uri().query().unwrap_or_default();
+    let params: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(query).unwrap_or_default();
+    query_flag(&params, key)
+}
+
 /// `POST /secret-keys/rotate`: every Secret sealed again under a new key.
 async fn rotate_secret_key(
     axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
@@ -227,4 +237,24 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_flag_is_read_from_the_decoded_query() {
+        let flag = |uri: &str, key: &str| {
+            let request = axum::extract::Request::builder()
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            super::request_flag(&request, key)
+        };
+        assert!(flag("/w?watch=true", "watch"));
+        assert!(flag("/w?limit=1&%77atch=%74rue", "watch"));
+        assert!(flag("/w?watch=1", "watch"));
+        assert!(!flag("/w?watch=false", "watch"));
+        assert!(!flag("/w?watchx=true", "watch"));
+        assert!(!flag("/w", "watch"));
+    }
 }

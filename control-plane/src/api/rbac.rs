@@ -163,6 +163,21 @@ fn role_rules(
         .map(|r| r.rules))
 }
 
+/// Whether a workload the member may read runs the module `digest`.
+fn runs_module(grants: &Grants, digest: &str, store: &dyn Store) -> Result<bool, ApiError> {
+    for namespace in grants.namespaces_allowing("get", "workloads") {
+        if store
+            .list("Workload", Some(&namespace))?
+            .items
+            .iter()
+            .any(|w| w["spec"]["module"]["sha256"].as_str() == Some(digest))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The verb of a request on an object path.
 pub fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
     match *method {
@@ -196,7 +211,18 @@ pub fn authorize(
     };
     match target {
         Target::AccessReview if *method == Method::POST => Ok(Decision::Allow(View::Full)),
-        Target::Bucket { namespace, bucket } => {
+        Target::Bucket {
+            namespace,
+            bucket,
+            batch,
+        } => {
+            if *batch && *method == Method::POST {
+                return Ok(Decision::AllowIfBody(BodyCheck::BucketBatch {
+                    member: member.clone(),
+                    namespace: namespace.clone(),
+                    bucket: bucket.clone(),
+                }));
+            }
             let verb = match *method {
                 Method::GET | Method::HEAD => "get",
                 Method::DELETE => "delete",
@@ -208,10 +234,20 @@ pub fn authorize(
                 refuse(format!("{verb} bucket {bucket} in namespace {namespace}"))
             }
         }
-        // Modules are uploaded (and checked for) by whoever deploys.
-        Target::Blob(_) => {
+        // Modules are uploaded (and checked for) by whoever deploys; read
+        // back only if a workload it may read runs them (another team's
+        // module is that team's code).
+        Target::Blob(digest) => {
+            if *method == Method::GET {
+                if runs_module(&grants, digest, store)? {
+                    return Ok(Decision::Allow(View::Full));
+                }
+                return refuse(format!(
+                    "read module sha256:{digest}: no workload it may read runs it"
+                ));
+            }
             if grants.namespaces_allowing("create", "workloads").is_empty() {
-                refuse("read or upload modules (it may create workloads nowhere)".into())
+                refuse("upload modules (it may create workloads nowhere)".into())
             } else {
                 Ok(Decision::Allow(View::Full))
             }
@@ -326,6 +362,30 @@ pub fn check_workload_reach(
                 "spec.grants.workloads[{i}] {target}: calls into namespace {other}, where it may not read workloads ({}); a RoleBinding there granting get workloads allows it",
                 grants.describe()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a bucket batch whose verb the member does not hold: `get`
+/// reads, `set` updates, `delete` deletes (a body that is none of them
+/// alone is the handler's 400).
+pub fn check_bucket_batch(
+    member: &Member,
+    namespace: &str,
+    bucket: &str,
+    body: &Value,
+    store: &dyn Store,
+) -> Result<(), ApiError> {
+    let grants = Grants::of(member, store)?;
+    for (field, verb) in [("get", "get"), ("set", "update"), ("delete", "delete")] {
+        if !body[field].is_null() && !grants.allows(namespace, verb, "buckets") {
+            tracing::warn!("refused a bucket batch to token {}", member.token);
+            return Err(ApiError::forbidden(format!(
+                "token {} may not {verb} bucket {bucket} in namespace {namespace}: {} (an admin grants more with a RoleBinding in that namespace)",
+                member.token,
+                grants.describe()
+            )));
         }
     }
     Ok(())

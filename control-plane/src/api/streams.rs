@@ -3,7 +3,6 @@
 //! hold every connection and task the server has. The count is held by the
 //! response body: it drops when the stream ends or the client goes away.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,9 +47,7 @@ impl StreamLimiter {
 /// Whether a request asks for a long-lived response: its query decoded the
 /// way the handlers decode it (`%77atch=true` is a watch too).
 fn is_stream(request: &Request) -> bool {
-    let query = request.uri().query().unwrap_or_default();
-    let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let flag = |k: &str| super::query_flag(&params, k);
+    let flag = |k: &str| super::request_flag(request, k);
     flag("watch") || (request.uri().path().ends_with("/log") && flag("follow"))
 }
 
