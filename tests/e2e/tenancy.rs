@@ -132,6 +132,19 @@ fn running(c: &Cluster, namespace: &str, workload: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The name of a running instance of `workload`, once there is one.
+fn a_running(c: &Cluster, namespace: &str, workload: &str) -> String {
+    c.wait_until(
+        &format!("a replica of {namespace}/{workload} runs"),
+        Duration::from_secs(30),
+        || !running(c, namespace, workload).is_empty(),
+    );
+    running(c, namespace, workload)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
     let c = Cluster::start();
@@ -148,13 +161,7 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
         "password=hunter2",
     ]);
     c.ok(&["kv", "put", "shared", "k", "v", "-n", "team-b"]);
-    c.wait_until("team-b's replica runs", Duration::from_secs(30), || {
-        !running(&c, "team-b", "other").is_empty()
-    });
-    let b_instance = running(&c, "team-b", "other")[0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let b_instance = a_running(&c, "team-b", "other");
 
     let edit_token = token(&c, &["--role", "edit", "--namespace", "team-a"]);
     let tokens = c.ok(&["token", "list"]);
@@ -606,6 +613,107 @@ spec:
         assert_eq!(code, 403, "{method} {path}: {answer}");
         assert!(answer.contains("written by the controllers"), "{answer}");
     }
+}
+
+/// Reads `stream` into `seen` until `done(seen)`, the stream ends, or
+/// `within` passes; whether `done` held.
+fn read_until(
+    stream: &mut impl std::io::Read,
+    seen: &mut String,
+    within: Duration,
+    done: impl Fn(&str) -> bool,
+) -> bool {
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 4096];
+    while !done(seen) && started.elapsed() < within {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            // The read timeout: a quiet stream, still open.
+            Err(_) => {}
+        }
+    }
+    done(seen)
+}
+
+#[test]
+fn a_watch_or_a_log_follow_ends_soon_after_its_grant_or_its_token_is_taken_away() {
+    let c = Cluster::start();
+    c.apply("a.yaml", &sleeper("app", "team-a"));
+    let instance = a_running(&c, "team-a", "app");
+    let open = |path: &str, token: &str| {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+        let (stream, head) = c.open_stream(&request, None);
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        (stream, head)
+    };
+
+    // A watch allowed by a RoleBinding: the binding deleted, it ends 403.
+    let bound = token(&c, &["--role", "none"]);
+    c.apply(
+        "bound.yaml",
+        &binding("watcher", "ClusterRole/view", &bound),
+    );
+    let (mut watch, mut seen) = open(
+        "/apis/flotilla.dev/v1/namespaces/team-a/workloads?watch=true",
+        &bound,
+    );
+    assert!(
+        read_until(&mut watch, &mut seen, Duration::from_secs(10), |s| s
+            .contains("initial-events-end")),
+        "{seen}"
+    );
+    // A follow allowed by the token's own role: the token deleted, it ends.
+    let own = token(&c, &["--role", "view", "--namespace", "team-a"]);
+    let (mut follow, mut followed) = open(
+        &format!("/apis/flotilla.dev/v1/namespaces/team-a/instances/{instance}/log?follow=true"),
+        &own,
+    );
+    // Both still stream past a recheck while allowed.
+    assert!(!read_until(
+        &mut watch,
+        &mut seen,
+        Duration::from_secs(7),
+        |s| s.contains("\"ERROR\"")
+    ));
+    assert!(!read_until(
+        &mut follow,
+        &mut followed,
+        Duration::from_secs(1),
+        |s| s.contains("stream ended")
+    ));
+
+    let revoked = std::time::Instant::now();
+    c.ok(&["delete", "rolebinding", "watcher", "-n", "team-a"]);
+    c.ok(&["token", "delete", id(&own)]);
+    assert!(
+        read_until(&mut watch, &mut seen, Duration::from_secs(30), |s| s
+            .contains("\"ERROR\"")),
+        "{seen}"
+    );
+    let error = seen
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"ERROR\""))
+        .unwrap();
+    assert!(
+        error.contains("\"code\":403")
+            && error.contains("may not watch workloads in namespace team-a"),
+        "{error}"
+    );
+    assert!(
+        read_until(&mut follow, &mut followed, Duration::from_secs(30), |s| s
+            .contains("the log stream ended")),
+        "{followed}"
+    );
+    assert!(followed.contains("deleted or has expired"), "{followed}");
+    // Soon: a recheck is due every 5 s (generous for a loaded machine).
+    assert!(
+        revoked.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        revoked.elapsed()
+    );
 }
 
 /// The audit log's whole lines (one being written may have no newline yet).

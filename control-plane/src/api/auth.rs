@@ -93,19 +93,53 @@ pub async fn require_credential(
     response
 }
 
+/// The request's authentication and authorization, to run again while
+/// its stream lasts: a token is looked up again (a deleted or expired one
+/// ends it), a node's identity stays what its certificate said.
+fn recheck(
+    state: &Arc<ApiState>,
+    request: &Request,
+    caller: &Caller,
+    path: &str,
+    watch: bool,
+) -> super::recheck::Recheck {
+    let state = state.clone();
+    let secret = bearer(request).map(str::to_string);
+    let (method, path, caller) = (request.method().clone(), path.to_string(), caller.clone());
+    super::recheck::Recheck::new(move || {
+        let store = state.store.as_ref();
+        let caller = match &secret {
+            Some(secret) => state.tokens.bearer_of(store, secret)?.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the token was deleted or has expired since the stream opened (`flotilla token list` shows the tokens)",
+                )
+            })?.caller,
+            None => caller.clone(),
+        };
+        match authz::authorize(&caller, &method, &path, watch, store)? {
+            Decision::Allow(view) => Ok(view),
+            Decision::AllowIfBody(_) => Ok(authz::View::Full),
+        }
+    })
+}
+
 /// Whether a request asks to watch (`?watch=true`).
 pub(super) fn is_watch(request: &Request) -> bool {
     super::request_flag(request, "watch")
 }
 
 async fn authorized(
-    state: &ApiState,
+    state: &Arc<ApiState>,
     mut request: Request,
     next: Next,
     caller: Caller,
     path: &str,
 ) -> Response {
     let watch = is_watch(&request);
+    if super::streams::is_stream(&request) {
+        let recheck = recheck(state, &request, &caller, path, watch);
+        request.extensions_mut().insert(recheck);
+    }
     let decision =
         match authz::authorize(&caller, request.method(), path, watch, state.store.as_ref()) {
             Ok(decision) => decision,

@@ -69,6 +69,7 @@ pub async fn get(
     State(s): State<Arc<ApiState>>,
     Path((ns, name)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
+    recheck: Option<axum::Extension<super::recheck::Recheck>>,
 ) -> Result<Response, ApiError> {
     let flag = |k: &str| super::query_flag(&params, k);
     let instance = s.store.get("Instance", &ns, &name)?.ok_or_else(|| {
@@ -113,9 +114,11 @@ pub async fn get(
         return Err(unreachable(format!("it answered {status}")));
     }
     let stream = response.into_body().into_data_stream();
-    Ok((
-        [("content-type", "text/plain; charset=utf-8")],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let body = match recheck {
+        Some(axum::Extension(recheck)) => {
+            Body::from_stream(super::recheck::follow(stream, recheck))
+        }
+        None => Body::from_stream(stream),
+    };
+    Ok(([("content-type", "text/plain; charset=utf-8")], body).into_response())
 }

@@ -45,6 +45,7 @@ pub mod metrics;
 mod objects;
 mod oci;
 pub mod rbac;
+mod recheck;
 mod route_hosts;
 pub mod serve;
 mod streams;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::admission::{for_create, for_replace, for_status, namespace_for};
 use super::authz::View;
+use super::recheck::Recheck;
 use super::watch::{watch, Filter};
 use super::{ApiError, ApiState, Kind};
 
@@ -97,6 +98,7 @@ async fn list(
     namespace: Option<String>,
     params: HashMap<String, String>,
     view: View,
+    recheck: Option<Recheck>,
 ) -> ApiResult {
     let filter = Filter::from_params(kind, namespace, &params)?.with_view(view);
     if super::query_flag(&params, "watch") {
@@ -106,7 +108,7 @@ async fn list(
                 ApiError::bad_request(format!("resourceVersion {rv:?} is not a number"))
             })?),
         };
-        return Ok(watch(state.store.clone(), filter, from).into_response());
+        return Ok(watch(state.store.clone(), filter, from, recheck).into_response());
     }
     let listing = state.store.list(kind.name(), filter.namespace.as_deref())?;
     let page = Page::from_params(&params)?;
@@ -290,10 +292,12 @@ pub async fn list_namespaced(
     Path((ns, plural)): Path<(String, String)>,
     Query(p): Params,
     view: Option<Extension<View>>,
+    recheck: Option<Extension<Recheck>>,
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
-    list(s, kind, Some(ns), p, view.map(|v| v.0).unwrap_or_default()).await
+    let view = view.map(|v| v.0).unwrap_or_default();
+    list(s, kind, Some(ns), p, view, recheck.map(|r| r.0)).await
 }
 
 /// POST /namespaces/{ns}/{plural}
@@ -400,6 +404,7 @@ pub async fn list_cluster(
     Path(plural): Path<String>,
     Query(p): Params,
     view: Option<Extension<View>>,
+    recheck: Option<Extension<Recheck>>,
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = if kind.namespaced() {
@@ -407,7 +412,8 @@ pub async fn list_cluster(
     } else {
         Some(String::new())
     };
-    list(s, kind, ns, p, view.map(|v| v.0).unwrap_or_default()).await
+    let view = view.map(|v| v.0).unwrap_or_default();
+    list(s, kind, ns, p, view, recheck.map(|r| r.0)).await
 }
 
 fn cluster_scoped(plural: &str) -> Result<Kind, ApiError> {
@@ -610,8 +616,15 @@ mod tests {
                 .collect();
             let state = state.clone();
             async move {
-                let response =
-                    list(state, Kind::Node, Some(String::new()), params, View::Full).await;
+                let response = list(
+                    state,
+                    Kind::Node,
+                    Some(String::new()),
+                    params,
+                    View::Full,
+                    None,
+                )
+                .await;
                 let response = response.map_err(|e| e.message)?;
                 let body = axum::body::to_bytes(response.into_body(), usize::MAX)
                     .await

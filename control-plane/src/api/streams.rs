@@ -46,7 +46,7 @@ impl StreamLimiter {
 
 /// Whether a request asks for a long-lived response: its query decoded the
 /// way the handlers decode it (`%77atch=true` is a watch too).
-fn is_stream(request: &Request) -> bool {
+pub(super) fn is_stream(request: &Request) -> bool {
     let flag = |k: &str| super::request_flag(request, k);
     flag("watch") || (request.uri().path().ends_with("/log") && flag("follow"))
 }

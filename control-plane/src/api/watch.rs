@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::authz::{project, View};
+use super::recheck::{Recheck, RECHECK_EVERY};
 use super::{ApiError, Kind};
 use crate::store::{Store, StoreError};
 
@@ -123,6 +124,9 @@ struct WatchState {
     /// after it, whether or not the store changed meanwhile (changes this
     /// watch filters out must not starve it of bookmarks).
     last_sent: tokio::time::Instant,
+    /// The caller's authorization, judged again as the stream goes on.
+    recheck: Option<Recheck>,
+    last_check: tokio::time::Instant,
 }
 
 fn event_line(event: &Value) -> Bytes {
@@ -131,8 +135,7 @@ fn event_line(event: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-fn error_event(e: StoreError) -> Value {
-    let status = ApiError::from(e);
+fn error_event(status: ApiError) -> Value {
     json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
         "reason": status.reason, "message": status.message, "code": status.code.as_u16()}})
 }
@@ -172,6 +175,9 @@ impl WatchState {
             }
             return;
         };
+        if !self.still_allowed() {
+            return;
+        }
         match self.store.changes_since(revision, CHANGES_PER_READ) {
             Err(e) => self.fail(e),
             Ok(changes) if !changes.is_empty() => {
@@ -214,15 +220,54 @@ impl WatchState {
     }
 
     fn fail(&mut self, e: StoreError) {
+        self.end(ApiError::from(e));
+    }
+
+    fn end(&mut self, e: ApiError) {
         self.pending.push_back(error_event(e));
         self.done = true;
+    }
+
+    /// Whether the caller may still watch, judged again every
+    /// [`RECHECK_EVERY`]: if not, the stream ends with the refusal; if its
+    /// grants narrowed, so does what it sees from now on.
+    fn still_allowed(&mut self) -> bool {
+        let Some(recheck) = &self.recheck else {
+            return true;
+        };
+        if self.last_check.elapsed() < RECHECK_EVERY {
+            return true;
+        }
+        self.last_check = tokio::time::Instant::now();
+        match recheck.view() {
+            Ok(view) => {
+                self.filter.view = view;
+                true
+            }
+            Err(e) => {
+                tracing::info!(
+                    "ended a watch of {}: {}",
+                    self.filter.kind.plural(),
+                    e.message
+                );
+                self.end(e);
+                false
+            }
+        }
     }
 }
 
 /// The streaming response of a watch.
-pub fn watch(store: Arc<dyn Store>, filter: Filter, from: Option<u64>) -> Response {
+pub fn watch(
+    store: Arc<dyn Store>,
+    filter: Filter,
+    from: Option<u64>,
+    recheck: Option<Recheck>,
+) -> Response {
     let wake = store.subscribe();
     let state = WatchState {
+        recheck,
+        last_check: tokio::time::Instant::now(),
         store,
         filter,
         revision: from,
