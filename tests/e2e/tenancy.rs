@@ -764,6 +764,15 @@ fn the_audit_log_records_writes_and_secret_reads_and_survives_a_restart() {
     let edit_token = token(&c, &["--role", "edit", "--namespace", "team-a"]);
     let edit = As::new(&c, &edit_token, "edit");
     edit.refused(&["delete", "workload", "audited"], "default");
+    // Refused reads are recorded too, and unknown tokens as anonymous.
+    edit.refused(&["get", "workloads", "-n", "default"], "default");
+    let (code, _) = c.raw(
+        "GET",
+        "/apis/flotilla.dev/v1/namespaces/default/configs",
+        &Who::Token("aaaaaa.not-a-token"),
+        "",
+    );
+    assert_eq!(code, 401);
     let user = format!("token:{}", id(&edit_token));
     c.wait_until(
         "the audit log has the refusal",
@@ -779,7 +788,22 @@ fn the_audit_log_records_writes_and_secret_reads_and_survives_a_restart() {
             )
         },
     );
+    c.wait_until(
+        "the audit log has the anonymous refusal",
+        Duration::from_secs(10),
+        || {
+            has(
+                &audit_lines(&path),
+                "list",
+                "configs",
+                None,
+                401,
+                "system:anonymous",
+            )
+        },
+    );
     let lines = audit_lines(&path);
+    assert!(has(&lines, "list", "workloads", None, 403, &user), "{lines:#?}");
     assert!(
         has(&lines, "create", "workloads", None, 201, "admin"),
         "{lines:#?}"
@@ -806,11 +830,11 @@ fn the_audit_log_records_writes_and_secret_reads_and_survives_a_restart() {
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
     assert_eq!(refusal["sourceIPs"][0], "127.0.0.1");
-    // Reads of other kinds and the node's heartbeats are not recorded,
-    // nor any value.
-    assert!(!lines
-        .iter()
-        .any(|l| l["verb"] == "list" && l["objectRef"]["resource"] == "workloads"));
+    // Allowed reads of other kinds and the node's heartbeats are not
+    // recorded, nor any value.
+    assert!(!lines.iter().any(|l| l["verb"] == "list"
+        && l["objectRef"]["resource"] == "workloads"
+        && l["responseStatus"]["code"] == 200));
     assert!(!lines.iter().any(|l| l["objectRef"]["resource"] == "nodes"
         && l["objectRef"]["subresource"] == "status"
         && l["responseStatus"]["code"] == 200));

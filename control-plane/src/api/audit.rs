@@ -4,11 +4,19 @@
 //! verb, the object, the answer's code, when; never a body.
 //!
 //! Lines go through a bounded queue to a writer thread, so a slow disk
-//! slows the requests it records rather than losing them or growing
-//! memory. The file is appended to across restarts and rotated by size
-//! (`PATH.1` … `PATH.N`, the oldest dropped). Node heartbeats (a node's
-//! successful write of its own Node's status, every few seconds) are left
-//! out, as Kubernetes' recommended policies leave out node leases.
+//! slows the requests it records rather than growing memory — for at most
+//! [`MOST_WAIT`] each: a disk that hangs does not hang the API, and what
+//! it could not take is counted (`flotilla_apiserver_audit_dropped_total`)
+//! and said in the server's log. The writer syncs the file whenever it
+//! has caught up (one sync for a burst), and a line torn by a crash is
+//! ended before the next is appended. The file is appended to across
+//! restarts and rotated by size (`PATH.1` … `PATH.N`, the oldest dropped).
+//! Node heartbeats (a node's successful write of its own Node's status,
+//! every few seconds) are left out, as Kubernetes' recommended policies
+//! leave out node leases. Refusals (401, 403) are recorded whatever was
+//! asked; unauthenticated ones at most [`ANONYMOUS_PER_SECOND`] a second,
+//! so a flood of bad tokens cannot push the real records out of the
+//! rotation (the rest are counted as dropped).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,7 +24,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -29,6 +40,10 @@ use super::{ApiState, Kind};
 
 /// Lines waiting for the writer at most; past it, requests wait.
 const QUEUE: usize = 4096;
+/// The longest a request waits for room in the queue.
+const MOST_WAIT: Duration = Duration::from_secs(5);
+/// Unauthenticated refusals recorded in one second, at most.
+const ANONYMOUS_PER_SECOND: u32 = 20;
 
 /// Who made a request, as the audit log names them.
 #[derive(Debug, Clone)]
@@ -66,9 +81,12 @@ impl Who {
 
 /// Where audit lines go, and how many went.
 pub struct AuditLog {
-    queue: mpsc::SyncSender<String>,
+    queue: mpsc::Sender<String>,
     written: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    dropped: AtomicU64,
+    /// The second, and how many anonymous lines it has had.
+    anonymous: Mutex<(u64, u32)>,
 }
 
 /// What was recorded, for `/metrics`.
@@ -78,6 +96,9 @@ pub struct AuditCounts {
     pub written: u64,
     /// Lines the disk refused.
     pub failed: u64,
+    /// Lines not queued: the writer was behind for too long, or past the
+    /// rate of unauthenticated refusals.
+    pub dropped: u64,
 }
 
 impl AuditLog {
@@ -88,7 +109,7 @@ impl AuditLog {
             std::fs::create_dir_all(folder)?;
         }
         let file = Rotating::open(path.to_path_buf(), max_bytes.max(4096), backups)?;
-        let (queue, lines) = mpsc::sync_channel(QUEUE);
+        let (queue, lines) = mpsc::channel(QUEUE);
         let written = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let (w, f) = (written.clone(), failed.clone());
@@ -99,6 +120,8 @@ impl AuditLog {
             queue,
             written,
             failed,
+            dropped: AtomicU64::new(0),
+            anonymous: Mutex::new((0, 0)),
         })
     }
 
@@ -107,33 +130,62 @@ impl AuditLog {
         AuditCounts {
             written: self.written.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 
     async fn send(&self, line: String) {
-        match self.queue.try_send(line) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(line)) => {
-                // The disk is behind: this request waits for room.
-                let queue = self.queue.clone();
-                let _ = tokio::task::spawn_blocking(move || queue.send(line)).await;
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => {
+        match tokio::time::timeout(MOST_WAIT, self.queue.send(line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
+            Err(_) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::error!(
+                        "the audit log's disk has been behind for {MOST_WAIT:?}: lines are dropped and counted (flotilla_apiserver_audit_dropped_total) while it is"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether one more unauthenticated line fits this second's share.
+    fn anonymous_fits(&self) -> bool {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut window = self.anonymous.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        window.1 += 1;
+        if window.1 <= ANONYMOUS_PER_SECOND {
+            true
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 }
 
 fn write_forever(
     mut file: Rotating,
-    lines: mpsc::Receiver<String>,
+    mut lines: mpsc::Receiver<String>,
     written: &AtomicU64,
     failed: &AtomicU64,
 ) {
     let mut failing = false;
-    while let Ok(line) = lines.recv() {
-        match file.write_line(&line) {
+    while let Some(line) = lines.blocking_recv() {
+        // Caught up: one sync for the burst just written.
+        let written_now = file.write_line(&line).and_then(|()| {
+            if lines.is_empty() {
+                file.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written_now {
             Ok(()) => {
                 written.fetch_add(1, Ordering::Relaxed);
                 if failing {
@@ -172,7 +224,12 @@ impl Rotating {
             .append(true)
             .mode(0o600)
             .open(&path)?;
-        let size = file.metadata()?.len();
+        let mut size = file.metadata()?.len();
+        if size > 0 && !ends_with_newline(&path)? {
+            // A line cut short by a crash: ended, so the next one parses.
+            (&file).write_all(b"\n")?;
+            size += 1;
+        }
         Ok(Self {
             path,
             file,
@@ -219,14 +276,32 @@ impl Rotating {
     }
 }
 
-/// Whether a request is recorded: writes, and reads of Secrets.
+/// Whether `path`'s last byte is a newline.
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+/// Whether a request is recorded whatever its answer: writes, and reads
+/// of Secrets and tokens (refusals are recorded besides).
 fn recorded(method: &Method, target: &Target) -> bool {
     let read = *method == Method::GET || *method == Method::HEAD;
     match target {
         Target::Public => false,
-        Target::Object { plural, .. } if read => plural == Kind::Secret.plural(),
+        Target::Object { plural, .. } if read => {
+            plural == Kind::Secret.plural() || plural == Kind::Token.plural()
+        }
         _ => !read,
     }
+}
+
+/// Whether an answer is a refusal of who asked (recorded whatever was asked).
+fn refused(code: u16) -> bool {
+    code == 401 || code == 403
 }
 
 /// A node's heartbeat: its successful write of its own Node's status.
@@ -277,9 +352,10 @@ pub async fn record(State(state): State<Arc<ApiState>>, request: Request, next: 
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let target = Target::parse(&path);
-    if !recorded(&method, &target) {
+    if target == Target::Public {
         return next.run(request).await;
     }
+    let always = recorded(&method, &target);
     let watch = super::auth::is_watch(&request);
     let source = request
         .extensions()
@@ -289,7 +365,12 @@ pub async fn record(State(state): State<Arc<ApiState>>, request: Request, next: 
     let response = next.run(request).await;
     let who = response.extensions().get::<Who>();
     let code = response.status().as_u16();
-    if is_heartbeat(who, &method, &target, response.status().is_success()) {
+    if !always && !refused(code)
+        || is_heartbeat(who, &method, &target, response.status().is_success())
+    {
+        return response;
+    }
+    if who.is_none() && !log.anonymous_fits() {
         return response;
     }
     let named = matches!(
@@ -339,6 +420,30 @@ mod tests {
         let mut again = Rotating::open(path.clone(), 1000, 2).unwrap();
         again.write_line("x").unwrap();
         assert_eq!(read(&path), format!("{current}x\n"));
+        // A line torn by a crash is ended before the next.
+        drop(again);
+        std::fs::write(&path, "{\"whole\":1}\n{\"torn").unwrap();
+        let mut after_crash = Rotating::open(path.clone(), 1000, 2).unwrap();
+        after_crash.write_line("{\"next\":2}").unwrap();
+        assert_eq!(read(&path), "{\"whole\":1}\n{\"torn\n{\"next\":2}\n");
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_lines_are_kept_to_a_rate_and_counted_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.log"), 1 << 20, 1).unwrap();
+        let fits = (0..ANONYMOUS_PER_SECOND * 3)
+            .filter(|_| log.anonymous_fits())
+            .count() as u32;
+        // One second or two (the loop may cross a second's edge).
+        assert!(
+            (ANONYMOUS_PER_SECOND..=ANONYMOUS_PER_SECOND * 2).contains(&fits),
+            "{fits}"
+        );
+        assert_eq!(
+            log.counts().dropped,
+            u64::from(ANONYMOUS_PER_SECOND * 3 - fits)
+        );
     }
 
     #[test]
@@ -355,6 +460,8 @@ mod tests {
             &t("/kv/v1/namespaces/a/buckets/b/keys/k")
         ));
         assert!(!recorded(&Method::GET, &t("/healthz")));
+        assert!(recorded(&Method::GET, &t("/apis/flotilla.dev/v1/tokens")));
+        assert!(refused(401) && refused(403) && !refused(404) && !refused(200));
         let beat = t("/apis/flotilla.dev/v1/nodes/n1/status");
         let node = Who::of(&Caller::Node("n1".into()), None);
         let other = Who::of(&Caller::Node("n2".into()), None);

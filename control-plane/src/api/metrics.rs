@@ -242,13 +242,18 @@ pub async fn server(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
         };
         registry.register(
             "flotilla_apiserver_audit_events",
-            "Audit log lines written (writes and Secret reads)",
+            "Audit log lines written (writes, Secret and token reads, refusals)",
             counter(counts.written),
         );
         registry.register(
             "flotilla_apiserver_audit_failed",
             "Audit log lines the disk refused",
             counter(counts.failed),
+        );
+        registry.register(
+            "flotilla_apiserver_audit_dropped",
+            "Audit log lines not queued: the disk behind for too long, or unauthenticated refusals past their rate",
+            counter(counts.dropped),
         );
     }
     node_families(&stored, &mut registry);
