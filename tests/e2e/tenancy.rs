@@ -803,7 +803,10 @@ fn the_audit_log_records_writes_and_secret_reads_and_survives_a_restart() {
         },
     );
     let lines = audit_lines(&path);
-    assert!(has(&lines, "list", "workloads", None, 403, &user), "{lines:#?}");
+    assert!(
+        has(&lines, "list", "workloads", None, 403, &user),
+        "{lines:#?}"
+    );
     assert!(
         has(&lines, "create", "workloads", None, 201, "admin"),
         "{lines:#?}"
