@@ -16,6 +16,7 @@
 pub mod api;
 pub mod controllers;
 pub mod leader;
+pub mod route_hosts;
 pub mod store;
 pub mod telemetry;
 pub mod trust;

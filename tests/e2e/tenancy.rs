@@ -493,6 +493,12 @@ fn a_namespaced_tokens_workloads_reach_nothing_outside_their_namespace() {
     let (code, body) = c.raw("GET", &blob, &Who::Token(&edit_token), "");
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("no workload it may read runs it"), "{body}");
+    // Once its own workload runs the same module, it may.
+    succeeded(
+        apply("own.yaml", &web("own", "team-a", "own.example", "")),
+        &["apply", "own.yaml"],
+    );
+    assert_eq!(c.raw("GET", &blob, &Who::Token(&edit_token), "").0, 200);
 
     // team-b's host, in any case and with a longer prefix, is team-b's.
     refused(
@@ -539,6 +545,52 @@ fn a_namespaced_tokens_workloads_reach_nothing_outside_their_namespace() {
             "edit in team-a",
         ],
     );
+    // Nor through a workload an admin deployed with such reach: a patch is
+    // judged on the object it makes (the fields it leaves alone count), so
+    // the member may scale it but not change what it runs.
+    c.apply(
+        "admin-files.yaml",
+        &web(
+            "admin-files",
+            "team-a",
+            "files.example",
+            "  volumes: [{name: etc, hostPath: {path: /etc, readOnly: true}}]\n  volumeMounts: [{name: etc, mountPath: /etc, readOnly: true}]",
+        ),
+    );
+    edit.ok(&[
+        "scale",
+        "workload",
+        "admin-files",
+        "--replicas",
+        "2",
+        "-n",
+        "team-a",
+    ]);
+    let (code, body) = c.raw(
+        "PATCH",
+        "/apis/flotilla.dev/v1/namespaces/team-a/workloads/admin-files",
+        &Who::Token(&edit_token),
+        r#"{"spec": {"args": ["mine"]}}"#,
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("hostPath volume (spec.volumes[0])"), "{body}");
+    let stored: Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "workload",
+        "admin-files",
+        "-n",
+        "team-a",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(stored["spec"]["replicas"], 2, "{stored}");
+    assert!(
+        stored["spec"]["args"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{stored}"
+    );
     for name in ["steal", "files", "dirs", "caller"] {
         assert_ne!(
             c.cli(&["get", "workload", name, "-n", "team-a"])
@@ -574,8 +626,6 @@ spec:
         ),
     );
     succeeded(fine, &["apply", "fine.yaml"]);
-    // Its own workload runs that module now: it may read it.
-    assert_eq!(c.raw("GET", &blob, &Who::Token(&edit_token), "").0, 200);
     // The host rule binds everyone: not even an admin routes team-a's host
     // from team-b (a host has one owner).
     let out = c.cli(&[

@@ -167,13 +167,6 @@ pub enum BodyCheck {
         /// The namespace of the events collection.
         namespace: String,
     },
-    /// A Workload of `member`'s reaching nothing outside `namespace`.
-    WorkloadReach {
-        /// The writer.
-        member: Member,
-        /// Where.
-        namespace: String,
-    },
     /// A bucket batch whose verb (get, set → update, delete) `member`
     /// holds for buckets in `namespace`.
     BucketBatch {
@@ -482,9 +475,6 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
             namespace,
             kind,
         } => rbac::check_escalation(member, namespace, *kind, body, store),
-        BodyCheck::WorkloadReach { member, namespace } => {
-            rbac::check_workload_reach(member, namespace, body, store)
-        }
         BodyCheck::BucketBatch {
             member,
             namespace,

@@ -46,7 +46,6 @@ mod objects;
 mod oci;
 pub mod rbac;
 mod recheck;
-mod route_hosts;
 pub mod serve;
 mod streams;
 mod tokens;

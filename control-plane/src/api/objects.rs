@@ -12,7 +12,8 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::admission::{for_create, for_replace, for_status, namespace_for};
-use super::authz::View;
+use super::authz::{Caller, View};
+use super::rbac::Member;
 use super::recheck::Recheck;
 use super::watch::{watch, Filter};
 use super::{ApiError, ApiState, Kind};
@@ -147,7 +148,13 @@ async fn get_one(state: Arc<ApiState>, kind: Kind, namespace: String, name: Stri
     }
 }
 
-async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes) -> ApiResult {
+async fn create(
+    state: Arc<ApiState>,
+    kind: Kind,
+    namespace: String,
+    body: Bytes,
+    member: Option<Member>,
+) -> ApiResult {
     let body = parse_body(&body)?;
     // Said before any registry is asked (an apply tries a create first).
     if let Some(name) = body["metadata"]["name"].as_str() {
@@ -160,7 +167,7 @@ async fn create(state: Arc<ApiState>, kind: Kind, namespace: String, body: Bytes
     let body = super::oci::resolve_module(&state, kind, &namespace, body, None).await?;
     let object = for_create(kind, &namespace, body, &state.blobs)?;
     if kind == Kind::Workload {
-        super::route_hosts::check(state.store.as_ref(), &namespace, &object, None)?;
+        check_workload(&state, &namespace, &object, None, member.as_ref())?;
     }
     let name = object["metadata"]["name"]
         .as_str()
@@ -182,20 +189,38 @@ async fn replace(
     name: String,
     body: Bytes,
     status_only: bool,
+    member: Option<Member>,
 ) -> ApiResult {
-    write(
-        state,
-        kind,
-        namespace,
-        name,
-        body,
-        if status_only {
-            Write::Status
-        } else {
-            Write::Replace
-        },
-    )
-    .await
+    let how = if status_only {
+        Write::Status
+    } else {
+        Write::Replace
+    };
+    write(state, kind, namespace, name, body, how, member).await
+}
+
+/// What a Workload write must pass besides admission, judged on the object
+/// to store (for a patch, the merge; so fields it does not name count
+/// too): its hosts are its namespace's, and a member's workload reaches
+/// nothing outside its namespace — unless the write only scales, pauses or
+/// restarts a workload an admin wrote that way.
+fn check_workload(
+    state: &ApiState,
+    namespace: &str,
+    object: &Value,
+    stored: Option<&Value>,
+    member: Option<&Member>,
+) -> Result<(), ApiError> {
+    let store = state.store.as_ref();
+    if let Some(why) = crate::route_hosts::conflict(store, namespace, object, stored)? {
+        return Err(ApiError::invalid(format!("spec.routes: {why}")));
+    }
+    if let Some(member) = member {
+        if !stored.is_some_and(|stored| super::rbac::only_scales(object, stored)) {
+            super::rbac::check_workload_reach(member, namespace, object, store)?;
+        }
+    }
+    Ok(())
 }
 
 /// How a write to an existing object treats the body.
@@ -225,6 +250,7 @@ async fn write(
     name: String,
     body: Bytes,
     how: Write,
+    member: Option<Member>,
 ) -> ApiResult {
     let body = parse_body(&body)?;
     let mut attempt = 0;
@@ -261,7 +287,7 @@ async fn write(
             }
         };
         if kind == Kind::Workload && !matches!(how, Write::Status) {
-            super::route_hosts::check(state.store.as_ref(), &namespace, &object, Some(&stored))?;
+            check_workload(&state, &namespace, &object, Some(&stored), member.as_ref())?;
         }
         let ours = expected.is_none();
         let expected = expected.or_else(|| crate::store::revision_of(&stored));
@@ -304,11 +330,20 @@ pub async fn list_namespaced(
 pub async fn create_namespaced(
     State(s): State<Arc<ApiState>>,
     Path((ns, plural)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
-    create(s, kind, ns, body).await
+    create(s, kind, ns, body, member_of(caller)).await
+}
+
+/// The caller if it is a member (a namespaced token).
+fn member_of(caller: Option<Extension<Caller>>) -> Option<Member> {
+    match caller {
+        Some(Extension(Caller::Member(member))) => Some(member),
+        _ => None,
+    }
 }
 
 /// GET /namespaces/{ns}/{plural}/{name}
@@ -325,11 +360,12 @@ pub async fn get_namespaced(
 pub async fn replace_namespaced(
     State(s): State<Arc<ApiState>>,
     Path((ns, plural, name)): Path<(String, String, String)>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
-    replace(s, kind, ns, name, body, false).await
+    replace(s, kind, ns, name, body, false, member_of(caller)).await
 }
 
 /// PUT /namespaces/{ns}/{plural}/{name}/status
@@ -340,7 +376,7 @@ pub async fn replace_status_namespaced(
 ) -> ApiResult {
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
-    replace(s, kind, ns, name, body, true).await
+    replace(s, kind, ns, name, body, true, None).await
 }
 
 /// PATCH /namespaces/{ns}/{plural}/{name} (`application/merge-patch+json`)
@@ -348,12 +384,22 @@ pub async fn patch_namespaced(
     State(s): State<Arc<ApiState>>,
     Path((ns, plural, name)): Path<(String, String, String)>,
     headers: axum::http::HeaderMap,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> ApiResult {
     check_patch_type(&headers)?;
     let kind = Kind::from_plural(&plural)?;
     let ns = namespace_for(kind, Some(&ns))?;
-    write(s, kind, ns, name, body, Write::MergePatch).await
+    write(
+        s,
+        kind,
+        ns,
+        name,
+        body,
+        Write::MergePatch,
+        member_of(caller),
+    )
+    .await
 }
 
 /// PATCH /{plural}/{name} (cluster-scoped kinds)
@@ -365,7 +411,7 @@ pub async fn patch_cluster(
 ) -> ApiResult {
     check_patch_type(&headers)?;
     let kind = cluster_scoped(&plural)?;
-    write(s, kind, String::new(), name, body, Write::MergePatch).await
+    write(s, kind, String::new(), name, body, Write::MergePatch, None).await
 }
 
 /// Only merge patches (RFC 7386) are understood.
@@ -432,7 +478,7 @@ pub async fn create_cluster(
     Path(plural): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    create(s, cluster_scoped(&plural)?, String::new(), body).await
+    create(s, cluster_scoped(&plural)?, String::new(), body, None).await
 }
 
 /// GET /{plural}/{name} (cluster-scoped kinds)
@@ -456,6 +502,7 @@ pub async fn replace_cluster(
         name,
         body,
         false,
+        None,
     )
     .await
 }
@@ -466,7 +513,16 @@ pub async fn replace_status_cluster(
     Path((plural, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    replace(s, cluster_scoped(&plural)?, String::new(), name, body, true).await
+    replace(
+        s,
+        cluster_scoped(&plural)?,
+        String::new(),
+        name,
+        body,
+        true,
+        None,
+    )
+    .await
 }
 
 /// DELETE /{plural}/{name} (cluster-scoped kinds)
@@ -605,6 +661,7 @@ mod tests {
                 Kind::Node,
                 String::new(),
                 Bytes::from(body.to_string()),
+                None,
             )
             .await
             .unwrap();
@@ -668,9 +725,15 @@ mod tests {
             raced: true.into(),
         });
         let state = test_state(dir.path(), racing.clone());
-        create(state.clone(), Kind::Node, String::new(), node_body("t0"))
-            .await
-            .unwrap();
+        create(
+            state.clone(),
+            Kind::Node,
+            String::new(),
+            node_body("t0"),
+            None,
+        )
+        .await
+        .unwrap();
         // Arm the race for the heartbeat's write.
         racing
             .raced
@@ -682,6 +745,7 @@ mod tests {
             "edge".into(),
             node_body("t1"),
             Write::Status,
+            None,
         )
         .await;
         assert!(heartbeat.is_ok(), "the heartbeat is retried, not refused");

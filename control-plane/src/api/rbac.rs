@@ -293,12 +293,8 @@ pub fn authorize(
                     "{verb} {resource} in namespace {namespace}: instances, volumes and statuses are written by the controllers and the nodes (write the workload; delete an instance to restart it)"
                 ));
             }
-            if kind == Kind::Workload && writes {
-                return Ok(Decision::AllowIfBody(BodyCheck::WorkloadReach {
-                    member: member.clone(),
-                    namespace: namespace.clone(),
-                }));
-            }
+            // A Workload's reach is judged on the object to store, by the
+            // handler (`objects::check_workload`): a patch's merge counts.
             if matches!(kind, Kind::Role | Kind::RoleBinding)
                 && matches!(verb, "create" | "update" | "patch")
             {
@@ -318,12 +314,27 @@ pub fn authorize(
     }
 }
 
-/// Refuses a Workload (or a merge patch of one) that reaches outside its
-/// namespace: the node's own files (`hostPath` volumes, `spec.dirs`) or
-/// workloads of a namespace where the member may not even read workloads.
+/// Whether a Workload write changes nothing in `stored`'s spec but the
+/// replicas, the pause and the restart stamp: what a member may do to a
+/// workload an admin deployed with reach a member may not give.
+pub fn only_scales(object: &Value, stored: &Value) -> bool {
+    let rest = |workload: &Value| {
+        let mut spec = workload["spec"].clone();
+        if let Some(spec) = spec.as_object_mut() {
+            for field in ["replicas", "paused", "restartedAt"] {
+                spec.remove(field);
+            }
+        }
+        spec
+    };
+    rest(object) == rest(stored)
+}
+
+/// Refuses a Workload that reaches outside its namespace: the node's own
+/// files (`hostPath` volumes, `spec.dirs`) or workloads of a namespace
+/// where the member may not even read workloads.
 /// (`grants.hosts` are the network's, as a pod's egress is in Kubernetes:
-/// what a node serves must authenticate its callers.) A merge patch
-/// replaces these lists whole, so what it adds is in the body.
+/// what a node serves must authenticate its callers.)
 pub fn check_workload_reach(
     member: &Member,
     namespace: &str,

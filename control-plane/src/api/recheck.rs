@@ -6,7 +6,8 @@
 //! [`Recheck`]: the same credential and request judged again — the token
 //! looked up again (deleted or expired → 401), the grants read again
 //! (gone → 403, narrowed → a narrower view) — at most every
-//! [`RECHECK_EVERY`], and the stream ends with the answer when it fails.
+//! [`RECHECK_EVERY`], and the stream ends with the answer when it refuses
+//! (a store that does not answer once ends nothing).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,12 @@ impl Recheck {
     }
 }
 
+/// Whether a recheck's error takes the caller's right away (401, 403), as
+/// opposed to a store that did not answer this time.
+pub fn refuses(e: &ApiError) -> bool {
+    matches!(e.code.as_u16(), 401 | 403)
+}
+
 /// `body` (a log follow's bytes) until the caller may no longer read it:
 /// then one last line says why, and the stream ends.
 pub fn follow<E: Send + 'static>(
@@ -49,9 +56,13 @@ pub fn follow<E: Send + 'static>(
         loop {
             tokio::select! {
                 chunk = body.next() => return chunk.map(|c| (c, Some((body, ticks, recheck)))),
-                _ = ticks.tick() => if let Err(e) = recheck.view() {
-                    let line = format!("\nflotilla: the log stream ended: {}\n", e.message);
-                    return Some((Ok(Bytes::from(line)), None));
+                _ = ticks.tick() => match recheck.view() {
+                    Err(e) if refuses(&e) => {
+                        let line = format!("\nflotilla: the log stream ended: {}\n", e.message);
+                        return Some((Ok(Bytes::from(line)), None));
+                    }
+                    Err(e) => tracing::warn!("could not recheck a log follow: {}", e.message),
+                    Ok(_) => {}
                 },
             }
         }

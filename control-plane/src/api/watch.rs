@@ -244,7 +244,7 @@ impl WatchState {
                 self.filter.view = view;
                 true
             }
-            Err(e) => {
+            Err(e) if super::recheck::refuses(&e) => {
                 tracing::info!(
                     "ended a watch of {}: {}",
                     self.filter.kind.plural(),
@@ -252,6 +252,12 @@ impl WatchState {
                 );
                 self.end(e);
                 false
+            }
+            // The store did not answer: judged again at the next recheck,
+            // not every stream ended for one busy moment.
+            Err(e) => {
+                tracing::warn!("could not recheck a watch: {}", e.message);
+                true
             }
         }
     }

@@ -743,9 +743,17 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                 // Going back to the same template changes nothing: the
                 // failing change was of Config or Secret values.
                 .filter(|t| !t.same_template(&workload.spec));
-            // Not past today's ModulePolicies: a rollback skips admission.
+            // Not past today's ModulePolicies, nor onto a host another
+            // namespace took meanwhile: a rollback skips admission.
             let refusal = match &template {
-                Some(t) => super::module_policy::rollback_refusal(store, ns, &t.module)?,
+                Some(t) => match super::module_policy::rollback_refusal(store, ns, &t.module)? {
+                    Some(why) => Some(why),
+                    None => {
+                        let back = serde_json::json!({"spec": workload.spec.with_template(t)});
+                        let now = serde_json::json!({"spec": &workload.spec});
+                        crate::route_hosts::conflict(store, ns, &back, Some(&now))?
+                    }
+                },
                 None => None,
             };
             let Some(template) = template.filter(|_| refusal.is_none()) else {

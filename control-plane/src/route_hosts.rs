@@ -8,13 +8,14 @@
 //! a host only if no workload of another namespace routes it; within one
 //! namespace, hosts are shared by path as before. Only hosts a write adds
 //! are checked, so a workload stored before this rule keeps being writable.
+//! The API checks every write; the workload controller checks an automatic
+//! rollback, which puts an old template back without the API.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::ApiError;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The hosts a Workload object routes, lowercased (hosts match in any case).
 fn hosts(workload: &Value) -> BTreeSet<String> {
@@ -27,18 +28,19 @@ fn hosts(workload: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// Refuses `workload` (to be stored in `namespace`, replacing `stored` if
-/// any) if it adds a host a workload of another namespace routes.
-pub fn check(
+/// What is wrong with `workload` (to be stored in `namespace`, replacing
+/// `stored` if any) if it adds a host a workload of another namespace
+/// routes.
+pub fn conflict(
     store: &dyn Store,
     namespace: &str,
     workload: &Value,
     stored: Option<&Value>,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, StoreError> {
     let kept = stored.map(hosts).unwrap_or_default();
     let added: BTreeSet<String> = hosts(workload).difference(&kept).cloned().collect();
     if added.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     for other in store.list("Workload", None)?.items {
         let other_namespace = other["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -47,12 +49,12 @@ pub fn check(
         }
         if let Some(host) = hosts(&other).intersection(&added).next() {
             let other_name = other["metadata"]["name"].as_str().unwrap_or_default();
-            return Err(ApiError::invalid(format!(
-                "spec.routes: host {host:?} is routed by workload {other_namespace}/{other_name}: a host is served from one namespace (route another host, or route this one from namespace {other_namespace})"
+            return Ok(Some(format!(
+                "host {host:?} is routed by workload {other_namespace}/{other_name}: a host is served from one namespace (route another host, or route this one from namespace {other_namespace})"
             )));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -86,35 +88,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::SqliteStore::open(&dir.path().join("store.db")).unwrap();
         let web = workload("team-a", "web", &["app.example"]);
-        store
-            .create("Workload", "team-a", "web", web.clone())
-            .unwrap();
+        store.create("Workload", "team-a", "web", web).unwrap();
+        let conflict = |namespace: &str, object: &Value, stored: Option<&Value>| {
+            conflict(&store, namespace, object, stored).unwrap()
+        };
 
         // Another namespace: refused, in any case, naming the holder.
         let thief = workload("team-b", "thief", &["APP.example", "b.example"]);
-        let e = check(&store, "team-b", &thief, None).unwrap_err();
-        assert!(e.message.contains("team-a/web"), "{}", e.message);
+        let why = conflict("team-b", &thief, None).unwrap();
+        assert!(why.contains("team-a/web"), "{why}");
         // The same namespace shares it by path.
-        check(
-            &store,
-            "team-a",
-            &workload("team-a", "api", &["app.example"]),
-            None,
-        )
-        .unwrap();
+        let api = workload("team-a", "api", &["app.example"]);
+        assert_eq!(conflict("team-a", &api, None), None);
         // Hosts of its own: fine.
-        check(
-            &store,
-            "team-b",
-            &workload("team-b", "b", &["b.example"]),
-            None,
-        )
-        .unwrap();
+        let own = workload("team-b", "b", &["b.example"]);
+        assert_eq!(conflict("team-b", &own, None), None);
         // A write that keeps a host it already routes is not refused (a
         // workload stored before the rule stays writable).
         let legacy = workload("team-b", "legacy", &["app.example"]);
-        check(&store, "team-b", &legacy, Some(&legacy)).unwrap();
+        assert_eq!(conflict("team-b", &legacy, Some(&legacy)), None);
         let more = workload("team-b", "legacy", &["app.example", "c.example"]);
-        check(&store, "team-b", &more, Some(&legacy)).unwrap();
+        assert_eq!(conflict("team-b", &more, Some(&legacy)), None);
     }
 }
