@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod queue;
 pub mod revisions;
 pub mod rollout;
+pub mod token_gc;
 pub mod volumes;
 pub mod workloads;
 
@@ -150,6 +151,9 @@ impl Controllers {
             self.last_gc = Instant::now();
             if let Err(e) = events::collect_garbage(store) {
                 tracing::warn!("event garbage collection: {e}");
+            }
+            if let Err(e) = token_gc::collect(store) {
+                tracing::warn!("expired token collection: {e}");
             }
             if let Err(e) =
                 module_gc::collect(store, &self.cache, &self.blobs, &mut self.unreferenced)
