@@ -61,6 +61,19 @@ impl As {
     }
 }
 
+/// `flotilla scale workload NAME --replicas N -n NS`'s arguments.
+fn scale<'a>(workload: &'a str, replicas: &'a str, namespace: &'a str) -> [&'a str; 7] {
+    [
+        "scale",
+        "workload",
+        workload,
+        "--replicas",
+        replicas,
+        "-n",
+        namespace,
+    ]
+}
+
 fn token(c: &Cluster, args: &[&str]) -> String {
     let mut all = vec!["token", "create"];
     all.extend_from_slice(args);
@@ -176,15 +189,7 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
     // In team-a: apply, scale, logs, secrets, buckets.
     let manifest = c.manifest("a.yaml", &sleeper("app", "team-a"));
     edit.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    edit.ok(&[
-        "scale",
-        "workload",
-        "app",
-        "--replicas",
-        "2",
-        "-n",
-        "team-a",
-    ]);
+    edit.ok(&scale("app", "2", "team-a"));
     c.wait_until("team-a's 2 replicas run", Duration::from_secs(30), || {
         running(&c, "team-a", "app").len() == 2
     });
@@ -221,18 +226,7 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
     edit.refused(&["get", "workload", "other", "-n", "team-b"], "team-b");
     edit.refused(&["logs", &b_instance, "-n", "team-b"], "team-b");
     edit.refused(&["get", "secret", "db", "-n", "team-b"], "team-b");
-    edit.refused(
-        &[
-            "scale",
-            "workload",
-            "other",
-            "--replicas",
-            "0",
-            "-n",
-            "team-b",
-        ],
-        "team-b",
-    );
+    edit.refused(&scale("other", "0", "team-b"), "team-b");
     edit.refused(&["delete", "workload", "other", "-n", "team-b"], "team-b");
     edit.refused(&["kv", "get", "shared", "k", "-n", "team-b"], "team-b");
     edit.refused(&["kv", "put", "shared", "k", "x", "-n", "team-b"], "team-b");
@@ -314,18 +308,7 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
     view.ok(&["get", "workloads", "-n", "team-a"]);
     view.refused(&["get", "secret", "s", "-n", "team-a"], "team-a");
     view.refused(&["get", "secrets", "-n", "team-a"], "team-a");
-    view.refused(
-        &[
-            "scale",
-            "workload",
-            "app",
-            "--replicas",
-            "1",
-            "-n",
-            "team-a",
-        ],
-        "team-a",
-    );
+    view.refused(&scale("app", "1", "team-a"), "team-a");
     let no = view.cli(&["auth", "can-i", "get", "secrets", "-n", "team-a"]);
     assert_eq!(no.status.code(), Some(1));
     c.apply(
@@ -426,29 +409,10 @@ fn a_namespaced_token_works_in_its_namespace_and_is_refused_in_every_other() {
     );
     edit.refused(&["apply", "-f", bind_edit.to_str().unwrap()], "team-a");
     a_admin.ok(&["apply", "-f", bind_edit.to_str().unwrap()]);
-    view.ok(&[
-        "scale",
-        "workload",
-        "app",
-        "--replicas",
-        "1",
-        "-n",
-        "team-a",
-    ]);
+    view.ok(&scale("app", "1", "team-a"));
     // Deleting the binding takes the grant away at once.
     a_admin.ok(&["delete", "rolebinding", "viewer-edits", "-n", "team-a"]);
-    view.refused(
-        &[
-            "scale",
-            "workload",
-            "app",
-            "--replicas",
-            "2",
-            "-n",
-            "team-a",
-        ],
-        "team-a",
-    );
+    view.refused(&scale("app", "2", "team-a"), "team-a");
 }
 
 /// An http workload in `namespace` routing `host`, with `extra` spec lines.
@@ -557,15 +521,7 @@ fn a_namespaced_tokens_workloads_reach_nothing_outside_their_namespace() {
             "  volumes: [{name: etc, hostPath: {path: /etc, readOnly: true}}]\n  volumeMounts: [{name: etc, mountPath: /etc, readOnly: true}]",
         ),
     );
-    edit.ok(&[
-        "scale",
-        "workload",
-        "admin-files",
-        "--replicas",
-        "2",
-        "-n",
-        "team-a",
-    ]);
+    edit.ok(&scale("admin-files", "2", "team-a"));
     let (code, body) = c.raw(
         "PATCH",
         "/apis/flotilla.dev/v1/namespaces/team-a/workloads/admin-files",

@@ -192,6 +192,16 @@ pub fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
     }
 }
 
+/// The 403 for `what` the member may not do, saying what it holds.
+fn refusal(member: &Member, grants: &Grants, what: &str) -> ApiError {
+    tracing::warn!("refused {what} to token {}", member.token);
+    ApiError::forbidden(format!(
+        "token {} may not {what}: {} (an admin grants more with a RoleBinding in that namespace)",
+        member.token,
+        grants.describe()
+    ))
+}
+
 /// Decides a member's request.
 pub fn authorize(
     member: &Member,
@@ -201,14 +211,7 @@ pub fn authorize(
     store: &dyn Store,
 ) -> Result<Decision, ApiError> {
     let grants = Grants::of(member, store)?;
-    let who = format!("token {}", member.token);
-    let refuse = |what: String| {
-        tracing::warn!("refused {what} to {who}");
-        Err(ApiError::forbidden(format!(
-            "{who} may not {what}: {} (an admin grants more with a RoleBinding in that namespace)",
-            grants.describe()
-        )))
-    };
+    let refuse = |what: String| Err(refusal(member, &grants, &what));
     match target {
         Target::AccessReview if *method == Method::POST => Ok(Decision::Allow(View::Full)),
         Target::Bucket {
@@ -391,12 +394,8 @@ pub fn check_bucket_batch(
     let grants = Grants::of(member, store)?;
     for (field, verb) in [("get", "get"), ("set", "update"), ("delete", "delete")] {
         if !body[field].is_null() && !grants.allows(namespace, verb, "buckets") {
-            tracing::warn!("refused a bucket batch to token {}", member.token);
-            return Err(ApiError::forbidden(format!(
-                "token {} may not {verb} bucket {bucket} in namespace {namespace}: {} (an admin grants more with a RoleBinding in that namespace)",
-                member.token,
-                grants.describe()
-            )));
+            let what = format!("{verb} bucket {bucket} in namespace {namespace}");
+            return Err(refusal(member, &grants, &what));
         }
     }
     Ok(())
