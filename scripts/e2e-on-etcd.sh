@@ -25,7 +25,7 @@ filters=("$@")
 # Every suite that runs a control plane, but for the tests of SQLite
 # itself (its file's mode, modules kept in an old store, a row edited
 # under the server).
-((${#filters[@]})) || filters=(rollouts:: config:: fleet:: up:: volumes:: keyvalue:: http:: trust:: metrics::
+((${#filters[@]})) || filters=(rollouts:: config:: fleet:: up:: volumes:: keyvalue:: http:: trust:: metrics:: quotas::
   --skip fleet::modules_kept_in_an_older_store_move_to_the_module_folder
   --skip fleet::an_instance_the_agent_cannot_read_is_reported_and_what_runs_keeps_running
   --skip trust::the_api_speaks_tls_only)

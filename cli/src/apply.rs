@@ -123,37 +123,37 @@ async fn update(
 
 pub async fn main(args: ApplyArgs) -> Result<()> {
     let client = crate::config::client()?;
-    let (mut workloads, mut policies, mut roles, mut bindings) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut workloads = Vec::new();
+    // Everything but workloads, in the order it is applied: policies
+    // first (the workloads beside them are checked against them), roles
+    // before the bindings that name them, quotas and limit ranges before
+    // the workloads they judge.
+    let mut others: [Vec<(Kind, serde_json::Value)>; 5] = Default::default();
     for (label, dir, text) in read_inputs(&args.files)? {
         for manifest in parse_manifests(&text).with_context(|| format!("in {label}"))? {
-            match manifest {
-                Manifest::Workload(w) => workloads.push((dir.clone(), w)),
-                Manifest::ModulePolicy(p) => policies.push(p),
-                Manifest::Role(r) => roles.push(r),
-                Manifest::RoleBinding(b) => bindings.push(b),
-            }
+            let (order, kind, value) = match manifest {
+                Manifest::Workload(w) => {
+                    workloads.push((dir.clone(), w));
+                    continue;
+                }
+                Manifest::ModulePolicy(p) => (0, Kind::ModulePolicy, serde_json::to_value(p)?),
+                Manifest::Role(r) => (1, Kind::Role, serde_json::to_value(r)?),
+                Manifest::RoleBinding(b) => (2, Kind::RoleBinding, serde_json::to_value(b)?),
+                Manifest::ResourceQuota(q) => (3, Kind::ResourceQuota, serde_json::to_value(q)?),
+                Manifest::LimitRange(l) => (4, Kind::LimitRange, serde_json::to_value(l)?),
+            };
+            others[order].push((kind, value));
         }
     }
-    if workloads.is_empty() && policies.is_empty() && roles.is_empty() && bindings.is_empty() {
+    if workloads.is_empty() && others.iter().all(Vec::is_empty) {
         bail!("no objects found in {}", args.files.join(", "));
     }
-    // Policies first: the workloads beside them are checked against them.
-    for policy in policies {
-        let name = policy.metadata.name.clone();
-        let collection = Kind::ModulePolicy.collection(None);
-        create_or_update(&client, "modulepolicy", &collection, &name, &policy).await?;
-    }
-    // Roles before the bindings that name them.
-    for role in roles {
-        let collection = Kind::Role.collection(Some(&role.metadata.namespace));
-        let name = role.metadata.name.clone();
-        create_or_update(&client, "role", &collection, &name, &role).await?;
-    }
-    for binding in bindings {
-        let collection = Kind::RoleBinding.collection(Some(&binding.metadata.namespace));
-        let name = binding.metadata.name.clone();
-        create_or_update(&client, "rolebinding", &collection, &name, &binding).await?;
+    for (kind, value) in others.into_iter().flatten() {
+        let meta = &value["metadata"];
+        let name = meta["name"].as_str().unwrap_or_default().to_string();
+        let collection = kind.collection(meta["namespace"].as_str());
+        let label = kind.name().to_lowercase();
+        create_or_update(&client, &label, &collection, &name, &value).await?;
     }
     for (dir, mut workload) in workloads {
         upload_module(&client, &mut workload, &dir).await?;

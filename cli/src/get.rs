@@ -376,6 +376,76 @@ fn rows(
                 })
                 .collect(),
         ),
+        // As kubectl: each capped resource as used/hard, requests and
+        // counts apart from limits.
+        Kind::ResourceQuota => (
+            vec!["NAME", "AGE", "REQUEST", "LIMIT"],
+            items
+                .iter()
+                .map(|q| {
+                    let column = |limits: bool| {
+                        q["spec"]["hard"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .filter(|(resource, _)| resource.starts_with("limits.") == limits)
+                            .map(|(resource, hard)| {
+                                let status = &q["status"];
+                                let used = status["used"][resource].as_str().unwrap_or("-");
+                                let hard = status["hard"][resource]
+                                    .as_str()
+                                    .or(hard.as_str())
+                                    .unwrap_or("-");
+                                format!("{resource}: {used}/{hard}")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    vec![
+                        text(&q["metadata"]["name"]),
+                        age(&q["metadata"]["creationTimestamp"]),
+                        column(false),
+                        column(true),
+                    ]
+                })
+                .collect(),
+        ),
+        Kind::LimitRange => (
+            vec!["NAME", "LIMITS", "AGE"],
+            items
+                .iter()
+                .map(|r| {
+                    let limits = r["spec"]["limits"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|item| {
+                            let kind = item["type"].as_str().unwrap_or("Instance");
+                            let fields = ["min", "defaultRequest", "default", "max"]
+                                .iter()
+                                .filter_map(|field| {
+                                    let amounts = item[*field].as_object()?;
+                                    let amounts = amounts
+                                        .iter()
+                                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                        .collect::<Vec<_>>()
+                                        .join(",");
+                                    Some(format!("{field} {amounts}"))
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" ");
+                            format!("{kind}: {fields}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    vec![
+                        text(&r["metadata"]["name"]),
+                        limits,
+                        age(&r["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         Kind::Revision => (
             vec!["NAME", "WORKLOAD", "REVISION", "CHANGE", "AGE"],
             items.iter().map(revision_row).collect(),

@@ -411,6 +411,7 @@ impl ControlPlane {
             insecure_registries: registries.insecure_registries,
             node_tls: self.trust.node_client_config()?,
             trust: self.trust.clone(),
+            admission: Default::default(),
         });
         let tls = self.trust.api_config()?;
         tokio::spawn(usage::sample_forever(state.clone()));

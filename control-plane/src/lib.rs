@@ -11,11 +11,15 @@
 //! - [`trust`]: the cluster CA and the control plane's certificates;
 //! - [`controllers`]: level-triggered loops that drive stored state toward the
 //!   desired state (workloads → instances, instances → nodes);
-//! - [`telemetry`]: the scheduler's and the store's measurements.
+//! - [`telemetry`]: the scheduler's and the store's measurements;
+//! - [`quota`] and [`route_hosts`]: the per-namespace rules the API and
+//!   the controllers both apply to what is written (ResourceQuotas and
+//!   LimitRanges; a route host's one namespace).
 
 pub mod api;
 pub mod controllers;
 pub mod leader;
+pub mod quota;
 pub mod route_hosts;
 pub mod store;
 pub mod telemetry;

@@ -22,6 +22,12 @@ fuzz_target!(|text: &str| {
             flotilla_spec::manifest::Manifest::RoleBinding(binding) => {
                 serde_json::to_string(&binding).expect("a parsed binding serialises")
             }
+            flotilla_spec::manifest::Manifest::ResourceQuota(quota) => {
+                serde_json::to_string(&quota).expect("a parsed quota serialises")
+            }
+            flotilla_spec::manifest::Manifest::LimitRange(range) => {
+                serde_json::to_string(&range).expect("a parsed limit range serialises")
+            }
         };
         let again = flotilla_spec::manifest::parse_manifests(&json)
             .unwrap_or_else(|e| panic!("a parsed manifest parses again: {e}\n{json}"));

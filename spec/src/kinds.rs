@@ -40,6 +40,12 @@ pub enum Kind {
     Role,
     /// A role granted to tokens in one namespace.
     RoleBinding,
+    /// Caps on what one namespace consumes ([`quota`](crate::quota);
+    /// admins write).
+    ResourceQuota,
+    /// Default and bounded requests and limits in one namespace (admins
+    /// write).
+    LimitRange,
 }
 
 /// What the table says of one kind.
@@ -143,6 +149,20 @@ pub const KINDS: &[KindInfo] = &[
         namespaced: true,
     },
     KindInfo {
+        kind: Kind::ResourceQuota,
+        name: "ResourceQuota",
+        plural: "resourcequotas",
+        short: &["quota"],
+        namespaced: true,
+    },
+    KindInfo {
+        kind: Kind::LimitRange,
+        name: "LimitRange",
+        plural: "limitranges",
+        short: &["limits"],
+        namespaced: true,
+    },
+    KindInfo {
         kind: Kind::Token,
         name: "Token",
         plural: "tokens",
@@ -242,6 +262,8 @@ mod tests {
             Kind::ImportedModule,
             Kind::Role,
             Kind::RoleBinding,
+            Kind::ResourceQuota,
+            Kind::LimitRange,
         ];
         assert_eq!(all.len(), KINDS.len());
         for kind in all {

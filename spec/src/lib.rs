@@ -6,6 +6,7 @@
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
 //!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule), [`rbac`] (Role, RoleBinding),
+//!   [`quota`] (ResourceQuota, LimitRange),
 //!   [`token`];
 //! - [`kinds`]: the table of every kind the API serves (names, plurals,
 //!   short names, scope);
@@ -24,6 +25,7 @@ pub mod meta;
 pub mod node;
 pub mod policy;
 pub mod quantity;
+pub mod quota;
 pub mod rbac;
 pub mod revision;
 pub mod strategy;

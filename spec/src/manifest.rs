@@ -62,6 +62,10 @@ pub enum Manifest {
     Role(crate::rbac::Role),
     /// A RoleBinding (namespaced).
     RoleBinding(crate::rbac::RoleBinding),
+    /// A ResourceQuota (namespaced).
+    ResourceQuota(crate::quota::ResourceQuota),
+    /// A LimitRange (namespaced).
+    LimitRange(crate::quota::LimitRange),
 }
 
 /// Parses every document in `text` (YAML or JSON), checking shape and values.
@@ -117,30 +121,39 @@ pub fn parse_one(index: usize, value: serde_json::Value) -> Result<Manifest, Man
             policy.spec.validate().map_err(kind_error)?;
             Ok(Manifest::ModulePolicy(policy))
         }
-        "Role" => {
-            let mut role: crate::rbac::Role = typed(index, value)?;
-            if role.metadata.namespace.is_empty() {
-                role.metadata.namespace = DEFAULT_NAMESPACE.to_string();
-            }
-            role.spec.validate().map_err(kind_error)?;
-            Ok(Manifest::Role(role))
-        }
-        "RoleBinding" => {
-            let mut binding: crate::rbac::RoleBinding = typed(index, value)?;
-            if binding.metadata.namespace.is_empty() {
-                binding.metadata.namespace = DEFAULT_NAMESPACE.to_string();
-            }
-            binding.spec.validate().map_err(kind_error)?;
-            Ok(Manifest::RoleBinding(binding))
-        }
+        "Role" => namespaced(index, value, crate::rbac::RoleSpec::validate).map(Manifest::Role),
+        "RoleBinding" => namespaced(index, value, crate::rbac::RoleBindingSpec::validate)
+            .map(Manifest::RoleBinding),
+        "ResourceQuota" => namespaced(index, value, crate::quota::ResourceQuotaSpec::validate)
+            .map(Manifest::ResourceQuota),
+        "LimitRange" => namespaced(index, value, crate::quota::LimitRangeSpec::validate)
+            .map(Manifest::LimitRange),
         "Instance" | "Node" | "Event" => Err(kind_error(
             "Instances, Nodes and Events are made by Flotilla itself; apply a Workload instead"
                 .into(),
         )),
         other => Err(kind_error(format!(
-            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role and RoleBinding; `flotilla create` makes Configs and Secrets)"
+            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role, RoleBinding, ResourceQuota and LimitRange; `flotilla create` makes Configs and Secrets)"
         ))),
     }
+}
+
+/// A namespaced resource other than a Workload: decoded, its namespace
+/// defaulted, its spec checked by `validate`.
+fn namespaced<Spec, Status>(
+    index: usize,
+    value: serde_json::Value,
+    validate: impl Fn(&Spec) -> Result<(), String>,
+) -> Result<crate::meta::Resource<Spec, Status>, ManifestError>
+where
+    crate::meta::Resource<Spec, Status>: DeserializeOwned,
+{
+    let mut resource: crate::meta::Resource<Spec, Status> = typed(index, value)?;
+    if resource.metadata.namespace.is_empty() {
+        resource.metadata.namespace = DEFAULT_NAMESPACE.to_string();
+    }
+    validate(&resource.spec).map_err(|message| ManifestError::Kind { index, message })?;
+    Ok(resource)
 }
 
 /// Deserialises with the path of the first problem.

@@ -371,7 +371,7 @@ pub struct KeyValueGrant {
 }
 
 /// Where a bucket is kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyValueBackend {
     /// SQLite on the node: fastest; the data stays with the node.

@@ -15,6 +15,7 @@ mod keyvalue;
 mod metrics;
 mod netns;
 mod openapi;
+mod quotas;
 mod registry;
 mod rollouts;
 mod support;

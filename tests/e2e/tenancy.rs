@@ -12,12 +12,12 @@ use crate::cluster::*;
 
 /// The CLI as `token` (a copy of the admin's client config with the token
 /// replaced).
-struct As {
+pub(crate) struct As {
     config: PathBuf,
 }
 
 impl As {
-    fn new(c: &Cluster, token: &str, name: &str) -> Self {
+    pub(crate) fn new(c: &Cluster, token: &str, name: &str) -> Self {
         let text = std::fs::read_to_string(c.config()).unwrap();
         let replaced: String = text
             .lines()
@@ -35,7 +35,7 @@ impl As {
         Self { config }
     }
 
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(args)
             .env("FLOTILLA_CONFIG", &self.config)
@@ -43,7 +43,7 @@ impl As {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         succeeded(self.cli(args), args)
     }
 
@@ -62,7 +62,7 @@ impl As {
 }
 
 /// `flotilla scale workload NAME --replicas N -n NS`'s arguments.
-fn scale<'a>(workload: &'a str, replicas: &'a str, namespace: &'a str) -> [&'a str; 7] {
+pub(crate) fn scale<'a>(workload: &'a str, replicas: &'a str, namespace: &'a str) -> [&'a str; 7] {
     [
         "scale",
         "workload",
@@ -74,7 +74,7 @@ fn scale<'a>(workload: &'a str, replicas: &'a str, namespace: &'a str) -> [&'a s
     ]
 }
 
-fn token(c: &Cluster, args: &[&str]) -> String {
+pub(crate) fn token(c: &Cluster, args: &[&str]) -> String {
     let mut all = vec!["token", "create"];
     all.extend_from_slice(args);
     c.ok(&all).trim().to_string()
@@ -85,7 +85,7 @@ fn id(token: &str) -> &str {
 }
 
 /// A Role in team-a with `rules` (YAML flow style).
-fn role(name: &str, rules: &str) -> String {
+pub(crate) fn role(name: &str, rules: &str) -> String {
     format!(
         r#"
 apiVersion: flotilla.dev/v1
@@ -99,7 +99,7 @@ spec:
 
 /// A RoleBinding in team-a of `role` (`Role/NAME` or `ClusterRole/NAME`)
 /// to the token `token`.
-fn binding(name: &str, role: &str, token: &str) -> String {
+pub(crate) fn binding(name: &str, role: &str, token: &str) -> String {
     let (kind, role) = role.split_once('/').unwrap();
     format!(
         r#"
@@ -115,7 +115,7 @@ spec:
 }
 
 /// A Workload in `namespace` with `spec` (lines indented by two).
-fn workload(name: &str, namespace: &str, spec: &str) -> String {
+pub(crate) fn workload(name: &str, namespace: &str, spec: &str) -> String {
     format!(
         "apiVersion: flotilla.dev/v1\nkind: Workload\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}\n"
     )
@@ -131,7 +131,7 @@ fn sleeper(name: &str, namespace: &str) -> String {
     )
 }
 
-fn running(c: &Cluster, namespace: &str, workload: &str) -> Vec<Value> {
+pub(crate) fn running(c: &Cluster, namespace: &str, workload: &str) -> Vec<Value> {
     let listing: Value =
         serde_json::from_str(&c.ok(&["get", "instances", "-n", namespace, "-o", "json"])).unwrap();
     listing["items"]

@@ -123,6 +123,16 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             binding.spec.validate().map_err(ApiError::invalid)?;
             to_value(&binding)?
         }
+        Kind::ResourceQuota => {
+            let quota = typed::<flotilla_spec::quota::ResourceQuota>(1, body).map_err(shape)?;
+            quota.spec.validate().map_err(ApiError::invalid)?;
+            to_value(&quota)?
+        }
+        Kind::LimitRange => {
+            let range = typed::<flotilla_spec::quota::LimitRange>(1, body).map_err(shape)?;
+            range.spec.validate().map_err(ApiError::invalid)?;
+            to_value(&range)?
+        }
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {
             return Err(ApiError::method_not_allowed(

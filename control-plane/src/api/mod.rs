@@ -104,6 +104,10 @@ pub struct ApiState {
     pub insecure_registries: Vec<String>,
     /// Where writes and Secret reads are recorded (`--audit-log`).
     pub audit: Option<audit::AuditLog>,
+    /// Held from the checks that depend on other objects (quotas, route
+    /// hosts) to the store's write, so writes on this server are judged
+    /// one after another ([`crate::quota`]).
+    pub admission: tokio::sync::Mutex<()>,
 }
 
 /// Whether a boolean query parameter (`?watch=true`, `?follow=1`) is set.

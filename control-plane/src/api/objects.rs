@@ -165,14 +165,22 @@ async fn create(
         }
     }
     let body = super::oci::resolve_module(&state, kind, &namespace, body, None).await?;
-    let object = for_create(kind, &namespace, body, &state.blobs)?;
-    if kind == Kind::Workload {
-        check_workload(&state, &namespace, &object, None, member.as_ref())?;
-    }
+    let mut object = for_create(kind, &namespace, body, &state.blobs)?;
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // Checked and stored under the lock: two writes cannot both take the
+    // room a quota has left for one, nor one host.
+    let mut _admission = None;
+    if kind == Kind::Workload {
+        _admission = Some(state.admission.lock().await);
+        check_workload(&state, &namespace, &mut object, None, member.as_ref())?;
+    } else if crate::quota::counted(kind.name()) {
+        _admission = Some(state.admission.lock().await);
+        crate::quota::admit_create(state.store.as_ref(), &namespace, kind.name())
+            .map_err(refused)?;
+    }
     let created = if kind == Kind::Event {
         // Repeats fold into one Event with a count.
         crate::controllers::events::store_folded(state.store.as_ref(), &namespace, object)?
@@ -201,17 +209,21 @@ async fn replace(
 
 /// What a Workload write must pass besides admission, judged on the object
 /// to store (for a patch, the merge; so fields it does not name count
-/// too): its hosts are its namespace's, and a member's workload reaches
+/// too): the namespace's LimitRanges fill in and bound its requests and
+/// limits, its hosts are its namespace's, a member's workload reaches
 /// nothing outside its namespace — unless the write only scales, pauses or
-/// restarts a workload an admin wrote that way.
+/// restarts a workload an admin wrote that way — and the namespace's
+/// quotas have room for it. A quota that stops a change of a stored
+/// workload (a scale, say) is said by an Event on it too.
 fn check_workload(
     state: &ApiState,
     namespace: &str,
-    object: &Value,
+    object: &mut Value,
     stored: Option<&Value>,
     member: Option<&Member>,
 ) -> Result<(), ApiError> {
     let store = state.store.as_ref();
+    crate::quota::apply_limit_ranges(store, namespace, object).map_err(refused)?;
     if let Some(why) = crate::route_hosts::conflict(store, namespace, object, stored)? {
         return Err(ApiError::invalid(format!("spec.routes: {why}")));
     }
@@ -220,7 +232,39 @@ fn check_workload(
             super::rbac::check_workload_reach(member, namespace, object, store)?;
         }
     }
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let spec: flotilla_spec::workload::WorkloadSpec =
+        serde_json::from_value(object["spec"].clone())
+            .map_err(|e| ApiError::invalid(format!("spec: {e}")))?;
+    if let Err(refusal) = crate::quota::admit_workload(store, namespace, name, &spec) {
+        if let (Some(_), crate::quota::Refusal::Quota(why)) = (stored, &refusal) {
+            let event = crate::controllers::events::event(
+                flotilla_spec::event::ObjectRef {
+                    kind: "Workload".into(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                },
+                crate::controllers::events::Severity::Warning,
+                "ExceededQuota",
+                format!("a change to {} replicas was refused: {why}", spec.replicas),
+                "apiserver",
+            );
+            if let Err(e) = crate::controllers::events::record(store, &event) {
+                tracing::warn!("recording a quota refusal of {namespace}/{name}: {e}");
+            }
+        }
+        return Err(refused(refusal));
+    }
     Ok(())
+}
+
+/// A quota's refusal is 403 (as Kubernetes'), a LimitRange's bounds 422.
+fn refused(refusal: crate::quota::Refusal) -> ApiError {
+    match refusal {
+        crate::quota::Refusal::Store(e) => e.into(),
+        crate::quota::Refusal::Quota(why) => ApiError::forbidden(why),
+        crate::quota::Refusal::Limits(why) => ApiError::invalid(why),
+    }
 }
 
 /// How a write to an existing object treats the body.
@@ -286,8 +330,17 @@ async fn write(
                 for_replace(kind, &namespace, &name, patched, &stored, &state.blobs)?
             }
         };
+        let mut object = object;
+        let mut _admission = None;
         if kind == Kind::Workload && !matches!(how, Write::Status) {
-            check_workload(&state, &namespace, &object, Some(&stored), member.as_ref())?;
+            _admission = Some(state.admission.lock().await);
+            check_workload(
+                &state,
+                &namespace,
+                &mut object,
+                Some(&stored),
+                member.as_ref(),
+            )?;
         }
         let ours = expected.is_none();
         let expected = expected.or_else(|| crate::store::revision_of(&stored));
@@ -637,6 +690,7 @@ mod tests {
             usage: crate::api::usage::UsageHistory::new(crate::api::usage::DEFAULT_INTERVAL),
             insecure_registries: Vec::new(),
             audit: None,
+            admission: Default::default(),
             node_tls: trust.node_client_config().unwrap(),
             trust: Arc::new(trust),
         })

@@ -296,6 +296,14 @@ pub fn authorize(
                     "{verb} {resource} in namespace {namespace}: instances, volumes and statuses are written by the controllers and the nodes (write the workload; delete an instance to restart it)"
                 ));
             }
+            if !matches!(verb, "get" | "list" | "watch")
+                && matches!(kind, Kind::ResourceQuota | Kind::LimitRange)
+            {
+                // A cap its tenant could lift caps nothing.
+                return refuse(format!(
+                    "{verb} {resource} in namespace {namespace}: quotas and limit ranges are set by cluster admins"
+                ));
+            }
             // A Workload's reach is judged on the object to store, by the
             // handler (`objects::check_workload`): a patch's merge counts.
             if matches!(kind, Kind::Role | Kind::RoleBinding)

@@ -16,6 +16,7 @@ pub mod module_gc;
 pub mod module_policy;
 pub mod nodes;
 pub mod queue;
+pub mod quotas;
 pub mod revisions;
 pub mod rollout;
 pub mod token_gc;
@@ -55,6 +56,9 @@ pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 /// How often expired Events are deleted.
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 
+/// How often quotas' statuses are brought up to date.
+const QUOTA_STATUS_EVERY: Duration = Duration::from_secs(1);
+
 /// What the controllers keep from one pass to the next.
 struct Controllers {
     store: Arc<dyn Store>,
@@ -68,6 +72,7 @@ struct Controllers {
     lifecycle: nodes::NodeLifecycle,
     last_full_resync: Instant,
     last_gc: Instant,
+    last_quota_status: Instant,
     /// Since when each module has been named by nothing (on this clock).
     unreferenced: std::collections::HashMap<String, Instant>,
 }
@@ -147,6 +152,12 @@ impl Controllers {
             }
             Err(e) => tracing::warn!("node lifecycle: {e}"),
         }
+        if self.last_quota_status.elapsed() >= QUOTA_STATUS_EVERY {
+            self.last_quota_status = Instant::now();
+            if let Err(e) = quotas::pass(store) {
+                tracing::warn!("quota status: {e}");
+            }
+        }
         if self.last_gc.elapsed() >= EVENT_GC_EVERY {
             self.last_gc = Instant::now();
             if let Err(e) = events::collect_garbage(store) {
@@ -184,6 +195,7 @@ pub async fn run(
         lifecycle: nodes::NodeLifecycle::new(node_grace),
         last_full_resync: Instant::now(),
         last_gc: Instant::now() - EVENT_GC_EVERY,
+        last_quota_status: Instant::now() - QUOTA_STATUS_EVERY,
         unreferenced: std::collections::HashMap::new(),
     };
     let mut controllers = start();

@@ -744,14 +744,24 @@ fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), S
                 // failing change was of Config or Secret values.
                 .filter(|t| !t.same_template(&workload.spec));
             // Not past today's ModulePolicies, nor onto a host another
-            // namespace took meanwhile: a rollback skips admission.
+            // namespace took meanwhile, nor past the namespace's quotas: a
+            // rollback skips admission.
             let refusal = match &template {
                 Some(t) => match super::module_policy::rollback_refusal(store, ns, &t.module)? {
                     Some(why) => Some(why),
                     None => {
-                        let back = serde_json::json!({"spec": workload.spec.with_template(t)});
+                        let spec = workload.spec.with_template(t);
+                        let back = serde_json::json!({"spec": &spec});
                         let now = serde_json::json!({"spec": &workload.spec});
-                        crate::route_hosts::conflict(store, ns, &back, Some(&now))?
+                        match crate::route_hosts::conflict(store, ns, &back, Some(&now))? {
+                            Some(why) => Some(why),
+                            None => crate::quota::rollback_refusal(
+                                store,
+                                ns,
+                                &workload.metadata.name,
+                                &spec,
+                            )?,
+                        }
                     }
                 },
                 None => None,
