@@ -67,6 +67,8 @@ struct State {
     ready: HashMap<String, (String, Endpoint)>,
     /// Node → node port address.
     node_ports: HashMap<String, String>,
+    /// Serials of revoked node certificates (the revocation list).
+    revoked: HashMap<String, ()>,
 }
 
 /// The view; cheap to clone.
@@ -119,13 +121,14 @@ fn key(value: &Value) -> String {
 }
 
 impl ClusterView {
-    /// Follows workloads, instances and nodes through `client` until the
-    /// process ends.
+    /// Follows workloads, instances, nodes and the revoked node
+    /// certificates through `client` until the process ends.
     pub fn follow(&self, client: Client) {
         for (plural, apply) in [
             ("workloads", Self::apply_workload as fn(&mut State, Change)),
             ("instances", Self::apply_instance),
             ("nodes", Self::apply_node),
+            ("nodecertificates", Self::apply_certificate),
         ] {
             let view = self.clone();
             let client = client.clone();
@@ -205,6 +208,24 @@ impl ClusterView {
             let status = serde_json::from_value::<Node>(value.clone()).ok()?.status?;
             (status.ready && !status.node_address.is_empty()).then_some(status.node_address)
         });
+    }
+
+    fn apply_certificate(state: &mut State, change: Change) {
+        let serial = |value: &Value| {
+            value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        change.apply_to(&mut state.revoked, serial, |value| {
+            (value["spec"]["revoked"] == true).then_some(())
+        });
+    }
+
+    /// Whether the node certificate with `serial` was revoked (as far as
+    /// the watch of the revocation list has come).
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.read().revoked.contains_key(serial)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

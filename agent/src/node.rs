@@ -249,7 +249,7 @@ impl Agent {
         let router = crate::ingress::Ingress::new(
             self.config.node_name.clone(),
             self.ctx.endpoints.clone(),
-            cluster,
+            cluster.clone(),
             self.config.ingress_limits,
             crate::peers::Peers::new(self.config.credentials.clone()),
         );
@@ -260,6 +260,7 @@ impl Agent {
             logs: self.ctx.logs.clone(),
             ingress: router.clone(),
             metrics: self.ctx.metrics.clone(),
+            cluster,
         });
         tokio::spawn(port.serve(node_port));
         if let Some(listener) = ingress {
@@ -703,10 +704,24 @@ async fn heartbeat(
                     disk_pressure_event(&reporter, &config, beat);
                 }
             }
+            // The server is there and says this node is out: fenced for
+            // good, every instance stops (the controllers place them
+            // elsewhere), as when an eviction raised the epoch.
+            Err(e) if is_revocation(&e) => {
+                if *epoch.borrow() != u64::MAX {
+                    tracing::error!("node {}: {e}; stopping every instance", config.node_name);
+                }
+                raise(&epoch, u64::MAX);
+            }
             Err(e) => tracing::warn!("heartbeat of {}: {e}", config.node_name),
         }
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
+}
+
+/// Whether the API refused this node's certificate as revoked.
+fn is_revocation(e: &flotilla_client::ClientError) -> bool {
+    e.code() == Some(401) && e.to_string().contains("was revoked")
 }
 
 fn disk_pressure_event(reporter: &Reporter, config: &AgentConfig, beat: Heartbeat) {

@@ -23,7 +23,7 @@ use crate::ingress::{Ingress, WORKLOAD_HEADER};
 use crate::logs::LogDir;
 use crate::runtime::{plain_response, ResponseBody};
 use flotilla_spec::node::{LOGS_PATH, METRICS_PATH};
-use flotilla_trust::names::Peer;
+use flotilla_trust::names::{Peer, Presented};
 
 /// Connections the node port serves at once.
 const MAX_CONNECTIONS: usize = 1024;
@@ -43,6 +43,9 @@ pub struct NodePort {
     pub ingress: Arc<Ingress>,
     /// The node's metrics.
     pub metrics: Arc<crate::metrics::NodeMetrics>,
+    /// The cluster as the API shows it: which peers' certificates were
+    /// revoked.
+    pub cluster: crate::cluster_view::ClusterView,
 }
 
 impl NodePort {
@@ -106,9 +109,27 @@ impl NodePort {
 
     async fn handle(
         &self,
-        peer: Option<Peer>,
+        presented: Option<Presented>,
         mut request: http::Request<Drained>,
     ) -> http::Response<ResponseBody> {
+        // Checked per request, not per connection: a peer's HTTP/2
+        // connection outlives the revocation of its certificate.
+        if let Some(Presented {
+            peer: Peer::Node(node),
+            serial,
+        }) = &presented
+        {
+            if self.cluster.is_revoked(serial) {
+                tracing::warn!(
+                    "node port: refused node {node}: its certificate {serial} was revoked"
+                );
+                return plain_response(
+                    403,
+                    format!("the certificate of node {node} (serial {serial}) was revoked\n"),
+                );
+            }
+        }
+        let peer = presented.map(|p| p.peer);
         let workload = request
             .headers_mut()
             .remove(WORKLOAD_HEADER)

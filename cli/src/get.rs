@@ -410,6 +410,22 @@ fn rows(
                 })
                 .collect(),
         ),
+        Kind::NodeCertificate => (
+            vec!["SERIAL", "NODE", "EXPIRES", "REVOKED", "AGE"],
+            items
+                .iter()
+                .map(|c| {
+                    let spec = &c["spec"];
+                    vec![
+                        text(&c["metadata"]["name"]),
+                        text(&spec["node"]),
+                        text(&spec["notAfter"]),
+                        spec["revokedAt"].as_str().unwrap_or("-").to_string(),
+                        age(&c["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         Kind::LimitRange => (
             vec!["NAME", "LIMITS", "AGE"],
             items
@@ -754,6 +770,9 @@ pub async fn delete(args: NameArgs) -> Result<()> {
         kind.plural().trim_end_matches('s'),
         args.name
     );
+    if kind == Kind::Node {
+        println!("(its certificates are revoked: the machine rejoins only with a join token)");
+    }
     Ok(())
 }
 

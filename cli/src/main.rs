@@ -21,6 +21,7 @@ mod kinds;
 mod kv;
 mod logs;
 mod migrate;
+mod node;
 mod notice;
 mod patch;
 mod push;
@@ -80,6 +81,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// List recent events.
     Events(get::EventsArgs),
+    /// Revoke a node: its certificates refused everywhere, its Node deleted.
+    Node(node::NodeArgs),
     /// Create, list and revoke bearer tokens (join, view, edit, admin; for
     /// the cluster or one namespace).
     Token(token::TokenArgs),
@@ -176,6 +179,7 @@ fn main() {
             Command::Logs(args) => logs::main(args).await,
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,
+            Command::Node(args) => node::main(args).await,
             Command::Auth(args) => match auth::main(args).await {
                 Ok(true) => Ok(()),
                 Ok(false) => std::process::exit(1),

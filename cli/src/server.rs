@@ -138,7 +138,7 @@ pub struct TlsArgs {
     pub tls_key: Option<PathBuf>,
     /// How long the certificates issued to nodes last (they renew two
     /// thirds of the way through).
-    #[arg(long, default_value = "8760h", value_parser = parse_validity)]
+    #[arg(long, default_value = "720h", value_parser = parse_validity)]
     pub node_cert_validity: Duration,
 }
 

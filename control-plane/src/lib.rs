@@ -12,6 +12,8 @@
 //! - [`controllers`]: level-triggered loops that drive stored state toward the
 //!   desired state (workloads → instances, instances → nodes);
 //! - [`telemetry`]: the scheduler's and the store's measurements;
+//! - [`node_certificates`]: the certificates issued to nodes, kept so a
+//!   node's can be revoked;
 //! - [`quota`] and [`route_hosts`]: the per-namespace rules the API and
 //!   the controllers both apply to what is written (ResourceQuotas and
 //!   LimitRanges; a route host's one namespace).
@@ -19,6 +21,7 @@
 pub mod api;
 pub mod controllers;
 pub mod leader;
+pub mod node_certificates;
 pub mod quota;
 pub mod route_hosts;
 pub mod store;

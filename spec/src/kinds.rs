@@ -46,6 +46,9 @@ pub enum Kind {
     /// Default and bounded requests and limits in one namespace (admins
     /// write).
     LimitRange,
+    /// A certificate issued to a node, and whether it was revoked
+    /// (cluster-scoped; written by the server).
+    NodeCertificate,
 }
 
 /// What the table says of one kind.
@@ -163,6 +166,13 @@ pub const KINDS: &[KindInfo] = &[
         namespaced: true,
     },
     KindInfo {
+        kind: Kind::NodeCertificate,
+        name: "NodeCertificate",
+        plural: "nodecertificates",
+        short: &["nodecert"],
+        namespaced: false,
+    },
+    KindInfo {
         kind: Kind::Token,
         name: "Token",
         plural: "tokens",
@@ -264,6 +274,7 @@ mod tests {
             Kind::RoleBinding,
             Kind::ResourceQuota,
             Kind::LimitRange,
+            Kind::NodeCertificate,
         ];
         assert_eq!(all.len(), KINDS.len());
         for kind in all {

@@ -6,7 +6,7 @@
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
 //!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule), [`rbac`] (Role, RoleBinding),
-//!   [`quota`] (ResourceQuota, LimitRange),
+//!   [`quota`] (ResourceQuota, LimitRange), [`certificate`] (NodeCertificate),
 //!   [`token`];
 //! - [`kinds`]: the table of every kind the API serves (names, plurals,
 //!   short names, scope);
@@ -15,6 +15,7 @@
 //!
 //! This crate performs no I/O.
 
+pub mod certificate;
 pub mod config;
 pub mod event;
 pub mod imported;

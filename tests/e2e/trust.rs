@@ -755,6 +755,105 @@ fn a_node_renews_its_certificate_before_it_expires_and_keeps_working() {
 }
 
 #[test]
+fn a_revoked_nodes_certificate_is_refused_everywhere_and_its_instances_stop() {
+    let c = Cluster::start_server();
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let _a = agent(&c, "edge-a", join.trim(), "1Gi");
+    let _b = agent(&c, "edge-b", join.trim(), "1Gi");
+    c.wait_until("both nodes are Ready", Duration::from_secs(30), || {
+        ready_nodes(&c) == 2
+    });
+    c.apply("wa.yaml", &pinned("wa", "edge-a", "sleeper.wasm"));
+    c.wait_until("wa runs on edge-a", Duration::from_secs(30), || {
+        !in_phase(&c.items("instances"), "Running").is_empty()
+    });
+    let a = flotilla_trust::Identity::load(&c.dir.path().join("agent-edge-a/pki"), "node")
+        .unwrap()
+        .unwrap();
+    let serial = a.serial().unwrap();
+    let b: Value = serde_json::from_str(&c.ok(&["get", "node", "edge-b", "-o", "json"])).unwrap();
+    let b_port = b["status"]["nodeAddress"].as_str().unwrap().to_string();
+    let ca = c.ca_pem();
+    // What edge-a's certificate gets at edge-b's node port: a forwarded
+    // request for a workload edge-b does not serve.
+    let forward = || {
+        let request = "GET / HTTP/1.1\r\nHost: x\r\nx-flotilla-workload: default/nothing\r\nConnection: close\r\n\r\n";
+        split_answer(&tls_exchange(
+            &b_port,
+            "edge-b.node.flotilla",
+            &ca,
+            Some(&a),
+            request.as_bytes(),
+        ))
+    };
+    let (code, body) = c.raw("GET", NODES, &Who::Node(&a), "");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = forward();
+    assert!(code != 0 && !body.contains("revoked"), "{code} {body}");
+
+    let revoked = c.ok(&["node", "revoke", "edge-a"]);
+    assert!(revoked.contains("certificates revoked"), "{revoked}");
+    let since = std::time::Instant::now();
+    // The API refuses it at once (the revocation was stored before the
+    // answer), though the certificate is within its validity.
+    let (code, body) = c.raw("GET", NODES, &Who::Node(&a), "");
+    assert!(
+        code == 401 && body.contains(&format!("serial {serial}) was revoked")),
+        "{code} {body}"
+    );
+    // edge-b as soon as its watch of the revocation list brings it.
+    c.wait_until("edge-b refuses edge-a", Duration::from_secs(10), || {
+        let (code, body) = forward();
+        code == 403 && body.contains("was revoked")
+    });
+    eprintln!(
+        "edge-b refused the revoked certificate {:?} after the revocation",
+        since.elapsed()
+    );
+    // edge-a hears it at its next heartbeat and stops what it runs.
+    c.wait_until(
+        "edge-a stops its instances",
+        Duration::from_secs(20),
+        || {
+            let log = crate::fleet::read_agent_log(&c, "edge-a");
+            log.contains("stopping every instance") && log.contains("stopped instance default/wa-")
+        },
+    );
+    // It cannot register itself again; edge-b is untouched.
+    let nodes = names(&c.items("nodes"));
+    assert_eq!(nodes, vec!["edge-b".to_string()], "{nodes:?}");
+    assert_eq!(ready_nodes(&c), 1);
+    let records: Value =
+        serde_json::from_str(&c.ok(&["get", "nodecertificates", "-o", "json"])).unwrap();
+    let records = records["items"].as_array().unwrap().clone();
+    let of = |node: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["spec"]["node"] == node)
+            .collect()
+    };
+    assert!(
+        !of("edge-a").is_empty() && of("edge-a").iter().all(|r| r["spec"]["revoked"] == true),
+        "{records:?}"
+    );
+    assert!(of("edge-a")
+        .iter()
+        .any(|r| r["metadata"]["name"] == serial.as_str()));
+    assert!(
+        !of("edge-b").is_empty() && of("edge-b").iter().all(|r| r["spec"]["revoked"].is_null()),
+        "{records:?}"
+    );
+    // The records are the server's: an admin cannot forge or edit one.
+    let (code, body) = c.raw(
+        "POST",
+        "/apis/flotilla.dev/v1/nodecertificates",
+        &Who::Token(&c.token()),
+        r#"{"apiVersion":"flotilla.dev/v1","kind":"NodeCertificate","metadata":{"name":"ab"},"spec":{"node":"x","notAfter":"2030-01-01T00:00:00Z"}}"#,
+    );
+    assert_eq!(code, 405, "{body}");
+}
+
+#[test]
 fn events_are_rate_limited_per_source() {
     let c = Cluster::start_server();
     let admin = c.token();

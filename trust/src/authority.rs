@@ -16,7 +16,7 @@ use crate::{names, read_private, write_private, Identity, TrustError};
 
 /// How long a node's certificate is good for; agents renew it once two
 /// thirds of that have passed.
-pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long the server's own certificates are good for; reissued at start
 /// when less than a month is left or the names changed.
 const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -227,6 +227,13 @@ mod tests {
     use super::*;
     use crate::NodeKey;
 
+    fn flotilla_serial_shape(serial: &str) -> bool {
+        (1..=40).contains(&serial.len())
+            && serial
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     #[test]
     fn a_node_certificate_names_the_node_whatever_the_request_asked() {
         let dir = tempfile::tempdir().unwrap();
@@ -237,6 +244,14 @@ mod tests {
             .unwrap();
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(names::peer_of(&der), Some(names::Peer::Node("a".into())));
+        // Each certificate has its own serial, read the same way from DER.
+        let serial = names::serial_of(&der).unwrap();
+        assert!(flotilla_serial_shape(&serial), "{serial}");
+        let other = ca
+            .sign_node("a", &key.request("a").unwrap(), NODE_CERT_VALIDITY)
+            .unwrap();
+        let other = CertificateDer::from_pem_slice(other.as_bytes()).unwrap();
+        assert_ne!(names::serial_of(&other), Some(serial));
         let again = Authority::load_or_create(&dir.path().join("pki")).unwrap();
         assert_eq!(ca.hash(), again.hash(), "the CA is kept, not remade");
         let mode = std::fs::metadata(dir.path().join("pki/ca.key")).unwrap();

@@ -77,6 +77,11 @@ impl Identity {
         ))
     }
 
+    /// Its (first) certificate's serial, as [`names::serial_of`] reads it.
+    pub fn serial(&self) -> Option<String> {
+        names::serial_of(self.chain().ok()?.first()?)
+    }
+
     /// Who the certificate names (its first certificate).
     pub fn peer(&self) -> Option<names::Peer> {
         names::peer_of(self.chain().ok()?.first()?)

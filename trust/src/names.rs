@@ -28,6 +28,36 @@ pub enum Peer {
     ControlPlane,
 }
 
+/// A verified client certificate: who it names, and its serial number
+/// (what a revocation names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Who.
+    pub peer: Peer,
+    /// [`serial_of`] the certificate.
+    pub serial: String,
+}
+
+/// Who a (verified) client certificate names and its serial, if it is one
+/// of Flotilla's.
+pub fn presented(certificate: &CertificateDer<'_>) -> Option<Presented> {
+    Some(Presented {
+        peer: peer_of(certificate)?,
+        serial: serial_of(certificate)?,
+    })
+}
+
+/// A certificate's serial number as lowercase hex, leading zero bytes
+/// dropped (DER adds one before a high bit), so a serial reads the same
+/// from the certificate wherever it is read.
+pub fn serial_of(certificate: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    let raw = parsed.tbs_certificate.raw_serial();
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    let hex: String = raw[start..].iter().map(|b| format!("{b:02x}")).collect();
+    Some(if hex.is_empty() { "0".into() } else { hex })
+}
+
 /// Who a (verified) client certificate names, if it is one of Flotilla's.
 pub fn peer_of(certificate: &CertificateDer<'_>) -> Option<Peer> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;

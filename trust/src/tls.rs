@@ -190,7 +190,7 @@ pub async fn accept(
 ) -> Result<
     (
         tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        Option<crate::names::Peer>,
+        Option<crate::names::Presented>,
     ),
     AcceptError,
 > {
@@ -219,7 +219,7 @@ pub async fn accept(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(crate::names::peer_of);
+        .and_then(crate::names::presented);
     Ok((session, peer))
 }
 

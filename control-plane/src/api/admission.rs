@@ -133,6 +133,11 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             range.spec.validate().map_err(ApiError::invalid)?;
             to_value(&range)?
         }
+        Kind::NodeCertificate => {
+            return Err(ApiError::method_not_allowed(
+                "node certificates are recorded by the server as it issues them; revoke a node's with `flotilla node revoke NAME`",
+            ))
+        }
         // Refused earlier, by authorization; never admitted.
         Kind::Revision => {
             return Err(ApiError::method_not_allowed(

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use flotilla_trust::names::Peer;
+use flotilla_trust::names::{Peer, Presented};
 use http_body_util::BodyExt;
 
 use super::authz::{self, Caller, Decision, Target};
@@ -60,15 +60,33 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Bearer, ApiError>
             ApiError::unauthorized("the bearer token is not valid for this server: it is unknown, expired or revoked (check the token in your client config; `flotilla token list` shows the tokens)")
         });
     }
-    match request.extensions().get::<Option<Peer>>().cloned().flatten() {
-        Some(Peer::Node(node)) => Ok(Bearer {
-            caller: Caller::Node(node),
-            id: None,
-        }),
+    match request.extensions().get::<Option<Presented>>().cloned().flatten() {
+        Some(Presented {
+            peer: Peer::Node(node),
+            serial,
+        }) => {
+            refuse_revoked(state, &node, &serial)?;
+            Ok(Bearer {
+                caller: Caller::Node(node),
+                id: None,
+            })
+        }
         _ => Err(ApiError::unauthorized(
             "this server requires a bearer token (Authorization: Bearer <token>) or a node certificate; the flotilla CLI reads the token from its client config",
         )),
     }
+}
+
+/// 401 for a node certificate that was revoked (it is still within its
+/// validity, and the CA's signature on it is good: only the record says).
+fn refuse_revoked(state: &ApiState, node: &str, serial: &str) -> Result<(), ApiError> {
+    if crate::node_certificates::is_revoked(state.store.as_ref(), serial)? {
+        tracing::warn!("refused node {node}'s certificate {serial}: it was revoked");
+        return Err(ApiError::unauthorized(format!(
+            "the certificate of node {node} (serial {serial}) was revoked: this node may not use the cluster any more; to bring the machine back, join it again with a join token (under another name, or after `flotilla delete node {node}`)"
+        )));
+    }
+    Ok(())
 }
 
 /// Authenticates and authorizes every request but the public ones; passes
@@ -95,7 +113,8 @@ pub async fn require_credential(
 
 /// The request's authentication and authorization, to run again while
 /// its stream lasts: a token is looked up again (a deleted or expired one
-/// ends it), a node's identity stays what its certificate said.
+/// ends it), a node's certificate is checked against the revocations
+/// again (a revoked node's watches end).
 fn recheck(
     state: &Arc<ApiState>,
     request: &Request,
@@ -105,9 +124,24 @@ fn recheck(
 ) -> super::recheck::Recheck {
     let state = state.clone();
     let secret = bearer(request).map(str::to_string);
+    let certificate = request
+        .extensions()
+        .get::<Option<Presented>>()
+        .cloned()
+        .flatten();
     let (method, path, caller) = (request.method().clone(), path.to_string(), caller.clone());
     super::recheck::Recheck::new(move || {
         let store = state.store.as_ref();
+        if let (
+            None,
+            Some(Presented {
+                peer: Peer::Node(node),
+                serial,
+            }),
+        ) = (&secret, &certificate)
+        {
+            refuse_revoked(&state, node, serial)?;
+        }
         let caller = match &secret {
             Some(secret) => state.tokens.bearer_of(store, secret)?.ok_or_else(|| {
                 ApiError::unauthorized(

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | admin | everything |
 //! | view | read everything but tokens, secrets and key-value buckets |
-//! | node `n` | read all Nodes and Volumes, and write the status of the Volumes it holds; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; use the `cluster` buckets they are granted; create Events about itself or its instances; renew its certificate |
+//! | node `n` | read all Nodes, Volumes and NodeCertificates (the revocation list), and write the status of the Volumes it holds; create its own Node (empty spec) and write its own Node's status; list and watch Instances and Workloads (those not its own reduced to what routing needs); read, and write the status of, Instances bound to `n`, and read their logs, Workloads, modules and the Configs and Secrets they name; use the `cluster` buckets they are granted; create Events about itself or its instances; renew its certificate |
 //! | join token | get a node certificate, nothing else |
 //! | namespaced token | what its own role in its namespace and the RoleBindings naming it allow ([`rbac`](super::rbac)) |
 //!
@@ -333,7 +333,10 @@ fn authorize_node(
     };
     match (kind, name, subresource) {
         // Lists and watches: a node's own objects whole, others projected.
-        (Kind::Node | Kind::Volume, None, None) if read => allow(View::Full),
+        // The revocation list included: every node refuses revoked peers.
+        (Kind::Node | Kind::Volume | Kind::NodeCertificate, None, None) if read => {
+            allow(View::Full)
+        }
         (Kind::Instance | Kind::Workload, None, None) if read => allow(View::Node(node.into())),
         (Kind::Volume, Some(n), Some("status")) if *method == Method::PUT => {
             let ns = namespace.unwrap_or_default();

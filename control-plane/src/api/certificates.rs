@@ -71,6 +71,9 @@ pub async fn sign_node(
         .authority
         .sign_node(&node, &request.csr, s.trust.node_cert_validity)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // Recorded before it is handed out: one that could not be revoked is
+    // not issued.
+    crate::node_certificates::record(s.store.as_ref(), &node, &certificate)?;
     tracing::info!("issued a certificate to node {node} ({})", caller.name());
     Ok((
         StatusCode::CREATED,

@@ -358,8 +358,22 @@ async fn write(
 }
 
 async fn delete(state: Arc<ApiState>, kind: Kind, namespace: String, name: String) -> ApiResult {
+    // A node deleted is a node revoked: its certificates are refused from
+    // now on (else it would register itself again at its next heartbeat).
+    let revoked = if kind == Kind::Node {
+        crate::node_certificates::revoke_node(state.store.as_ref(), &name)?
+    } else {
+        0
+    };
     match state.store.delete(kind.name(), &namespace, &name) {
         Ok(object) => Ok(Json(object).into_response()),
+        // A node that got certificates but never registered.
+        Err(crate::store::StoreError::NotFound { .. }) if revoked > 0 => Ok(Json(json!({
+            "kind": "Status",
+            "status": "Success",
+            "message": format!("node {name} was not registered; its {revoked} certificate(s) are revoked"),
+        }))
+        .into_response()),
         Err(crate::store::StoreError::NotFound { .. }) => Err(not_found(kind, &namespace, &name)),
         Err(e) => Err(e.into()),
     }

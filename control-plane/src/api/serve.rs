@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use flotilla_trust::names::Peer;
+use flotilla_trust::names::Presented;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -85,7 +85,7 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(address));
                 request
                     .extensions_mut()
-                    .insert::<Option<Peer>>(peer.clone());
+                    .insert::<Option<Presented>>(peer.clone());
                 let answer = router.clone().call(request);
                 async move {
                     let response = answer.await;

@@ -166,6 +166,9 @@ impl Controllers {
             if let Err(e) = token_gc::collect(store) {
                 tracing::warn!("expired token collection: {e}");
             }
+            if let Err(e) = crate::node_certificates::collect_expired(store) {
+                tracing::warn!("expired certificate records: {e}");
+            }
             if let Err(e) =
                 module_gc::collect(store, &self.cache, &self.blobs, &mut self.unreferenced)
             {
