@@ -101,12 +101,15 @@ pub fn namespace_usage(
 }
 
 /// Whether the quotas of `namespace` let its workload `name` become
-/// `spec` (created, replaced, patched or rolled back).
+/// `spec` (created, replaced, patched or rolled back); `new_resources`:
+/// whether the write sets its resources (else a capped resource it leaves
+/// unset, admitted before the quota, is not asked for).
 pub fn admit_workload(
     store: &dyn Store,
     namespace: &str,
     name: &str,
     spec: &WorkloadSpec,
+    new_resources: bool,
 ) -> Result<(), Refusal> {
     let quotas = quotas(store, namespace)?;
     if quotas.is_empty() {
@@ -118,10 +121,15 @@ pub fn admit_workload(
     let after = usage_of(store, namespace, &specs, &quotas)?;
     for quota in &quotas {
         let quota_name = &quota.metadata.name;
+        if new_resources {
+            quota
+                .spec
+                .check_specified(quota_name, spec)
+                .map_err(|e| Refusal::Quota(e.to_string()))?;
+        }
         quota
             .spec
-            .check_specified(quota_name, spec)
-            .and_then(|()| quota.spec.check(quota_name, &before, &after))
+            .check(quota_name, &before, &after)
             .map_err(|e| Refusal::Quota(e.to_string()))?;
     }
     Ok(())
@@ -135,7 +143,7 @@ pub fn rollback_refusal(
     name: &str,
     spec: &WorkloadSpec,
 ) -> Result<Option<String>, StoreError> {
-    match admit_workload(store, namespace, name, spec) {
+    match admit_workload(store, namespace, name, spec, true) {
         Ok(()) => Ok(None),
         Err(Refusal::Store(e)) => Err(e),
         Err(refusal) => Ok(Some(refusal.to_string())),
@@ -263,7 +271,9 @@ mod tests {
         let a = workload("a", 2, "16Mi");
         store.create("Workload", "team-a", "a", a.clone()).unwrap();
         // No quota: anything goes.
-        assert!(admit_workload(&store, "team-a", "b", &spec(&workload("b", 9, "1Gi"))).is_ok());
+        assert!(
+            admit_workload(&store, "team-a", "b", &spec(&workload("b", 9, "1Gi")), true).is_ok()
+        );
         store
             .create(
                 "ResourceQuota",
@@ -274,15 +284,37 @@ mod tests {
                     "spec": {"hard": {"limits.memory": "64Mi", "count/configs": "1"}}}),
             )
             .unwrap();
-        assert!(admit_workload(&store, "team-a", "b", &spec(&workload("b", 2, "16Mi"))).is_ok());
-        let e = admit_workload(&store, "team-a", "b", &spec(&workload("b", 1, "33Mi")))
-            .unwrap_err()
-            .to_string();
+        assert!(admit_workload(
+            &store,
+            "team-a",
+            "b",
+            &spec(&workload("b", 2, "16Mi")),
+            true
+        )
+        .is_ok());
+        let e = admit_workload(
+            &store,
+            "team-a",
+            "b",
+            &spec(&workload("b", 1, "33Mi")),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("exceeded quota: compute, requested: limits.memory=33Mi, used: limits.memory=32Mi, limited: limits.memory=64Mi"), "{e}");
         // Replacing a workload counts its new spec instead of its old one.
-        assert!(admit_workload(&store, "team-a", "a", &spec(&workload("a", 4, "16Mi"))).is_ok());
+        assert!(admit_workload(
+            &store,
+            "team-a",
+            "a",
+            &spec(&workload("a", 4, "16Mi")),
+            true
+        )
+        .is_ok());
         // Other namespaces are not this quota's.
-        assert!(admit_workload(&store, "team-b", "b", &spec(&workload("b", 9, "1Gi"))).is_ok());
+        assert!(
+            admit_workload(&store, "team-b", "b", &spec(&workload("b", 9, "1Gi")), true).is_ok()
+        );
         assert!(admit_create(&store, "team-a", "Config").is_ok());
         assert!(admit_create(&store, "team-a", "Event").is_ok());
         store

@@ -259,7 +259,9 @@ impl ResourceQuotaSpec {
         let mut limited = Vec::new();
         for (resource, cap) in self.caps() {
             let (old, new) = (before.get(resource), after.get(resource));
-            if new > old && new > cap {
+            // A saturated total (amounts near u64::MAX declared before the
+            // quota) cannot grow in the sum, so it counts as growing.
+            if new > cap && (new > old || new == u64::MAX) {
                 let pair = |amount| format!("{resource}={}", format_amount(resource, amount));
                 requested.push(pair(new - old));
                 used.push(pair(old));
@@ -687,6 +689,11 @@ mod tests {
         let shrunk = Usage::of_workloads([&workload(1, Some("20Mi"))], 0);
         assert!(tight.check("compute", &before, &shrunk).is_ok());
         assert!(tight.check("compute", &shrunk, &before).is_err());
+        // A total already saturated does not switch the cap off.
+        let huge = workload(2, Some("18000000000000000000"));
+        let saturated = Usage::of_workloads([&huge], 0);
+        let more = Usage::of_workloads([&huge, &workload(1, Some("1Mi"))], 0);
+        assert!(tight.check("compute", &saturated, &more).is_err());
     }
 
     #[test]

@@ -14,12 +14,14 @@ pub fn request(address: &str, method: &str, host: &str, path: &str, body: &str) 
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    write!(
+    // A server that answers early and closes (503 over its connection cap)
+    // may make the write fail: what it answered is still read, and a
+    // caller that waits for another answer asks again.
+    let _ = write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let (status, body) = split_answer(&raw);

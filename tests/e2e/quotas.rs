@@ -69,6 +69,12 @@ spec:
 #[test]
 fn a_quota_and_a_limit_range_bound_what_a_namespace_deploys() {
     let c = Cluster::start();
+    // A workload from before the quota and the range, without resources.
+    c.apply("old.yaml", &sleeper("old", 1, None));
+    c.wait_until("old runs", Duration::from_secs(30), || {
+        !running(&c, "team-a", "old").is_empty()
+    });
+    let old_instance = running(&c, "team-a", "old")[0]["metadata"]["name"].clone();
     let applied = c.apply("quota.yaml", QUOTA);
     assert!(
         applied.contains("resourcequota.flotilla.dev/compute created")
@@ -117,6 +123,24 @@ fn a_quota_and_a_limit_range_bound_what_a_namespace_deploys() {
     let args = ["delete", "resourcequota", "compute", "-n", "team-a"];
     let stderr = failed(all.cli(&args), &args);
     assert!(stderr.contains("set by cluster admins"), "{stderr}");
+
+    // It may still be scaled: what it was admitted with is kept (no
+    // default written in, so no new template and no restart; no "must
+    // specify" after the fact).
+    edit.ok(&scale("old", "2", "team-a"));
+    let old: Value =
+        serde_json::from_str(&c.ok(&["get", "workload", "old", "-n", "team-a", "-o", "json"]))
+            .unwrap();
+    assert!(old["spec"]["resources"]["limits"]["memory"].is_null(), "{old}");
+    c.wait_until("old's 2 replicas run", Duration::from_secs(30), || {
+        running(&c, "team-a", "old").len() == 2
+    });
+    assert!(
+        running(&c, "team-a", "old")
+            .iter()
+            .any(|i| i["metadata"]["name"] == old_instance),
+        "the first replica was replaced"
+    );
 
     // A workload that sets no limit gets the range's default.
     let out = apply(&edit, "a.yaml", &sleeper("a", 1, None));
@@ -178,7 +202,7 @@ fn a_quota_and_a_limit_range_bound_what_a_namespace_deploys() {
     );
     let status = quota_status(&c);
     assert_eq!(status["hard"]["requests.memory"], "64Mi", "{status}");
-    assert_eq!(status["used"]["count/workloads"], "2", "{status}");
+    assert_eq!(status["used"]["count/workloads"], "3", "{status}");
     let table = edit.ok(&["get", "resourcequota", "-n", "team-a"]);
     assert!(table.contains("requests.memory: 48Mi/64Mi"), "{table}");
 

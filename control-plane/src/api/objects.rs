@@ -223,7 +223,16 @@ fn check_workload(
     member: Option<&Member>,
 ) -> Result<(), ApiError> {
     let store = state.store.as_ref();
-    crate::quota::apply_limit_ranges(store, namespace, object).map_err(refused)?;
+    // A write that leaves the resources as stored (a scale, a pause, a
+    // restart, a change of anything else) keeps them as they were
+    // admitted: no default written into a workload older than the
+    // LimitRange (its template, so every replica, would change), no bound
+    // or "must specify" applied after the fact.
+    let resources_kept =
+        stored.is_some_and(|stored| stored["spec"]["resources"] == object["spec"]["resources"]);
+    if !resources_kept {
+        crate::quota::apply_limit_ranges(store, namespace, object).map_err(refused)?;
+    }
     if let Some(why) = crate::route_hosts::conflict(store, namespace, object, stored)? {
         return Err(ApiError::invalid(format!("spec.routes: {why}")));
     }
@@ -236,7 +245,9 @@ fn check_workload(
     let spec: flotilla_spec::workload::WorkloadSpec =
         serde_json::from_value(object["spec"].clone())
             .map_err(|e| ApiError::invalid(format!("spec: {e}")))?;
-    if let Err(refusal) = crate::quota::admit_workload(store, namespace, name, &spec) {
+    if let Err(refusal) =
+        crate::quota::admit_workload(store, namespace, name, &spec, !resources_kept)
+    {
         if let (Some(_), crate::quota::Refusal::Quota(why)) = (stored, &refusal) {
             let event = crate::controllers::events::event(
                 flotilla_spec::event::ObjectRef {
