@@ -131,7 +131,10 @@ fn a_quota_and_a_limit_range_bound_what_a_namespace_deploys() {
     let old: Value =
         serde_json::from_str(&c.ok(&["get", "workload", "old", "-n", "team-a", "-o", "json"]))
             .unwrap();
-    assert!(old["spec"]["resources"]["limits"]["memory"].is_null(), "{old}");
+    assert!(
+        old["spec"]["resources"]["limits"]["memory"].is_null(),
+        "{old}"
+    );
     c.wait_until("old's 2 replicas run", Duration::from_secs(30), || {
         running(&c, "team-a", "old").len() == 2
     });
