@@ -64,24 +64,21 @@ fn workloads(
         .collect())
 }
 
-/// The namespace's usage of what `quotas` cap (objects of other kinds are
-/// counted only when a quota caps them: a list of Secrets is not free).
-fn usage_of(
+/// The namespace's objects of the kinds `quotas` cap by count (counted
+/// only when a quota caps them: a list of Secrets is not free).
+fn object_counts(
     store: &dyn Store,
     namespace: &str,
-    specs: &BTreeMap<String, WorkloadSpec>,
     quotas: &[ResourceQuota],
 ) -> Result<Usage, StoreError> {
-    let mut usage = Usage::of_workloads(specs.values(), flotilla_kv::DEFAULT_QUOTA_BYTES);
-    let mut counted: Vec<(&'static str, &str)> = Vec::new();
+    let mut usage = Usage::default();
     for (resource, _) in flotilla_spec::quota::QUOTA_RESOURCES {
-        if let Some(plural) = counted_plural(resource) {
-            if quotas.iter().any(|q| q.spec.hard.contains_key(*resource)) {
-                counted.push((resource, plural));
-            }
+        let Some(plural) = counted_plural(resource) else {
+            continue;
+        };
+        if !quotas.iter().any(|q| q.spec.hard.contains_key(*resource)) {
+            continue;
         }
-    }
-    for (resource, plural) in counted {
         let Ok(kind) = flotilla_spec::kinds::Kind::from_plural(plural) else {
             continue;
         };
@@ -91,13 +88,21 @@ fn usage_of(
     Ok(usage)
 }
 
+/// The usage of `specs` (a namespace's workloads) beside its `counts`.
+fn usage_of(specs: &BTreeMap<String, WorkloadSpec>, counts: &Usage) -> Usage {
+    let mut usage = Usage::of_workloads(specs.values(), flotilla_kv::DEFAULT_QUOTA_BYTES);
+    usage.add_all(counts);
+    usage
+}
+
 /// The namespace's usage of everything its quotas cap, for their status.
 pub fn namespace_usage(
     store: &dyn Store,
     namespace: &str,
     quotas: &[ResourceQuota],
 ) -> Result<Usage, StoreError> {
-    usage_of(store, namespace, &workloads(store, namespace)?, quotas)
+    let counts = object_counts(store, namespace, quotas)?;
+    Ok(usage_of(&workloads(store, namespace)?, &counts))
 }
 
 /// Whether the quotas of `namespace` let its workload `name` become
@@ -115,10 +120,12 @@ pub fn admit_workload(
     if quotas.is_empty() {
         return Ok(());
     }
+    // The counts do not change with a Workload write: read once.
+    let counts = object_counts(store, namespace, &quotas)?;
     let mut specs = workloads(store, namespace)?;
-    let before = usage_of(store, namespace, &specs, &quotas)?;
+    let before = usage_of(&specs, &counts);
     specs.insert(name.to_string(), spec.clone());
-    let after = usage_of(store, namespace, &specs, &quotas)?;
+    let after = usage_of(&specs, &counts);
     for quota in &quotas {
         let quota_name = &quota.metadata.name;
         if new_resources {
@@ -180,7 +187,7 @@ pub fn admit_create(store: &dyn Store, namespace: &str, kind: &str) -> Result<()
     if capping.is_empty() {
         return Ok(());
     }
-    let before = usage_of(store, namespace, &BTreeMap::new(), &quotas)?;
+    let before = object_counts(store, namespace, &quotas)?;
     let mut after = before.clone();
     after.add(resource, 1);
     for quota in capping {

@@ -156,6 +156,13 @@ impl Usage {
         *total = total.saturating_add(amount);
     }
 
+    /// Adds every total of `other`.
+    pub fn add_all(&mut self, other: &Usage) {
+        for (resource, amount) in &other.0 {
+            self.add(resource, *amount);
+        }
+    }
+
     /// The usage of the workloads of one namespace: every replica's
     /// requests (a limit without a request requests its limit) and limits,
     /// persistent volumes, and each key-value bucket once at the largest
