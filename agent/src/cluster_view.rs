@@ -1,7 +1,8 @@
 //! What the ingress knows of the whole cluster, kept current by list +
-//! watch: the routes of every `http` workload, where its replicas run and
-//! whether they are Ready, and where each node's port listens. Readiness
-//! gates membership: an instance that is not Ready gets no traffic.
+//! watch: the routes of every `http` workload and the workloads it may
+//! call, where its replicas run and whether they are Ready, and where each
+//! node's port listens. Readiness gates membership: an instance that is
+//! not Ready gets no traffic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use flotilla_client::{collection_path, Client};
 use flotilla_spec::node::Node;
 use flotilla_spec::revision::TEMPLATE_HASH_LABEL;
-use flotilla_spec::workload::{Execution, IngressTls, Route};
+use flotilla_spec::workload::{granted_workload, Execution, IngressTls, Route};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -52,6 +53,9 @@ impl Split {
 /// What routing needs of an http workload.
 struct HttpWorkload {
     routes: Vec<Route>,
+    /// The workloads it may call (`spec.grants.workloads`, as
+    /// `namespace/name`): what another node's calls on its behalf may reach.
+    calls: Vec<String>,
     tls: Vec<IngressTls>,
     split: Option<Arc<Split>>,
     /// After an automatic rollback, the template it reverted to: the only
@@ -65,10 +69,71 @@ struct State {
     routes: HashMap<String, HttpWorkload>,
     /// Instance `namespace/name` → (workload `namespace/name`, endpoint), Ready ones only.
     ready: HashMap<String, (String, Endpoint)>,
+    /// Which nodes run instances of which http workloads, ready or not.
+    placements: Placements,
     /// Node → node port address.
     node_ports: HashMap<String, String>,
     /// Serials of revoked node certificates (the revocation list).
     revoked: HashMap<String, ()>,
+}
+
+/// Where the instances of http workloads are bound, whatever their
+/// phase: a node may call on behalf of a workload only while it runs one
+/// of its instances. Kept as counts per (workload, node) so that the check
+/// made on every forwarded call is one lookup.
+#[derive(Default)]
+struct Placements {
+    /// Instance `namespace/name` → (workload `namespace/name`, node).
+    of_instance: HashMap<String, (String, String)>,
+    /// (workload, node) → how many of its instances the node runs.
+    count: HashMap<(String, String), usize>,
+}
+
+impl Placements {
+    /// Records where `instance` is bound now (`None`: nowhere, or gone).
+    fn set(&mut self, instance: String, placed: Option<(String, String)>) {
+        if let Some(old) = self.of_instance.remove(&instance) {
+            if let Some(n) = self.count.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    self.count.remove(&old);
+                }
+            }
+        }
+        if let Some(placed) = placed {
+            *self.count.entry(placed.clone()).or_default() += 1;
+            self.of_instance.insert(instance, placed);
+        }
+    }
+
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Reset(items) => {
+                *self = Self::default();
+                for item in items {
+                    self.set(key(item), placement(item));
+                }
+            }
+            Change::Put(item) => self.set(key(item), placement(item)),
+            Change::Delete(item) => self.set(key(item), None),
+        }
+    }
+
+    fn runs_on(&self, workload: &str, node: &str) -> bool {
+        self.count
+            .contains_key(&(workload.to_string(), node.to_string()))
+    }
+}
+
+/// (workload `namespace/name`, node) of an http instance bound to a node.
+fn placement(instance: &Value) -> Option<(String, String)> {
+    let spec = &instance["spec"];
+    let execution: Execution =
+        serde_json::from_value(spec["template"]["execution"].clone()).ok()?;
+    let node = spec["nodeName"].as_str().filter(|n| !n.is_empty())?;
+    let workload = spec["workload"].as_str()?;
+    let namespace = instance["metadata"]["namespace"].as_str()?;
+    (execution == Execution::Http).then(|| (format!("{namespace}/{workload}"), node.to_string()))
 }
 
 /// The view; cheap to clone.
@@ -144,13 +209,19 @@ impl ClusterView {
 
     fn apply_workload(state: &mut State, change: Change) {
         change.apply_to(&mut state.routes, key, |value| {
-            // A node sees other workloads reduced to these two fields.
+            // A node sees other workloads reduced to these fields.
             let spec = &value["spec"];
             let execution: Execution = serde_json::from_value(spec["execution"].clone()).ok()?;
             let routes: Vec<Route> =
                 serde_json::from_value(spec["routes"].clone()).unwrap_or_default();
             let tls: Vec<IngressTls> =
                 serde_json::from_value(spec["tls"].clone()).unwrap_or_default();
+            let namespace = value["metadata"]["namespace"].as_str().unwrap_or_default();
+            let calls = serde_json::from_value::<Vec<String>>(spec["grants"]["workloads"].clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| granted_workload(namespace, &g))
+                .collect();
             let canary = &value["status"]["canary"];
             let split = canary["hash"].as_str().map(|hash| {
                 Arc::new(Split {
@@ -165,6 +236,7 @@ impl ClusterView {
                 .map(str::to_string);
             (execution == Execution::Http).then_some(HttpWorkload {
                 routes,
+                calls,
                 tls,
                 split,
                 rolled_back_to,
@@ -173,6 +245,7 @@ impl ClusterView {
     }
 
     fn apply_instance(state: &mut State, change: Change) {
+        state.placements.apply(&change);
         change.apply_to(&mut state.ready, key, |value| {
             // A node sees instances bound elsewhere reduced to these fields.
             let spec = &value["spec"];
@@ -226,6 +299,31 @@ impl ClusterView {
     /// the watch of the revocation list has come).
     pub fn is_revoked(&self, serial: &str) -> bool {
         self.read().revoked.contains_key(serial)
+    }
+
+    /// A view of these workloads and instances (as a node's watch shows
+    /// them), for tests.
+    #[cfg(test)]
+    pub(crate) fn of(workloads: Vec<Value>, instances: Vec<Value>) -> Self {
+        let view = Self::default();
+        {
+            let mut state = view.state.write().unwrap_or_else(|e| e.into_inner());
+            Self::apply_workload(&mut state, Change::Reset(workloads));
+            Self::apply_instance(&mut state, Change::Reset(instances));
+        }
+        view
+    }
+
+    /// Applies a watch event of instances (`deleted`: a DELETED one), for tests.
+    #[cfg(test)]
+    pub(crate) fn apply_instance_event(&self, instance: Value, deleted: bool) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let change = if deleted {
+            Change::Delete(instance)
+        } else {
+            Change::Put(instance)
+        };
+        Self::apply_instance(&mut state, change);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -283,6 +381,28 @@ impl ClusterView {
             }
         }
         secrets.into_iter().collect()
+    }
+
+    /// Whether `workload` has routes: the public ingress of any node takes
+    /// requests for it, so any node may forward them.
+    pub fn is_routed(&self, workload: &str) -> bool {
+        self.read()
+            .routes
+            .get(workload)
+            .is_some_and(|http| !http.routes.is_empty())
+    }
+
+    /// Whether `caller`'s grants name `workload` (both `namespace/name`).
+    pub fn may_call(&self, caller: &str, workload: &str) -> bool {
+        self.read()
+            .routes
+            .get(caller)
+            .is_some_and(|http| http.calls.iter().any(|c| c == workload))
+    }
+
+    /// Whether `node` runs an instance of `workload` (in any phase).
+    pub fn runs_on(&self, workload: &str, node: &str) -> bool {
+        self.read().placements.runs_on(workload, node)
     }
 
     /// Whether `workload` (`namespace/name`) is a known `http` workload.

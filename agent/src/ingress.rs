@@ -35,12 +35,17 @@ pub const WORKLOAD_HEADER: &str = "x-flotilla-workload";
 /// On a forwarded request: the template hash of the replica the first node
 /// chose, so that the receiving node serves it from that side of a canary.
 pub const TEMPLATE_HEADER: &str = "x-flotilla-template-hash";
+/// On a request a guest's call sent to another node: the calling workload
+/// (`namespace/name`). The receiving node lets it reach a workload without
+/// routes only if that workload's grants name it and the sending node (by
+/// its certificate) runs one of its instances ([`crate::node_port`]).
+pub const CALLER_HEADER: &str = "x-flotilla-caller";
 /// On a forwarded request's answer: the receiving node served nothing (it
 /// has no ready replica of the workload any more), so the request may go to
 /// another node whatever its method.
 const UNSERVED_HEADER: &str = "x-flotilla-unserved";
 /// Every header only nodes may set; removed from whatever reaches a guest.
-const INTERNAL_HEADERS: [&str; 2] = [WORKLOAD_HEADER, TEMPLATE_HEADER];
+const INTERNAL_HEADERS: [&str; 3] = [WORKLOAD_HEADER, TEMPLATE_HEADER, CALLER_HEADER];
 /// Headers about one HTTP/1.1 connection, which HTTP/2 does not carry.
 const CONNECTION_HEADERS: [&str; 5] = [
     "connection",
@@ -90,6 +95,26 @@ pub struct Ingress {
     /// Requests in flight to each remote instance.
     remote_outstanding: Mutex<HashMap<String, usize>>,
     cursor: AtomicUsize,
+}
+
+/// The workload a request goes to, and for whom.
+#[derive(Clone, Copy)]
+struct Destination<'a> {
+    /// The workload, `namespace/name`.
+    workload: &'a str,
+    /// The calling workload, for a guest's call; `None` for a client of
+    /// the public ingress (a routed request).
+    caller: Option<&'a str>,
+}
+
+impl<'a> Destination<'a> {
+    /// A request of the public ingress's client.
+    fn routed(workload: &'a str) -> Self {
+        Self {
+            workload,
+            caller: None,
+        }
+    }
 }
 
 /// Where one request may go.
@@ -287,7 +312,8 @@ impl Ingress {
                         return plain_response(413, format!("request body not forwarded: {e}\n"))
                     }
                 };
-                self.forward(&workload, &targets, endpoint, address, parts, body)
+                let to = Destination::routed(&workload);
+                self.forward(to, &targets, endpoint, address, parts, body)
                     .await
             }
         }
@@ -330,10 +356,12 @@ impl Ingress {
         }
     }
 
-    /// A guest's call to `workload` (service discovery): balanced over its
-    /// Ready replicas like ingress traffic.
+    /// A guest's call from workload `caller` to `workload` (service
+    /// discovery; both `namespace/name`): balanced over its Ready replicas
+    /// like ingress traffic.
     pub async fn call(
         &self,
+        caller: &str,
         workload: &str,
         mut request: http::Request<Full<Bytes>>,
     ) -> http::Response<ResponseBody> {
@@ -350,7 +378,11 @@ impl Ingress {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        self.dispatch(workload, &targets, target, parts, body).await
+        let to = Destination {
+            workload,
+            caller: Some(caller),
+        };
+        self.dispatch(to, &targets, target, parts, body).await
     }
 
     /// A request to a host outside the cluster (a granted `host:port`).
@@ -409,7 +441,13 @@ impl Ingress {
             Err(e) => return plain_response(413, format!("request body not forwarded: {e}\n")),
         };
         let answer = self
-            .dispatch(workload, targets, first, parts.clone(), body.clone())
+            .dispatch(
+                Destination::routed(workload),
+                targets,
+                first,
+                parts.clone(),
+                body.clone(),
+            )
             .await;
         if !answer.status().is_server_error() {
             return answer;
@@ -421,13 +459,14 @@ impl Ingress {
             "ingress: the canary of {workload} answered {}; the stable side answers instead",
             answer.status()
         );
-        self.dispatch(workload, stable, other, parts, body).await
+        self.dispatch(Destination::routed(workload), stable, other, parts, body)
+            .await
     }
 
     /// Serves a buffered request on `target` (of `targets`, for a retry).
     async fn dispatch(
         &self,
-        workload: &str,
+        to: Destination<'_>,
         targets: &[Target],
         target: &Target,
         parts: http::request::Parts,
@@ -440,7 +479,7 @@ impl Ingress {
                 serve_local(replica, request, &path, self.limits.slot_wait).await
             }
             Target::Remote(endpoint, address) => {
-                self.forward(workload, targets, endpoint, address, parts, body)
+                self.forward(to, targets, endpoint, address, parts, body)
                     .await
             }
         }
@@ -492,16 +531,14 @@ impl Ingress {
     /// POST that may have reached a dying node is not sent twice).
     async fn forward(
         &self,
-        workload: &str,
+        to: Destination<'_>,
         targets: &[Target],
         endpoint: &Endpoint,
         address: &str,
         parts: http::request::Parts,
         body: Bytes,
     ) -> http::Response<ResponseBody> {
-        let first = self
-            .send(workload, &parts, body.clone(), endpoint, address)
-            .await;
+        let first = self.send(to, &parts, body.clone(), endpoint, address).await;
         let error = match first {
             Ok(response) => return response,
             Err(error) => error,
@@ -516,7 +553,7 @@ impl Ingress {
             );
         }
         let error = error.message;
-        tracing::info!("ingress: {error}; retrying {workload} elsewhere");
+        tracing::info!("ingress: {error}; retrying {} elsewhere", to.workload);
         match self.pick(targets, Some(&endpoint.node)) {
             Some(Target::Local(replica)) => {
                 let request = http::Request::from_parts(parts, Full::new(body));
@@ -524,7 +561,7 @@ impl Ingress {
                 serve_local(replica, request, &path, self.limits.slot_wait).await
             }
             Some(Target::Remote(other, address)) => self
-                .send(workload, &parts, body, other, address)
+                .send(to, &parts, body, other, address)
                 .await
                 .unwrap_or_else(|e| plain_response(502, e.message)),
             None => plain_response(502, error),
@@ -534,7 +571,7 @@ impl Ingress {
     /// One forwarded request; `Err` when the node could not be reached.
     async fn send(
         &self,
-        workload: &str,
+        to: Destination<'_>,
         parts: &http::request::Parts,
         body: Bytes,
         endpoint: &Endpoint,
@@ -565,11 +602,16 @@ impl Ingress {
         {
             headers.remove(*header);
         }
-        let value = http::HeaderValue::from_str(workload).map_err(|e| SendError {
-            message: format!("cannot forward to node {}: {e}", endpoint.node),
-            maybe_sent: false,
-        })?;
-        headers.insert(WORKLOAD_HEADER, value);
+        let value = |text: &str| {
+            http::HeaderValue::from_str(text).map_err(|e| SendError {
+                message: format!("cannot forward to node {}: {e}", endpoint.node),
+                maybe_sent: false,
+            })
+        };
+        headers.insert(WORKLOAD_HEADER, value(to.workload)?);
+        if let Some(caller) = to.caller {
+            headers.insert(CALLER_HEADER, value(caller)?);
+        }
         if let Ok(hash) = http::HeaderValue::from_str(&endpoint.hash) {
             headers.insert(TEMPLATE_HEADER, hash);
         }
@@ -579,8 +621,8 @@ impl Ingress {
         match result {
             Ok(response) if response.headers().contains_key(UNSERVED_HEADER) => Err(SendError {
                 message: format!(
-                    "node {} has no ready replica of {workload} any more",
-                    endpoint.node
+                    "node {} has no ready replica of {} any more",
+                    endpoint.node, to.workload
                 ),
                 maybe_sent: false,
             }),

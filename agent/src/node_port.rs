@@ -7,7 +7,11 @@
 //!   certificate only;
 //! - any other request, from another node's certificate only, carrying
 //!   `x-flotilla-workload`: a request that node's ingress routed to a
-//!   replica here (served locally, never routed again).
+//!   replica here (served locally, never routed again) — only for a
+//!   workload with routes (its public ingress takes such requests anyway),
+//!   or for a guest's call whose workload (`x-flotilla-caller`) is granted
+//!   the target and runs on the sending node ([`may_forward`]). A node
+//!   that is taken over reaches no more than the workloads it runs may.
 
 use std::sync::Arc;
 
@@ -18,8 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::cluster_view::ClusterView;
 use crate::credentials::NodeCredentials;
-use crate::ingress::{Ingress, WORKLOAD_HEADER};
+use crate::ingress::{Ingress, CALLER_HEADER, WORKLOAD_HEADER};
 use crate::logs::LogDir;
 use crate::runtime::{plain_response, ResponseBody};
 use flotilla_spec::node::{LOGS_PATH, METRICS_PATH};
@@ -130,15 +135,25 @@ impl NodePort {
             }
         }
         let peer = presented.map(|p| p.peer);
-        let workload = request
-            .headers_mut()
-            .remove(WORKLOAD_HEADER)
-            .and_then(|w| w.to_str().ok().map(str::to_string));
+        let mut header = |name: &str| {
+            request
+                .headers_mut()
+                .remove(name)
+                .and_then(|w| w.to_str().ok().map(str::to_string))
+        };
+        let (workload, caller) = (header(WORKLOAD_HEADER), header(CALLER_HEADER));
         let logs = request.uri().path().starts_with(LOGS_PATH);
         let metrics = request.uri().path() == METRICS_PATH;
         let workload = match (&peer, workload) {
             // Whatever its path: another node routed it to a workload here.
-            (Some(Peer::Node(_)), Some(workload)) => workload,
+            (Some(Peer::Node(node)), Some(workload)) => {
+                if let Err(refusal) = may_forward(&self.cluster, node, caller.as_deref(), &workload)
+                {
+                    tracing::info!("node port: refused a request from node {node}: {refusal}");
+                    return plain_response(403, format!("{refusal}\n"));
+                }
+                workload
+            }
             (Some(Peer::ControlPlane), _) if logs => return self.serve_log(&request),
             (Some(Peer::ControlPlane), _) if metrics => {
                 let mut response = plain_response(200, self.metrics.encode());
@@ -217,5 +232,100 @@ impl NodePort {
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         response
+    }
+}
+
+/// Whether node `from` may forward a request to `workload` here: it is
+/// routed (the public ingress of every node takes requests for it), or it
+/// is a guest's call from `caller`, a workload whose grants name it and of
+/// which `from` runs an instance. Otherwise why not, and the fix.
+pub fn may_forward(
+    cluster: &ClusterView,
+    from: &str,
+    caller: Option<&str>,
+    workload: &str,
+) -> Result<(), String> {
+    if cluster.is_routed(workload) {
+        return Ok(());
+    }
+    let Some(caller) = caller else {
+        return Err(format!(
+            "node {from} may not forward to workload {workload}: it has no routes (spec.routes), and the request names no calling workload granted it"
+        ));
+    };
+    if !cluster.may_call(caller, workload) {
+        return Err(format!(
+            "workload {caller} may not call workload {workload}: add it to spec.grants.workloads of {caller}"
+        ));
+    }
+    if !cluster.runs_on(caller, from) {
+        return Err(format!(
+            "node {from} may not call on behalf of workload {caller}: it runs no instance of it"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn workload(name: &str, routes: Value, calls: Value) -> Value {
+        json!({"metadata": {"namespace": "team-a", "name": name},
+               "spec": {"execution": "http", "routes": routes, "grants": {"workloads": calls}}})
+    }
+
+    fn instance(name: &str, workload: &str, node: &str) -> Value {
+        json!({"metadata": {"namespace": "team-a", "name": name},
+               "spec": {"workload": workload, "nodeName": node, "template": {"execution": "http"}}})
+    }
+
+    #[test]
+    fn only_routed_workloads_and_granted_callers_on_the_sending_node_get_through() {
+        let view = ClusterView::of(
+            vec![
+                workload("shop", json!([{"host": "shop.example"}]), json!([])),
+                workload("db", json!([]), json!([])),
+                workload("api", json!([]), json!(["db", "team-b/ledger"])),
+                workload("idle", json!([]), json!([])),
+            ],
+            vec![
+                instance("api-1", "api", "edge-a"),
+                instance("idle-1", "idle", "edge-a"),
+            ],
+        );
+        // Routed: anyone's public ingress takes it, so any node forwards it.
+        assert_eq!(may_forward(&view, "edge-z", None, "team-a/shop"), Ok(()));
+        // Granted, by a node that runs the caller; qualified grants too.
+        assert_eq!(
+            may_forward(&view, "edge-a", Some("team-a/api"), "team-a/db"),
+            Ok(())
+        );
+        assert_eq!(
+            may_forward(&view, "edge-a", Some("team-a/api"), "team-b/ledger"),
+            Ok(())
+        );
+        let refused =
+            |from, caller, workload| may_forward(&view, from, caller, workload).unwrap_err();
+        assert!(refused("edge-a", None, "team-a/db").contains("has no routes"));
+        assert!(refused("edge-a", Some("team-a/idle"), "team-a/db")
+            .contains("add it to spec.grants.workloads of team-a/idle"));
+        // Claiming a caller it does not run.
+        assert!(refused("edge-b", Some("team-a/api"), "team-a/db")
+            .contains("node edge-b may not call on behalf of workload team-a/api"));
+        assert!(refused("edge-a", Some("team-a/ghost"), "team-a/db").contains("spec.grants"));
+        // Its last instance there gone: no more calls on its behalf.
+        view.apply_instance_event(instance("api-1", "api", "edge-a"), true);
+        assert!(refused("edge-a", Some("team-a/api"), "team-a/db").contains("runs no instance"));
+        // Moved: the count follows the binding.
+        view.apply_instance_event(instance("api-2", "api", "edge-b"), false);
+        assert_eq!(
+            may_forward(&view, "edge-b", Some("team-a/api"), "team-a/db"),
+            Ok(())
+        );
+        view.apply_instance_event(instance("api-2", "api", "edge-c"), false);
+        assert!(refused("edge-b", Some("team-a/api"), "team-a/db").contains("runs no instance"));
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flotilla_spec::event::ObjectRef;
-use flotilla_spec::workload::Grants;
+use flotilla_spec::workload::{granted_workload, Grants};
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
@@ -31,6 +31,9 @@ const MAX_OUTGOING_BODY: usize = 16 << 20;
 pub struct Discovery {
     /// The calling workload's namespace (for unqualified grants).
     pub namespace: String,
+    /// The calling workload, `namespace/name`: named to the node that
+    /// serves the call, which checks its grants too.
+    pub workload: String,
     /// What it may call.
     pub grants: Grants,
     /// Where calls to workloads go.
@@ -52,13 +55,10 @@ impl Discovery {
     }
 
     fn grants_workload(&self, key: &str) -> bool {
-        self.grants.workloads.iter().any(|g| {
-            if g.contains('/') {
-                g == key
-            } else {
-                format!("{}/{g}", self.namespace) == key
-            }
-        })
+        self.grants
+            .workloads
+            .iter()
+            .any(|g| granted_workload(&self.namespace, g) == key)
     }
 
     fn refuse(&self, what: String, fix: String) -> Pending {
@@ -97,10 +97,10 @@ impl Outbound for Discovery {
                     "add it to spec.grants.workloads of this workload".to_string(),
                 );
             }
-            let ingress = self.ingress.clone();
+            let (ingress, caller) = (self.ingress.clone(), self.workload.clone());
             return Box::pin(async move {
                 let request = collect(request).await?;
-                let response = ingress.call(&workload, request).await;
+                let response = ingress.call(&caller, &workload, request).await;
                 Ok(response.map(|b| {
                     b.map_err(|e| HttpError::InternalError(Some(e.to_string())))
                         .boxed_unsync()

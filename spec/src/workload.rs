@@ -355,6 +355,16 @@ impl Grants {
     }
 }
 
+/// An entry of `grants.workloads` of a workload in `namespace` — `name`
+/// (same namespace) or `namespace/name` — as `namespace/name`.
+pub fn granted_workload(namespace: &str, grant: &str) -> String {
+    if grant.contains('/') {
+        grant.to_string()
+    } else {
+        format!("{namespace}/{grant}")
+    }
+}
+
 /// `grants.keyValue[]`: one bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

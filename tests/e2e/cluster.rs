@@ -395,6 +395,44 @@ pub fn tls_exchange(
     answer
 }
 
+/// A node's port (`status.nodeAddress`), as another node dials it.
+pub struct NodePortOf {
+    address: String,
+    node: String,
+    ca: String,
+}
+
+impl NodePortOf {
+    /// `node`'s port, as its Node's status publishes it.
+    pub fn of(c: &Cluster, node: &str) -> Self {
+        let value: Value =
+            serde_json::from_str(&c.ok(&["get", "node", node, "-o", "json"])).unwrap();
+        Self {
+            address: value["status"]["nodeAddress"].as_str().unwrap().to_string(),
+            node: node.to_string(),
+            ca: c.ca_pem(),
+        }
+    }
+
+    /// What `identity` (another node's certificate) gets for a request for
+    /// `workload`, with these extra header lines (each ending in CRLF).
+    pub fn forward(
+        &self,
+        identity: &flotilla_trust::Identity,
+        workload: &str,
+        headers: &str,
+    ) -> (u16, String) {
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\nx-flotilla-workload: {workload}\r\n{headers}Connection: close\r\n\r\n");
+        split_answer(&tls_exchange(
+            &self.address,
+            &format!("{}.node.flotilla", self.node),
+            &self.ca,
+            Some(identity),
+            request.as_bytes(),
+        ))
+    }
+}
+
 /// An open TLS connection to a cluster's API.
 pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 

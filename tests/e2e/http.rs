@@ -610,6 +610,103 @@ fn a_guest_calls_a_workload_by_name_on_another_node() {
 }
 
 #[test]
+fn a_node_forwards_only_routed_requests_and_calls_of_granted_workloads_it_runs() {
+    let (c, _a, _b) = two_agents();
+    let on =
+        |node: &str| format!("execution: http\n  nodeSelector: {{flotilla.dev/hostname: {node}}}");
+    let unrouted = |yaml: &str, route: &str| yaml.replace(&format!("  routes: [{route}]\n"), "");
+    // internal: no routes, on edge-b only.
+    c.apply(
+        "internal.yaml",
+        &unrouted(HELLO, "{host: hello.local, pathPrefix: /}")
+            .replace("name: hello", "name: internal")
+            .replace("replicas: 3", "replicas: 1")
+            .replace("execution: http", &on("edge-b")),
+    );
+    let granted = CALLER.replace("workloads: [hello]", "workloads: [internal]");
+    c.apply(
+        "caller.yaml",
+        &granted.replace("execution: http", &on("edge-a")),
+    );
+    // caller-b: granted the same, but runs on edge-b.
+    c.apply(
+        "caller-b.yaml",
+        &unrouted(&granted, "{host: caller.local}")
+            .replace("name: caller", "name: caller-b")
+            .replace("execution: http", &on("edge-b")),
+    );
+    for workload in ["internal", "caller", "caller-b"] {
+        ready(&c, workload, 1);
+    }
+    // The guest's call crosses nodes: edge-b lets it in, for edge-a runs
+    // caller, which is granted internal.
+    let ingress = ingress_of(&c, "edge-a");
+    let mut answer = (0, String::new());
+    c.wait_until(
+        "caller on edge-a reaches the unrouted internal on edge-b",
+        Duration::from_secs(10),
+        || {
+            answer = request(
+                &ingress,
+                "GET",
+                "caller.local",
+                "/?url=http://internal.default.flotilla/",
+                "",
+            );
+            answer.0 == 200
+        },
+    );
+    assert!(
+        answer.1.contains("answered 200: hello from flotilla"),
+        "{}",
+        answer.1
+    );
+
+    // What edge-a's own certificate gets at edge-b's node port, for each
+    // claim a node taken over could make.
+    let a = flotilla_trust::Identity::load(&c.dir.path().join("agent-edge-a/pki"), "node")
+        .unwrap()
+        .unwrap();
+    let edge_b = NodePortOf::of(&c, "edge-b");
+    let forward = |workload: &str, caller: Option<&str>| {
+        let caller = caller.map_or(String::new(), |w| format!("x-flotilla-caller: {w}\r\n"));
+        edge_b.forward(&a, workload, &caller)
+    };
+    let (code, body) = forward("default/internal", Some("default/caller"));
+    assert!(
+        code == 200 && body.contains("hello from flotilla"),
+        "{code} {body}"
+    );
+    for (workload, caller, refusal) in [
+        (
+            "default/internal",
+            None,
+            "node edge-a may not forward to workload default/internal: it has no routes",
+        ),
+        (
+            "default/internal",
+            Some("default/caller-b"),
+            "node edge-a may not call on behalf of workload default/caller-b: it runs no instance of it",
+        ),
+        (
+            "default/caller-b",
+            Some("default/caller"),
+            "workload default/caller may not call workload default/caller-b: add it to spec.grants.workloads of default/caller",
+        ),
+    ] {
+        let (code, body) = forward(workload, caller);
+        assert!(code == 403 && body.contains(refusal), "{workload} for {caller:?}: {code} {body}");
+    }
+    // A routed workload any node may forward to (caller has routes; it
+    // runs on edge-a only, so edge-b, past the check, has none to serve it).
+    let (code, body) = forward("default/caller", None);
+    assert!(
+        code == 503 && body.contains("no ready replica on node edge-b"),
+        "{code} {body}"
+    );
+}
+
+#[test]
 fn readiness_gates_which_replicas_get_requests() {
     let c = Cluster::start();
     let ingress = ingress_of(&c, "node-1");
@@ -726,7 +823,7 @@ pub fn two_agents() -> (Cluster, crate::fleet::Agent, crate::fleet::Agent) {
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let a = crate::fleet::agent(&c, "edge-a", join.trim(), "1Gi");
     let b = crate::fleet::agent(&c, "edge-b", join.trim(), "1Gi");
-    c.wait_until("two nodes are Ready", Duration::from_secs(15), || {
+    c.wait_until("two nodes are Ready", Duration::from_secs(30), || {
         ready_nodes(&c) == 2
     });
     (c, a, b)

@@ -771,21 +771,10 @@ fn a_revoked_nodes_certificate_is_refused_everywhere_and_its_instances_stop() {
         .unwrap()
         .unwrap();
     let serial = a.serial().unwrap();
-    let b: Value = serde_json::from_str(&c.ok(&["get", "node", "edge-b", "-o", "json"])).unwrap();
-    let b_port = b["status"]["nodeAddress"].as_str().unwrap().to_string();
-    let ca = c.ca_pem();
     // What edge-a's certificate gets at edge-b's node port: a forwarded
     // request for a workload edge-b does not serve.
-    let forward = || {
-        let request = "GET / HTTP/1.1\r\nHost: x\r\nx-flotilla-workload: default/nothing\r\nConnection: close\r\n\r\n";
-        split_answer(&tls_exchange(
-            &b_port,
-            "edge-b.node.flotilla",
-            &ca,
-            Some(&a),
-            request.as_bytes(),
-        ))
-    };
+    let edge_b = NodePortOf::of(&c, "edge-b");
+    let forward = || edge_b.forward(&a, "default/nothing", "");
     let (code, body) = c.raw("GET", NODES, &Who::Node(&a), "");
     assert_eq!(code, 200, "{body}");
     let (code, body) = forward();

@@ -72,6 +72,7 @@ pub(crate) async fn serve(ctx: Arc<NodeContext>, mut life: Lifecycle, mut prepar
     host.outgoing.outbound = ctx.ingress.get().map(|ingress| {
         Arc::new(crate::outbound::Discovery {
             namespace: ns.clone(),
+            workload: format!("{ns}/{}", instance.spec.workload),
             grants: template.grants.clone(),
             ingress: ingress.clone(),
             reporter: ctx.reporter.clone(),

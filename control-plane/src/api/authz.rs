@@ -545,7 +545,9 @@ pub fn check_body(check: &BodyCheck, body: &Value, store: &dyn Store) -> Result<
 /// An object as `view` shows it. A node sees its own instances whole; of
 /// other instances and of workloads, only what its ingress needs to route
 /// (like kube-proxy's endpoints): names, where a replica runs and whether
-/// it is ready, a workload's execution, routes and TLS secret names — never env, args,
+/// it is ready, a workload's execution, routes, TLS secret names and the
+/// workloads it may call (`grants.workloads`: a node's port checks the
+/// calls other nodes forward on its behalf) — never env, args, other
 /// grants, modules or logs.
 pub fn project(view: &View, kind: Kind, object: Value) -> Value {
     let View::Node(node) = view else {
@@ -573,6 +575,10 @@ pub fn project(view: &View, kind: Kind, object: Value) -> Value {
                 "apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": metadata,
                 "spec": {"execution": spec["execution"], "routes": spec["routes"], "tls": spec["tls"]},
             });
+            let calls = &spec["grants"]["workloads"];
+            if !calls.is_null() {
+                reduced["spec"]["grants"] = json!({ "workloads": calls });
+            }
             if !canary.is_null() {
                 reduced["status"]["canary"] =
                     json!({"hash": canary["hash"], "weight": canary["weight"]});
