@@ -22,6 +22,7 @@ pub async fn main(args: DashboardArgs) -> Result<()> {
         "view",
         "",
         Some(args.ttl),
+        None,
         "flotilla dashboard (read-only)",
     )
     .await?;

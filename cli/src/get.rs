@@ -99,7 +99,15 @@ fn revision_row(r: &Value) -> Vec<String> {
 }
 
 /// The columns of [`token_row`].
-pub const TOKEN_COLUMNS: &[&str] = &["ID", "ROLE", "NAMESPACE", "EXPIRES", "AGE", "DESCRIPTION"];
+pub const TOKEN_COLUMNS: &[&str] = &[
+    "ID",
+    "ROLE",
+    "NAMESPACE",
+    "EXPIRES",
+    "USES",
+    "AGE",
+    "DESCRIPTION",
+];
 
 /// A Token as `get tokens` and `token list` show it (never its secret:
 /// the API has only its hash).
@@ -117,6 +125,13 @@ pub fn token_row(t: &Value) -> Vec<String> {
             _ => "<cluster>".to_string(),
         },
         expires,
+        // As used/limit, like quotas; a join token without a limit shows
+        // its count alone, other tokens nothing.
+        match (spec["uses"].as_u64(), t["status"]["used"].as_u64()) {
+            (Some(uses), used) => format!("{}/{uses}", used.unwrap_or(0)),
+            (None, Some(used)) => used.to_string(),
+            (None, None) => "-".into(),
+        },
         age(&t["metadata"]["creationTimestamp"]),
         spec["description"].as_str().unwrap_or_default().to_string(),
     ]

@@ -1,8 +1,12 @@
-//! `flotilla token create | list | delete`: bearer tokens kept by the
+//! `flotilla token create | list | rotate | delete`: bearer tokens kept by the
 //! server as `Token` objects (the secret's sha256 only). A join token is
 //! printed with the CA hash it pins (`FL10<sha256>::<id>.<secret>`), ready
 //! for an agent's `--token-file`; deleting a token stops new joins, never
-//! the nodes already joined (they hold their own certificates).
+//! the nodes already joined (they hold their own certificates). A join
+//! token may be limited to a number of joins (`--uses`, counted by the
+//! server in `status.used`); rotating a token gives it a new secret (the
+//! old one stops working at once) and a fresh count, keeping its id — so
+//! the RoleBindings that name it — role and namespace.
 
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +30,16 @@ enum TokenCommand {
     Create(CreateArgs),
     /// List tokens (never their secrets).
     List,
+    /// Give a token a new secret and print it: the old secret stops
+    /// working at once; id, role, namespace and bindings stay, a join
+    /// token's use count starts again.
+    Rotate {
+        /// The token's id (the part before the dot).
+        id: String,
+        /// A new lifetime from now (e.g. 24h); the old expiry if not given.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+    },
     /// Revoke a token by its id.
     Delete {
         /// The token's id (the part before the dot).
@@ -47,6 +61,10 @@ struct CreateArgs {
     /// How long it works (e.g. 24h); forever if not given.
     #[arg(long, value_parser = parse_ttl)]
     ttl: Option<Duration>,
+    /// How many nodes a join token may join (each node certificate it
+    /// gets is one use); unlimited if not given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    uses: Option<u32>,
     /// What it is for.
     #[arg(long, default_value = "")]
     description: String,
@@ -81,32 +99,98 @@ fn token_id() -> String {
         .collect()
 }
 
+/// A new secret, and the sha256 the server keeps of it (hex).
+fn new_secret() -> (String, String) {
+    let secret = hex::encode(rand::random::<[u8; 16]>());
+    let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+    (secret, hash)
+}
+
+/// `ttl` from now, as RFC 3339.
+fn expiry(ttl: Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string()
+}
+
 /// Creates a token with `role` ("join", "view", "edit", "admin", "none"),
 /// held in `namespace` (the cluster if empty), that works for `ttl`
-/// (forever if `None`), and returns its bearer form `ID.SECRET`: the
-/// server keeps only the secret's sha256.
+/// (forever if `None`) and, for a join token, `uses` joins (no limit if
+/// `None`), and returns its bearer form `ID.SECRET`: the server keeps
+/// only the secret's sha256.
 pub async fn create_token(
     client: &flotilla_client::Client,
     role: &str,
     namespace: &str,
     ttl: Option<Duration>,
+    uses: Option<u32>,
     description: &str,
 ) -> Result<String> {
     let id = token_id();
-    let secret = hex::encode(rand::random::<[u8; 16]>());
-    let expires = ttl
-        .map(|ttl| humantime::format_rfc3339_seconds(SystemTime::now() + ttl).to_string())
-        .unwrap_or_default();
-    let token = json!({
+    let (secret, hash) = new_secret();
+    let mut token = json!({
         "apiVersion": API_VERSION, "kind": "Token", "metadata": {"name": id},
-        "spec": {"role": role, "namespace": namespace,
-                 "secretSha256": hex::encode(Sha256::digest(secret.as_bytes())),
-                 "expires": expires, "description": description},
+        "spec": {"role": role, "namespace": namespace, "secretSha256": hash,
+                 "expires": ttl.map(expiry).unwrap_or_default(), "description": description},
     });
+    if let Some(uses) = uses {
+        token["spec"]["uses"] = uses.into();
+    }
     client
         .create(&collection_path("tokens", None), &token)
         .await?;
     Ok(format!("{id}.{secret}"))
+}
+
+/// Gives stored token `id` a new secret (and, with `ttl`, a new expiry)
+/// and a fresh use count; returns its role and new bearer form. The
+/// write carries the version read, so a concurrent change is a conflict,
+/// not lost.
+async fn rotate_token(
+    client: &flotilla_client::Client,
+    id: &str,
+    ttl: Option<Duration>,
+) -> Result<(String, String)> {
+    let path = format!("{}/{id}", collection_path("tokens", None));
+    let mut token = client.get(&path).await?;
+    let (secret, hash) = new_secret();
+    token["spec"]["secretSha256"] = hash.into();
+    match ttl {
+        Some(ttl) => token["spec"]["expires"] = expiry(ttl).into(),
+        None => {
+            let expired = token["spec"]["expires"]
+                .as_str()
+                .filter(|e| !e.is_empty())
+                .and_then(flotilla_spec::meta::parse_rfc3339)
+                .is_some_and(|at| at <= SystemTime::now());
+            if expired {
+                bail!(
+                    "token {id} has expired ({}): give it a new lifetime with --ttl",
+                    token["spec"]["expires"]
+                );
+            }
+        }
+    }
+    let mut token = client.replace(&path, &token).await?;
+    if !token["status"].is_null() {
+        token["status"] = json!({});
+        client.replace(&format!("{path}/status"), &token).await?;
+    }
+    let role = token["spec"]["role"].as_str().unwrap_or("join").to_string();
+    Ok((role, format!("{id}.{secret}")))
+}
+
+/// Prints a token's bearer form: a join token with the CA hash it pins,
+/// ready for an agent's `--token-file`.
+fn print_bearer(role: &str, bearer: &str) -> Result<()> {
+    if role != "join" {
+        println!("{bearer}");
+        return Ok(());
+    }
+    let config = crate::config::load()?;
+    let ca =
+        rustls::pki_types::CertificateDer::from_pem_slice(config.certificate_authority.as_bytes())
+            .context("the client config's certificateAuthority")?;
+    println!("FL10{}::{bearer}", flotilla_trust::ca_hash(&ca));
+    Ok(())
 }
 
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
@@ -124,20 +208,19 @@ pub async fn main(args: TokenArgs) -> Result<()> {
                 create.role.name(),
                 &namespace,
                 create.ttl,
+                create.uses,
                 &create.description,
             )
             .await?;
-            match create.role {
-                RoleArg::Join => {
-                    let config = crate::config::load()?;
-                    let ca = rustls::pki_types::CertificateDer::from_pem_slice(
-                        config.certificate_authority.as_bytes(),
-                    )
-                    .context("the client config's certificateAuthority")?;
-                    println!("FL10{}::{bearer}", flotilla_trust::ca_hash(&ca));
-                }
-                _ => println!("{bearer}"),
+            print_bearer(create.role.name(), &bearer)?;
+        }
+        TokenCommand::Rotate { id, ttl } => {
+            if !flotilla_control_plane::api::is_token_id(&id) {
+                bail!("{id:?} is not a token id (6 of a-z, 0-9: the part before the dot)");
             }
+            let (role, bearer) = rotate_token(&client, &id, ttl).await?;
+            eprintln!("token {id} rotated: its old secret no longer works");
+            print_bearer(&role, &bearer)?;
         }
         TokenCommand::List => {
             let list = client.list(&tokens, "").await?;

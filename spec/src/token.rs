@@ -7,7 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::meta::Resource;
 
 /// A Token resource.
-pub type Token = Resource<TokenSpec, ()>;
+pub type Token = Resource<TokenSpec, TokenStatus>;
+
+/// What the server counts of a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenStatus {
+    /// Node certificates a join token got (since it was made or rotated).
+    #[serde(default)]
+    pub used: u32,
+    /// When it last got one (RFC 3339).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_used: String,
+}
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +77,10 @@ pub struct TokenSpec {
     /// When it stops working (RFC 3339); never if empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub expires: String,
+    /// How many node certificates a join token may get (`--uses`);
+    /// unlimited if absent. `status.used` counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
     /// What it is for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
@@ -90,6 +106,16 @@ impl TokenSpec {
                     self.role.name()
                 ))
             }
+            _ => {}
+        }
+        match self.uses {
+            Some(_) if self.role != TokenRole::Join => {
+                return Err(format!(
+                    "spec.uses: only join tokens are counted (each node certificate one use); a {} token is limited by its role and --ttl",
+                    self.role.name()
+                ))
+            }
+            Some(0) => return Err("spec.uses: must be at least 1 (leave it out for no limit)".into()),
             _ => {}
         }
         if !self.namespace.is_empty() {

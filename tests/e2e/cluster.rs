@@ -225,6 +225,11 @@ impl Cluster {
         succeeded(self.cli(args), args)
     }
 
+    /// Runs the CLI, expecting it to fail; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        failed(self.cli(args), args)
+    }
+
     /// `get KIND -o json` items.
     pub fn items(&self, kind: &str) -> Vec<Value> {
         let json: Value = serde_json::from_str(&self.ok(&["get", kind, "-o", "json"])).unwrap();
@@ -345,6 +350,12 @@ pub fn succeeded(out: Output, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a command that must fail.
+pub fn failed(out: Output, args: &[&str]) -> String {
+    assert!(!out.status.success(), "flotilla {args:?} was allowed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The port of the `server:` URL of a client config.

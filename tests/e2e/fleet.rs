@@ -125,24 +125,115 @@ fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
     );
 }
 
+/// An agent's stderr after it tried to join as `name` with `token` and
+/// was refused (it exits).
+fn refused_join(c: &Cluster, token: &str, name: &str) -> String {
+    let file = c.dir.path().join(format!("token-{name}"));
+    std::fs::write(&file, token).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["agent", "--server", &c.base(), "--token-file"])
+        .arg(&file)
+        .args(["--name", name, "--ingress", "off", "--data-dir"])
+        .arg(c.dir.path().join(format!("agent-{name}")))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{name} joined");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_join_token_joins_as_many_nodes_as_its_uses_and_rotating_it_retires_its_secret() {
+    let c = Cluster::start_server();
+    let join = c
+        .ok(&[
+            "token",
+            "create",
+            "--uses",
+            "2",
+            "--ttl",
+            "1h",
+            "--description",
+            "shop floor",
+        ])
+        .trim()
+        .to_string();
+    let id = join
+        .rsplit_once("::")
+        .unwrap()
+        .1
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let row = |c: &Cluster| {
+        c.ok(&["token", "list"])
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&c).contains("0/2"), "{}", row(&c));
+    let _a = agent(&c, "edge-a", &join, "256Mi");
+    let _b = agent(&c, "edge-b", &join, "256Mi");
+    c.wait_until("two nodes joined", Duration::from_secs(30), || {
+        ready_nodes(&c) == 2
+    });
+    assert!(row(&c).contains("2/2"), "{}", row(&c));
+    // Used up: the third is refused, saying why and what to do.
+    let stderr = refused_join(&c, &join, "edge-c");
+    assert!(
+        stderr.contains(&format!(
+            "join token {id} has been used for all of its 2 joins"
+        )) && stderr.contains(&format!("flotilla token rotate {id}")),
+        "{stderr}"
+    );
+    assert!(
+        !c.log().contains("issued a certificate to node edge-c"),
+        "{}",
+        c.log()
+    );
+    // Bad values are refused before anything is stored.
+    let err = c.fails(&["token", "create", "--role", "view", "--uses", "3"]);
+    assert!(err.contains("only join tokens are counted"), "{err}");
+    let err = c.fails(&["token", "create", "--uses", "0"]);
+    assert!(err.contains("--uses"), "{err}");
+
+    // Rotated: the old secret is dead at once, the new one has a fresh count.
+    let rotated = c.ok(&["token", "rotate", &id]).trim().to_string();
+    assert!(rotated.starts_with("FL10") && rotated != join, "{rotated}");
+    assert!(
+        rotated.contains(&format!("::{id}.")),
+        "the id stays: {rotated}"
+    );
+    let stderr = refused_join(&c, &join, "edge-c");
+    assert!(stderr.contains("not valid"), "{stderr}");
+    assert!(
+        row(&c).contains("0/2") && row(&c).contains("shop floor"),
+        "{}",
+        row(&c)
+    );
+    let _c = agent(&c, "edge-c", &rotated, "256Mi");
+    c.wait_until(
+        "edge-c joined with the new secret",
+        Duration::from_secs(30),
+        || ready_nodes(&c) == 3,
+    );
+    assert!(row(&c).contains("1/2"), "{}", row(&c));
+    // The nodes it joined before keep their own certificates.
+    assert_eq!(ready_nodes(&c), 3);
+    let err = c.fails(&["token", "rotate", "nosuch"]);
+    assert!(
+        err.contains("not found") || err.contains("NotFound"),
+        "{err}"
+    );
+}
+
 #[test]
 fn wrong_tokens_are_refused_clearly() {
     let c = Cluster::start_server();
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
     let (pinned, _) = join.trim().split_once("::").unwrap();
-    let try_join = |token: &str, name: &str| {
-        let file = c.dir.path().join(format!("token-{name}"));
-        std::fs::write(&file, token).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["agent", "--server", &c.base(), "--token-file"])
-            .arg(&file)
-            .args(["--name", name, "--ingress", "off", "--data-dir"])
-            .arg(c.dir.path().join(format!("agent-{name}")))
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{name} joined");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let try_join = |token: &str, name: &str| refused_join(&c, token, name);
     // The right CA, a wrong secret: refused by the server.
     let stderr = try_join(&format!("{pinned}::wrong"), "intruder");
     assert!(

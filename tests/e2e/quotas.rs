@@ -28,13 +28,6 @@ fn sleeper(name: &str, replicas: u32, memory: Option<&str>) -> String {
     )
 }
 
-/// The stderr of a command that must fail.
-fn failed(out: std::process::Output, args: &[&str]) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "flotilla {args:?} was allowed");
-    stderr
-}
-
 fn quota_status(c: &Cluster) -> Value {
     let quota: Value = serde_json::from_str(&c.ok(&[
         "get",

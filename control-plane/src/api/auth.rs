@@ -106,6 +106,10 @@ pub async fn require_credential(
         Err(e) => return e.into_response(),
     };
     let who = super::audit::Who::of(&bearer.caller, bearer.id.as_deref());
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(super::tokens::TokenId(bearer.id));
     let mut response = authorized(&state, request, next, bearer.caller, &path).await;
     response.extensions_mut().insert(who);
     response

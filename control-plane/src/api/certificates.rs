@@ -11,6 +11,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::authz::Caller;
+use super::tokens::TokenId;
 use super::{ApiError, ApiState};
 
 /// `GET /cacerts`.
@@ -45,6 +46,7 @@ pub struct NodeCertificate {
 pub async fn sign_node(
     State(s): State<Arc<ApiState>>,
     Extension(caller): Extension<Caller>,
+    Extension(TokenId(token)): Extension<TokenId>,
     Json(request): Json<NodeCertificateRequest>,
 ) -> Result<Response, ApiError> {
     let node = request.node;
@@ -71,6 +73,11 @@ pub async fn sign_node(
         .authority
         .sign_node(&node, &request.csr, s.trust.node_cert_validity)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // Counted once the request proved good (a bad CSR costs no use), and
+    // before the certificate leaves: over its uses, none is handed out.
+    if let (Caller::Joiner, Some(id)) = (&caller, &token) {
+        super::tokens::use_join_token(s.store.as_ref(), id)?;
+    }
     // Recorded before it is handed out: one that could not be revoked is
     // not issued.
     crate::node_certificates::record(s.store.as_ref(), &node, &certificate)?;
