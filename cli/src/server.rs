@@ -385,6 +385,31 @@ impl ControlPlane {
         })
     }
 
+    /// Signs the certificate of the node that shares this process
+    /// (`flotilla up`) and records it, as the API does for a joining node:
+    /// one that could not be revoked is not issued.
+    pub fn issue_local_node_certificate(
+        &self,
+        node: &str,
+        csr: &str,
+    ) -> Result<String, flotilla_trust::TrustError> {
+        let certificate =
+            self.trust
+                .authority
+                .sign_node(node, csr, self.trust.node_cert_validity)?;
+        flotilla_control_plane::node_certificates::record(
+            self.store.store().as_ref(),
+            node,
+            &certificate,
+        )
+        .map_err(|e| {
+            flotilla_trust::TrustError::Certificate(format!(
+                "recording the certificate of node {node}: {e}"
+            ))
+        })?;
+        Ok(certificate)
+    }
+
     /// Runs the controllers and serves the API until Ctrl-C.
     pub async fn serve(
         self,

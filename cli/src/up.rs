@@ -77,14 +77,11 @@ pub async fn main(args: UpArgs) -> Result<()> {
     let url = cp.url.clone();
     // The agent shares the control plane's process: its certificate comes
     // from the CA here, no join over the network (so a data folder from
-    // before certificates keeps its node).
+    // before certificates keeps its node), recorded so it can be revoked.
     let agent_dir = args.data_dir.join("agent");
-    let trust = cp.trust.clone();
     let credentials =
-        NodeCredentials::issue_locally(&node_name, &agent_dir, trust.ca_pem(), |csr| {
-            trust
-                .authority
-                .sign_node(&node_name, csr, trust.node_cert_validity)
+        NodeCredentials::issue_locally(&node_name, &agent_dir, cp.trust.ca_pem(), |csr| {
+            cp.issue_local_node_certificate(&node_name, csr)
         })
         .map_err(|e| anyhow::anyhow!("node {node_name}: {e}"))?;
     let control_plane = tokio::spawn(cp.serve(

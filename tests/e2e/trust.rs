@@ -843,6 +843,32 @@ fn a_revoked_nodes_certificate_is_refused_everywhere_and_its_instances_stop() {
 }
 
 #[test]
+fn flotilla_ups_own_node_certificate_is_recorded_once_so_it_can_be_revoked() {
+    let mut c = Cluster::start();
+    let records_of_node_1 = |c: &Cluster| -> Vec<String> {
+        c.items("nodecertificates")
+            .iter()
+            .filter(|r| r["spec"]["node"] == "node-1")
+            .map(|r| {
+                r["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let own = flotilla_trust::Identity::load(&c.data_dir().join("agent/pki"), "node")
+        .unwrap()
+        .unwrap();
+    let serial = own.serial().unwrap();
+    assert_eq!(records_of_node_1(&c), vec![serial.clone()]);
+    // A restart keeps the certificate it has: nothing new is issued.
+    c.kill();
+    c.launch();
+    assert_eq!(records_of_node_1(&c), vec![serial]);
+}
+
+#[test]
 fn events_are_rate_limited_per_source() {
     let c = Cluster::start_server();
     let admin = c.token();
