@@ -196,37 +196,40 @@ fn rows(
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let (mut headers, mut rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
         Kind::Workload => (
-            if wide {
-                vec![
+            {
+                let mut headers = vec![
                     "NAME",
+                    "DESIRED",
+                    "CURRENT",
                     "READY",
                     "UP-TO-DATE",
                     "AVAILABLE",
                     "AGE",
-                    "MODULE",
-                    "LIMITS",
-                ]
-            } else {
-                vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+                ];
+                if wide {
+                    headers.extend(["MODULE", "LIMITS"]);
+                }
+                headers
             },
             items
                 .iter()
                 .map(|w| {
+                    let count = |field: &str| w["status"][field].as_u64().unwrap_or(0).to_string();
+                    // An every-node workload wants what its nodes say; any
+                    // other its replicas (also before its first status).
+                    let desired = if w["spec"]["placement"]["everyNode"] == true {
+                        w["status"]["desiredReplicas"].as_u64()
+                    } else {
+                        w["spec"]["replicas"].as_u64()
+                    }
+                    .map_or_else(|| "-".to_string(), |n| n.to_string());
                     let mut row = vec![
                         text(&w["metadata"]["name"]),
-                        format!(
-                            "{}/{}",
-                            w["status"]["readyReplicas"].as_u64().unwrap_or(0),
-                            w["spec"]["replicas"].as_u64().unwrap_or(0)
-                        ),
-                        w["status"]["updatedReplicas"]
-                            .as_u64()
-                            .unwrap_or(0)
-                            .to_string(),
-                        w["status"]["availableReplicas"]
-                            .as_u64()
-                            .unwrap_or(0)
-                            .to_string(),
+                        desired,
+                        count("replicas"),
+                        count("readyReplicas"),
+                        count("updatedReplicas"),
+                        count("availableReplicas"),
                         age(&w["metadata"]["creationTimestamp"]),
                     ];
                     if wide {

@@ -139,7 +139,11 @@ fn progress(workload: &Value) -> Progress {
     let spec = &workload["spec"];
     let status = &workload["status"];
     let count = |v: &Value| v.as_u64().unwrap_or(0);
-    let wanted = spec["replicas"].as_u64().unwrap_or(1);
+    let wanted = if spec["placement"]["everyNode"] == true {
+        count(&status["desiredReplicas"])
+    } else {
+        spec["replicas"].as_u64().unwrap_or(1)
+    };
     if count(&status["observedGeneration"]) < count(&workload["metadata"]["generation"]) {
         return Progress::Waiting(format!(
             "Waiting for workload {name:?} spec update to be observed..."

@@ -303,12 +303,19 @@ function failing(instances) {
   return { state, text: `${bad.length} of ${instances.length} instances ${state}${why ? `: ${why}` : ''}` };
 }
 
+// The instances a workload wants: its replicas, or for an every-node one
+// what the controller counted (the nodes that match it).
+function desired(w) {
+  const spec = w.spec || {};
+  return (spec.placement || {}).everyNode ? (w.status || {}).desiredReplicas || 0 : spec.replicas ?? 1;
+}
+
 // The rollout's state, in the words of `flotilla rollout status`; a failing
 // instance outranks progress (a crash loop is not "Progressing").
 function rollout(w, instances) {
   const spec = w.spec || {};
   const status = w.status || {};
-  const wanted = spec.replicas ?? 1;
+  const wanted = desired(w);
   const updated = status.updatedReplicas || 0;
   const total = status.replicas || 0;
   const available = status.availableReplicas || 0;
@@ -441,7 +448,7 @@ function fleetPage() {
           return h('tr', { 'data-workload': `${ns}/${name}` },
             h('td', {}, ns),
             h('td', {}, h('a', { href: workloadHref(ns, name) }, name)),
-            h('td', { class: 'ready' }, `${s.readyReplicas || 0}/${(w.spec || {}).replicas ?? 1}`),
+            h('td', { class: 'ready' }, `${s.readyReplicas || 0}/${desired(w)}`),
             h('td', { class: 'restarts' }, restarts),
             h('td', { class: `rollout ${r.level}`, 'data-rollout': r.state, title: r.text }, bar(r.share, 1, r.state, r.level)),
             h('td', { class: 'message termination' }, terminationText(lastTermination(instances))));
@@ -601,7 +608,7 @@ function workloadPage(ns, name) {
       rolloutCard.replaceChildren(
         h('p', {}, h('b', { class: r.level, 'data-rollout': r.state }, r.state), ' ', bar(r.share, 1, r.text, r.level)),
         h('p', { class: 'muted' },
-          `module ${module} · ${s.readyReplicas || 0}/${w.spec.replicas ?? 1} ready · revision ${s.updateRevision || 0}`,
+          `module ${module} · ${s.readyReplicas || 0}/${desired(w)} ready · revision ${s.updateRevision || 0}`,
           s.currentRevision && s.currentRevision !== s.updateRevision ? ` (from ${s.currentRevision})` : ''),
         table(['Condition', 'Status', 'Reason', 'Message'], (s.conditions || []).map((c) =>
           h('tr', {}, h('td', {}, c.type), h('td', {}, c.status), h('td', {}, c.reason),

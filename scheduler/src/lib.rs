@@ -43,6 +43,10 @@ pub struct Taint {
 /// `node.kubernetes.io/disk-pressure`: tolerate it to be placed there anyway.
 pub const DISK_PRESSURE_TAINT: &str = "node.flotilla.dev/disk-pressure";
 
+/// What a cordoned node (`spec.unschedulable`) counts as: only instances
+/// tolerating it go there (every-node instances do, as a DaemonSet's).
+pub const UNSCHEDULABLE_TAINT: &str = "node.flotilla.dev/unschedulable";
+
 /// A toleration: `value: None` tolerates every value of the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toleration {
@@ -191,7 +195,7 @@ fn filter(node: &Node, pod: &Pending, skew_ok: impl Fn(&Node) -> bool) -> Option
     if !node.ready {
         return Some(Reject::NotReady);
     }
-    if node.unschedulable {
+    if node.unschedulable && !pod.tolerations.iter().any(|t| t.key == UNSCHEDULABLE_TAINT) {
         return Some(Reject::Unschedulable);
     }
     if node.disk_pressure && !pod.tolerations.iter().any(|t| t.key == DISK_PRESSURE_TAINT) {

@@ -367,6 +367,33 @@ fn check_canary(strategy: &crate::strategy::Strategy, errors: &mut Collector) {
 }
 
 /// The fields of `execution: http` workloads.
+/// `spec.placement.everyNode`: one instance per matching node, so no
+/// replica count, no canary (it trades replicas), and no per-replica
+/// persistent volumes (they are named by ordinal, not by node).
+fn check_every_node(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
+    if !spec.placement.every_node {
+        return;
+    }
+    if spec.replicas != 1 {
+        errors.add(
+            "spec.replicas",
+            "an every-node workload runs one instance on each node its nodeSelector matches: leave replicas out (and scale it by labelling nodes)",
+        );
+    }
+    if spec.strategy.kind == crate::strategy::StrategyKind::Canary {
+        errors.add(
+            "spec.strategy.type",
+            "an every-node workload rolls node by node: use RollingUpdate (maxUnavailable, default 1) or Recreate",
+        );
+    }
+    if spec.is_stateful() {
+        errors.add(
+            "spec.volumes",
+            "an every-node workload cannot have persistent volumes yet (they follow replica ordinals): use a hostPath volume granted on the node",
+        );
+    }
+}
+
 fn check_http(spec: &crate::workload::WorkloadSpec, errors: &mut Collector) {
     use crate::workload::Execution;
     if spec.execution != Execution::Http {
@@ -705,6 +732,7 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
         }
     }
     check_canary(&spec.strategy, &mut errors);
+    check_every_node(spec, &mut errors);
     check_env(&spec.env, &mut errors);
     check_env_from(&spec.env_from, &mut errors);
     check_config_store(&spec.config, &mut errors);
@@ -913,6 +941,31 @@ fn check_resources(
 #[cfg(test)]
 mod tests {
     use super::check_host_port;
+
+    #[test]
+    fn an_every_node_workload_takes_no_replicas_canary_or_persistent_volumes() {
+        let parse = |extra: &str| -> Vec<String> {
+            let text = format!(
+                "apiVersion: flotilla.dev/v1\nkind: Workload\nmetadata: {{name: c}}\nspec:\n  module: {{source: \"file:x.wasm\"}}\n  placement: {{everyNode: true}}\n{extra}"
+            );
+            let w: crate::workload::Workload = serde_yaml_ng::from_str(&text).unwrap();
+            match super::validate_workload(&w) {
+                Ok(()) => Vec::new(),
+                Err(errors) => errors.0.iter().map(|e| e.path.clone()).collect(),
+            }
+        };
+        assert!(parse("").is_empty());
+        assert!(parse("  strategy: {type: Recreate}\n").is_empty());
+        assert_eq!(parse("  replicas: 3\n"), ["spec.replicas"]);
+        assert_eq!(
+            parse("  strategy: {type: Canary, canary: {steps: [{setWeight: 10}]}}\n"),
+            ["spec.strategy.type"]
+        );
+        assert_eq!(
+            parse("  volumes: [{name: d, persistent: {size: 1Mi}}]\n"),
+            ["spec.volumes"]
+        );
+    }
 
     #[test]
     fn only_host_port_is_an_address() {

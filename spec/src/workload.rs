@@ -485,6 +485,10 @@ pub struct Placement {
     /// `binpack` or `spread`; the server default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<PlacementStrategy>,
+    /// One instance on every Ready node that matches `nodeSelector` (as a
+    /// Kubernetes DaemonSet), instead of `replicas` placed by fit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub every_node: bool,
 }
 
 impl Placement {
@@ -717,6 +721,10 @@ impl ReclaimPolicy {
 
 /// The label carrying a stateful replica's ordinal (`NAME-<ordinal>`).
 pub const ORDINAL_LABEL: &str = "flotilla.dev/ordinal";
+
+/// Label naming the node an every-node workload's instance is for (the
+/// binder places it there and nowhere else).
+pub const EVERY_NODE_LABEL: &str = "flotilla.dev/every-node";
 
 /// How long a persistent volume's node may be gone before its replica is
 /// made again elsewhere, empty, unless `persistentVolumeReclaimAfter` says.
@@ -1043,8 +1051,19 @@ impl Default for Backoff {
 pub struct WorkloadStatus {
     /// The generation this status describes.
     pub observed_generation: u64,
+    /// Instances wanted: `spec.replicas`, or for an every-node workload
+    /// the Ready nodes that match its selector.
+    #[serde(default)]
+    pub desired_replicas: u32,
     /// Instances that exist, old and new.
     pub replicas: u32,
+    /// Of those, the ones bound to a node.
+    #[serde(default)]
+    pub scheduled_replicas: u32,
+    /// Instances of an every-node workload on a node it no longer wants
+    /// (gone, NotReady, or no longer matching), being removed.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub misscheduled_replicas: u32,
     /// Instances made from the current template.
     #[serde(default)]
     pub updated_replicas: u32,

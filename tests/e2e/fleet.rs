@@ -125,6 +125,158 @@ fn a_server_and_two_agents_bin_pack_and_explain_what_does_not_fit() {
     );
 }
 
+const COLLECTOR: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Workload
+metadata: {name: collector}
+spec:
+  module: {source: "file:MODULES/sleeper.wasm"}
+  args: ["100000"]
+  placement: {everyNode: true}
+  nodeSelector: {role: sensor}
+  resources: {requests: {memory: 64Mi, cpu: 100m}}
+"#;
+
+/// Nodes running a Running instance of `collector`, sorted.
+fn collector_nodes(c: &Cluster) -> Vec<String> {
+    let mut nodes: Vec<String> = in_phase(&c.items("instances"), "Running")
+        .iter()
+        .filter(|i| i["spec"]["workload"] == "collector")
+        .filter_map(|i| i["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn collector_status(c: &Cluster) -> Value {
+    let w: Value =
+        serde_json::from_str(&c.ok(&["get", "workload", "collector", "-o", "json"])).unwrap();
+    w["status"].clone()
+}
+
+#[test]
+fn an_every_node_workload_follows_nodes_joining_leaving_and_relabelled() {
+    let c = Cluster::start_server_with(&["--node-grace", "2s"]);
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let sensor = ["--labels", "role=sensor"];
+    let _a = agent_with(&c, "edge-a", join.trim(), "256Mi", &sensor);
+    let mut b = agent_with(&c, "edge-b", join.trim(), "256Mi", &sensor);
+    let _c = agent(&c, "edge-c", join.trim(), "256Mi");
+    c.wait_until("three nodes are Ready", Duration::from_secs(30), || {
+        ready_nodes(&c) == 3
+    });
+    c.apply("collector.yaml", COLLECTOR);
+    c.wait_until(
+        "one instance on each sensor node",
+        Duration::from_secs(30),
+        || collector_nodes(&c) == ["edge-a", "edge-b"],
+    );
+    c.wait_until("the status counts 2 of 2", Duration::from_secs(10), || {
+        let s = collector_status(&c);
+        s["desiredReplicas"] == 2 && s["readyReplicas"] == 2 && s["scheduledReplicas"] == 2
+    });
+    let table = c.ok(&["get", "workloads"]);
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("collector "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(1..6),
+        Some(&["2", "2", "2", "2", "2"][..]),
+        "{table}"
+    );
+
+    // A node that joins with the label gets one as soon as it is Ready.
+    let _d = agent_with(&c, "edge-d", join.trim(), "256Mi", &sensor);
+    c.wait_until("edge-d is Ready", Duration::from_secs(30), || {
+        ready_nodes(&c) == 4
+    });
+    let ready_at = std::time::Instant::now();
+    c.wait_until("edge-d runs one", Duration::from_secs(20), || {
+        collector_nodes(&c).contains(&"edge-d".to_string())
+    });
+    eprintln!(
+        "edge-d Ready → its instance Running: {:?}",
+        ready_at.elapsed()
+    );
+    // One that gains the label gets one; losing it takes it away.
+    c.ok(&[
+        "patch",
+        "node",
+        "edge-c",
+        "-p",
+        r#"{"metadata": {"labels": {"role": "sensor"}}}"#,
+    ]);
+    c.wait_until(
+        "edge-c runs one once labelled",
+        Duration::from_secs(20),
+        || collector_nodes(&c) == ["edge-a", "edge-b", "edge-c", "edge-d"],
+    );
+    c.ok(&[
+        "patch",
+        "node",
+        "edge-c",
+        "-p",
+        r#"{"metadata": {"labels": {"role": null}}}"#,
+    ]);
+    c.wait_until(
+        "edge-c's goes once unlabelled",
+        Duration::from_secs(20),
+        || {
+            let on_c = c
+                .items("instances")
+                .iter()
+                .any(|i| i["spec"]["workload"] == "collector" && i["spec"]["nodeName"] == "edge-c");
+            !on_c && collector_nodes(&c) == ["edge-a", "edge-b", "edge-d"]
+        },
+    );
+
+    // A node that cannot fit it: counted, not scheduled, and named.
+    let _small = agent_with(&c, "edge-small", join.trim(), "32Mi", &sensor);
+    c.wait_until(
+        "edge-small's instance is explained",
+        Duration::from_secs(30),
+        || {
+            let s = collector_status(&c);
+            let scheduled = s["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Scheduled"))
+                .cloned()
+                .unwrap_or_default();
+            s["desiredReplicas"] == 4
+                && s["scheduledReplicas"] == 3
+                && scheduled["status"] == "False"
+                && scheduled["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("node edge-small: ") && m.contains("memory"))
+        },
+    );
+    c.wait_for_event("FailedScheduling");
+    assert_eq!(collector_nodes(&c), ["edge-a", "edge-b", "edge-d"]);
+
+    // A node that dies: its instance goes with it, nothing moves elsewhere.
+    let _ = b.0.kill();
+    let _ = b.0.wait();
+    c.wait_until("edge-b's instance is gone", Duration::from_secs(30), || {
+        let s = collector_status(&c);
+        s["desiredReplicas"] == 3
+            && !c
+                .items("instances")
+                .iter()
+                .any(|i| i["spec"]["workload"] == "collector" && i["spec"]["nodeName"] == "edge-b")
+    });
+    assert_eq!(collector_nodes(&c), ["edge-a", "edge-d"]);
+
+    // Replicas are not an every-node workload's to set.
+    let err = c.fails(&["scale", "workload", "collector", "--replicas", "3"]);
+    assert!(
+        err.contains("every-node workload") && err.contains("labelling nodes"),
+        "{err}"
+    );
+}
+
 /// An agent's stderr after it tried to join as `name` with `token` and
 /// was refused (it exits).
 fn refused_join(c: &Cluster, token: &str, name: &str) -> String {

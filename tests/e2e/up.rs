@@ -45,22 +45,35 @@ fn three_replicas_run_and_come_back_after_kill_9() {
     assert!(c
         .ok(&["apply", "-f", manifest.to_str().unwrap()])
         .contains("unchanged"));
-    // kubectl's Deployment columns: READY, UP-TO-DATE, AVAILABLE.
-    c.wait_until("the workload reports 3/3", Duration::from_secs(20), || {
-        let table = c.ok(&["get", "workloads"]);
-        let row: Vec<&str> = table
-            .lines()
-            .find(|l| l.starts_with("ticker "))
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        row.get(1..4) == Some(&["3/3", "3", "3"][..])
-    });
+    // kubectl's DaemonSet columns (they fit every workload): DESIRED,
+    // CURRENT, READY, UP-TO-DATE, AVAILABLE.
+    c.wait_until(
+        "the workload reports 3 of 3",
+        Duration::from_secs(20),
+        || {
+            let table = c.ok(&["get", "workloads"]);
+            let row: Vec<&str> = table
+                .lines()
+                .find(|l| l.starts_with("ticker "))
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            row.get(1..6) == Some(&["3", "3", "3", "3", "3"][..])
+        },
+    );
     let table = c.ok(&["get", "workloads"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE"
+        ],
         "{table}"
     );
     // Memory in one unit per column, humanised (not `80Mi/24683784Ki`).

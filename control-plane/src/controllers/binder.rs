@@ -103,6 +103,15 @@ pub fn pass(
         if let Pin::Node(node) = volumes::pin(store, i, silences)? {
             node_selector.insert(HOSTNAME_LABEL.to_string(), node);
         }
+        // An every-node instance goes to its node, cordoned or not.
+        let mut tolerations = Vec::new();
+        if let Some(node) = super::every_node::target(i) {
+            node_selector.insert(HOSTNAME_LABEL.to_string(), node.to_string());
+            tolerations.push(scheduler::Toleration {
+                key: scheduler::UNSCHEDULABLE_TAINT.into(),
+                value: None,
+            });
+        }
         pending.push({
             let (memory, cpu) = requests(i);
             scheduler::Pending {
@@ -117,6 +126,7 @@ pub fn pass(
                     scheduler::Strategy::Binpack => i.spec.template.module.sha256.clone(),
                 },
                 strategy: strategy_of(i),
+                tolerations,
                 ..Default::default()
             }
         });

@@ -277,6 +277,31 @@ impl Cache {
         if change.kind == "Workload" {
             changed.workloads.insert(key.clone());
         }
+        if change.kind == "Node" {
+            // A node that comes, goes, turns Ready or not, or is labelled
+            // otherwise changes what every-node workloads want (a
+            // heartbeat alone does not).
+            let eligibility = |v: Option<&Value>| {
+                v.map(|v| {
+                    (
+                        v["metadata"]["labels"].clone(),
+                        v["status"]["ready"].clone(),
+                    )
+                })
+            };
+            let after = match change.change {
+                ChangeType::Deleted => None,
+                _ => Some(&change.object),
+            };
+            if eligibility(cached) != eligibility(after) {
+                changed.workloads.extend(
+                    self.workloads
+                        .decoded()
+                        .filter(|(_, w)| w.spec.placement.every_node)
+                        .map(|(v, _)| key_of(v)),
+                );
+            }
+        }
         if change.kind == "Instance" {
             // A changed instance concerns its owner, before and after.
             if let Some(owner) = self.unindex(&key) {

@@ -12,6 +12,7 @@ pub mod binder;
 pub mod cache;
 pub mod config_values;
 pub mod events;
+pub mod every_node;
 pub mod module_gc;
 pub mod module_policy;
 pub mod nodes;

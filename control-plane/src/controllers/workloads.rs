@@ -154,7 +154,14 @@ pub fn reconcile<'a>(
         is_canary && canary_now.pause_start.is_some() && step.create == 0 && step.delete.is_empty();
     let mut status = WorkloadStatus {
         observed_generation: workload.metadata.generation,
+        desired_replicas: wanted,
         replicas: (updated.len() + old.len()) as u32,
+        scheduled_replicas: updated
+            .iter()
+            .chain(&old)
+            .filter(|i| !i.spec.node_name.is_empty())
+            .count() as u32,
+        misscheduled_replicas: 0,
         updated_replicas: updated.len() as u32,
         ready_replicas: owned
             .iter()
@@ -602,7 +609,7 @@ fn with_ordinal(mut instance: Instance, ordinals: &mut impl Iterator<Item = u32>
     instance
 }
 
-fn new_instance(workload: &Workload) -> Instance {
+pub(super) fn new_instance(workload: &Workload) -> Instance {
     let alphabet = flotilla_spec::instance::NAME_SUFFIX_ALPHABET;
     let suffix: String = (0..flotilla_spec::instance::NAME_SUFFIX_LEN)
         .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
@@ -678,7 +685,12 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
     let digest = super::config_values::digest(store, workload)?;
     let revision = super::revisions::record(store, workload, &digest)?;
     let now = SystemTime::now();
-    let actions = reconcile(workload, &mine, &revision, now);
+    let actions = if workload.spec.placement.every_node {
+        let eligible = super::every_node::eligible(workload, &cache.nodes);
+        super::every_node::reconcile(workload, &mine, &eligible, &revision, now)
+    } else {
+        reconcile(workload, &mine, &revision, now)
+    };
     // Waiting out minReadySeconds or a canary's pause is a matter of time
     // too: not settled until every instance is new and available.
     let gate = Gate::of(&workload.spec, now);
