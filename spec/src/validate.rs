@@ -386,6 +386,14 @@ fn check_every_node(spec: &crate::workload::WorkloadSpec, errors: &mut Collector
             "an every-node workload rolls node by node: use RollingUpdate (maxUnavailable, default 1) or Recreate",
         );
     }
+    if let Some(rolling) = &spec.strategy.rolling_update {
+        if rolling.max_surge.of(100, true) != Ok(0) {
+            errors.add(
+                "spec.strategy.rollingUpdate.maxSurge",
+                "an every-node workload replaces in place, the old instance first: set maxSurge: 0 with the maxUnavailable you want",
+            );
+        }
+    }
     if spec.is_stateful() {
         errors.add(
             "spec.volumes",
@@ -957,6 +965,13 @@ mod tests {
         assert!(parse("").is_empty());
         assert!(parse("  strategy: {type: Recreate}\n").is_empty());
         assert_eq!(parse("  replicas: 3\n"), ["spec.replicas"]);
+        assert!(
+            parse("  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 2}}\n").is_empty()
+        );
+        assert_eq!(
+            parse("  strategy: {rollingUpdate: {maxUnavailable: 2}}\n"),
+            ["spec.strategy.rollingUpdate.maxSurge"]
+        );
         assert_eq!(
             parse("  strategy: {type: Canary, canary: {steps: [{setWeight: 10}]}}\n"),
             ["spec.strategy.type"]

@@ -22,8 +22,13 @@ use super::cache::Informer;
 use super::revisions::Current;
 use super::workloads::{reconcile as reconcile_replicas, Action};
 
-/// The node an every-node instance is for (`None` for any other instance).
+/// The node an every-node instance is for (`None` for any other instance:
+/// the label alone, which a workload's own labels could carry, pins
+/// nothing).
 pub fn target(instance: &Instance) -> Option<&str> {
+    if !instance.spec.template.placement.every_node {
+        return None;
+    }
     instance
         .metadata
         .labels
