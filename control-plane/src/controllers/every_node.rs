@@ -10,7 +10,7 @@
 //! status are then the replica controller's, rolling node by node
 //! (`maxUnavailable` 1, no surge, unless the workload sets its bounds).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use flotilla_spec::instance::Instance;
@@ -111,7 +111,8 @@ pub fn reconcile(
         });
     }
     let replica_actions = reconcile_replicas(&effective, &kept, revision, now);
-    // Which nodes still hold an instance, current or not, after this step.
+    // New instances go to the nodes holding none after this step (there
+    // is no surge: validation refuses one), one each.
     let deleted: BTreeSet<&str> = replica_actions
         .iter()
         .filter_map(|a| match a {
@@ -119,31 +120,17 @@ pub fn reconcile(
             _ => None,
         })
         .collect();
-    let mut holds: BTreeMap<&str, (bool, bool)> = eligible
-        .iter()
-        .map(|n| (n.as_str(), (false, false)))
-        .collect();
-    for instance in kept
+    let occupied: BTreeSet<&str> = kept
         .iter()
         .filter(|i| !deleted.contains(i.metadata.name.as_str()))
-    {
-        if let Some(held) = target(instance).and_then(|n| holds.get_mut(n)) {
-            if instance.spec.is_made_from(spec, &revision.config_digest) {
-                held.0 = true;
-            } else {
-                held.1 = true;
-            }
-        }
-    }
-    // New instances go to nodes holding none first, then to nodes holding
-    // only an old one (a surge); never a second current one to a node.
-    let mut free: Vec<String> = holds
-        .iter()
-        .filter(|(_, (current, old))| !current && !old)
-        .chain(holds.iter().filter(|(_, (current, old))| !current && *old))
-        .map(|(node, _)| node.to_string())
+        .filter_map(|i| target(i))
         .collect();
-    free.reverse();
+    let mut free: Vec<String> = eligible
+        .iter()
+        .rev()
+        .filter(|node| !occupied.contains(node.as_str()))
+        .cloned()
+        .collect();
     let mut status_written = None;
     for action in replica_actions {
         match action {
@@ -218,6 +205,7 @@ fn scheduled_condition(
 mod tests {
     use super::*;
     use flotilla_spec::instance::InstanceStatus;
+    use std::collections::BTreeMap;
 
     fn collector(args: &[&str]) -> Workload {
         let mut w = Workload::default();
