@@ -127,8 +127,9 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
     // Everything but workloads, in the order it is applied: policies
     // first (the workloads beside them are checked against them), roles
     // before the bindings that name them, quotas and limit ranges before
-    // the workloads they judge.
-    let mut others: [Vec<(Kind, serde_json::Value)>; 5] = Default::default();
+    // the workloads they judge, disruption budgets before the workloads
+    // whose rollouts they bound.
+    let mut others: [Vec<(Kind, serde_json::Value)>; 6] = Default::default();
     for (label, dir, text) in read_inputs(&args.files)? {
         for manifest in parse_manifests(&text).with_context(|| format!("in {label}"))? {
             let (order, kind, value) = match manifest {
@@ -141,6 +142,9 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
                 Manifest::RoleBinding(b) => (2, Kind::RoleBinding, serde_json::to_value(b)?),
                 Manifest::ResourceQuota(q) => (3, Kind::ResourceQuota, serde_json::to_value(q)?),
                 Manifest::LimitRange(l) => (4, Kind::LimitRange, serde_json::to_value(l)?),
+                Manifest::DisruptionBudget(b) => {
+                    (5, Kind::DisruptionBudget, serde_json::to_value(b)?)
+                }
             };
             others[order].push((kind, value));
         }

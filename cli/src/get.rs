@@ -428,6 +428,35 @@ fn rows(
                 })
                 .collect(),
         ),
+        // As kubectl's poddisruptionbudgets.
+        Kind::DisruptionBudget => (
+            vec![
+                "NAME",
+                "MIN AVAILABLE",
+                "MAX UNAVAILABLE",
+                "ALLOWED DISRUPTIONS",
+                "AGE",
+            ],
+            items
+                .iter()
+                .map(|b| {
+                    let bound = |field: &str| match &b["spec"][field] {
+                        Value::Null => "N/A".to_string(),
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    vec![
+                        text(&b["metadata"]["name"]),
+                        bound("minAvailable"),
+                        bound("maxUnavailable"),
+                        b["status"]["disruptionsAllowed"]
+                            .as_u64()
+                            .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                        age(&b["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         Kind::NodeCertificate => (
             vec!["SERIAL", "NODE", "EXPIRES", "REVOKED", "AGE"],
             items

@@ -16,6 +16,7 @@ mod bundle;
 mod config;
 mod create;
 mod dashboard;
+mod drain;
 mod get;
 mod kinds;
 mod kv;
@@ -83,6 +84,13 @@ enum Command {
     Events(get::EventsArgs),
     /// Revoke a node: its certificates refused everywhere, its Node deleted.
     Node(node::NodeArgs),
+    /// Mark a node unschedulable: nothing new is placed on it.
+    Cordon(drain::CordonArgs),
+    /// Mark a node schedulable again.
+    Uncordon(drain::CordonArgs),
+    /// Cordon a node and move its instances elsewhere one by one, as
+    /// disruption budgets allow (every-node instances stay).
+    Drain(drain::DrainArgs),
     /// Create, list and revoke bearer tokens (join, view, edit, admin; for
     /// the cluster or one namespace).
     Token(token::TokenArgs),
@@ -180,6 +188,9 @@ fn main() {
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,
             Command::Node(args) => node::main(args).await,
+            Command::Cordon(args) => drain::cordon(args).await,
+            Command::Uncordon(args) => drain::uncordon(args).await,
+            Command::Drain(args) => drain::drain(args).await,
             Command::Auth(args) => match auth::main(args).await {
                 Ok(true) => Ok(()),
                 Ok(false) => std::process::exit(1),

@@ -16,10 +16,13 @@
 //!   node's can be revoked;
 //! - [`quota`] and [`route_hosts`]: the per-namespace rules the API and
 //!   the controllers both apply to what is written (ResourceQuotas and
-//!   LimitRanges; a route host's one namespace).
+//!   LimitRanges; a route host's one namespace);
+//! - [`disruption`]: disruption budgets, judged live for evictions
+//!   (`flotilla drain`), rolling updates and the budgets' statuses.
 
 pub mod api;
 pub mod controllers;
+pub mod disruption;
 pub mod leader;
 pub mod node_certificates;
 pub mod quota;

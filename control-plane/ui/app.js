@@ -19,6 +19,7 @@ const cluster = {
   instances: new Map(),
   events: new Map(),
   revisions: new Map(),
+  budgets: new Map(),
 };
 let token = sessionStorage.getItem(TOKEN_KEY);
 let watches = [];
@@ -217,6 +218,7 @@ function startWatches() {
     watch(`${API}/instances`, cluster.instances),
     watch(`${API}/events`, cluster.events),
     watch(`${API}/revisions`, cluster.revisions),
+    watch(`${API}/disruptionbudgets`, cluster.budgets),
   ];
   setConnection();
 }
@@ -396,11 +398,13 @@ function fleetPage() {
   const summary = h('section', { class: 'card summary', id: 'summary' });
   const nodes = h('section', { class: 'card', id: 'nodes' });
   const workloads = h('section', { class: 'card', id: 'workloads' });
+  const budgets = h('section', { class: 'card', id: 'budgets' });
   const events = h('section', { class: 'card', id: 'events' });
   document.getElementById('page').replaceChildren(
     h('h1', {}, 'Fleet'), summary,
     h('h2', {}, 'Nodes'), nodes,
     h('h2', {}, 'Workloads'), workloads,
+    h('h2', {}, 'Disruption budgets'), budgets,
     h('h2', {}, 'Recent events'), events);
   return {
     render() {
@@ -456,6 +460,23 @@ function fleetPage() {
       workloads.replaceChildren(table(
         ['Namespace', 'Name', 'Ready', 'Restarts', 'Rollout', 'Last termination'],
         workloadRows, 'No workloads: apply one with flotilla apply -f FILE.'));
+      const budgetRows = [...cluster.budgets.values()]
+        .sort((a, b) => keyOf(a).localeCompare(keyOf(b)))
+        .map((b) => {
+          const spec = b.spec || {};
+          const s = b.status || {};
+          const bound = (v) => (v === undefined || v === null ? 'N/A' : String(v));
+          return h('tr', { 'data-budget': keyOf(b) },
+            h('td', {}, b.metadata.namespace),
+            h('td', {}, b.metadata.name),
+            h('td', {}, bound(spec.minAvailable)),
+            h('td', {}, bound(spec.maxUnavailable)),
+            h('td', {}, `${s.currentHealthy || 0}/${s.desiredHealthy || 0}`),
+            h('td', { class: (s.disruptionsAllowed || 0) > 0 ? 'ok' : 'bad' }, s.disruptionsAllowed || 0));
+        });
+      budgets.replaceChildren(table(
+        ['Namespace', 'Name', 'Min available', 'Max unavailable', 'Healthy / desired', 'Allowed disruptions'],
+        budgetRows, 'No disruption budgets: drains and rollouts are bounded by the workloads\' own strategies only.'));
       events.replaceChildren(eventsTable(eventsAbout(() => true)));
     },
     stop() {},

@@ -28,6 +28,9 @@ fuzz_target!(|text: &str| {
             flotilla_spec::manifest::Manifest::LimitRange(range) => {
                 serde_json::to_string(&range).expect("a parsed limit range serialises")
             }
+            flotilla_spec::manifest::Manifest::DisruptionBudget(budget) => {
+                serde_json::to_string(&budget).expect("a parsed budget serialises")
+            }
         };
         let again = flotilla_spec::manifest::parse_manifests(&json)
             .unwrap_or_else(|e| panic!("a parsed manifest parses again: {e}\n{json}"));

@@ -46,6 +46,9 @@ pub enum Kind {
     /// Default and bounded requests and limits in one namespace (admins
     /// write).
     LimitRange,
+    /// How many selected instances evictions and rollouts may take down
+    /// at once ([`disruption`](crate::disruption)).
+    DisruptionBudget,
     /// A certificate issued to a node, and whether it was revoked
     /// (cluster-scoped; written by the server).
     NodeCertificate,
@@ -166,6 +169,13 @@ pub const KINDS: &[KindInfo] = &[
         namespaced: true,
     },
     KindInfo {
+        kind: Kind::DisruptionBudget,
+        name: "DisruptionBudget",
+        plural: "disruptionbudgets",
+        short: &["pdb", "budget"],
+        namespaced: true,
+    },
+    KindInfo {
         kind: Kind::NodeCertificate,
         name: "NodeCertificate",
         plural: "nodecertificates",
@@ -274,6 +284,7 @@ mod tests {
             Kind::RoleBinding,
             Kind::ResourceQuota,
             Kind::LimitRange,
+            Kind::DisruptionBudget,
             Kind::NodeCertificate,
         ];
         assert_eq!(all.len(), KINDS.len());

@@ -6,7 +6,8 @@
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
 //!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule), [`rbac`] (Role, RoleBinding),
-//!   [`quota`] (ResourceQuota, LimitRange), [`certificate`] (NodeCertificate),
+//!   [`quota`] (ResourceQuota, LimitRange), [`disruption`] (DisruptionBudget),
+//!   [`certificate`] (NodeCertificate),
 //!   [`token`];
 //! - [`kinds`]: the table of every kind the API serves (names, plurals,
 //!   short names, scope);
@@ -17,6 +18,7 @@
 
 pub mod certificate;
 pub mod config;
+pub mod disruption;
 pub mod event;
 pub mod imported;
 pub mod instance;

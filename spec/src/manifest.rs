@@ -66,6 +66,8 @@ pub enum Manifest {
     ResourceQuota(crate::quota::ResourceQuota),
     /// A LimitRange (namespaced).
     LimitRange(crate::quota::LimitRange),
+    /// A DisruptionBudget (namespaced).
+    DisruptionBudget(crate::disruption::DisruptionBudget),
 }
 
 /// Parses every document in `text` (YAML or JSON), checking shape and values.
@@ -128,12 +130,18 @@ pub fn parse_one(index: usize, value: serde_json::Value) -> Result<Manifest, Man
             .map(Manifest::ResourceQuota),
         "LimitRange" => namespaced(index, value, crate::quota::LimitRangeSpec::validate)
             .map(Manifest::LimitRange),
+        "DisruptionBudget" => namespaced(
+            index,
+            value,
+            crate::disruption::DisruptionBudgetSpec::validate,
+        )
+        .map(Manifest::DisruptionBudget),
         "Instance" | "Node" | "Event" => Err(kind_error(
             "Instances, Nodes and Events are made by Flotilla itself; apply a Workload instead"
                 .into(),
         )),
         other => Err(kind_error(format!(
-            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role, RoleBinding, ResourceQuota and LimitRange; `flotilla create` makes Configs and Secrets)"
+            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role, RoleBinding, ResourceQuota, LimitRange and DisruptionBudget; `flotilla create` makes Configs and Secrets)"
         ))),
     }
 }

@@ -33,6 +33,7 @@ pub const READ_VERBS: &[&str] = &["get", "list", "watch"];
 /// and the cluster key-value buckets.
 pub const SUBRESOURCES: &[&str] = &[
     "instances/log",
+    "instances/eviction",
     "workloads/usage",
     "workloads/status",
     "instances/status",
@@ -161,8 +162,9 @@ impl BuiltinRole {
         rules.push(PolicyRule::new(READ_VERBS, &["secrets"]));
         rules.push(PolicyRule::new(
             &["create", "update", "patch", "delete"],
-            &["workloads", "configs", "secrets"],
+            &["workloads", "configs", "secrets", "disruptionbudgets"],
         ));
+        rules.push(PolicyRule::new(&["create"], &["instances/eviction"]));
         rules.push(PolicyRule::new(&["delete"], &["volumes"]));
         rules.push(PolicyRule::new(&["*"], &["buckets"]));
         if self == Self::Admin {

@@ -12,6 +12,7 @@ mod fleet;
 mod ha;
 mod http;
 mod keyvalue;
+mod maintenance;
 mod metrics;
 mod netns;
 mod openapi;

@@ -133,6 +133,12 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             range.spec.validate().map_err(ApiError::invalid)?;
             to_value(&range)?
         }
+        Kind::DisruptionBudget => {
+            let budget =
+                typed::<flotilla_spec::disruption::DisruptionBudget>(1, body).map_err(shape)?;
+            budget.spec.validate().map_err(ApiError::invalid)?;
+            to_value(&budget)?
+        }
         Kind::NodeCertificate => {
             return Err(ApiError::method_not_allowed(
                 "node certificates are recorded by the server as it issues them; revoke a node's with `flotilla node revoke NAME`",

@@ -84,6 +84,14 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 429: allowed, but not now (an eviction a disruption budget blocks).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self {
+            code: StatusCode::TOO_MANY_REQUESTS,
+            reason: "TooManyRequests",
+            message: message.into(),
+        }
+    }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

@@ -9,6 +9,7 @@
 //! GET|PUT|DELETE /apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}
 //! PUT    /apis/flotilla.dev/v1/namespaces/{ns}/{plural}/{name}/status
 //! GET    /apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log  (?follow, ?previous)
+//! POST   /apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/eviction  delete, if disruption budgets allow ([`eviction`])
 //! POST|GET|PUT|DELETE /apis/flotilla.dev/v1/nodes[/{name}[/status]]   (cluster-scoped)
 //! PUT|GET|HEAD /blobs/sha256/{digest}                          content-addressed modules
 //! GET    /metrics, /apis/flotilla.dev/v1/nodes/{name}/metrics  Prometheus text ([`metrics`])
@@ -37,6 +38,7 @@ mod buckets;
 mod certificates;
 mod error;
 mod event_rate;
+mod eviction;
 mod imported;
 mod kinds;
 mod logs;
@@ -172,6 +174,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/log",
             get(logs::get),
+        )
+        .route(
+            "/apis/flotilla.dev/v1/namespaces/{ns}/instances/{name}/eviction",
+            post(eviction::evict),
         )
         .route(
             "/apis/flotilla.dev/v1/nodes/{name}/metrics",

@@ -19,7 +19,7 @@ use super::watch::{watch, Filter};
 use super::{ApiError, ApiState, Kind};
 
 type Params = Query<HashMap<String, String>>;
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body)

@@ -288,7 +288,12 @@ pub fn authorize(
                 return refuse(format!("{verb} {resource} in namespace {namespace}"));
             }
             let writes = matches!(verb, "create" | "update" | "patch");
-            if writes && (subresource.is_some() || matches!(kind, Kind::Instance | Kind::Volume)) {
+            // An eviction is a delete that budgets may refuse.
+            let eviction = resource == "instances/eviction" && verb == "create";
+            if writes
+                && !eviction
+                && (subresource.is_some() || matches!(kind, Kind::Instance | Kind::Volume))
+            {
                 // Whatever a Role says: these are the controllers' and the
                 // nodes' to write (an instance names its node and its
                 // template, a status what happened), not a tenant's.

@@ -57,7 +57,7 @@ pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 /// How often expired Events are deleted.
 const EVENT_GC_EVERY: Duration = Duration::from_secs(60);
 
-/// How often quotas' statuses are brought up to date.
+/// How often quotas' and disruption budgets' statuses are brought up to date.
 const QUOTA_STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the controllers keep from one pass to the next.
@@ -157,6 +157,9 @@ impl Controllers {
             self.last_quota_status = Instant::now();
             if let Err(e) = quotas::pass(store) {
                 tracing::warn!("quota status: {e}");
+            }
+            if let Err(e) = crate::disruption::pass(store) {
+                tracing::warn!("disruption budget status: {e}");
             }
         }
         if self.last_gc.elapsed() >= EVENT_GC_EVERY {

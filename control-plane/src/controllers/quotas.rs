@@ -3,25 +3,13 @@
 //! from the store (level-triggered: nothing is carried between passes) and
 //! written only when it changed.
 
-use std::collections::BTreeMap;
-
 use flotilla_spec::quota::ResourceQuota;
-use serde_json::Value;
 
 use crate::store::{Store, StoreError};
 
 /// One pass over every quota.
 pub fn pass(store: &dyn Store) -> Result<(), StoreError> {
-    let mut by_namespace: BTreeMap<String, Vec<(Value, ResourceQuota)>> = BTreeMap::new();
-    for object in store.list("ResourceQuota", None)?.items {
-        let Ok(quota) = serde_json::from_value::<ResourceQuota>(object.clone()) else {
-            continue;
-        };
-        by_namespace
-            .entry(quota.metadata.namespace.clone())
-            .or_default()
-            .push((object, quota));
-    }
+    let by_namespace = crate::store::decoded_by_namespace::<ResourceQuota>(store, "ResourceQuota")?;
     for (namespace, quotas) in by_namespace {
         let decoded: Vec<ResourceQuota> = quotas.iter().map(|(_, q)| q.clone()).collect();
         let usage = crate::quota::namespace_usage(store, &namespace, &decoded)?;

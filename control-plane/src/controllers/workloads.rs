@@ -691,6 +691,7 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
     } else {
         reconcile(workload, &mine, &revision, now)
     };
+    let actions = within_budgets(store, workload, &mine, actions)?;
     // Waiting out minReadySeconds or a canary's pause is a matter of time
     // too: not settled until every instance is new and available.
     let gate = Gate::of(&workload.spec, now);
@@ -704,6 +705,63 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
         apply(store, workload, action)?;
     }
     Ok(settled)
+}
+
+/// A rolling update replaces ready instances only as fast as the
+/// disruption budgets selecting them allow: deletions of ready outdated
+/// instances past the budgets' allowance wait for a later pass (the
+/// workload is not settled while outdated instances remain). Scaling down
+/// is no disruption, and a Recreate rollout takes every old instance down
+/// by design (a budget would stop it for good), as in Kubernetes.
+fn within_budgets(
+    store: &dyn Store,
+    workload: &Workload,
+    mine: &[&Instance],
+    actions: Vec<Action>,
+) -> Result<Vec<Action>, StoreError> {
+    let ready = |name: &str| {
+        mine.iter()
+            .any(|i| i.metadata.name == name && i.status.as_ref().is_some_and(|s| s.ready))
+    };
+    let disrupting = |a: &Action| matches!(a, Action::Delete(name, "OutdatedSpec") if ready(name));
+    if workload.spec.strategy.kind == StrategyKind::Recreate || !actions.iter().any(disrupting) {
+        return Ok(actions);
+    }
+    let Some((budget, mut allowed)) = crate::disruption::rollout_allowance(store, workload)? else {
+        return Ok(actions);
+    };
+    let mut held = 0;
+    let kept = actions
+        .into_iter()
+        .filter(|a| {
+            if !disrupting(a) {
+                return true;
+            }
+            if allowed == 0 {
+                held += 1;
+                return false;
+            }
+            allowed -= 1;
+            true
+        })
+        .collect();
+    if held > 0 {
+        // Repeats fold into one Event with a count.
+        let message = format!(
+            "Rolling update waits: disruption budget {budget} allows no more ready instances down now ({held} to replace)"
+        );
+        record(
+            store,
+            &event(
+                workload_ref(workload),
+                Severity::Normal,
+                "DisruptionBudget",
+                message,
+                "workload-controller",
+            ),
+        )?;
+    }
+    Ok(kept)
 }
 
 fn workload_ref(w: &Workload) -> ObjectRef {

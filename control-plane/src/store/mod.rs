@@ -46,6 +46,30 @@ pub fn revision_of(object: &Value) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every object of a namespaced `kind` that decodes as `T`, with its stored
+/// form (for a compare-and-swap), by namespace. Objects this version
+/// cannot decode are left out: a controller leaves them alone.
+pub fn decoded_by_namespace<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    kind: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<(Value, T)>>, StoreError> {
+    let mut by_namespace = std::collections::BTreeMap::<String, Vec<(Value, T)>>::new();
+    for value in store.list(kind, None)?.items {
+        let Ok(decoded) = serde_json::from_value::<T>(value.clone()) else {
+            continue;
+        };
+        let namespace = value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        by_namespace
+            .entry(namespace)
+            .or_default()
+            .push((value, decoded));
+    }
+    Ok(by_namespace)
+}
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
