@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flotilla_spec::manifest::{parse_manifests, Manifest};
-use flotilla_spec::workload::Workload;
 use sha2::{Digest, Sha256};
 
 use crate::kinds::{Collection, Kind};
@@ -60,10 +59,11 @@ fn read_inputs(names: &[String]) -> Result<Vec<(String, PathBuf, String)>> {
 /// Uploads a `file:` module and records its digest.
 async fn upload_module(
     client: &flotilla_client::Client,
-    workload: &mut Workload,
+    owner: &str,
+    module: &mut flotilla_spec::workload::ModuleSource,
     base: &Path,
 ) -> Result<()> {
-    let Some(source) = workload.spec.module.source.clone() else {
+    let Some(source) = module.source.clone() else {
         return Ok(());
     };
     let Some(relative) = source.strip_prefix("file:") else {
@@ -71,27 +71,25 @@ async fn upload_module(
     };
     let path = base.join(relative);
     let bytes = std::fs::read(&path).with_context(|| {
-        format!("workload {}: cannot read module {} (spec.module.source {source:?}, relative to the manifest's folder)", workload.metadata.name, path.display())
+        format!("{owner}: cannot read module {} (spec.module.source {source:?}, relative to the manifest's folder)", path.display())
     })?;
     if !bytes.starts_with(b"\0asm") {
         bail!(
-            "workload {}: {} is not a WebAssembly module (it does not start with the \\0asm magic bytes)",
-            workload.metadata.name,
+            "{owner}: {} is not a WebAssembly module (it does not start with the \\0asm magic bytes)",
             path.display()
         );
     }
     let digest = hex::encode(Sha256::digest(&bytes));
-    if let Some(given) = &workload.spec.module.sha256 {
+    if let Some(given) = &module.sha256 {
         if *given != digest {
             bail!(
-                "workload {}: {} has sha256 {digest}, but spec.module.sha256 says {given}",
-                workload.metadata.name,
+                "{owner}: {} has sha256 {digest}, but spec.module.sha256 says {given}",
                 path.display()
             );
         }
     }
     client.put_blob(&digest, bytes).await?;
-    workload.spec.module.sha256 = Some(digest);
+    module.sha256 = Some(digest);
     Ok(())
 }
 
@@ -128,8 +126,9 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
     // first (the workloads beside them are checked against them), roles
     // before the bindings that name them, quotas and limit ranges before
     // the workloads they judge, disruption budgets before the workloads
-    // whose rollouts they bound.
-    let mut others: [Vec<(Kind, serde_json::Value)>; 6] = Default::default();
+    // whose rollouts they bound; jobs last (they start as soon as they
+    // are stored).
+    let mut others: [Vec<(Kind, serde_json::Value)>; 7] = Default::default();
     for (label, dir, text) in read_inputs(&args.files)? {
         for manifest in parse_manifests(&text).with_context(|| format!("in {label}"))? {
             let (order, kind, value) = match manifest {
@@ -144,6 +143,11 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
                 Manifest::LimitRange(l) => (4, Kind::LimitRange, serde_json::to_value(l)?),
                 Manifest::DisruptionBudget(b) => {
                     (5, Kind::DisruptionBudget, serde_json::to_value(b)?)
+                }
+                Manifest::Job(mut job) => {
+                    let owner = format!("job {}", job.metadata.name);
+                    upload_module(&client, &owner, &mut job.spec.template.module, &dir).await?;
+                    (6, Kind::Job, serde_json::to_value(job)?)
                 }
             };
             others[order].push((kind, value));
@@ -160,7 +164,8 @@ pub async fn main(args: ApplyArgs) -> Result<()> {
         create_or_update(&client, &label, &collection, &name, &value).await?;
     }
     for (dir, mut workload) in workloads {
-        upload_module(&client, &mut workload, &dir).await?;
+        let owner = format!("workload {}", workload.metadata.name);
+        upload_module(&client, &owner, &mut workload.spec.module, &dir).await?;
         let ns = workload.metadata.namespace.clone();
         let name = workload.metadata.name.clone();
         let collection = Kind::Workload.collection(Some(&ns));

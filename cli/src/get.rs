@@ -428,6 +428,54 @@ fn rows(
                 })
                 .collect(),
         ),
+        // As kubectl's jobs.
+        Kind::Job => (
+            vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+            items
+                .iter()
+                .map(|j| {
+                    let s = &j["status"];
+                    let finished = s["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["status"] == "True")
+                        .and_then(|c| c["type"].as_str());
+                    let state = match finished {
+                        Some("Complete") => "Complete",
+                        Some("Failed") => "Failed",
+                        _ => "Running",
+                    };
+                    let start = s["startTime"].as_str().and_then(parse_rfc3339);
+                    let end = s["completionTime"]
+                        .as_str()
+                        .and_then(parse_rfc3339)
+                        .unwrap_or_else(SystemTime::now);
+                    let duration = start.map_or_else(
+                        || "-".to_string(),
+                        |start| {
+                            let secs = end.duration_since(start).unwrap_or_default().as_secs();
+                            if secs < 120 {
+                                format!("{secs}s")
+                            } else {
+                                format!("{}m", secs / 60)
+                            }
+                        },
+                    );
+                    vec![
+                        text(&j["metadata"]["name"]),
+                        state.to_string(),
+                        format!(
+                            "{}/{}",
+                            s["succeeded"].as_u64().unwrap_or(0),
+                            j["spec"]["completions"].as_u64().unwrap_or(1)
+                        ),
+                        duration,
+                        age(&j["metadata"]["creationTimestamp"]),
+                    ]
+                })
+                .collect(),
+        ),
         // As kubectl's poddisruptionbudgets.
         Kind::DisruptionBudget => (
             vec![

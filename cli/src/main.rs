@@ -33,6 +33,7 @@ mod store_choice;
 mod token;
 mod top;
 mod up;
+mod wait;
 
 use clap::{Parser, Subcommand};
 
@@ -80,6 +81,8 @@ enum Command {
     Scale(patch::ScaleArgs),
     /// Print an instance's output.
     Logs(logs::LogsArgs),
+    /// Wait until an object's condition is True (job/NAME --for condition=Complete).
+    Wait(wait::WaitArgs),
     /// List recent events.
     Events(get::EventsArgs),
     /// Revoke a node: its certificates refused everywhere, its Node deleted.
@@ -185,6 +188,7 @@ fn main() {
             Command::Scale(args) => patch::scale(args).await,
             Command::Rollout(args) => rollout::main(args).await,
             Command::Logs(args) => logs::main(args).await,
+            Command::Wait(args) => wait::main(args).await,
             Command::Events(args) => get::events(args).await,
             Command::Token(args) => token::main(args).await,
             Command::Node(args) => node::main(args).await,

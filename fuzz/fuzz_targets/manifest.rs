@@ -31,6 +31,9 @@ fuzz_target!(|text: &str| {
             flotilla_spec::manifest::Manifest::DisruptionBudget(budget) => {
                 serde_json::to_string(&budget).expect("a parsed budget serialises")
             }
+            flotilla_spec::manifest::Manifest::Job(job) => {
+                serde_json::to_string(&job).expect("a parsed job serialises")
+            }
         };
         let again = flotilla_spec::manifest::parse_manifests(&json)
             .unwrap_or_else(|e| panic!("a parsed manifest parses again: {e}\n{json}"));

@@ -46,6 +46,8 @@ pub enum Kind {
     /// Default and bounded requests and limits in one namespace (admins
     /// write).
     LimitRange,
+    /// Work that runs to completion ([`job`](crate::job)).
+    Job,
     /// How many selected instances evictions and rollouts may take down
     /// at once ([`disruption`](crate::disruption)).
     DisruptionBudget,
@@ -169,6 +171,13 @@ pub const KINDS: &[KindInfo] = &[
         namespaced: true,
     },
     KindInfo {
+        kind: Kind::Job,
+        name: "Job",
+        plural: "jobs",
+        short: &[],
+        namespaced: true,
+    },
+    KindInfo {
         kind: Kind::DisruptionBudget,
         name: "DisruptionBudget",
         plural: "disruptionbudgets",
@@ -284,6 +293,7 @@ mod tests {
             Kind::RoleBinding,
             Kind::ResourceQuota,
             Kind::LimitRange,
+            Kind::Job,
             Kind::DisruptionBudget,
             Kind::NodeCertificate,
         ];

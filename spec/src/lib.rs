@@ -6,7 +6,7 @@
 //! - the kinds: [`workload`] (with its rollout [`strategy`]), its
 //!   [`revision`]s, [`instance`], [`node`], [`event`], [`config`] (Config
 //!   and Secret), [`policy`] (ModulePolicy), [`imported`] (ImportedModule), [`rbac`] (Role, RoleBinding),
-//!   [`quota`] (ResourceQuota, LimitRange), [`disruption`] (DisruptionBudget),
+//!   [`quota`] (ResourceQuota, LimitRange), [`disruption`] (DisruptionBudget), [`job`] (Job),
 //!   [`certificate`] (NodeCertificate),
 //!   [`token`];
 //! - [`kinds`]: the table of every kind the API serves (names, plurals,
@@ -22,6 +22,7 @@ pub mod disruption;
 pub mod event;
 pub mod imported;
 pub mod instance;
+pub mod job;
 pub mod kinds;
 pub mod manifest;
 pub mod meta;

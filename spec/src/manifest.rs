@@ -68,6 +68,8 @@ pub enum Manifest {
     LimitRange(crate::quota::LimitRange),
     /// A DisruptionBudget (namespaced).
     DisruptionBudget(crate::disruption::DisruptionBudget),
+    /// A Job (namespaced).
+    Job(crate::job::Job),
 }
 
 /// Parses every document in `text` (YAML or JSON), checking shape and values.
@@ -136,12 +138,35 @@ pub fn parse_one(index: usize, value: serde_json::Value) -> Result<Manifest, Man
             crate::disruption::DisruptionBudgetSpec::validate,
         )
         .map(Manifest::DisruptionBudget),
+        "Job" => {
+            let mut job: crate::job::Job = typed(index, value)?;
+            if job.metadata.namespace.is_empty() {
+                job.metadata.namespace = DEFAULT_NAMESPACE.to_string();
+            }
+            let invalid = |errors| ManifestError::Invalid {
+                index,
+                kind: "Job".into(),
+                name: job.metadata.name.clone(),
+                errors,
+            };
+            // Its template is checked as a Workload's spec is.
+            let as_workload = Workload {
+                api_version: API_VERSION.into(),
+                kind: "Workload".into(),
+                metadata: job.metadata.clone(),
+                spec: job.spec.template.clone(),
+                status: None,
+            };
+            validate_workload(&as_workload).map_err(invalid)?;
+            job.spec.validate().map_err(kind_error)?;
+            Ok(Manifest::Job(job))
+        }
         "Instance" | "Node" | "Event" => Err(kind_error(
             "Instances, Nodes and Events are made by Flotilla itself; apply a Workload instead"
                 .into(),
         )),
         other => Err(kind_error(format!(
-            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role, RoleBinding, ResourceQuota, LimitRange and DisruptionBudget; `flotilla create` makes Configs and Secrets)"
+            "unknown kind {other:?} (apply takes Workload, ModulePolicy, Role, RoleBinding, ResourceQuota, LimitRange, DisruptionBudget and Job; `flotilla create` makes Configs and Secrets)"
         ))),
     }
 }

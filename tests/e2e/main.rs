@@ -11,6 +11,7 @@ mod etcd;
 mod fleet;
 mod ha;
 mod http;
+mod jobs;
 mod keyvalue;
 mod maintenance;
 mod metrics;

@@ -133,6 +133,18 @@ fn normalise(kind: Kind, namespace: &str, mut body: Value) -> Result<Value, ApiE
             range.spec.validate().map_err(ApiError::invalid)?;
             to_value(&range)?
         }
+        Kind::Job => match parse_one(1, body).map_err(shape)? {
+            Manifest::Job(mut job) => {
+                if job.spec.template.module.sha256.is_none() {
+                    return Err(ApiError::invalid(
+                        "spec.template.module: a Job's module must be in the cluster's blob store (flotilla apply uploads a file: source and sets sha256); oci:// sources are resolved for Workloads only so far",
+                    ));
+                }
+                job.spec.template.resources.default_requests_to_limits();
+                to_value(&job)?
+            }
+            _ => return Err(ApiError::invalid("kind: only Jobs are posted to jobs")),
+        },
         Kind::DisruptionBudget => {
             let budget =
                 typed::<flotilla_spec::disruption::DisruptionBudget>(1, body).map_err(shape)?;
@@ -210,10 +222,12 @@ fn check_module(kind: Kind, value: &Value, blobs: &BlobStore) -> Result<(), ApiE
             "spec.manifest: its module (sha256 {digest}) has not been uploaded: PUT it to /blobs/sha256/{digest} first (flotilla bundle import does)"
         )));
     }
-    if kind != Kind::Workload {
-        return Ok(());
-    }
-    match value["spec"]["module"]["sha256"].as_str() {
+    let module = match kind {
+        Kind::Workload => &value["spec"]["module"],
+        Kind::Job => &value["spec"]["template"]["module"],
+        _ => return Ok(()),
+    };
+    match module["sha256"].as_str() {
         Some(digest) if blobs.has(digest) => touch(blobs, digest),
         Some(digest) => Err(ApiError::invalid(format!(
             "spec.module.sha256: no module with digest {digest} has been uploaded (PUT it to /blobs/sha256/{digest}; `flotilla apply` does this for file: sources)"
@@ -239,6 +253,12 @@ pub fn for_create(
     meta["generation"] = Value::from(1u64);
     if let Some(m) = meta.as_object_mut() {
         m.remove("resourceVersion");
+    }
+    // What their controllers count from: never the writer's to say.
+    if matches!(kind, Kind::Job | Kind::DisruptionBudget) {
+        if let Some(o) = value.as_object_mut() {
+            o.remove("status");
+        }
     }
     Ok(value)
 }

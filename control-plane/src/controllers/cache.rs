@@ -219,6 +219,11 @@ impl Cache {
             "Instance" => {
                 let (namespace, name) = key_of(&value);
                 self.unindex(&(namespace.clone(), name.clone()));
+                if super::jobs::owned_by_a_job(&value) {
+                    // The job controller's: no workload's to reconcile.
+                    self.instances.insert(value);
+                    return None;
+                }
                 let owner = (namespace, owner_of(&value));
                 self.owned.entry(owner.clone()).or_default().insert(name);
                 self.instances.insert(value);
@@ -230,7 +235,11 @@ impl Cache {
 
     /// Forgets an instance in the owner index; returns its owner.
     fn unindex(&mut self, key: &Key) -> Option<Key> {
-        let owner = (key.0.clone(), owner_of(&self.instances.get(key)?.value));
+        let value = &self.instances.get(key)?.value;
+        if super::jobs::owned_by_a_job(value) {
+            return None;
+        }
+        let owner = (key.0.clone(), owner_of(value));
         if let Some(names) = self.owned.get_mut(&owner) {
             names.remove(&key.1);
             if names.is_empty() {

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config_values;
 pub mod events;
 pub mod every_node;
+pub mod jobs;
 pub mod module_gc;
 pub mod module_policy;
 pub mod nodes;
@@ -135,6 +136,9 @@ impl Controllers {
         }
         // Retried on the next pass (at the latest after RESYNC).
         self.queue.extend(failed);
+        if let Err(e) = jobs::pass(store, &self.cache) {
+            tracing::warn!("job controller: {e}");
+        }
         // The instances just created are bound in this same pass, not the
         // next one: a deploy is one pass shorter.
         if let Err(e) = self
