@@ -124,6 +124,29 @@ async fn ready_of(client: &Client, namespace: &str, workload: &str) -> Result<us
         .count())
 }
 
+/// How many instances the workload of `instance` asks for now (0 once it
+/// is gone).
+async fn wanted(client: &Client, instance: &OnNode) -> Result<usize> {
+    let path = format!(
+        "{}/{}",
+        Kind::Workload.collection(Some(&instance.namespace)),
+        instance.workload
+    );
+    match client.get(&path).await {
+        Ok(w) => {
+            let every_node = w["spec"]["placement"]["everyNode"] == true;
+            let wanted = if every_node {
+                w["status"]["desiredReplicas"].as_u64()
+            } else {
+                w["spec"]["replicas"].as_u64()
+            };
+            Ok(wanted.unwrap_or(1) as usize)
+        }
+        Err(e) if e.code() == Some(404) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn drain(args: DrainArgs) -> Result<()> {
     let client = crate::config::client()?;
     let node = &args.node;
@@ -182,8 +205,11 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
             tokio::time::sleep(POLL).await;
             continue;
         };
-        // The next one leaves once this one's replacement is ready.
-        while ready_of(&client, &instance.namespace, &instance.workload).await? < before {
+        // The next one leaves once this one's replacement is ready (or its
+        // workload no longer wants one: scaled down or deleted).
+        while ready_of(&client, &instance.namespace, &instance.workload).await?
+            < before.min(wanted(&client, &instance).await?)
+        {
             if Instant::now() >= deadline {
                 last_blocker = format!(
                     "the replacement of instance {}/{} (workload {}) is not ready: see flotilla describe workload {} -n {}",

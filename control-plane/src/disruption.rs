@@ -116,9 +116,14 @@ fn instance_labels(workload: &Workload) -> BTreeMap<String, String> {
 }
 
 /// Whether an eviction recorded at `at` still counts as under way at `now`.
+/// A time in the future (beyond servers' clock skew) was not written by an
+/// eviction: it counts for nothing, rather than forever.
 fn under_way(at: &str, now: SystemTime) -> bool {
+    const SKEW: Duration = Duration::from_secs(30);
     parse_rfc3339(at).is_some_and(|at| {
-        now.duration_since(at).unwrap_or_default() < Duration::from_secs(DISRUPTED_FOR_SECONDS)
+        at <= now + SKEW
+            && now.duration_since(at).unwrap_or_default()
+                < Duration::from_secs(DISRUPTED_FOR_SECONDS)
     })
 }
 
@@ -131,6 +136,13 @@ fn status_in(budget: &DisruptionBudget, ns: &Namespace, now: SystemTime) -> Disr
         .instances
         .iter()
         .filter(|i| selector.matches(&i.metadata.labels))
+        // A Job's attempts run to an end: no budget holds them.
+        .filter(|i| {
+            i.metadata
+                .owner_references
+                .first()
+                .is_none_or(|o| o.kind != "Job")
+        })
         .collect();
     let owners: BTreeSet<&str> = selected.iter().map(|i| i.spec.workload.as_str()).collect();
     let expected = ns
@@ -150,7 +162,7 @@ fn status_in(budget: &DisruptionBudget, ns: &Namespace, now: SystemTime) -> Disr
     let selected: Vec<Selected> = selected
         .iter()
         .map(|i| Selected {
-            name: i.metadata.name.clone(),
+            uid: i.metadata.uid.clone(),
             ready: i.status.as_ref().is_some_and(|s| s.ready),
         })
         .collect();
@@ -223,8 +235,11 @@ pub fn evict(store: &dyn Store, namespace: &str, name: &str) -> Result<Value, Ev
             .into_iter()
             .filter(|(_, b)| b.spec.selector.matches(&labels))
             .collect();
-        if ready && !selecting.is_empty() {
-            match spend(store, namespace, name, selecting)? {
+        // A Job's attempt is no budget's (see `status_in`).
+        let job = crate::controllers::jobs::owned_by_a_job(&value);
+        if ready && !job && !selecting.is_empty() {
+            let uid = value["metadata"]["uid"].as_str().unwrap_or_default();
+            match spend(store, namespace, name, uid, selecting)? {
                 Spent::Yes => {}
                 Spent::Conflict => continue,
             }
@@ -247,12 +262,13 @@ enum Spent {
     Conflict,
 }
 
-/// Records the eviction of `name` in every budget of `selecting`, or
-/// refuses it naming the first that allows no more.
+/// Records the eviction of instance `name` (`uid`) in every budget of
+/// `selecting`, or refuses it naming the first that allows no more.
 fn spend(
     store: &dyn Store,
     namespace: &str,
     name: &str,
+    uid: &str,
     selecting: Vec<(Value, DisruptionBudget)>,
 ) -> Result<Spent, EvictionError> {
     let ns = Namespace::read(store, namespace)?;
@@ -261,7 +277,7 @@ fn spend(
     for (value, budget) in selecting {
         let mut status = status_in(&budget, &ns, now);
         // Recorded by an attempt that did not get to delete it: spent.
-        if status.disrupted_instances.contains_key(name) {
+        if status.disrupted_instances.contains_key(uid) {
             continue;
         }
         if status.disruptions_allowed == 0 {
@@ -274,9 +290,7 @@ fn spend(
         }
         status.disruptions_allowed -= 1;
         status.current_healthy = status.current_healthy.saturating_sub(1);
-        status
-            .disrupted_instances
-            .insert(name.into(), now_rfc3339());
+        status.disrupted_instances.insert(uid.into(), now_rfc3339());
         writes.push((value, status));
     }
     for (value, status) in writes {
@@ -350,7 +364,7 @@ mod tests {
                     NS,
                     &name,
                     json!({"apiVersion": "flotilla.dev/v1", "kind": "Instance",
-                           "metadata": {"name": name, "namespace": NS,
+                           "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{n}"),
                                         "labels": {"app": "web", WORKLOAD_LABEL: "web"}},
                            "spec": {"workload": "web", "nodeName": "edge-a",
                                     "template": {"module": {"source": "m.wasm"}}},
@@ -404,6 +418,45 @@ mod tests {
             evict(&store, NS, "nothing"),
             Err(EvictionError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn an_eviction_is_recorded_by_uid_and_a_future_time_counts_for_nothing() {
+        let (_dir, store) = store_with(&[true, true, true, true], json!({"maxUnavailable": 3}));
+        evict(&store, NS, "web-0").unwrap();
+        let status = |store: &SqliteStore| {
+            store
+                .get("DisruptionBudget", NS, "web-budget")
+                .unwrap()
+                .unwrap()["status"]
+                .clone()
+        };
+        assert!(
+            status(&store)["disruptedInstances"]["uid-0"].is_string(),
+            "{}",
+            status(&store)
+        );
+        // Recorded but not yet gone (its delete lost): web-1 counts as
+        // disrupted; 1 of 4 must stay healthy, web-2 and web-3 are: one
+        // more eviction is left.
+        let mut budget = store
+            .get("DisruptionBudget", NS, "web-budget")
+            .unwrap()
+            .unwrap();
+        budget["status"]["disruptedInstances"]["uid-1"] = now_rfc3339().into();
+        // A time far ahead was not written by an eviction.
+        budget["status"]["disruptedInstances"]["uid-2"] = "2999-01-01T00:00:00Z".into();
+        let rv = revision_of(&budget);
+        store
+            .update("DisruptionBudget", NS, "web-budget", budget, rv)
+            .unwrap();
+        evict(&store, NS, "web-3").unwrap();
+        assert!(matches!(
+            evict(&store, NS, "web-2"),
+            Err(EvictionError::Blocked { .. })
+        ));
+        // Its eviction already recorded, web-1 costs nothing more.
+        evict(&store, NS, "web-1").unwrap();
     }
 
     #[test]

@@ -75,8 +75,9 @@ pub struct DisruptionBudgetStatus {
     /// How many more may be evicted now.
     #[serde(default)]
     pub disruptions_allowed: u32,
-    /// Instances evicted and not yet gone, with when (RFC 3339): they count
-    /// as unhealthy already.
+    /// Instances evicted and not yet gone, by uid (a replacement may take
+    /// an evicted instance's name), with when (RFC 3339): they count as
+    /// unhealthy already.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub disrupted_instances: BTreeMap<String, String>,
 }
@@ -123,8 +124,8 @@ impl DisruptionBudgetSpec {
 /// One selected instance as the budget sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selected {
-    /// Its name.
-    pub name: String,
+    /// Its uid.
+    pub uid: String,
     /// Whether it is ready.
     pub ready: bool,
 }
@@ -143,11 +144,11 @@ pub fn assess(
     let disrupted: BTreeMap<String, String> = previous
         .disrupted_instances
         .into_iter()
-        .filter(|(name, at)| selected.iter().any(|s| &s.name == name) && still_disrupted(name, at))
+        .filter(|(uid, at)| selected.iter().any(|s| &s.uid == uid) && still_disrupted(uid, at))
         .collect();
     let current_healthy = selected
         .iter()
-        .filter(|s| s.ready && !disrupted.contains_key(&s.name))
+        .filter(|s| s.ready && !disrupted.contains_key(&s.uid))
         .count() as u32;
     let desired_healthy = budget.spec.desired_healthy(expected);
     DisruptionBudgetStatus {
@@ -185,7 +186,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(n, ready)| Selected {
-                name: format!("web-{n}"),
+                uid: format!("uid-{n}"),
                 ready: *ready,
             })
             .collect()
@@ -254,7 +255,7 @@ mod tests {
         let mut max1 = budget(None, Some(IntOrPercent::Int(1)));
         max1.status = Some(DisruptionBudgetStatus {
             disrupted_instances: [
-                ("web-0".to_string(), "t".to_string()),
+                ("uid-0".to_string(), "t".to_string()),
                 ("gone".to_string(), "t".to_string()),
             ]
             .into(),
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(status.disruptions_allowed, 0);
         assert_eq!(
             status.disrupted_instances.keys().collect::<Vec<_>>(),
-            ["web-0"],
+            ["uid-0"],
             "an instance no longer there is forgotten"
         );
         // Past the deadline it counts as what it reports.

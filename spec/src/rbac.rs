@@ -284,6 +284,10 @@ mod tests {
         assert!(!allowed(View, "create", "workloads"));
         assert!(allowed(Edit, "get", "secrets"));
         assert!(allowed(Edit, "patch", "workloads"));
+        assert!(allowed(Edit, "create", "instances/eviction"));
+        assert!(allowed(Edit, "create", "disruptionbudgets"));
+        assert!(!allowed(View, "create", "instances/eviction"));
+        assert!(allowed(View, "get", "disruptionbudgets"));
         assert!(allowed(Edit, "update", "buckets"));
         assert!(!allowed(Edit, "create", "rolebindings"));
         assert!(!allowed(Edit, "update", "workloads/status"));

@@ -402,9 +402,11 @@ fn authorize_node(
         }
         (Kind::Workload, Some(n), None) if read => {
             let ns = namespace.unwrap_or_default();
+            // A Job's attempt names its Job there, not a workload.
             let referenced = bound_instances(store, node)?.iter().any(|i| {
                 i["metadata"]["namespace"].as_str() == Some(ns)
                     && i["spec"]["workload"].as_str() == Some(n)
+                    && !crate::controllers::jobs::owned_by_a_job(i)
             });
             if referenced {
                 allow(View::Full)

@@ -176,6 +176,9 @@ async fn create(
     if kind == Kind::Workload {
         _admission = Some(state.admission.lock().await);
         check_workload(&state, &namespace, &mut object, None, member.as_ref())?;
+    } else if kind == Kind::Job {
+        _admission = Some(state.admission.lock().await);
+        check_job(&state, &namespace, &mut object, None, member.as_ref())?;
     } else if crate::quota::counted(kind.name()) {
         _admission = Some(state.admission.lock().await);
         crate::quota::admit_create(state.store.as_ref(), &namespace, kind.name())
@@ -269,6 +272,46 @@ fn check_workload(
     Ok(())
 }
 
+/// A Job's template gets what a Workload's spec gets — LimitRange defaults
+/// and bounds, a member's reach (hostPath, dirs, grants), the namespace's
+/// quotas (its `parallelism` attempts at once, as replicas) — judged as a
+/// workload of its own (`NAME.job`: no workload is named with a dot).
+fn check_job(
+    state: &ApiState,
+    namespace: &str,
+    object: &mut Value,
+    stored: Option<&Value>,
+    member: Option<&Member>,
+) -> Result<(), ApiError> {
+    let store = state.store.as_ref();
+    let template = |v: &Value| v["spec"]["template"].clone();
+    let mut as_workload = json!({
+        "apiVersion": object["apiVersion"],
+        "kind": "Workload",
+        "metadata": object["metadata"],
+        "spec": template(object),
+    });
+    let resources_kept = stored.is_some_and(|stored| {
+        stored["spec"]["template"]["resources"] == object["spec"]["template"]["resources"]
+    });
+    if !resources_kept {
+        crate::quota::apply_limit_ranges(store, namespace, &mut as_workload).map_err(refused)?;
+        object["spec"]["template"] = as_workload["spec"].clone();
+    }
+    if let Some(member) = member {
+        super::rbac::check_workload_reach(member, namespace, &as_workload, store)?;
+    }
+    let mut spec: flotilla_spec::workload::WorkloadSpec =
+        serde_json::from_value(as_workload["spec"].clone())
+            .map_err(|e| ApiError::invalid(format!("spec.template: {e}")))?;
+    spec.replicas = object["spec"]["parallelism"].as_u64().unwrap_or(1) as u32;
+    let name = format!(
+        "{}.job",
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    crate::quota::admit_workload(store, namespace, &name, &spec, !resources_kept).map_err(refused)
+}
+
 /// A quota's refusal is 403 (as Kubernetes'), a LimitRange's bounds 422.
 fn refused(refusal: crate::quota::Refusal) -> ApiError {
     match refusal {
@@ -346,6 +389,16 @@ async fn write(
         if kind == Kind::Workload && !matches!(how, Write::Status) {
             _admission = Some(state.admission.lock().await);
             check_workload(
+                &state,
+                &namespace,
+                &mut object,
+                Some(&stored),
+                member.as_ref(),
+            )?;
+        }
+        if kind == Kind::Job && !matches!(how, Write::Status) {
+            _admission = Some(state.admission.lock().await);
+            check_job(
                 &state,
                 &namespace,
                 &mut object,

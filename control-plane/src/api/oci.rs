@@ -274,6 +274,24 @@ async fn resolve_imported(
     Ok(resolved)
 }
 
+/// An uploaded module has no registry to come from nor a signature: a
+/// ModulePolicy that wants either refuses it.
+fn refuse_uploaded(
+    policies: &[(String, ModulePolicySpec)],
+    namespace: &str,
+) -> Result<(), ApiError> {
+    if let Some((name, _)) = policies
+        .iter()
+        .find(|(_, p)| p.require.is_some() || !p.registries.is_empty())
+    {
+        return Err(ApiError::invalid(format!(
+            "spec.module: ModulePolicy {name} wants modules in namespace {namespace} to come from a registry{}; an uploaded module cannot be checked: flotilla push it, sign it (flotilla sign), and name it as oci://…",
+            if policies.iter().any(|(_, p)| p.require.is_some()) { " and be signed" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves and pulls the module of a Workload with an `oci://` source
 /// (other objects and sources pass as they are). `stored`: the workload as
 /// stored, for a write to an existing one.
@@ -284,22 +302,17 @@ pub async fn resolve_module(
     object: Value,
     stored: Option<&Value>,
 ) -> Result<Value, ApiError> {
+    if kind == Kind::Job {
+        // A Job's module is always uploaded: judged as a workload's
+        // uploaded module is.
+        return refuse_uploaded(&policies_for(state, namespace)?, namespace).map(|()| object);
+    }
     if kind != Kind::Workload {
         return Ok(object);
     }
     let policies = policies_for(state, namespace)?;
     let Some(source) = module_field(&object, "source").filter(|s| ModuleRef::is_oci(s)) else {
-        // An uploaded module has no registry to come from nor a signature.
-        if let Some((name, _)) = policies
-            .iter()
-            .find(|(_, p)| p.require.is_some() || !p.registries.is_empty())
-        {
-            return Err(ApiError::invalid(format!(
-                "spec.module: ModulePolicy {name} wants modules in namespace {namespace} to come from a registry{}; an uploaded module cannot be checked: flotilla push it, sign it (flotilla sign), and name it as oci://…",
-                if policies.iter().any(|(_, p)| p.require.is_some()) { " and be signed" } else { "" }
-            )));
-        }
-        return Ok(object);
+        return refuse_uploaded(&policies, namespace).map(|()| object);
     };
     let source = source.to_string();
     let reference = ModuleRef::parse(&source).map_err(refused)?;

@@ -76,15 +76,17 @@ pub fn pass(
         .collect();
     for (_, i) in instances().filter(|(_, i)| !i.spec.node_name.is_empty()) {
         if let Some(node) = index.get(&i.spec.node_name).map(|&k| &mut snapshot[k]) {
-            let (memory, cpu) = requests(i);
-            node.allocated.memory += memory;
-            node.allocated.cpu += cpu;
-            // A finished run has given its runtime slot back.
+            // A finished run has given its memory, CPU and runtime slot
+            // back (a Job's finished attempts stay, for their counts and
+            // logs, holding nothing).
             let finished = i
                 .status
                 .as_ref()
                 .is_some_and(|s| matches!(s.phase, Phase::Succeeded | Phase::Failed));
             if !finished {
+                let (memory, cpu) = requests(i);
+                node.allocated.memory += memory;
+                node.allocated.cpu += cpu;
                 node.instances = node.instances.saturating_add(1);
             }
             if let Some(digest) = &i.spec.template.module.sha256 {

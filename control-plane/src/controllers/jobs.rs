@@ -59,9 +59,21 @@ fn phase(instance: &Instance) -> Phase {
         .unwrap_or(Phase::Pending)
 }
 
+/// When an attempt ended: its last run's end, or — one that never ran (a
+/// module that does not load, a grant refused) — when it was made.
 fn finished_at(instance: &Instance) -> Option<SystemTime> {
-    let termination = instance.status.as_ref()?.last_termination.as_ref()?;
-    parse_rfc3339(&termination.finished_at)
+    instance
+        .status
+        .as_ref()
+        .and_then(|s| s.last_termination.as_ref())
+        .and_then(|t| parse_rfc3339(&t.finished_at))
+        .or_else(|| {
+            instance
+                .metadata
+                .creation_timestamp
+                .as_deref()
+                .and_then(parse_rfc3339)
+        })
 }
 
 fn condition(kind: &str, reason: &str, message: String) -> Condition {
@@ -149,6 +161,15 @@ pub fn reconcile(job: &Job, owned: &[&Instance], now: SystemTime) -> Vec<JobActi
                 return vec![JobAction::DeleteJob];
             }
         }
+    } else if done >= spec.completions {
+        stop_all(&mut actions, "JobComplete");
+        status.active = 0;
+        status.completion_time = Some(now_rfc3339());
+        status.conditions.push(condition(
+            "Complete",
+            "Completed",
+            format!("{done} of {} completions succeeded", spec.completions),
+        ));
     } else if failed > spec.backoff_limit {
         stop_all(&mut actions, "BackoffLimitExceeded");
         status.active = 0;
@@ -171,15 +192,6 @@ pub fn reconcile(job: &Job, owned: &[&Instance], now: SystemTime) -> Vec<JobActi
             "Failed",
             "DeadlineExceeded",
             format!("Job was active longer than specified deadline ({deadline}s)"),
-        ));
-    } else if done >= spec.completions {
-        stop_all(&mut actions, "JobComplete");
-        status.active = 0;
-        status.completion_time = Some(now_rfc3339());
-        status.conditions.push(condition(
-            "Complete",
-            "Completed",
-            format!("{done} of {} completions succeeded", spec.completions),
         ));
     } else {
         let remaining = spec.completions - done;
@@ -262,6 +274,14 @@ pub fn owned_by_a_job(instance: &Value) -> bool {
 /// (deleted: what it ran stops).
 pub fn pass(store: &dyn Store, cache: &Cache) -> Result<(), StoreError> {
     let jobs = crate::store::decoded_by_namespace::<Job>(store, "Job")?;
+    // A Job this version cannot decode keeps its attempts (as the workload
+    // controller leaves such objects alone).
+    let stored_uids: std::collections::HashSet<String> = store
+        .list("Job", None)?
+        .items
+        .iter()
+        .filter_map(|j| j["metadata"]["uid"].as_str().map(str::to_string))
+        .collect();
     let mut by_owner: HashMap<(String, String), Vec<&Instance>> = HashMap::new();
     let mut orphans = Vec::new();
     for key in cache.instances.keys() {
@@ -287,6 +307,7 @@ pub fn pass(store: &dyn Store, cache: &Cache) -> Result<(), StoreError> {
                 .push(instance),
             // Undecodable by this version: left alone.
             (Some((_, job)), None) if job.metadata.uid == owner_uid => {}
+            _ if stored_uids.contains(owner_uid) => {}
             _ => orphans.push(key.clone()),
         }
     }
@@ -300,8 +321,13 @@ pub fn pass(store: &dyn Store, cache: &Cache) -> Result<(), StoreError> {
                 .get(&(namespace.clone(), job.metadata.name.clone()))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            for action in reconcile(job, owned, now) {
-                apply(store, value, job, action)?;
+            // One Job's failure (a full disk, a conflict) is logged and
+            // tried again next pass; the others go on.
+            let applied = reconcile(job, owned, now)
+                .into_iter()
+                .try_for_each(|action| apply(store, value, job, action));
+            if let Err(e) = applied {
+                tracing::warn!("job controller: {namespace}/{}: {e}", job.metadata.name);
             }
         }
     }
@@ -380,4 +406,108 @@ fn apply(store: &dyn Store, value: &Value, job: &Job, action: JobAction) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_spec::instance::{InstanceStatus, Termination};
+
+    fn job(extra: Value) -> Job {
+        let mut spec = serde_json::json!({"template": {"module": {"sha256": "ab"}}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flotilla.dev/v1", "kind": "Job",
+            "metadata": {"name": "crunch", "namespace": "default", "uid": "j1"},
+            "spec": spec,
+        }))
+        .unwrap();
+        job.metadata.creation_timestamp = Some(now_rfc3339());
+        job
+    }
+
+    fn ended(mut instance: Instance, phase: Phase, at: SystemTime) -> Instance {
+        instance.status = Some(InstanceStatus {
+            phase,
+            last_termination: Some(Termination {
+                reason: "Error".into(),
+                finished_at: flotilla_spec::meta::rfc3339_millis(at),
+                ..Termination::default()
+            }),
+            ..InstanceStatus::default()
+        });
+        instance
+    }
+
+    fn created(actions: &[JobAction]) -> Vec<Option<u32>> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                JobAction::Create(i) => Some(index_of(i)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn status(actions: &[JobAction]) -> JobStatus {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                JobAction::SetStatus(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn an_indexed_job_retries_a_failed_index_after_its_backoff() {
+        let job = job(
+            serde_json::json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
+        );
+        let now = SystemTime::now();
+        assert_eq!(
+            created(&reconcile(&job, &[], now)),
+            [Some(0), Some(1), Some(2)]
+        );
+        let zero = ended(attempt(&job, Some(0)), Phase::Succeeded, now);
+        let one = ended(attempt(&job, Some(1)), Phase::Failed, now);
+        let two = ended(attempt(&job, Some(2)), Phase::Succeeded, now);
+        let owned = [&zero, &one, &two];
+        // Within the first second after the failure: nothing new.
+        assert!(created(&reconcile(&job, &owned, now)).is_empty());
+        let later = now + FIRST_BACKOFF;
+        let actions = reconcile(&job, &owned, later);
+        assert_eq!(created(&actions), [Some(1)], "only the failed index again");
+        let s = status(&actions);
+        assert_eq!((s.succeeded, s.failed), (2, 1));
+        assert_eq!(s.completed_indexes, "0,2");
+        let again = ended(attempt(&job, Some(1)), Phase::Succeeded, later);
+        let actions = reconcile(&job, &[&zero, &one, &two, &again], later);
+        let s = status(&actions);
+        assert_eq!(s.finished().map(|c| c.kind.as_str()), Some("Complete"));
+        assert_eq!(s.completed_indexes, "0-2");
+    }
+
+    #[test]
+    fn failures_past_the_backoff_limit_fail_it_and_completion_wins_over_them() {
+        let job_ = job(serde_json::json!({"backoffLimit": 1}));
+        let now = SystemTime::now();
+        let a = ended(attempt(&job_, None), Phase::Failed, now);
+        let b = ended(attempt(&job_, None), Phase::Failed, now);
+        let s = status(&reconcile(&job_, &[&a, &b], now));
+        let failed = s.finished().unwrap();
+        assert_eq!(
+            (failed.kind.as_str(), failed.reason.as_str()),
+            ("Failed", "BackoffLimitExceeded")
+        );
+        let c = ended(attempt(&job_, None), Phase::Succeeded, now);
+        let s = status(&reconcile(&job_, &[&a, &b, &c], now));
+        assert_eq!(s.finished().map(|c| c.kind.as_str()), Some("Complete"));
+        // Backoff doubles, capped.
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(3), FIRST_BACKOFF * 4);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
 }

@@ -36,6 +36,12 @@ fn referenced<'a>(
         .chain(instances.map(|i| &i["spec"]["template"]["module"]))
         .filter_map(|module| module["sha256"].as_str().map(str::to_string))
         .collect();
+    // A Job's module waits for its next attempt.
+    for job in store.list("Job", None)?.items {
+        if let Some(digest) = job["spec"]["template"]["module"]["sha256"].as_str() {
+            referenced.insert(digest.to_string());
+        }
+    }
     // An imported module waits for the workloads that will name it.
     for imported in store.list("ImportedModule", None)?.items {
         if let Some(digest) = imported["status"]["sha256"].as_str() {

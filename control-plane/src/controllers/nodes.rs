@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use flotilla_spec::event::ObjectRef;
-use flotilla_spec::instance::Instance;
+use flotilla_spec::instance::{Instance, Phase};
 use flotilla_spec::node::Node;
 use serde_json::Value;
 
@@ -153,6 +153,19 @@ fn evict(store: &dyn Store, cache: &Cache, lost: &BTreeSet<String>) -> Result<()
         .decoded()
         .map(|(_, i)| i)
         .filter(|i| lost.contains(&i.spec.node_name))
+        // A Job's finished attempt is a record (its counts), not a run to
+        // move: it stays.
+        .filter(|i| {
+            let finished = i
+                .status
+                .as_ref()
+                .is_some_and(|s| matches!(s.phase, Phase::Succeeded | Phase::Failed));
+            !(finished
+                && i.metadata
+                    .owner_references
+                    .first()
+                    .is_some_and(|o| o.kind == "Job"))
+        })
         .collect();
     // Fence first: once the epoch is raised, the old bindings are stale
     // wherever they still run, even if the deletes below are interrupted.

@@ -710,9 +710,11 @@ pub fn reconcile_key(store: &dyn Store, cache: &Cache, key: &Key) -> Result<bool
 /// A rolling update replaces ready instances only as fast as the
 /// disruption budgets selecting them allow: deletions of ready outdated
 /// instances past the budgets' allowance wait for a later pass (the
-/// workload is not settled while outdated instances remain). Scaling down
-/// is no disruption, and a Recreate rollout takes every old instance down
-/// by design (a budget would stop it for good), as in Kubernetes.
+/// workload is not settled while outdated instances remain). Only rolling
+/// updates with a surge are held (new instances come first, so the budget
+/// frees up); scaling down is no disruption, and a Recreate rollout or one
+/// without a surge (stateful and every-node ones) takes old instances down
+/// before new ones come — a budget would stop it for good.
 fn within_budgets(
     store: &dyn Store,
     workload: &Workload,
@@ -724,7 +726,17 @@ fn within_budgets(
             .any(|i| i.metadata.name == name && i.status.as_ref().is_some_and(|s| s.ready))
     };
     let disrupting = |a: &Action| matches!(a, Action::Delete(name, "OutdatedSpec") if ready(name));
-    if workload.spec.strategy.kind == StrategyKind::Recreate || !actions.iter().any(disrupting) {
+    // Without a surge the new instances come only once old ones went: a
+    // budget allowing nothing would stop the rollout (and its rollback)
+    // for good.
+    let surge = !workload.spec.is_stateful()
+        && !workload.spec.placement.every_node
+        && flotilla_spec::strategy::rolling_bounds(&workload.spec.strategy, workload.spec.replicas)
+            .is_ok_and(|(surge, _)| surge > 0);
+    if workload.spec.strategy.kind == StrategyKind::Recreate
+        || !surge
+        || !actions.iter().any(disrupting)
+    {
         return Ok(actions);
     }
     let Some((budget, mut allowed)) = crate::disruption::rollout_allowance(store, workload)? else {
