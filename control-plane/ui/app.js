@@ -20,6 +20,7 @@ const cluster = {
   events: new Map(),
   revisions: new Map(),
   budgets: new Map(),
+  jobs: new Map(),
 };
 let token = sessionStorage.getItem(TOKEN_KEY);
 let watches = [];
@@ -219,6 +220,7 @@ function startWatches() {
     watch(`${API}/events`, cluster.events),
     watch(`${API}/revisions`, cluster.revisions),
     watch(`${API}/disruptionbudgets`, cluster.budgets),
+    watch(`${API}/jobs`, cluster.jobs),
   ];
   setConnection();
 }
@@ -398,12 +400,14 @@ function fleetPage() {
   const summary = h('section', { class: 'card summary', id: 'summary' });
   const nodes = h('section', { class: 'card', id: 'nodes' });
   const workloads = h('section', { class: 'card', id: 'workloads' });
+  const jobs = h('section', { class: 'card', id: 'jobs' });
   const budgets = h('section', { class: 'card', id: 'budgets' });
   const events = h('section', { class: 'card', id: 'events' });
   document.getElementById('page').replaceChildren(
     h('h1', {}, 'Fleet'), summary,
     h('h2', {}, 'Nodes'), nodes,
     h('h2', {}, 'Workloads'), workloads,
+    h('h2', {}, 'Jobs'), jobs,
     h('h2', {}, 'Disruption budgets'), budgets,
     h('h2', {}, 'Recent events'), events);
   return {
@@ -460,6 +464,25 @@ function fleetPage() {
       workloads.replaceChildren(table(
         ['Namespace', 'Name', 'Ready', 'Restarts', 'Rollout', 'Last termination'],
         workloadRows, 'No workloads: apply one with flotilla apply -f FILE.'));
+      const jobRows = [...cluster.jobs.values()]
+        .sort((a, b) => keyOf(a).localeCompare(keyOf(b)))
+        .map((j) => {
+          const s = j.status || {};
+          const done = (s.conditions || []).find((c) => c.status === 'True');
+          const state = done ? done.type : 'Running';
+          const level = state === 'Complete' ? 'ok' : state === 'Failed' ? 'bad' : '';
+          return h('tr', { 'data-job': keyOf(j) },
+            h('td', {}, j.metadata.namespace),
+            h('td', {}, j.metadata.name),
+            h('td', { class: level, title: done ? `${done.reason}: ${done.message}` : '' }, state),
+            h('td', {}, `${s.succeeded || 0}/${(j.spec || {}).completions || 1}`),
+            h('td', {}, s.active || 0),
+            h('td', {}, s.failed || 0),
+            h('td', {}, age(j.metadata.creationTimestamp)));
+        });
+      jobs.replaceChildren(table(
+        ['Namespace', 'Name', 'Status', 'Completions', 'Active', 'Failed', 'Age'],
+        jobRows, 'No jobs: apply one (kind: Job) with flotilla apply -f FILE.'));
       const budgetRows = [...cluster.budgets.values()]
         .sort((a, b) => keyOf(a).localeCompare(keyOf(b)))
         .map((b) => {

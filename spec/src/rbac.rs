@@ -162,7 +162,13 @@ impl BuiltinRole {
         rules.push(PolicyRule::new(READ_VERBS, &["secrets"]));
         rules.push(PolicyRule::new(
             &["create", "update", "patch", "delete"],
-            &["workloads", "configs", "secrets", "disruptionbudgets"],
+            &[
+                "workloads",
+                "configs",
+                "secrets",
+                "disruptionbudgets",
+                "jobs",
+            ],
         ));
         rules.push(PolicyRule::new(&["create"], &["instances/eviction"]));
         rules.push(PolicyRule::new(&["delete"], &["volumes"]));

@@ -118,6 +118,19 @@ fn an_indexed_job_completes_every_index_once_and_a_trapping_one_fails_after_its_
     assert_eq!(attempts(&c, "doomed").len(), 3);
     c.wait_for_event("BackoffLimitExceeded");
 
+    // One Job, one kind of attempt.
+    let err = c.fails(&[
+        "patch",
+        "job",
+        "crunch",
+        "-p",
+        r#"{"spec": {"template": {"args": ["1"]}}}"#,
+    ]);
+    assert!(
+        err.contains("spec.template.args") && err.contains("cannot change"),
+        "{err}"
+    );
+
     // Deleting a Job takes its attempts with it.
     c.ok(&["delete", "job", "crunch"]);
     c.wait_until(
@@ -125,4 +138,66 @@ fn an_indexed_job_completes_every_index_once_and_a_trapping_one_fails_after_its_
         Duration::from_secs(10),
         || attempts(&c, "crunch").is_empty(),
     );
+}
+
+const SLOW: &str = r#"
+apiVersion: flotilla.dev/v1
+kind: Job
+metadata: {name: slow}
+spec:
+  template:
+    module: {source: "file:MODULES/sleeper.wasm"}
+    args: ["500", "12"]
+    resources: {requests: {memory: 16Mi}}
+"#;
+
+#[test]
+fn an_attempt_whose_node_dies_runs_again_elsewhere_and_is_no_failure() {
+    let c = Cluster::start_server_with(&["--node-grace", "2s"]);
+    let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    let mut a = crate::fleet::agent(&c, "edge-a", join.trim(), "256Mi");
+    let mut b = crate::fleet::agent(&c, "edge-b", join.trim(), "256Mi");
+    c.wait_until("two nodes are Ready", Duration::from_secs(30), || {
+        ready_nodes(&c) == 2
+    });
+    c.apply("slow.yaml", SLOW);
+    let mut first = Value::Null;
+    c.wait_until("the attempt runs", Duration::from_secs(30), || {
+        first = attempts(&c, "slow")
+            .into_iter()
+            .find(|i| i["status"]["phase"] == "Running")
+            .unwrap_or_default();
+        !first.is_null()
+    });
+    let node = first["spec"]["nodeName"].as_str().unwrap().to_string();
+    let (dead, alive) = if node == "edge-a" {
+        (&mut a, "edge-b")
+    } else {
+        (&mut b, "edge-a")
+    };
+    let _ = dead.0.kill();
+    let _ = dead.0.wait();
+    let out = c.ok(&[
+        "wait",
+        "job/slow",
+        "--for",
+        "condition=Complete",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(out.trim(), "job/slow condition met");
+    let status = job(&c, "slow")["status"].clone();
+    assert_eq!(
+        (status["succeeded"].clone(), status["failed"].clone()),
+        (1.into(), 0.into()),
+        "{status}"
+    );
+    let done = attempts(&c, "slow");
+    assert_eq!(
+        done.len(),
+        1,
+        "the lost attempt is gone, not failed: {done:?}"
+    );
+    assert_eq!(done[0]["spec"]["nodeName"], alive, "{done:?}");
+    assert_ne!(done[0]["metadata"]["name"], first["metadata"]["name"]);
 }

@@ -309,6 +309,34 @@ pub fn for_replace(
 
 /// An `immutable` Config or Secret keeps its values (and stays immutable).
 fn check_immutable(kind: Kind, value: &Value, stored: &Value) -> Result<(), ApiError> {
+    if kind == Kind::Job {
+        // One Job, one kind of attempt (as Kubernetes: a Job's template is
+        // fixed); parallelism, the deadline and the TTL may change.
+        let (new, old) = (&value["spec"], &stored["spec"]);
+        for field in ["completions", "completionMode", "restartPolicy"] {
+            if new[field] != old[field] {
+                return Err(ApiError::invalid(format!(
+                    "spec.{field}: a Job's {field} cannot change: delete the Job and create it again"
+                )));
+            }
+        }
+        for field in [
+            "module",
+            "args",
+            "env",
+            "envFrom",
+            "volumes",
+            "volumeMounts",
+            "grants",
+        ] {
+            if new["template"][field] != old["template"][field] {
+                return Err(ApiError::invalid(format!(
+                    "spec.template.{field}: a Job's template cannot change: delete the Job and create it again"
+                )));
+            }
+        }
+        return Ok(());
+    }
     if !matches!(kind, Kind::Config | Kind::Secret) || stored["immutable"] != true {
         return Ok(());
     }

@@ -386,19 +386,14 @@ async fn write(
         };
         let mut object = object;
         let mut _admission = None;
-        if kind == Kind::Workload && !matches!(how, Write::Status) {
+        if matches!(kind, Kind::Workload | Kind::Job) && !matches!(how, Write::Status) {
             _admission = Some(state.admission.lock().await);
-            check_workload(
-                &state,
-                &namespace,
-                &mut object,
-                Some(&stored),
-                member.as_ref(),
-            )?;
-        }
-        if kind == Kind::Job && !matches!(how, Write::Status) {
-            _admission = Some(state.admission.lock().await);
-            check_job(
+            let check = if kind == Kind::Job {
+                check_job
+            } else {
+                check_workload
+            };
+            check(
                 &state,
                 &namespace,
                 &mut object,
