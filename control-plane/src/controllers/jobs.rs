@@ -510,4 +510,34 @@ mod tests {
         assert_eq!(backoff(3), FIRST_BACKOFF * 4);
         assert_eq!(backoff(40), MAX_BACKOFF);
     }
+
+    #[test]
+    fn a_deadline_fails_it_and_stops_what_runs_and_the_ttl_deletes_it() {
+        let mut job_ =
+            job(serde_json::json!({"activeDeadlineSeconds": 5, "ttlSecondsAfterFinished": 60}));
+        let now = SystemTime::now();
+        let running = attempt(&job_, None);
+        job_.status = Some(JobStatus {
+            start_time: Some(flotilla_spec::meta::rfc3339(now - Duration::from_secs(10))),
+            ..JobStatus::default()
+        });
+        let actions = reconcile(&job_, &[&running], now);
+        assert!(actions.contains(&JobAction::Delete(
+            running.metadata.name.clone(),
+            "DeadlineExceeded"
+        )));
+        let s = status(&actions);
+        assert_eq!(
+            s.finished().map(|c| c.reason.as_str()),
+            Some("DeadlineExceeded")
+        );
+        job_.status = Some(s);
+        assert!(
+            !reconcile(&job_, &[], now + Duration::from_secs(30)).contains(&JobAction::DeleteJob)
+        );
+        assert_eq!(
+            reconcile(&job_, &[], now + Duration::from_secs(61)),
+            [JobAction::DeleteJob]
+        );
+    }
 }
