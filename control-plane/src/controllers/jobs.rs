@@ -274,14 +274,6 @@ pub fn owned_by_a_job(instance: &Value) -> bool {
 /// (deleted: what it ran stops).
 pub fn pass(store: &dyn Store, cache: &Cache) -> Result<(), StoreError> {
     let jobs = crate::store::decoded_by_namespace::<Job>(store, "Job")?;
-    // A Job this version cannot decode keeps its attempts (as the workload
-    // controller leaves such objects alone).
-    let stored_uids: std::collections::HashSet<String> = store
-        .list("Job", None)?
-        .items
-        .iter()
-        .filter_map(|j| j["metadata"]["uid"].as_str().map(str::to_string))
-        .collect();
     let mut by_owner: HashMap<(String, String), Vec<&Instance>> = HashMap::new();
     let mut orphans = Vec::new();
     for key in cache.instances.keys() {
@@ -307,12 +299,18 @@ pub fn pass(store: &dyn Store, cache: &Cache) -> Result<(), StoreError> {
                 .push(instance),
             // Undecodable by this version: left alone.
             (Some((_, job)), None) if job.metadata.uid == owner_uid => {}
-            _ if stored_uids.contains(owner_uid) => {}
-            _ => orphans.push(key.clone()),
+            _ => orphans.push((key.clone(), owner.to_string(), owner_uid.to_string())),
         }
     }
-    for (namespace, name) in orphans {
-        super::delete_if_present(store, "Instance", &namespace, &name)?;
+    for ((namespace, name), owner, owner_uid) in orphans {
+        // A Job this version cannot decode keeps its attempts (as the
+        // workload controller leaves such objects alone).
+        let undecodable_owner = store
+            .get("Job", &namespace, &owner)?
+            .is_some_and(|job| job["metadata"]["uid"] == owner_uid.as_str());
+        if !undecodable_owner {
+            super::delete_if_present(store, "Instance", &namespace, &name)?;
+        }
     }
     let now = SystemTime::now();
     for (namespace, list) in &jobs {
@@ -343,12 +341,7 @@ fn apply(store: &dyn Store, value: &Value, job: &Job, action: JobAction) -> Resu
     };
     match action {
         JobAction::Create(instance) => {
-            let mut object =
-                serde_json::to_value(&*instance).map_err(|e| StoreError::Backend(e.to_string()))?;
-            object["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
-            object["metadata"]["creationTimestamp"] = now_rfc3339().into();
-            object["metadata"]["generation"] = 1.into();
-            store.create("Instance", ns, &instance.metadata.name, object)?;
+            super::workloads::create_instance(store, &instance)?;
             let message = format!("Created instance {}", instance.metadata.name);
             record(
                 store,

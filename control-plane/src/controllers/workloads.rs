@@ -784,16 +784,25 @@ fn workload_ref(w: &Workload) -> ObjectRef {
     }
 }
 
+/// Stores an instance a controller made, with the fields the API server
+/// sets on what it creates (a controller writes the store directly).
+pub(super) fn create_instance(store: &dyn Store, instance: &Instance) -> Result<(), StoreError> {
+    let mut value =
+        serde_json::to_value(instance).map_err(|e| StoreError::Backend(e.to_string()))?;
+    value["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
+    value["metadata"]["creationTimestamp"] = now_rfc3339().into();
+    value["metadata"]["generation"] = 1.into();
+    let meta = &instance.metadata;
+    store
+        .create("Instance", &meta.namespace, &meta.name, value)
+        .map(drop)
+}
+
 fn apply(store: &dyn Store, workload: &Workload, action: Action) -> Result<(), StoreError> {
     let ns = &workload.metadata.namespace;
     match action {
         Action::Create(instance) => {
-            let mut value =
-                serde_json::to_value(&*instance).map_err(|e| StoreError::Backend(e.to_string()))?;
-            value["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
-            value["metadata"]["creationTimestamp"] = now_rfc3339().into();
-            value["metadata"]["generation"] = 1.into();
-            store.create("Instance", ns, &instance.metadata.name, value)?;
+            create_instance(store, &instance)?;
             let message = format!("Created instance {}", instance.metadata.name);
             record(
                 store,
